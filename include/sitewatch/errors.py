@@ -1,0 +1,46 @@
+"""The named errors of sitewatch.
+
+A site being down is not a pipeline failure, and the two must never be confused: ``SiteDown`` means
+the site failed its own assertions (Airflow retries re-check it); every other error here means
+sitewatch itself could not do its job.
+"""
+
+from __future__ import annotations
+
+
+class SitewatchError(Exception):
+    """Base class of every error sitewatch raises on purpose."""
+
+
+class ConfigError(SitewatchError):
+    """The sites file is invalid; ``issues`` holds every problem found, each with file and line."""
+
+    def __init__(self, issues):
+        self.issues = list(issues)
+        super().__init__("\n".join(str(i) for i in self.issues) or "invalid sites file")
+
+
+class SiteDown(SitewatchError):
+    """The site failed its assertions on this attempt; the observation was published first."""
+
+    def __init__(self, observation):
+        self.observation = observation
+        super().__init__(
+            f"site {observation.site} is down: {observation.error}: {observation.error_detail}"
+        )
+
+
+class DeliveryError(SitewatchError):
+    """Kafka did not confirm delivery of an observation, so the attempt cannot count."""
+
+
+class StorageError(SitewatchError):
+    """PostgreSQL could not store a batch; nothing of the batch was committed."""
+
+
+class MessageError(SitewatchError):
+    """A message on the topic is not a valid observation; ``reason`` says why."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)

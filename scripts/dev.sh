@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# Local stack for sitewatch: a virtualenv, a single-node Kafka (KRaft) and a PostgreSQL cluster of
+# the project's own, then Airflow. No Docker. Everything lives in $SITEWATCH_STATE_DIR (.state/).
+#
+#   scripts/dev.sh services   start Kafka and PostgreSQL, write .state/env.sh (idempotent)
+#   scripts/dev.sh run        services + Airflow standalone with the UI on localhost:$SITEWATCH_UI_PORT
+#   scripts/dev.sh test [ARGS]  services + Airflow metadata DB, then pytest ARGS over every suite
+#   scripts/dev.sh stop       stop Airflow, Kafka and PostgreSQL started from this checkout
+#   scripts/dev.sh env        print the environment for the airflow CLI and psql
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE=${SITEWATCH_STATE_DIR:-$ROOT/.state}
+KAFKA_PORT=${SITEWATCH_KAFKA_PORT:-19092}
+KAFKA_CONTROLLER_PORT=${SITEWATCH_KAFKA_CONTROLLER_PORT:-19093}
+PG_PORT=${SITEWATCH_PG_PORT:-15432}
+UI_PORT=${SITEWATCH_UI_PORT:-8080}
+TOPIC=${SITEWATCH_TOPIC:-sitewatch.checks}
+PARTITIONS=${SITEWATCH_TOPIC_PARTITIONS:-3}
+VENV=$ROOT/.venv
+PY=$VENV/bin/python
+
+log() { printf '[sitewatch] %s\n' "$*" >&2; }
+die() { printf '[sitewatch] error: %s\n' "$*" >&2; exit 1; }
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+need_free_port() {  # port variable
+  if port_busy "$1"; then
+    die "port $1 is already in use by another program; set $2 to a free port (e.g. $2=$(( $1 + 100 )))"
+  fi
+}
+
+# --- virtualenv ----------------------------------------------------------------------------------
+venv() {
+  command -v python3 >/dev/null || die "python3 (3.11+) is required"
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "Python 3.11+ is required"
+  [ -x "$PY" ] || python3 -m venv "$VENV"
+  local stamp=$VENV/.sitewatch-installed want
+  want=$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "installing sitewatch and its pinned dependencies into .venv"
+    "$PY" -m pip install -q --upgrade pip
+    "$PY" -m pip install -q -c "$ROOT/constraints.txt" -e "$ROOT[test]"
+    echo "$want" > "$stamp"
+  fi
+}
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+pg_bindir() {
+  local d
+  for d in /usr/lib/postgresql/*/bin; do [ -x "$d/pg_ctl" ] && { echo "$d"; return; }; done
+  command -v pg_ctl >/dev/null && dirname "$(readlink -f "$(command -v pg_ctl)")"
+}
+
+pg_install() {
+  [ -n "$(pg_bindir)" ] && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing the PostgreSQL server with apt-get"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+  [ -n "$(pg_bindir)" ] || die "PostgreSQL server binaries not found: install 'postgresql' (Debian/Ubuntu) or put pg_ctl on PATH"
+}
+
+# The server refuses to run as root, so as root the cluster belongs to the 'postgres' user. Its data
+# directory must be reachable by that user; a checkout under a private home gets one in /var/tmp.
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+pg_dir() {
+  if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$STATE" 2>/dev/null; then
+    echo "/var/tmp/sitewatch-pg-$(echo "$STATE" | sha256sum | cut -c1-12)"
+  else
+    echo "$STATE/pg"
+  fi
+}
+
+pg_start() {
+  pg_install
+  local bin dir; bin=$(pg_bindir); dir=$(pg_dir)
+  mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --home-dir "$dir" postgres
+    chown postgres "$dir"
+  fi
+  [ -f "$STATE/pg-password" ] || (umask 077 && head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$STATE/pg-password")
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    log "creating the PostgreSQL cluster in $dir/data"
+    local pwfile="$dir/.pw"
+    cp "$STATE/pg-password" "$pwfile"; [ "$(id -u)" = 0 ] && chown postgres "$pwfile"
+    as_pg "$bin/initdb" -D "$dir/data" -U sitewatch --pwfile="$pwfile" -A scram-sha-256 -E UTF8 \
+      --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
+    rm -f "$pwfile"
+  fi
+  if as_pg "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+    log "PostgreSQL already running on port $(pg_running_port "$dir")"
+  else
+    need_free_port "$PG_PORT" SITEWATCH_PG_PORT
+    as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
+      -o "-p $PG_PORT -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on" \
+      >/dev/null || { tail -20 "$dir/server.log" >&2; die "PostgreSQL did not start (log: $dir/server.log)"; }
+    echo "$PG_PORT" > "$dir/port"
+    log "PostgreSQL ready on 127.0.0.1:$PG_PORT"
+  fi
+  PG_PORT=$(pg_running_port "$dir")
+  local db
+  for db in airflow sitewatch; do
+    PGPASSWORD=$(cat "$STATE/pg-password") "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U sitewatch -d postgres -tAq \
+      -c "SELECT 1 FROM pg_database WHERE datname='$db'" | grep -q 1 ||
+      PGPASSWORD=$(cat "$STATE/pg-password") "$bin/createdb" -h 127.0.0.1 -p "$PG_PORT" -U sitewatch "$db"
+  done
+}
+
+pg_running_port() { cat "$1/port" 2>/dev/null || echo "$PG_PORT"; }
+
+pg_stop() {
+  local bin dir; bin=$(pg_bindir); dir=$(pg_dir)
+  [ -n "$bin" ] && [ -f "$dir/data/PG_VERSION" ] || return 0
+  if as_pg "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+    as_pg "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null && log "PostgreSQL stopped"
+  fi
+}
+
+# --- Kafka ---------------------------------------------------------------------------------------
+kafka_start() {
+  local dir=$STATE/kafka
+  mkdir -p "$dir"
+  if pid_alive "$dir/pid"; then
+    log "Kafka already running on port $(cat "$dir/port")"; KAFKA_PORT=$(cat "$dir/port"); return
+  fi
+  command -v java >/dev/null || die "Java 17+ is required for the local Kafka broker: install a JDK (Debian: apt-get install openjdk-17-jdk-headless)"
+  command -v mvn >/dev/null || die "Maven is required to fetch the Kafka broker jars: install it (Debian: apt-get install maven)"
+  local pom=$ROOT/scripts/kafka/pom.xml
+  if [ "$(cat "$dir/libs.stamp" 2>/dev/null)" != "$(sha256sum < "$pom")" ]; then
+    log "resolving the Kafka broker jars with Maven"
+    rm -rf "$dir/libs"
+    mvn -q -B -f "$pom" dependency:copy-dependencies -DincludeScope=runtime \
+      -DoutputDirectory="$dir/libs" >"$dir/mvn.log" 2>&1 || { tail -20 "$dir/mvn.log" >&2; die "Maven could not resolve the Kafka jars (log: $dir/mvn.log)"; }
+    sha256sum < "$pom" > "$dir/libs.stamp"
+  fi
+  need_free_port "$KAFKA_PORT" SITEWATCH_KAFKA_PORT
+  need_free_port "$KAFKA_CONTROLLER_PORT" SITEWATCH_KAFKA_CONTROLLER_PORT
+  cat > "$dir/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=$PARTITIONS
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=3
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+EOF
+  local java=(java -Xms256m -Xmx512m -XX:+UseG1GC -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties"
+    -Dsitewatch.kafka.log="$dir/server.log" -cp "$dir/libs/*")
+  if [ ! -f "$dir/data/meta.properties" ]; then
+    "${java[@]}" kafka.tools.StorageTool format -t "$("${java[@]}" kafka.tools.StorageTool random-uuid | tail -1)" \
+      -c "$dir/server.properties" >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; die "formatting Kafka storage failed"; }
+  fi
+  setsid nohup "${java[@]}" kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 &
+  echo $! > "$dir/pid"; echo "$KAFKA_PORT" > "$dir/port"
+  "$PY" "$ROOT/scripts/kafka_ready.py" "127.0.0.1:$KAFKA_PORT" "$TOPIC" "$PARTITIONS" ||
+    { tail -20 "$dir/server.log" "$dir/stdout.log" >&2; kafka_stop; die "Kafka did not become ready (log: $dir/server.log)"; }
+  log "Kafka ready on 127.0.0.1:$KAFKA_PORT, topic $TOPIC"
+}
+
+kafka_stop() { stop_pid "$STATE/kafka/pid" Kafka; }
+
+stop_pid() {  # pidfile name
+  pid_alive "$1" || { rm -f "$1"; return 0; }
+  local pid; pid=$(cat "$1")
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
+  for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$1"; log "$2 stopped"
+}
+
+# --- environment ---------------------------------------------------------------------------------
+write_env() {
+  local pw; pw=$(cat "$STATE/pg-password")
+  local pg="postgresql://sitewatch:$pw@127.0.0.1:$PG_PORT"
+  mkdir -p "$STATE/airflow"
+  cat > "$STATE/env.sh" <<EOF
+# Generated by scripts/dev.sh; source it to use the airflow CLI and psql against the local stack.
+export PATH="$VENV/bin:\$PATH"
+export AIRFLOW_HOME="$STATE/airflow"
+export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
+export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/plugins"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__CORE__EXECUTOR=LocalExecutor
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://localhost:$UI_PORT/execution/"
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="postgresql+psycopg2://sitewatch:$pw@127.0.0.1:$PG_PORT/airflow"
+export AIRFLOW__API__PORT=$UI_PORT
+export AIRFLOW__API__BASE_URL="http://localhost:$UI_PORT"
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="$STATE/airflow/passwords.json"
+export AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK=False
+export AIRFLOW_CONN_SITEWATCH_KAFKA='{"conn_type": "kafka", "extra": {"bootstrap.servers": "127.0.0.1:$KAFKA_PORT"}}'
+export AIRFLOW_CONN_SITEWATCH_POSTGRES='{"conn_type": "postgres", "host": "127.0.0.1", "port": $PG_PORT, "login": "sitewatch", "password": "$pw", "schema": "sitewatch"}'
+export SITEWATCH_PG_DSN="$pg/sitewatch"
+export SITEWATCH_KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+export SITEWATCH_TOPIC="$TOPIC"
+export PGHOST=127.0.0.1 PGPORT=$PG_PORT PGUSER=sitewatch PGDATABASE=sitewatch PGPASSWORD="$pw"
+EOF
+  chmod 600 "$STATE/env.sh"
+}
+
+services() {
+  mkdir -p "$STATE"
+  venv
+  pg_start
+  kafka_start
+  write_env
+}
+
+airflow_db() {
+  # shellcheck source=/dev/null
+  source "$STATE/env.sh"
+  log "migrating the Airflow metadata database"
+  airflow db migrate >"$STATE/airflow/db-migrate.log" 2>&1 ||
+    { tail -30 "$STATE/airflow/db-migrate.log" >&2; die "airflow db migrate failed (log: $STATE/airflow/db-migrate.log)"; }
+}
+
+run() {
+  services
+  airflow_db
+  if pid_alive "$STATE/airflow/pid"; then
+    log "Airflow already running: http://localhost:$UI_PORT"; print_login; return
+  fi
+  need_free_port "$UI_PORT" SITEWATCH_UI_PORT
+  log "starting Airflow (standalone); logs in $STATE/airflow/standalone.log"
+  setsid nohup airflow standalone >"$STATE/airflow/standalone.log" 2>&1 &
+  echo $! > "$STATE/airflow/pid"
+  for _ in $(seq 180); do
+    curl -fs "http://localhost:$UI_PORT/api/v2/version" >/dev/null 2>&1 && break
+    pid_alive "$STATE/airflow/pid" || { tail -30 "$STATE/airflow/standalone.log" >&2; die "Airflow exited"; }
+    sleep 1
+  done
+  curl -fs "http://localhost:$UI_PORT/api/v2/version" >/dev/null || die "Airflow did not answer on port $UI_PORT"
+  log "Airflow is up: http://localhost:$UI_PORT"
+  print_login
+  log "stop everything with: make stop"
+}
+
+print_login() {
+  local users=$STATE/airflow/passwords.json
+  for _ in $(seq 30); do [ -s "$users" ] && break; sleep 1; done
+  log "log in as admin with the password in $users: $(cat "$users" 2>/dev/null)"
+}
+
+stop() {
+  stop_pid "$STATE/airflow/pid" Airflow
+  kafka_stop
+  pg_stop
+}
+
+test_suite() {
+  services
+  airflow_db
+  # shellcheck source=/dev/null
+  source "$STATE/env.sh"
+  cd "$ROOT"
+  local rc=0
+  "$VENV/bin/ruff" check . || rc=1
+  "$VENV/bin/pytest" "$@" || rc=1
+  return $rc
+}
+
+cmd=${1:-}; shift || true
+case "$cmd" in
+  services) services; log "environment written to $STATE/env.sh (source it)" ;;
+  run) run ;;
+  test) test_suite "$@" ;;
+  stop) stop ;;
+  env) services >/dev/null; cat "$STATE/env.sh" ;;
+  *) die "usage: scripts/dev.sh services|run|test|stop|env" ;;
+esac
