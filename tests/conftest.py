@@ -1,6 +1,9 @@
 """Fixtures shared by the suites that talk to the real local Kafka (started by scripts/dev.sh)."""
 
+import http.server
 import os
+import threading
+import time
 import uuid
 
 import pytest
@@ -31,3 +34,47 @@ def new_topic():
     if created:
         for future in admin.delete_topics(created).values():
             future.result(timeout=30)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        status, body = self.server.reply
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def web():
+    """A local HTTP server: set ``web.reply = (status, body)``; ``web.url`` is its URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.reply = (200, "<html>ok</html>")
+    server.url = f"http://127.0.0.1:{server.server_port}/"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def read_topic(topic: str, count: int, timeout: float = 30.0) -> list:
+    """Read ``count`` messages from the start of ``topic`` (fresh group); fail if fewer arrive."""
+    from sitewatch.kafka import GroupConsumerHook
+
+    consumer = GroupConsumerHook([topic], group_id=f"reader-{uuid.uuid4().hex}").get_consumer()
+    messages, deadline = [], time.monotonic() + timeout
+    try:
+        while len(messages) < count and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                messages.append(msg)
+    finally:
+        consumer.close()
+    assert len(messages) == count, f"expected {count} messages on {topic}, got {len(messages)}"
+    return messages

@@ -44,3 +44,7 @@ class MessageError(SitewatchError):
     def __init__(self, reason: str):
         self.reason = reason
         super().__init__(reason)
+
+
+class ConsumeError(SitewatchError):
+    """Reading the topic failed (broker unreachable, topic missing, authentication refused)."""

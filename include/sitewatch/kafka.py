@@ -10,7 +10,7 @@ from __future__ import annotations
 from airflow.providers.apache.kafka.hooks.consume import KafkaConsumerHook
 from airflow.providers.apache.kafka.hooks.produce import KafkaProducerHook
 
-from sitewatch.publish import PRODUCER_GUARANTEES
+from sitewatch.publish import PRODUCER_DEFAULTS, PRODUCER_GUARANTEES
 
 KAFKA_CONN_ID = "sitewatch_kafka"
 DRAIN_GROUP = "sitewatch-drain"
@@ -21,7 +21,7 @@ class ObservationProducerHook(KafkaProducerHook):
     """A producer on the connection with idempotence and ``acks=all`` forced on."""
 
     def _get_client(self, config):
-        return super()._get_client({**config, **PRODUCER_GUARANTEES})
+        return super()._get_client({**PRODUCER_DEFAULTS, **config, **PRODUCER_GUARANTEES})
 
 
 class GroupConsumerHook(KafkaConsumerHook):

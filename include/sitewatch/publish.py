@@ -21,11 +21,9 @@ DEFAULT_TOPIC = "sitewatch.checks"
 
 # Forced on top of the connection's own settings: without them a broker failover can drop or
 # duplicate an observation, which is exactly what sitewatch promises never happens.
-PRODUCER_GUARANTEES = {
-    "enable.idempotence": True,
-    "acks": "all",
-    "message.timeout.ms": 30_000,
-}
+PRODUCER_GUARANTEES = {"enable.idempotence": True, "acks": "all"}
+# Used unless the connection says otherwise: how long librdkafka keeps retrying one delivery.
+PRODUCER_DEFAULTS = {"message.timeout.ms": 30_000}
 
 
 def topic() -> str:
@@ -39,8 +37,8 @@ def publish(
     """Produce one observation keyed by site name and wait for the broker's confirmation.
 
     producer: a ``confluent_kafka.Producer`` (from ``sitewatch.kafka.producer_hook``).
-    timeout: seconds to wait for the delivery report; a little above ``message.timeout.ms`` so
-    librdkafka reports its own error first.
+    timeout: seconds to wait for the delivery report; keep it above the producer's
+    ``message.timeout.ms`` so librdkafka reports its own, more precise error first.
     Raises DeliveryError when the broker rejected the message or did not confirm it in time.
     """
     name = to_topic or topic()
@@ -65,5 +63,5 @@ def publish(
             f"({remaining} message(s) still queued)"
         )
     if outcome[0] is not None:
-        raise DeliveryError(f"Kafka rejected the observation for {name}: {outcome[0]}")
+        raise DeliveryError(f"Kafka did not confirm delivery to {name}: {outcome[0].str()}")
     log.debug("delivered site=%s topic=%s", observation.site, name)

@@ -1,0 +1,104 @@
+"""Durations ("30s", "1h30m", "500ms") and 5-field cron expressions, parsed strictly.
+
+Both raise ``ValueError`` with a message meant for the person editing the sites file. The cron
+checker accepts the classic Vixie subset (numbers, names, ``*``, ranges, steps, lists) that every
+scheduler agrees on, so an expression that passes here also means the same thing to Airflow.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+DURATION_HINT = "a duration like '30s', '5m', '1h30m' or '500ms'"
+MAX_DURATION = timedelta(days=365)
+
+# Units largest first, each at most once: "1h30m" reads one way only, "30m1h" is rejected.
+_DURATION = re.compile(
+    r"(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m(?!s))?(?:(?P<s>\d+)s)?(?:(?P<ms>\d+)ms)?"
+)
+_UNIT_MS = {"d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a duration such as ``"10s"``, ``"5m"``, ``"1h30m"`` or ``"500ms"``.
+
+    Units are d, h, m, s and ms, integers only, largest first. Raises ValueError when the text is
+    not a duration or exceeds a year (which also keeps ``timedelta`` far from overflowing).
+    """
+    if text.isdigit():
+        raise ValueError(f"invalid duration {text!r}: missing unit, e.g. '{text}s'")
+    match = _DURATION.fullmatch(text)
+    if not text or match is None:
+        raise ValueError(f"invalid duration {text!r}: expected {DURATION_HINT}")
+    total_ms = sum(int(v) * _UNIT_MS[unit] for unit, v in match.groupdict().items() if v)
+    if total_ms > MAX_DURATION // timedelta(milliseconds=1):
+        raise ValueError(f"duration {text!r} is longer than 365d")
+    return timedelta(milliseconds=total_ms)
+
+
+def format_duration(value: timedelta) -> str:
+    """Render a timedelta in the duration syntax ``parse_duration`` reads ("1h30m", "500ms")."""
+    ms = value // timedelta(milliseconds=1)
+    parts = []
+    for unit, size in _UNIT_MS.items():
+        count, ms = divmod(ms, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+# (name, lowest, highest, names mapped to numbers)
+_FIELDS = (
+    ("minute", 0, 59, {}),
+    ("hour", 0, 23, {}),
+    ("day-of-month", 1, 31, {}),
+    ("month", 1, 12, {n: i + 1 for i, n in enumerate(_MONTHS)}),
+    ("day-of-week", 0, 7, {n: i for i, n in enumerate(_DAYS)}),  # 0 and 7 are both Sunday
+)
+_ITEM = re.compile(r"(?P<range>\*|[0-9a-z]+(?:-[0-9a-z]+)?)(?:/(?P<step>[0-9]+))?")
+
+
+def check_cron(text: str) -> str:
+    """Validate a 5-field cron expression and return it with whitespace normalised.
+
+    Raises ValueError naming the first bad field, e.g.
+    ``invalid cron expression '61 * * * *': minute: 61 is out of range 0-59``.
+    """
+    fields = text.split()
+    if len(fields) != 5:
+        raise ValueError(
+            f"invalid cron expression {text!r}: expected 5 fields "
+            f"(minute hour day-of-month month day-of-week), got {len(fields)}"
+        )
+    for value, spec in zip(fields, _FIELDS, strict=True):
+        try:
+            _check_cron_field(value.lower(), *spec[1:])
+        except ValueError as exc:
+            raise ValueError(f"invalid cron expression {text!r}: {spec[0]}: {exc}") from None
+    return " ".join(fields)
+
+
+def _check_cron_field(value: str, low: int, high: int, names: dict[str, int]) -> None:
+    for item in value.split(","):
+        match = _ITEM.fullmatch(item)
+        if match is None:
+            raise ValueError(f"cannot read {item!r}")
+        if match["range"] != "*":
+            bounds = [_cron_number(part, low, high, names) for part in match["range"].split("-")]
+            if bounds[0] > bounds[-1]:
+                raise ValueError(f"range {match['range']!r} runs backwards")
+        if match["step"] is not None and not 1 <= int(match["step"]) <= high - low + 1:
+            raise ValueError(f"step {match['step']} is out of range 1-{high - low + 1}")
+
+
+def _cron_number(part: str, low: int, high: int, names: dict[str, int]) -> int:
+    if part in names:
+        return names[part]
+    if not part.isdigit():
+        raise ValueError(f"{part!r} is not a number" + (" or a name" if names else ""))
+    if not low <= int(part) <= high:
+        raise ValueError(f"{part} is out of range {low}-{high}")
+    return int(part)

@@ -1,0 +1,91 @@
+"""DagBag integrity: the project's DAG files parse, and every site DAG is wired as promised."""
+
+import textwrap
+from datetime import timedelta
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from sitewatch.config import load_sites
+
+DAGS = "dags"
+
+
+@pytest.fixture
+def sites_file(tmp_path, monkeypatch):
+    def write(text: str):
+        path = tmp_path / "sites.yaml"
+        path.write_text(textwrap.dedent(text))
+        monkeypatch.setenv("SITEWATCH_SITES_FILE", str(path))
+        return path
+
+    return write
+
+
+def test_shipped_sites_file_builds_dags_without_import_errors():
+    bag = DagBag(DAGS)
+    assert bag.import_errors == {}
+    enabled = {f"site_{s.name}" for s in load_sites().sites if s.enabled}
+    assert enabled, "include/sites.yaml ships no enabled site"
+    assert enabled | {"sitewatch_drain"} == set(bag.dag_ids)
+    for dag_id in enabled:
+        dag = bag.dags[dag_id]
+        assert "sitewatch" in dag.tags
+        assert dag.schedule is not None
+        assert dag.max_active_runs == 1
+        assert not dag.catchup
+        assert dag.doc_md
+        (probe,) = dag.tasks
+        assert probe.task_id == "probe"
+        assert probe.retries >= 0
+
+
+def test_site_settings_reach_the_dag(sites_file):
+    sites_file("""
+        defaults:
+          retries: 4
+        sites:
+          - name: shop
+            url: https://shop.example.com/
+            schedule: "*/10 * * * *"
+            retry_delay: 45s
+            tags: [team-a, prod]
+            owner: alice
+          - name: blog
+            url: http://blog.example.com/
+            schedule: 90s
+            retries: 0
+          - name: off
+            url: http://off.example.com/
+            enabled: false
+    """)
+    bag = DagBag(DAGS)
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == {"site_shop", "site_blog", "sitewatch_drain"}
+    shop, blog = bag.dags["site_shop"], bag.dags["site_blog"]
+    assert set(shop.tags) == {"sitewatch", "team-a", "prod"}
+    assert shop.schedule == "*/10 * * * *"
+    probe = shop.get_task("probe")
+    assert (probe.retries, probe.retry_delay.total_seconds(), probe.owner) == (4, 45, "alice")
+    assert blog.get_task("probe").retries == 0
+    assert blog.schedule == timedelta(seconds=90)
+    assert "https://shop.example.com/" in shop.doc_md
+
+
+def test_broken_entry_keeps_valid_sites_and_shows_the_error(sites_file):
+    path = sites_file("""
+        sites:
+          - name: good
+            url: http://good.example.com/
+          - name: broken
+            url: http://broken.example.com/
+            regex: "unclosed("
+          - name: also-good
+            url: http://also.example.com/
+    """)
+    bag = DagBag(DAGS)
+    assert {"site_good", "site_also-good"} <= set(bag.dag_ids)
+    assert "site_broken" not in bag.dag_ids
+    (error,) = [e for f, e in bag.import_errors.items() if f.endswith("sites_config_errors.py")]
+    assert f"{path}:7: sites[1].regex: invalid regex at position 9" in error
+    assert len(bag.import_errors) == 1

@@ -1,0 +1,97 @@
+"""End to end through ``dag.test()``: a site DAG probes a local server, publishes to real Kafka."""
+
+import json
+
+import pytest
+
+from sitewatch.config import load_sites
+from sitewatch.factory import site_dag
+from tests.conftest import read_topic
+
+
+@pytest.fixture
+def make_dag(tmp_path, monkeypatch):
+    """Write a one-site sites file (as an operator would) and build its DAG."""
+
+    def make(url: str, **settings):
+        keys = "".join(f"\n    {k}: {json.dumps(v)}" for k, v in settings.items())
+        path = tmp_path / "sites.yaml"
+        path.write_text(f"sites:\n  - name: e2e\n    url: {url}{keys}\n")
+        monkeypatch.setenv("SITEWATCH_SITES_FILE", str(path))
+        sites = load_sites(path)
+        assert sites.issues == []
+        return site_dag(sites.sites[0])
+
+    return make
+
+
+@pytest.fixture
+def topic(new_topic, monkeypatch):
+    name = new_topic()
+    monkeypatch.setenv("SITEWATCH_TOPIC", name)
+    return name
+
+
+def test_up_site_publishes_one_observation(web, topic, make_dag):
+    web.reply = (200, "<p>Last updated 12:34</p>")
+    run = make_dag(web.url, regex=r"Last updated \d\d:\d\d", retries=0).test()
+    assert run.state == "success"
+
+    (msg,) = read_topic(topic, 1)
+    assert msg.key() == b"e2e"
+    doc = json.loads(msg.value())
+    assert doc["v"] == 1
+    expected = {
+        "site": "e2e",
+        "url": web.url,
+        "attempt": 1,
+        "final": True,
+        "up": True,
+        "status_code": 200,
+        "regex": r"Last updated \d\d:\d\d",
+        "regex_matched": True,
+        "error": None,
+        "error_detail": None,
+        "final_url": web.url,
+        "body_bytes": 25,
+        "tls_expires_at": None,
+        "tls_ms": None,
+    }
+    assert {k: doc[k] for k in expected} == expected
+    assert doc["scheduled_at"] == run.logical_date.isoformat()
+    assert 0 < doc["ttfb_ms"] <= doc["response_time_ms"] < 5000
+    assert doc["connect_ms"] is not None
+
+
+def test_down_site_publishes_every_attempt_and_fails_the_run(web, topic, make_dag):
+    web.reply = (500, "boom")
+    run = make_dag(web.url, retries=1, retry_delay="1s").test()
+    assert run.state == "failed"
+
+    docs = [json.loads(m.value()) for m in read_topic(topic, 2)]
+    docs.sort(key=lambda d: d["attempt"])
+    assert [(d["attempt"], d["final"], d["up"], d["error"]) for d in docs] == [
+        (1, False, False, "status"),
+        (2, True, False, "status"),
+    ]
+    assert docs[0]["error_detail"] == "status 500 not in 200-399"
+
+
+def test_unreachable_broker_fails_with_the_delivery_error(web, monkeypatch, capfd, make_dag):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SITEWATCH_KAFKA",
+        json.dumps(
+            {
+                "conn_type": "kafka",
+                "extra": {
+                    "bootstrap.servers": "127.0.0.1:9",
+                    "message.timeout.ms": 2000,
+                    "log_level": 0,
+                },
+            }
+        ),
+    )
+    run = make_dag(web.url, retries=0).test()
+    assert run.state == "failed"
+    out, err = capfd.readouterr()
+    assert "sitewatch.errors.DeliveryError: Kafka did not confirm delivery to" in out + err

@@ -1,0 +1,385 @@
+"""sitewatch.storage against a real PostgreSQL: migrations, batch store, rejected messages."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from datetime import UTC, datetime, timedelta, timezone
+
+import psycopg
+import pytest
+
+from sitewatch.errors import StorageError
+from sitewatch.observation import FIELDS, Observation
+from sitewatch.storage import SCHEMA_VERSION, Rejected, StoreResult, migrate, store_batch
+
+pytestmark = pytest.mark.services
+
+T0 = datetime(2025, 3, 30, 0, 59, 59, 999_999, tzinfo=UTC)
+NAMES = [f.name for f in FIELDS]
+ODD_TEXT = 'tab\there\nnew line\r\\backslash \\N None "quoted" \n\\.\n ünïcødé ✓ 🐘 \x01\x1f'
+
+
+def observation(i: int = 0, **changes) -> Observation:
+    """A fully populated observation; ``i`` makes its key unique."""
+    obs = Observation(
+        site=f"site-{i % 7}",
+        url=f"https://example.com/{i}",
+        checked_at=T0 + timedelta(seconds=i, microseconds=123_457),
+        up=True,
+        scheduled_at=T0 + timedelta(minutes=i),
+        attempt=1 + i % 3,
+        final=i % 3 == 2,
+        status_code=200,
+        response_time_ms=123.456789012345,
+        dns_ms=0.1,
+        connect_ms=1e-05,
+        tls_ms=33.3,
+        ttfb_ms=99.0,
+        regex="ok|healthy",
+        regex_matched=True,
+        error=None,
+        error_detail=None,
+        final_url=f"https://www.example.com/{i}",
+        body_bytes=5_000_000_000,
+        tls_expires_at=datetime(2026, 1, 1, 12, tzinfo=UTC),
+    )
+    return dataclasses.replace(obs, **changes)
+
+
+def sparse(i: int) -> Observation:
+    """An observation with every optional field None (a connection error)."""
+    return Observation(
+        site="down",
+        url="http://10.255.255.1/",
+        checked_at=T0,
+        up=False,
+        scheduled_at=T0 + timedelta(minutes=i),
+        error="connect_timeout",
+    )
+
+
+def stored(conn, table: str = "site_checks", order: str = "site, scheduled_at, attempt") -> list:
+    with conn.cursor() as cur:
+        cols = ", ".join(NAMES) if table == "site_checks" else "*"
+        cur.execute(f"SELECT {cols} FROM {table} ORDER BY {order}")
+        rows = cur.fetchall()
+    conn.commit()
+    return rows
+
+
+def as_observations(rows) -> list[Observation]:
+    return [Observation(**dict(zip(NAMES, row, strict=True))) for row in rows]
+
+
+def key(obs: Observation):
+    return (obs.site, obs.scheduled_at, obs.attempt)
+
+
+@pytest.fixture
+def db(pg_conn):
+    migrate(pg_conn)
+    return pg_conn
+
+
+# --- migrate -------------------------------------------------------------------------------------
+
+
+def test_migrate_creates_tables_and_indexes_in_the_current_schema(pg_conn, pg_schema):
+    assert migrate(pg_conn) == SCHEMA_VERSION
+    with pg_conn.cursor() as cur:
+        cur.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            (pg_schema,),
+        )
+        assert {r[0] for r in cur.fetchall()} == {
+            "site_checks",
+            "site_checks_rejected",
+            "sitewatch_schema_version",
+        }
+        cur.execute(
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns"
+            " WHERE table_schema = %s AND table_name = 'site_checks' ORDER BY ordinal_position",
+            (pg_schema,),
+        )
+        columns = {name: (kind, nullable) for name, kind, nullable in cur.fetchall()}
+        cur.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = %s ORDER BY indexname",
+            (pg_schema,),
+        )
+        indexes = [r[0] for r in cur.fetchall()]
+    assert list(columns)[: len(NAMES)] == [
+        # DESIGN.md's order, which is what SELECT * shows
+        *("site", "url", "scheduled_at", "attempt", "final", "checked_at", "up", "status_code"),
+        *("response_time_ms", "dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "regex"),
+        *("regex_matched", "error", "error_detail", "final_url", "body_bytes", "tls_expires_at"),
+    ]
+    assert set(NAMES) <= set(columns)
+    assert columns["scheduled_at"] == ("timestamp with time zone", "NO")
+    assert columns["checked_at"] == ("timestamp with time zone", "NO")
+    assert columns["tls_expires_at"] == ("timestamp with time zone", "YES")
+    assert columns["attempt"] == ("integer", "NO")
+    assert columns["response_time_ms"] == ("double precision", "YES")
+    assert columns["body_bytes"] == ("bigint", "YES")
+    assert columns["stored_at"] == ("timestamp with time zone", "NO")
+    assert any(
+        "UNIQUE" in d and "site_checks USING btree (site, scheduled_at, attempt)" in d
+        for d in indexes
+    )
+    assert any(
+        "UNIQUE" in d and 'site_checks_rejected USING btree (topic, partition, "offset")' in d
+        for d in indexes
+    )
+
+
+def test_migrate_twice_applies_nothing_the_second_time(pg_conn):
+    assert migrate(pg_conn) == SCHEMA_VERSION
+    before = stored(pg_conn, "sitewatch_schema_version", "version")
+    assert migrate(pg_conn) == SCHEMA_VERSION
+    assert stored(pg_conn, "sitewatch_schema_version", "version") == before
+    assert [row[0] for row in before] == list(range(1, SCHEMA_VERSION + 1))
+
+
+def test_concurrent_migrations_both_succeed_and_apply_once(pg_connect):
+    conns = [pg_connect(), pg_connect()]
+    start = threading.Barrier(len(conns))
+    results, errors = [], []
+
+    def run(conn):
+        start.wait()
+        try:
+            results.append(migrate(conn))
+        except Exception as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in conns]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert results == [SCHEMA_VERSION, SCHEMA_VERSION]
+    assert len(stored(conns[0], "sitewatch_schema_version", "version")) == SCHEMA_VERSION
+
+
+def test_migrate_on_a_closed_connection_raises_storage_error(pg_conn):
+    pg_conn.close()
+    with pytest.raises(StorageError, match="^PostgreSQL could not migrate"):
+        migrate(pg_conn)
+
+
+# --- store_batch: observations -----------------------------------------------------------------
+
+
+def test_stored_rows_match_the_observations_field_by_field(db):
+    batch = [
+        observation(1),
+        observation(2, error="status", error_detail=ODD_TEXT, up=False, regex_matched=False),
+        observation(3, regex="None", final_url="", url="https://example.com/\\path\t"),
+        # the same instant written with another UTC offset
+        observation(4, scheduled_at=T0.astimezone(timezone(timedelta(hours=-7)))),
+        sparse(5),
+    ]
+    assert store_batch(db, batch) == StoreResult(inserted=5, duplicates=0, rejected=0)
+
+    got = {key(o): o for o in as_observations(stored(db))}
+    assert len(got) == len(batch)
+    for want in batch:
+        row = got[key(want)]
+        for name in NAMES:
+            value, expected = getattr(row, name), getattr(want, name)
+            assert value == expected, name
+            assert type(value) is type(expected), name
+            if isinstance(value, datetime):
+                assert value.utcoffset() is not None, name
+    assert got[key(batch[1])].error_detail == ODD_TEXT
+    assert got[key(batch[2])].regex == "None"  # the text, not NULL
+    assert got[key(batch[2])].final_url == ""  # empty, not NULL
+    assert got[key(batch[4])].status_code is None
+
+
+def test_timestamps_are_stored_as_utc_instants_whatever_the_session_time_zone(db):
+    with db.cursor() as cur:
+        cur.execute("SET TIME ZONE 'America/New_York'")
+    db.commit()
+    plus_two = timezone(timedelta(hours=2))
+    obs = observation(0, checked_at=datetime(2025, 6, 1, 16, 0, 0, 1, tzinfo=plus_two))
+    store_batch(db, [obs])
+    with db.cursor() as cur:
+        cur.execute(
+            "SELECT to_char(checked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') "
+            "FROM site_checks"
+        )
+        assert cur.fetchone() == ("2025-06-01 14:00:00.000001",)
+
+
+def test_redelivered_batch_makes_no_second_row(db):
+    batch = [observation(i) for i in range(20)]
+    assert store_batch(db, batch) == StoreResult(20, 0, 0)
+    assert store_batch(db, batch) == StoreResult(0, 20, 0)
+    assert len(stored(db)) == 20
+
+
+def test_duplicates_within_one_batch_are_counted_once(db):
+    store_batch(db, [observation(0)])
+    batch = [observation(0), observation(1), observation(1), observation(2), observation(1)]
+    assert store_batch(db, batch) == StoreResult(inserted=2, duplicates=3, rejected=0)
+    assert sorted(key(o) for o in as_observations(stored(db))) == sorted(
+        key(observation(i)) for i in range(3)
+    )
+
+
+def test_large_batch_spanning_several_copy_chunks(db):
+    batch = [observation(i) for i in range(3500)] + [observation(5), observation(3499)]
+    assert store_batch(db, batch) == StoreResult(3500, 2, 0)
+    rows = as_observations(stored(db))
+    assert len(rows) == 3500
+    assert {key(o): o for o in rows}[key(observation(3499))] == observation(3499)
+
+
+def test_text_postgresql_cannot_hold_is_replaced_not_fatal(db):
+    store_batch(db, [observation(0, error_detail="nul\x00byte", regex="lone \udcff surrogate")])
+    (row,) = as_observations(stored(db))
+    assert row.error_detail == "nul\ufffdbyte"
+    assert row.regex == "lone ? surrogate"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"scheduled_at": None}, "scheduled_at is None"),
+        ({"checked_at": datetime(2025, 1, 1)}, "checked_at must be timezone-aware"),
+        ({"tls_expires_at": datetime(2025, 1, 1)}, "tls_expires_at must be timezone-aware"),
+        # binary COPY would silently wrap it around
+        ({"status_code": 2**31}, "status_code out of range for its column: 2147483648"),
+    ],
+)
+def test_invalid_observation_raises_value_error_and_stores_nothing(db, change, message):
+    with pytest.raises(ValueError, match=message):
+        store_batch(db, [observation(0), observation(1, **change)])
+    assert stored(db) == []
+
+
+def test_empty_batch_is_a_no_op(db):
+    assert store_batch(db, []) == StoreResult(0, 0, 0)
+
+
+def test_autocommit_connection_is_stored_atomically_and_restored(db):
+    db.autocommit = True
+    assert store_batch(db, [observation(0)]) == StoreResult(1, 0, 0)
+    assert db.autocommit is True
+    assert len(stored(db)) == 1
+
+
+# --- store_batch: rejected messages ------------------------------------------------------------
+
+
+def test_rejected_messages_keep_their_raw_bytes_and_are_deduplicated(db):
+    junk = bytes(range(256)) + b"\x00\x00\\.\n"
+    batch = [
+        Rejected(
+            raw=junk,
+            key=b"\xff\x00k",
+            topic="sitewatch.checks",
+            partition=0,
+            offset=7,
+            reason="not UTF-8 JSON",
+        ),
+        Rejected(
+            raw=None,
+            key=None,
+            topic="sitewatch.checks",
+            partition=1,
+            offset=7,
+            reason="empty message (null value)",
+        ),
+        Rejected(
+            raw=junk,
+            key=b"\xff\x00k",
+            topic="sitewatch.checks",
+            partition=0,
+            offset=7,
+            reason="not UTF-8 JSON",
+        ),
+    ]
+    assert store_batch(db, [observation(0)], batch) == StoreResult(1, 0, rejected=2)
+    assert store_batch(db, [], batch[:1]) == StoreResult(0, 0, rejected=0)
+
+    with db.cursor() as cur:
+        cur.execute(
+            'SELECT topic, partition, "offset", key, raw, reason, rejected_at IS NOT NULL'
+            " FROM site_checks_rejected ORDER BY partition"
+        )
+        rows = [
+            (t, p, o, k and bytes(k), r and bytes(r), why, at)
+            for t, p, o, k, r, why, at in cur.fetchall()
+        ]
+    assert rows == [
+        ("sitewatch.checks", 0, 7, b"\xff\x00k", junk, "not UTF-8 JSON", True),
+        ("sitewatch.checks", 1, 7, None, None, "empty message (null value)", True),
+    ]
+
+
+# --- store_batch: failures ---------------------------------------------------------------------
+
+
+def test_failure_after_the_copy_rolls_back_the_whole_batch(db):
+    # The rejected insert runs after the observations were copied and inserted; make it fail.
+    with db.cursor() as cur:
+        cur.execute("ALTER TABLE site_checks_rejected ADD CHECK (reason <> 'boom')")
+    db.commit()
+    boom = Rejected(raw=b"x", key=None, topic="t", partition=0, offset=1, reason="boom")
+    fine = Rejected(raw=b"y", key=None, topic="t", partition=0, offset=2, reason="ok")
+
+    with pytest.raises(StorageError, match=r"^PostgreSQL could not store .*check constraint") as e:
+        store_batch(db, [observation(i) for i in range(10)], [fine, boom])
+    assert isinstance(e.value.__cause__, psycopg.Error)
+    assert stored(db) == []
+    assert stored(db, "site_checks_rejected", "id") == []
+    # the connection is usable again and the same batch can be retried
+    assert store_batch(db, [observation(i) for i in range(10)], [fine]) == StoreResult(10, 0, 1)
+
+
+def test_failure_at_commit_rolls_back_the_whole_batch(db):
+    # A deferred constraint trigger fires at COMMIT, after every statement of the batch succeeded.
+    with db.cursor() as cur:
+        cur.execute(
+            """
+            CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+                $$ BEGIN RAISE EXCEPTION 'refused at commit'; END $$;
+            CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON site_checks
+                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse();
+            """
+        )
+    db.commit()
+    rejected = [Rejected(raw=b"x", key=None, topic="t", partition=0, offset=1, reason="r")]
+    with pytest.raises(StorageError, match="^PostgreSQL .*refused at commit"):
+        store_batch(db, [observation(0)], rejected)
+    assert stored(db) == []
+    assert stored(db, "site_checks_rejected", "id") == []
+
+
+def test_closed_connection_raises_storage_error(db):
+    db.close()
+    with pytest.raises(StorageError, match="^PostgreSQL could not store 1 observations") as e:
+        store_batch(db, [observation(0)])
+    # psycopg 3 reports a connection closed on the client side as an OperationalError.
+    assert isinstance(e.value.__cause__, psycopg.OperationalError)
+    assert "closed" in str(e.value)
+
+
+def test_server_side_disconnect_raises_storage_error_and_stores_nothing(db, pg_connect):
+    with db.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        (pid,) = cur.fetchone()
+    db.commit()
+    killer = pg_connect()
+    with killer.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    killer.commit()
+
+    with pytest.raises(StorageError, match="^PostgreSQL could not store") as e:
+        store_batch(db, [observation(0)])
+    assert isinstance(e.value.__cause__, psycopg.OperationalError)
+    assert db.closed
+    assert stored(killer) == []

@@ -1,0 +1,231 @@
+"""Real local servers for the probe tests: a well-behaved HTTP(S) server with test routes, and raw
+socket servers that misbehave on purpose. Everything listens on 127.0.0.1 with an ephemeral port.
+"""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import ssl
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from contextlib import suppress
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+DRIP_INTERVAL = 0.5  # seconds between bytes: each read succeeds, only a deadline can stop it
+BOMB_BYTES = 1 << 30  # the gzip bomb's decoded size
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    stopping: threading.Event
+    seen: list  # (method, path, body) of each request, for the tests to inspect
+
+    def handle_error(self, request, client_address):
+        pass  # clients hang up mid-drip and fail handshakes on purpose; not worth a traceback
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Routes by path; see ``_ROUTES``."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in separate writes; no 40 ms ACK waits
+    server: _Server
+
+    def log_message(self, format, *args):
+        pass
+
+    def do_GET(self):
+        self._dispatch()
+
+    do_HEAD = do_POST = do_GET
+
+    def _dispatch(self):
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        self.server.seen.append((self.command, self.path, body))
+        name, _, arg = self.path.lstrip("/").partition("/")
+        route = _ROUTES.get(name)
+        if route is None:
+            self.reply(404, b"no such route")
+        else:
+            route(self, arg, body)
+
+    def reply(self, status, body=b"", content_type="text/html; charset=utf-8", **headers):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def redirect(self, status, location):
+        self.reply(status, b"moved", Location=location)
+
+    def stream(self, chunks, content_encoding=None):
+        """Send a body of unknown length, ending by closing the connection."""
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        if content_encoding:
+            self.send_header("Content-Encoding", content_encoding)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        try:
+            for chunk in chunks:
+                if self.server.stopping.is_set():
+                    return
+                self.wfile.write(chunk)
+                self.wfile.flush()
+        except OSError:
+            pass  # the probe hung up, as it should
+
+
+def _drip():
+    while True:
+        yield b"x"
+        time.sleep(DRIP_INTERVAL)
+
+
+def _gzip_bomb():
+    """1 GiB of zeros, gzip-compressed on the fly: about 1 MiB on the wire, never held whole."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: gzip container
+    zeros = bytes(1 << 20)
+    for _ in range(BOMB_BYTES // len(zeros)):
+        if data := compressor.compress(zeros):
+            yield data
+    yield compressor.flush()
+
+
+def _delay(handler: Handler, arg: str, _body: str) -> None:
+    time.sleep(int(arg) / 1000)
+    handler.reply(200, b"late but fine")
+
+
+def _chain(handler: Handler, arg: str, _body: str) -> None:
+    hops = int(arg)  # /redirect/N takes N redirects to reach /ok
+    handler.redirect(302, f"/redirect/{hops - 1}" if hops > 1 else "/ok")
+
+
+_ROUTES: dict[str, Callable[[Handler, str, str], None]] = {
+    "ok": lambda h, a, b: h.reply(200, b"<h1>sitewatch ok</h1><p>status: healthy</p>"),
+    "status": lambda h, a, b: h.reply(int(a), f"status {a}".encode()),
+    "redirect": _chain,
+    "loop": lambda h, a, b: h.redirect(302, "/loop"),
+    "ftp": lambda h, a, b: h.redirect(301, "ftp://127.0.0.1/file"),
+    "see-other": lambda h, a, b: h.redirect(303, "/echo"),
+    "delay": _delay,
+    "big": lambda h, a, b: h.reply(200, b"x" * int(a), content_type="text/plain"),
+    "drip": lambda h, a, b: h.stream(_drip()),
+    "gzip-bomb": lambda h, a, b: h.stream(_gzip_bomb(), content_encoding="gzip"),
+    "latin1": lambda h, a, b: h.reply(
+        200, "café señor".encode("latin-1"), content_type="text/plain; charset=ISO-8859-1"
+    ),
+    "bad-utf8": lambda h, a, b: h.reply(200, b"price: 10\xff\xfe euro ok"),
+    "echo": lambda h, a, b: h.reply(200, f"method={h.command} body={b}".encode()),
+    "aaaa": lambda h, a, b: h.reply(200, b"a" * 5000 + b"b", content_type="text/plain"),
+}
+
+
+def start_http(context: ssl.SSLContext | None = None) -> _Server:
+    """Start the routed server (TLS when ``context`` is given); stop it with ``stop``."""
+    server = _Server(("127.0.0.1", 0), Handler)
+    if context is not None:
+        # Handshakes happen lazily in each handler thread, so a failing client cannot stall accept.
+        server.socket = context.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
+    return _run(server)
+
+
+class _RawHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        self.request.settimeout(10)
+        with suppress(OSError):  # the probe hangs up on purpose
+            self.server.behaviour(self.request, self.server.stopping)
+
+
+class _RawServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    behaviour: Callable[[socket.socket, threading.Event], None]
+    stopping: threading.Event
+
+
+def start_raw(behaviour: Callable[[socket.socket, threading.Event], None]) -> _RawServer:
+    """Start a TCP server that runs ``behaviour(sock, stopping)`` for each connection."""
+    server = _RawServer(("127.0.0.1", 0), _RawHandler)
+    server.behaviour = behaviour
+    return _run(server)
+
+
+def _run(server):
+    server.stopping = threading.Event()
+    server.seen = []
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    server.thread = thread
+    return server
+
+
+def stop(server) -> None:
+    server.stopping.set()
+    server.shutdown()
+    server.server_close()
+    server.thread.join(5)
+
+
+def url(server, path: str = "/", host: str = "127.0.0.1") -> str:
+    scheme = "https" if isinstance(server.socket, ssl.SSLSocket) else "http"
+    return f"{scheme}://{host}:{server.server_address[1]}{path}"
+
+
+def drip_headers(sock: socket.socket, stopping: threading.Event) -> None:
+    """A valid status line, then a header that never ends, one byte at a time."""
+    sock.recv(65536)
+    sock.sendall(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+    while not stopping.wait(DRIP_INTERVAL):
+        sock.sendall(b"x")
+
+
+def bad_status_line(sock: socket.socket, _stopping: threading.Event) -> None:
+    sock.recv(65536)
+    sock.sendall(b"HELLO I AM NOT HTTP\r\n\r\n")
+
+
+def truncated_body(sock: socket.socket, _stopping: threading.Event) -> None:
+    """Announce 100 body bytes, send 5, hang up."""
+    sock.recv(65536)
+    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
+
+
+def drip_tls_handshake(sock: socket.socket, stopping: threading.Event) -> None:
+    """Announce a 16 KiB TLS handshake record, then send it one byte at a time."""
+    sock.recv(65536)
+    sock.sendall(b"\x16\x03\x03\x40\x00")
+    while not stopping.wait(DRIP_INTERVAL):
+        sock.sendall(b"\x00")
+
+
+def refused_port() -> socket.socket:
+    """A socket bound but not listening: connecting to its port is refused. Keep it open."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def full_backlog() -> tuple[socket.socket, socket.socket]:
+    """A listener whose accept queue is full, so a new connect hangs: (listener, the filler).
+
+    The listener never accepts; its single backlog slot is taken by the filler connection. Close
+    both when done.
+    """
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    filler = socket.create_connection(listener.getsockname(), timeout=2)
+    return listener, filler

@@ -1,0 +1,294 @@
+"""The sites-file loader: every invalid fixture yields exactly its expected issues, and valid files
+give exactly the right Site values."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+
+from sitewatch.config import (
+    ConfigIssue,
+    Site,
+    SitesFile,
+    compile_pattern,
+    default_sites_path,
+    load_sites,
+    load_text,
+    site_for_url,
+)
+from sitewatch.errors import ConfigError
+from sitewatch.fields import BUILTIN_DEFAULTS
+from sitewatch.schedule import check_cron, format_duration, parse_duration
+
+FIXTURES = Path(__file__).parent / "fixtures"
+INVALID = sorted((FIXTURES / "invalid").glob("*.yaml"))
+REPO = Path(__file__).resolve().parents[2]
+
+
+def issue_lines(result: SitesFile, path: Path) -> list[str]:
+    """Issues with the file shown by base name, as the .expected files write them."""
+    assert all(issue.file == str(path) for issue in result.issues)
+    return [f"{path.name}:{i.line}: {i.field}: {i.message}" for i in result.issues]
+
+
+def by_name(result: SitesFile) -> dict[str, Site]:
+    return {site.name: site for site in result.sites}
+
+
+@pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
+def test_invalid_fixture_gives_exactly_its_expected_issues(path):
+    expected = path.with_suffix(".expected").read_text(encoding="utf-8").splitlines()
+    assert issue_lines(load_sites(path), path) == expected
+
+
+def test_every_invalid_fixture_has_an_expectation_and_there_are_enough():
+    expectations = sorted((FIXTURES / "invalid").glob("*.expected"))
+    assert [p.stem for p in expectations] == [p.stem for p in INVALID]
+    assert len(INVALID) >= 25
+
+
+def test_a_broken_entry_keeps_the_valid_ones_around_it():
+    text = """\
+sites:
+  - name: first
+    url: https://example.com/
+  - name: broken
+    url: ftp://example.com/
+    regx: x
+  - name: last
+    url: https://example.org/
+"""
+    result = load_text(text, "sites.yaml")
+    assert [site.name for site in result.sites] == ["first", "last"]
+    assert [str(issue) for issue in result.issues] == [
+        "sites.yaml:5: sites[1].url: invalid URL 'ftp://example.com/': "
+        "scheme must be http or https",
+        "sites.yaml:6: sites[1].regx: unknown key 'regx' (did you mean 'regex'?)",
+    ]
+
+
+def test_a_bad_default_is_reported_once_and_the_rest_still_apply():
+    result = load_sites(FIXTURES / "invalid" / "defaults_errors.yaml")
+    assert len(result.issues) == 3  # one per bad default, none repeated per site
+    assert [site.name for site in result.sites] == ["uses-defaults", "also"]
+    for site in result.sites:
+        assert site.timeout == 10.0  # the bad default is ignored
+        assert site.retries == 3  # the good default applies
+
+
+def test_defaults_are_applied_and_overridden():
+    result = load_sites(FIXTURES / "valid" / "defaults.yaml")
+    assert result.issues == []
+    sites = by_name(result)
+    inherits = sites["inherits"]
+    assert inherits == Site(
+        name="inherits",
+        url="https://example.com/",
+        schedule=timedelta(minutes=1),
+        regex="(?i)welcome",
+        timeout=2.0,
+        headers={"User-Agent": "sitewatch-test"},
+        tags=("team-a",),
+        owner="ops",
+        line=12,
+    )
+    overrides = sites["overrides"]
+    assert overrides.schedule == timedelta(hours=1, minutes=30)
+    assert overrides.regex is None  # null unsets the default pattern
+    assert overrides.timeout == 0.5
+    assert overrides.tags == ("team-b", "web")  # repeats dropped, order kept
+    assert (overrides.owner, overrides.enabled) == ("web", False)
+    post = sites["post-json"]
+    assert post.method == "POST" and post.body == '{"ping": true}'
+    assert dict(post.headers) == {"Content-Type": "application/json"}  # a mapping replaces
+    assert (post.follow_redirects, post.verify_tls) == (False, False)
+    assert (post.max_body_bytes, post.retries, post.retry_delay) == (1024, 0, timedelta(seconds=1))
+    assert (post.max_response_ms, post.min_cert_days) == (1500, 0)
+
+
+def test_schedules_parse_to_intervals_and_normalised_cron():
+    result = load_sites(FIXTURES / "valid" / "schedules.yaml")
+    assert result.issues == []
+    assert {site.name: site.schedule for site in result.sites} == {
+        "every-10s": timedelta(seconds=10),
+        "every-30s": timedelta(seconds=30),
+        "every-5m": timedelta(minutes=5),
+        "every-1h": timedelta(hours=1),
+        "every-1h30m": timedelta(hours=1, minutes=30),
+        "every-2d": timedelta(days=2),
+        "every-90000ms": timedelta(seconds=90),
+        "cron-step": "*/15 * * * *",
+        "cron-workdays": "0 9 * * MON-fri",
+        "cron-lists": "0,30 8-18/2 1,15 jan,jul 0-6",
+        "cron-sunday-7": "5 4 * * 7",
+        "cron-default": timedelta(minutes=5),
+    }
+
+
+def test_accepted_cron_expressions_are_valid_for_croniter_too():
+    croniter = pytest.importorskip("croniter")  # what Airflow schedules cron strings with
+    for site in load_sites(FIXTURES / "valid" / "schedules.yaml").sites:
+        if isinstance(site.schedule, str):
+            assert croniter.croniter.is_valid(site.schedule), site.schedule
+
+
+def test_expect_status_words_anchors_and_merge_keys():
+    result = load_sites(FIXTURES / "valid" / "values.yaml")
+    assert result.issues == []
+    sites = by_name(result)
+    assert sites["single-code"].expect_status == ((204, 204),)
+    assert sites["range-string"].expect_status == ((200, 299),)
+    assert sites["mixed-list"].expect_status == ((200, 200), (301, 301), (500, 503))
+    # YAML 1.1 would turn these into booleans; here only true/false are booleans.
+    assert sites["words"].tags == ("on", "off", "yes", "no")
+    assert dict(sites["words"].headers) == {"X-Flag": "no", "Accept": "*/*"}
+    merged = sites["merged"]
+    assert (merged.url, merged.timeout, merged.retries) == ("https://example.com/", 3.0, 1)
+    assert merged.expect_status == ((204, 204),)
+
+
+def test_sites_keep_their_line_and_issues_come_in_file_order():
+    result = load_sites(FIXTURES / "invalid" / "out_of_range.yaml")
+    lines = [issue.line for issue in result.issues]
+    assert lines == sorted(lines)
+    valid = load_sites(FIXTURES / "valid" / "values.yaml")
+    assert [site.line for site in valid.sites] == [3, 9, 12, 15, 21]
+
+
+def test_shipped_files_validate():
+    for name in ("sites.yaml", "sites.reference.yaml"):
+        result = load_sites(REPO / "include" / name)
+        assert result.issues == [], name
+    shipped = by_name(load_sites(REPO / "include" / "sites.yaml"))
+    assert shipped["nws-new-york"].regex is not None
+    assert compile_pattern(shipped["nws-new-york"].regex).search("Last Update: 3:14 pm EST")
+    assert compile_pattern(shipped["hacker-news"].regex).search("123 points by pg")
+
+
+def test_reference_file_documents_every_key():
+    text = (REPO / "include" / "sites.reference.yaml").read_text(encoding="utf-8")
+    for key in BUILTIN_DEFAULTS:
+        assert f"    {key}:" in text, key
+
+
+def test_site_defaults_agree_with_the_loader_defaults():
+    fields = {f.name: f for f in dataclasses.fields(Site)}
+    for key, default in BUILTIN_DEFAULTS.items():
+        if key in ("name", "url"):
+            continue
+        f = fields[key]
+        value = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        assert value == default, key
+
+
+def test_site_built_in_code_freezes_its_collections():
+    site = Site(name="a", url="https://a.test/", headers={"X": "1"}, tags=["t"])
+    assert isinstance(site.headers, MappingProxyType)
+    assert site.tags == ("t",)
+    assert hash(site) == hash(Site(name="a", url="https://a.test/", tags=("t",)))
+    with pytest.raises(TypeError):
+        site.headers["Y"] = "2"
+
+
+def test_missing_file_and_directory_are_single_issues(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    assert [str(i) for i in load_sites(missing).issues] == [
+        f"{missing}:0: <file>: cannot read file: No such file or directory"
+    ]
+    assert [str(i) for i in load_sites(tmp_path).issues] == [
+        f"{tmp_path}:0: <file>: cannot read file: Is a directory"
+    ]
+
+
+def test_default_path_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("SITEWATCH_SITES_FILE", raising=False)
+    assert default_sites_path() == REPO / "include" / "sites.yaml"
+    monkeypatch.setenv("SITEWATCH_SITES_FILE", str(tmp_path / "mine.yaml"))
+    assert default_sites_path() == tmp_path / "mine.yaml"
+    assert load_sites().path == str(tmp_path / "mine.yaml")
+
+
+def test_huge_body_is_rejected_with_its_size():
+    body = "x" * (1024 * 1024 + 1)
+    text = f"sites:\n  - name: big\n    url: https://a.test/\n    method: POST\n    body: {body}\n"
+    assert [str(i) for i in load_text(text).issues] == [
+        "<string>:5: sites[0].body: too long: 1048577 characters (at most 1048576)"
+    ]
+
+
+def test_bom_and_crlf_are_fine(tmp_path):
+    path = tmp_path / "windows.yaml"
+    path.write_bytes(b"\xef\xbb\xbfsites:\r\n  - name: a\r\n    url: https://a.test/\r\n")
+    result = load_sites(path)
+    assert result.issues == [] and result.sites[0].name == "a"
+
+
+def test_issue_format():
+    issue = ConfigIssue("include/sites.yaml", 12, "sites[3].regex", "bad")
+    assert str(issue) == "include/sites.yaml:12: sites[3].regex: bad"
+
+
+def test_site_for_url_derives_a_name_and_applies_overrides():
+    site = site_for_url(
+        "https://WWW.Example.com:8443/x?y", regex="ok", timeout="500ms", verify_tls=False
+    )
+    assert (site.name, site.regex, site.timeout, site.verify_tls) == (
+        "www-example-com",
+        "ok",
+        0.5,
+        False,
+    )
+    assert site.schedule == timedelta(minutes=5) and site.line == 0
+    assert site_for_url("http://[::1]:8080/").name == "1"
+
+
+def test_site_for_url_reports_every_problem():
+    with pytest.raises(ConfigError) as caught:
+        site_for_url("ftp://x", regex="a(", timeout="fast", retrys=3)
+    assert [str(issue) for issue in caught.value.issues] == [
+        "<command line>:0: url: invalid URL 'ftp://x': scheme must be http or https",
+        "<command line>:0: regex: invalid regex at position 2: missing )",
+        "<command line>:0: timeout: invalid duration 'fast': expected a duration like '30s', "
+        "'5m', '1h30m' or '500ms'",
+        "<command line>:0: retrys: unknown key 'retrys' (did you mean 'retries'?)",
+    ]
+    with pytest.raises(ConfigError, match="a body needs method POST"):
+        site_for_url("https://a.test/", body="x")
+
+
+def test_compile_pattern_is_cached_and_names_the_position():
+    assert compile_pattern(r"\d+") is compile_pattern(r"\d+")
+    with pytest.raises(ValueError, match=r"^invalid regex at position 5: missing \)$"):
+        compile_pattern("abc(d")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30s", timedelta(seconds=30)),
+        ("5m", timedelta(minutes=5)),
+        ("1h30m", timedelta(hours=1, minutes=30)),
+        ("500ms", timedelta(milliseconds=500)),
+        ("1d2h3m4s5ms", timedelta(days=1, hours=2, minutes=3, seconds=4, milliseconds=5)),
+        ("0s", timedelta(0)),
+    ],
+)
+def test_parse_duration(text, expected):
+    assert parse_duration(text) == expected
+    assert parse_duration(format_duration(expected)) == expected
+
+
+@pytest.mark.parametrize("text", ["", "5", "5 m", "1.5s", "m", "30m1h", "5s5s", "-5s", "366d"])
+def test_parse_duration_rejects(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_check_cron_normalises_whitespace_and_rejects_six_fields():
+    assert check_cron(" 0   9 * *  1-5 ") == "0 9 * * 1-5"
+    with pytest.raises(ValueError, match="expected 5 fields"):
+        check_cron("0 0 9 * * 1-5")
