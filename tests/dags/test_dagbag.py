@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk import CronTriggerTimetable, DeltaTriggerTimetable
 
 from sitewatch.config import load_sites
 
@@ -64,11 +65,11 @@ def test_site_settings_reach_the_dag(sites_file):
     assert set(bag.dag_ids) == {"site_shop", "site_blog", "sitewatch_drain"}
     shop, blog = bag.dags["site_shop"], bag.dags["site_blog"]
     assert set(shop.tags) == {"sitewatch", "team-a", "prod"}
-    assert shop.schedule == "*/10 * * * *"
+    assert shop.timetable == CronTriggerTimetable("*/10 * * * *", timezone="UTC")
     probe = shop.get_task("probe")
     assert (probe.retries, probe.retry_delay.total_seconds(), probe.owner) == (4, 45, "alice")
     assert blog.get_task("probe").retries == 0
-    assert blog.schedule == timedelta(seconds=90)
+    assert blog.timetable == DeltaTriggerTimetable(timedelta(seconds=90))
     assert "https://shop.example.com/" in shop.doc_md
 
 
