@@ -38,6 +38,7 @@ def new_topic():
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 (http.server's naming)
+        self.server.seen_headers.append(dict(self.headers))
         status, body = self.server.reply
         data = body.encode()
         self.send_response(status)
@@ -55,6 +56,7 @@ def web():
     """A local HTTP server: set ``web.reply = (status, body)``; ``web.url`` is its URL."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.reply = (200, "<html>ok</html>")
+    server.seen_headers = []  # request headers, one dict per request
     server.url = f"http://127.0.0.1:{server.server_port}/"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -15,8 +15,9 @@ from sitewatch.site import Site
 class ProbeOperator(BaseOperator):
     """Probe one site, publish the observation to Kafka, fail the attempt when the site is down.
 
-    Raises ``SiteDown`` (the site failed its assertions; retries re-check it) or ``DeliveryError``
-    (Kafka did not confirm the observation; a pipeline failure, not the site).
+    Raises ``SiteDown`` (the site failed its assertions; retries re-check it), ``DeliveryError``
+    (Kafka did not confirm the observation) or ``ConfigError`` (a ``${VAR}`` in a header is not
+    set on the worker): the last two are pipeline failures, not the site.
     """
 
     ui_color = "#e8f4ea"
@@ -27,13 +28,16 @@ class ProbeOperator(BaseOperator):
         self.kafka_config_id = kafka_config_id
 
     def execute(self, context) -> None:
+        from airflow.sdk.log import mask_secret
+
         from sitewatch.checking import check_site
         from sitewatch.kafka import ObservationProducerHook
+        from sitewatch.secrets import expand_headers
 
         ti, run = context["ti"], context["dag_run"]
         producer = ObservationProducerHook(kafka_config_id=self.kafka_config_id).get_producer()
         check_site(
-            self.site,
+            expand_headers(self.site, on_secret=mask_secret),
             scheduled_at=run.logical_date or run.run_after,
             attempt=ti.try_number,
             final=ti.try_number > ti.max_tries,

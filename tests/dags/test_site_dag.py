@@ -1,6 +1,7 @@
 """End to end through ``dag.test()``: a site DAG probes a local server, publishes to real Kafka."""
 
 import json
+import logging
 
 import pytest
 
@@ -95,3 +96,20 @@ def test_unreachable_broker_fails_with_the_delivery_error(web, monkeypatch, capf
     assert run.state == "failed"
     out, err = capfd.readouterr()
     assert "sitewatch.errors.DeliveryError: Kafka did not confirm delivery to" in out + err
+
+
+def test_header_secret_comes_from_the_environment_and_stays_out_of_logs(
+    web, topic, make_dag, monkeypatch, capfd, caplog
+):
+    token = "tok-7f3a9c1e5b"
+    monkeypatch.setenv("E2E_TOKEN", token)
+    caplog.set_level(logging.INFO)
+    run = make_dag(web.url, retries=0, headers={"Authorization": "Bearer ${E2E_TOKEN}"}).test()
+    assert run.state == "success"
+    assert web.seen_headers[-1]["Authorization"] == f"Bearer {token}"
+    out, err = capfd.readouterr()
+    logs = out + err + caplog.text  # task logs reach stdout or the logging capture
+    assert "site=e2e attempt=1" in logs  # the task's log was captured ...
+    assert token not in logs  # ... and the secret is not in it
+    (msg,) = read_topic(topic, 1)
+    assert token.encode() not in msg.value()
