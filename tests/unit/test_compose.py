@@ -1,0 +1,414 @@
+"""The Docker stack agrees with the code: both compose files and the Dockerfile.
+
+Nothing here needs Docker. The compose files are read as YAML (anchors and ``<<`` merges resolved
+by PyYAML, ``${VAR:-default}`` by ``interpolate`` below) and checked against the names the code
+uses, the version pins and what scaling out requires. ``docker compose config`` is not run: the
+Docker client here has no compose plugin.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import tomllib
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# service -> the Airflow command it runs; all of them use the image built from the Dockerfile
+AIRFLOW_SERVICES = {
+    "airflow-apiserver": "api-server",
+    "airflow-scheduler": "scheduler",
+    "airflow-dag-processor": "dag-processor",
+    "airflow-triggerer": "triggerer",
+    "airflow-worker": "celery worker",
+    "airflow-init": None,
+}
+BACKING_SERVICES = {"redis", "postgres", "kafka"}
+CERTS_TARGET = "/opt/sitewatch/certs"
+AIVEN_VARS = {
+    "AIRFLOW_CONN_SITEWATCH_KAFKA": "SITEWATCH_KAFKA_CONN",
+    "AIRFLOW_CONN_SITEWATCH_POSTGRES": "SITEWATCH_POSTGRES_CONN",
+}
+
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+
+
+def interpolate(value: str, env: dict[str, str] | None = None) -> str:
+    """Expand compose variables: ``${X}``, ``${X:-default}``, ``${X:?error}``, ``$$``.
+
+    Unset variables take their default; ``${X:?...}`` with X unset raises KeyError.
+    """
+    env = env or {}
+
+    def sub(match: re.Match) -> str:
+        name, op, arg = match.groups()
+        if name is None:
+            return "$"
+        if env.get(name):
+            return env[name]
+        if op and op.endswith("?"):
+            raise KeyError(f"{name} is required: {arg}")
+        return arg or ""
+
+    return _VAR.sub(sub, value)
+
+
+def load(name: str) -> dict:
+    with open(ROOT / name) as handle:
+        return yaml.safe_load(handle)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return load("docker-compose.yaml")
+
+
+@pytest.fixture(scope="module")
+def aiven() -> dict:
+    return load("docker-compose.aiven.yaml")
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict:
+    return compose["services"]
+
+
+def env_of(service: dict, env: dict[str, str] | None = None) -> dict[str, str]:
+    """A service's environment, interpolated (list or mapping form)."""
+    raw = service.get("environment") or {}
+    if isinstance(raw, list):
+        raw = dict(item.split("=", 1) for item in raw)
+    return {key: interpolate(str(value), env) for key, value in raw.items()}
+
+
+def binds(service: dict) -> list[dict]:
+    """The service's bind mounts as ``{source, target, read_only, create}`` (both syntaxes)."""
+    found = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, target, *mode = volume.split(":")
+            if not source.startswith((".", "/")):
+                continue  # a named volume
+            ro = bool(mode) and "ro" in mode[0].split(",")
+            found.append({"source": source, "target": target, "read_only": ro, "create": True})
+        elif volume.get("type") == "bind":
+            found.append(
+                {
+                    "source": volume["source"],
+                    "target": volume["target"],
+                    "read_only": bool(volume.get("read_only")),
+                    "create": bool(volume.get("bind", {}).get("create_host_path")),
+                }
+            )
+    return found
+
+
+def airflow_pin() -> str:
+    with open(ROOT / "pyproject.toml", "rb") as handle:
+        deps = tomllib.load(handle)["project"]["dependencies"]
+    (pin,) = [d.split("==", 1)[1] for d in deps if d.startswith("apache-airflow==")]
+    return pin
+
+
+def dockerfile() -> str:
+    return (ROOT / "Dockerfile").read_text()
+
+
+# --- structure --------------------------------------------------------------------------------
+
+
+def test_compose_files_parse_and_the_override_adds_no_service(compose, aiven):
+    assert isinstance(compose["services"], dict)
+    assert set(aiven["services"]) <= set(compose["services"])
+
+
+def test_every_component_the_code_needs_is_there(services):
+    assert set(AIRFLOW_SERVICES) | BACKING_SERVICES <= set(services)
+    for name, command in AIRFLOW_SERVICES.items():
+        if command:
+            assert services[name]["command"] == command, name
+
+
+def test_airflow_services_run_the_built_image_with_celery(services):
+    built = {name for name, svc in services.items() if "build" in svc}
+    assert built == set(AIRFLOW_SERVICES)
+    images = {services[name]["image"] for name in AIRFLOW_SERVICES}
+    assert len(images) == 1, images
+    for name in AIRFLOW_SERVICES:
+        env = env_of(services[name])
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://:@redis:6379/")
+        assert "@postgres/airflow" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        assert "@postgres/airflow" in env["AIRFLOW__CELERY__RESULT_BACKEND"]
+        assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
+        assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == (
+            "http://airflow-apiserver:8080/execution/"
+        )
+        # one secret for all: the scheduler signs the task tokens the API server checks
+        assert env["AIRFLOW__API_AUTH__JWT_SECRET"]
+        assert "AIRFLOW__CORE__FERNET_KEY" in env
+
+
+def test_the_worker_can_be_scaled(services):
+    worker = services["airflow-worker"]
+    assert "container_name" not in worker
+    assert "ports" not in worker
+    assert not any("container_name" in svc for svc in services.values())
+
+
+def test_only_the_api_server_publishes_a_host_port(services):
+    published = {name for name, svc in services.items() if svc.get("ports")}
+    assert published == {"airflow-apiserver"}
+    (port,) = services["airflow-apiserver"]["ports"]
+    assert interpolate(port).endswith(":8080")
+
+
+def test_long_running_services_have_healthchecks(services):
+    for name, svc in services.items():
+        if name != "airflow-init":
+            assert svc.get("healthcheck", {}).get("test"), name
+
+
+def test_depends_on_names_existing_services_with_a_fitting_condition(services):
+    for name, svc in services.items():
+        for dep, spec in (svc.get("depends_on") or {}).items():
+            assert dep in services, f"{name} depends on unknown service {dep}"
+            condition = spec["condition"]
+            if dep == "airflow-init":
+                assert condition == "service_completed_successfully"
+            else:
+                assert condition == "service_healthy"
+                assert services[dep].get("healthcheck"), f"{dep} has no healthcheck"
+    for name in set(AIRFLOW_SERVICES) - {"airflow-init"}:
+        assert "airflow-init" in services[name]["depends_on"], name
+    assert "kafka" in services["airflow-init"]["depends_on"]
+
+
+# --- versions ---------------------------------------------------------------------------------
+
+
+def test_airflow_image_matches_the_pin_in_pyproject(services):
+    pin = airflow_pin()
+    image = services["airflow-scheduler"]["image"]
+    assert image.rsplit(":", 1)[1] == pin
+    base = re.search(r"^FROM\s+(\S+)", dockerfile(), re.MULTILINE).group(1)
+    match = re.fullmatch(r"apache/airflow:([\d.]+)-python(3\.\d+)", base)
+    assert match, base
+    assert match.group(1) == pin
+    assert tuple(map(int, match.group(2).split("."))) >= (3, 11)  # requires-python
+
+
+def test_kafka_image_matches_the_local_broker(services):
+    pom = ET.parse(ROOT / "scripts/kafka/pom.xml").getroot()
+    (version,) = [el.text for el in pom.iter() if el.tag.endswith("kafka.version")]
+    assert services["kafka"]["image"] == f"apache/kafka:{version}"
+
+
+def test_every_image_is_pinned(services):
+    for name, svc in services.items():
+        image = svc["image"]
+        assert ":" in image and not image.endswith(":latest"), name
+    assert re.fullmatch(r"postgres:1[56][\w.-]*", services["postgres"]["image"])
+    assert re.fullmatch(r"redis:7\.[\w.-]+", services["redis"]["image"])
+
+
+# --- connections, topic, databases ------------------------------------------------------------
+
+
+def connection(services: dict, conn_id: str, env: dict | None = None) -> dict:
+    variable = f"AIRFLOW_CONN_{conn_id.upper()}"
+    values = {env_of(services[name], env).get(variable) for name in AIRFLOW_SERVICES}
+    assert len(values) == 1 and None not in values, f"{variable} differs or is missing: {values}"
+    return json.loads(values.pop())
+
+
+def test_kafka_connection_points_at_the_kafka_service_listener(services):
+    from sitewatch.kafka import KAFKA_CONN_ID
+
+    conn = connection(services, KAFKA_CONN_ID)
+    assert conn["conn_type"] == "kafka"
+    kafka = env_of(services["kafka"])
+    advertised = re.findall(r"PLAINTEXT://([^,]+)", kafka["KAFKA_ADVERTISED_LISTENERS"])
+    assert conn["extra"]["bootstrap.servers"] in advertised
+    assert conn["extra"]["bootstrap.servers"].split(":")[0] == "kafka"
+    for key in ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "KAFKA_DEFAULT_REPLICATION_FACTOR"):
+        assert kafka[key] == "1"  # a single broker cannot hold more copies
+    assert "broker" in kafka["KAFKA_PROCESS_ROLES"] and "controller" in kafka["KAFKA_PROCESS_ROLES"]
+
+
+@pytest.mark.parametrize("env", [{}, {"SITEWATCH_PG_USER": "u", "SITEWATCH_PG_PASSWORD": "p"}])
+def test_postgres_connection_reaches_the_sitewatch_database(services, env):
+    from sitewatch.drain_dag import POSTGRES_CONN_ID
+
+    conn = connection(services, POSTGRES_CONN_ID, env)
+    postgres = env_of(services["postgres"], env)
+    assert conn["conn_type"] == "postgres"
+    assert (conn["host"], conn["port"], conn["schema"]) == ("postgres", 5432, "sitewatch")
+    assert (conn["login"], conn["password"]) == (
+        postgres["POSTGRES_USER"],
+        postgres["POSTGRES_PASSWORD"],
+    )
+    metadata = env_of(services["airflow-scheduler"], env)["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert f"//{postgres['POSTGRES_USER']}:{postgres['POSTGRES_PASSWORD']}@" in metadata
+    assert postgres["POSTGRES_DB"] == "airflow"
+
+
+def test_the_sitewatch_database_is_created_by_a_mounted_init_script(services):
+    initdb_d = "/docker-entrypoint-initdb.d"
+    (initdb,) = [b for b in binds(services["postgres"]) if b["target"] == initdb_d]
+    scripts = sorted((ROOT / initdb["source"]).glob("*.sql"))
+    assert scripts
+    sql = " ".join(path.read_text() for path in scripts)
+    assert re.search(r"CREATE DATABASE\s+sitewatch\b", sql, re.IGNORECASE)
+
+
+def test_topic_is_the_one_the_code_publishes_to(services):
+    from sitewatch.publish import DEFAULT_TOPIC
+
+    for name in AIRFLOW_SERVICES:
+        assert env_of(services[name])["SITEWATCH_TOPIC"] == DEFAULT_TOPIC
+        assert env_of(services[name], {"SITEWATCH_TOPIC": "t"})["SITEWATCH_TOPIC"] == "t"
+    assert env_of(services["airflow-init"])["SITEWATCH_TOPIC_PARTITIONS"] == "3"
+
+
+def test_init_runs_the_migration_and_the_setup_script(services):
+    init = services["airflow-init"]
+    script = " ".join(init["command"])
+    assert "airflow db migrate" in script
+    (setup,) = [b for b in binds(init) if b["target"].endswith("airflow_init.py")]
+    assert (ROOT / setup["source"]).is_file()
+    assert setup["target"] in script
+
+
+# --- mounts and the editable install ----------------------------------------------------------
+
+
+def test_project_folders_are_mounted_into_every_airflow_container(services):
+    for name in AIRFLOW_SERVICES:
+        mounted = {b["target"]: b["source"] for b in binds(services[name])}
+        for folder in ("dags", "include", "plugins"):
+            assert mounted.get(f"/opt/airflow/{folder}") == f"./{folder}", (name, folder)
+
+
+def test_mounted_host_paths_exist(services):
+    for name, svc in services.items():
+        for bind in binds(svc):
+            # git keeps no empty folder: a mount may ask compose to create it (plugins/)
+            assert bind["create"] or (ROOT / bind["source"]).exists(), (name, bind["source"])
+    assert (ROOT / "dags").is_dir() and (ROOT / "include/sitewatch").is_dir()
+
+
+def test_sites_file_is_read_from_the_mounted_include(services):
+    for name in AIRFLOW_SERVICES:
+        path = env_of(services[name])["SITEWATCH_SITES_FILE"]
+        mounted = {b["target"]: b["source"] for b in binds(services[name])}
+        target = "/opt/airflow/include"
+        assert path.startswith(target + "/")
+        assert (ROOT / mounted[target] / path[len(target) + 1 :]).is_file()
+
+
+def test_editable_install_resolves_to_the_mounted_include():
+    with open(ROOT / "pyproject.toml", "rb") as handle:
+        (where,) = tomllib.load(handle)["tool"]["setuptools"]["packages"]["find"]["where"]
+    text = dockerfile()
+    project = re.search(r"pip install [^\n]*-e\s+(\S+)", text).group(1)
+    assert re.search(rf"COPY\b[^\n]*\binclude/?\s+{re.escape(project)}/{where}/?\s*$", text, re.M)
+    assert re.search(r"-c\s+\S*constraints\.txt", text)
+    # the editable install puts PROJECT/include on sys.path: the include mount's target
+    assert f"{project}/{where}" == "/opt/airflow/include"
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out_of_the_build():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for entry in (".env", "certs/", ".venv/", ".state/", ".git"):
+        assert entry in ignored
+
+
+# --- the Aiven override -----------------------------------------------------------------------
+
+
+def test_aiven_override_mounts_the_certs_in_every_airflow_container(aiven):
+    for name in AIRFLOW_SERVICES:
+        (certs,) = [b for b in binds(aiven["services"][name]) if b["target"] == CERTS_TARGET]
+        assert certs["source"] == "./certs"
+        assert certs["read_only"]
+        assert not certs["create"]  # a missing ./certs must fail loudly, not mount empty
+
+
+def test_aiven_override_takes_both_connections_from_env(aiven):
+    sample = {
+        "SITEWATCH_KAFKA_CONN": json.dumps(
+            {
+                "conn_type": "kafka",
+                "extra": {
+                    "bootstrap.servers": "kafka-x.aivencloud.com:12345",
+                    "security.protocol": "SSL",
+                    "ssl.ca.location": f"{CERTS_TARGET}/ca.pem",
+                },
+            }
+        ),
+        "SITEWATCH_POSTGRES_CONN": json.dumps({"conn_type": "postgres", "host": "pg-x"}),
+    }
+    for name in AIRFLOW_SERVICES:
+        raw = aiven["services"][name]["environment"]
+        for variable, source in AIVEN_VARS.items():
+            assert re.fullmatch(rf"\$\{{{source}(:[?-][^}}]*)?\}}", raw[variable]), raw[variable]
+        env = env_of(aiven["services"][name], sample)
+        assert json.loads(env["AIRFLOW_CONN_SITEWATCH_KAFKA"])["conn_type"] == "kafka"
+        assert json.loads(env["AIRFLOW_CONN_SITEWATCH_POSTGRES"])["conn_type"] == "postgres"
+        with pytest.raises(KeyError, match="SITEWATCH_KAFKA_CONN"):
+            env_of(aiven["services"][name], {})  # compose refuses to start without them
+
+
+def test_aiven_override_turns_off_the_local_kafka(services, aiven):
+    assert aiven["services"]["kafka"].get("profiles")
+    for name, svc in services.items():
+        if "kafka" in (svc.get("depends_on") or {}):
+            override = aiven["services"][name]["depends_on"]["kafka"]
+            assert override["required"] is False, name
+            assert override["condition"] == svc["depends_on"]["kafka"]["condition"]
+
+
+# --- docker/airflow_init.py -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def init_script():
+    spec = importlib.util.spec_from_file_location("airflow_init", ROOT / "docker/airflow_init.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_init_accepts_the_connections_compose_defines(services, init_script, monkeypatch):
+    for variable in AIVEN_VARS:
+        value = env_of(services["airflow-init"])[variable]
+        monkeypatch.setenv(variable, value)
+    init_script.check_connections()
+
+
+def test_init_names_a_connection_of_the_wrong_type(init_script, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_KAFKA", '{"conn_type": "kafka", "extra": {}}')
+    monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_POSTGRES", '{"conn_type": "mysql", "host": "h"}')
+    with pytest.raises(init_script.InitError, match="AIRFLOW_CONN_SITEWATCH_POSTGRES.*'mysql'"):
+        init_script.check_connections()
+
+
+def test_init_names_a_connection_that_is_not_json(init_script, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_KAFKA", '{"conn_type": "kafka", extra: {}}')
+    with pytest.raises(init_script.InitError, match="AIRFLOW_CONN_SITEWATCH_KAFKA is not valid"):
+        init_script.check_connections()
+
+
+def test_init_seeds_the_admin_password_keeping_other_users(init_script, tmp_path):
+    path = tmp_path / "passwords.json"
+    init_script.seed_admin_password(path, "admin", "first")
+    path.write_text(json.dumps({**json.loads(path.read_text()), "viewer": "v"}))
+    init_script.seed_admin_password(path, "admin", "second")
+    assert json.loads(path.read_text()) == {"admin": "second", "viewer": "v"}
