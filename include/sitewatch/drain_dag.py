@@ -25,11 +25,14 @@ def results_connection():
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
     from sitewatch.errors import StorageError
+    from sitewatch.tlsfaults import explain_postgres
 
+    hook = PostgresHook(postgres_conn_id=POSTGRES_CONN_ID)
     try:
-        return PostgresHook(postgres_conn_id=POSTGRES_CONN_ID).get_conn()
+        return hook.get_conn()
     except psycopg.OperationalError as exc:
-        raise StorageError(f"PostgreSQL unreachable on {POSTGRES_CONN_ID}: {exc}") from exc
+        why = explain_postgres(hook.get_connection(POSTGRES_CONN_ID), exc)
+        raise StorageError(f"PostgreSQL unreachable on {POSTGRES_CONN_ID}: {why}") from exc
 
 
 @task
@@ -67,6 +70,7 @@ def drain_dag() -> DAG:
         start_date=datetime(2026, 1, 1, tzinfo=UTC),
         catchup=False,
         max_active_runs=1,
+        is_paused_upon_creation=False,  # storage must run whenever sites do
         tags=["sitewatch"],
         doc_md=__doc__,
         default_args={"owner": "sitewatch", "retries": 3, "retry_delay": timedelta(seconds=10)},

@@ -39,7 +39,9 @@ def publish(
     producer: a ``confluent_kafka.Producer`` (from ``sitewatch.kafka.producer_hook``).
     timeout: seconds to wait for the delivery report; keep it above the producer's
     ``message.timeout.ms`` so librdkafka reports its own, more precise error first.
-    Raises DeliveryError when the broker rejected the message or did not confirm it in time.
+    Raises DeliveryError when the broker rejected the message or did not confirm it in time; its
+    message carries the client's own explanation (``producer.errors``, see sitewatch.kafka), e.g.
+    which TLS certificate problem kept it from reaching the broker.
     """
     name = to_topic or topic()
     outcome: list = []
@@ -60,8 +62,16 @@ def publish(
     if remaining or not outcome:
         raise DeliveryError(
             f"Kafka did not confirm delivery to {name} within {timeout:.0f}s "
-            f"({remaining} message(s) still queued)"
+            f"({remaining} message(s) still queued){_why(producer)}"
         )
     if outcome[0] is not None:
-        raise DeliveryError(f"Kafka did not confirm delivery to {name}: {outcome[0].str()}")
+        raise DeliveryError(
+            f"Kafka did not confirm delivery to {name}: {outcome[0].str()}{_why(producer)}"
+        )
     log.debug("delivered site=%s topic=%s", observation.site, name)
+
+
+def _why(producer) -> str:
+    errors = getattr(producer, "errors", None)
+    explanation = errors.explain() if errors is not None else ""
+    return f": {explanation}" if explanation else ""
