@@ -7,6 +7,7 @@ key goes where, which line an issue names, and how defaults merge into entries.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,17 @@ from sitewatch.site import ConfigIssue, Site
 from sitewatch.yamltree import Invalid, Walker, line_of, scalar
 
 _SEQUENCE = "sequence"
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _shown(field_name: str) -> str:
+    """``field_name`` fit for one ``file:line: field: message`` line.
+
+    Fields are built from the file's own keys, which can be empty or hold line breaks.
+    """
+    if not field_name:
+        return "''"
+    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], field_name)
 
 
 def unknown_key(key: str, choices=FIELDS) -> str:
@@ -26,23 +38,30 @@ def unknown_key(key: str, choices=FIELDS) -> str:
     return f"unknown key {key!r} ({hint})"
 
 
-def subfield(field_name: str, item: int | str | None) -> str:
+def subfield(field_name: str, item: int | str | tuple | None) -> str:
     """The field an issue names: ``tags`` + 1 -> ``tags[1]``, ``headers`` + ``Accept`` ->
-    ``headers.Accept``."""
-    if item is None:
-        return field_name
-    return f"{field_name}[{item}]" if isinstance(item, int) else f"{field_name}.{item}"
+    ``headers.Accept``, ``notify`` + ``(0, "webhook")`` -> ``notify[0].webhook``."""
+    for part in item if isinstance(item, tuple) else () if item is None else (item,):
+        field_name += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return field_name
 
 
-def _item_line(node: Node, item: int | str | None) -> int:
-    """Line of list item / mapping key ``item`` inside ``node``, else of ``node`` itself."""
-    if isinstance(node, SequenceNode) and isinstance(item, int) and item < len(node.value):
-        return line_of(node.value[item])
-    if isinstance(node, MappingNode) and isinstance(item, str):
-        for key_node, _ in node.value:
-            if key_node.value == item:
-                return line_of(key_node)
-    return line_of(node)
+def _item_line(node: Node, item: int | str | tuple | None) -> int:
+    """Line of list item / mapping key ``item`` (or a path of them) inside ``node``, else of the
+    deepest node found."""
+    line = line_of(node)
+    for part in item if isinstance(item, tuple) else (item,):
+        if isinstance(node, SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = line_of(node)
+        elif isinstance(node, MappingNode) and isinstance(part, str):
+            found = [(k, v) for k, v in node.value if k.value == part]
+            if not found:
+                break
+            line, node = line_of(found[0][0]), found[0][1]
+        else:
+            break
+    return line
 
 
 def _describe_node(node: Node) -> str:
@@ -91,7 +110,7 @@ class Reader:
         self.memo: dict[tuple, Any] = {}  # checked values by source text; all are immutable
 
     def report(self, line: int, field_name: str, message: str) -> None:
-        self.issues.append(ConfigIssue(self.path, line, field_name, message))
+        self.issues.append(ConfigIssue(self.path, line, _shown(field_name), message))
 
     def read(self, root: Node) -> list[Site]:
         if not isinstance(root, MappingNode):

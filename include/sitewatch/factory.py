@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, CronTriggerTimetable, DeltaTriggerTimetable, get_parsing_context
 
+from sitewatch.alerting import dag_callbacks, task_callbacks
 from sitewatch.config import Site, SitesFile, load_sites
+from sitewatch.notify_fields import WebhookTarget
 from sitewatch.operator import ProbeOperator
 
 DAG_PREFIX = "site_"
@@ -41,18 +43,22 @@ def site_dag(site: Site) -> DAG:
         start_date=START,
         catchup=False,
         max_active_runs=1,
+        # a site in the sites file is meant to be checked; `enabled: false` is the off switch
+        is_paused_upon_creation=False,
         # explicit values spare Airflow a config lookup each, per DAG, at every parse
         max_active_tasks=1,
         max_consecutive_failed_dag_runs=0,
         disable_bundle_versioning=False,
         tags=["sitewatch", *site.tags],
         doc_md=describe(site),
+        **dag_callbacks(site),  # alerts: see sitewatch.alerting for where each callback runs
         default_args={
             "owner": site.owner,
             "retries": site.retries,
             "retry_delay": site.retry_delay,
             # the probe bounds itself; this only guards against a wedged worker
             "execution_timeout": timedelta(seconds=site.timeout + 120),
+            **task_callbacks(site),
         },
     ) as dag:
         ProbeOperator(task_id="probe", site=site)
@@ -79,6 +85,8 @@ def describe(site: Site) -> str:
         ("headers", ", ".join(sorted(site.headers)) or None),
         ("retries", f"{site.retries} (every {site.retry_delay})"),
         ("owner", site.owner),
+        ("notify", ", ".join(_target_text(t) for t in site.notify) or None),
+        ("remind_every", site.remind_every),
     ]
     lines = [f"### Site `{site.name}`", "", "| setting | value |", "| --- | --- |"]
     lines += [f"| {key} | `{value}` |" for key, value in rows if value is not None]
@@ -91,6 +99,12 @@ def _timetable(schedule: timedelta | str):
     if isinstance(schedule, timedelta):
         return DeltaTriggerTimetable(schedule)
     return CronTriggerTimetable(schedule, timezone="UTC")
+
+
+def _target_text(target) -> str:
+    # connection ids only: addresses stay out of the UI
+    kind = "webhook" if isinstance(target, WebhookTarget) else "email"
+    return f"{kind} {target.conn_id}"
 
 
 def _schedule_text(schedule: timedelta | str) -> str:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import regex
 
+from sitewatch.notify_fields import check_notify, check_remind_every
 from sitewatch.schedule import DURATION_HINT, check_cron, format_duration, parse_duration
 from sitewatch.yamltree import Invalid
 
@@ -256,6 +257,8 @@ FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "tags": (check_tags, ()),
     "owner": (check_owner, "sitewatch"),
     "enabled": (check_bool, True),
+    "notify": (check_notify, ()),
+    "remind_every": (check_remind_every, None),
 }
 REQUIRED = ("name", "url")
 BUILTIN_DEFAULTS = {key: default for key, (_, default) in FIELDS.items()}

@@ -39,6 +39,9 @@ class Site:
     tags: tuple[str, ...] = ()
     owner: str = "sitewatch"
     enabled: bool = True
+    # alert targets (sitewatch.notify_fields) and the STILL DOWN interval; see docs/alerts.md
+    notify: tuple = ()
+    remind_every: timedelta | None = None
     line: int = 0
 
     def __post_init__(self) -> None:

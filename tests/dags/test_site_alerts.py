@@ -1,0 +1,149 @@
+"""Alerts end to end through ``dag.test()``: a local site flips between up and down, real Kafka,
+real PostgreSQL, and a local webhook receiver counts what the callbacks sent."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import psycopg
+import pytest
+
+from sitewatch.config import load_sites
+from sitewatch.factory import site_dag
+from tests.receivers import WebhookReceiver
+
+DEAD_KAFKA = {
+    "conn_type": "kafka",
+    "extra": {"bootstrap.servers": "127.0.0.1:9", "message.timeout.ms": 2000, "log_level": 0},
+}
+
+
+@pytest.fixture
+def receiver(monkeypatch):
+    server = WebhookReceiver()
+    monkeypatch.setenv("AIRFLOW_CONN_OPS_WEBHOOK", server.conn())
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def results_schema(monkeypatch):
+    """Point ``sitewatch_postgres`` at a fresh schema of the results database, dropped after.
+
+    The callbacks create ``site_alert_state`` there themselves (the table is missing at first).
+    """
+    dsn = os.environ.get("SITEWATCH_PG_DSN")
+    base = os.environ.get("AIRFLOW_CONN_SITEWATCH_POSTGRES")
+    if not dsn or not base:
+        pytest.fail("SITEWATCH_PG_DSN / AIRFLOW_CONN_SITEWATCH_POSTGRES unset: run `make test`")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    conn = json.loads(base)
+    conn["extra"] = {**conn.get("extra", {}), "options": f"-c search_path={schema}"}
+    monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_POSTGRES", json.dumps(conn))
+    yield dsn, schema
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def make_dag(tmp_path, monkeypatch, new_topic):
+    """Write a one-site sites file with a webhook target; return (site name, DAG builder)."""
+    monkeypatch.setenv("SITEWATCH_TOPIC", new_topic())
+    name = f"alerts-{uuid.uuid4().hex[:8]}"
+
+    def make(url: str, fmt: str = "json"):
+        path = tmp_path / "sites.yaml"
+        path.write_text(
+            f"sites:\n  - name: {name}\n    url: {url}\n    retries: 0\n"
+            f"    notify:\n      - webhook: ops_webhook\n        format: {fmt}\n"
+        )
+        monkeypatch.setenv("SITEWATCH_SITES_FILE", str(path))
+        sites = load_sites(path)
+        assert sites.issues == []
+        return site_dag(sites.sites[0])
+
+    return name, make
+
+
+def stored_state(results_schema, site: str) -> tuple:
+    dsn, schema = results_schema
+    with psycopg.connect(dsn, options=f"-c search_path={schema}") as conn:
+        row = conn.execute(
+            "SELECT state, pipeline_since IS NOT NULL FROM site_alert_state WHERE site = %s",
+            (site,),
+        ).fetchone()
+    return tuple(row)
+
+
+def test_one_message_per_state_change(web, receiver, results_schema, make_dag, monkeypatch):
+    name, make = make_dag
+
+    web.reply = (500, "boom")
+    assert make(web.url).test().state == "failed"
+    (down,) = receiver.payloads
+    assert (down["site"], down["state"], down["error"]) == (name, "DOWN", "status")
+    assert down["detail"] == "status 500 not in 200-399"
+    assert down["url"] == web.url
+    assert f"/dags/site_{name}/runs/" in down["run_url"]
+    assert stored_state(results_schema, name) == ("down", False)
+
+    assert make(web.url).test().state == "failed"
+    assert len(receiver.payloads) == 1  # still down: no storm
+
+    web.reply = (200, "<html>ok</html>")
+    assert make(web.url).test().state == "success"
+    assert [p["state"] for p in receiver.payloads] == ["DOWN", "RECOVERED"]
+    assert receiver.payloads[1]["since"] == down["since"]  # down since, in the recovery
+
+    assert make(web.url).test().state == "success"
+    assert len(receiver.payloads) == 2
+
+    monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_KAFKA", json.dumps(DEAD_KAFKA))
+    assert make(web.url).test().state == "failed"
+    assert [p["state"] for p in receiver.payloads] == ["DOWN", "RECOVERED", "PIPELINE PROBLEM"]
+    pipeline = receiver.payloads[2]
+    assert pipeline["error"] == "DeliveryError"
+    assert pipeline["detail"].startswith("Kafka did not confirm delivery")
+    assert stored_state(results_schema, name) == ("up", True)  # the site is not called down
+
+    assert make(web.url).test().state == "failed"
+    assert len(receiver.payloads) == 3  # one pipeline alert until a real verdict
+
+
+def test_first_run_up_is_silent_and_a_run_that_never_started_is_a_pipeline_problem(
+    web, receiver, results_schema, make_dag
+):
+    name, make = make_dag
+    dag = make(web.url, fmt="slack")
+    assert dag.test().state == "success"
+    assert receiver.payloads == []
+
+    # What the dag-processor calls for a run whose task never ran: the minimal context.
+    dag.on_failure_callback({"dag": dag, "run_id": "scheduled__never-started", "reason": "x"})
+    (slack,) = receiver.payloads
+    assert slack["text"] == (
+        f"[sitewatch] PIPELINE PROBLEM: {name} "
+        "(run failed: the run failed (x) without a verdict from task probe)"
+    )
+    # ... and the task callback the scheduler sends for a lost worker (no exception): same problem
+    dag.get_task("probe").on_failure_callback[0]({"run_id": "scheduled__worker-lost"})
+    assert len(receiver.payloads) == 1
+    assert stored_state(results_schema, name) == ("up", True)
+
+
+def test_only_sites_with_targets_get_callbacks(make_dag):
+    from sitewatch.config import site_for_url
+
+    plain = site_dag(site_for_url("https://example.com/"))
+    assert plain.on_failure_callback is None
+    assert not plain.get_task("probe").on_success_callback
+    _, make = make_dag
+    dag = make("https://example.com/")
+    assert dag.on_failure_callback is not None
+    task = dag.get_task("probe")
+    assert len(task.on_success_callback) == len(task.on_failure_callback) == 1
+    assert "| notify | `webhook ops_webhook` |" in dag.doc_md
