@@ -1,0 +1,88 @@
+"""What the dashboard says about a site: its state now and its figures, as text.
+
+Plain functions of a ``SiteSummary``, the site's configured schedule and ``now``; nothing here
+reads the database or imports Airflow.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sitewatch.dashboard.queries import SiteSummary
+
+MIN_STALE_AFTER = timedelta(minutes=15)
+STALE_INTERVALS = 3
+# A cron schedule is measured by two consecutive fire times from this instant: any fixed instant
+# works for regular expressions, and a fixed one keeps the threshold stable between page loads.
+_CRON_ORIGIN = datetime(2026, 1, 5, 0, 0)
+
+UP, DOWN, STALE, NO_DATA = "up", "down", "stale", "no data"
+
+
+def schedule_interval(schedule: timedelta | str | None) -> timedelta | None:
+    """The time between two runs of a site's schedule (an interval, or a 5-field cron string).
+
+    None when unknown (a site no longer in the sites file). For cron, the gap between its first
+    two fire times after a fixed instant, which is exact for regular expressions like
+    ``*/10 * * * *`` and a fair estimate for irregular ones.
+    """
+    if schedule is None or isinstance(schedule, timedelta):
+        return schedule
+    from croniter import croniter
+
+    it = croniter(schedule, _CRON_ORIGIN)
+    first = it.get_next(datetime)
+    return it.get_next(datetime) - first
+
+
+def stale_after(schedule: timedelta | str | None) -> timedelta:
+    """How old the last final check may be before the site is shown stale.
+
+    Three schedule intervals (a run plus its retries can take most of one), but never less than
+    15 minutes, so a 30 s schedule is not flagged stale by one slow run or a drain hiccup.
+    """
+    interval = schedule_interval(schedule)
+    if interval is None:
+        return MIN_STALE_AFTER
+    return max(STALE_INTERVALS * interval, MIN_STALE_AFTER)
+
+
+def state(summary: SiteSummary | None, schedule: timedelta | str | None, now: datetime) -> str:
+    """``up``/``down`` from the last final check, ``stale`` when it is too old, or ``no data``."""
+    if summary is None or summary.last_up is None:
+        return NO_DATA
+    if now - summary.last_scheduled_at > stale_after(schedule):
+        return STALE
+    return UP if summary.last_up else DOWN
+
+
+def uptime(ups: int, checks: int) -> str:
+    """Percentage with two decimals ("99.95%"), floored so 1 failure in 10,000 never shows 100%;
+    an em dash without checks."""
+    if not checks:
+        return "—"
+    basis_points = ups * 10_000 // checks
+    return f"{basis_points // 100}.{basis_points % 100:02d}%"
+
+
+def milliseconds(value: float | None) -> str:
+    """Whole milliseconds ("123 ms"), or an em dash."""
+    return "—" if value is None else f"{value:,.0f} ms"
+
+
+def days_left(expires_at: datetime | None, now: datetime) -> int | None:
+    """Whole days until a certificate expires (negative once expired), None when unknown."""
+    if expires_at is None:
+        return None
+    return (expires_at - now) // timedelta(days=1)
+
+
+def age(then: datetime | None, now: datetime) -> str:
+    """How long ago, coarsely: "42 s ago", "5 min ago", "3 h ago", "2 d ago"; em dash if None."""
+    if then is None:
+        return "—"
+    seconds = max(int((now - then).total_seconds()), 0)
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"

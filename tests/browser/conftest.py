@@ -1,0 +1,237 @@
+"""A live Airflow of the tests' own, a local site to watch, and headless Chromium.
+
+The session starts the whole stack with ``scripts/dev.sh run`` in a temporary state directory on
+free ports, so it never touches the developer's stack (``make run``, ports 8080/15432/19092), and
+stops it with ``scripts/dev.sh stop`` at the end. The browser is Debian's ``/usr/bin/chromium``
+driven by Playwright (Playwright's own browser downloads are not used).
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+# Without the background-networking flags Chromium keeps calling home, which on a closed network
+# is a stream of refused connections.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SITE = "local-web"
+SITE_TAG = "browser-test"
+
+
+@dataclass
+class Airflow:
+    url: str
+    password: str
+    env: dict
+    state: Path
+
+    def token(self) -> str:
+        reply = requests.post(
+            f"{self.url}/auth/token",
+            json={"username": "admin", "password": self.password},
+            timeout=10,
+        )
+        reply.raise_for_status()
+        return reply.json()["access_token"]
+
+    def api(self, method: str, path: str, **kwargs) -> dict:
+        headers = {"Authorization": f"Bearer {self.token()}"}
+        reply = requests.request(
+            method, f"{self.url}/api/v2{path}", headers=headers, timeout=10, **kwargs
+        )
+        reply.raise_for_status()
+        return reply.json()
+
+    def cli(self, *args: str, timeout: float = 180) -> str:
+        """Run the airflow CLI against this stack (its env.sh); return its output."""
+        command = 'source "$1/env.sh" && shift && exec airflow "$@"'
+        done = subprocess.run(
+            ["bash", "-c", command, "airflow", str(self.state), *args],
+            env=self.env, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        assert done.returncode == 0, f"airflow {' '.join(args)}:\n{done.stdout}{done.stderr}"
+        return done.stdout + done.stderr
+
+
+def free_ports(count: int) -> list[int]:
+    socks = [socket.socket() for _ in range(count)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def wait_for(what: str, probe, timeout: float, every: float = 1.0):
+    """Call ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = probe()
+        except requests.RequestException:
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(every)
+
+
+class _Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        body = b"<html><body>hello from the watched site</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="session")
+def watched_site():
+    """A local web server the site DAG checks; its URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def airflow(watched_site) -> Airflow:
+    """Kafka, PostgreSQL and Airflow standalone of this session; stopped afterwards.
+
+    The state lives in a directory of its own, not pytest's tmp_path (other pytest runs on the
+    machine prune those while this stack runs); readable by the postgres user, so the cluster
+    lives there too, and removed at the end unless a test failed to start it.
+    """
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (make test does, as root)")
+    state = Path(tempfile.mkdtemp(prefix="sitewatch-browser-"))
+    state.chmod(0o755)
+    sites = state / "sites.yaml"
+    sites.write_text(
+        "sites:\n"
+        f"  - name: {SITE}\n"
+        f"    url: {watched_site}\n"
+        "    schedule: 1h\n"
+        "    regex: hello\n"
+        "    retries: 0\n"
+        f"    tags: [{SITE_TAG}]\n"
+    )
+    ui, pg, kafka, controller, worker_logs, trigger_logs = free_ports(6)
+    # The developer's stack environment (from `make test`) must not leak into this one.
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AIRFLOW", "PG"))
+        and key not in ("SITEWATCH_PG_DSN", "SITEWATCH_TOPIC")
+    }
+    env.update(
+        SITEWATCH_STATE_DIR=str(state),
+        SITEWATCH_UI_PORT=str(ui),
+        SITEWATCH_PG_PORT=str(pg),
+        SITEWATCH_KAFKA_PORT=str(kafka),
+        SITEWATCH_KAFKA_CONTROLLER_PORT=str(controller),
+        SITEWATCH_SITES_FILE=str(sites),
+        # log servers of the worker and triggerer, off the defaults another Airflow may hold
+        AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(worker_logs),
+        AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(trigger_logs),
+    )
+    log = state / "dev-run.log"
+    stack = Airflow(f"http://localhost:{ui}", "", env, state)
+    try:
+        with log.open("w") as out:
+            subprocess.run(
+                [ROOT / "scripts" / "dev.sh", "run"], env=env, stdout=out, stderr=out,
+                check=True, timeout=420,
+            )  # fmt: skip
+        passwords = state / "airflow" / "passwords.json"
+        stack.password = json.loads(passwords.read_text())["admin"]
+        yield stack
+    except subprocess.SubprocessError:
+        pytest.fail(f"scripts/dev.sh run failed:\n{log.read_text()[-3000:]}")
+    finally:
+        subprocess.run(
+            [ROOT / "scripts" / "dev.sh", "stop"], env=env, capture_output=True, timeout=120
+        )
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        for name in ("dev-run.log", "airflow/standalone.log"):
+            if (state / name).exists():
+                shutil.copyfile(state / name, ARTIFACTS / Path(name).name)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dags_parsed(airflow):
+    """Wait until the site DAG and the drain DAG are parsed, and unpause both."""
+    wanted = {f"site_{SITE}", "sitewatch_drain"}
+
+    def parsed():
+        dags = airflow.api("GET", "/dags", params={"limit": 100})["dags"]
+        return {d["dag_id"]: d for d in dags if d["dag_id"] in wanted}
+
+    dags = wait_for("the DAGs to be parsed", lambda: len(parsed()) == 2 and parsed(), 120)
+    for dag_id in wanted:
+        airflow.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+    return dags
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def page(browser, airflow):
+    """A page logged in to Airflow as admin (through the login form)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    page.goto(airflow.url)
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(airflow.password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/auth/login" not in url)
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> Path:
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
