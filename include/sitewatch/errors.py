@@ -46,5 +46,17 @@ class MessageError(SitewatchError):
         super().__init__(reason)
 
 
+class ConnectionConfigError(SitewatchError):
+    """A connection names something unusable (a TLS file that is missing or unreadable)."""
+
+
 class ConsumeError(SitewatchError):
     """Reading the topic failed (broker unreachable, topic missing, authentication refused)."""
+
+
+class NotificationError(SitewatchError):
+    """An alert could not be sent to one target; the message names the target, never its secret."""
+
+
+class SettingError(SitewatchError):
+    """An environment variable holds an unusable value; the message names it and what is valid."""

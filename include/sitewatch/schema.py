@@ -64,6 +64,145 @@ MIGRATIONS: tuple[str, ...] = (
         CONSTRAINT site_checks_rejected_message UNIQUE (topic, partition, "offset")
     );
     """,
+    # 2: per-site alert state (sitewatch.alert_store): one row per site that has alert targets,
+    # locked while a run's verdict is applied so two workers never send the same alert twice.
+    """
+    CREATE TABLE site_alert_state (
+        site             text COLLATE "C" PRIMARY KEY,
+        state            text CHECK (state IN ('up', 'down')),
+        since            timestamptz,
+        error            text,
+        detail           text,
+        last_notified_at timestamptz,
+        pipeline_since   timestamptz,
+        last_run_id      text,
+        last_run_after   timestamptz,
+        updated_at       timestamptz NOT NULL DEFAULT now()
+    );
+    """,
+    # 3: daily uptime rollup for the dashboard's 7 and 30 day figures (sitewatch.dashboard).
+    # Counting 30 days of final attempts of 1,000 sites from site_checks reads ~8.6M rows (3-5 s,
+    # even index-only); the rollup makes it 30 rows a site. A statement-level trigger with a
+    # transition table keeps it exact: one grouped upsert per drain batch (COPY or INSERT), not
+    # one per row. The table lock keeps the drain from inserting between backfill and trigger.
+    # Rows are never deleted from site_checks; a future retention job must subtract here too.
+    """
+    LOCK TABLE site_checks IN SHARE ROW EXCLUSIVE MODE;
+    CREATE TABLE site_checks_daily (
+        site   text COLLATE "C" NOT NULL,
+        day    date             NOT NULL,
+        checks integer          NOT NULL,
+        ups    integer          NOT NULL,
+        CONSTRAINT site_checks_daily_pkey PRIMARY KEY (site, day)
+    );
+    CREATE FUNCTION site_checks_daily_add() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
+    BEGIN
+        INSERT INTO site_checks_daily AS d (site, day, checks, ups)
+        SELECT site, (scheduled_at AT TIME ZONE 'UTC')::date, count(*), count(*) FILTER (WHERE up)
+        FROM new_rows WHERE final GROUP BY 1, 2
+        ON CONFLICT (site, day) DO UPDATE
+        SET checks = d.checks + excluded.checks, ups = d.ups + excluded.ups;
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER site_checks_daily AFTER INSERT ON site_checks
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION site_checks_daily_add();
+    INSERT INTO site_checks_daily (site, day, checks, ups)
+    SELECT site, (scheduled_at AT TIME ZONE 'UTC')::date, count(*), count(*) FILTER (WHERE up)
+    FROM site_checks WHERE final GROUP BY 1, 2;
+    """,
+    # 4: site_checks partitioned by UTC day (sitewatch.retention drops whole days), and the hourly
+    # rollup that outlives them. The old table is renamed, its rows copied into daily partitions
+    # named site_checks_pYYYYMMDD (one per day that has rows, plus today and the next 7), then
+    # dropped, all in this one transaction under the rename's exclusive lock, so no drain batch
+    # lands in between. site_checks_daily already counts those rows, so the trigger is re-created
+    # only after the copy. A statement-level trigger with a transition table works on a
+    # partitioned table in PostgreSQL 15 (it sees rows routed to every partition, for COPY and
+    # INSERT ... ON CONFLICT alike), but it makes COPY insert row by row instead of in multi-row
+    # groups. site_checks_create_partitions is the one definition of a partition's name and
+    # bounds, for store_batch and the maintenance DAG; the exception block absorbs a concurrent
+    # creator of the same day. site_checks_daily and site_checks_hourly are rollups: they keep
+    # the figures of dropped days (sitewatch.retention prunes them on a retention of their own).
+    """
+    LOCK TABLE site_checks IN ACCESS EXCLUSIVE MODE;
+    ALTER TABLE site_checks RENAME TO site_checks_unpartitioned;
+    ALTER TABLE site_checks_unpartitioned
+        RENAME CONSTRAINT site_checks_pkey TO site_checks_unpartitioned_pkey;
+    CREATE TABLE site_checks (
+        site             text COLLATE "C" NOT NULL,
+        url              text             NOT NULL,
+        scheduled_at     timestamptz      NOT NULL,
+        attempt          integer          NOT NULL,
+        final            boolean          NOT NULL,
+        checked_at       timestamptz      NOT NULL,
+        up               boolean          NOT NULL,
+        status_code      integer,
+        response_time_ms double precision,
+        dns_ms           double precision,
+        connect_ms       double precision,
+        tls_ms           double precision,
+        ttfb_ms          double precision,
+        regex            text,
+        regex_matched    boolean,
+        error            text,
+        error_detail     text,
+        final_url        text,
+        body_bytes       bigint,
+        tls_expires_at   timestamptz,
+        stored_at        timestamptz      NOT NULL DEFAULT now(),
+        CONSTRAINT site_checks_pkey PRIMARY KEY (site, scheduled_at, attempt)
+    ) PARTITION BY RANGE (scheduled_at);
+    CREATE FUNCTION site_checks_create_partitions(days date[]) RETURNS integer LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
+    DECLARE
+        d       date;
+        created integer := 0;
+    BEGIN
+        FOREACH d IN ARRAY days LOOP
+            CONTINUE WHEN to_regclass('site_checks_p' || to_char(d, 'YYYYMMDD')) IS NOT NULL;
+            BEGIN
+                EXECUTE format(
+                    'CREATE TABLE %I PARTITION OF site_checks FOR VALUES FROM (%L) TO (%L)',
+                    'site_checks_p' || to_char(d, 'YYYYMMDD'),
+                    to_char(d, 'YYYY-MM-DD') || ' 00:00:00+00',
+                    to_char(d + 1, 'YYYY-MM-DD') || ' 00:00:00+00');
+                created := created + 1;
+            EXCEPTION WHEN duplicate_table OR unique_violation THEN
+                NULL;  -- another session created it first
+            END;
+        END LOOP;
+        RETURN created;
+    END
+    $$;
+    SELECT site_checks_create_partitions(array_agg(day ORDER BY day)) FROM (
+        SELECT DISTINCT (scheduled_at AT TIME ZONE 'UTC')::date AS day
+        FROM site_checks_unpartitioned
+        UNION
+        SELECT (now() AT TIME ZONE 'UTC')::date + i FROM generate_series(0, 7) i
+    ) days;
+    INSERT INTO site_checks (
+        site, url, scheduled_at, attempt, final, checked_at, up, status_code, response_time_ms,
+        dns_ms, connect_ms, tls_ms, ttfb_ms, regex, regex_matched, error, error_detail,
+        final_url, body_bytes, tls_expires_at, stored_at)
+    SELECT site, url, scheduled_at, attempt, final, checked_at, up, status_code, response_time_ms,
+        dns_ms, connect_ms, tls_ms, ttfb_ms, regex, regex_matched, error, error_detail,
+        final_url, body_bytes, tls_expires_at, stored_at
+    FROM site_checks_unpartitioned;
+    DROP TABLE site_checks_unpartitioned;
+    CREATE TRIGGER site_checks_daily AFTER INSERT ON site_checks
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION site_checks_daily_add();
+    CREATE TABLE site_checks_hourly (
+        site   text COLLATE "C" NOT NULL,
+        hour   timestamptz      NOT NULL,
+        checks integer          NOT NULL,
+        ups    integer          NOT NULL,
+        p50_ms double precision,
+        p95_ms double precision,
+        max_ms double precision,
+        CONSTRAINT site_checks_hourly_pkey PRIMARY KEY (site, hour)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

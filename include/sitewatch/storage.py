@@ -18,10 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from operator import attrgetter
+from weakref import WeakKeyDictionary
 
 import psycopg
 
+from sitewatch.errors import StorageError
 from sitewatch.observation import FIELDS, Observation
 from sitewatch.schema import SCHEMA_VERSION, migrate, transaction
 
@@ -80,6 +83,12 @@ def store_batch(
     batch with any duplicate costs that COPY, abandoned at the first duplicate, plus the staging
     path (roughly twice the database work, still one transaction).
 
+    Partitions: the batch's transaction first creates the daily partition of any UTC day (of
+    ``scheduled_at``) this connection has not stored into yet, so a batch never fails for a
+    missing partition; a day already known costs nothing. An observation older than the
+    retention is stored all the same (its day's partition is made) and the next maintenance run
+    drops it (sitewatch.retention). A known day dropped since then makes the batch retry once.
+
     Raises StorageError("PostgreSQL ...: <cause>"), chained to the ``psycopg.Error``, when the
     connection or any statement fails; the transaction is then rolled back, so nothing of the
     batch is stored and the caller may retry it whole (after reconnecting if ``conn.closed``).
@@ -89,15 +98,44 @@ def store_batch(
     if not observations and not rejected:
         return StoreResult(0, 0, 0)
     rows = _rows(observations)
-    failure = f"could not store {len(observations)} observations, {len(rejected)} rejected"
+    try:
+        inserted, stored_rejects = _store(conn, rows, rejected)
+    except StorageError as exc:
+        # A day this connection knew may have been dropped since (sitewatch.retention): forget
+        # what it knew and retry the batch, which was rolled back whole, once.
+        if not isinstance(exc.__cause__, psycopg.errors.CheckViolation) or conn.closed:
+            raise
+        _KNOWN_DAYS.pop(conn, None)
+        inserted, stored_rejects = _store(conn, rows, rejected)
+    return StoreResult(inserted, len(observations) - inserted, stored_rejects)
+
+
+def _store(conn, rows: list[tuple], rejected: Sequence[Rejected]) -> tuple[int, int]:
+    known = _KNOWN_DAYS.setdefault(conn, set())
+    missing = sorted({row[_SCHEDULED].astimezone(UTC).date() for row in rows} - known)
+    failure = f"could not store {len(rows)} observations, {len(rejected)} rejected"
     with transaction(conn, failure) as cur:
         inserted = stored_rejects = 0
-        if observations:
+        if missing:  # a day's partition is made in the batch's transaction, before its COPY
+            cur.execute(_CAN_PARTITION)
+            if cur.fetchone()[0]:  # else a schema older than migration 4: nothing to make
+                cur.execute(_CREATE_PARTITIONS, (missing,))
+        if rows:
             inserted = _store_observations(cur, rows)
         if rejected:
             cur.execute(_INSERT_REJECTED, _reject_columns(rejected))
             stored_rejects = cur.rowcount
-    return StoreResult(inserted, len(observations) - inserted, stored_rejects)
+    known.update(missing)  # only once committed: a rolled-back CREATE made nothing
+    return inserted, stored_rejects
+
+
+# --- partitions: site_checks has one per UTC day (migration 4) ------------------------------------
+
+# Days whose partition this connection has seen exist, so that a batch costs no catalog lookup in
+# the steady state. Per connection, because each may see another schema (search_path).
+_KNOWN_DAYS: WeakKeyDictionary = WeakKeyDictionary()
+_CAN_PARTITION = "SELECT to_regprocedure('site_checks_create_partitions(date[])') IS NOT NULL"
+_CREATE_PARTITIONS = "SELECT site_checks_create_partitions(%s::date[])"
 
 
 # --- observations: binary COPY, straight in or through a staging table ------------------------
@@ -143,6 +181,7 @@ _INT_LIMITS = {
     if kind in ("int4", "int8")
 }
 _GETTERS = {name: attrgetter(name) for name in _NAMES}
+_SCHEDULED = _NAMES.index("scheduled_at")
 _TZINFO = attrgetter("tzinfo")
 
 
@@ -240,5 +279,6 @@ def _reject_columns(rejected: Sequence[Rejected]) -> tuple[list, ...]:
         [r.offset for r in rejected],
         [r.key for r in rejected],
         [r.raw for r in rejected],
-        [r.reason.replace("\x00", "\ufffd") for r in rejected],
+        # A reason can quote the message (an unknown field's name): same rules as stored text.
+        _storable_text([r.reason for r in rejected]),
     )

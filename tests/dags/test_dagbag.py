@@ -28,7 +28,7 @@ def test_shipped_sites_file_builds_dags_without_import_errors():
     assert bag.import_errors == {}
     enabled = {f"site_{s.name}" for s in load_sites().sites if s.enabled}
     assert enabled, "include/sites.yaml ships no enabled site"
-    assert enabled | {"sitewatch_drain"} == set(bag.dag_ids)
+    assert enabled | {"sitewatch_drain", "sitewatch_maintenance"} == set(bag.dag_ids)
     for dag_id in enabled:
         dag = bag.dags[dag_id]
         assert "sitewatch" in dag.tags
@@ -39,6 +39,20 @@ def test_shipped_sites_file_builds_dags_without_import_errors():
         (probe,) = dag.tasks
         assert probe.task_id == "probe"
         assert probe.retries >= 0
+
+
+def test_maintenance_dag_runs_hourly_one_at_a_time():
+    dag = DagBag(DAGS).dags["sitewatch_maintenance"]
+    assert set(dag.tags) == {"sitewatch"}
+    assert (dag.max_active_runs, dag.catchup, dag.is_paused_upon_creation) == (1, False, False)
+    assert dag.schedule == "@hourly"
+    assert dag.doc_md
+    assert [t.task_id for t in dag.topological_sort()] == [
+        "check_settings",
+        "create_tables",
+        "maintain",
+    ]
+    assert all(t.retries > 0 for t in dag.tasks)
 
 
 def test_site_settings_reach_the_dag(sites_file):
@@ -62,7 +76,12 @@ def test_site_settings_reach_the_dag(sites_file):
     """)
     bag = DagBag(DAGS)
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"site_shop", "site_blog", "sitewatch_drain"}
+    assert set(bag.dag_ids) == {
+        "site_shop",
+        "site_blog",
+        "sitewatch_drain",
+        "sitewatch_maintenance",
+    }
     shop, blog = bag.dags["site_shop"], bag.dags["site_blog"]
     assert set(shop.tags) == {"sitewatch", "team-a", "prod"}
     assert shop.timetable == CronTriggerTimetable("*/10 * * * *", timezone="UTC")
