@@ -26,6 +26,8 @@ MAX_DETAIL = 300  # characters; a detail is read in a log line and a table cell
 
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+HANDSHAKE = "doing the TLS handshake"  # the Trace stage while TLS is being negotiated
+_CUT = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
 
 
 class Failure(Exception):
@@ -88,6 +90,10 @@ def classify(exc: BaseException, url: str, timeout: float, stage: str, aborted: 
     if aborted or any(_is_timeout(link) for link in chain):
         return timed_out(timeout, stage)
     where = _host_port(url)
+    if stage == HANDSHAKE and any(isinstance(link, _CUT) for link in chain):
+        # A reset mid-handshake is a handshake failure, as the same cut with a FIN (SSLEOFError)
+        # already is; without this the RST variant reads as a broken HTTP response.
+        return Failure("tls", "TLS handshake failed: connection reset by the server")
     for types, kind, describe in _RULES:
         for link in chain:
             if isinstance(link, types):
@@ -139,6 +145,20 @@ def _status_line(exc: http.client.BadStatusLine, _where: str) -> str:
     return f"invalid status line {line[:80]!r}"
 
 
+def _line_too_long(exc: http.client.LineTooLong, _where: str) -> str:
+    # http.client's message is "got more than 65536 bytes when reading header line"
+    what = str(exc).rpartition(" when reading ")[2] or "line"
+    return f"response {what} longer than {http.client._MAXLINE} bytes"
+
+
+def _http_exception(exc: http.client.HTTPException, _where: str) -> str:
+    if isinstance(exc, http.client.UnknownProtocol):
+        return f"unknown HTTP version {str(exc.args[0] if exc.args else '')[:40]!r}"
+    if type(exc) is http.client.HTTPException and str(exc).startswith("got more than"):
+        return f"response has more than {http.client._MAXHEADERS} headers"
+    return f"broken HTTP ({type(exc).__name__})"
+
+
 _Describe = Callable[[BaseException, str], str]
 _RULES: list[tuple[type | tuple[type, ...], str, _Describe]] = [
     (ssl.SSLCertVerificationError, "tls", _cert),
@@ -152,7 +172,7 @@ _RULES: list[tuple[type | tuple[type, ...], str, _Describe]] = [
         "protocol",
         lambda e, w: "server closed the connection without a response",
     ),
-    (http.client.LineTooLong, "protocol", lambda e, w: f"response {e.args[0]} too long"),
+    (http.client.LineTooLong, "protocol", _line_too_long),
     (http.client.BadStatusLine, "protocol", _status_line),
     (u3.InvalidChunkLength, "protocol", lambda e, w: "invalid chunk length in the body"),
     (
@@ -167,7 +187,7 @@ _RULES: list[tuple[type | tuple[type, ...], str, _Describe]] = [
     ),
     (ConnectionResetError, "protocol", lambda e, w: "connection reset by the server"),
     (BrokenPipeError, "protocol", lambda e, w: "server closed the connection mid-request"),
-    (http.client.HTTPException, "protocol", lambda e, w: f"broken HTTP ({type(e).__name__})"),
+    (http.client.HTTPException, "protocol", _http_exception),
     (
         requests.exceptions.InvalidHeader,  # its message quotes the header value: never shown
         "protocol",

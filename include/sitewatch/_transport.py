@@ -29,6 +29,7 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 from urllib3.util.connection import allowed_gai_family
 
 from sitewatch import __version__
+from sitewatch._failures import HANDSHAKE
 from sitewatch.timing import DNSTimeout, Trace
 
 _MIN_TIMEOUT = 0.001  # a socket timeout of 0 would mean non-blocking, not "no time left"
@@ -112,7 +113,7 @@ class _TimedConnection:
         # The TLS handshake that follows uses this timeout as one deadline for the whole handshake.
         sock.settimeout(max(trace.deadline.remaining(), _MIN_TIMEOUT))
         if isinstance(self, HTTPSConnection):
-            trace.stage = "doing the TLS handshake"
+            trace.stage = HANDSHAKE
         return sock
 
     def connect(self) -> None:

@@ -9,6 +9,7 @@ reading with line numbers in ``sitewatch.yamltree``, the record types in ``sitew
 
 from __future__ import annotations
 
+import codecs
 import os
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,8 @@ def load_sites(path: str | Path | None = None) -> SitesFile:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return _failed(path, 1, "not UTF-8 text: the file is UTF-16; save it as UTF-8")
         line = data.count(b"\n", 0, exc.start) + 1
         return _failed(path, line, f"not UTF-8 text: cannot decode byte 0x{data[exc.start]:02x}")
     return load_text(text, path)
@@ -76,6 +79,10 @@ def load_text(text: str, path: str = "<string>") -> SitesFile:
             if "end of stream" in str(exc.problem) and exc.context_mark:
                 mark = exc.context_mark  # where the unclosed quote or bracket began
             return _failed(path, mark.line + 1, _yaml_message(exc))
+        except yaml.reader.ReaderError as exc:  # str(exc) spans two lines; an issue is one
+            line = text.count("\n", 0, exc.position) + 1
+            what = f"#x{exc.character:04x}" if isinstance(exc.character, int) else "byte"
+            return _failed(path, line, f"invalid YAML: unacceptable character {what}: {exc.reason}")
         except (yaml.YAMLError, RecursionError) as exc:
             message = "document nested too deeply" if isinstance(exc, RecursionError) else exc
             return _failed(path, 1, f"invalid YAML: {message}")

@@ -3,7 +3,9 @@
 PyYAML's constructor throws line numbers away and silently keeps the last of two duplicate keys, so
 the config loader composes the node tree and converts it here. The conversion is bounded: aliases
 are expanded at most ``MAX_NODES`` times in total (a "billion laughs" file stops there) and nesting
-stops at ``MAX_DEPTH`` (which also catches an alias that contains itself).
+stops at ``MAX_DEPTH`` (which also catches an alias that contains itself). Before any of that,
+``compose`` refuses a document nested more than ``MAX_NESTING`` levels deep: libyaml's composer
+recurses in C, so ``"[" * 100000`` would overflow the C stack and kill the process.
 
 Scalars follow PyYAML's YAML 1.1 resolution with one change: only ``true`` and ``false`` are
 booleans. ``yes``, ``no``, ``on`` and ``off`` stay strings, as in YAML 1.2, so ``enabled: yes`` is
@@ -22,6 +24,9 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 MAX_NODES = 1_000_000
 MAX_DEPTH = 20
+# Safe for the C composer on any thread stack (it needs a few hundred bytes per level; an 8 MiB
+# stack overflows near 30,000), far beyond any sites file.
+MAX_NESTING = 2000
 
 _constructor = SafeConstructor()
 _resolver = yaml.resolver.Resolver()
@@ -98,11 +103,52 @@ def compose(text: str) -> Node | None:
     The C parser is used for speed. When it fails the text is parsed again with the pure-Python
     parser, whose messages name the offending character and read the same on every install.
     """
+    if _nesting_bound(text) > MAX_NESTING:
+        _check_nesting(text)
     try:
         return yaml.compose(text, Loader=_FastLoader)
     except yaml.YAMLError:
         pass
     return yaml.compose(text, Loader=_PyLoader)
+
+
+def _nesting_bound(text: str) -> int:
+    """A cheap upper bound on how deeply ``text`` nests collections.
+
+    Flow collections need a ``[`` or ``{`` per level. A block collection starts only after the
+    leading spaces and indicators (``-``, ``?``, ``:``) of a line, and every two levels of block
+    nesting need at least one more column, so twice the widest such prefix bounds them.
+    """
+    flow = text.count("[") + text.count("{")
+    lines = text.splitlines()  # every YAML line break, and a few more
+    widest = max(map(len, lines), default=0)
+    if flow + 2 * widest + 2 > MAX_NESTING:  # long lines: measure their prefixes instead
+        widest = max((len(line) - len(line.lstrip(" \t-?:")) for line in lines), default=0)
+    return flow + 2 * widest + 2
+
+
+def _check_nesting(text: str) -> None:
+    """Raise ``yaml.MarkedYAMLError`` at the collection nested deeper than MAX_NESTING.
+
+    The C parser's events come from an explicit stack, not recursion, and reading them stops at
+    the culprit (libyaml's scanner is quadratic in nesting, so reading on would take minutes).
+    Trade-off: a file this check cannot rule out cheaply (thousands of brackets) is parsed once
+    more, about half the cost of composing it.
+    """
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=_FastLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_NESTING:
+                    problem = f"collections nested more than {MAX_NESTING} levels deep"
+                    raise yaml.composer.ComposerError(None, None, problem, event.start_mark)
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.composer.ComposerError:
+        raise
+    except yaml.YAMLError:
+        return  # a syntax error before the limit: composing stops there too, and reports it
 
 
 class Walker:
@@ -116,13 +162,16 @@ class Walker:
         if self.visited > MAX_NODES:
             raise TooComplex(f"document too complex: more than {MAX_NODES} nodes after aliases")
 
-    def pairs(self, node: MappingNode, problem: Problem) -> list[tuple[str, Node, Node]]:
+    def pairs(
+        self, node: MappingNode, problem: Problem, depth: int = 0
+    ) -> list[tuple[str, Node, Node]]:
         """The (key, key node, value node) pairs of a mapping, merge keys (``<<``) applied.
 
         Keys are their source text. A pair that cannot be used is skipped after calling
         ``problem(key or None, message, line)``: a key given twice (the later value is dropped),
-        a key that is not a scalar, a ``<<`` whose value is not mappings. Keys brought in by
-        ``<<`` are overridden silently by the mapping's own keys, as YAML specifies.
+        a key that is not a scalar, a ``<<`` whose value is not mappings, merges nested deeper
+        than MAX_DEPTH (a mapping that merges itself). Keys brought in by ``<<`` are overridden
+        silently by the mapping's own keys, as YAML specifies.
         """
         own: dict[str, tuple[str, Node, Node]] = {}
         merged: dict[str, tuple[str, Node, Node]] = {}
@@ -139,8 +188,12 @@ class Walker:
                         key, "'<<' must merge a mapping or a list of mappings", line_of(key_node)
                     )
                     continue
+                if depth >= MAX_DEPTH:
+                    message = "'<<' merges nested too deeply (a mapping that merges itself?)"
+                    problem(key, message, line_of(key_node))
+                    continue
                 for source in sources:
-                    for item in self.pairs(source, problem):
+                    for item in self.pairs(source, problem, depth + 1):
                         merged.setdefault(item[0], item)
             elif key in own:
                 first = line_of(own[key][1])

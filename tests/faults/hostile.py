@@ -1,0 +1,481 @@
+"""Hostile targets: raw-socket servers on 127.0.0.1 that misbehave on purpose, and their catalog.
+
+Each behaviour is a function ``(sock, stopping)`` run in its own thread for each connection the
+probe opens. ``TARGETS`` lists every hostile target with the error the probe must classify it as;
+the faults suite probes all of them in one worker process to measure its peak memory.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import socketserver
+import ssl
+import struct
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass, field
+
+DRIP_SECONDS = 0.2  # between bytes: every read succeeds, only the deadline can end the probe
+BOMB_DECODED = 10 * 2**30  # what the gzip bomb decodes to: 10 GiB of zeros
+_UNIT = bytes(4 * 2**20)  # the bomb repeats the compressed form of these 4 MiB
+_SEND_TIMEOUT = 10.0
+
+Behaviour = Callable[[socket.socket, threading.Event], None]
+
+
+# --- the gzip bombs -----------------------------------------------------------------------------
+
+
+def gzip_repeated(head: bytes, unit: bytes, count: int, tail: bytes = b"") -> Iterator[bytes]:
+    """Stream gzip of ``head + unit * count + tail`` while compressing ``unit`` only once.
+
+    A full flush resets the compressor, so every later ``unit`` compresses to the same bytes: the
+    stream costs one compression and a memcpy per unit, whatever the decoded size. The trailer's
+    CRC is computed only if a reader ever gets that far.
+    """
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate: header and trailer are ours
+    yield b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+    yield deflate.compress(head) + deflate.flush(zlib.Z_FULL_FLUSH)
+    if count:
+        block = deflate.compress(unit) + deflate.flush(zlib.Z_FULL_FLUSH)
+        for _ in range(count):
+            yield block
+    yield deflate.compress(tail) + deflate.flush(zlib.Z_FINISH)
+    crc = zlib.crc32(head)
+    for _ in range(count):
+        crc = zlib.crc32(unit, crc)
+    crc = zlib.crc32(tail, crc)
+    yield struct.pack("<II", crc, (len(head) + len(unit) * count + len(tail)) & 0xFFFFFFFF)
+
+
+def gzip_bomb() -> Iterator[bytes]:
+    """10 GiB of zeros, gzip-compressed: about 10 MB on the wire."""
+    return gzip_repeated(b"", _UNIT, BOMB_DECODED // len(_UNIT))
+
+
+def nested_gzip_bomb() -> Iterator[bytes]:
+    """The 10 GiB bomb gzip-compressed again (``Content-Encoding: gzip, gzip``): a few KB."""
+    inner = list(itertools.islice(gzip_bomb(), 3))  # header, empty head block, first unit block
+    header, block = inner[0] + inner[1], inner[2]
+    per_unit = 256
+    units = BOMB_DECODED // len(_UNIT)
+    # The inner trailer and final block are left out: the outer stream never gets that far.
+    return gzip_repeated(header, block * per_unit, units // per_unit)
+
+
+# --- behaviours -----------------------------------------------------------------------------------
+
+
+def _read_request(sock: socket.socket) -> bytes:
+    """Read until the end of the request headers (or 64 KiB, or the client hangs up)."""
+    data = b""
+    while b"\r\n\r\n" not in data and len(data) < 65536:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _forever(sock: socket.socket, stopping: threading.Event, data: bytes, pause: float = 0):
+    """Send ``data`` again and again until the client hangs up or the server stops."""
+    while not stopping.is_set():
+        sock.sendall(data)
+        if pause:
+            stopping.wait(pause)
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with an RST instead of a FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def never_answers(sock, stopping):
+    """Accept, read the request, say nothing."""
+    _read_request(sock)
+    stopping.wait()
+
+
+def silent_from_the_start(sock, stopping):
+    """Accept and never read or write (an HTTPS client waits for the ServerHello forever)."""
+    stopping.wait()
+
+
+def drip_body(sock, stopping):
+    _read_request(sock)
+    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n")
+    _forever(sock, stopping, b"x", DRIP_SECONDS)
+
+
+def drip_headers(sock, stopping):
+    _read_request(sock)
+    sock.sendall(b"HTTP/1.1 200 OK\r\n")
+    _forever(sock, stopping, b"X-Drip: y\r\n", DRIP_SECONDS)
+
+
+def endless_headers(sock, stopping):
+    """Header lines as fast as the socket takes them, never the blank line that ends them."""
+    _read_request(sock)
+    sock.sendall(b"HTTP/1.1 200 OK\r\n")
+    _forever(sock, stopping, b"X-Hostile: " + b"y" * 100 + b"\r\n")
+
+
+def endless_header_line(sock, stopping):
+    """One header line that never ends."""
+    _read_request(sock)
+    sock.sendall(b"HTTP/1.1 200 OK\r\nX-Endless: ")
+    _forever(sock, stopping, b"y" * 65536)
+
+
+def endless_status_line(sock, stopping):
+    _read_request(sock)
+    sock.sendall(b"HTTP/1.1 200 ")
+    _forever(sock, stopping, b"O" * 65536)
+
+
+def endless_interim_responses(sock, stopping):
+    """``100 Continue`` after ``100 Continue``: the final response never comes."""
+    _read_request(sock)
+    _forever(sock, stopping, b"HTTP/1.1 100 Continue\r\n\r\n" * 256)
+
+
+def endless_trailers(sock, stopping):
+    """A chunked body that ends properly, then trailer fields forever."""
+    _read_request(sock)
+    sock.sendall(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
+        + b"X-Trailer: y\r\n" * 1000
+    )
+    _forever(sock, stopping, b"X-Trailer: y\r\n" * 1000)
+
+
+def endless_chunk_size(sock, stopping):
+    _read_request(sock)
+    sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1")
+    _forever(sock, stopping, b"0" * 65536)
+
+
+def endless_tiny_chunks(sock, stopping):
+    """A chunked body of one-byte chunks that never ends (hits the body cap)."""
+    _read_request(sock)
+    sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    _forever(sock, stopping, b"1\r\nx\r\n" * 10000)
+
+
+def bad_chunk_length(sock, _stopping):
+    _read_request(sock)
+    sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
+
+
+def _bomb(encoding: str, stream: Callable[[], Iterator[bytes]]) -> Behaviour:
+    def serve(sock, stopping):
+        _read_request(sock)
+        sock.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+            + f"Content-Encoding: {encoding}\r\n".encode()
+            + b"Connection: close\r\n\r\n"
+        )
+        for piece in stream():
+            if stopping.is_set():
+                return
+            sock.sendall(piece)
+
+    return serve
+
+
+gzip_bomb_10g = _bomb("gzip", gzip_bomb)
+nested_gzip_bomb_10g = _bomb("gzip, gzip", nested_gzip_bomb)
+
+
+def corrupt_gzip(sock, _stopping):
+    _read_request(sock)
+    body = b"\x1f\x8b\x08\x00" + b"\xde\xad\xbe\xef" * 64
+    sock.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
+def redirect_forever(sock, stopping):
+    """Every hop redirects to a new URL: no loop to detect, only the hop limit."""
+    request = _read_request(sock)
+    path = request.split(b" ", 2)[1] if request.count(b" ") >= 2 else b"/0"
+    hop = int(path.rsplit(b"/", 1)[-1] or 0) if path.rsplit(b"/", 1)[-1].isdigit() else 0
+    sock.sendall(
+        f"HTTP/1.1 302 Found\r\nLocation: /{hop + 1}\r\nContent-Length: 0\r\n"
+        "Connection: close\r\n\r\n".encode()
+    )
+
+
+def redirect_to_itself(sock, _stopping):
+    request = _read_request(sock)
+    path = request.split(b" ", 2)[1].decode() if request.count(b" ") >= 2 else "/"
+    sock.sendall(
+        f"HTTP/1.1 301 Moved\r\nLocation: {path}\r\nContent-Length: 0\r\n"
+        "Connection: close\r\n\r\n".encode()
+    )
+
+
+def _reply(data: bytes) -> Behaviour:
+    def serve(sock, _stopping):
+        _read_request(sock)
+        sock.sendall(data)
+
+    return serve
+
+
+not_http = _reply(b"HELLO I AM NOT HTTP\r\n\r\n")
+binary_status_line = _reply(bytes(range(256)) * 4 + b"\r\n\r\n")
+status_out_of_range = _reply(b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n")
+negative_status = _reply(b"HTTP/1.1 -200 OK\r\nContent-Length: 0\r\n\r\n")
+unknown_http_version = _reply(b"HTTP/9.9 200 OK\r\nContent-Length: 0\r\n\r\n")
+status_with_nul = _reply(b"HTTP/1.1 200\x00 OK\r\nContent-Length: 2\r\n\r\nok")
+huge_content_length = _reply(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\nok")
+
+
+well_behaved = _reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+
+def closes_at_once(sock, _stopping):
+    _read_request(sock)
+
+
+def resets_at_once(sock, _stopping):
+    _read_request(sock)
+    _reset(sock)
+
+
+# --- broken TLS -----------------------------------------------------------------------------------
+
+
+def tls_garbage_after_client_hello(sock, _stopping):
+    """Read the ClientHello, answer with bytes that are not a TLS record."""
+    sock.recv(65536)
+    sock.sendall(os.urandom(64) + b"\x00" * 64)
+
+
+def tls_reset_mid_handshake(sock, _stopping):
+    """Read the ClientHello, send half a ServerHello record, then reset the connection."""
+    sock.recv(65536)
+    sock.sendall(b"\x16\x03\x03\x00\x5a\x02\x00\x00\x56\x03\x03" + os.urandom(16))
+    _reset(sock)
+
+
+def tls_closes_mid_handshake(sock, _stopping):
+    """Read the ClientHello, send half a ServerHello record, then close cleanly (FIN)."""
+    sock.recv(65536)
+    sock.sendall(b"\x16\x03\x03\x00\x5a\x02\x00\x00\x56\x03\x03" + os.urandom(16))
+
+
+def tls_alert(sock, _stopping):
+    """Refuse the handshake with a fatal handshake_failure alert."""
+    sock.recv(65536)
+    sock.sendall(b"\x15\x03\x03\x00\x02\x02\x28")
+
+
+def tls_drip_handshake(sock, stopping):
+    """Announce a 16 KiB handshake record, then send it one byte at a time."""
+    sock.recv(65536)
+    sock.sendall(b"\x16\x03\x03\x40\x00")
+    _forever(sock, stopping, b"\x00", DRIP_SECONDS)
+
+
+def tls_then_garbage(context: ssl.SSLContext) -> Behaviour:
+    """A correct TLS handshake, then random bytes where the HTTP response belongs."""
+
+    def serve(sock, _stopping):
+        with context.wrap_socket(sock, server_side=True) as tls:
+            _read_request(tls)
+            tls.sendall(os.urandom(4096))
+
+    return serve
+
+
+def tls_then_reset(context: ssl.SSLContext) -> Behaviour:
+    """A correct TLS handshake, the request read, then an RST."""
+
+    def serve(sock, _stopping):
+        tls = context.wrap_socket(sock, server_side=True)
+        _read_request(tls)
+        _reset(tls)
+
+    return serve
+
+
+# --- servers --------------------------------------------------------------------------------------
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    def handle(self):
+        self.request.settimeout(_SEND_TIMEOUT)
+        with suppress(OSError):  # the probe hangs up mid-attack, on purpose
+            self.server.behaviour(self.request, self.server.stopping)
+
+
+class HostileServer(socketserver.ThreadingTCPServer):
+    """A TCP server on 127.0.0.1 running ``behaviour`` for each connection; ``stop`` ends it."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, behaviour: Behaviour):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.behaviour = behaviour
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def handle_error(self, request, client_address):
+        pass  # a handler dying on a hung-up client is the expected end of an attack
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.shutdown()
+        self.server_close()
+        self.thread.join(5)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One hostile target: its behaviour, the scheme to reach it and what the probe must say."""
+
+    name: str
+    behaviour: Behaviour | str  # a str names a behaviour that needs the TLS context
+    kind: str
+    detail: str
+    scheme: str = "http"
+    path: str = "/"
+    overrides: dict = field(default_factory=dict)
+
+
+TIMEOUT = "2s"
+TIMEOUT_SECONDS = 2.0
+
+TARGETS: tuple[Target, ...] = (
+    Target("never_answers", never_answers, "timeout", "while waiting for the response headers"),
+    Target("drip_body", drip_body, "timeout", "while reading the body"),
+    Target("drip_headers", drip_headers, "timeout", "while waiting for the response headers"),
+    Target("endless_headers", endless_headers, "protocol", "response has more than 100 headers"),
+    Target(
+        "endless_header_line",
+        endless_header_line,
+        "protocol",
+        "response header line longer than 65536 bytes",
+    ),
+    Target(
+        "endless_status_line",
+        endless_status_line,
+        "protocol",
+        "response status line longer than 65536 bytes",
+    ),
+    Target(
+        "endless_interim_responses",
+        endless_interim_responses,
+        "timeout",
+        "while waiting for the response headers",
+    ),
+    Target("endless_trailers", endless_trailers, "timeout", "while reading the body"),
+    Target(
+        "endless_chunk_size",
+        endless_chunk_size,
+        "protocol",
+        "response chunk size longer than 65536 bytes",
+    ),
+    # one-byte chunks cost more to parse than the deadline allows before the 5 MiB cap
+    Target("endless_tiny_chunks", endless_tiny_chunks, "timeout", "while reading the body"),
+    Target("bad_chunk_length", bad_chunk_length, "protocol", "closed before the end of the body"),
+    Target("gzip_bomb_10gib", gzip_bomb_10g, "body_too_large", "cap of 5242880 bytes"),
+    Target(
+        "nested_gzip_bomb_10gib", nested_gzip_bomb_10g, "body_too_large", "cap of 5242880 bytes"
+    ),
+    Target("corrupt_gzip", corrupt_gzip, "protocol", "cannot decode the compressed body"),
+    Target("redirect_forever", redirect_forever, "redirects", "more than 10 redirects"),
+    Target("redirect_to_itself", redirect_to_itself, "redirects", "redirect loop"),
+    Target("not_http", not_http, "protocol", "invalid status line 'HELLO I AM NOT HTTP'"),
+    Target("binary_status_line", binary_status_line, "protocol", "invalid status line"),
+    Target("status_out_of_range", status_out_of_range, "protocol", "invalid status line"),
+    Target("negative_status", negative_status, "protocol", "invalid status line"),
+    Target(
+        "unknown_http_version", unknown_http_version, "protocol", "unknown HTTP version 'HTTP/9.9'"
+    ),
+    Target("status_with_nul", status_with_nul, "protocol", "invalid status line"),
+    Target(
+        "huge_content_length", huge_content_length, "protocol", "closed before the end of the body"
+    ),
+    Target(
+        "closes_at_once", closes_at_once, "protocol", "closed the connection without a response"
+    ),
+    Target("resets_at_once", resets_at_once, "protocol", "connection reset by the server"),
+    Target(
+        "tls_silent", silent_from_the_start, "timeout", "while doing the TLS handshake", "https"
+    ),
+    Target(
+        "tls_drip_handshake",
+        tls_drip_handshake,
+        "timeout",
+        "while doing the TLS handshake",
+        "https",
+    ),
+    Target(
+        "tls_garbage_after_client_hello",
+        tls_garbage_after_client_hello,
+        "tls",
+        "TLS handshake failed: wrong version number",
+        "https",
+    ),
+    Target(
+        "tls_reset_mid_handshake",
+        tls_reset_mid_handshake,
+        "tls",
+        "TLS handshake failed: connection reset by the server",
+        "https",
+    ),
+    Target(
+        "tls_closes_mid_handshake",
+        tls_closes_mid_handshake,
+        "tls",
+        "TLS handshake failed: unexpected eof while reading",
+        "https",
+    ),
+    Target(
+        "tls_alert",
+        tls_alert,
+        "tls",
+        "TLS handshake failed: sslv3 alert handshake failure",
+        "https",
+    ),
+    Target("tls_then_garbage", "tls_then_garbage", "protocol", "invalid status line", "https"),
+    Target(
+        "tls_then_reset",
+        "tls_then_reset",
+        "protocol",
+        "server closed the connection without a response",
+        "https",
+    ),
+)
+
+
+def start_all(context: ssl.SSLContext) -> dict[str, HostileServer]:
+    """Start one server per target; ``context`` serves the targets that complete a handshake."""
+    needs_tls = {"tls_then_garbage": tls_then_garbage, "tls_then_reset": tls_then_reset}
+    started = {}
+    for target in TARGETS:
+        behaviour = target.behaviour
+        if isinstance(behaviour, str):
+            behaviour = needs_tls[behaviour](context)
+        started[target.name] = HostileServer(behaviour)
+    return started
+
+
+def url_of(target: Target, server: HostileServer) -> str:
+    return f"{target.scheme}://127.0.0.1:{server.port}{target.path}"

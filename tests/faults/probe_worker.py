@@ -1,0 +1,57 @@
+"""A probe worker in its own process, so its peak memory can be read on its own.
+
+Reads ``{"ca_bundle": str | null, "probes": [{"name", "url", "timeout"}]}`` as JSON on stdin,
+probes each URL in turn with ``sitewatch.probe.probe`` and prints one JSON object: each probe's
+error kind, detail and elapsed seconds, and the process's peak RSS in bytes (see ``peak_rss``).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+from sitewatch.config import site_for_url
+from sitewatch.probe import probe
+
+
+def main() -> None:
+    job = json.load(sys.stdin)
+    results = []
+    for item in job["probes"]:
+        site = site_for_url(item["url"], timeout=item["timeout"])
+        started = time.monotonic()
+        obs = probe(site, ca_bundle=job["ca_bundle"])
+        results.append(
+            {
+                "name": item["name"],
+                "elapsed": time.monotonic() - started,
+                "up": obs.up,
+                "error": obs.error,
+                "error_detail": obs.error_detail,
+                "status_code": obs.status_code,
+                "body_bytes": obs.body_bytes,
+            }
+        )
+    json.dump({"results": results, "peak_rss_bytes": peak_rss()}, sys.stdout)
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes.
+
+    VmHWM, not ru_maxrss: ru_maxrss survives exec, so it would also count the memory of the
+    (much larger) pytest process this worker was forked from.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+if __name__ == "__main__":
+    main()

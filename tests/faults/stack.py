@@ -1,0 +1,501 @@
+"""A private sitewatch stack for fault tests: its own PostgreSQL, Kafka and Airflow, real processes.
+
+Fault tests kill brokers and restart databases, so they never touch the shared stack. The session
+fixture ``private_stack`` starts Kafka and PostgreSQL with ``scripts/dev.sh services`` in a fresh
+state directory on free ports, and stops them (``scripts/dev.sh stop``) at the end. Airflow is
+started per test with ``Stack.airflow()``: api-server, scheduler, dag-processor and triggerer as
+separate processes (what ``airflow standalone`` runs in one process group), so that a test can
+restart one of them alone. Every process is ours, found by its pid file; nothing is killed by name.
+
+Figures for the reliability report go through ``record()`` into
+``tests/artifacts/reliability-faults.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import psycopg
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DEV = ROOT / "scripts" / "dev.sh"
+ARTIFACT = ROOT / "tests" / "artifacts" / "reliability-faults.json"
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# Lowered for the fault tests only: a dead broker fails an attempt in 5 s instead of 30 s.
+KAFKA_MESSAGE_TIMEOUT_MS = 5000
+
+
+def free_port(exclude: set[int]) -> int:
+    """A port in 30000-39999 nothing listens on (and that we have not handed out already)."""
+    for port in range(30000 + os.getpid() % 5000, 40000):
+        if port in exclude:
+            continue
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                exclude.add(port)
+                return port
+    raise RuntimeError("no free port in 30000-39999")
+
+
+class Stack:
+    """Our own Kafka, PostgreSQL and (per test) Airflow in ``state``; see the module doc."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        taken: set[int] = set()
+        self.ports = {
+            name: free_port(taken) for name in ("PG_PORT", "KAFKA_PORT", "KAFKA_CONTROLLER_PORT")
+        }
+        self.ports["UI_PORT"] = free_port(taken)
+        self.env: dict[str, str] = {}
+        self._token: str | None = None
+
+    # --- services ------------------------------------------------------------------------------
+    def dev(self, command: str, timeout: float = 600) -> None:
+        """Run ``scripts/dev.sh command`` for this stack (its state directory and ports)."""
+        env = {**os.environ, "SITEWATCH_STATE_DIR": str(self.state)}
+        env.update({f"SITEWATCH_{k}": str(v) for k, v in self.ports.items()})
+        for leaked in [k for k in env if k.startswith(("AIRFLOW", "SITEWATCH_TOPIC"))]:
+            env.pop(leaked)  # never inherit the shared stack's settings
+        subprocess.run(["bash", str(DEV), command], env=env, check=True, timeout=timeout, cwd=ROOT)
+
+    def services(self) -> None:
+        """Start (or restart the missing parts of) Kafka and PostgreSQL; load ``env.sh``."""
+        self.dev("services")
+        out = subprocess.run(
+            ["bash", "-c", f"source {self.state / 'env.sh'} && env -0"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        self.env = dict(line.split("=", 1) for line in out.decode().split("\0") if "=" in line)
+
+    def kafka_pid(self) -> int:
+        return int((self.state / "kafka" / "pid").read_text())
+
+    def kill_kafka(self) -> None:
+        """SIGKILL the broker (its whole process group) and wait until it is gone."""
+        pid = self.kafka_pid()
+        os.killpg(pid, signal.SIGKILL)
+        _wait_gone(pid)
+
+    def pg_dir(self) -> Path:
+        """The cluster directory dev.sh chose (its pg_dir(): under /var/tmp when the postgres user
+        cannot reach the state directory)."""
+        local = self.state / "pg"
+        if (local / "data" / "PG_VERSION").exists():
+            return local
+        digest = hashlib.sha256(f"{self.state}\n".encode()).hexdigest()[:12]
+        return Path(f"/var/tmp/sitewatch-pg-{digest}")
+
+    def pg_ctl(self, *args: str) -> None:
+        """Run pg_ctl on our cluster, as its owner (``postgres`` when we are root)."""
+        bindir = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        pg_ctl = str(bindir[-1]) if bindir else "pg_ctl"
+        command = [pg_ctl, "-D", str(self.pg_dir() / "data"), *args]
+        if os.getuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, timeout=120, stdout=subprocess.DEVNULL)
+
+    def results(self, **kwargs) -> psycopg.Connection:
+        """A connection to the results database (``sitewatch``)."""
+        return psycopg.connect(self.env["SITEWATCH_PG_DSN"], **kwargs)
+
+    def metadata(self) -> psycopg.Connection:
+        """A connection to Airflow's metadata database (``airflow``), autocommit."""
+        dsn = self.env["SITEWATCH_PG_DSN"].rsplit("/", 1)[0] + "/airflow"
+        return psycopg.connect(dsn, autocommit=True)
+
+    def stored(self, site_like: str) -> list[tuple]:
+        """(site, scheduled_at, attempt, up) of every site_checks row of the matching sites."""
+        with self.results() as db:
+            return db.execute(
+                "SELECT site, scheduled_at, attempt, up FROM site_checks WHERE site LIKE %s",
+                (site_like,),
+            ).fetchall()
+
+    def wait_stored(self, site_like: str, keys: set[tuple], timeout: float = 240) -> list[tuple]:
+        """Wait until rows for every (site, scheduled_at, attempt) in ``keys`` are stored (the
+        drain DAG stores them); return all rows of the matching sites."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                rows = self.stored(site_like)
+            except psycopg.errors.UndefinedTable:
+                rows = []  # the drain DAG has not created its tables yet
+            if keys <= {r[:3] for r in rows}:
+                return rows
+            if time.monotonic() > deadline:
+                missing = keys - {r[:3] for r in rows}
+                dead = [n for n in COMPONENTS if self.pidfile(n).exists() and not self.alive(n)]
+                raise AssertionError(
+                    f"{len(missing)} never stored: {sorted(missing)[:5]}"
+                    + (f"; Airflow components dead: {dead} (see their logs)" if dead else "")
+                )
+            time.sleep(2)
+
+    # --- Airflow -------------------------------------------------------------------------------
+    def airflow_env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        env.update(self.env)
+        env.update(extra)
+        return env
+
+    def airflow_cli(self, *args: str, timeout: float = 300, **extra: str) -> None:
+        log = self.state / "airflow" / "cli.log"
+        with log.open("a") as out:
+            subprocess.run(
+                ["airflow", *args],
+                env=self.airflow_env(**extra),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=True,
+                timeout=timeout,
+            )
+
+    @contextmanager
+    def airflow(self, **extra: str) -> Iterator[Stack]:
+        """Run Airflow's four components on this stack; ``extra`` is added to their environment.
+
+        Yields when the API answers; stops every component afterwards, whatever happened.
+        """
+        self._extra = extra
+        self._token = None
+        self.airflow_cli("db", "migrate", **extra)
+        try:
+            for name in COMPONENTS:
+                self.start_component(name)
+            self.wait_api()
+            yield self
+        finally:
+            for name in reversed(COMPONENTS):
+                self.stop_component(name)
+
+    def restart_airflow(self) -> None:
+        """Stop every component, then start them all again (a cold start on the same DB)."""
+        for name in reversed(COMPONENTS):
+            self.stop_component(name)
+        self._token = None
+        for name in COMPONENTS:
+            self.start_component(name)
+        self.wait_api()
+
+    def alive(self, name: str) -> bool:
+        """Whether the component's process still runs (a zombie counts as dead)."""
+        try:
+            status = Path(f"/proc/{int(self.pidfile(name).read_text())}/status").read_text()
+        except (FileNotFoundError, ValueError):
+            return False
+        return "\nState:\tZ" not in status
+
+    def pidfile(self, name: str) -> Path:
+        return self.state / "airflow" / f"{name}.pid"
+
+    def start_component(self, name: str) -> None:
+        log = (self.state / "airflow" / f"{name}.log").open("a")
+        proc = subprocess.Popen(
+            ["airflow", name],
+            env=self.airflow_env(**self._extra),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopping it stops its children
+        )
+        log.close()
+        self.pidfile(name).write_text(str(proc.pid))
+
+    def stop_component(self, name: str, sig: int = signal.SIGTERM) -> None:
+        """Signal a component's process group; wait (SIGKILL after 60 s) until it is gone."""
+        path = self.pidfile(name)
+        if not path.exists():
+            return
+        pid = int(path.read_text())
+        with suppress(ProcessLookupError):
+            os.killpg(pid, sig)
+        if not _wait_gone(pid, 60):
+            with suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            _wait_gone(pid)
+        with suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)  # children that outlived their parent
+        path.unlink()
+
+    def wait_api(self, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.url("/api/v2/version"), timeout=5).read()
+                return
+            except OSError:
+                time.sleep(1)
+        raise RuntimeError(f"Airflow API did not answer on {self.url('')}")
+
+    def url(self, path: str) -> str:
+        return f"http://localhost:{self.ports['UI_PORT']}{path}"
+
+    def api(self, method: str, path: str, body=None, timeout: float = 60):
+        """Call the REST API as admin (token from ``POST /auth/token``); returns decoded JSON."""
+        if self._token is None:
+            passwords = json.loads((self.state / "airflow" / "passwords.json").read_text())
+            self._token = _json_call(
+                "POST",
+                self.url("/auth/token"),
+                {"username": "admin", "password": passwords["admin"]},
+                None,
+                timeout,
+            )["access_token"]
+        return _json_call(method, self.url(path), body, self._token, timeout)
+
+    def unpause(self, dag_id: str) -> None:
+        self.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+    def set_sites(self, text: str) -> None:
+        """Replace the sites file the running Airflow reads (re-parsed every few seconds)."""
+        path = self.state / "sites.yaml"
+        path.with_suffix(".tmp").write_text(text)
+        path.with_suffix(".tmp").replace(path)
+
+    def ti_states(self, dag_like: str) -> dict[str, int]:
+        """Task instances of the matching DAGs by state (current tries only)."""
+        with self.metadata() as db:
+            rows = db.execute(
+                "SELECT coalesce(state, 'none'), count(*) FROM task_instance "
+                "WHERE dag_id LIKE %s GROUP BY 1",
+                (dag_like,),
+            ).fetchall()
+        return dict(rows)
+
+    def wait_runs_done(self, dag_like: str, count: int, timeout: float) -> None:
+        """Wait until ``count`` task instances of the matching DAGs are success or failed."""
+        deadline = time.monotonic() + timeout
+        states: dict[str, int] = {}
+        while time.monotonic() < deadline:
+            states = self.ti_states(dag_like)
+            if states.get("success", 0) + states.get("failed", 0) >= count:
+                return
+            time.sleep(3)
+        raise AssertionError(f"runs of {dag_like} not done after {timeout:.0f} s: {states}")
+
+    def tries(self, dag_like: str) -> list[dict]:
+        """Every try of every ``probe`` task of the matching DAGs: earlier tries (from
+        task_instance_history) and the current one, with the run's logical date."""
+        query = """
+            SELECT t.dag_id, t.run_id, r.logical_date, t.try_number, t.state, t.start_date
+            FROM {table} t JOIN dag_run r USING (dag_id, run_id)
+            WHERE t.dag_id LIKE %s AND t.task_id = 'probe'
+        """
+        found = []
+        with self.metadata() as db:
+            for table in ("task_instance_history", "task_instance"):
+                cur = db.execute(query.format(table=table), (dag_like,))
+                names = [c.name for c in cur.description]
+                found += [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        return found
+
+    def task_log(self, attempt: dict) -> str:
+        """The task log of one try (Airflow's default log file layout), or "" if none."""
+        path = (
+            self.state
+            / "airflow"
+            / "logs"
+            / f"dag_id={attempt['dag_id']}"
+            / f"run_id={attempt['run_id']}"
+            / "task_id=probe"
+            / f"attempt={attempt['try_number']}.log"
+        )
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def wait_dags(self, dag_ids: set[str], timeout: float = 240) -> None:
+        """Wait until the dag-processor has serialized every DAG in ``dag_ids``."""
+        deadline = time.monotonic() + timeout
+        found: set[str] = set()
+        while time.monotonic() < deadline:
+            with self.metadata() as db:
+                found = {r[0] for r in db.execute("SELECT dag_id FROM serialized_dag")}
+            if dag_ids <= found:
+                return
+            time.sleep(2)
+        raise AssertionError(f"DAGs never parsed: {sorted(dag_ids - found)[:5]}...")
+
+
+class HoldingServer(http.server.ThreadingHTTPServer):
+    """A local site that answers 200 "ok"; ``hold(n)`` makes the next ``n`` requests wait for
+    each other (or 90 s), so that ``n`` probes are provably in flight at one moment."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.url = f"http://127.0.0.1:{self.server_port}/"
+        self.requests = 0
+        self._lock = threading.Lock()
+        self._gate: threading.Barrier | None = None
+        self.all_waiting = threading.Event()
+        self.release = threading.Event()
+
+    def hold(self, n: int) -> None:
+        self.all_waiting.clear()
+        self.release.clear()
+        self._held = n
+        self._gate = threading.Barrier(n, action=self.all_waiting.set)
+
+    def arrive(self) -> None:
+        with self._lock:
+            self.requests += 1
+            gate = self._gate
+            if gate is not None:
+                self._held -= 1
+                if self._held == 0:
+                    self._gate = None
+        if gate is not None:
+            with suppress(threading.BrokenBarrierError):
+                gate.wait(90)
+            self.release.wait(90)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        self.server.arrive()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+def _json_call(method: str, url: str, body, token: str | None, timeout: float):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    for attempt in range(5):  # the API may be briefly busy while the machine is loaded
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError:
+            raise
+        except OSError:
+            if attempt == 4:
+                raise
+            time.sleep(2)
+    return None
+
+
+def _wait_gone(pid: int, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # a child of ours (started with Popen) stays a zombie until reaped
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def record(section: str, figures: dict) -> None:
+    """Merge ``figures`` under ``section`` into the reliability artifact (JSON)."""
+    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(ARTIFACT.read_text()) if ARTIFACT.exists() else {}
+    data[section] = {**figures, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    ARTIFACT.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+@pytest.fixture(scope="session")
+def site_server() -> Iterator[HoldingServer]:
+    server = HoldingServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.release.set()
+    server.shutdown()
+    server.server_close()
+
+
+# Test modules import these fixtures by name, which makes each module's copy a fixture of its own
+# that pytest would set up once per module. They share one instance through _SHARED instead: the
+# first copy set up starts it, and (being set up first, so torn down last) stops it.
+_SHARED: dict[str, object] = {}
+
+
+@contextmanager
+def _shared(name: str, start) -> Iterator:
+    if name in _SHARED:
+        yield _SHARED[name]
+        return
+    with start() as value:
+        _SHARED[name] = value
+        try:
+            yield value
+        finally:
+            del _SHARED[name]
+
+
+@pytest.fixture(scope="session")
+def private_airflow(private_stack: Stack) -> Iterator[Stack]:
+    """Airflow on the private stack, reading ``$STATE/sites.yaml`` (empty at first)."""
+    with _shared("airflow", lambda: _airflow(private_stack)) as stack:
+        yield stack
+
+
+@contextmanager
+def _airflow(stack: Stack) -> Iterator[Stack]:
+    stack.set_sites("sites: []\n")
+    kafka = json.loads(stack.env["AIRFLOW_CONN_SITEWATCH_KAFKA"])
+    kafka["extra"]["message.timeout.ms"] = KAFKA_MESSAGE_TIMEOUT_MS
+    extra = {
+        "SITEWATCH_SITES_FILE": str(stack.state / "sites.yaml"),
+        "AIRFLOW_CONN_SITEWATCH_KAFKA": json.dumps(kafka),
+        # tests edit the sites file: have it re-parsed within seconds, not 30 s
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+        # a crashing component (the triggerer's runner once died of SIGSEGV here) leaves a trace
+        "PYTHONFAULTHANDLER": "true",
+    }
+    with stack.airflow(**extra):
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def private_stack() -> Iterator[Stack]:
+    """Kafka and PostgreSQL of our own for the whole session, stopped and deleted at the end."""
+    with _shared("stack", _services) as stack:
+        yield stack
+
+
+@contextmanager
+def _services() -> Iterator[Stack]:
+    state = Path(tempfile.mkdtemp(prefix="sitewatch-faults-"))
+    os.chmod(state, 0o755)  # as root, the postgres user must reach the cluster below it
+    stack = Stack(state)
+    try:
+        stack.services()
+        yield stack
+    finally:
+        stack.dev("stop")
+        pg = stack.pg_dir()
+        if pg != state / "pg":
+            shutil.rmtree(pg, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)

@@ -1,0 +1,92 @@
+"""The triggerer restarted, then the scheduler killed, while the drain's sensor is deferred.
+
+Observations published while a component is down must all be stored, once, after it is back: the
+deferred sensor is picked up again (by the new triggerer, or scheduled by the new scheduler when
+its trigger fires) and the drain resumes from its committed offsets.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from confluent_kafka import Producer
+
+from sitewatch.observation import Observation
+from sitewatch.publish import PRODUCER_GUARANTEES
+from tests.faults.stack import Stack, private_airflow, private_stack, record  # noqa: F401
+
+PER_FAULT = 500
+T0 = datetime(2026, 9, 1, tzinfo=UTC)
+
+
+def wait_sensor_deferred(stack: Stack, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with stack.metadata() as db:
+            deferred = db.execute(
+                "SELECT count(*) FROM task_instance WHERE dag_id = 'sitewatch_drain' "
+                "AND task_id = 'wait_for_checks' AND state = 'deferred'"
+            ).fetchone()[0]
+        if deferred:
+            return
+        time.sleep(2)
+    raise AssertionError("the drain's sensor never deferred")
+
+
+def publish(stack: Stack, site: str, start: int, count: int) -> set[tuple]:
+    producer = Producer(
+        {"bootstrap.servers": stack.env["SITEWATCH_KAFKA_BOOTSTRAP"], **PRODUCER_GUARANTEES}
+    )
+    keys = set()
+    for i in range(start, start + count):
+        at = T0 + timedelta(minutes=i)
+        obs = Observation(
+            site=site, url="http://127.0.0.1/", checked_at=at, up=True, scheduled_at=at
+        )
+        producer.produce(stack.env["SITEWATCH_TOPIC"], key=site.encode(), value=obs.to_message())
+        keys.add((site, at, 1))
+    assert producer.flush(30) == 0
+    return keys
+
+
+def test_drain_resumes_after_triggerer_restart_and_scheduler_crash(
+    private_airflow: Stack,  # noqa: F811
+):
+    stack = private_airflow
+    site = f"rst-{uuid.uuid4().hex[:6]}"
+    published: set[tuple] = set()
+    faults = []
+
+    # 1. triggerer restarted (SIGTERM, then started again) with the sensor deferred in it
+    wait_sensor_deferred(stack)
+    stack.stop_component("triggerer", signal.SIGTERM)
+    published |= publish(stack, site, 0, PER_FAULT)
+    stack.start_component("triggerer")
+    faults.append("triggerer SIGTERM + start while the sensor was deferred")
+    rows = stack.wait_stored(site, published)
+    assert len(rows) == len(published)
+
+    # 2. scheduler killed (SIGKILL, its executor's workers with it) with the sensor deferred
+    wait_sensor_deferred(stack)
+    stack.stop_component("scheduler", signal.SIGKILL)
+    published |= publish(stack, site, PER_FAULT, PER_FAULT)
+    time.sleep(5)  # the trigger fires while no scheduler is there to act on it
+    stack.start_component("scheduler")
+    faults.append("scheduler SIGKILL + start while the sensor was deferred")
+    rows = stack.wait_stored(site, published)
+    keys = [r[:3] for r in rows]
+    assert len(keys) == len(set(keys)) == len(published)
+    assert set(keys) == published
+    record(
+        "airflow_restart",
+        {
+            "faults": faults,
+            "produced": len(published),
+            "stored": len(keys),
+            "lost": len(published - set(keys)),
+            "duplicated": len(keys) - len(set(keys)),
+        },
+    )

@@ -1,0 +1,311 @@
+"""Hostile sites files: whatever a file holds, ``sitewatch validate`` reports it, never crashes.
+
+Hypothesis writes random documents (random shapes, keys near the valid ones, values of every type,
+random unicode and tabs, and raw-text mutations of a valid file); YAML tricks (a billion laughs,
+a 50 MB scalar, nesting 100,000 deep, binary and UTF-16 files) must each give their exact error.
+Every issue must read ``file:line: field: message`` on one line.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+
+import report
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sitewatch.config import load_sites, load_text
+from sitewatch.fields import FIELDS
+
+PATH = "sites.yaml"
+ISSUE = re.compile(r"(?P<file>[^\n]+?):(?P<line>\d+): (?P<field>[^\n]+?): (?P<message>[^\n]+)")
+SETTINGS = settings(
+    derandomize=True,  # the same examples on every run: CI is repeatable
+    deadline=None,
+    max_examples=300,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+VALID = """\
+defaults:
+  timeout: 5s
+  tags: [prod]
+sites:
+  - name: home
+    url: https://example.com/
+    regex: 'Welcome'
+    expect_status: [200, '300-399']
+  - name: api
+    url: http://api.example.com/health
+    method: POST
+    body: '{}'
+    headers: {Accept: application/json}
+"""
+TRIED = {"documents": 0, "mutations": 0, "cli_files": 0}
+
+
+def check(text: str) -> list:
+    """Validate ``text``: it must not raise, and every issue must be well formed."""
+    result = load_text(text, PATH)
+    for issue in result.issues:
+        line = str(issue)
+        match = ISSUE.fullmatch(line)
+        assert match, f"malformed issue {line!r}"
+        assert match["file"] == PATH and issue.line >= 1, line
+        assert issue.field and issue.message.strip(), line
+    assert not (result.sites and not isinstance(result.sites, list))
+    return result.issues
+
+
+# --- random documents --------------------------------------------------------------------------
+
+KEYS = sorted(FIELDS)
+
+
+def _near(key: str) -> st.SearchStrategy[str]:
+    """Typos of ``key``: a letter dropped, doubled or swapped, case changed, a space added."""
+    edits = [key.upper(), key.title(), key + " ", " " + key, key.replace("_", "-")]
+    edits += [key[:i] + key[i + 1 :] for i in range(len(key))]
+    edits += [key[:i] + key[i] + key[i:] for i in range(len(key))]
+    edits += [key[:i] + key[i + 1] + key[i] + key[i + 2 :] for i in range(len(key) - 1)]
+    return st.sampled_from(edits)
+
+
+key_text = st.one_of(
+    st.sampled_from(KEYS),
+    st.sampled_from(KEYS).flatmap(_near),
+    st.text(max_size=12),
+    st.sampled_from(["<<", "sites", "defaults", "", "~", "null", "true", "1", "-", "?"]),
+)
+scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
+    st.text(alphabet="\t\n\r \\\"'#&*!%@`|>-:?[]{},", max_size=12),
+    st.sampled_from(
+        [
+            "5m",
+            "10s",
+            "0s",
+            "-1s",
+            "1e9h",
+            "*/5 * * * *",
+            "* * *",
+            "200-399",
+            "399-200",
+            "http://",
+            "https://x",
+            "ftp://x",
+            "http://u:p@x/",
+            "a(",
+            "(a+)+$",
+            "GET",
+            "get",
+            "yes",
+            "no",
+            "on",
+            "0x1F",
+            "1_000",
+            "1:30",
+            "2026-01-01",
+            ".inf",
+            ".nan",
+        ]
+    ),
+)
+value = st.recursive(
+    scalar,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(key_text, inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+entry = st.dictionaries(key_text, value, max_size=8)
+document = st.one_of(
+    value,
+    st.fixed_dictionaries(
+        {"sites": st.one_of(st.lists(entry, max_size=4), value)},
+        optional={"defaults": st.one_of(entry, value), "extra": value},
+    ),
+    st.dictionaries(key_text, value, max_size=4),
+)
+
+
+@SETTINGS
+@given(document, st.booleans(), st.booleans())
+def test_random_documents_are_validated_never_crash(doc, flow, unicode):
+    text = yaml.safe_dump(doc, default_flow_style=flow, allow_unicode=unicode, sort_keys=False)
+    TRIED["documents"] += 1
+    check(text)
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=len(VALID)),
+            st.integers(min_value=0, max_value=8),
+            st.text(alphabet=st.characters(codec="utf-8"), max_size=8)
+            | st.sampled_from(["\t", "  ", "\n", ":", "- ", "&a ", "*a", "<<: *a", "[", "{", "'"]),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_mutated_valid_file_is_validated_never_crash(edits):
+    text = VALID
+    for at, cut, insert in edits:
+        at = min(at, len(text))
+        text = text[:at] + insert + text[at + cut :]
+    TRIED["mutations"] += 1
+    check(text)
+
+
+def test_random_files_through_the_cli(tmp_path):
+    """A handful through ``python -m sitewatch.cli validate``: exit 0 or 1, no traceback."""
+    cases = {
+        "valid.yaml": VALID.encode(),
+        "typo.yaml": VALID.replace("regex", "regx").encode(),
+        "tabs.yaml": VALID.replace("  - name: api", "\t- name: api").encode(),
+        "nested.yaml": b"[" * 100_000,
+        "binary.yaml": bytes(range(256)) * 4,
+        "nul.yaml": b"sites:\n  - name: a\x00\n",
+        "utf16.yaml": VALID.encode("utf-16"),
+        "empty.yaml": b"",
+    }
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        done = subprocess.run(
+            [sys.executable, "-m", "sitewatch.cli", "validate", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        TRIED["cli_files"] += 1
+        assert done.returncode == (0 if name == "valid.yaml" else 1), (name, done)
+        assert "Traceback" not in done.stderr, (name, done.stderr)
+        for line in done.stdout.splitlines()[: 1 if done.returncode == 0 else None]:
+            if done.returncode:
+                match = ISSUE.fullmatch(line)
+                assert match and match["file"] == str(path), (name, line)
+
+
+# --- YAML tricks, each with its exact message -------------------------------------------------
+
+
+def _laughs() -> str:
+    text = "x-lol:\n  a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        text += f"  {name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]\n"
+    return text + "defaults:\n  tags: *i\nsites: []\n"
+
+
+TRICKS = {
+    "billion laughs": (
+        _laughs(),
+        ["sites.yaml:1: <file>: document too complex: more than 1000000 nodes after aliases"],
+    ),
+    "duplicate keys": (
+        "sites:\n  - name: a\n    url: http://a/\n    url: http://b/\n",
+        ["sites.yaml:4: sites[0].url: duplicate key 'url' (first at line 3)"],
+    ),
+    "tab indent": (
+        "sites:\n  - name: a\n\turl: http://a/\n",
+        [
+            "sites.yaml:3: <file>: invalid YAML: while scanning for the next token, found "
+            "character '\\t' that cannot start any token (tabs cannot indent YAML; use spaces)"
+        ],
+    ),
+    "nested flow sequences": (
+        "[" * 100_000,
+        ["sites.yaml:1: <file>: invalid YAML: collections nested more than 2000 levels deep"],
+    ),
+    "nested block sequences": (
+        "sites:\n  - " + "- " * 100_000 + "x\n",
+        ["sites.yaml:2: <file>: invalid YAML: collections nested more than 2000 levels deep"],
+    ),
+    "a mapping that merges itself": (
+        "sites:\n  - &a {name: a, url: 'http://a/', <<: *a}\n",
+        ["sites.yaml:2: sites[0]: '<<' merges nested too deeply (a mapping that merges itself?)"],
+    ),
+    "5 MB regex": (
+        "sites:\n  - name: a\n    url: http://a/\n    regex: " + "x" * 5_000_000 + "\n",
+        ["sites.yaml:4: sites[0].regex: too long: 5000000 characters (at most 1000)"],
+    ),
+    "NUL character": (
+        "sites:\n  - name: a\x00\n",
+        [
+            "sites.yaml:2: <file>: invalid YAML: unacceptable character #x0000: "
+            "special characters are not allowed"
+        ],
+    ),
+    "empty text": (
+        "",
+        ["sites.yaml:1: <file>: empty document: expected a mapping with a 'sites' list"],
+    ),
+}
+
+
+def test_yaml_tricks_get_their_exact_errors():
+    for name, (text, expected) in TRICKS.items():
+        assert [str(issue) for issue in check(text)] == expected, name
+
+
+FILE_TRICKS = {
+    "50 MB scalar": (
+        b"sites:\n  - name: a\n    url: http://a/\n    body: " + b"x" * 50_000_000 + b"\n",
+        "{path}:0: <file>: file is larger than 32 MiB",
+    ),
+    "binary": (bytes(range(256)), "{path}:2: <file>: not UTF-8 text: cannot decode byte 0x80"),
+    "UTF-16 with BOM": (
+        VALID.encode("utf-16"),
+        "{path}:1: <file>: not UTF-8 text: the file is UTF-16; save it as UTF-8",
+    ),
+    "empty": (b"", "{path}:1: <file>: empty document: expected a mapping with a 'sites' list"),
+    "UTF-8 with BOM": (b"\xef\xbb\xbf" + VALID.encode(), None),
+}
+
+
+def test_file_tricks_get_their_exact_errors(tmp_path):
+    for name, (data, expected) in FILE_TRICKS.items():
+        path = tmp_path / "sites.yaml"
+        path.write_bytes(data)
+        issues = [str(issue) for issue in load_sites(path).issues]
+        assert issues == ([expected.format(path=path)] if expected else []), name
+
+
+# --- size ---------------------------------------------------------------------------------------
+
+
+def test_ten_thousand_sites_validate(tmp_path):
+    lines = ["defaults:", "  schedule: 5m", "  timeout: 10s", "sites:"]
+    for i in range(10_000):
+        lines += [
+            f"  - name: site-{i:05d}",
+            f"    url: https://s{i}.example.com/health?probe={i}",
+            "    regex: 'status: (ok|healthy)'",
+            "    max_response_ms: 5000",
+        ]
+    path = tmp_path / "sites.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    started = time.perf_counter()
+    result = load_sites(path)
+    seconds = time.perf_counter() - started
+    assert (len(result.sites), result.issues) == (10_000, [])
+    report.record(
+        "hostile_sites_files",
+        {
+            "random_documents_tried": TRIED["documents"],
+            "mutated_files_tried": TRIED["mutations"],
+            "cli_files_tried": TRIED["cli_files"],
+            "yaml_tricks": sorted(TRICKS) + sorted(FILE_TRICKS),
+            "sites_10k_validate_s": round(seconds, 3),
+            "sites_10k_file_bytes": path.stat().st_size,
+        },
+    )

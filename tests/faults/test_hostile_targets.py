@@ -1,0 +1,118 @@
+"""Every hostile target at once, probed by one worker process: each probe ends within its deadline
+with a classified error, and the worker's memory stays bounded.
+
+``tests/unit/test_probe.py`` pins single behaviours in-process; this suite is the combined view:
+all the targets of ``hostile.TARGETS`` (drips, silence, endless headers, 10 GiB gzip bombs, endless
+redirects, broken TLS, invalid status lines) probed one after another by a real worker process,
+whose peak RSS is compared with the same worker doing one normal probe.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import itertools
+import json
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import hostile  # tests/faults is on sys.path (rootdir-relative imports, like tests/unit)
+import pytest
+import report
+import trustme
+
+from sitewatch.probe import ERROR_KINDS
+
+WORKER = Path(__file__).with_name("probe_worker.py")
+MARGIN = 0.5  # seconds a probe may take past its timeout
+MEMORY_SLACK = 64 * 2**20  # hostile peak RSS may exceed the baseline by this much, no more
+
+
+def _work(probes: list[dict], ca_bundle: str) -> dict:
+    job = json.dumps({"ca_bundle": ca_bundle, "probes": probes})
+    done = subprocess.run(
+        [sys.executable, str(WORKER)], input=job, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Start every hostile server, run the worker over all of them and over one normal server."""
+    ca = trustme.CA()
+    ca_path = str(tmp_path_factory.mktemp("pki") / "ca.pem")
+    ca.cert_pem.write_to_path(ca_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    servers = hostile.start_all(context)
+    normal = hostile.HostileServer(hostile.well_behaved)
+    try:
+        probes = [
+            {"name": t.name, "url": hostile.url_of(t, servers[t.name]), "timeout": hostile.TIMEOUT}
+            for t in hostile.TARGETS
+        ]
+        hostile_run = _work(probes, ca_path)
+        url = f"http://127.0.0.1:{normal.port}/"
+        baseline = _work([{"name": "normal", "url": url, "timeout": hostile.TIMEOUT}], ca_path)
+    finally:
+        for server in [*servers.values(), normal]:
+            server.stop()
+    results = {r["name"]: r for r in hostile_run["results"]}
+    report.record(
+        "hostile_targets",
+        {
+            "timeout_s": hostile.TIMEOUT_SECONDS,
+            "targets": {
+                name: {
+                    "error": r["error"],
+                    "error_detail": r["error_detail"],
+                    "elapsed_s": round(r["elapsed"], 3),
+                }
+                for name, r in results.items()
+            },
+            "baseline_peak_rss_mib": round(baseline["peak_rss_bytes"] / 2**20, 1),
+            "hostile_peak_rss_mib": round(hostile_run["peak_rss_bytes"] / 2**20, 1),
+            "memory_bound_mib": round((baseline["peak_rss_bytes"] + MEMORY_SLACK) / 2**20, 1),
+        },
+    )
+    return {"results": results, "baseline": baseline, "hostile": hostile_run}
+
+
+@pytest.mark.parametrize("target", hostile.TARGETS, ids=lambda t: t.name)
+def test_hostile_target_ends_in_time_with_a_classified_error(runs, target):
+    seen = runs["results"][target.name]
+    assert seen["elapsed"] <= hostile.TIMEOUT_SECONDS + MARGIN, seen
+    assert seen["up"] is False and seen["error"] in ERROR_KINDS, seen
+    assert (seen["error"], target.detail in (seen["error_detail"] or "")) == (target.kind, True), (
+        seen
+    )
+
+
+def test_bombs_stop_at_the_body_cap(runs):
+    for name in ("gzip_bomb_10gib", "nested_gzip_bomb_10gib"):
+        assert runs["results"][name]["body_bytes"] == 5 * 2**20
+
+
+def test_worker_memory_stays_bounded(runs):
+    baseline = runs["baseline"]["peak_rss_bytes"]
+    peak = runs["hostile"]["peak_rss_bytes"]
+    assert runs["baseline"]["results"][0]["up"] is True
+    assert peak < baseline + MEMORY_SLACK, f"peak {peak >> 20} MiB, baseline {baseline >> 20} MiB"
+
+
+def test_the_bombs_are_what_they_claim():
+    """The bomb streams are valid gzip: a small one decodes exactly; the big ones' sizes add up."""
+    small = b"".join(hostile.gzip_repeated(b"head", b"\0" * 1000, 50, b"tail"))
+    assert gzip.decompress(small) == b"head" + b"\0" * 50_000 + b"tail"
+    bomb = hostile.gzip_bomb()
+    units = hostile.BOMB_DECODED // (4 * 2**20)
+    # header, the empty head's block, then the units: stop before the trailer's 10 GiB CRC pass
+    wire = sum(len(piece) for piece in itertools.islice(bomb, 2 + units))
+    assert wire < 12 * 10**6  # 10 GiB of zeros in about 10 MB
+    inner = b"".join(itertools.islice(hostile.gzip_bomb(), 3))
+    outer_head = b"".join(itertools.islice(hostile.nested_gzip_bomb(), 3))
+    decoded_head = gzip.GzipFile(fileobj=io.BytesIO(outer_head)).read1(10**6)
+    assert decoded_head.startswith(inner[:10])  # the outer layer wraps the inner bomb
