@@ -1,5 +1,5 @@
 # sitewatch developer entry points; the work is done by scripts/dev.sh.
-.PHONY: run test stop services env bench lint
+.PHONY: run test stop services env bench bench-deps lint
 
 run:        ## start Kafka, PostgreSQL and Airflow with the UI on http://localhost:8080
 	@scripts/dev.sh run
@@ -18,3 +18,12 @@ env:        ## print the environment for the airflow CLI and psql
 
 lint:
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+PART ?= all
+bench: bench-deps  ## benchmarks beside their baselines -> bench/results.md (PART=drain|probe|parse|sustained|report)
+	@bench/run.sh $(PART)
+
+bench-deps:  # bench-only packages (dag-factory, matplotlib) into bench/out/deps, not the project's
+	@[ -f bench/out/deps/.installed ] && cmp -s bench/requirements.txt bench/out/deps/.installed || \
+	  { .venv/bin/pip install -q --no-deps --target bench/out/deps -r bench/requirements.txt && \
+	    cp bench/requirements.txt bench/out/deps/.installed; }

@@ -5,15 +5,21 @@ transaction committed, so a crash anywhere redelivers the batch rather than losi
 table is unique on ``(site, scheduled_at, attempt)``, so a redelivered batch adds no second row.
 A message that is not a valid observation is stored in ``site_checks_rejected`` in the same
 transaction; it never stops the drain.
+
+Consuming and decoding are Python work and storing is mostly the server's, so they overlap: while
+one batch is stored (in a helper thread; psycopg waits on the socket without the GIL), the next is
+consumed and decoded. At most one batch is in flight, and its offsets are committed before the
+next is submitted, so offsets still follow the database and a failure loses nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, TopicPartition
 
 from sitewatch.errors import ConsumeError, MessageError
 from sitewatch.observation import Observation
@@ -41,32 +47,69 @@ def drain(
     consumer: a subscribed ``confluent_kafka.Consumer`` with auto-commit off.
     conn: a psycopg connection to the results database.
     Each batch (up to ``batch_size`` messages) is stored in one transaction, then its offsets are
-    committed synchronously. Raises ConsumeError when the broker returns an error, and lets
-    StorageError through; in both cases the batch's offsets stay uncommitted.
+    committed synchronously. Raises ConsumeError when the broker returns an error, or when an
+    empty poll came with a recognised connection failure (a TLS or SASL problem recorded by the
+    consumer's ``errors``, see sitewatch.kafka) rather than a caught-up topic; lets StorageError
+    through. In every case the batch's offsets stay uncommitted. The next batch is consumed and
+    decoded while one is stored (see the module docstring).
     """
     result = DrainResult()
     deadline = time.monotonic() + max_seconds
-    while time.monotonic() < deadline:
-        messages = consumer.consume(batch_size, poll_timeout)
-        if not messages:
-            break
-        observations, rejected = decode_batch(messages)
-        stored = store_batch(conn, observations, rejected)
-        consumer.commit(asynchronous=False)
-        result.batches += 1
-        result.messages += len(messages)
-        result.inserted += stored.inserted
-        result.duplicates += stored.duplicates
-        result.rejected += stored.rejected
-        log.info(
-            "batch=%s messages=%s inserted=%s duplicates=%s rejected=%s",
-            result.batches,
-            len(messages),
-            stored.inserted,
-            stored.duplicates,
-            stored.rejected,
-        )
+    errors = getattr(consumer, "errors", None)
+    in_flight: tuple[Future, int, list[TopicPartition]] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sitewatch-store") as storer:
+        while time.monotonic() < deadline:
+            messages = consumer.consume(batch_size, poll_timeout)
+            if not messages:
+                why = errors.explain(recognised_only=True) if errors is not None else ""
+                if why:
+                    if in_flight is not None:  # stored before the failure: keep its offsets
+                        _commit(consumer, result, *in_flight)
+                    raise ConsumeError(f"reading from Kafka failed: {why}")
+                break
+            if errors is not None:
+                errors.clear()  # what failed before this batch arrived is over
+            observations, rejected = decode_batch(messages)
+            if in_flight is not None:
+                _commit(consumer, result, *in_flight)
+            future = storer.submit(store_batch, conn, observations, rejected)
+            in_flight = (future, len(messages), _next_offsets(messages))
+        if in_flight is not None:
+            _commit(consumer, result, *in_flight)
     return result
+
+
+def _commit(consumer, result: DrainResult, stored: Future, count: int, offsets: list) -> None:
+    """Wait for a batch's transaction, then commit its offsets and count it."""
+    outcome = stored.result()  # re-raises the StorageError of a failed batch
+    if offsets:  # none when the batch held only events (partition EOF)
+        consumer.commit(offsets=offsets, asynchronous=False)
+    result.batches += 1
+    result.messages += count
+    result.inserted += outcome.inserted
+    result.duplicates += outcome.duplicates
+    result.rejected += outcome.rejected
+    log.info(
+        "batch=%s messages=%s inserted=%s duplicates=%s rejected=%s",
+        result.batches,
+        count,
+        outcome.inserted,
+        outcome.duplicates,
+        outcome.rejected,
+    )
+
+
+def _next_offsets(messages) -> list[TopicPartition]:
+    """The offsets to commit once ``messages`` are stored: past the last one of each partition.
+
+    Explicit, because by then the consumer's position is already past the next batch.
+    """
+    last: dict[tuple[str, int], int] = {}
+    for msg in messages:
+        if msg.error() is None:
+            key = (msg.topic(), msg.partition())
+            last[key] = max(last.get(key, -1), msg.offset())
+    return [TopicPartition(topic, part, offset + 1) for (topic, part), offset in last.items()]
 
 
 def decode_batch(messages) -> tuple[list[Observation], list[Rejected]]:

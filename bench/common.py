@@ -1,0 +1,203 @@
+"""Helpers shared by the benchmarks: statistics, machine facts, a local HTTP server, sites files.
+
+Benchmarks are measurements, not tests: nothing here asserts on speed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+
+
+def median(values) -> float:
+    return statistics.median(values)
+
+
+def percentile(values, q: float) -> float:
+    """The q-th percentile (0-100) by linear interpolation between closest ranks."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    pos = (len(ordered) - 1) * q / 100
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def spread(values) -> str:
+    """``min-max`` of the runs, the spread reported next to each median."""
+    return f"{min(values):,.0f}-{max(values):,.0f}"
+
+
+def loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def machine() -> dict:
+    """Cores, memory, OS, Python and the versions that matter, for the results header."""
+    with open("/proc/meminfo") as handle:
+        mem_kib = int(handle.readline().split()[1])
+    cpu = "?"
+    with open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    versions = {}
+    for name in ("apache-airflow", "confluent-kafka", "psycopg", "requests"):
+        try:
+            from importlib.metadata import version
+
+            versions[name] = version(name)
+        except Exception:  # noqa: BLE001 - a missing package is just not reported
+            pass
+    try:
+        pg = subprocess.run(
+            ["psql", "-XtAc", "show server_version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pg = ""
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "postgresql": pg,
+        **versions,
+    }
+
+
+def save(name: str, data: dict) -> Path:
+    """Write one benchmark's results to bench/out/<name>.json (read by bench/report.py)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2, default=str))
+    return path
+
+
+def cpu_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs from /proc/stat; diff two samples for a busy %."""
+    with open("/proc/stat") as handle:
+        fields = [int(x) for x in handle.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])  # guest time is already in user
+    return total - idle, total
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as handle:
+        return handle.read().rsplit(")", 1)[1].split()
+
+
+def find_pid(*needles: str) -> int | None:
+    """The first process whose command line contains every needle (a server we did not start)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                cmdline = handle.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if all(n in cmdline for n in needles):
+            return int(entry)
+    return None
+
+
+def tree_cpu(pid: int | None) -> float:
+    """CPU seconds of ``pid`` and its children, including children already reaped.
+
+    For the PostgreSQL postmaster this is every backend and helper, so a before/after difference
+    is the server's CPU for the interval, whatever connection did the work.
+    """
+    if pid is None:
+        return 0.0
+    fields = _stat(pid)
+    total = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                child = _stat(int(entry))
+            except OSError:
+                continue
+            if int(child[1]) == pid:
+                total += int(child[11]) + int(child[12])
+    return total / _TICK
+
+
+# --- a local HTTP server with an injected delay ---------------------------------------------------
+
+BODY = b"<html><body><h1>sitewatch bench</h1><p>status: OK</p></body></html>\n" * 8
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        query = parse_qs(urlsplit(self.path).query)
+        delay_ms = float(query.get("delay", ["0"])[0])
+        if delay_ms:
+            time.sleep(delay_ms / 1000)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+
+    def log_message(self, *args):
+        pass
+
+
+def serve(port: int = 0) -> tuple[ThreadingHTTPServer, str]:
+    """Start the server on 127.0.0.1 in a daemon thread; return it and its base URL.
+
+    ``?delay=<ms>`` sleeps that long before the response headers are sent.
+    """
+    server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+def write_sites(path: Path, count: int, url: str, schedule: str = "1m") -> Path:
+    """A valid sites file of ``count`` sites ``s00000``... on ``schedule``, all probing ``url``."""
+    lines = [
+        "defaults:",
+        f"  schedule: '{schedule}'",
+        "  timeout: 10s",
+        "  retries: 0",
+        "  tags: [bench]",
+        "sites:",
+    ]
+    for i in range(count):
+        lines += [f"  - name: s{i:05d}", f"    url: {url}?site={i}", "    regex: 'status: OK'"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+if __name__ == "__main__":
+    # python bench/common.py serve PORT: run the HTTP server in the foreground
+    import sys
+
+    if sys.argv[1:2] == ["serve"]:
+        srv, base = serve(int(sys.argv[2]))
+        print(base, flush=True)
+        srv.serve_forever()
