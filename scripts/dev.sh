@@ -17,6 +17,17 @@ PG_PORT=${SITEWATCH_PG_PORT:-15432}
 UI_PORT=${SITEWATCH_UI_PORT:-8080}
 TOPIC=${SITEWATCH_TOPIC:-sitewatch.checks}
 PARTITIONS=${SITEWATCH_TOPIC_PARTITIONS:-3}
+# TLS mode (SITEWATCH_TLS=1): certificates in $STATE/tls, a Kafka SSL listener that requires client
+# certificates, PostgreSQL with ssl=on. SITEWATCH_KAFKA_PROPERTIES: a file appended to the broker's
+# server.properties (later lines win), for settings the script does not make.
+TLS=${SITEWATCH_TLS:-0}
+KAFKA_TLS_PORT=${SITEWATCH_KAFKA_TLS_PORT:-19094}
+KAFKA_PROPERTIES=${SITEWATCH_KAFKA_PROPERTIES:-}
+# make test uses databases of its own, so test DAGs and rows never show up in make run's UI.
+AIRFLOW_DB=${SITEWATCH_AIRFLOW_DB:-airflow}
+RESULTS_DB=${SITEWATCH_RESULTS_DB:-sitewatch}
+ENV_FILE=$STATE/env.sh
+if [ "${1:-}" = test ]; then AIRFLOW_DB=airflow_test RESULTS_DB=sitewatch_test ENV_FILE=$STATE/env-test.sh; fi
 VENV=$ROOT/.venv
 PY=$VENV/bin/python
 
@@ -95,19 +106,30 @@ pg_start() {
     log "PostgreSQL already running on port $(pg_running_port "$dir")"
   else
     need_free_port "$PG_PORT" SITEWATCH_PG_PORT
+    local ssl=""
+    [ "$TLS" != 1 ] || ssl=$(pg_tls_options "$dir")
     as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-      -o "-p $PG_PORT -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on" \
+      -o "-p $PG_PORT -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on$ssl" \
       >/dev/null || { tail -20 "$dir/server.log" >&2; die "PostgreSQL did not start (log: $dir/server.log)"; }
     echo "$PG_PORT" > "$dir/port"
     log "PostgreSQL ready on 127.0.0.1:$PG_PORT"
   fi
   PG_PORT=$(pg_running_port "$dir")
   local db
-  for db in airflow sitewatch; do
+  for db in "$AIRFLOW_DB" "$RESULTS_DB"; do
     PGPASSWORD=$(cat "$STATE/pg-password") "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U sitewatch -d postgres -tAq \
       -c "SELECT 1 FROM pg_database WHERE datname='$db'" | grep -q 1 ||
       PGPASSWORD=$(cat "$STATE/pg-password") "$bin/createdb" -h 127.0.0.1 -p "$PG_PORT" -U sitewatch "$db"
   done
+}
+
+# The server reads its key as its own user and refuses a key others can read: give it copies.
+pg_tls_options() {  # pg dir
+  local tls=$1/tls f
+  mkdir -p "$tls"
+  for f in server.cert server.key ca.pem; do install -m 600 "$STATE/tls/$f" "$tls/$f"; done
+  [ "$(id -u)" != 0 ] || chown -R postgres "$tls"
+  echo " -c ssl=on -c ssl_cert_file=$tls/server.cert -c ssl_key_file=$tls/server.key -c ssl_ca_file=$tls/ca.pem"
 }
 
 pg_running_port() { cat "$1/port" 2>/dev/null || echo "$PG_PORT"; }
@@ -139,14 +161,20 @@ kafka_start() {
   fi
   need_free_port "$KAFKA_PORT" SITEWATCH_KAFKA_PORT
   need_free_port "$KAFKA_CONTROLLER_PORT" SITEWATCH_KAFKA_CONTROLLER_PORT
+  local ssl_listener="" ssl_map=""
+  rm -f "$dir/tls-port"
+  if [ "$TLS" = 1 ]; then
+    need_free_port "$KAFKA_TLS_PORT" SITEWATCH_KAFKA_TLS_PORT
+    ssl_listener=",SSL://127.0.0.1:$KAFKA_TLS_PORT" ssl_map=",SSL:SSL"
+  fi
   cat > "$dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT$ssl_listener
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT$ssl_listener
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT$ssl_map
 log.dirs=$dir/data
 num.partitions=$PARTITIONS
 offsets.topic.replication.factor=1
@@ -156,6 +184,17 @@ transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 EOF
+  if [ "$TLS" = 1 ]; then
+    cat >> "$dir/server.properties" <<EOF
+ssl.keystore.type=PEM
+ssl.keystore.location=$STATE/tls/server.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$STATE/tls/ca.pem
+ssl.client.auth=required
+EOF
+    echo "$KAFKA_TLS_PORT" > "$dir/tls-port"
+  fi
+  [ -z "$KAFKA_PROPERTIES" ] || cat "$KAFKA_PROPERTIES" >> "$dir/server.properties"
   local java=(java -Xms256m -Xmx512m -XX:+UseG1GC -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties"
     -Dsitewatch.kafka.log="$dir/server.log" -cp "$dir/libs/*")
   if [ ! -f "$dir/data/meta.properties" ]; then
@@ -166,7 +205,7 @@ EOF
   echo $! > "$dir/pid"; echo "$KAFKA_PORT" > "$dir/port"
   "$PY" "$ROOT/scripts/kafka_ready.py" "127.0.0.1:$KAFKA_PORT" "$TOPIC" "$PARTITIONS" ||
     { tail -20 "$dir/server.log" "$dir/stdout.log" >&2; kafka_stop; die "Kafka did not become ready (log: $dir/server.log)"; }
-  log "Kafka ready on 127.0.0.1:$KAFKA_PORT, topic $TOPIC"
+  log "Kafka ready on 127.0.0.1:$KAFKA_PORT${ssl_listener:+ (TLS on $KAFKA_TLS_PORT)}, topic $TOPIC"
 }
 
 kafka_stop() { stop_pid "$STATE/kafka/pid" Kafka; }
@@ -185,7 +224,7 @@ write_env() {
   local pw; pw=$(cat "$STATE/pg-password")
   local pg="postgresql://sitewatch:$pw@127.0.0.1:$PG_PORT"
   mkdir -p "$STATE/airflow"
-  cat > "$STATE/env.sh" <<EOF
+  cat > "$ENV_FILE" <<EOF
 # Generated by scripts/dev.sh; source it to use the airflow CLI and psql against the local stack.
 export PATH="$VENV/bin:\$PATH"
 export AIRFLOW_HOME="$STATE/airflow"
@@ -194,24 +233,43 @@ export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__EXECUTOR=LocalExecutor
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://localhost:$UI_PORT/execution/"
-export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="postgresql+psycopg2://sitewatch:$pw@127.0.0.1:$PG_PORT/airflow"
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="postgresql+psycopg2://sitewatch:$pw@127.0.0.1:$PG_PORT/$AIRFLOW_DB"
 export AIRFLOW__API__PORT=$UI_PORT
 export AIRFLOW__API__BASE_URL="http://localhost:$UI_PORT"
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="$STATE/airflow/passwords.json"
 export AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK=False
+# A task's supervisor must reach the execution API (the api-server) before the task starts. Right
+# after start-up the api-server may not listen yet, and with many tasks due at once on a small
+# machine it answers slowly; Airflow's defaults (5 s per call, 5 tries, ~10 s in all) then fail
+# such tasks without ever running them. Wait up to 30 s per call, and retry for ~3 minutes.
+export AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT=30
+export AIRFLOW__WORKERS__EXECUTION_API_RETRIES=10
 export AIRFLOW_CONN_SITEWATCH_KAFKA='{"conn_type": "kafka", "extra": {"bootstrap.servers": "127.0.0.1:$KAFKA_PORT"}}'
-export AIRFLOW_CONN_SITEWATCH_POSTGRES='{"conn_type": "postgres", "host": "127.0.0.1", "port": $PG_PORT, "login": "sitewatch", "password": "$pw", "schema": "sitewatch"}'
-export SITEWATCH_PG_DSN="$pg/sitewatch"
+export AIRFLOW_CONN_SITEWATCH_POSTGRES='{"conn_type": "postgres", "host": "127.0.0.1", "port": $PG_PORT, "login": "sitewatch", "password": "$pw", "schema": "$RESULTS_DB"}'
+export SITEWATCH_PG_DSN="$pg/$RESULTS_DB"
 export SITEWATCH_KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 export SITEWATCH_TOPIC="$TOPIC"
-export PGHOST=127.0.0.1 PGPORT=$PG_PORT PGUSER=sitewatch PGDATABASE=sitewatch PGPASSWORD="$pw"
+export PGHOST=127.0.0.1 PGPORT=$PG_PORT PGUSER=sitewatch PGDATABASE=$RESULTS_DB PGPASSWORD="$pw"
 EOF
-  chmod 600 "$STATE/env.sh"
+  [ "$TLS" != 1 ] || write_tls_env
+  chmod 600 "$ENV_FILE"
+}
+
+# TLS variants of both connections, e.g. export AIRFLOW_CONN_SITEWATCH_KAFKA=$SITEWATCH_KAFKA_TLS_CONN
+write_tls_env() {
+  local tls=$STATE/tls pw; pw=$(cat "$STATE/pg-password")
+  KAFKA_TLS_PORT=$(cat "$STATE/kafka/tls-port" 2>/dev/null || echo "$KAFKA_TLS_PORT")
+  cat >> "$ENV_FILE" <<EOF
+export SITEWATCH_TLS_DIR="$tls"
+export SITEWATCH_KAFKA_TLS_CONN='{"conn_type": "kafka", "extra": {"bootstrap.servers": "127.0.0.1:$KAFKA_TLS_PORT", "security.protocol": "SSL", "ssl.ca.location": "$tls/ca.pem", "ssl.certificate.location": "$tls/service.cert", "ssl.key.location": "$tls/service.key"}}'
+export SITEWATCH_POSTGRES_TLS_CONN='{"conn_type": "postgres", "host": "127.0.0.1", "port": $PG_PORT, "login": "sitewatch", "password": "$pw", "schema": "$RESULTS_DB", "extra": {"sslmode": "verify-full", "sslrootcert": "$tls/ca.pem"}}'
+EOF
 }
 
 services() {
   mkdir -p "$STATE"
   venv
+  [ "$TLS" != 1 ] || "$PY" "$ROOT/scripts/tls_certs.py" "$STATE/tls"
   pg_start
   kafka_start
   write_env
@@ -219,7 +277,7 @@ services() {
 
 airflow_db() {
   # shellcheck source=/dev/null
-  source "$STATE/env.sh"
+  source "$ENV_FILE"
   log "migrating the Airflow metadata database"
   airflow db migrate >"$STATE/airflow/db-migrate.log" 2>&1 ||
     { tail -30 "$STATE/airflow/db-migrate.log" >&2; die "airflow db migrate failed (log: $STATE/airflow/db-migrate.log)"; }
@@ -258,11 +316,22 @@ stop() {
   pg_stop
 }
 
+# The browser tests drive Debian's chromium (Playwright never downloads a browser here).
+chromium_install() {
+  [ -x /usr/bin/chromium ] && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing chromium with apt-get (for tests/browser)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+  [ -x /usr/bin/chromium ] || log "warning: /usr/bin/chromium missing; tests/browser will fail (install 'chromium')"
+}
+
 test_suite() {
   services
   airflow_db
+  chromium_install
   # shellcheck source=/dev/null
-  source "$STATE/env.sh"
+  source "$ENV_FILE"
   cd "$ROOT"
   local rc=0
   "$VENV/bin/ruff" check . || rc=1

@@ -4,11 +4,17 @@ It builds on the Kafka provider's ``AwaitMessageSensor``, with a trigger that re
 drain's consumer group stands instead of committing offsets of its own: it looks up the drain
 group's committed offsets, assigns itself those positions (no group membership, no commits, so it
 can never move the drain's offsets), and fires on the first message it finds. A backlog fires at
-once; a caught-up drain waits for the next observation.
+once; a caught-up drain waits for the next observation. Each look runs in a subprocess
+(``sitewatch.lookahead``) so that no Kafka client ever lives in the triggerer itself.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import sys
+from asyncio.subprocess import PIPE
 from datetime import timedelta
 from typing import Any
 
@@ -17,10 +23,15 @@ from airflow.providers.apache.kafka.sensors.kafka import AwaitMessageSensor
 from airflow.providers.apache.kafka.triggers.await_message import AwaitMessageTrigger
 from airflow.triggers.base import TriggerEvent
 from asgiref.sync import sync_to_async
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, TopicPartition
 
 from sitewatch.errors import ConsumeError
-from sitewatch.kafka import DRAIN_GROUP, SENSOR_GROUP, GroupConsumerHook
+from sitewatch.kafka import DRAIN_GROUP, SENSOR_GROUP
+
+log = logging.getLogger(__name__)
+
+
+class LookCrashed(Exception):
+    """The look's subprocess died from a signal (a crash in the Kafka client library)."""
 
 
 class UndrainedMessageTrigger(AwaitMessageTrigger):
@@ -30,40 +41,70 @@ class UndrainedMessageTrigger(AwaitMessageTrigger):
         _, kwargs = super().serialize()
         return f"{__name__}.{type(self).__name__}", kwargs
 
-    async def run(self):
-        self._consumer = await sync_to_async(self._assigned_consumer)()
-        poll = sync_to_async(self._consumer.poll)
-        while True:
-            msg = await poll(self.poll_timeout)
-            if msg is None:
-                continue
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise ConsumeError(f"waiting on {msg.topic()} failed: {err}")
-            yield TriggerEvent(
-                {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset()}
-            )
-            return
+    # Each look runs in a short subprocess (see sitewatch.lookahead): a librdkafka client inside
+    # the triggerer crashed it now and then, and a dead triggerer stops the drain.
+    LOOK_SECONDS = 30.0
 
-    def _assigned_consumer(self):
-        admin = KafkaBaseHook(kafka_config_id=self.kafka_config_id).get_conn
-        consumer = GroupConsumerHook(self.topics, SENSOR_GROUP, self.kafka_config_id).get_conn
-        positions = []
-        for topic in self.topics:
-            metadata = admin.list_topics(topic, timeout=30).topics[topic]
-            if metadata.error is not None:
-                raise ConsumeError(f"topic {topic} is not available: {metadata.error}")
-            partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
-            request = ConsumerGroupTopicPartitions(DRAIN_GROUP, partitions)
-            future = admin.list_consumer_group_offsets([request])[DRAIN_GROUP]
-            for tp in future.result(timeout=30).topic_partitions:
-                # no committed offset yet: the drain starts from the beginning, so do we
-                start = tp.offset if tp.offset >= 0 else -2  # OFFSET_BEGINNING
-                positions.append(TopicPartition(topic, tp.partition, start))
-        consumer.assign(positions)
-        return consumer
+    CRASHES_TOLERATED = 3
+
+    async def run(self):
+        crashes = 0
+        while True:
+            try:
+                event = await self._look()
+            except LookCrashed as exc:
+                # librdkafka 2.16 can crash in OffsetFetch while a fresh broker still loads its
+                # offsets topic: transient, and now harmless to the triggerer. Look again.
+                crashes += 1
+                if crashes > self.CRASHES_TOLERATED:
+                    raise ConsumeError(f"looking for undrained checks failed: {exc}") from exc
+                log.warning("look for undrained checks crashed (%s); retrying", exc)
+                await asyncio.sleep(5)
+                continue
+            crashes = 0
+            if event is not None:
+                yield TriggerEvent(event)
+                return
+
+    async def _look(self) -> dict | None:
+        request = json.dumps(
+            {
+                "config": await sync_to_async(self._client_config)(),
+                "topics": list(self.topics),
+                "drain_group": DRAIN_GROUP,
+                "seconds": self.LOOK_SECONDS,
+                "poll_timeout": self.poll_timeout,
+            }
+        ).encode()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "sitewatch.lookahead",
+            stdin=PIPE,
+            stdout=PIPE,
+            stderr=PIPE,
+        )
+        try:
+            out, err = await proc.communicate(request)
+        finally:
+            if proc.returncode is None:  # cancelled: the look must not outlive the trigger
+                proc.kill()
+                await proc.wait()
+        if proc.returncode < 0:
+            raise LookCrashed(f"killed by signal {-proc.returncode}")
+        try:
+            answer = json.loads(out)
+        except ValueError:
+            answer = {"error": f"exit {proc.returncode}: {err.decode(errors='replace')[-500:]}"}
+        if "error" in answer:
+            raise ConsumeError(f"looking for undrained checks failed: {answer['error']}")
+        return answer["event"]
+
+    def _client_config(self) -> dict:
+        """The connection's librdkafka settings (plain values only) with the sensor's group."""
+        config = KafkaBaseHook(kafka_config_id=self.kafka_config_id)._build_config()
+        plain = {k: v for k, v in config.items() if isinstance(v, str | int | float | bool)}
+        return {**plain, "group.id": SENSOR_GROUP}
 
 
 class UndrainedMessageSensor(AwaitMessageSensor):

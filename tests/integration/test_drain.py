@@ -209,6 +209,7 @@ def test_sensor_waits_fires_on_new_message_and_never_moves_drain_offsets(setup):
     trigger = UndrainedMessageTrigger(
         topics=[topic], kafka_config_id="sitewatch_kafka", poll_timeout=0.5
     )
+    trigger.LOOK_SECONDS = 2  # short looks, so a cancelled one ends quickly
 
     async def first_event(timeout):
         gen = trigger.run()
