@@ -115,7 +115,7 @@ class _Hello(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def watched_site():
     """A local web server the site DAG checks; its URL."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
@@ -125,7 +125,7 @@ def watched_site():
     server.server_close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def airflow(watched_site) -> Airflow:
     """Kafka, PostgreSQL and Airflow standalone of this session; stopped afterwards.
 
@@ -190,7 +190,7 @@ def airflow(watched_site) -> Airflow:
         shutil.rmtree(state, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dags_parsed(airflow):
     """Wait until the site DAG and the drain DAG are parsed, and unpause both."""
     wanted = {f"site_{SITE}", "sitewatch_drain"}
@@ -205,7 +205,10 @@ def dags_parsed(airflow):
     return dags
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in the main
+# thread while it lives, and later tests that use asyncio (dag.test() runs triggers) must not
+# find one running.
+@pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
 
@@ -215,7 +218,7 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def page(browser, airflow):
     """A page logged in to Airflow as admin (through the login form)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

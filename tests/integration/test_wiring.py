@@ -39,4 +39,4 @@ def test_postgres_connection_round_trip():
         cur.execute("CREATE TEMP TABLE wiring (token text)")
         cur.execute("INSERT INTO wiring VALUES (%s)", (token,))
         cur.execute("SELECT token, current_database() FROM wiring")
-        assert cur.fetchone() == (token, "sitewatch")
+        assert cur.fetchone() == (token, hook.get_connection("sitewatch_postgres").schema)
