@@ -23,6 +23,9 @@ PARTITIONS=${SITEWATCH_TOPIC_PARTITIONS:-3}
 TLS=${SITEWATCH_TLS:-0}
 KAFKA_TLS_PORT=${SITEWATCH_KAFKA_TLS_PORT:-19094}
 KAFKA_PROPERTIES=${SITEWATCH_KAFKA_PROPERTIES:-}
+# SITEWATCH_KAFKA_SCRAM="user:password": SCRAM-SHA-256 credentials stored when the broker's storage
+# is first formatted, for a SASL_SSL listener added through SITEWATCH_KAFKA_PROPERTIES.
+KAFKA_SCRAM=${SITEWATCH_KAFKA_SCRAM:-}
 # make test uses databases of its own, so test DAGs and rows never show up in make run's UI.
 AIRFLOW_DB=${SITEWATCH_AIRFLOW_DB:-airflow}
 RESULTS_DB=${SITEWATCH_RESULTS_DB:-sitewatch}
@@ -198,8 +201,10 @@ EOF
   local java=(java -Xms256m -Xmx512m -XX:+UseG1GC -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties"
     -Dsitewatch.kafka.log="$dir/server.log" -cp "$dir/libs/*")
   if [ ! -f "$dir/data/meta.properties" ]; then
+    local scram=()
+    [ -z "$KAFKA_SCRAM" ] || scram=(--add-scram "SCRAM-SHA-256=[name=${KAFKA_SCRAM%%:*},password=${KAFKA_SCRAM#*:}]")
     "${java[@]}" kafka.tools.StorageTool format -t "$("${java[@]}" kafka.tools.StorageTool random-uuid | tail -1)" \
-      -c "$dir/server.properties" >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; die "formatting Kafka storage failed"; }
+      -c "$dir/server.properties" "${scram[@]}" >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; die "formatting Kafka storage failed"; }
   fi
   setsid nohup "${java[@]}" kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 &
   echo $! > "$dir/pid"; echo "$KAFKA_PORT" > "$dir/port"

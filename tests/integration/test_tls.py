@@ -79,22 +79,32 @@ def _bad_certificates(certs, state: Path) -> Path:
     return bad
 
 
+SCRAM_USER, SCRAM_PASSWORD = "sitewatch", "scram-pw-5d1e8a"
+
+
 @pytest.fixture(scope="session")
 def tls():
     """The TLS stack: ``kafka`` and ``postgres`` connection dicts, ports, certificate dirs."""
     certs = _certs_module()
     state = Path(tempfile.mkdtemp(prefix="sitewatch-tls-"))
     state.chmod(0o755)  # as root, PostgreSQL (user postgres) keeps its cluster in here
-    kafka, controller, kafka_tls, expired, elsewhere, pg = _free_ports(6)
+    kafka, controller, kafka_tls, expired, elsewhere, scram, pg = _free_ports(7)
     certs.init(state / "tls")  # scripts/dev.sh keeps certificates that already exist
     bad = _bad_certificates(certs, state)
     extra = state / "extra.properties"
     extra.write_text(
         f"listeners=PLAINTEXT://127.0.0.1:{kafka},CONTROLLER://127.0.0.1:{controller},"
         f"SSL://127.0.0.1:{kafka_tls},EXPIRED://127.0.0.1:{expired},"
-        f"ELSEWHERE://127.0.0.1:{elsewhere}\n"
+        f"ELSEWHERE://127.0.0.1:{elsewhere},SCRAM://127.0.0.1:{scram}\n"
         "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,"
-        "EXPIRED:SSL,ELSEWHERE:SSL\n"
+        "EXPIRED:SSL,ELSEWHERE:SSL,SCRAM:SASL_SSL\n"
+        # SASL_SSL with SCRAM, as hosted Kafka offers besides client certificates
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{kafka},SSL://127.0.0.1:{kafka_tls},"
+        f"SCRAM://127.0.0.1:{scram}\n"
+        "sasl.enabled.mechanisms=SCRAM-SHA-256\n"
+        "listener.name.scram.ssl.client.auth=none\n"
+        "listener.name.scram.scram-sha-256.sasl.jaas.config="
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;\n"
         f"listener.name.expired.ssl.keystore.location={bad}/expired-server.pem\n"
         f"listener.name.elsewhere.ssl.keystore.location={bad}/elsewhere.pem\n"
     )
@@ -107,6 +117,7 @@ def tls():
         "SITEWATCH_PG_PORT": str(pg),
         "SITEWATCH_TLS": "1",
         "SITEWATCH_KAFKA_PROPERTIES": str(extra),
+        "SITEWATCH_KAFKA_SCRAM": f"{SCRAM_USER}:{SCRAM_PASSWORD}",
     }
     dev = [str(ROOT / "scripts" / "dev.sh")]
     try:
@@ -123,7 +134,7 @@ def tls():
             dir=state / "tls",
             bad=bad,
             state=state,
-            ports={"expired": expired, "elsewhere": elsewhere},
+            ports={"expired": expired, "elsewhere": elsewhere, "scram": scram},
         )
     finally:
         subprocess.run([*dev, "stop"], env=env, capture_output=True)
@@ -393,3 +404,43 @@ def test_postgres_expired_server_certificate(tls, tls_topic, monkeypatch):
             path.write_bytes(data)
         admin.execute("SELECT pg_reload_conf()")
         admin.close()
+
+
+def scram_conn(tls, password: str = SCRAM_PASSWORD) -> str:
+    """SASL_SSL with SCRAM-SHA-256: the broker's CA, a username and password, no client cert."""
+    extra = {
+        "bootstrap.servers": f"127.0.0.1:{tls.ports['scram']}",
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-256",
+        "sasl.username": SCRAM_USER,
+        "sasl.password": password,
+        "ssl.ca.location": str(tls.dir / "ca.pem"),
+        "log_level": 0,
+    }
+    return json.dumps({"conn_type": "kafka", "extra": extra})
+
+
+def test_sasl_scram_publishes_and_drains(tls, tls_topic, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_KAFKA", scram_conn(tls))
+    producer = ObservationProducerHook(kafka_config_id="sitewatch_kafka").get_producer()
+    sent = observation("scram")
+    publish(producer, sent, timeout=30)
+    consumer = GroupConsumerHook([tls_topic], f"scram-{uuid.uuid4().hex}").get_consumer()
+    try:
+        received = None
+        deadline = time.monotonic() + 30
+        while received is None and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is not None and not msg.error():
+                received = Observation.from_message(msg.value())
+    finally:
+        consumer.close()
+    assert received == sent
+
+
+def test_sasl_wrong_password_is_named(tls, tls_topic, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_KAFKA", scram_conn(tls, password="wrong"))
+    producer = ObservationProducerHook(kafka_config_id="sitewatch_kafka").get_producer()
+    with pytest.raises(DeliveryError) as failure:
+        publish(producer, observation("scram"), timeout=40)
+    assert "SASL: the broker rejected the username or password" in str(failure.value)
