@@ -6,6 +6,7 @@ The tests share one logged-in page and run in file order: each builds on what th
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 
@@ -21,7 +22,12 @@ DOCS_IMG = ROOT / "docs" / "img"
 
 
 def publish(path, name: str) -> None:
-    """Copy a screenshot into docs/img for the README."""
+    """Copy a screenshot into docs/img for the README when SITEWATCH_UPDATE_SCREENSHOTS=1.
+
+    A plain test run leaves the repository as it was; screenshots stay in tests/artifacts.
+    """
+    if os.environ.get("SITEWATCH_UPDATE_SCREENSHOTS") != "1":
+        return
     DOCS_IMG.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, DOCS_IMG / name)
 
