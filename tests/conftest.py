@@ -2,6 +2,7 @@
 
 import http.server
 import os
+import socket
 import threading
 import time
 import uuid
@@ -80,3 +81,14 @@ def read_topic(topic: str, count: int, timeout: float = 30.0) -> list:
         consumer.close()
     assert len(messages) == count, f"expected {count} messages on {topic}, got {len(messages)}"
     return messages
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports on 127.0.0.1 that were free a moment ago (for private stacks)."""
+    socks = [socket.socket() for _ in range(count)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports

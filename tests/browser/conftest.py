@@ -12,7 +12,6 @@ import http.server
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from tests.conftest import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -75,16 +76,6 @@ class Airflow:
         )  # fmt: skip
         assert done.returncode == 0, f"airflow {' '.join(args)}:\n{done.stdout}{done.stderr}"
         return done.stdout + done.stderr
-
-
-def free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def wait_for(what: str, probe, timeout: float, every: float = 1.0):

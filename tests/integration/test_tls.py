@@ -12,7 +12,6 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -34,6 +33,7 @@ from sitewatch.observation import Observation
 from sitewatch.publish import publish
 from sitewatch.schema import migrate
 from sitewatch.tlsfaults import EXPIRED, HOSTNAME, REFUSED, UNTRUSTED
+from tests.conftest import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY_PASSWORD = "kp-" + uuid.uuid4().hex
@@ -45,16 +45,6 @@ def _certs_module():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _bad_certificates(certs, state: Path) -> Path:
@@ -88,7 +78,7 @@ def tls():
     certs = _certs_module()
     state = Path(tempfile.mkdtemp(prefix="sitewatch-tls-"))
     state.chmod(0o755)  # as root, PostgreSQL (user postgres) keeps its cluster in here
-    kafka, controller, kafka_tls, expired, elsewhere, scram, pg = _free_ports(7)
+    kafka, controller, kafka_tls, expired, elsewhere, scram, pg = free_ports(7)
     certs.init(state / "tls")  # scripts/dev.sh keeps certificates that already exist
     bad = _bad_certificates(certs, state)
     extra = state / "extra.properties"
