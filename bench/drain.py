@@ -2,7 +2,7 @@
 
     source .state/env.sh && python bench/drain.py [--messages 200000] [--runs 5]
 
-Produces the observations once to a fresh topic, then for each run (the three ways interleaved, so
+Produces the observations once to a fresh topic, then for each run (the ways interleaved, so
 their ratios come from the same minutes of the same machine):
 
 - drain: a real consumer in a new group (``GroupConsumerHook``) and ``drain(consumer, conn)`` into
@@ -10,7 +10,10 @@ their ratios come from the same minutes of the same machine):
   time to the last batch's commit (the empty poll that ends ``drain`` is reported apart);
 - baseline: what a simple consumer does, one poll + json.loads + INSERT + COMMIT per message, into
   a plain table of site_checks' shape (no trigger), on a subset;
-- ceiling: ``psql \\copy`` of the same rows from a CSV file into the migrated ``site_checks``.
+- ceiling: ``psql \\copy`` of the same rows from a CSV file into the migrated ``site_checks``;
+- for reference: the drain decoding each batch into ``Observation`` objects before its COPY (the
+  decoding before ``fast_row``), the same decoding and COPY with no Kafka, and ``psql \\copy``
+  into a plain table (no rollup trigger).
 """
 
 from __future__ import annotations
@@ -36,9 +39,9 @@ from common import OUT, find_pid, loadavg, machine, median, save, spread, tree_c
 
 import sitewatch.drain as drain_module  # noqa: E402
 from sitewatch.kafka import GroupConsumerHook  # noqa: E402
-from sitewatch.observation import FIELDS, Observation  # noqa: E402
+from sitewatch.observation import FIELDS, Observation, fast_row  # noqa: E402
 from sitewatch.schema import migrate  # noqa: E402
-from sitewatch.storage import store_batch  # noqa: E402
+from sitewatch.storage import observation_rows, store_rows  # noqa: E402
 
 NAMES = [f.name for f in FIELDS]
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -75,12 +78,12 @@ def observations(count: int, sites: int = 1000):
 
 
 def run_python_copy(raw: list[bytes], dsn: str, schema: str) -> dict:
-    """No Kafka: decode the same message bytes, store them with ``store_batch``, 5,000 a batch."""
+    """No Kafka: decode the same message bytes with ``fast_row``, ``store_rows`` 5,000 a batch."""
     conn = psycopg.connect(dsn, options=f"-c search_path={schema}")
     try:
         start = time.perf_counter()
         for i in range(0, len(raw), 5000):
-            store_batch(conn, [Observation.from_message(m) for m in raw[i : i + 5000]])
+            store_rows(conn, [fast_row(m) for m in raw[i : i + 5000]])
         seconds = time.perf_counter() - start
     finally:
         conn.close()
@@ -151,53 +154,44 @@ class TimedConsumer:
         self.commit_s += self.last_commit - t
 
 
-def serial_drain(consumer, conn, batch_size: int = 5000, poll_timeout: float = 2.0):
-    """The drain loop before it overlapped storing with decoding, kept as a reference:
-    consume, decode, store, commit, one after the other."""
-    result = drain_module.DrainResult()
-    while messages := consumer.consume(batch_size, poll_timeout):
-        observations, rejected = drain_module.decode_batch(messages)
-        stored = drain_module.store_batch(conn, observations, rejected)
-        consumer.commit(asynchronous=False)
-        result.batches += 1
-        result.inserted += stored.inserted
-    return result
+def decode_objects(messages, rejected):
+    """The drain's decoding before the fast path, kept as a reference: every message through
+    ``Observation.from_message``, then the objects turned into rows."""
+    observations = [Observation.from_message(m.value()) for m in messages if m.error() is None]
+    yield from observation_rows(observations)
 
 
-def run_drain(topic: str, dsn: str, schema: str, expected: int, serial: bool = False) -> dict:
-    splits = {"decode": 0.0, "store": 0.0, "stored_at": 0.0}
-    decode_batch, store_batch = drain_module.decode_batch, drain_module.store_batch
+def run_drain(topic: str, dsn: str, schema: str, expected: int, objects: bool = False) -> dict:
+    stored = {"seconds": 0.0, "at": 0.0}
+    decode, store_rows = drain_module.decode, drain_module.store_rows
 
-    def timed(name, fn):
-        def wrapper(*args, **kwargs):
-            t = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                splits[name] += time.perf_counter() - t
-                if name == "store":
-                    splits["stored_at"] = time.perf_counter()
+    def timed_store(*args, **kwargs):  # decoding included: rows stream into the COPY
+        t = time.perf_counter()
+        try:
+            return store_rows(*args, **kwargs)
+        finally:
+            stored["at"] = time.perf_counter()
+            stored["seconds"] += stored["at"] - t
 
-        return wrapper
-
-    drain_module.decode_batch = timed("decode", decode_batch)
-    drain_module.store_batch = timed("store", store_batch)
+    drain_module.store_rows = timed_store
+    if objects:
+        drain_module.decode = decode_objects
     conn = psycopg.connect(dsn, options=f"-c search_path={schema}")
     hook = GroupConsumerHook([topic], f"sitewatch-drain-bench-{uuid.uuid4().hex[:8]}")
     consumer = TimedConsumer(hook.get_consumer())
     try:
         start = time.perf_counter()
-        result = (serial_drain if serial else drain_module.drain)(consumer, conn)
+        result = drain_module.drain(consumer, conn)
         end = time.perf_counter()
     finally:
-        drain_module.decode_batch, drain_module.store_batch = decode_batch, store_batch
+        drain_module.decode, drain_module.store_rows = decode, store_rows
         consumer.consumer.close()
         conn.close()
     if result.inserted != expected:
         raise RuntimeError(f"drain stored {result.inserted} of {expected}")
-    # throughput: rows over the time until the last batch's transaction committed (the pipelined
-    # drain commits that batch's Kafka offsets only after the empty poll that ends it)
-    active = splits["stored_at"] - start
+    # throughput: rows over the time until the last batch's transaction committed (``drain``
+    # returns only after one more, empty poll)
+    active = stored["at"] - start
     return {
         "rows": result.inserted,
         "batches": result.batches,
@@ -205,8 +199,7 @@ def run_drain(topic: str, dsn: str, schema: str, expected: int, serial: bool = F
         "call_seconds": end - start,
         "rate": result.inserted / active,
         "consume_s": consumer.consume_s,
-        "decode_s": splits["decode"],
-        "store_s": splits["store"],
+        "store_s": stored["seconds"],
         "commit_s": consumer.commit_s,
     }
 
@@ -300,7 +293,7 @@ def main() -> None:
         find_pid("postgres", f"-p {os.environ['PGPORT']}"),
         find_kafka(bootstrap),
     )
-    ways = ["drain", "ceiling", "baseline", "drain_serial", "python_copy", "ceiling_plain"]
+    ways = ["drain", "ceiling", "baseline", "drain_objects", "python_copy", "ceiling_plain"]
     runs: dict[str, list[dict]] = {w: [] for w in ways}
     loads = []
     try:
@@ -309,8 +302,8 @@ def main() -> None:
             for way in order:
                 reset(conn, schema)
                 cpu0 = cpu_now(servers)
-                if way in ("drain", "drain_serial"):
-                    r = run_drain(topic, dsn, schema, args.messages, way == "drain_serial")
+                if way in ("drain", "drain_objects"):
+                    r = run_drain(topic, dsn, schema, args.messages, objects=way == "drain_objects")
                 elif way == "ceiling":
                     r = run_copy(csv_path, schema, "site_checks", args.messages)
                 elif way == "python_copy":
@@ -338,8 +331,8 @@ def main() -> None:
     vs_ceiling = median(
         [d["rate"] / c["rate"] for d, c in zip(runs["drain"], runs["ceiling"], strict=True)]
     )
-    vs_serial = median(
-        [d["rate"] / c["rate"] for d, c in zip(runs["drain"], runs["drain_serial"], strict=True)]
+    vs_objects = median(
+        [d["rate"] / c["rate"] for d, c in zip(runs["drain"], runs["drain_objects"], strict=True)]
     )
     vs_base = median(
         [d["rate"] / b["rate"] for d, b in zip(runs["drain"], runs["baseline"], strict=True)]
@@ -354,7 +347,7 @@ def main() -> None:
         "spread": {w: spread([r["rate"] for r in runs[w]]) for w in ways},
         "drain_vs_ceiling": vs_ceiling,
         "drain_vs_baseline": vs_base,
-        "drain_vs_serial": vs_serial,
+        "drain_vs_objects": vs_objects,
         "cpu_ms_per_1k": {
             w: {
                 k: median([r[f"cpu_{k}_ms_per_1k"] for r in runs[w]])
@@ -362,13 +355,13 @@ def main() -> None:
             }
             for w in ways
         },
-        "splits_serial": {
-            k: median([r[k] for r in runs["drain_serial"]])
-            for k in ("seconds", "call_seconds", "consume_s", "decode_s", "store_s", "commit_s")
+        "splits_objects": {
+            k: median([r[k] for r in runs["drain_objects"]])
+            for k in ("seconds", "call_seconds", "consume_s", "store_s", "commit_s")
         },
         "splits": {
             k: median([r[k] for r in runs["drain"]])
-            for k in ("seconds", "call_seconds", "consume_s", "decode_s", "store_s", "commit_s")
+            for k in ("seconds", "call_seconds", "consume_s", "store_s", "commit_s")
         },
     }
     save("drain", summary)
@@ -379,15 +372,15 @@ def main() -> None:
         "baseline": "baseline: INSERT+COMMIT per msg",
         "ceiling": "ceiling: psql \\copy site_checks",
         "ceiling_plain": "psql \\copy, table w/o trigger",
-        "drain_serial": "drain loop before pipelining",
-        "python_copy": "no Kafka: from_message + store_batch",
+        "drain_objects": "drain decoding via Observation",
+        "python_copy": "no Kafka: fast_row + store_rows",
     }
     for w in ways:
         rows = args.baseline_messages if w == "baseline" else args.messages
         print(f"{labels[w]:34s} {rows:>8,d} {rate[w]:>16,.0f} {summary['spread'][w]:>16s}")
     print(
         f"drain / ceiling = {vs_ceiling:.2f}   drain / baseline = {vs_base:.0f}x   "
-        f"drain / serial loop = {vs_serial:.2f}"
+        f"drain / drain via Observation = {vs_objects:.2f}"
     )
     print("CPU ms per 1,000 rows (median): client / PostgreSQL / Kafka broker")
     for w in ways:
@@ -396,7 +389,7 @@ def main() -> None:
     s = summary["splits"]
     print(
         "drain splits (median s): to last row stored {seconds:.2f}, call {call_seconds:.2f}, "
-        "consume {consume_s:.2f}, decode {decode_s:.2f}, store {store_s:.2f}, "
+        "consume {consume_s:.2f}, decode + store {store_s:.2f}, "
         "commit {commit_s:.2f}".format(**s)
     )
 

@@ -6,24 +6,23 @@ table is unique on ``(site, scheduled_at, attempt)``, so a redelivered batch add
 A message that is not a valid observation is stored in ``site_checks_rejected`` in the same
 transaction; it never stops the drain.
 
-Consuming and decoding are Python work and storing is mostly the server's, so they overlap: while
-one batch is stored (in a helper thread; psycopg waits on the socket without the GIL), the next is
-consumed and decoded. At most one batch is in flight, and its offsets are committed before the
-next is submitted, so offsets still follow the database and a failure loses nothing.
+Decoding is Python work and storing is mostly the server's, so they overlap: each message is
+decoded as the batch's COPY streams, and PostgreSQL stores the rows already sent, on the other
+core, while the rest are decoded (see ``sitewatch.storage.store_rows``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, TopicPartition
 
 from sitewatch.errors import ConsumeError, MessageError
-from sitewatch.observation import Observation
-from sitewatch.storage import Rejected, store_batch
+from sitewatch.observation import MAX_MESSAGE_BYTES, Observation, fast_row
+from sitewatch.storage import Rejected, observation_rows, store_rows
 
 log = logging.getLogger(__name__)
 
@@ -50,59 +49,46 @@ def drain(
     committed synchronously. Raises ConsumeError when the broker returns an error, or when an
     empty poll came with a recognised connection failure (a TLS or SASL problem recorded by the
     consumer's ``errors``, see sitewatch.kafka) rather than a caught-up topic; lets StorageError
-    through. In every case the batch's offsets stay uncommitted. The next batch is consumed and
-    decoded while one is stored (see the module docstring).
+    through. In every case the batch's offsets stay uncommitted. Messages are decoded while the
+    batch's COPY streams (see the module docstring).
     """
     result = DrainResult()
     deadline = time.monotonic() + max_seconds
     errors = getattr(consumer, "errors", None)
-    in_flight: tuple[Future, int, list[TopicPartition]] | None = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sitewatch-store") as storer:
-        while time.monotonic() < deadline:
-            messages = consumer.consume(batch_size, poll_timeout)
-            if not messages:
-                why = errors.explain(recognised_only=True) if errors is not None else ""
-                if why:
-                    if in_flight is not None:  # stored before the failure: keep its offsets
-                        _commit(consumer, result, *in_flight)
-                    raise ConsumeError(f"reading from Kafka failed: {why}")
-                break
-            if errors is not None:
-                errors.clear()  # what failed before this batch arrived is over
-            observations, rejected = decode_batch(messages)
-            if in_flight is not None:
-                _commit(consumer, result, *in_flight)
-            future = storer.submit(store_batch, conn, observations, rejected)
-            in_flight = (future, len(messages), _next_offsets(messages))
-        if in_flight is not None:
-            _commit(consumer, result, *in_flight)
+    while time.monotonic() < deadline:
+        messages = consumer.consume(batch_size, poll_timeout)
+        if not messages:
+            why = errors.explain(recognised_only=True) if errors is not None else ""
+            if why:
+                raise ConsumeError(f"reading from Kafka failed: {why}")
+            break
+        if errors is not None:
+            errors.clear()  # what failed before this batch arrived is over
+        rejected: list[Rejected] = []
+        outcome = store_rows(conn, decode(messages, rejected), rejected)
+        offsets = _next_offsets(messages)
+        if offsets:  # none when the batch held only events (partition EOF)
+            consumer.commit(offsets=offsets, asynchronous=False)
+        result.batches += 1
+        result.messages += len(messages)
+        result.inserted += outcome.inserted
+        result.duplicates += outcome.duplicates
+        result.rejected += outcome.rejected
+        log.info(
+            "batch=%s messages=%s inserted=%s duplicates=%s rejected=%s",
+            result.batches,
+            len(messages),
+            outcome.inserted,
+            outcome.duplicates,
+            outcome.rejected,
+        )
     return result
-
-
-def _commit(consumer, result: DrainResult, stored: Future, count: int, offsets: list) -> None:
-    """Wait for a batch's transaction, then commit its offsets and count it."""
-    outcome = stored.result()  # re-raises the StorageError of a failed batch
-    if offsets:  # none when the batch held only events (partition EOF)
-        consumer.commit(offsets=offsets, asynchronous=False)
-    result.batches += 1
-    result.messages += count
-    result.inserted += outcome.inserted
-    result.duplicates += outcome.duplicates
-    result.rejected += outcome.rejected
-    log.info(
-        "batch=%s messages=%s inserted=%s duplicates=%s rejected=%s",
-        result.batches,
-        count,
-        outcome.inserted,
-        outcome.duplicates,
-        outcome.rejected,
-    )
 
 
 def _next_offsets(messages) -> list[TopicPartition]:
     """The offsets to commit once ``messages`` are stored: past the last one of each partition.
 
-    Explicit, because by then the consumer's position is already past the next batch.
+    Explicit, so that exactly the stored batch is committed, whatever the consumer fetched since.
     """
     last: dict[tuple[str, int], int] = {}
     for msg in messages:
@@ -112,24 +98,32 @@ def _next_offsets(messages) -> list[TopicPartition]:
     return [TopicPartition(topic, part, offset + 1) for (topic, part), offset in last.items()]
 
 
-def decode_batch(messages) -> tuple[list[Observation], list[Rejected]]:
-    """Split consumed messages into valid observations and rejected ones (with the reason).
+def decode(messages, rejected: list[Rejected]) -> Iterator[tuple]:
+    """Yield the ``site_checks`` rows of consumed messages; append the rejected ones to
+    ``rejected``, with the reason.
 
-    Raises ConsumeError for a broker-level error; a partition EOF event is skipped.
+    Rows are in ``sitewatch.observation.FIELDS`` order, for ``store_rows``: nearly all come
+    straight from ``fast_row``; a message it declines goes through ``Observation.from_message``,
+    which accepts it or names what is wrong. Raises ConsumeError for a broker-level error; a
+    partition EOF event is skipped.
     """
-    observations, rejected = [], []
     for msg in messages:
         err = msg.error()
         if err is not None:
             if err.code() == KafkaError._PARTITION_EOF:
                 continue
             raise ConsumeError(f"reading {msg.topic()} failed: {err}")
+        value = msg.value()
+        row = fast_row(value) if value is not None and len(value) <= MAX_MESSAGE_BYTES else None
+        if row is not None:
+            yield row
+            continue
         try:
-            observations.append(Observation.from_message(msg.value()))
+            observation = Observation.from_message(value)
         except MessageError as exc:
             rejected.append(
                 Rejected(
-                    raw=msg.value(),
+                    raw=value,
                     key=msg.key(),
                     topic=msg.topic(),
                     partition=msg.partition(),
@@ -137,4 +131,5 @@ def decode_batch(messages) -> tuple[list[Observation], list[Rejected]]:
                     reason=exc.reason,
                 )
             )
-    return observations, rejected
+        else:
+            yield from observation_rows([observation])

@@ -12,6 +12,9 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+import msgspec
 
 from sitewatch.errors import MessageError
 
@@ -118,6 +121,59 @@ _ALLOWED = frozenset(_NAMES | {"v"})
 _ORDER = tuple(_SCHEMA)
 _REQUIRED_ORDER = tuple(n for n in _ORDER if n in _REQUIRED)
 _OF_KIND = {k: tuple(n for n, (kind, _) in _SCHEMA.items() if kind == k) for k in _KINDS}
+
+
+def fast_row(data: bytes) -> tuple | None:
+    """The field values of a plain, valid message as a tuple in ``FIELDS`` order; else None.
+
+    The drain's fast path: ``msgspec`` parses and type-checks the message in one pass of C, about
+    four times faster than ``from_message``. It accepts only what ``from_message`` accepts and
+    gives the same values (timestamps converted to UTC, durations to float). It declines, and the
+    caller falls back to ``from_message`` (which names the problem, or accepts), for anything
+    else: invalid or odd messages, and any ``\\u`` escape, so that a NUL or a lone surrogate never
+    takes this path. The caller checks ``MAX_MESSAGE_BYTES``.
+    """
+    if b"\\u" in data:
+        return None
+    try:
+        values = msgspec.structs.astuple(_WIRE.decode(data))
+    except (msgspec.MsgspecError, ValueError):
+        return None
+    row = list(values[1:])  # without "v"
+    for i in _DATETIME_INDEXES:  # fromisoformat, so exactly the timestamps _check accepts
+        if row[i] is not None:
+            try:
+                parsed = datetime.fromisoformat(row[i])
+                if parsed.tzinfo is None:
+                    return None
+                row[i] = parsed.astimezone(UTC)
+            except (ValueError, OverflowError):
+                return None
+    return tuple(row)
+
+
+def _wire_decoder() -> msgspec.json.Decoder:
+    """A decoder of the v1 message into a struct whose field types are ``_check``'s rules.
+
+    Timestamps stay text (``fast_row`` parses them as ``_check`` does), so that msgspec's own,
+    slightly different timestamp grammar never decides what is accepted.
+    """
+    types = {
+        "str": Annotated[str, msgspec.Meta(max_length=MAX_TEXT)],
+        "bool": bool,
+        "int": Annotated[int, msgspec.Meta(ge=0, le=_INT_MAX)],
+        "float": Annotated[float, msgspec.Meta(ge=0, lt=1e12)],
+        "datetime": str,
+    }
+    fields: list = [("v", Literal[VERSION])]
+    for name, (kind, required) in _SCHEMA.items():
+        fields.append((name, types[kind]) if required else (name, types[kind] | None, None))
+    wire = msgspec.defstruct("WireObservation", fields, kw_only=True, forbid_unknown_fields=True)
+    return msgspec.json.Decoder(wire)
+
+
+_WIRE = _wire_decoder()
+_DATETIME_INDEXES = tuple(i for i, name in enumerate(_ORDER) if _SCHEMA[name][0] == "datetime")
 
 
 def _valid_values(doc: dict) -> dict | None:

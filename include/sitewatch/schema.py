@@ -8,7 +8,7 @@ in the connection's current schema (the first existing one on ``search_path``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psycopg
@@ -251,14 +251,14 @@ def migrate(conn) -> int:
 
 
 @contextmanager
-def transaction(conn, failure: str) -> Iterator:
+def transaction(conn, failure: str | Callable[[], str]) -> Iterator:
     """Yield a cursor inside one transaction; commit on success, roll back on any error.
 
     An autocommit connection is switched off for the duration (and restored), since every caller
     needs its statements to be all-or-nothing. The cursor returns tuples whatever row factory the
     connection has (a Connection extra can give PostgresHook's connections dict rows). A
-    ``psycopg.Error`` becomes ``StorageError("PostgreSQL <failure>: <cause>")``; other exceptions
-    pass through unchanged.
+    ``psycopg.Error`` becomes ``StorageError("PostgreSQL <failure>: <cause>")`` (``failure`` may
+    be a function, called then); other exceptions pass through unchanged.
     """
     autocommit = conn.autocommit
     try:
@@ -270,7 +270,8 @@ def transaction(conn, failure: str) -> Iterator:
     except psycopg.Error as exc:
         _rollback(conn)
         cause = " ".join(str(exc).split()) or type(exc).__name__
-        raise StorageError(f"PostgreSQL {failure}: {cause}") from exc
+        what = failure() if callable(failure) else failure
+        raise StorageError(f"PostgreSQL {what}: {cause}") from exc
     except BaseException:
         _rollback(conn)
         raise

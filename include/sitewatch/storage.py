@@ -7,28 +7,35 @@ module.
 
 Speed comes from one COPY per batch instead of one INSERT per row: the batch is streamed straight
 into ``site_checks`` in binary COPY format, each row formatted by psycopg's C code
-(``Copy.write_row`` with the column types set), about three times faster than the hand-written
-column-wise ``struct`` encoder it replaced. Only when that hits a duplicate key (a redelivery) is
-the batch copied again into a per-connection temporary staging table and moved over with
-``INSERT ... SELECT ... ON CONFLICT DO NOTHING``, which turns the redelivered observations into
-counted duplicates instead of second rows.
+(``Copy.write_row`` with the column types set) as soon as it is decoded, so that PostgreSQL works
+on the batch while the rest of it is still being decoded. Only when that hits a duplicate key (a
+redelivery) or a missing partition is the batch copied again into a per-connection temporary
+staging table and moved over with ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``, which turns
+the redelivered observations into counted duplicates instead of second rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
 from datetime import UTC
+from itertools import chain
 from operator import attrgetter
-from weakref import WeakKeyDictionary
 
 import psycopg
 
-from sitewatch.errors import StorageError
 from sitewatch.observation import FIELDS, Observation
 from sitewatch.schema import SCHEMA_VERSION, migrate, transaction
 
-__all__ = ["SCHEMA_VERSION", "Rejected", "StoreResult", "migrate", "store_batch"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Rejected",
+    "StoreResult",
+    "migrate",
+    "observation_rows",
+    "store_batch",
+    "store_rows",
+]
 
 
 @dataclass(frozen=True)
@@ -83,11 +90,11 @@ def store_batch(
     batch with any duplicate costs that COPY, abandoned at the first duplicate, plus the staging
     path (roughly twice the database work, still one transaction).
 
-    Partitions: the batch's transaction first creates the daily partition of any UTC day (of
-    ``scheduled_at``) this connection has not stored into yet, so a batch never fails for a
-    missing partition; a day already known costs nothing. An observation older than the
-    retention is stored all the same (its day's partition is made) and the next maintenance run
-    drops it (sitewatch.retention). A known day dropped since then makes the batch retry once.
+    Partitions: a batch never fails for a missing daily partition. The maintenance DAG makes
+    them days ahead; when a row's UTC day (of ``scheduled_at``) has none all the same, the
+    batch's transaction makes it and stores the batch through the staging path. An observation
+    older than the retention is stored all the same and the next maintenance run drops it
+    (sitewatch.retention).
 
     Raises StorageError("PostgreSQL ...: <cause>"), chained to the ``psycopg.Error``, when the
     connection or any statement fails; the transaction is then rolled back, so nothing of the
@@ -95,47 +102,53 @@ def store_batch(
     Raises ValueError, before touching the database, when a required field is None or a
     timestamp is naive: that is a bug upstream, not a database failure.
     """
-    if not observations and not rejected:
+    return store_rows(conn, observation_rows(observations), rejected)
+
+
+def store_rows(conn, rows: Iterable[tuple], rejected: Sequence[Rejected] = ()) -> StoreResult:
+    """``store_batch`` for rows that are checked already: ``site_checks`` values in
+    ``observation.FIELDS`` order, as ``observation_rows`` or ``sitewatch.observation.fast_row``
+    make them. Same transaction, deduplication, partitions, result and errors as ``store_batch``.
+
+    ``rows`` may be an iterator: it is consumed while the COPY streams, so that the drain decodes
+    each message while PostgreSQL stores the ones before it, on the other core. ``rejected`` is
+    read only after ``rows`` is exhausted (the drain's decoder fills it on the way).
+    """
+    given, rows = rows, iter(rows)
+    first = next(rows, None)
+    if first is None and not rejected:
         return StoreResult(0, 0, 0)
-    rows = _rows(observations)
-    try:
-        inserted, stored_rejects = _store(conn, rows, rejected)
-    except StorageError as exc:
-        # A day this connection knew may have been dropped since (sitewatch.retention): forget
-        # what it knew and retry the batch, which was rolled back whole, once.
-        if not isinstance(exc.__cause__, psycopg.errors.CheckViolation) or conn.closed:
-            raise
-        _KNOWN_DAYS.pop(conn, None)
-        inserted, stored_rejects = _store(conn, rows, rejected)
-    return StoreResult(inserted, len(observations) - inserted, stored_rejects)
+    kept: list[tuple] = []  # the rows as streamed, for a second pass and the counts
 
+    def failure() -> str:  # an iterator that failed midway counts the rows it had given
+        count = len(given) if isinstance(given, Sized) else len(kept)
+        return f"could not store {count} observations, {len(rejected)} rejected"
 
-def _store(conn, rows: list[tuple], rejected: Sequence[Rejected]) -> tuple[int, int]:
-    known = _KNOWN_DAYS.setdefault(conn, set())
-    missing = sorted({row[_SCHEDULED].astimezone(UTC).date() for row in rows} - known)
-    failure = f"could not store {len(rows)} observations, {len(rejected)} rejected"
     with transaction(conn, failure) as cur:
         inserted = stored_rejects = 0
-        if missing:  # a day's partition is made in the batch's transaction, before its COPY
-            cur.execute(_CAN_PARTITION)
-            if cur.fetchone()[0]:  # else a schema older than migration 4: nothing to make
-                cur.execute(_CREATE_PARTITIONS, (missing,))
-        if rows:
-            inserted = _store_observations(cur, rows)
+        if first is not None:
+            inserted = _store_observations(cur, chain((first,), rows), kept)
         if rejected:
             cur.execute(_INSERT_REJECTED, _reject_columns(rejected))
             stored_rejects = cur.rowcount
-    known.update(missing)  # only once committed: a rolled-back CREATE made nothing
-    return inserted, stored_rejects
+    return StoreResult(inserted, len(kept) - inserted, stored_rejects)
 
 
 # --- partitions: site_checks has one per UTC day (migration 4) ------------------------------------
 
-# Days whose partition this connection has seen exist, so that a batch costs no catalog lookup in
-# the steady state. Per connection, because each may see another schema (search_path).
-_KNOWN_DAYS: WeakKeyDictionary = WeakKeyDictionary()
 _CAN_PARTITION = "SELECT to_regprocedure('site_checks_create_partitions(date[])') IS NOT NULL"
 _CREATE_PARTITIONS = "SELECT site_checks_create_partitions(%s::date[])"
+
+
+def _create_partitions(cur, rows: list[tuple]) -> bool:
+    """Create the partitions of the rows' UTC days that are missing; False on a schema older than
+    migration 4 (nothing to create)."""
+    cur.execute(_CAN_PARTITION)
+    if not cur.fetchone()[0]:
+        return False
+    days = sorted({row[_SCHEDULED].astimezone(UTC).date() for row in rows})
+    cur.execute(_CREATE_PARTITIONS, (days,))
+    return True
 
 
 # --- observations: binary COPY, straight in or through a staging table ------------------------
@@ -185,28 +198,41 @@ _SCHEDULED = _NAMES.index("scheduled_at")
 _TZINFO = attrgetter("tzinfo")
 
 
-def _store_observations(cur, rows: list[tuple]) -> int:
-    """Insert the rows not stored yet; return how many were inserted.
+def _store_observations(cur, rows: Iterable[tuple], kept: list[tuple]) -> int:
+    """Insert the rows not stored yet; return how many were inserted. ``kept`` gets every row.
 
-    Duplicates are rare (a redelivery after a crash), so the batch is first copied straight into
-    site_checks, the fastest path (no second pass over the rows). A duplicate key aborts that COPY;
-    the savepoint undoes it and the batch goes the deduplicating way, through the staging table
-    (formatting the rows a second time, which costs far less than the database work).
+    The steady state is one COPY straight into site_checks, streamed as ``rows`` yields. Two
+    rare cases abort it: a duplicate key (a redelivery), or a row whose UTC day has no partition
+    yet (the maintenance DAG makes them days ahead; this covers a stopped maintenance, or an old
+    or future ``scheduled_at``). The savepoint undoes the COPY; the missing partitions are made,
+    and the kept rows go the deduplicating way, through the staging table (formatting them a
+    second time, which costs far less than the database work).
     """
     cur.execute("SAVEPOINT sitewatch_copy")
     try:
-        _copy(cur, _COPY_DIRECT, rows)
+        _copy(cur, _COPY_DIRECT, _keeping(rows, kept))
     except psycopg.errors.UniqueViolation:
         cur.execute("ROLLBACK TO SAVEPOINT sitewatch_copy")
+        _create_partitions(cur, kept)  # the COPY stopped at the duplicate: later days unchecked
+    except psycopg.errors.CheckViolation:  # "no partition of relation ... found for row"
+        cur.execute("ROLLBACK TO SAVEPOINT sitewatch_copy")
+        if not _create_partitions(cur, kept):
+            raise  # a real check failed: nothing to create
     else:
-        return len(rows)
+        return len(kept)
     cur.execute(_STAGING_DDL)
-    _copy(cur, _COPY_STAGING, rows)
+    _copy(cur, _COPY_STAGING, kept)
     cur.execute(_INSERT_STAGED)
     return cur.rowcount
 
 
-def _copy(cur, statement: str, rows: list[tuple]) -> None:
+def _keeping(rows: Iterable[tuple], kept: list[tuple]) -> Iterator[tuple]:
+    for row in rows:
+        kept.append(row)
+        yield row
+
+
+def _copy(cur, statement: str, rows: Iterable[tuple]) -> None:
     # psycopg buffers the formatted rows and sends them every 32 KiB, so formatting overlaps the
     # server's parsing (the server is another process).
     with cur.copy(statement) as copy:
@@ -215,8 +241,8 @@ def _copy(cur, statement: str, rows: list[tuple]) -> None:
             copy.write_row(row)
 
 
-def _rows(observations: Sequence[Observation]) -> list[tuple]:
-    """Return the observations as site_checks rows (tuples in ``_NAMES`` order).
+def observation_rows(observations: Sequence[Observation]) -> list[tuple]:
+    """Return the observations as site_checks rows (tuples in ``_NAMES`` order), for ``store_rows``.
 
     Built column by column, so that the checks run as C-level scans: a bug upstream (a required
     field None, a naive timestamp, an integer its column cannot hold) fails here with a

@@ -5,10 +5,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, TopicPartition
 
 from sitewatch.drain import drain
-from sitewatch.errors import StorageError
+from sitewatch.errors import ConsumeError, StorageError
 from sitewatch.kafka import DRAIN_GROUP, GroupConsumerHook, ObservationProducerHook
 from sitewatch.observation import Observation
 from sitewatch.schema import migrate
@@ -124,6 +124,40 @@ def test_crash_between_database_commit_and_offset_commit(setup):
 
     result = run_drain(topic, conn, batch_size=50)
     assert (result.inserted, result.duplicates) == (150, 50)
+    assert rows(conn) == expected_rows(obs)
+
+
+def test_a_broker_error_mid_batch_stores_nothing_of_the_batch(setup):
+    """Rows stream into the COPY as they are decoded; an error met halfway through a batch must
+    still undo the whole batch and leave its offsets uncommitted."""
+    topic, conn = setup
+    obs = observations(100)
+    produce(topic, obs)
+    c = consumer(topic)
+
+    class BrokerError:  # what confluent_kafka hands over for a failed fetch
+        def error(self):
+            return KafkaError(KafkaError._TRANSPORT, "broker went away")
+
+        def topic(self):
+            return topic
+
+    class FailingConsumer:
+        def consume(self, num, timeout):
+            messages = c.consume(num, timeout)
+            return messages[:60] + [BrokerError()] + messages[60:]
+
+        def commit(self, *args, **kwargs):
+            return c.commit(*args, **kwargs)
+
+    with pytest.raises(ConsumeError, match=f"reading {topic} failed: .*broker went away"):
+        drain(FailingConsumer(), conn, batch_size=100, poll_timeout=3.0)
+    c.close()
+    assert rows(conn) == []
+    assert all(offset < 0 for offset in committed(topic).values())
+
+    result = run_drain(topic, conn, batch_size=100)
+    assert (result.inserted, result.duplicates) == (100, 0)
     assert rows(conn) == expected_rows(obs)
 
 

@@ -1,0 +1,175 @@
+"""The drain's fast decoding path agrees with ``Observation.from_message``.
+
+``fast_row`` decides what goes into ``site_checks`` for nearly every message, so it must accept
+nothing the strict decoder rejects and give exactly its values; anything else it declines (None)
+and the strict decoder decides.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sitewatch.errors import MessageError
+from sitewatch.observation import FIELDS, MAX_TEXT, Observation, fast_row
+from sitewatch.storage import observation_rows
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+NAMES = [f.name for f in FIELDS]
+
+
+def full_doc() -> dict:
+    """A message with every field set, as the probe task writes it."""
+    obs = Observation(
+        site="shop",
+        url="https://shop.example.com/health",
+        checked_at=T0,
+        up=False,
+        scheduled_at=T0 - timedelta(seconds=3),
+        attempt=2,
+        final=False,
+        status_code=503,
+        response_time_ms=120.5,
+        dns_ms=1.0,
+        connect_ms=2,
+        tls_ms=3.25,
+        ttfb_ms=100.0,
+        regex="ok",
+        regex_matched=False,
+        error="status",
+        error_detail="status 503 not in 200-399\nsecond line",
+        final_url="https://shop.example.com/health?x=é",
+        body_bytes=2048,
+        tls_expires_at=T0 + timedelta(days=30),
+    )
+    return json.loads(obs.to_message())
+
+
+def strict_row(data: bytes) -> tuple:
+    """The row ``store_batch`` would store for ``data``; raises MessageError if rejected."""
+    return observation_rows([Observation.from_message(data)])[0]
+
+
+def encode(doc) -> bytes:
+    return json.dumps(doc, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def test_a_valid_message_takes_the_fast_path_with_the_strict_values():
+    data = encode(full_doc())
+    row = fast_row(data)
+    assert row is not None
+    assert row == strict_row(data)
+    assert dict(zip(NAMES, row, strict=True))["connect_ms"] == 2.0  # JSON 2 stored as float8
+
+
+def test_offsets_are_converted_to_utc_like_the_strict_decoder():
+    doc = full_doc()
+    doc["checked_at"] = "2026-11-01T14:00:00+02:00"
+    row = fast_row(encode(doc))
+    checked_at = dict(zip(NAMES, row, strict=True))["checked_at"]
+    assert checked_at == T0 and checked_at.utcoffset() == timedelta(0)
+    assert row == strict_row(encode(doc))
+
+
+@pytest.mark.parametrize(
+    ("change", "strict_accepts"),
+    [
+        ({"v": True}, True),  # == 1 in Python: the strict decoder accepts it, msgspec does not
+        ({"v": 1.0}, True),
+        ({"site": "a\x00b"}, False),  # a NUL
+        ({"url": "https://example.com/\ud800"}, True),  # a lone surrogate, stored as "?"
+        ({"error_detail": "bell \x07 and é"}, True),  # sent as a \\u0007 escape
+        ({"checked_at": "2026-11-01T12:00:00"}, False),  # naive
+        ({"checked_at": "not a time"}, False),
+        ({"checked_at": "0001-01-01T00:00:00+14:00"}, False),  # before year 1 in UTC
+        ({"attempt": 2**31}, False),
+        ({"attempt": -1}, False),
+        ({"attempt": 1.0}, False),
+        ({"status_code": True}, False),
+        ({"response_time_ms": 1e12}, False),
+        ({"response_time_ms": -0.5}, False),
+        ({"response_time_ms": False}, False),
+        ({"up": 1}, False),
+        ({"up": None}, False),
+        ({"regex": "x" * (MAX_TEXT + 1)}, False),
+        ({"extra": 1}, False),
+    ],
+    ids=repr,
+)
+def test_odd_or_invalid_messages_leave_the_fast_path(change, strict_accepts):
+    data = encode({**full_doc(), **change})
+    assert fast_row(data) is None
+    if strict_accepts:
+        assert len(strict_row(data)) == len(NAMES)
+    else:
+        with pytest.raises(MessageError):
+            strict_row(data)
+
+
+@pytest.mark.parametrize("name", ["site", "url", "checked_at", "up", "scheduled_at", "attempt"])
+def test_a_missing_required_field_is_left_to_the_strict_decoder(name):
+    doc = full_doc()
+    del doc[name]
+    data = encode(doc)
+    assert fast_row(data) is None
+    with pytest.raises(MessageError, match=f"missing field {name}"):
+        Observation.from_message(data)
+
+
+def test_the_longest_allowed_text_is_fast_and_equal():
+    doc = {**full_doc(), "error_detail": "é" * MAX_TEXT}  # characters, not bytes
+    data = encode(doc)
+    assert fast_row(data) == strict_row(data)
+
+
+def test_a_repeated_key_keeps_the_last_value_in_both():
+    data = encode(full_doc())[:-1] + b',"attempt":7}'
+    assert dict(zip(NAMES, fast_row(data), strict=True))["attempt"] == 7
+    assert fast_row(data) == strict_row(data)
+
+
+def test_not_json_is_declined():
+    for data in (b"", b"{", b"[]", b"null", b"\xff\xfe", b'{"v":1} trailing', b"NaN"):
+        assert fast_row(data) is None
+
+
+# --- the property: over arbitrary edits of a valid message, the two agree ------------------------
+
+_TIMES = st.one_of(
+    st.datetimes(
+        min_value=datetime(1, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), None]),
+    ).map(datetime.isoformat),
+    st.sampled_from(
+        ["2026-11-01T12:00Z", "2026-11-01 12:00+00:00", "2026-11-01T12:00:00.1234567+00:00"]
+    ),
+)
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**40), max_value=2**40),
+    st.sampled_from([0, 2**31 - 1, 2**31, 10**12, 10**400]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
+    st.text(alphabet="ab\x00\ud800é", max_size=5),
+    _TIMES,
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    changes=st.dictionaries(st.sampled_from([*NAMES, "v", "extra"]), _VALUES, max_size=4),
+    drop=st.sets(st.sampled_from([*NAMES, "v"]), max_size=2),
+)
+def test_fast_row_never_disagrees_with_the_strict_decoder(changes, drop):
+    doc = {k: v for k, v in {**full_doc(), **changes}.items() if k not in drop}
+    data = encode(doc)
+    row = fast_row(data)
+    if row is not None:  # accepted fast: the strict decoder accepts it with the same values
+        assert row == strict_row(data)
