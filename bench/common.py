@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import threading
@@ -176,6 +177,45 @@ def serve(port: int = 0) -> tuple[ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
 
 
+def serve_plain(port: int = 0) -> tuple[socket.socket, str]:
+    """A minimal HTTP/1.1 responder for the probe benchmark; return its socket and base URL.
+
+    Same contract as ``serve`` (``?delay=<ms>``, the same body), but it answers from a socket
+    loop instead of ``http.server``, whose request parsing costs about a millisecond of its own
+    per request: that would be counted as probe overhead.
+    """
+    listener = socket.create_server(("127.0.0.1", port))
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(BODY)
+    )
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            buffer = b""
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                request, buffer = buffer.split(b"\r\n\r\n", 1)
+                target = request.split(b" ", 2)[1].decode()
+                delay_ms = float(parse_qs(urlsplit(target).query).get("delay", ["0"])[0])
+                if delay_ms:
+                    time.sleep(delay_ms / 1000)
+                conn.sendall(head + BODY)
+
+    def accept() -> None:
+        while True:
+            conn, _ = listener.accept()
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}/"
+
+
 def write_sites(path: Path, count: int, url: str, schedule: str = "1m") -> Path:
     """A valid sites file of ``count`` sites ``s00000``... on ``schedule``, all probing ``url``."""
     lines = [
@@ -201,3 +241,7 @@ if __name__ == "__main__":
         srv, base = serve(int(sys.argv[2]))
         print(base, flush=True)
         srv.serve_forever()
+    elif sys.argv[1:2] == ["serve-plain"]:
+        _, base = serve_plain(int(sys.argv[2]))
+        print(base, flush=True)
+        threading.Event().wait()

@@ -2,11 +2,11 @@
 
     python bench/probe.py [--runs 5]
 
-A local HTTP server in its own process (so its CPU is not counted) sleeps a fixed delay before
-answering. For each delay and run, probes and bare gets alternate on the same server; reported:
-the measured time minus the injected delay (probe: its ``response_time_ms``; also the probe call's
-whole wall time; requests: perf_counter around ``requests.get``), median and p95, and CPU time per
-call (``time.process_time`` deltas).
+A minimal local HTTP server (``common.serve_plain``) in its own process, so that its CPU is not
+counted, sleeps a fixed delay before answering. For each delay and run, probes and bare gets
+alternate on the same server. Reported: the measured time minus the injected delay (probe: its
+``response_time_ms``, and the probe call's whole wall time; requests: perf_counter around
+``requests.get``), median and p95, and CPU time per call (``time.process_time`` deltas).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ SAMPLES = {0: 200, 50: 60, 200: 30}  # per run and per way
 
 def start_server():
     proc = subprocess.Popen(
-        [sys.executable, os.path.join(os.path.dirname(__file__), "common.py"), "serve", "0"],
+        [sys.executable, os.path.join(os.path.dirname(__file__), "common.py"), "serve-plain", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )

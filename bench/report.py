@@ -51,7 +51,7 @@ def drain_section(d: dict) -> list[str]:
         f"{d['messages']:,} observations produced beforehand to a fresh 3-partition topic; "
         f"{runs} runs, the ways interleaved in each run. The baseline ran on the first "
         f"{d['baseline_messages']:,} messages of the topic (one COMMIT per message is too slow "
-        "for the full set on a loaded machine). The drain's rate is rows over the time to its "
+        "for the full set). The drain's rate is rows over the time to its "
         "last batch's transaction commit; `drain()` returns after one more, empty 2-s poll "
         f"(median call {d['splits']['call_seconds']:.1f} s vs {d['splits']['seconds']:.1f} s to "
         "the last row stored). Load average (1/5/15 min) after each run: "
@@ -98,7 +98,8 @@ def probe_section(p: dict) -> list[str]:
     out = [
         "## 2. Probe overhead",
         "",
-        "Local HTTP server in its own process, fixed delay before the response headers. Per run "
+        "A minimal local HTTP server (`common.serve_plain`) in its own process, fixed delay before "
+        "the response headers. Per run "
         "and delay, probes and bare `requests.get` calls alternate ("
         + ", ".join(f"{n} at {d} ms" for d, n in p["samples"].items())
         + " per way per run); overhead = measured time − injected delay. Medians over runs of the "
@@ -167,7 +168,7 @@ def sustained_section(results: list[dict]) -> list[str]:
         "measured window. Lag = `task_instance.start_date − dag_run.run_after`; missed runs = a "
         "DAG's consecutive runs more than 1.5 minutes apart (with `catchup=False` a late "
         "scheduler skips ticks rather than queueing them); CPU = whole machine busy % from "
-        "/proc/stat (other engineers' work included); phases are medians, in seconds: run created "
+        "/proc/stat (anything else running included); phases are medians, in seconds: run created "
         "− run_after · TI scheduled − run created · queued − scheduled · started − queued · "
         "task run time.",
         "",
@@ -184,7 +185,7 @@ def sustained_section(results: list[dict]) -> list[str]:
             )
             start, end = (datetime.fromisoformat(t) for t in s["window"])
             out.append(
-                f"| {res['label']} | {k} | {(end - start).total_seconds() / 60:.0f} min | "
+                f"| {label(res)} | {k} | {(end - start).total_seconds() / 60:.0f} min | "
                 f"{s['completed_per_min']:.0f} | {fmt(s['lag_p50'])} | {fmt(s['lag_p95'])} | "
                 f"{fmt(s['lag_max'])} | {s['missed_runs']} | {s['not_started']} | "
                 f"{s['cpu_busy_pct']:.0f}% | {s['load_avg_1m_mean']:.1f} | {phases} |"
@@ -192,6 +193,19 @@ def sustained_section(results: list[dict]) -> list[str]:
     out += ["", f"![schedule lag over time for each K]({PLOT.name})", ""]
     out += cpu_by_role_section(results)
     return out
+
+
+# what each sustained run's --label means (bench/README.md)
+LABELS = {
+    "ab-default": "Airflow's defaults (workers forked from the scheduler)",
+    "ab-preload-lazy": "preloaded workers (A/B, run right after the row above)",
+    "sweep": "preloaded workers (scripts/dev.sh now)",
+    "sweep-300": "preloaded workers (scripts/dev.sh now)",
+}
+
+
+def label(result: dict) -> str:
+    return LABELS.get(result["label"], result["label"])
 
 
 def cpu_by_role_section(results: list[dict]) -> list[str]:
@@ -209,8 +223,8 @@ def cpu_by_role_section(results: list[dict]) -> list[str]:
         "check (`worker` = LocalExecutor workers with the supervisors and task processes they "
         "fork; from /proc, sampled every 15 s):",
         "",
-        "| K | " + " | ".join(roles) + " | total |",
-        "| ---: |" + " ---: |" * (len(roles) + 1),
+        "| settings | K | " + " | ".join(roles) + " | total |",
+        "| --- | ---: |" + " ---: |" * (len(roles) + 1),
     ]
     for res in results:
         for k, s in res["ks"].items():
@@ -222,7 +236,7 @@ def cpu_by_role_section(results: list[dict]) -> list[str]:
                 continue
             per = {r: (last[r] - first[r]) / checks for r in roles}
             out.append(
-                f"| {k} | "
+                f"| {label(res)} | {k} | "
                 + " | ".join(f"{per[r]:.2f}" for r in roles)
                 + f" | {sum(per.values()):.2f} |"
             )
@@ -257,7 +271,7 @@ def plot(results: list[dict]) -> bool:
                 for t, lag in s["series"]
             )
             xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, ".", markersize=3, label=f"K={k} ({res['label']})")
+            ax.plot(xs, ys, ".", markersize=3, label=f"K={k} ({label(res)})")
     ax.axhline(15, color="grey", linestyle="--", linewidth=1, label="15 s")
     ax.set_xlabel("minutes into the measured window (task start)")
     ax.set_ylabel("schedule lag: task start − run_after (s)")
@@ -279,9 +293,9 @@ def main() -> None:
         sys.exit("no results in bench/out: run `make bench` first")
     sections += [
         "Generated by `bench/report.py` from `bench/out/*.json`; how to run: `bench/README.md`. "
-        "The machine was shared with other engineers' test runs while these ran, so absolute "
-        "figures are low and noisy; every ratio compares ways measured side by side in the same "
-        "run, and each table gives the load average.",
+        "Every ratio compares ways measured side by side in the same run, and each table gives "
+        "the load average while it ran. This VM's speed varies from minute to minute, which is "
+        "why the ways are interleaved and every table shows the spread.",
         "",
         *machine_section(first["machine"]),
         "",
