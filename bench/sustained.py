@@ -9,7 +9,7 @@ superset of the previous one), waits until Airflow has the K DAGs, lets one minu
 measures a window of ``--minutes``. From Airflow's metadata database: completed checks per minute,
 schedule lag (task start minus the run's ``run_after``) p50/p95, missed runs (gaps of more than one
 interval between a DAG's consecutive runs); from /proc: CPU busy %. The stack is stopped at the end
-unless ``--keep``. ``--settings FILE`` sources extra ``export AIRFLOW__...`` lines into the stack.
+unless ``--keep``. ``AIRFLOW__...`` variables exported before the run reach the stack (for A/Bs).
 """
 
 from __future__ import annotations
