@@ -17,7 +17,7 @@ env:        ## print the environment for the airflow CLI and psql
 	@scripts/dev.sh env
 
 lint:
-	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/lint-imports
 
 PART ?= all
 bench: bench-deps  ## benchmarks beside their baselines -> bench/results.md (PART=drain|probe|parse|sustained|report)

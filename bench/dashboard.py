@@ -17,10 +17,10 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from sitewatch.dashboard import queries
 from sitewatch.observation import Observation
-from sitewatch.schema import migrate
-from sitewatch.storage import store_batch
+from sitewatch.storage import queries
+from sitewatch.storage.checks import store_batch
+from sitewatch.storage.schema import migrate
 
 
 def timed(fn, runs: int = 5) -> tuple[float, float]:

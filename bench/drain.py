@@ -1,4 +1,5 @@
-"""Drain throughput: ``sitewatch.drain.drain`` beside a per-message baseline and ``psql \\copy``.
+"""Drain throughput: ``sitewatch.pipeline.drain.drain`` beside a per-message baseline and
+``psql \\copy``.
 
     source .state/env.sh && python bench/drain.py [--messages 200000] [--runs 5]
 
@@ -6,8 +7,8 @@ Produces the observations once to a fresh topic, then for each run (the ways int
 their ratios come from the same minutes of the same machine):
 
 - drain: a real consumer in a new group (``GroupConsumerHook``) and ``drain(consumer, conn)`` into
-  a scratch schema migrated with ``sitewatch.schema.migrate``; the rows/s figure is rows over the
-  time to the last batch's commit (the empty poll that ends ``drain`` is reported apart);
+  a scratch schema migrated with ``sitewatch.storage.schema.migrate``; the rows/s figure is rows
+  over the time to the last batch's commit (the empty poll that ends ``drain`` is reported apart);
 - baseline: what a simple consumer does, one poll + json.loads + INSERT + COMMIT per message, into
   a plain table of site_checks' shape (no trigger), on a subset;
 - ceiling: ``psql \\copy`` of the same rows from a CSV file into the migrated ``site_checks``;
@@ -37,11 +38,11 @@ from confluent_kafka.admin import AdminClient, NewTopic
 sys.path.insert(0, os.path.dirname(__file__))
 from common import OUT, find_pid, loadavg, machine, median, save, spread, tree_cpu  # noqa: E402, I001
 
-import sitewatch.drain as drain_module  # noqa: E402
-from sitewatch.kafka import GroupConsumerHook  # noqa: E402
+import sitewatch.pipeline.drain as drain_module  # noqa: E402
+from sitewatch.airflow.hooks import GroupConsumerHook  # noqa: E402
 from sitewatch.observation import FIELDS, Observation, fast_row  # noqa: E402
-from sitewatch.schema import migrate  # noqa: E402
-from sitewatch.storage import observation_rows, store_rows  # noqa: E402
+from sitewatch.storage.schema import migrate  # noqa: E402
+from sitewatch.storage.checks import observation_rows, store_rows  # noqa: E402
 
 NAMES = [f.name for f in FIELDS]
 START = datetime(2026, 1, 1, tzinfo=UTC)

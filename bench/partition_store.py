@@ -21,8 +21,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from sitewatch.observation import Observation
-from sitewatch.schema import MIGRATIONS, migrate
-from sitewatch.storage import store_batch
+from sitewatch.storage.checks import store_batch
+from sitewatch.storage.schema import MIGRATIONS, migrate
 
 BATCH = 5000
 

@@ -1,4 +1,4 @@
-"""Probe overhead: ``sitewatch.probe.probe`` side by side with a bare ``requests.get``.
+"""Probe overhead: ``sitewatch.probe.http.probe`` side by side with a bare ``requests.get``.
 
     python bench/probe.py [--runs 5]
 
@@ -22,8 +22,8 @@ import requests
 sys.path.insert(0, os.path.dirname(__file__))
 from common import loadavg, machine, median, percentile, save  # noqa: E402
 
-from sitewatch.config import site_for_url  # noqa: E402
-from sitewatch.probe import probe  # noqa: E402
+from sitewatch.config.loader import site_for_url  # noqa: E402
+from sitewatch.probe.http import probe  # noqa: E402
 
 SAMPLES = {0: 200, 50: 60, 200: 30}  # per run and per way
 

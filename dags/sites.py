@@ -4,6 +4,6 @@ The sites file is ``include/sites.yaml`` unless ``SITEWATCH_SITES_FILE`` points 
 Invalid entries are skipped here and reported by ``sites_config_errors.py``.
 """
 
-from sitewatch.factory import site_dags
+from sitewatch.airflow.factory import site_dags
 
 globals().update(site_dags())

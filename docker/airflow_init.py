@@ -25,9 +25,9 @@ from pathlib import Path
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import NewTopic
 
-from sitewatch.drain_dag import POSTGRES_CONN_ID
-from sitewatch.kafka import KAFKA_CONN_ID
-from sitewatch.publish import topic
+from sitewatch.airflow.drain_dag import POSTGRES_CONN_ID
+from sitewatch.airflow.hooks import KAFKA_CONN_ID
+from sitewatch.pipeline.publish import topic
 
 log = logging.getLogger("airflow-init")
 

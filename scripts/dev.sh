@@ -255,11 +255,12 @@ export AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK=False
 export AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT=30
 export AIRFLOW__WORKERS__EXECUTION_API_RETRIES=10
 # Every check is a task process forked from a LocalExecutor worker. Workers started from a
-# forkserver that imported sitewatch.preload give each task Airflow's task runner, sitewatch and
-# the Kafka client already imported: 0.14 instead of 0.34 CPU-seconds per check (bench/results.md).
+# forkserver that imported sitewatch.airflow.preload give each task Airflow's task runner,
+# sitewatch and the Kafka client already imported: 0.14 instead of 0.34 CPU-seconds per check
+# (bench/results.md).
 # Set AIRFLOW__SCHEDULER__MP_START_METHOD=fork before starting for Airflow's default.
 export AIRFLOW__SCHEDULER__MP_START_METHOD=${AIRFLOW__SCHEDULER__MP_START_METHOD:-forkserver}
-export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD=sitewatch.preload
+export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD=sitewatch.airflow.preload
 export AIRFLOW_CONN_SITEWATCH_KAFKA='{"conn_type": "kafka", "extra": {"bootstrap.servers": "127.0.0.1:$KAFKA_PORT"}}'
 export AIRFLOW_CONN_SITEWATCH_POSTGRES='{"conn_type": "postgres", "host": "127.0.0.1", "port": $PG_PORT, "login": "sitewatch", "password": "$pw", "schema": "$RESULTS_DB"}'
 export SITEWATCH_PG_DSN="$pg/$RESULTS_DB"
@@ -351,6 +352,7 @@ test_suite() {
   cd "$ROOT"
   local rc=0
   "$VENV/bin/ruff" check . || rc=1
+  "$VENV/bin/lint-imports" --no-cache || rc=1  # the layer rules in pyproject.toml
   "$VENV/bin/pytest" "$@" || rc=1
   return $rc
 }

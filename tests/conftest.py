@@ -68,7 +68,7 @@ def web():
 
 def read_topic(topic: str, count: int, timeout: float = 30.0) -> list:
     """Read ``count`` messages from the start of ``topic`` (fresh group); fail if fewer arrive."""
-    from sitewatch.kafka import GroupConsumerHook
+    from sitewatch.airflow.hooks import GroupConsumerHook
 
     consumer = GroupConsumerHook([topic], group_id=f"reader-{uuid.uuid4().hex}").get_consumer()
     messages, deadline = [], time.monotonic() + timeout

@@ -14,7 +14,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from sitewatch.config import default_sites_path, load_sites, site_for_url
+from sitewatch.config.loader import default_sites_path, load_sites, site_for_url
 from sitewatch.errors import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -79,7 +79,7 @@ def _probe(args: argparse.Namespace) -> int:
         for issue in exc.issues:
             print(f"sitewatch probe: {issue.field}: {issue.message}", file=sys.stderr)
         return EXIT_USAGE
-    from sitewatch.probe import probe  # lazy: pulls in requests and the transport
+    from sitewatch.probe.http import probe  # lazy: pulls in requests and the transport
 
     observation = probe(site)
     for f in dataclasses.fields(observation):

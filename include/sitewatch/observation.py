@@ -36,7 +36,7 @@ class Observation:
     dns_ms, connect_ms, tls_ms: phases of a new connection (None when not measured).
     ttfb_ms: request start to the end of the response headers.
     regex: the pattern searched (None when the site has none); regex_matched: its result.
-    error: one of ``sitewatch.probe.ERROR_KINDS`` or None; error_detail: human-readable cause.
+    error: one of ``sitewatch.probe.http.ERROR_KINDS`` or None; error_detail: human-readable cause.
     final_url: the URL after redirects. body_bytes: body bytes read (up to the cap).
     tls_expires_at: the server certificate's notAfter, for https.
     """

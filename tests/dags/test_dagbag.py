@@ -7,7 +7,7 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import CronTriggerTimetable, DeltaTriggerTimetable
 
-from sitewatch.config import load_sites
+from sitewatch.config.loader import load_sites
 
 DAGS = "dags"
 

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-from sitewatch.config import load_sites
-from sitewatch.drain_dag import drain_dag
-from sitewatch.factory import site_dag
+from sitewatch.airflow.drain_dag import drain_dag
+from sitewatch.airflow.factory import site_dag
+from sitewatch.config.loader import load_sites
 from sitewatch.observation import FIELDS, Observation
 from tests.conftest import read_topic
 

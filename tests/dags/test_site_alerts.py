@@ -10,8 +10,8 @@ import uuid
 import psycopg
 import pytest
 
-from sitewatch.config import load_sites
-from sitewatch.factory import site_dag
+from sitewatch.airflow.factory import site_dag
+from sitewatch.config.loader import load_sites
 from tests.receivers import WebhookReceiver
 
 DEAD_KAFKA = {
@@ -136,7 +136,7 @@ def test_first_run_up_is_silent_and_a_run_that_never_started_is_a_pipeline_probl
 
 
 def test_only_sites_with_targets_get_callbacks(make_dag):
-    from sitewatch.config import site_for_url
+    from sitewatch.config.loader import site_for_url
 
     plain = site_dag(site_for_url("https://example.com/"))
     assert plain.on_failure_callback is None

@@ -5,8 +5,8 @@ import logging
 
 import pytest
 
-from sitewatch.config import load_sites
-from sitewatch.factory import site_dag
+from sitewatch.airflow.factory import site_dag
+from sitewatch.config.loader import load_sites
 from tests.conftest import read_topic
 
 

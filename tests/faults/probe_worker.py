@@ -1,7 +1,7 @@
 """A probe worker in its own process, so its peak memory can be read on its own.
 
 Reads ``{"ca_bundle": str | null, "probes": [{"name", "url", "timeout"}]}`` as JSON on stdin,
-probes each URL in turn with ``sitewatch.probe.probe`` and prints one JSON object: each probe's
+probes each URL in turn with ``sitewatch.probe.http.probe`` and prints one JSON object: each probe's
 error kind, detail and elapsed seconds, and the process's peak RSS in bytes (see ``peak_rss``).
 """
 
@@ -12,8 +12,8 @@ import resource
 import sys
 import time
 
-from sitewatch.config import site_for_url
-from sitewatch.probe import probe
+from sitewatch.config.loader import site_for_url
+from sitewatch.probe.http import probe
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from confluent_kafka import Producer
 
 from sitewatch.observation import Observation
-from sitewatch.publish import PRODUCER_GUARANTEES
+from sitewatch.pipeline.publish import PRODUCER_GUARANTEES
 from tests.faults.stack import Stack, private_airflow, private_stack, record  # noqa: F401
 
 PER_FAULT = 500

@@ -16,12 +16,12 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from sitewatch.drain import drain
+from sitewatch.airflow.hooks import DRAIN_GROUP, GroupConsumerHook
 from sitewatch.errors import StorageError
-from sitewatch.kafka import DRAIN_GROUP, GroupConsumerHook
 from sitewatch.observation import Observation
-from sitewatch.publish import PRODUCER_GUARANTEES
-from sitewatch.schema import migrate
+from sitewatch.pipeline.drain import drain
+from sitewatch.pipeline.publish import PRODUCER_GUARANTEES
+from sitewatch.storage.schema import migrate
 from tests.faults.stack import Stack, private_stack, record  # noqa: F401
 
 MESSAGES = 50_000

@@ -15,10 +15,10 @@ import pytest
 import report
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
-from sitewatch.drain import drain
-from sitewatch.kafka import DRAIN_GROUP, GroupConsumerHook, ObservationProducerHook
+from sitewatch.airflow.hooks import DRAIN_GROUP, GroupConsumerHook, ObservationProducerHook
 from sitewatch.observation import MAX_TEXT, Observation
-from sitewatch.schema import migrate
+from sitewatch.pipeline.drain import drain
+from sitewatch.storage.schema import migrate
 from tests.integration.conftest import (  # noqa: F401 - fixtures this module uses
     pg_conn,
     pg_connect,

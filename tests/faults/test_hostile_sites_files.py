@@ -18,8 +18,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sitewatch.config import load_sites, load_text
-from sitewatch.fields import FIELDS
+from sitewatch.config.keys import FIELDS
+from sitewatch.config.loader import load_sites, load_text
 
 PATH = "sites.yaml"
 ISSUE = re.compile(r"(?P<file>[^\n]+?):(?P<line>\d+): (?P<field>[^\n]+?): (?P<message>[^\n]+)")

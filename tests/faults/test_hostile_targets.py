@@ -23,7 +23,7 @@ import pytest
 import report
 import trustme
 
-from sitewatch.probe import ERROR_KINDS
+from sitewatch.probe.http import ERROR_KINDS
 
 WORKER = Path(__file__).with_name("probe_worker.py")
 MARGIN = 0.5  # seconds a probe may take past its timeout

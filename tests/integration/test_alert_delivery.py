@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sitewatch import alert_store
-from sitewatch.alerts import Alert, AlertState, Event, Kind, Verdict
-from sitewatch.config import site_for_url
+from sitewatch.airflow.notifiers import WebhookNotifier, send, webhook_request
+from sitewatch.alerting import store as alert_store
+from sitewatch.alerting.rules import Alert, AlertState, Event, Kind, Verdict
+from sitewatch.config.loader import site_for_url
+from sitewatch.config.notify import EmailTarget, WebhookTarget
 from sitewatch.errors import NotificationError
-from sitewatch.notifiers import WebhookNotifier, send, webhook_request
-from sitewatch.notify_fields import EmailTarget, WebhookTarget
-from sitewatch.schema import migrate
+from sitewatch.storage.schema import migrate
 from tests.receivers import SmtpReceiver, WebhookReceiver
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""sitewatch.dashboard.queries and migration 3's daily rollup against a real PostgreSQL."""
+"""sitewatch.storage.queries and migration 3's daily rollup against a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sitewatch.dashboard import queries
 from sitewatch.observation import Observation
-from sitewatch.storage import migrate, store_batch
+from sitewatch.storage import queries
+from sitewatch.storage.checks import migrate, store_batch
 
 pytestmark = pytest.mark.services
 
@@ -82,7 +82,7 @@ def test_rollup_ignores_redelivered_duplicates(conn):
 
 
 def test_migration_backfills_rows_stored_before_it(pg_conn):
-    from sitewatch.schema import MIGRATIONS
+    from sitewatch.storage.schema import MIGRATIONS
 
     with pg_conn.cursor() as cur:  # the schema as it was before migration 3
         cur.execute("CREATE TABLE sitewatch_schema_version (version integer PRIMARY KEY, "

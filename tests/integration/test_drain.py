@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, TopicPartition
 
-from sitewatch.drain import drain
+from sitewatch.airflow.hooks import DRAIN_GROUP, GroupConsumerHook, ObservationProducerHook
+from sitewatch.airflow.sensor import UndrainedMessageTrigger
 from sitewatch.errors import ConsumeError, StorageError
-from sitewatch.kafka import DRAIN_GROUP, GroupConsumerHook, ObservationProducerHook
 from sitewatch.observation import Observation
-from sitewatch.schema import migrate
-from sitewatch.sensor import UndrainedMessageTrigger
+from sitewatch.pipeline.drain import drain
+from sitewatch.storage.schema import migrate
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 

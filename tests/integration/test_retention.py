@@ -1,5 +1,5 @@
 """Daily partitions of site_checks, the hourly rollup and retention (migration 4,
-sitewatch.retention) against a real PostgreSQL."""
+sitewatch.storage.retention) against a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 
 from sitewatch.errors import SettingError
 from sitewatch.observation import Observation
-from sitewatch.retention import (
+from sitewatch.storage.checks import StoreResult, migrate, store_batch
+from sitewatch.storage.retention import (
     RetentionSettings,
     create_partitions,
     drop_expired_partitions,
@@ -19,8 +20,7 @@ from sitewatch.retention import (
     prune_rollups,
     refresh_hourly,
 )
-from sitewatch.schema import MIGRATIONS, SCHEMA_VERSION
-from sitewatch.storage import StoreResult, migrate, store_batch
+from sitewatch.storage.schema import MIGRATIONS, SCHEMA_VERSION
 
 pytestmark = pytest.mark.services
 

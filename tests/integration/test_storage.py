@@ -11,7 +11,7 @@ import pytest
 
 from sitewatch.errors import StorageError
 from sitewatch.observation import FIELDS, Observation
-from sitewatch.storage import SCHEMA_VERSION, Rejected, StoreResult, migrate, store_batch
+from sitewatch.storage.checks import SCHEMA_VERSION, Rejected, StoreResult, migrate, store_batch
 
 pytestmark = pytest.mark.services
 

@@ -25,14 +25,14 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from sitewatch.drain import drain
-from sitewatch.drain_dag import drain_dag, results_connection
+from sitewatch.airflow.connection_errors import EXPIRED, HOSTNAME, REFUSED, UNTRUSTED
+from sitewatch.airflow.drain_dag import drain_dag, results_connection
+from sitewatch.airflow.hooks import DRAIN_GROUP, GroupConsumerHook, ObservationProducerHook
 from sitewatch.errors import ConnectionConfigError, ConsumeError, DeliveryError, StorageError
-from sitewatch.kafka import DRAIN_GROUP, GroupConsumerHook, ObservationProducerHook
 from sitewatch.observation import Observation
-from sitewatch.publish import publish
-from sitewatch.schema import migrate
-from sitewatch.tlsfaults import EXPIRED, HOSTNAME, REFUSED, UNTRUSTED
+from sitewatch.pipeline.drain import drain
+from sitewatch.pipeline.publish import publish
+from sitewatch.storage.schema import migrate
 from tests.conftest import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,8 +193,8 @@ def observation(site: str = "tls") -> Observation:
 
 
 def site_dag_for(url: str, tmp_path, monkeypatch):
-    from sitewatch.config import load_sites
-    from sitewatch.factory import site_dag
+    from sitewatch.airflow.factory import site_dag
+    from sitewatch.config.loader import load_sites
 
     path = tmp_path / "sites.yaml"
     path.write_text(f"sites:\n  - name: tls-e2e\n    url: {url}\n    retries: 0\n")

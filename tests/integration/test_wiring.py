@@ -4,7 +4,7 @@ import uuid
 
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-from sitewatch.kafka import GroupConsumerHook, ObservationProducerHook
+from sitewatch.airflow.hooks import GroupConsumerHook, ObservationProducerHook
 
 
 def test_kafka_connection_round_trip(new_topic):

@@ -1,4 +1,4 @@
-"""The alert state machine (``sitewatch.alerts.decide``) and the messages, with no services."""
+"""The alert state machine (``sitewatch.alerting.rules.decide``) and its messages, no services."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sitewatch.alerts import Alert, AlertState, Event, Kind, Verdict, alert_for, decide
-from sitewatch.config import site_for_url
+from sitewatch.alerting.rules import Alert, AlertState, Event, Kind, Verdict, alert_for, decide
+from sitewatch.config.loader import site_for_url
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 UP, DOWN, PIPELINE = Verdict.UP, Verdict.DOWN, Verdict.PIPELINE

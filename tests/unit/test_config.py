@@ -10,7 +10,8 @@ from types import MappingProxyType
 
 import pytest
 
-from sitewatch.config import (
+from sitewatch.config.keys import BUILTIN_DEFAULTS
+from sitewatch.config.loader import (
     ConfigIssue,
     Site,
     SitesFile,
@@ -20,9 +21,8 @@ from sitewatch.config import (
     load_text,
     site_for_url,
 )
+from sitewatch.config.schedule import check_cron, format_duration, parse_duration
 from sitewatch.errors import ConfigError
-from sitewatch.fields import BUILTIN_DEFAULTS
-from sitewatch.schedule import check_cron, format_duration, parse_duration
 
 FIXTURES = Path(__file__).parent / "fixtures"
 INVALID = sorted((FIXTURES / "invalid").glob("*.yaml"))

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sitewatch.dashboard import render, status
-from sitewatch.dashboard.queries import Attempt, SiteSummary
+from sitewatch.storage.queries import Attempt, SiteSummary
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SUMMARY = SiteSummary(

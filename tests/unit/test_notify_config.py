@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from sitewatch.config import load_text, site_for_url
+from sitewatch.config.loader import load_text, site_for_url
+from sitewatch.config.notify import EmailTarget, WebhookTarget
 from sitewatch.errors import ConfigError
-from sitewatch.notify_fields import EmailTarget, WebhookTarget
 
 TEXT = """\
 defaults:

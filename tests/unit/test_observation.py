@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from sitewatch.errors import MessageError
 from sitewatch.observation import FIELDS, MAX_TEXT, Observation, fast_row
-from sitewatch.storage import observation_rows
+from sitewatch.storage.checks import observation_rows
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 NAMES = [f.name for f in FIELDS]

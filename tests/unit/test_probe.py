@@ -24,14 +24,14 @@ import trustme
 from cryptography import x509
 from servers import url
 
-from sitewatch.probe import ERROR_KINDS, probe
+from sitewatch.probe.http import ERROR_KINDS, probe
 
 MARGIN = 0.5  # seconds a probe may take past its timeout
 
 
 @dataclass(frozen=True)
 class FakeSite:
-    """Stand-in for ``sitewatch.config.Site``: the probe only reads these attributes."""
+    """Stand-in for ``sitewatch.config.loader.Site``: the probe only reads these attributes."""
 
     url: str
     name: str = "test"
@@ -415,9 +415,9 @@ def test_post_redirected_by_303_becomes_get(routes):
 
 
 def test_one_summary_line_is_logged(routes, caplog):
-    with caplog.at_level(logging.DEBUG, logger="sitewatch.probe"):
+    with caplog.at_level(logging.DEBUG, logger="sitewatch.probe.http"):
         obs = run(FakeSite(url(routes, "/ok"), name="home"))
-    lines = [r.getMessage() for r in caplog.records if r.name == "sitewatch.probe"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "sitewatch.probe.http"]
     assert lines == [f"site=home status=200 up=True response_ms={obs.response_time_ms} error=None"]
 
 

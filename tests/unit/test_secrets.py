@@ -2,9 +2,9 @@
 
 import pytest
 
-from sitewatch.config import load_text
+from sitewatch.config.loader import load_text
+from sitewatch.config.secrets import expand_headers
 from sitewatch.errors import ConfigError
-from sitewatch.secrets import expand_headers
 
 SITES = """\
 sites:

@@ -12,8 +12,7 @@ from types import SimpleNamespace
 import pytest
 from confluent_kafka import KafkaError
 
-from sitewatch.errors import ConnectionConfigError
-from sitewatch.tlsfaults import (
+from sitewatch.airflow.connection_errors import (
     EXPIRED,
     HOSTNAME,
     REFUSED,
@@ -24,6 +23,7 @@ from sitewatch.tlsfaults import (
     diagnose,
     explain_postgres,
 )
+from sitewatch.errors import ConnectionConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("tls_certs", ROOT / "scripts" / "tls_certs.py")

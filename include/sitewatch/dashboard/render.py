@@ -13,7 +13,7 @@ from html import escape
 from urllib.parse import quote
 
 from sitewatch.dashboard import status
-from sitewatch.dashboard.queries import Attempt, SiteSummary
+from sitewatch.storage.queries import Attempt, SiteSummary
 
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:16px 20px;color:#1a202c;background:#fff}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sitewatch.dashboard.queries import SiteSummary
+from sitewatch.storage.queries import SiteSummary
 
 MIN_STALE_AFTER = timedelta(minutes=15)
 STALE_INTERVALS = 3

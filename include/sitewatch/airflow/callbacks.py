@@ -1,0 +1,141 @@
+"""Airflow callbacks that turn a site DAG's finished runs into alerts.
+
+Where they run, and why these three (Airflow 3):
+
+- ``on_success_callback`` of task ``probe``: in the task runner on the worker, after the final
+  state was reported. Verdict UP.
+- ``on_failure_callback`` of task ``probe``: fires only when no retry is left. On the worker it
+  runs before the task's FAILED state reaches the server and sees ``context["exception"]``:
+  ``SiteDown`` is a DOWN verdict; any other exception (``DeliveryError``, a timeout) is a pipeline
+  problem. The scheduler also sends it to the dag-processor for a task whose worker was lost or
+  that was stuck in the queue; there is no exception then, so it is a pipeline problem too.
+- ``on_failure_callback`` of the DAG: in the dag-processor, after the run failed. It covers runs
+  the task callbacks never saw (the task never started). For a run the task callback already
+  judged it changes nothing: the state machine ignores a second event of the same run.
+
+Order of work: the state change is committed first, then the message is sent. A crash between
+the two loses that one message, but never sends it twice and never loses the state (so no storm
+follows). A DOWN or STILL DOWN message that no target accepted releases its claim, so the site's
+next down run sends it again. Nothing here raises: a callback's failure must not turn a green probe
+red.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from sitewatch.alerting.rules import Event, Kind, Verdict, alert_for
+from sitewatch.errors import SiteDown
+
+log = logging.getLogger(__name__)
+
+
+def task_callbacks(site) -> dict:
+    """``on_success_callback`` / ``on_failure_callback`` for task ``probe``; {} without targets."""
+    if not site.notify:
+        return {}
+
+    def on_success(context) -> None:
+        handle(site, Verdict.UP, context)
+
+    def on_failure(context) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, SiteDown):
+            obs = exc.observation
+            handle(site, Verdict.DOWN, context, obs.error, obs.error_detail)
+        elif exc is not None:
+            handle(site, Verdict.PIPELINE, context, type(exc).__name__, str(exc))
+        else:
+            reason = "the task ended without running to completion (worker lost or never started)"
+            handle(site, Verdict.PIPELINE, context, "task failed", reason)
+
+    return {"on_success_callback": on_success, "on_failure_callback": on_failure}
+
+
+def dag_callbacks(site) -> dict:
+    """``on_failure_callback`` for the site's DAG; {} without targets."""
+    if not site.notify:
+        return {}
+
+    def on_run_failure(context) -> None:
+        reason = context.get("reason") or "failed"
+        detail = f"the run failed ({reason}) without a verdict from task probe"
+        handle(site, Verdict.PIPELINE, context, "run failed", detail)
+
+    return {"on_failure_callback": on_run_failure}
+
+
+def handle(site, verdict: Verdict, context, error=None, detail=None) -> Kind | None:
+    """Apply one run's verdict to ``site``'s alert state and send the message it calls for.
+
+    Returns the kind sent (None: nothing to say, or the state could not be stored). Never raises.
+    """
+    try:
+        return _handle(site, event_from(context, verdict, error, detail), context)
+    except Exception:
+        log.exception("handle: alerting failed site=%s verdict=%s", site.name, verdict.value)
+        return None
+
+
+def event_from(context, verdict: Verdict, error=None, detail=None) -> Event:
+    """The Event of the run in an Airflow callback context (full or the dag-processor's minimal)."""
+    run = context.get("dag_run")
+    return Event(
+        verdict,
+        at=datetime.now(UTC),
+        run_id=getattr(run, "run_id", None) or context.get("run_id"),
+        run_after=getattr(run, "run_after", None),
+        error=error,
+        detail=detail,
+    )
+
+
+def _handle(site, event: Event, context) -> Kind | None:
+    from sitewatch.airflow.drain_dag import results_connection
+    from sitewatch.airflow.notifiers import send
+    from sitewatch.alerting import store as alert_store
+    from sitewatch.errors import StorageError
+
+    try:
+        conn = results_connection()
+    except StorageError as exc:
+        log.error("handle: alert state NOT updated site=%s: %s", site.name, exc)
+        return None
+    try:
+        try:
+            previous, new, kind = alert_store.apply(conn, site.name, event, site.remind_every)
+        except StorageError as exc:
+            log.error("handle: alert state NOT updated site=%s: %s", site.name, exc)
+            return None
+        log.info(
+            "handle: site=%s verdict=%s run=%s state=%s->%s alert=%s",
+            site.name,
+            event.verdict.value,
+            event.run_id,
+            previous.state,
+            new.state,
+            kind.value if kind else None,
+        )
+        if kind is None:
+            return None
+        alert = alert_for(site, kind, previous, new, event, _run_url(context))
+        delivered = send(alert, site.notify, context)
+        retryable = kind in (Kind.DOWN, Kind.STILL_DOWN)
+        if (
+            not delivered
+            and retryable
+            and alert_store.release(conn, site.name, new.last_notified_at)
+        ):
+            log.warning("handle: site=%s %s will be sent again next run", site.name, kind.value)
+        return kind
+    finally:
+        conn.close()
+
+
+def _run_url(context) -> str | None:
+    ti = context.get("ti")
+    try:
+        return ti.log_url if ti is not None else None
+    except Exception:  # the link is a courtesy; a context without it must not cost the alert
+        return None

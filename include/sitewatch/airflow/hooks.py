@@ -1,0 +1,80 @@
+"""Airflow hooks that turn the ``sitewatch_kafka`` connection into the clients sitewatch needs.
+
+The connection's extra is the librdkafka configuration (bootstrap servers, TLS files, SASL). What
+sitewatch's guarantees depend on is added here and cannot be switched off by a connection: the
+producer's idempotence and ``acks=all``, and each consumer's own group with auto-commit off.
+Every client also gets a ``ClientErrors`` recorder as its ``error_cb`` (as ``client.errors``), so a
+failed publish or drain can say why (a TLS handshake failure otherwise surfaces as a timeout), and
+the TLS files the connection names are checked before a client is built.
+"""
+
+from __future__ import annotations
+
+from airflow.providers.apache.kafka.hooks.consume import KafkaConsumerHook
+from airflow.providers.apache.kafka.hooks.produce import KafkaProducerHook
+from confluent_kafka import Consumer, KafkaException, Producer
+
+from sitewatch.airflow.connection_errors import ClientErrors, check_files, kafka_build_cause
+from sitewatch.errors import ConnectionConfigError
+from sitewatch.pipeline.publish import PRODUCER_DEFAULTS, PRODUCER_GUARANTEES
+
+KAFKA_CONN_ID = "sitewatch_kafka"
+DRAIN_GROUP = "sitewatch-drain"
+SENSOR_GROUP = "sitewatch-drain-sensor"
+
+
+class RecordingProducer(Producer):
+    """A ``Producer`` whose transport errors are kept in ``errors`` (a ClientErrors)."""
+
+    def __init__(self, config: dict):
+        self.errors = ClientErrors(config, config.get("error_cb"))
+        super().__init__({**config, "error_cb": self.errors})
+
+
+class RecordingConsumer(Consumer):
+    """A ``Consumer`` whose transport errors are kept in ``errors`` (a ClientErrors)."""
+
+    def __init__(self, config: dict):
+        self.errors = ClientErrors(config, config.get("error_cb"))
+        super().__init__({**config, "error_cb": self.errors})
+
+
+def build(client_class, config: dict, conn_id: str):
+    """``client_class(config)`` after checking its files; ConnectionConfigError if unusable."""
+    check_files(config, conn_id)
+    try:
+        return client_class(config)
+    except KafkaException as exc:
+        cause = kafka_build_cause(exc)
+        if cause is None:
+            raise
+        raise ConnectionConfigError(f"{conn_id}: {cause} ({exc.args[0].str()})") from exc
+
+
+class ObservationProducerHook(KafkaProducerHook):
+    """A producer on the connection with idempotence and ``acks=all`` forced on."""
+
+    def _get_client(self, config):
+        config = {**PRODUCER_DEFAULTS, **config, **PRODUCER_GUARANTEES}
+        return build(RecordingProducer, config, self.kafka_config_id)
+
+
+class GroupConsumerHook(KafkaConsumerHook):
+    """A consumer on the connection that joins ``group_id`` and commits only when told to.
+
+    The group is set here rather than in the connection so that the drain and its sensor, which
+    share one connection, can never share a group (and so never move each other's offsets).
+    """
+
+    def __init__(self, topics, group_id: str, kafka_config_id: str = KAFKA_CONN_ID):
+        super().__init__(topics=topics, kafka_config_id=kafka_config_id)
+        self.group_id = group_id
+
+    def _get_client(self, config):
+        config = {
+            **config,
+            "group.id": self.group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+        return build(RecordingConsumer, config, self.kafka_config_id)

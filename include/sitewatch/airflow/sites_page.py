@@ -1,0 +1,162 @@
+"""The dashboard's FastAPI app, mounted by the Airflow plugin, behind Airflow's own login.
+
+Airflow mounts plugin apps without authentication, so every route here depends on
+``authorized``: it resolves the caller with Airflow's ``get_user`` (the ``Authorization: Bearer``
+JWT of API clients, or the ``_token`` cookie the UI sets at login, which the browser also sends to
+this page in the UI's iframe or a tab of its own) and asks the auth manager whether that user may
+read DAGs: all DAGs for the listing, ``site_<name>`` for a site's page. A browser without a valid
+token is redirected to the login page (and back here after it); any other client gets 401.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+from urllib.parse import urlparse
+
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from sitewatch.dashboard import render
+from sitewatch.dashboard import status as site_status
+from sitewatch.storage import queries
+
+log = logging.getLogger(__name__)
+
+POSTGRES_CONN_ID = "sitewatch_postgres"
+_bearer = HTTPBearer(auto_error=False)
+
+
+class _LoginRequired(Exception):
+    def __init__(self, login_url: str):
+        self.login_url = login_url
+
+
+def results_connection():
+    """A psycopg 3 connection on the ``sitewatch_postgres`` Airflow connection."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    return PostgresHook(postgres_conn_id=POSTGRES_CONN_ID).get_conn()
+
+
+class _Schema:
+    """Whether this process already migrated the results schema (see ``open_results``)."""
+
+    current = False
+
+
+def open_results(connect: Callable):
+    """A connection from ``connect`` to a schema at least at this code's version.
+
+    The dashboard reads migration 3's rollup, and the drain may not have run since an upgrade (or
+    at all, on a fresh install), so the first request of each process applies pending migrations
+    itself; ``migrate`` serializes concurrent callers and is a no-op when current.
+    """
+    from sitewatch.storage.schema import migrate
+
+    conn = connect()
+    if not _Schema.current:
+        try:
+            migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        _Schema.current = True
+    return conn
+
+
+def configured_schedules() -> dict[str, timedelta | str]:
+    """``{site name: schedule}`` of the enabled, valid sites of the sites file."""
+    from sitewatch.config.loader import load_sites
+
+    return {s.name: s.schedule for s in load_sites().sites if s.enabled}
+
+
+async def authenticated_user(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+):
+    """The Airflow user of this request; redirect a browser to the login page, 401 otherwise."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.core_api.security import get_user
+
+    try:
+        return await get_user(request, None, bearer)
+    except HTTPException as exc:
+        if exc.status_code in (401, 403) and "text/html" in request.headers.get("accept", ""):
+            login = get_auth_manager().get_url_login(next_url=str(request.url))
+            raise _LoginRequired(login) from exc
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, exc.detail) from exc
+
+
+def authorized(request: Request, user: Annotated[object, Depends(authenticated_user)]):
+    """Require read access to DAGs: any DAG for the listing, ``site_<name>`` for a site page."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+
+    name = request.path_params.get("name")
+    details = DagDetails(id=f"site_{name}") if name else None
+    if not get_auth_manager().is_authorized_dag(method="GET", user=user, details=details):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden")
+    return user
+
+
+def _ui_base() -> str:
+    from airflow.configuration import conf
+
+    return urlparse(conf.get("api", "base_url", fallback="/")).path.rstrip("/")
+
+
+def create_app(
+    connect: Callable = results_connection,
+    schedules: Callable[[], dict] = configured_schedules,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ui_base: Callable[[], str] = _ui_base,
+    auth: Callable = authorized,
+) -> FastAPI:
+    """Build the app. The arguments exist for tests: the database connection factory, the
+    configured schedules (for staleness), the clock, the UI's base path and the auth dependency.
+    """
+    app = FastAPI(title="sitewatch dashboard", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(_LoginRequired)
+    async def _to_login(request: Request, exc: _LoginRequired) -> Response:
+        return RedirectResponse(exc.login_url, status_code=status.HTTP_303_SEE_OTHER)
+
+    # Plain ``def`` routes: FastAPI runs them in its thread pool, so a slow query never blocks
+    # the API server's event loop.
+    @app.get("/", response_class=HTMLResponse, dependencies=[Depends(auth)])
+    def sites() -> str:
+        now = clock()
+        configured = schedules()
+        conn = open_results(connect)
+        try:
+            summaries = {s.site: s for s in queries.site_summaries(conn, now)}
+        finally:
+            conn.close()
+        rows = []
+        for name in sorted(set(summaries) | set(configured)):
+            summary = summaries.get(name)
+            rows.append((name, summary, site_status.state(summary, configured.get(name), now)))
+        return render.listing(rows, now, ui_base())
+
+    @app.get("/sites/{name}", response_class=HTMLResponse, dependencies=[Depends(auth)])
+    def site(name: str) -> str:
+        now = clock()
+        schedule = schedules().get(name)
+        conn = open_results(connect)
+        try:
+            summary = queries.site_summary(conn, name, now)
+            if summary is None and schedule is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site named {name!r}")
+            series = queries.response_series(conn, name, now - timedelta(hours=24), now)
+            attempts = queries.recent_attempts(conn, name, now)
+        finally:
+            conn.close()
+        state = site_status.state(summary, schedule, now)
+        return render.site_page(name, summary, state, series, attempts, now, ui_base())
+
+    return app

@@ -1,0 +1,54 @@
+"""One attempt at checking one site: probe, publish, then judge.
+
+The order is the contract. The observation is published before the attempt is judged, so every
+attempt is on record even when it fails; a down site then raises ``SiteDown`` so Airflow's retries
+re-check it, and a run turns red only when every attempt failed. A failure to publish raises
+``DeliveryError`` instead: that is sitewatch failing, not the site.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sitewatch.errors import SiteDown
+from sitewatch.observation import Observation
+from sitewatch.pipeline.publish import publish
+from sitewatch.probe.http import probe
+
+log = logging.getLogger(__name__)
+
+
+def check_site(
+    site, *, scheduled_at: datetime, attempt: int, final: bool, producer, topic: str | None = None
+) -> Observation:
+    """Probe ``site``, publish the observation, and raise SiteDown when the site is down.
+
+    scheduled_at: the run's scheduled (logical) time, UTC. attempt: the try number, from 1.
+    final: no retry remains after this attempt. producer: a confluent_kafka Producer.
+    Raises DeliveryError when Kafka did not confirm the observation, SiteDown when it did and the
+    site failed its assertions. Returns the observation when the site is up.
+    """
+    observation = probe(site)
+    observation.scheduled_at = scheduled_at
+    observation.attempt = attempt
+    observation.final = final
+    publish(producer, observation, to_topic=topic)
+    log.info(
+        "site=%s attempt=%s final=%s up=%s status=%s response_ms=%s error=%s detail=%s",
+        site.name,
+        attempt,
+        final,
+        observation.up,
+        observation.status_code,
+        _ms(observation.response_time_ms),
+        observation.error,
+        observation.error_detail,
+    )
+    if not observation.up:
+        raise SiteDown(observation)
+    return observation
+
+
+def _ms(value: float | None) -> str | None:
+    return None if value is None else f"{value:.1f}"

@@ -1,0 +1,139 @@
+"""The sites file: load, validate strictly, and hand out one immutable ``Site`` per valid entry.
+
+Loading never raises for bad content. Every problem becomes a ``ConfigIssue`` naming file, line
+and field (``sites.yaml:12: sites[3].regex: invalid regex at position 4: missing )``), all of them
+are reported, and an entry with problems never hides the valid entries around it. Checks of single
+keys live in ``keys``, the walk over one document in ``reader``, YAML reading with line numbers
+in ``yamltree``, the record types in ``site`` (all in ``sitewatch.config``).
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from sitewatch.config.keys import BUILTIN_DEFAULTS, FIELDS, compile_pattern
+from sitewatch.config.reader import Reader, body_problem, subfield, unknown_key
+from sitewatch.config.site import ConfigIssue, Site, SitesFile
+from sitewatch.config.yamltree import Invalid, TooComplex, compose, line_of, no_gc
+from sitewatch.errors import ConfigError
+
+__all__ = [
+    "ConfigIssue",
+    "Site",
+    "SitesFile",
+    "compile_pattern",
+    "default_sites_path",
+    "load_sites",
+    "load_text",
+    "site_for_url",
+]
+
+ENV_VAR = "SITEWATCH_SITES_FILE"
+MAX_FILE_BYTES = 32 * 1024 * 1024  # ~300,000 sites; anything larger is not a hand-kept list
+CLI_FILE = "<command line>"
+
+
+def default_sites_path() -> Path:
+    """``$SITEWATCH_SITES_FILE`` when set, else ``include/sites.yaml`` next to the package."""
+    override = os.environ.get(ENV_VAR)
+    return Path(override) if override else Path(__file__).resolve().parents[2] / "sites.yaml"
+
+
+def load_sites(path: str | Path | None = None) -> SitesFile:
+    """Read and validate a sites file (default: ``default_sites_path()``).
+
+    Never raises for bad content: a missing, unreadable, oversized or non-UTF-8 file is reported
+    as a single issue on field ``<file>``.
+    """
+    path = str(default_sites_path() if path is None else path)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        return _failed(path, 0, f"cannot read file: {exc.strerror or exc}")
+    if len(data) > MAX_FILE_BYTES:
+        return _failed(path, 0, f"file is larger than {MAX_FILE_BYTES // 2**20} MiB")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return _failed(path, 1, "not UTF-8 text: the file is UTF-16; save it as UTF-8")
+        line = data.count(b"\n", 0, exc.start) + 1
+        return _failed(path, line, f"not UTF-8 text: cannot decode byte 0x{data[exc.start]:02x}")
+    return load_text(text, path)
+
+
+def load_text(text: str, path: str = "<string>") -> SitesFile:
+    """Validate sites-file text; ``path`` only labels the issues."""
+    with no_gc():
+        try:
+            root = compose(text)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            if "end of stream" in str(exc.problem) and exc.context_mark:
+                mark = exc.context_mark  # where the unclosed quote or bracket began
+            return _failed(path, mark.line + 1, _yaml_message(exc))
+        except yaml.reader.ReaderError as exc:  # str(exc) spans two lines; an issue is one
+            line = text.count("\n", 0, exc.position) + 1
+            what = f"#x{exc.character:04x}" if isinstance(exc.character, int) else "byte"
+            return _failed(path, line, f"invalid YAML: unacceptable character {what}: {exc.reason}")
+        except (yaml.YAMLError, RecursionError) as exc:
+            message = "document nested too deeply" if isinstance(exc, RecursionError) else exc
+            return _failed(path, 1, f"invalid YAML: {message}")
+        if root is None:
+            return _failed(path, 1, "empty document: expected a mapping with a 'sites' list")
+        reader = Reader(path)
+        try:
+            sites = reader.read(root)
+        except TooComplex as exc:
+            return _failed(path, line_of(root), str(exc))
+        # Free the node tree by reference counting while the collector is still paused, so
+        # resuming it does not first traverse ~10^5 dead nodes.
+        del root
+    reader.issues.sort(key=lambda issue: issue.line)  # stable: same-line issues keep their order
+    return SitesFile(path, sites, reader.issues)
+
+
+def site_for_url(url: str, *, regex: str | None = None, **overrides: Any) -> Site:
+    """Build a validated ad-hoc Site for ``url``, named after its host (``www-example-com``).
+
+    ``overrides`` take any site key in its sites-file form (``timeout="5s"``, ``verify_tls=False``).
+    Raises ConfigError listing every problem (file ``<command line>``, field = the key).
+    """
+    host = (urlsplit(url).hostname or "adhoc") if isinstance(url, str) else "adhoc"
+    name = "".join(c if c.isalnum() or c in "_-" else "-" for c in host.lower()).strip("-_")[:63]
+    given = {"name": name or "adhoc", "url": url, "regex": regex, **overrides}
+    issues: list[ConfigIssue] = []
+    values: dict[str, Any] = {}
+    for key, raw in given.items():
+        if key not in FIELDS:
+            issues.append(ConfigIssue(CLI_FILE, 0, key, unknown_key(key)))
+            continue
+        try:
+            values[key] = FIELDS[key][0](raw)
+        except Invalid as exc:
+            issues.append(ConfigIssue(CLI_FILE, 0, subfield(key, exc.item), exc.message))
+    merged = BUILTIN_DEFAULTS | values
+    if not issues and (problem := body_problem(merged)):
+        issues.append(ConfigIssue(CLI_FILE, 0, "body", problem))
+    if issues:
+        raise ConfigError(issues)
+    return Site(**merged)
+
+
+def _failed(path: str, line: int, message: str) -> SitesFile:
+    return SitesFile(path, [], [ConfigIssue(path, line, "<file>", message)])
+
+
+def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
+    problem = exc.problem or "syntax error"
+    text = f"{exc.context}, {problem}" if exc.context else problem
+    if "'\\t'" in problem:
+        text += " (tabs cannot indent YAML; use spaces)"
+    return f"invalid YAML: {text}"

@@ -1,0 +1,220 @@
+"""Reading one composed sites document: top level, ``defaults`` and each entry, issues collected.
+
+``sitewatch.config.loader`` owns the file handling and the public API; this module owns the walk:
+which key goes where, which line an issue names, and how defaults merge into entries.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from sitewatch.config.keys import BUILTIN_DEFAULTS, FIELDS, REQUIRED, describe
+from sitewatch.config.site import ConfigIssue, Site
+from sitewatch.config.yamltree import Invalid, Walker, line_of, scalar
+
+_SEQUENCE = "sequence"
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _shown(field_name: str) -> str:
+    """``field_name`` fit for one ``file:line: field: message`` line.
+
+    Fields are built from the file's own keys, which can be empty or hold line breaks.
+    """
+    if not field_name:
+        return "''"
+    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], field_name)
+
+
+def unknown_key(key: str, choices=FIELDS) -> str:
+    """``unknown key 'regx' (did you mean 'regex'?)``; lists ``choices`` when none is close."""
+    close = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else "valid keys: " + ", ".join(choices)
+    return f"unknown key {key!r} ({hint})"
+
+
+def subfield(field_name: str, item: int | str | tuple | None) -> str:
+    """The field an issue names: ``tags`` + 1 -> ``tags[1]``, ``headers`` + ``Accept`` ->
+    ``headers.Accept``, ``notify`` + ``(0, "webhook")`` -> ``notify[0].webhook``."""
+    for part in item if isinstance(item, tuple) else () if item is None else (item,):
+        field_name += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return field_name
+
+
+def _item_line(node: Node, item: int | str | tuple | None) -> int:
+    """Line of list item / mapping key ``item`` (or a path of them) inside ``node``, else of the
+    deepest node found."""
+    line = line_of(node)
+    for part in item if isinstance(item, tuple) else (item,):
+        if isinstance(node, SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = line_of(node)
+        elif isinstance(node, MappingNode) and isinstance(part, str):
+            found = [(k, v) for k, v in node.value if k.value == part]
+            if not found:
+                break
+            line, node = line_of(found[0][0]), found[0][1]
+        else:
+            break
+    return line
+
+
+def _describe_node(node: Node) -> str:
+    """``a list``, ``string 'x'``: what was found where something else belongs."""
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    if isinstance(node, SequenceNode):
+        return "a list"
+    try:
+        return describe(scalar(node))
+    except Invalid:
+        return f"a value tagged {node.tag}"
+
+
+def _memo_key(key: str, node: Node) -> tuple | None:
+    """A key for values that repeat across entries (``5m``, ``[200, 301]``), None for others.
+
+    Thousands of sites tend to share schedules, timeouts and patterns; checking each distinct text
+    once keeps a 10,000-site file well under a second. Names and URLs are unique, so never memoised.
+    """
+    if key in REQUIRED:
+        return None
+    if isinstance(node, ScalarNode):
+        return key, node.tag, (node.value,)
+    if isinstance(node, SequenceNode) and all(isinstance(i, ScalarNode) for i in node.value):
+        return key, _SEQUENCE, tuple(text for i in node.value for text in (i.tag, i.value))
+    return None
+
+
+def body_problem(values: Mapping[str, Any]) -> str | None:
+    """The message when a complete set of site values has a body without method POST."""
+    # A body on GET/HEAD is almost always a forgotten `method: POST`; say so instead of sending it.
+    if values["body"] is not None and values["method"] != "POST":
+        return f"a body needs method POST (method is {values['method']})"
+    return None
+
+
+class Reader:
+    """Walks one document, collecting issues; ``read`` returns the valid sites."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.issues: list[ConfigIssue] = []
+        self.walker = Walker()
+        self.first_of_name: dict[str, tuple[str, int]] = {}  # name -> (field, line) of first use
+        self.memo: dict[tuple, Any] = {}  # checked values by source text; all are immutable
+
+    def report(self, line: int, field_name: str, message: str) -> None:
+        self.issues.append(ConfigIssue(self.path, line, _shown(field_name), message))
+
+    def read(self, root: Node) -> list[Site]:
+        if not isinstance(root, MappingNode):
+            got = _describe_node(root)
+            self.report(line_of(root), "<file>", f"expected a mapping with 'sites', got {got}")
+            return []
+        top = self.pairs(root, "")
+        for key, key_node, _ in top:
+            if key not in ("defaults", "sites"):
+                self.report(line_of(key_node), key, unknown_key(key, ("defaults", "sites")))
+        top_values = {key: value_node for key, _, value_node in top}
+        defaults = BUILTIN_DEFAULTS | self.read_defaults(top_values.get("defaults"))
+        sites_node = top_values.get("sites")
+        if sites_node is None:
+            self.report(line_of(root), "sites", "required key 'sites' is missing")
+            return []
+        if not isinstance(sites_node, SequenceNode):
+            got = _describe_node(sites_node)
+            self.report(line_of(sites_node), "sites", f"expected a list of sites, got {got}")
+            return []
+        sites = []
+        for index, entry in enumerate(sites_node.value):
+            site = self.read_entry(f"sites[{index}]", entry, defaults)
+            if site is not None:
+                sites.append(site)
+        return sites
+
+    def pairs(self, node: MappingNode, prefix: str) -> list[tuple[str, Node, Node]]:
+        """Mapping pairs; a duplicate key is reported as ``<prefix><key>``."""
+
+        def problem(key: str | None, message: str, line: int) -> None:
+            field_name = prefix + key if key and key != "<<" else prefix.rstrip(".")
+            self.report(line, field_name or "<file>", message)
+
+        return self.walker.pairs(node, problem)
+
+    def check(self, field_name: str, key: str, node: Node) -> tuple[bool, Any]:
+        """Convert and check one value; report a problem and return (False, None) if any."""
+        memo_key = _memo_key(key, node)
+        if memo_key is not None and memo_key in self.memo:
+            self.walker.count(1 + len(node.value) if isinstance(node, SequenceNode) else 1)
+            return True, self.memo[memo_key]
+        try:
+            value = FIELDS[key][0](self.walker.value(node))
+        except Invalid as exc:
+            line = exc.line or _item_line(node, exc.item)
+            self.report(line, subfield(field_name, exc.item), exc.message)
+            return False, None
+        if memo_key is not None:
+            self.memo[memo_key] = value
+        return True, value
+
+    def read_defaults(self, node: Node | None) -> dict[str, Any]:
+        if node is None or (isinstance(node, ScalarNode) and scalar(node) is None):
+            return {}
+        if not isinstance(node, MappingNode):
+            got = _describe_node(node)
+            self.report(line_of(node), "defaults", f"expected a mapping of site keys, got {got}")
+            return {}
+        defaults = {}
+        for key, key_node, value_node in self.pairs(node, "defaults."):
+            if key in REQUIRED:
+                self.report(line_of(key_node), f"defaults.{key}", f"{key!r} cannot have a default")
+            elif key not in FIELDS:
+                self.report(line_of(key_node), f"defaults.{key}", unknown_key(key))
+            else:
+                ok, value = self.check(f"defaults.{key}", key, value_node)
+                if ok:  # a bad default is reported here once and otherwise ignored
+                    defaults[key] = value
+        return defaults
+
+    def read_entry(self, where: str, node: Node, defaults: dict[str, Any]) -> Site | None:
+        """Check one entry; ``defaults`` holds a value for every optional key."""
+        if not isinstance(node, MappingNode):
+            got = _describe_node(node)
+            self.report(line_of(node), where, f"expected a mapping with name and url, got {got}")
+            return None
+        issues_before = len(self.issues)
+        values: dict[str, Any] = {}
+        lines: dict[str, int] = {}
+        pairs = self.pairs(node, where + ".")
+        for key, key_node, value_node in pairs:
+            if key not in FIELDS:
+                self.report(line_of(key_node), f"{where}.{key}", unknown_key(key))
+                continue
+            ok, value = self.check(f"{where}.{key}", key, value_node)
+            if ok:
+                values[key], lines[key] = value, line_of(value_node)
+        present = {key for key, _, _ in pairs}
+        for key in REQUIRED:
+            if key not in present:
+                self.report(line_of(node), where, f"missing required key {key!r}")
+        if "name" in values:
+            self.check_unique(where, values["name"], lines["name"])
+        merged = defaults | values
+        if problem := body_problem(merged):
+            line = lines.get("body", lines.get("method", line_of(node)))
+            self.report(line, f"{where}.body", problem)
+        if len(self.issues) > issues_before:
+            return None
+        return Site(**merged, line=line_of(node))
+
+    def check_unique(self, where: str, name: str, line: int) -> None:
+        first_where, first_line = self.first_of_name.setdefault(name, (where, line))
+        if first_where != where:
+            message = f"duplicate name {name!r} (first at line {first_line})"
+            self.report(line, f"{where}.name", message)

@@ -1,0 +1,169 @@
+"""The probe: one attempt at one site, from a validated ``Site`` to an ``Observation``.
+
+Plain Python on requests, no Airflow. The transport (``_transport``) bounds the attempt by one
+deadline and times the connection's phases; the exchange (``_fetch``) sends, follows redirects and
+reads the body up to its cap; this module judges what came back against the site's assertions.
+Every failure is a value on the observation; ``probe`` itself never raises for what a site does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from contextlib import contextmanager, nullcontext
+from datetime import UTC, datetime
+
+from cryptography import x509
+from urllib3.exceptions import InsecureRequestWarning
+
+from sitewatch.observation import MAX_TEXT, Observation
+from sitewatch.probe.failures import Failure
+from sitewatch.probe.fetch import Fetched, fetch
+from sitewatch.probe.patterns import check_patterns, decode
+from sitewatch.probe.timing import Deadline, Trace, watchdog
+from sitewatch.probe.transport import open_session
+
+ERROR_KINDS: tuple[str, ...] = (
+    "dns",  # the host name did not resolve
+    "connect",  # TCP connection refused or unreachable
+    "timeout",  # the attempt's deadline passed (detail names the stage)
+    "tls",  # handshake or certificate verification failed (detail names the reason)
+    "protocol",  # not valid HTTP: bad status line, truncated or undecodable body
+    "redirects",  # more than 10 redirects, a loop, or a redirect to a non-HTTP scheme
+    "body_too_large",  # the decoded body exceeds the site's max_body_bytes
+    "status",  # the status is not in expect_status
+    "regex",  # regex not found, forbid_regex found, or the search ran out of time
+    "slow",  # response_time_ms above max_response_ms
+    "cert_expiring",  # fewer than min_cert_days left on the server certificate
+)
+
+log = logging.getLogger("sitewatch.probe.http")
+
+
+def probe(site, *, ca_bundle: str | None = None) -> Observation:
+    """Check ``site`` once and return what was seen.
+
+    ``site`` is a validated ``sitewatch.config.site.Site`` (only its attributes are read).
+    ``ca_bundle`` is a PEM file of CAs to trust instead of the default store; without it
+    ``REQUESTS_CA_BUNDLE`` (then ``CURL_CA_BUNDLE``) is honoured as requests does. Other
+    environment settings (proxies, ``.netrc``) are deliberately ignored.
+
+    The whole attempt (DNS, connect, TLS, redirects, body, regex) is bounded by ``site.timeout``;
+    the call returns within that plus some tens of milliseconds of bookkeeping. A hung resolver
+    or a catastrophic regex on a starved CPU can leave a daemon helper thread running briefly
+    after the return (see ``_transport._resolve``, ``_patterns``). The observation has
+    ``scheduled_at=None, attempt=1, final=True`` for the caller to fill. One summary line is
+    logged at INFO on ``sitewatch.probe.http``.
+
+    Errors: never raises for anything the site does; failures are ``error`` (one of
+    ``ERROR_KINDS``) and ``error_detail``. Precedence when several apply: transport, status, regex,
+    slow, cert_expiring. Trade-off: every attempt opens fresh connections (no pooling across
+    attempts), which is what makes the phase timings meaningful.
+    """
+    trace = Trace(Deadline(site.timeout))
+    checked_at = datetime.now(UTC)
+    quiet = nullcontext() if site.verify_tls else _insecure_allowed()
+    with quiet, open_session(trace) as session, watchdog(trace):
+        fetched = fetch(session, site, trace, _verify(site.verify_tls, ca_bundle))
+    obs = _observe(site, checked_at, trace, fetched)
+    failure = _judge(site, obs, fetched, trace.deadline)
+    if failure is not None:
+        obs.error, obs.error_detail = failure.kind, failure.detail
+    obs.up = failure is None
+    # DEBUG: the Airflow task logs the attempt's summary line itself (sitewatch.attempt)
+    log.debug(
+        "site=%s status=%s up=%s response_ms=%s error=%s",
+        site.name,
+        obs.status_code,
+        obs.up,
+        obs.response_time_ms,
+        obs.error,
+    )
+    return obs
+
+
+def _verify(verify_tls: bool, ca_bundle: str | None) -> bool | str:
+    if not verify_tls:
+        return False
+    env = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    return ca_bundle or env or True
+
+
+@contextmanager
+def _insecure_allowed():
+    # The site opted out of verification; urllib3's warning on every attempt would only be noise.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureRequestWarning)
+        yield
+
+
+def _observe(site, checked_at: datetime, trace: Trace, fetched: Fetched) -> Observation:
+    """The observation's measured fields; ``up`` and ``error`` are decided by ``_judge``."""
+    deadline = trace.deadline
+    return Observation(
+        site=site.name,
+        url=site.url,
+        checked_at=checked_at,
+        up=False,
+        status_code=fetched.status,
+        response_time_ms=deadline.ms_since_start(fetched.body_done_at),
+        dns_ms=trace.dns_ms,
+        connect_ms=trace.connect_ms,
+        tls_ms=trace.tls_ms,
+        ttfb_ms=deadline.ms_since_start(trace.headers_at),
+        regex=site.regex[:MAX_TEXT] if site.regex is not None else None,
+        final_url=fetched.final_url[:MAX_TEXT] if fetched.final_url else None,
+        body_bytes=fetched.body_bytes,
+        tls_expires_at=_not_after(trace.peer_cert),
+    )
+
+
+def _judge(site, obs: Observation, fetched: Fetched, deadline: Deadline) -> Failure | None:
+    """The first failed assertion in precedence order, or None. Sets ``obs.regex_matched``.
+
+    Every assertion that can be evaluated is, so ``regex_matched`` is known even on a 500.
+    """
+    failures = [fetched.failure, _check_status(site.expect_status, fetched.status)]
+    if fetched.body is not None:
+        text = decode(fetched.body, fetched.content_type)
+        obs.regex_matched, pattern_failures = check_patterns(site, text, deadline)
+        failures += pattern_failures
+    failures.append(_check_speed(site.max_response_ms, obs.response_time_ms))
+    failures.append(_check_cert(site.min_cert_days, obs.tls_expires_at))
+    return next((f for f in failures if f is not None), None)
+
+
+def _check_status(expect: tuple[tuple[int, int], ...], status: int | None) -> Failure | None:
+    if status is None or any(lo <= status <= hi for lo, hi in expect):
+        return None
+    ranges = ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in expect)
+    return Failure("status", f"status {status} not in {ranges}")
+
+
+def _check_speed(limit_ms: int | None, response_ms: float | None) -> Failure | None:
+    if limit_ms is None or response_ms is None or response_ms <= limit_ms:
+        return None
+    return Failure("slow", f"response took {response_ms:.0f} ms, limit {limit_ms} ms")
+
+
+def _check_cert(min_days: int | None, expires_at: datetime | None) -> Failure | None:
+    if min_days is None or expires_at is None:
+        return None
+    days = (expires_at - datetime.now(UTC)).total_seconds() / 86400
+    if days >= min_days:
+        return None
+    when = expires_at.strftime("%Y-%m-%d %H:%M UTC")
+    return Failure(
+        "cert_expiring", f"certificate expires in {days:.1f} days ({when}), minimum {min_days}"
+    )
+
+
+def _not_after(der: bytes | None) -> datetime | None:
+    """The certificate's notAfter in UTC, read from DER so it works without verification."""
+    if not der:
+        return None
+    try:
+        return x509.load_der_x509_certificate(der).not_valid_after_utc
+    except ValueError:
+        return None

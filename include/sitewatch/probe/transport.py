@@ -1,0 +1,189 @@
+"""The probe's transport: a requests session whose connections time their phases and can be cut.
+
+requests' timeouts bound each socket operation, not the attempt, so a server sending one byte a
+second could hold a worker forever. Every connection made here registers its socket with a
+``Trace``; a watchdog timer shuts those sockets down at the attempt's deadline, which turns any
+blocked read into an immediate EOF. What the watchdog cannot reach is bounded another way: the DNS
+lookup runs in a helper thread we stop waiting for, TCP connect and the TLS handshake get the
+remaining time as their socket timeout (CPython enforces it as a deadline across the whole
+handshake).
+
+Phases (``dns_ms``, ``connect_ms``, ``tls_ms``) are those of the FIRST connection of the attempt:
+it is the one every attempt makes to the site's own URL, so the numbers compare across runs; later
+redirect hops may reuse a pooled connection and have no phases at all. When the first hop is plain
+http (say, redirected to https), ``tls_ms`` stays None; ``tls_expires_at`` is then taken from the
+first certificate seen on any hop.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from time import perf_counter
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3 import PoolManager
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util.connection import allowed_gai_family
+
+from sitewatch import __version__
+from sitewatch.probe.failures import HANDSHAKE
+from sitewatch.probe.timing import DNSTimeout, Trace
+
+_MIN_TIMEOUT = 0.001  # a socket timeout of 0 would mean non-blocking, not "no time left"
+
+
+def _resolve(host: str, port: int, timeout: float | None) -> tuple[list, float]:
+    """getaddrinfo bounded by ``timeout``; returns the addresses and the lookup's duration (s).
+
+    getaddrinfo cannot be interrupted, so it runs in a daemon thread that we stop waiting for at
+    the deadline. Trade-off: a hung resolver leaves that thread alive until the system resolver's
+    own timeout; it holds no socket of ours.
+    """
+    box: dict = {}
+
+    def lookup() -> None:
+        started = perf_counter()
+        try:
+            box["infos"] = socket.getaddrinfo(host, port, allowed_gai_family(), socket.SOCK_STREAM)
+        except OSError as exc:
+            box["error"] = exc
+        box["seconds"] = perf_counter() - started
+
+    thread = threading.Thread(target=lookup, name="sitewatch-dns", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise DNSTimeout(f"no DNS answer for {host} within {timeout:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["infos"], box["seconds"]
+
+
+def _connect_any(infos: list, timeout: float | None, conn: HTTPConnection) -> socket.socket:
+    """Connect to the first address that accepts, like urllib3's create_connection."""
+    error: OSError | None = None
+    for family, kind, proto, _name, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            for option in conn.socket_options or ():
+                sock.setsockopt(*option)
+            sock.settimeout(timeout)
+            if conn.source_address:
+                sock.bind(conn.source_address)
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            error = exc
+            sock.close()
+    raise error or OSError(f"no address found for {conn.host}")
+
+
+class _TimedConnection:
+    """Mixin for urllib3 connections: time DNS, TCP and TLS, and report sockets to the trace."""
+
+    def __init__(self, *args, trace: Trace, **kwargs):
+        self._trace = trace
+        self._tcp_done = 0.0
+        super().__init__(*args, **kwargs)
+
+    def _new_conn(self) -> socket.socket:
+        trace = self._trace
+        first = trace.connections == 0
+        trace.connections += 1
+        try:
+            trace.stage = "resolving the host"
+            infos, dns_seconds = _resolve(self._dns_host, self.port, self.timeout)
+            if first:
+                trace.dns_ms = round(dns_seconds * 1000, 3)
+            trace.stage = "connecting"
+            started = perf_counter()
+            sock = _connect_any(infos, self.timeout, self)
+        except socket.gaierror as exc:
+            raise NameResolutionError(self.host, self, exc) from exc
+        except TimeoutError as exc:
+            raise ConnectTimeoutError(self, f"timed out {trace.stage}") from exc
+        except OSError as exc:
+            raise NewConnectionError(self, f"cannot connect: {exc}") from exc
+        self._tcp_done = perf_counter()
+        if first:
+            trace.connect_ms = round((self._tcp_done - started) * 1000, 3)
+        # The TLS handshake that follows uses this timeout as one deadline for the whole handshake.
+        sock.settimeout(max(trace.deadline.remaining(), _MIN_TIMEOUT))
+        if isinstance(self, HTTPSConnection):
+            trace.stage = HANDSHAKE
+        return sock
+
+    def connect(self) -> None:
+        first = self._trace.connections == 0
+        super().connect()
+        trace = self._trace
+        trace.track(self.sock)
+        trace.stage = "waiting for the response headers"
+        if isinstance(self, HTTPSConnection):
+            if first:
+                trace.tls_ms = round((perf_counter() - self._tcp_done) * 1000, 3)
+            if trace.peer_cert is None:
+                trace.peer_cert = self.sock.getpeercert(binary_form=True)
+
+    def getresponse(self):
+        response = super().getresponse()
+        if self._trace.aborted:
+            # The watchdog's EOF also ends a header block that was still dripping in; what
+            # arrived is not a response. urllib3 reports this as the read timeout it is.
+            response.close()  # else its socket file keeps the descriptor open
+            raise TimeoutError("response headers incomplete at the deadline")
+        self._trace.headers_at = perf_counter()
+        return response
+
+
+class TimedHTTPConnection(_TimedConnection, HTTPConnection):
+    """An HTTP connection that records its phases in a Trace."""
+
+
+class TimedHTTPSConnection(_TimedConnection, HTTPSConnection):
+    """An HTTPS connection that records its phases and certificate in a Trace."""
+
+
+class _TracingPoolManager(PoolManager):
+    def __init__(self, trace: Trace, **kwargs):
+        self._trace = trace
+        super().__init__(**kwargs)
+
+    def _new_pool(self, scheme, host, port, request_context=None):
+        # urllib3's documented hook for customising pools: swap in our connections, give them the
+        # trace.
+        pool = super()._new_pool(scheme, host, port, request_context)
+        https = scheme == "https"
+        pool.ConnectionCls = TimedHTTPSConnection if https else TimedHTTPConnection
+        pool.conn_kw["trace"] = self._trace
+        return pool
+
+
+class _TracingAdapter(HTTPAdapter):
+    def __init__(self, trace: Trace):
+        self._trace = trace  # set first: HTTPAdapter.__init__ calls init_poolmanager
+        super().__init__(pool_connections=2, pool_maxsize=1, max_retries=0)
+
+    def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs):
+        self._pool_connections, self._pool_maxsize, self._pool_block = connections, maxsize, block
+        self.poolmanager = _TracingPoolManager(
+            self._trace, num_pools=connections, maxsize=maxsize, block=block, **pool_kwargs
+        )
+
+
+def open_session(trace: Trace) -> requests.Session:
+    """A requests session for one attempt; close it (``with``) to close every socket.
+
+    ``trust_env`` is off: a monitor must not pick up the worker's proxies or ``.netrc`` credentials.
+    The probe applies ``REQUESTS_CA_BUNDLE`` itself.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    session.headers["User-Agent"] = f"sitewatch/{__version__}"
+    adapter = _TracingAdapter(trace)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session

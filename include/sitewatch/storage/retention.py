@@ -1,0 +1,215 @@
+"""Retention of site_checks: daily partitions ahead of time, hourly rollups, expired days dropped.
+
+``site_checks`` is partitioned by UTC day of ``scheduled_at`` (migration 4), so expiring raw rows
+is dropping whole partitions: no DELETE, no vacuum, no bloat. Before raw rows go, their figures
+are kept in ``site_checks_hourly`` (per site and hour: final attempts, how many were up, response
+time p50/p95/max), which lives much longer; ``site_checks_daily`` (migration 3, kept by trigger)
+is pruned on the same longer retention. The maintenance DAG (sitewatch.airflow.maintenance_dag) runs
+``maintain`` hourly; docs/retention.md is the operator's view.
+
+Every function takes a psycopg 3 connection and ``now`` (so tests choose the clock), runs in its
+own transaction, and imports nothing from Airflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from sitewatch.errors import SettingError
+from sitewatch.storage.schema import transaction
+
+log = logging.getLogger(__name__)
+
+RETENTION_VAR = "SITEWATCH_RETENTION_DAYS"
+ROLLUP_RETENTION_VAR = "SITEWATCH_ROLLUP_RETENTION_DAYS"
+DAYS_AHEAD = 7  # partitions made in advance, so the drain rarely has to make one
+# Hours of rollup recomputed on every run: a row is normally stored seconds after its check, but
+# a drain that was down catches up later. A row arriving later than this is not in the hourly
+# rollup (it still is in site_checks_daily, kept by trigger).
+LATE_HOURS = 48
+MAX_DAYS = 36_500
+_PARTITION_PREFIX = "site_checks_p"
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    """How long data is kept, in days.
+
+    raw_days: rows of ``site_checks`` (``SITEWATCH_RETENTION_DAYS``, default 90).
+    rollup_days: rows of ``site_checks_hourly`` and ``site_checks_daily``
+    (``SITEWATCH_ROLLUP_RETENTION_DAYS``, default 730).
+    """
+
+    raw_days: int = 90
+    rollup_days: int = 730
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> RetentionSettings:
+        """Read the settings; an unset or empty variable takes its default.
+
+        Raises SettingError naming the variable when a value is not a whole number of days
+        from 1 to 36500.
+        """
+        return cls(
+            raw_days=_days(environ, RETENTION_VAR, cls.raw_days),
+            rollup_days=_days(environ, ROLLUP_RETENTION_VAR, cls.rollup_days),
+        )
+
+
+def _days(environ: Mapping[str, str], name: str, default: int) -> int:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 1 <= value <= MAX_DAYS:
+        raise SettingError(
+            f"{name}={text!r}: expected a whole number of days from 1 to {MAX_DAYS} "
+            f"(default {default})"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class MaintenanceResult:
+    """What one ``maintain`` did: partitions created and dropped (names), rollup rows written
+    and pruned."""
+
+    created: int
+    hourly_rows: int
+    dropped: list[str]
+    pruned: int
+
+
+def maintain(conn, now: datetime, settings: RetentionSettings) -> MaintenanceResult:
+    """Run every step in order: partitions ahead, rollups, then drop and prune.
+
+    Rollups come before the drop, so the hours of a day are rolled up before its rows go.
+    Raises StorageError when PostgreSQL fails; steps already done stay done.
+    """
+    created = create_partitions(conn, now)
+    hourly = refresh_hourly(conn, now)
+    dropped = drop_expired_partitions(conn, now, settings.raw_days)
+    pruned = prune_rollups(conn, now, settings.rollup_days)
+    return MaintenanceResult(created, hourly, dropped, pruned)
+
+
+def create_partitions(conn, now: datetime, days_ahead: int = DAYS_AHEAD) -> int:
+    """Create the partitions of today and the next ``days_ahead`` UTC days that are missing;
+    return how many were created. Raises StorageError."""
+    today = now.astimezone(UTC).date()
+    days = [today + timedelta(days=i) for i in range(days_ahead + 1)]
+    with transaction(conn, "could not create partitions") as cur:
+        cur.execute("SELECT site_checks_create_partitions(%s::date[])", (days,))
+        created = cur.fetchone()[0]
+    log.info("create_partitions: created=%s from=%s to=%s", created, days[0], days[-1])
+    return created
+
+
+# Final attempts only, like the dashboard's uptime; percentile_cont and max skip NULL response
+# times (a connection error has none). Recomputed, not added to: an hour's figures are always
+# those of the rows stored so far, and percentiles cannot be merged anyway.
+_REFRESH_HOURLY = """
+    INSERT INTO site_checks_hourly AS h (site, hour, checks, ups, p50_ms, p95_ms, max_ms)
+    SELECT site, date_trunc('hour', scheduled_at, 'UTC'), count(*), count(*) FILTER (WHERE up),
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY response_time_ms),
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY response_time_ms),
+           max(response_time_ms)
+    FROM site_checks
+    WHERE final AND scheduled_at >= %s
+    GROUP BY 1, 2
+    ON CONFLICT (site, hour) DO UPDATE
+    SET checks = excluded.checks, ups = excluded.ups, p50_ms = excluded.p50_ms,
+        p95_ms = excluded.p95_ms, max_ms = excluded.max_ms
+"""
+
+
+def refresh_hourly(conn, now: datetime, late_hours: int = LATE_HOURS) -> int:
+    """Recompute ``site_checks_hourly`` for the hours that may still receive rows; return the
+    number of (site, hour) rows written.
+
+    Those are the last ``late_hours`` hours, and further back from the newest hour already
+    rolled up when maintenance has not run for longer (everything, the first time), so a pause
+    leaves no gap. Hours before that keep their figures, also after their raw rows are dropped.
+    Raises StorageError.
+    """
+    recent = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    recent -= timedelta(hours=late_hours)
+    with transaction(conn, "could not refresh the hourly rollup") as cur:
+        cur.execute("SELECT max(hour) FROM site_checks_hourly")
+        newest = cur.fetchone()[0]
+        since = recent if newest is not None and newest >= recent else newest
+        cur.execute(_REFRESH_HOURLY, (since if since is not None else "-infinity",))
+        written = cur.rowcount
+    log.info("refresh_hourly: rows=%s since=%s", written, since or "the beginning")
+    return written
+
+
+def partition_day(name: str) -> date | None:
+    """The UTC day of a partition named ``site_checks_pYYYYMMDD``; None for any other name."""
+    digits = name.removeprefix(_PARTITION_PREFIX)
+    if digits == name or len(digits) != 8 or not digits.isdigit():
+        return None
+    try:
+        return datetime.strptime(digits, "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
+_PARTITIONS = """
+    SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = 'site_checks'::regclass ORDER BY c.relname
+"""
+
+
+def drop_expired_partitions(conn, now: datetime, retention_days: int) -> list[str]:
+    """Drop the partitions whose whole day is older than ``now - retention_days``; return their
+    names.
+
+    A day is dropped only once its last instant is past the cutoff, so every row younger than
+    ``retention_days`` stays, and the day straddling the cutoff stays whole. Only partitions
+    named by sitewatch (``site_checks_pYYYYMMDD``) are touched. Dropping a partition locks
+    ``site_checks`` briefly; a drain batch holding it makes this wait at most 30 s, then fail
+    (the task retries). Raises StorageError.
+    """
+    cutoff = now - timedelta(days=retention_days)
+    with transaction(conn, "could not drop expired partitions") as cur:
+        cur.execute("SET LOCAL lock_timeout = '30s'")
+        cur.execute(_PARTITIONS)
+        expired = []
+        for (name,) in cur.fetchall():
+            day = partition_day(name)
+            if day is not None and _start_of(day + timedelta(days=1)) <= cutoff:
+                expired.append(name)
+        for name in expired:
+            cur.execute(f'DROP TABLE "{name}"')  # a name partition_day accepted: safe to quote
+    log.info("drop_expired_partitions: dropped=%s cutoff=%s", len(expired), cutoff.isoformat())
+    return expired
+
+
+def prune_rollups(conn, now: datetime, retention_days: int) -> int:
+    """Delete hourly and daily rollup rows older than ``now - retention_days``; return how many.
+    Raises StorageError."""
+    cutoff = now - timedelta(days=retention_days)
+    with transaction(conn, "could not prune the rollups") as cur:
+        # An hour, like a day, goes once it is wholly before the cutoff.
+        cur.execute(
+            "DELETE FROM site_checks_hourly WHERE hour <= %s", (cutoff - timedelta(hours=1),)
+        )
+        pruned = cur.rowcount
+        cur.execute(
+            "DELETE FROM site_checks_daily WHERE day < %s", (cutoff.astimezone(UTC).date(),)
+        )
+        pruned += cur.rowcount
+    log.info("prune_rollups: deleted=%s cutoff=%s", pruned, cutoff.isoformat())
+    return pruned
+
+
+def _start_of(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)

@@ -1,0 +1,291 @@
+"""sitewatch's PostgreSQL schema: numbered migrations and ``migrate``.
+
+A migration is frozen once released: fix a mistake with a new migration, never by editing an old
+one, because databases in the field already ran it. Table names are unqualified, so the tables land
+in the connection's current schema (the first existing one on ``search_path``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg.rows import tuple_row
+
+from sitewatch.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+# Migration N is MIGRATIONS[N - 1].
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the observation table and the rejected-message table.
+    # site_checks has no surrogate id: its natural key is the primary key, which is also the index
+    # for per-site time-range queries (site, scheduled_at) and for "latest check of a site"
+    # (backward scan; WHERE final filters the rare retries). Each extra index costs ~30% of the
+    # drain's insert rate, so add one only for a query that needs it. stored_at minus checked_at
+    # shows how far the drain lags. Site names are ASCII identifiers, so byte order ("C") is the
+    # right collation and keeps key comparisons cheap.
+    """
+    CREATE TABLE site_checks (
+        site             text COLLATE "C" NOT NULL,
+        url              text             NOT NULL,
+        scheduled_at     timestamptz      NOT NULL,
+        attempt          integer          NOT NULL,
+        final            boolean          NOT NULL,
+        checked_at       timestamptz      NOT NULL,
+        up               boolean          NOT NULL,
+        status_code      integer,
+        response_time_ms double precision,
+        dns_ms           double precision,
+        connect_ms       double precision,
+        tls_ms           double precision,
+        ttfb_ms          double precision,
+        regex            text,
+        regex_matched    boolean,
+        error            text,
+        error_detail     text,
+        final_url        text,
+        body_bytes       bigint,
+        tls_expires_at   timestamptz,
+        stored_at        timestamptz      NOT NULL DEFAULT now(),
+        CONSTRAINT site_checks_pkey PRIMARY KEY (site, scheduled_at, attempt)
+    );
+    CREATE TABLE site_checks_rejected (
+        id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        topic       text        NOT NULL,
+        partition   integer     NOT NULL,
+        "offset"    bigint      NOT NULL,
+        key         bytea,
+        raw         bytea,
+        reason      text        NOT NULL,
+        rejected_at timestamptz NOT NULL DEFAULT now(),
+        CONSTRAINT site_checks_rejected_message UNIQUE (topic, partition, "offset")
+    );
+    """,
+    # 2: per-site alert state (alerting.store): one row per site that has alert targets,
+    # locked while a run's verdict is applied so two workers never send the same alert twice.
+    """
+    CREATE TABLE site_alert_state (
+        site             text COLLATE "C" PRIMARY KEY,
+        state            text CHECK (state IN ('up', 'down')),
+        since            timestamptz,
+        error            text,
+        detail           text,
+        last_notified_at timestamptz,
+        pipeline_since   timestamptz,
+        last_run_id      text,
+        last_run_after   timestamptz,
+        updated_at       timestamptz NOT NULL DEFAULT now()
+    );
+    """,
+    # 3: daily uptime rollup for the dashboard's 7 and 30 day figures (the Sites page).
+    # Counting 30 days of final attempts of 1,000 sites from site_checks reads ~8.6M rows (3-5 s,
+    # even index-only); the rollup makes it 30 rows a site. A statement-level trigger with a
+    # transition table keeps it exact: one grouped upsert per drain batch (COPY or INSERT), not
+    # one per row. The table lock keeps the drain from inserting between backfill and trigger.
+    # Rows are never deleted from site_checks; a future retention job must subtract here too.
+    """
+    LOCK TABLE site_checks IN SHARE ROW EXCLUSIVE MODE;
+    CREATE TABLE site_checks_daily (
+        site   text COLLATE "C" NOT NULL,
+        day    date             NOT NULL,
+        checks integer          NOT NULL,
+        ups    integer          NOT NULL,
+        CONSTRAINT site_checks_daily_pkey PRIMARY KEY (site, day)
+    );
+    CREATE FUNCTION site_checks_daily_add() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
+    BEGIN
+        INSERT INTO site_checks_daily AS d (site, day, checks, ups)
+        SELECT site, (scheduled_at AT TIME ZONE 'UTC')::date, count(*), count(*) FILTER (WHERE up)
+        FROM new_rows WHERE final GROUP BY 1, 2
+        ON CONFLICT (site, day) DO UPDATE
+        SET checks = d.checks + excluded.checks, ups = d.ups + excluded.ups;
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER site_checks_daily AFTER INSERT ON site_checks
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION site_checks_daily_add();
+    INSERT INTO site_checks_daily (site, day, checks, ups)
+    SELECT site, (scheduled_at AT TIME ZONE 'UTC')::date, count(*), count(*) FILTER (WHERE up)
+    FROM site_checks WHERE final GROUP BY 1, 2;
+    """,
+    # 4: site_checks partitioned by UTC day (retention.py drops whole days), and the hourly
+    # rollup that outlives them. The old table is renamed, its rows copied into daily partitions
+    # named site_checks_pYYYYMMDD (one per day that has rows, plus today and the next 7), then
+    # dropped, all in this one transaction under the rename's exclusive lock, so no drain batch
+    # lands in between. site_checks_daily already counts those rows, so the trigger is re-created
+    # only after the copy. A statement-level trigger with a transition table works on a
+    # partitioned table in PostgreSQL 15 (it sees rows routed to every partition, for COPY and
+    # INSERT ... ON CONFLICT alike), but it makes COPY insert row by row instead of in multi-row
+    # groups. site_checks_create_partitions is the one definition of a partition's name and
+    # bounds, for store_batch and the maintenance DAG; the exception block absorbs a concurrent
+    # creator of the same day. site_checks_daily and site_checks_hourly are rollups: they keep
+    # the figures of dropped days (retention.py prunes them on a retention of their own).
+    """
+    LOCK TABLE site_checks IN ACCESS EXCLUSIVE MODE;
+    ALTER TABLE site_checks RENAME TO site_checks_unpartitioned;
+    ALTER TABLE site_checks_unpartitioned
+        RENAME CONSTRAINT site_checks_pkey TO site_checks_unpartitioned_pkey;
+    CREATE TABLE site_checks (
+        site             text COLLATE "C" NOT NULL,
+        url              text             NOT NULL,
+        scheduled_at     timestamptz      NOT NULL,
+        attempt          integer          NOT NULL,
+        final            boolean          NOT NULL,
+        checked_at       timestamptz      NOT NULL,
+        up               boolean          NOT NULL,
+        status_code      integer,
+        response_time_ms double precision,
+        dns_ms           double precision,
+        connect_ms       double precision,
+        tls_ms           double precision,
+        ttfb_ms          double precision,
+        regex            text,
+        regex_matched    boolean,
+        error            text,
+        error_detail     text,
+        final_url        text,
+        body_bytes       bigint,
+        tls_expires_at   timestamptz,
+        stored_at        timestamptz      NOT NULL DEFAULT now(),
+        CONSTRAINT site_checks_pkey PRIMARY KEY (site, scheduled_at, attempt)
+    ) PARTITION BY RANGE (scheduled_at);
+    CREATE FUNCTION site_checks_create_partitions(days date[]) RETURNS integer LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
+    DECLARE
+        d       date;
+        created integer := 0;
+    BEGIN
+        FOREACH d IN ARRAY days LOOP
+            CONTINUE WHEN to_regclass('site_checks_p' || to_char(d, 'YYYYMMDD')) IS NOT NULL;
+            BEGIN
+                EXECUTE format(
+                    'CREATE TABLE %I PARTITION OF site_checks FOR VALUES FROM (%L) TO (%L)',
+                    'site_checks_p' || to_char(d, 'YYYYMMDD'),
+                    to_char(d, 'YYYY-MM-DD') || ' 00:00:00+00',
+                    to_char(d + 1, 'YYYY-MM-DD') || ' 00:00:00+00');
+                created := created + 1;
+            EXCEPTION WHEN duplicate_table OR unique_violation THEN
+                NULL;  -- another session created it first
+            END;
+        END LOOP;
+        RETURN created;
+    END
+    $$;
+    SELECT site_checks_create_partitions(array_agg(day ORDER BY day)) FROM (
+        SELECT DISTINCT (scheduled_at AT TIME ZONE 'UTC')::date AS day
+        FROM site_checks_unpartitioned
+        UNION
+        SELECT (now() AT TIME ZONE 'UTC')::date + i FROM generate_series(0, 7) i
+    ) days;
+    INSERT INTO site_checks (
+        site, url, scheduled_at, attempt, final, checked_at, up, status_code, response_time_ms,
+        dns_ms, connect_ms, tls_ms, ttfb_ms, regex, regex_matched, error, error_detail,
+        final_url, body_bytes, tls_expires_at, stored_at)
+    SELECT site, url, scheduled_at, attempt, final, checked_at, up, status_code, response_time_ms,
+        dns_ms, connect_ms, tls_ms, ttfb_ms, regex, regex_matched, error, error_detail,
+        final_url, body_bytes, tls_expires_at, stored_at
+    FROM site_checks_unpartitioned;
+    DROP TABLE site_checks_unpartitioned;
+    CREATE TRIGGER site_checks_daily AFTER INSERT ON site_checks
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION site_checks_daily_add();
+    CREATE TABLE site_checks_hourly (
+        site   text COLLATE "C" NOT NULL,
+        hour   timestamptz      NOT NULL,
+        checks integer          NOT NULL,
+        ups    integer          NOT NULL,
+        p50_ms double precision,
+        p95_ms double precision,
+        max_ms double precision,
+        CONSTRAINT site_checks_hourly_pkey PRIMARY KEY (site, hour)
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_VERSION_TABLE = """
+    CREATE TABLE IF NOT EXISTS sitewatch_schema_version (
+        version    integer     PRIMARY KEY,
+        applied_at timestamptz NOT NULL DEFAULT now()
+    )
+"""
+# One lock per schema, so migrating one schema never waits for another (tests use many).
+_LOCK = "SELECT pg_advisory_xact_lock(hashtext('sitewatch.migrate:' || current_schema()))"
+
+
+def migrate(conn) -> int:
+    """Apply the pending migrations in order and return the schema version now in force.
+
+    conn: a psycopg 3 connection with no transaction open; its current schema receives the tables.
+    Each migration runs in its own transaction together with its ``sitewatch_schema_version`` row,
+    so a failed migration leaves the previous version intact and is retried by the next call. Every
+    transaction first takes a per-schema advisory lock, so concurrent callers (two drains starting
+    at once) serialize: one applies, the others find nothing left to do. A database newer than this
+    code is left alone (its version is returned, with a warning).
+
+    Raises StorageError naming PostgreSQL when a statement or the connection fails.
+    """
+    while True:
+        with transaction(conn, "could not migrate the sitewatch schema") as cur:
+            cur.execute(_LOCK)
+            cur.execute("SET LOCAL client_min_messages = warning")  # no "already exists" notice
+            cur.execute(_VERSION_TABLE)
+            cur.execute("SELECT coalesce(max(version), 0) FROM sitewatch_schema_version")
+            current = cur.fetchone()[0]
+            if current >= SCHEMA_VERSION:
+                if current > SCHEMA_VERSION:
+                    log.warning(
+                        "migrate: database schema version=%s is newer than code version=%s",
+                        current,
+                        SCHEMA_VERSION,
+                    )
+                return current
+            version = current + 1
+            cur.execute(MIGRATIONS[version - 1])
+            cur.execute("INSERT INTO sitewatch_schema_version (version) VALUES (%s)", (version,))
+        log.info("migrate: applied schema version=%s", version)
+
+
+@contextmanager
+def transaction(conn, failure: str | Callable[[], str]) -> Iterator:
+    """Yield a cursor inside one transaction; commit on success, roll back on any error.
+
+    An autocommit connection is switched off for the duration (and restored), since every caller
+    needs its statements to be all-or-nothing. The cursor returns tuples whatever row factory the
+    connection has (a Connection extra can give PostgresHook's connections dict rows). A
+    ``psycopg.Error`` becomes ``StorageError("PostgreSQL <failure>: <cause>")`` (``failure`` may
+    be a function, called then); other exceptions pass through unchanged.
+    """
+    autocommit = conn.autocommit
+    try:
+        if autocommit:
+            conn.autocommit = False
+        with conn.cursor(row_factory=tuple_row) as cur:
+            yield cur
+        conn.commit()
+    except psycopg.Error as exc:
+        _rollback(conn)
+        cause = " ".join(str(exc).split()) or type(exc).__name__
+        what = failure() if callable(failure) else failure
+        raise StorageError(f"PostgreSQL {what}: {cause}") from exc
+    except BaseException:
+        _rollback(conn)
+        raise
+    finally:
+        if autocommit and not conn.closed:
+            conn.autocommit = True
+
+
+def _rollback(conn) -> None:
+    # A broken connection cannot roll back, but the server already discarded the transaction;
+    # the original error is the one worth reporting.
+    if conn.closed:
+        return
+    try:
+        conn.rollback()
+    except psycopg.Error:
+        log.debug("rollback failed after an earlier error", exc_info=True)
