@@ -25,9 +25,7 @@ from pathlib import Path
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import NewTopic
 
-from sitewatch.airflow.drain_dag import POSTGRES_CONN_ID
-from sitewatch.airflow.hooks import KAFKA_CONN_ID
-from sitewatch.pipeline.publish import topic
+from sitewatch.names import KAFKA_CONN_ID, POSTGRES_CONN_ID, topic
 
 log = logging.getLogger("airflow-init")
 

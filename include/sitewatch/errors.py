@@ -35,7 +35,15 @@ class DeliveryError(SitewatchError):
 
 
 class StorageError(SitewatchError):
-    """PostgreSQL could not store a batch; nothing of the batch was committed."""
+    """PostgreSQL failed (unreachable, or a statement failed); nothing of the transaction stayed."""
+
+
+class SchemaError(StorageError):
+    """The results database's tables are missing or older than this code expects.
+
+    Only the drain's ``create_tables`` task and the maintenance DAG migrate; every other reader
+    (the Sites page, alerting) raises this instead, naming what to run.
+    """
 
 
 class MessageError(SitewatchError):

@@ -12,6 +12,7 @@ import pytest
 
 from sitewatch.airflow.factory import site_dag
 from sitewatch.config.loader import load_sites
+from sitewatch.storage.schema import migrate
 from tests.receivers import WebhookReceiver
 
 DEAD_KAFKA = {
@@ -30,10 +31,8 @@ def receiver(monkeypatch):
 
 @pytest.fixture
 def results_schema(monkeypatch):
-    """Point ``sitewatch_postgres`` at a fresh schema of the results database, dropped after.
-
-    The callbacks create ``site_alert_state`` there themselves (the table is missing at first).
-    """
+    """Point ``sitewatch_postgres`` at a fresh, migrated schema of the results database, dropped
+    after (the drain's ``create_tables`` migrates; the callbacks only read and write rows)."""
     dsn = os.environ.get("SITEWATCH_PG_DSN")
     base = os.environ.get("AIRFLOW_CONN_SITEWATCH_POSTGRES")
     if not dsn or not base:
@@ -41,6 +40,8 @@ def results_schema(monkeypatch):
     schema = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(dsn, autocommit=True) as admin:
         admin.execute(f"CREATE SCHEMA {schema}")
+    with psycopg.connect(dsn, options=f"-c search_path={schema}") as setup:
+        migrate(setup)
     conn = json.loads(base)
     conn["extra"] = {**conn.get("extra", {}), "options": f"-c search_path={schema}"}
     monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_POSTGRES", json.dumps(conn))

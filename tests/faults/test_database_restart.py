@@ -16,8 +16,9 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from sitewatch.airflow.hooks import DRAIN_GROUP, GroupConsumerHook
+from sitewatch.airflow.hooks import GroupConsumerHook
 from sitewatch.errors import StorageError
+from sitewatch.names import DRAIN_GROUP
 from sitewatch.observation import Observation
 from sitewatch.pipeline.drain import drain
 from sitewatch.pipeline.publish import PRODUCER_GUARANTEES

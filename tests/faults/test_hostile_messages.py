@@ -15,7 +15,8 @@ import pytest
 import report
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
-from sitewatch.airflow.hooks import DRAIN_GROUP, GroupConsumerHook, ObservationProducerHook
+from sitewatch.airflow.hooks import GroupConsumerHook, ObservationProducerHook
+from sitewatch.names import DRAIN_GROUP
 from sitewatch.observation import MAX_TEXT, Observation
 from sitewatch.pipeline.drain import drain
 from sitewatch.storage.schema import migrate

@@ -12,8 +12,9 @@ from sitewatch.alerting import store as alert_store
 from sitewatch.alerting.rules import Alert, AlertState, Event, Kind, Verdict
 from sitewatch.config.loader import site_for_url
 from sitewatch.config.notify import EmailTarget, WebhookTarget
-from sitewatch.errors import NotificationError
+from sitewatch.errors import NotificationError, SchemaError
 from sitewatch.storage.schema import migrate
+from sitewatch.storage.schema import version as schema_version
 from tests.receivers import SmtpReceiver, WebhookReceiver
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -64,7 +65,11 @@ def test_state_is_stored_and_read_back_by_another_connection(pg_connect):
     assert alert_store.load(first, "shop").state == "up"
 
 
-def test_apply_creates_the_table_when_the_database_predates_it(pg_conn):
+def test_apply_never_migrates_and_names_what_does(pg_conn):
+    with pytest.raises(SchemaError, match="do not exist yet.*create_tables"):
+        alert_store.apply(pg_conn, "new", event(Verdict.UP, 0))
+    assert schema_version(pg_conn) == 0  # alerting only reads the schema
+    migrate(pg_conn)
     assert alert_store.apply(pg_conn, "new", event(Verdict.UP, 0))[2] is None
     assert alert_store.load(pg_conn, "new").state == "up"
 
@@ -96,6 +101,7 @@ def test_concurrent_transitions_notify_once(pg_connect, existing):
 
 
 def test_release_lets_the_next_down_run_send_again(pg_conn):
+    migrate(pg_conn)
     _, new, _ = alert_store.apply(pg_conn, "shop", event(Verdict.DOWN, 0))
     assert alert_store.release(pg_conn, "shop", new.last_notified_at)
     assert alert_store.release(pg_conn, "shop", new.last_notified_at) is False  # already released

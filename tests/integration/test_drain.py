@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, TopicPartition
 
-from sitewatch.airflow.hooks import DRAIN_GROUP, GroupConsumerHook, ObservationProducerHook
+from sitewatch.airflow.hooks import GroupConsumerHook, ObservationProducerHook
 from sitewatch.airflow.sensor import UndrainedMessageTrigger
 from sitewatch.errors import ConsumeError, StorageError
+from sitewatch.names import DRAIN_GROUP
 from sitewatch.observation import Observation
 from sitewatch.pipeline.drain import drain
 from sitewatch.storage.schema import migrate

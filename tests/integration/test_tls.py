@@ -26,9 +26,10 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from sitewatch.airflow.connection_errors import EXPIRED, HOSTNAME, REFUSED, UNTRUSTED
-from sitewatch.airflow.drain_dag import drain_dag, results_connection
-from sitewatch.airflow.hooks import DRAIN_GROUP, GroupConsumerHook, ObservationProducerHook
+from sitewatch.airflow.drain_dag import drain_dag
+from sitewatch.airflow.hooks import GroupConsumerHook, ObservationProducerHook, results_connection
 from sitewatch.errors import ConnectionConfigError, ConsumeError, DeliveryError, StorageError
+from sitewatch.names import DRAIN_GROUP
 from sitewatch.observation import Observation
 from sitewatch.pipeline.drain import drain
 from sitewatch.pipeline.publish import publish

@@ -229,7 +229,7 @@ def connection(services: dict, conn_id: str, env: dict | None = None) -> dict:
 
 
 def test_kafka_connection_points_at_the_kafka_service_listener(services):
-    from sitewatch.airflow.hooks import KAFKA_CONN_ID
+    from sitewatch.names import KAFKA_CONN_ID
 
     conn = connection(services, KAFKA_CONN_ID)
     assert conn["conn_type"] == "kafka"
@@ -244,7 +244,7 @@ def test_kafka_connection_points_at_the_kafka_service_listener(services):
 
 @pytest.mark.parametrize("env", [{}, {"SITEWATCH_PG_USER": "u", "SITEWATCH_PG_PASSWORD": "p"}])
 def test_postgres_connection_reaches_the_sitewatch_database(services, env):
-    from sitewatch.airflow.drain_dag import POSTGRES_CONN_ID
+    from sitewatch.names import POSTGRES_CONN_ID
 
     conn = connection(services, POSTGRES_CONN_ID, env)
     postgres = env_of(services["postgres"], env)
@@ -269,7 +269,7 @@ def test_the_sitewatch_database_is_created_by_a_mounted_init_script(services):
 
 
 def test_topic_is_the_one_the_code_publishes_to(services):
-    from sitewatch.pipeline.publish import DEFAULT_TOPIC
+    from sitewatch.names import DEFAULT_TOPIC
 
     for name in AIRFLOW_SERVICES:
         assert env_of(services[name])["SITEWATCH_TOPIC"] == DEFAULT_TOPIC

@@ -92,7 +92,7 @@ def event_from(context, verdict: Verdict, error=None, detail=None) -> Event:
 
 
 def _handle(site, event: Event, context) -> Kind | None:
-    from sitewatch.airflow.drain_dag import results_connection
+    from sitewatch.airflow.hooks import results_connection
     from sitewatch.airflow.notifiers import send
     from sitewatch.alerting import store as alert_store
     from sitewatch.errors import StorageError

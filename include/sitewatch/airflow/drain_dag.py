@@ -7,32 +7,20 @@ then drains in batches until caught up.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import DAG, task
 
-from sitewatch.airflow.hooks import DRAIN_GROUP, KAFKA_CONN_ID, GroupConsumerHook
+from sitewatch.airflow.hooks import GroupConsumerHook, results_connection
 from sitewatch.airflow.sensor import UndrainedMessageSensor
-from sitewatch.pipeline.publish import topic
-
-DRAIN_DAG_ID = "sitewatch_drain"
-POSTGRES_CONN_ID = "sitewatch_postgres"
-
-
-def results_connection():
-    """A psycopg connection on ``sitewatch_postgres``; StorageError when it cannot connect."""
-    import psycopg
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-    from sitewatch.airflow.connection_errors import explain_postgres
-    from sitewatch.errors import StorageError
-
-    hook = PostgresHook(postgres_conn_id=POSTGRES_CONN_ID)
-    try:
-        return hook.get_conn()
-    except psycopg.OperationalError as exc:
-        why = explain_postgres(hook.get_connection(POSTGRES_CONN_ID), exc)
-        raise StorageError(f"PostgreSQL unreachable on {POSTGRES_CONN_ID}: {why}") from exc
+from sitewatch.names import (
+    DAG_START,
+    DAG_TAG,
+    DRAIN_DAG_ID,
+    DRAIN_GROUP,
+    KAFKA_CONN_ID,
+    topic,
+)
 
 
 @task
@@ -67,11 +55,11 @@ def drain_dag() -> DAG:
     with DAG(
         dag_id=DRAIN_DAG_ID,
         schedule="@continuous",
-        start_date=datetime(2026, 1, 1, tzinfo=UTC),
+        start_date=DAG_START,
         catchup=False,
         max_active_runs=1,
         is_paused_upon_creation=False,  # storage must run whenever sites do
-        tags=["sitewatch"],
+        tags=[DAG_TAG],
         doc_md=__doc__,
         default_args={"owner": "sitewatch", "retries": 3, "retry_delay": timedelta(seconds=10)},
     ) as dag:

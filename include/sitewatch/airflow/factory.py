@@ -7,7 +7,7 @@ that one (Airflow's parsing context) instead of every site's.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import DAG, CronTriggerTimetable, DeltaTriggerTimetable, get_parsing_context
 
@@ -15,9 +15,7 @@ from sitewatch.airflow.callbacks import dag_callbacks, task_callbacks
 from sitewatch.airflow.operators import ProbeOperator
 from sitewatch.config.loader import Site, SitesFile, load_sites
 from sitewatch.config.notify import WebhookTarget
-
-DAG_PREFIX = "site_"
-START = datetime(2026, 1, 1, tzinfo=UTC)
+from sitewatch.names import DAG_START, DAG_TAG, PROBE_TASK_ID, site_dag_id
 
 
 def site_dags(sites_file: SitesFile | None = None) -> dict[str, DAG]:
@@ -29,7 +27,7 @@ def site_dags(sites_file: SitesFile | None = None) -> dict[str, DAG]:
     wanted = get_parsing_context().dag_id
     dags = {}
     for site in sites_file.sites:
-        dag_id = DAG_PREFIX + site.name
+        dag_id = site_dag_id(site.name)
         if site.enabled and (wanted is None or wanted == dag_id):
             dags[dag_id] = site_dag(site)
     return dags
@@ -38,9 +36,9 @@ def site_dags(sites_file: SitesFile | None = None) -> dict[str, DAG]:
 def site_dag(site: Site) -> DAG:
     """The DAG of one site: task ``probe`` on the site's schedule, retries and tags."""
     with DAG(
-        dag_id=DAG_PREFIX + site.name,
+        dag_id=site_dag_id(site.name),
         schedule=_timetable(site.schedule),
-        start_date=START,
+        start_date=DAG_START,
         catchup=False,
         max_active_runs=1,
         # a site in the sites file is meant to be checked; `enabled: false` is the off switch
@@ -49,7 +47,7 @@ def site_dag(site: Site) -> DAG:
         max_active_tasks=1,
         max_consecutive_failed_dag_runs=0,
         disable_bundle_versioning=False,
-        tags=["sitewatch", *site.tags],
+        tags=[DAG_TAG, *site.tags],
         doc_md=describe(site),
         **dag_callbacks(site),  # alerts: sitewatch.airflow.callbacks says where each one runs
         default_args={
@@ -61,7 +59,7 @@ def site_dag(site: Site) -> DAG:
             **task_callbacks(site),
         },
     ) as dag:
-        ProbeOperator(task_id="probe", site=site)
+        ProbeOperator(task_id=PROBE_TASK_ID, site=site)
     return dag
 
 

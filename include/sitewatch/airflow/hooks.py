@@ -14,13 +14,15 @@ from airflow.providers.apache.kafka.hooks.consume import KafkaConsumerHook
 from airflow.providers.apache.kafka.hooks.produce import KafkaProducerHook
 from confluent_kafka import Consumer, KafkaException, Producer
 
-from sitewatch.airflow.connection_errors import ClientErrors, check_files, kafka_build_cause
-from sitewatch.errors import ConnectionConfigError
+from sitewatch.airflow.connection_errors import (
+    ClientErrors,
+    check_files,
+    explain_postgres,
+    kafka_build_cause,
+)
+from sitewatch.errors import ConnectionConfigError, StorageError
+from sitewatch.names import KAFKA_CONN_ID, POSTGRES_CONN_ID
 from sitewatch.pipeline.publish import PRODUCER_DEFAULTS, PRODUCER_GUARANTEES
-
-KAFKA_CONN_ID = "sitewatch_kafka"
-DRAIN_GROUP = "sitewatch-drain"
-SENSOR_GROUP = "sitewatch-drain-sensor"
 
 
 class RecordingProducer(Producer):
@@ -78,3 +80,21 @@ class GroupConsumerHook(KafkaConsumerHook):
             "auto.offset.reset": "earliest",
         }
         return build(RecordingConsumer, config, self.kafka_config_id)
+
+
+def results_connection(conn_id: str = POSTGRES_CONN_ID):
+    """A psycopg 3 connection to the results database on Airflow connection ``conn_id``.
+
+    The one way sitewatch opens it (drain, maintenance, alerts, Sites page). Raises StorageError
+    saying why it could not connect, with a TLS problem (a missing CA file, a certificate that
+    does not match the host) named as such.
+    """
+    import psycopg
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    hook = PostgresHook(postgres_conn_id=conn_id)
+    try:
+        return hook.get_conn()
+    except psycopg.OperationalError as exc:
+        why = explain_postgres(hook.get_connection(conn_id), exc)
+        raise StorageError(f"PostgreSQL unreachable on {conn_id}: {why}") from exc

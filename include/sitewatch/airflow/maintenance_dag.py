@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, task
 
-from sitewatch.airflow.drain_dag import create_tables, results_connection
-
-MAINTENANCE_DAG_ID = "sitewatch_maintenance"
+from sitewatch.airflow.drain_dag import create_tables
+from sitewatch.airflow.hooks import results_connection
+from sitewatch.names import DAG_START, DAG_TAG, MAINTENANCE_DAG_ID
 
 
 @task
@@ -48,11 +48,11 @@ def maintenance_dag() -> DAG:
     with DAG(
         dag_id=MAINTENANCE_DAG_ID,
         schedule="@hourly",
-        start_date=datetime(2026, 1, 1, tzinfo=UTC),
+        start_date=DAG_START,
         catchup=False,
         max_active_runs=1,
         is_paused_upon_creation=False,  # without it partitions run out and disks fill up
-        tags=["sitewatch"],
+        tags=[DAG_TAG],
         doc_md=__doc__,
         default_args={"owner": "sitewatch", "retries": 3, "retry_delay": timedelta(minutes=1)},
     ) as dag:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from airflow.sdk import BaseOperator
 
-from sitewatch.airflow.hooks import KAFKA_CONN_ID
 from sitewatch.config.site import Site
+from sitewatch.names import KAFKA_CONN_ID
 
 
 class ProbeOperator(BaseOperator):

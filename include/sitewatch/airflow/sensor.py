@@ -24,8 +24,8 @@ from airflow.providers.apache.kafka.triggers.await_message import AwaitMessageTr
 from airflow.triggers.base import TriggerEvent
 from asgiref.sync import sync_to_async
 
-from sitewatch.airflow.hooks import DRAIN_GROUP, SENSOR_GROUP
 from sitewatch.errors import ConsumeError
+from sitewatch.names import DRAIN_GROUP, SENSOR_GROUP
 
 log = logging.getLogger(__name__)
 

@@ -20,13 +20,16 @@ from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from sitewatch.airflow.hooks import results_connection
 from sitewatch.dashboard import render
 from sitewatch.dashboard import status as site_status
+from sitewatch.errors import StorageError
+from sitewatch.names import site_dag_id
 from sitewatch.storage import queries
+from sitewatch.storage.schema import require_current
 
 log = logging.getLogger(__name__)
 
-POSTGRES_CONN_ID = "sitewatch_postgres"
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -35,15 +38,8 @@ class _LoginRequired(Exception):
         self.login_url = login_url
 
 
-def results_connection():
-    """A psycopg 3 connection on the ``sitewatch_postgres`` Airflow connection."""
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-    return PostgresHook(postgres_conn_id=POSTGRES_CONN_ID).get_conn()
-
-
 class _Schema:
-    """Whether this process already migrated the results schema (see ``open_results``)."""
+    """Whether this process already found the results schema current (see ``open_results``)."""
 
     current = False
 
@@ -51,16 +47,14 @@ class _Schema:
 def open_results(connect: Callable):
     """A connection from ``connect`` to a schema at least at this code's version.
 
-    The dashboard reads migration 3's rollup, and the drain may not have run since an upgrade (or
-    at all, on a fresh install), so the first request of each process applies pending migrations
-    itself; ``migrate`` serializes concurrent callers and is a no-op when current.
+    The page only reads: the drain's ``create_tables`` and the maintenance DAG migrate. Until one
+    of them has run after an install or upgrade, this raises SchemaError, which the app shows as
+    a page that says so. Checked until found current, then once per process.
     """
-    from sitewatch.storage.schema import migrate
-
     conn = connect()
     if not _Schema.current:
         try:
-            migrate(conn)
+            require_current(conn)
         except BaseException:
             conn.close()
             raise
@@ -98,7 +92,7 @@ def authorized(request: Request, user: Annotated[object, Depends(authenticated_u
     from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
 
     name = request.path_params.get("name")
-    details = DagDetails(id=f"site_{name}") if name else None
+    details = DagDetails(id=site_dag_id(name)) if name else None
     if not get_auth_manager().is_authorized_dag(method="GET", user=user, details=details):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden")
     return user
@@ -121,6 +115,11 @@ def create_app(
     configured schedules (for staleness), the clock, the UI's base path and the auth dependency.
     """
     app = FastAPI(title="sitewatch dashboard", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(StorageError)
+    async def _unavailable(request: Request, exc: StorageError) -> Response:
+        log.warning("sites page: results unavailable: %s", exc)
+        return HTMLResponse(render.unavailable(str(exc)), status.HTTP_503_SERVICE_UNAVAILABLE)
 
     @app.exception_handler(_LoginRequired)
     async def _to_login(request: Request, exc: _LoginRequired) -> Response:

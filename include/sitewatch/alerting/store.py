@@ -15,7 +15,7 @@ import psycopg
 
 from sitewatch.alerting.rules import AlertState, Event, Kind, decide
 from sitewatch.errors import StorageError
-from sitewatch.storage.schema import migrate, transaction
+from sitewatch.storage.schema import require_current, transaction
 
 _COLUMNS = tuple(f.name for f in dataclasses.fields(AlertState))
 # Creates the row of a new site (all NULL: "never judged"); a concurrent creator waits on the
@@ -40,16 +40,17 @@ def apply(
 
     Returns (previous state, new state, message kind or None). The new state, including
     ``last_notified_at`` for the message about to be sent, is committed before the caller sends:
-    see ``release`` for a message that could not be sent. Creates the table (``migrate``) when the
-    results database predates it. Raises StorageError when PostgreSQL fails; nothing is stored then.
+    see ``release`` for a message that could not be sent. Raises SchemaError when the results
+    database predates the table (the drain's ``create_tables`` makes it; alerting never migrates),
+    StorageError when PostgreSQL fails; nothing is stored then.
     """
     try:
         return _apply(conn, site, event, remind_every)
     except StorageError as exc:
         if not isinstance(exc.__cause__, psycopg.errors.UndefinedTable):
             raise
-    migrate(conn)
-    return _apply(conn, site, event, remind_every)
+        require_current(conn)  # raises SchemaError naming what creates the table
+        raise
 
 
 def _apply(conn, site, event, remind_every):

@@ -13,6 +13,7 @@ from html import escape
 from urllib.parse import quote
 
 from sitewatch.dashboard import status
+from sitewatch.names import site_dag_id
 from sitewatch.storage.queries import Attempt, SiteSummary
 
 _CSS = """
@@ -37,6 +38,12 @@ def _page(title: str, body: str) -> str:
     )
 
 
+def unavailable(reason: str) -> str:
+    """The page shown when the results database cannot answer (unreachable, tables missing)."""
+    body = f'<h1>Sites</h1><p class="unavailable">The results are unavailable: {escape(reason)}</p>'
+    return _page("Sites: unavailable", body)
+
+
 def _badge(state: str) -> str:
     css = state.replace(" ", "")
     return f'<span class="badge {css}" data-state="{escape(state)}">{escape(state)}</span>'
@@ -48,8 +55,9 @@ def _time(value: datetime | None) -> str:
 
 def _dag_link(ui_base: str, site: str) -> str:
     # target=_top leaves the UI's iframe for the DAG's own page.
-    href = f"{ui_base}/dags/site_{quote(site)}"
-    return f'<a href="{escape(href)}" target="_top">site_{escape(site)}</a>'
+    dag_id = site_dag_id(site)
+    href = f"{ui_base}/dags/{quote(dag_id)}"
+    return f'<a href="{escape(href)}" target="_top">{escape(dag_id)}</a>'
 
 
 def _tls(summary: SiteSummary | None, now: datetime) -> str:

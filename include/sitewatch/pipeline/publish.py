@@ -8,27 +8,20 @@ delivery report instead of fire-and-forget.
 from __future__ import annotations
 
 import logging
-import os
 
 from confluent_kafka import KafkaException
 
 from sitewatch.errors import DeliveryError
+from sitewatch.names import topic
 from sitewatch.observation import Observation
 
 log = logging.getLogger(__name__)
-
-DEFAULT_TOPIC = "sitewatch.checks"
 
 # Forced on top of the connection's own settings: without them a broker failover can drop or
 # duplicate an observation, which is exactly what sitewatch promises never happens.
 PRODUCER_GUARANTEES = {"enable.idempotence": True, "acks": "all"}
 # Used unless the connection says otherwise: how long librdkafka keeps retrying one delivery.
 PRODUCER_DEFAULTS = {"message.timeout.ms": 30_000}
-
-
-def topic() -> str:
-    """The topic observations go to: ``$SITEWATCH_TOPIC`` or ``sitewatch.checks``."""
-    return os.environ.get("SITEWATCH_TOPIC") or DEFAULT_TOPIC
 
 
 def publish(

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 import psycopg
 from psycopg.rows import tuple_row
 
-from sitewatch.errors import StorageError
+from sitewatch.errors import SchemaError, StorageError
+from sitewatch.names import DRAIN_DAG_ID, MAINTENANCE_DAG_ID
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +249,36 @@ def migrate(conn) -> int:
             cur.execute(MIGRATIONS[version - 1])
             cur.execute("INSERT INTO sitewatch_schema_version (version) VALUES (%s)", (version,))
         log.info("migrate: applied schema version=%s", version)
+
+
+def version(conn) -> int:
+    """The schema version in force in ``conn``'s current schema; 0 when none was ever applied.
+
+    Raises StorageError when PostgreSQL fails.
+    """
+    with transaction(conn, "could not read the sitewatch schema version") as cur:
+        cur.execute("SELECT to_regclass('sitewatch_schema_version') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            return 0
+        cur.execute("SELECT coalesce(max(version), 0) FROM sitewatch_schema_version")
+        return cur.fetchone()[0]
+
+
+def require_current(conn) -> int:
+    """Check that the schema is at least at ``SCHEMA_VERSION``, without changing it.
+
+    For readers that must not migrate. Returns the version; raises SchemaError saying which DAG
+    creates or upgrades the tables, or StorageError when PostgreSQL fails.
+    """
+    current = version(conn)
+    if current < SCHEMA_VERSION:
+        state = "do not exist yet" if current == 0 else f"are at version {current}"
+        raise SchemaError(
+            f"the sitewatch tables {state}; this code needs version {SCHEMA_VERSION}. "
+            f"Unpause DAG {DRAIN_DAG_ID} (task create_tables) or {MAINTENANCE_DAG_ID}, "
+            "which create and upgrade them"
+        )
+    return current
 
 
 @contextmanager
