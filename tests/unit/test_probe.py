@@ -14,7 +14,6 @@ import threading
 import time
 import tracemalloc
 import warnings
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -24,32 +23,20 @@ import trustme
 from cryptography import x509
 from servers import url
 
+from sitewatch.config.site import Site
 from sitewatch.probe.http import ERROR_KINDS, probe
 
 MARGIN = 0.5  # seconds a probe may take past its timeout
 
 
-@dataclass(frozen=True)
-class FakeSite:
-    """Stand-in for ``sitewatch.config.loader.Site``: the probe only reads these attributes."""
-
-    url: str
-    name: str = "test"
-    method: str = "GET"
-    headers: dict = field(default_factory=dict)
-    body: str | None = None
-    timeout: float = 5.0
-    follow_redirects: bool = True
-    verify_tls: bool = True
-    max_body_bytes: int = 5 * 1024 * 1024
-    regex: str | None = None
-    forbid_regex: str | None = None
-    expect_status: tuple = ((200, 399),)
-    max_response_ms: int | None = None
-    min_cert_days: int | None = None
+def make_site(url: str, **fields) -> Site:
+    """A real ``Site`` for ``url``, named ``test`` with a 5 s timeout unless ``fields`` say
+    otherwise. Built directly, not validated, so a test can hand the probe what config rejects
+    (credentials in the URL, a line break in a header)."""
+    return Site(**{"name": "test", "url": url, "timeout": 5.0, **fields})
 
 
-def run(site: FakeSite, ca_bundle: str | None = None):
+def run(site: Site, ca_bundle: str | None = None):
     started = time.monotonic()
     obs = probe(site, ca_bundle=ca_bundle)
     elapsed = time.monotonic() - started
@@ -151,7 +138,7 @@ def test_error_kinds_are_the_documented_set():
 
 
 def test_200_with_matching_regex_is_up(routes):
-    obs = run(FakeSite(url(routes, "/ok"), regex=r"sitewatch\s+ok"))
+    obs = run(make_site(url(routes, "/ok"), regex=r"sitewatch\s+ok"))
     assert (obs.up, obs.error, obs.status_code, obs.regex_matched) == (True, None, 200, True)
     assert obs.regex == r"sitewatch\s+ok"
     assert obs.final_url == url(routes, "/ok")
@@ -162,82 +149,82 @@ def test_200_with_matching_regex_is_up(routes):
 
 
 def test_regex_mismatch(routes):
-    obs = run(FakeSite(url(routes, "/ok"), regex="maintenance"))
+    obs = run(make_site(url(routes, "/ok"), regex="maintenance"))
     fails(obs, "regex", "pattern 'maintenance' not found in body")
     assert (obs.regex_matched, obs.status_code) == (False, 200)
 
 
 def test_forbidden_pattern(routes):
-    obs = run(FakeSite(url(routes, "/ok"), regex="sitewatch", forbid_regex="heal+thy"))
+    obs = run(make_site(url(routes, "/ok"), regex="sitewatch", forbid_regex="heal+thy"))
     fails(obs, "regex", "forbidden pattern matched at 32: 'healthy'")
     assert obs.regex_matched is True
 
 
 @pytest.mark.parametrize("code", [404, 500])
 def test_unexpected_status(routes, code):
-    obs = run(FakeSite(url(routes, f"/status/{code}"), regex="status"))
+    obs = run(make_site(url(routes, f"/status/{code}"), regex="status"))
     fails(obs, "status", f"status {code} not in 200-399")
     assert obs.status_code == code
     assert obs.regex_matched is True  # evaluated even though status already failed
 
 
 def test_status_detail_lists_every_range(routes):
-    obs = run(FakeSite(url(routes, "/status/404"), expect_status=((200, 200), (300, 399))))
+    obs = run(make_site(url(routes, "/status/404"), expect_status=((200, 200), (300, 399))))
     fails(obs, "status", "status 404 not in 200,300-399")
 
 
 def test_redirect_chain_is_followed(routes):
-    obs = run(FakeSite(url(routes, "/redirect/10"), regex="sitewatch ok"))
+    obs = run(make_site(url(routes, "/redirect/10"), regex="sitewatch ok"))
     assert (obs.up, obs.status_code, obs.final_url) == (True, 200, url(routes, "/ok"))
 
 
 def test_more_than_ten_redirects(routes):
-    obs = run(FakeSite(url(routes, "/redirect/11")))
+    obs = run(make_site(url(routes, "/redirect/11")))
     fails(obs, "redirects", "more than 10 redirects")
     assert obs.status_code == 302
 
 
 def test_redirect_loop(routes):
-    obs = run(FakeSite(url(routes, "/loop")))
+    obs = run(make_site(url(routes, "/loop")))
     fails(obs, "redirects", f"redirect loop: {url(routes, '/loop')} visited again")
 
 
 def test_redirect_to_other_scheme(routes):
-    fails(run(FakeSite(url(routes, "/ftp"))), "redirects", "unsupported scheme 'ftp'")
+    fails(run(make_site(url(routes, "/ftp"))), "redirects", "unsupported scheme 'ftp'")
 
 
 def test_unfollowed_redirect_is_judged_by_status(routes):
-    site = FakeSite(url(routes, "/redirect/1"), follow_redirects=False)
+    site = make_site(url(routes, "/redirect/1"), follow_redirects=False)
     obs = run(site)
     assert (obs.up, obs.status_code, obs.final_url) == (True, 302, site.url)
-    obs = run(FakeSite(site.url, follow_redirects=False, expect_status=((200, 299),)))
+    obs = run(make_site(site.url, follow_redirects=False, expect_status=((200, 299),)))
     fails(obs, "status", "status 302 not in 200-299")
 
 
 def test_server_slower_than_timeout(routes):
-    obs = run(FakeSite(url(routes, "/delay/3000"), timeout=1.0))
+    obs = run(make_site(url(routes, "/delay/3000"), timeout=1.0))
     fails(obs, "timeout", "timed out after 1 s while waiting for the response headers")
 
 
 def test_body_dripping_forever_hits_the_deadline(routes):
-    obs = run(FakeSite(url(routes, "/drip"), timeout=1.5))
+    obs = run(make_site(url(routes, "/drip"), timeout=1.5))
     fails(obs, "timeout", "while reading the body")
     assert obs.status_code == 200 and obs.ttfb_ms is not None
 
 
 def test_headers_dripping_forever_hit_the_deadline(raw):
-    obs = run(FakeSite(raw["drip_headers"], timeout=1.5))
+    obs = run(make_site(raw["drip_headers"], timeout=1.5))
     fails(obs, "timeout", "while waiting for the response headers")
     assert obs.status_code is None
 
 
 def test_tls_handshake_dripping_forever_hits_the_deadline(raw):
-    site = FakeSite(raw["drip_tls"].replace("http:", "https:"), timeout=1.5)
+    site = make_site(raw["drip_tls"].replace("http:", "https:"), timeout=1.5)
     fails(run(site), "timeout", "while doing the TLS handshake")
 
 
 def test_body_over_the_cap(routes):
-    obs = run(FakeSite(url(routes, "/big/300000"), max_body_bytes=100_000, regex="x"))
+    obs = run(make_site(url(routes, "/big/300000"), max_body_bytes=100_000, regex="x"))
     fails(obs, "body_too_large", "body exceeds the cap of 100000 bytes")
     assert (obs.body_bytes, obs.status_code, obs.regex_matched) == (100_000, 200, None)
 
@@ -246,7 +233,7 @@ def test_gzip_bomb_is_refused_with_bounded_memory(routes):
     cap = 1 << 20
     tracemalloc.start()
     try:
-        obs = run(FakeSite(url(routes, "/gzip-bomb"), max_body_bytes=cap))
+        obs = run(make_site(url(routes, "/gzip-bomb"), max_body_bytes=cap))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -256,12 +243,12 @@ def test_gzip_bomb_is_refused_with_bounded_memory(routes):
 
 
 def test_latin1_body_with_charset(routes):
-    obs = run(FakeSite(url(routes, "/latin1"), regex="café señor"))
+    obs = run(make_site(url(routes, "/latin1"), regex="café señor"))
     assert (obs.up, obs.regex_matched, obs.body_bytes) == (True, True, 10)
 
 
 def test_invalid_utf8_is_replaced_and_searchable(routes):
-    obs = run(FakeSite(url(routes, "/bad-utf8"), regex="10\ufffd\ufffd euro ok"))
+    obs = run(make_site(url(routes, "/bad-utf8"), regex="10\ufffd\ufffd euro ok"))
     assert (obs.up, obs.regex_matched) == (True, True)
 
 
@@ -269,7 +256,7 @@ def test_connection_refused():
     sock = servers.refused_port()
     with sock:
         port = sock.getsockname()[1]
-        obs = run(FakeSite(f"http://127.0.0.1:{port}/"))
+        obs = run(make_site(f"http://127.0.0.1:{port}/"))
     fails(obs, "connect", f"connection refused by 127.0.0.1:{port}")
     assert obs.status_code is None and obs.response_time_ms is None
 
@@ -277,7 +264,7 @@ def test_connection_refused():
 def test_connect_timeout():
     listener, filler = servers.full_backlog()
     with listener, filler:
-        site = FakeSite(f"http://127.0.0.1:{listener.getsockname()[1]}/", timeout=0.5)
+        site = make_site(f"http://127.0.0.1:{listener.getsockname()[1]}/", timeout=0.5)
         fails(run(site), "timeout", "timed out after 0.5 s while connecting")
 
 
@@ -291,27 +278,27 @@ def test_hung_resolver_is_bounded_by_the_deadline(monkeypatch):
 
     monkeypatch.setattr(socket, "getaddrinfo", hung_getaddrinfo)
     try:
-        obs = run(FakeSite("http://hung-resolver.invalid/", timeout=0.5))
+        obs = run(make_site("http://hung-resolver.invalid/", timeout=0.5))
     finally:
         release.set()
     fails(obs, "timeout", "timed out after 0.5 s while resolving the host")
 
 
 def test_unresolvable_host():
-    fails(run(FakeSite("http://sitewatch-probe-test.invalid/")), "dns", "cannot resolve")
+    fails(run(make_site("http://sitewatch-probe-test.invalid/")), "dns", "cannot resolve")
 
 
 def test_credentials_never_reach_the_detail_or_final_url():
     sock = servers.refused_port()
     with sock:
-        site = FakeSite(f"http://alice:s3cret@127.0.0.1:{sock.getsockname()[1]}/?token=t0k")
+        site = make_site(f"http://alice:s3cret@127.0.0.1:{sock.getsockname()[1]}/?token=t0k")
         obs = run(site)
     fails(obs, "connect")
     assert "s3cret" not in obs.error_detail and "s3cret" not in obs.final_url
 
 
 def test_invalid_header_value_is_not_echoed(routes):
-    obs = run(FakeSite(url(routes, "/ok"), headers={"Authorization": "Bearer s3cret\r\nX: y"}))
+    obs = run(make_site(url(routes, "/ok"), headers={"Authorization": "Bearer s3cret\r\nX: y"}))
     fails(obs, "protocol", "request header is not valid")
     assert "s3cret" not in obs.error_detail
 
@@ -326,21 +313,21 @@ def test_invalid_header_value_is_not_echoed(routes):
     ],
 )
 def test_bad_certificates(tls, server, detail):
-    obs = run(FakeSite(tls.url[server]), ca_bundle=tls.ca)
+    obs = run(make_site(tls.url[server]), ca_bundle=tls.ca)
     fails(obs, "tls", detail)
 
 
 def test_unverified_self_signed_is_up_with_its_expiry(tls):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        obs = run(FakeSite(tls.url["self_signed"], verify_tls=False, regex="sitewatch ok"))
+        obs = run(make_site(tls.url["self_signed"], verify_tls=False, regex="sitewatch ok"))
     assert caught == []  # the site opted out; no InsecureRequestWarning on every attempt
     assert (obs.up, obs.status_code) == (True, 200)
     assert obs.tls_expires_at == tls.self_signed_not_after
 
 
 def test_tls_expiry_and_phase_timings(tls):
-    obs = run(FakeSite(tls.url["good"]), ca_bundle=tls.ca)
+    obs = run(make_site(tls.url["good"]), ca_bundle=tls.ca)
     assert obs.up, obs
     assert obs.tls_expires_at == tls.good_not_after
     phases = (obs.dns_ms, obs.connect_ms, obs.tls_ms)
@@ -350,31 +337,31 @@ def test_tls_expiry_and_phase_timings(tls):
 
 def test_requests_ca_bundle_is_honoured(tls, monkeypatch):
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls.ca)
-    assert run(FakeSite(tls.url["good"])).up
+    assert run(make_site(tls.url["good"])).up
 
 
 @pytest.mark.parametrize(("min_days", "up"), [(30, False), (10, True)])
 def test_min_cert_days(tls, min_days, up):
-    obs = run(FakeSite(tls.url["good"], min_cert_days=min_days), ca_bundle=tls.ca)
+    obs = run(make_site(tls.url["good"], min_cert_days=min_days), ca_bundle=tls.ca)
     assert obs.up is up
     if not up:
         fails(obs, "cert_expiring", "certificate expires in 20.0 days")
 
 
 def test_slow_response(routes):
-    obs = run(FakeSite(url(routes, "/delay/300"), max_response_ms=100))
+    obs = run(make_site(url(routes, "/delay/300"), max_response_ms=100))
     fails(obs, "slow", "limit 100 ms")
     assert obs.response_time_ms >= 300
 
 
 def test_response_time_includes_server_delay(routes):
-    obs = run(FakeSite(url(routes, "/delay/250")))
+    obs = run(make_site(url(routes, "/delay/250")))
     assert obs.up
     assert 250 <= obs.ttfb_ms <= obs.response_time_ms
 
 
 def test_catastrophic_regex_stops_at_the_deadline(routes):
-    obs = run(FakeSite(url(routes, "/aaaa"), regex=r"(a+)+$", timeout=1.0))
+    obs = run(make_site(url(routes, "/aaaa"), regex=r"(a+)+$", timeout=1.0))
     fails(obs, "regex", "regex search timed out after")
     assert (obs.status_code, obs.regex_matched) == (200, None)
     # On a starved CPU the search thread may outlive the probe, but only by its CPU budget.
@@ -385,23 +372,25 @@ def test_catastrophic_regex_stops_at_the_deadline(routes):
 
 
 def test_invalid_status_line(raw):
-    fails(run(FakeSite(raw["bad_status"])), "protocol", "invalid status line 'HELLO I AM NOT HTTP'")
+    fails(
+        run(make_site(raw["bad_status"])), "protocol", "invalid status line 'HELLO I AM NOT HTTP'"
+    )
 
 
 def test_truncated_body(raw):
-    obs = run(FakeSite(raw["truncated"]))
+    obs = run(make_site(raw["truncated"]))
     fails(obs, "protocol", "connection closed before the end of the body")
     assert obs.status_code == 200
 
 
 def test_head_request(routes):
-    obs = run(FakeSite(url(routes, "/echo"), method="HEAD"))
+    obs = run(make_site(url(routes, "/echo"), method="HEAD"))
     assert (obs.up, obs.status_code, obs.body_bytes) == (True, 200, 0)
     assert routes.seen[-1] == ("HEAD", "/echo", "")
 
 
 def test_post_sends_body_and_headers(routes):
-    site = FakeSite(
+    site = make_site(
         url(routes, "/echo"), method="POST", body="ping=1", regex="method=POST body=ping=1"
     )
     obs = run(site)
@@ -409,14 +398,14 @@ def test_post_sends_body_and_headers(routes):
 
 
 def test_post_redirected_by_303_becomes_get(routes):
-    site = FakeSite(url(routes, "/see-other"), method="POST", body="x", regex="method=GET body=$")
+    site = make_site(url(routes, "/see-other"), method="POST", body="x", regex="method=GET body=$")
     obs = run(site)
     assert (obs.up, obs.final_url) == (True, url(routes, "/echo"))
 
 
 def test_one_summary_line_is_logged(routes, caplog):
     with caplog.at_level(logging.DEBUG, logger="sitewatch.probe.http"):
-        obs = run(FakeSite(url(routes, "/ok"), name="home"))
+        obs = run(make_site(url(routes, "/ok"), name="home"))
     lines = [r.getMessage() for r in caplog.records if r.name == "sitewatch.probe.http"]
     assert lines == [f"site=home status=200 up=True response_ms={obs.response_time_ms} error=None"]
 
@@ -424,14 +413,14 @@ def test_one_summary_line_is_logged(routes, caplog):
 def test_nothing_leaks(routes, raw, tls):
     """No helper thread survives a probe and no socket is left for the garbage collector."""
     sites = [
-        FakeSite(url(routes, "/ok")),
-        FakeSite(url(routes, "/gzip-bomb"), max_body_bytes=1000),
-        FakeSite(url(routes, "/loop")),
-        FakeSite(url(routes, "/drip"), timeout=0.5),
-        FakeSite(raw["drip_headers"], timeout=0.5),
-        FakeSite(raw["bad_status"]),
-        FakeSite(tls.url["good"]),
-        FakeSite(tls.url["expired"]),
+        make_site(url(routes, "/ok")),
+        make_site(url(routes, "/gzip-bomb"), max_body_bytes=1000),
+        make_site(url(routes, "/loop")),
+        make_site(url(routes, "/drip"), timeout=0.5),
+        make_site(raw["drip_headers"], timeout=0.5),
+        make_site(raw["bad_status"]),
+        make_site(tls.url["good"]),
+        make_site(tls.url["expired"]),
     ]
     before = set(threading.enumerate())
     with warnings.catch_warnings(record=True) as caught:

@@ -2,9 +2,10 @@
 
 Loading never raises for bad content. Every problem becomes a ``ConfigIssue`` naming file, line
 and field (``sites.yaml:12: sites[3].regex: invalid regex at position 4: missing )``), all of them
-are reported, and an entry with problems never hides the valid entries around it. Checks of single
-keys live in ``keys``, the walk over one document in ``reader``, YAML reading with line numbers
-in ``yamltree``, the record types in ``site`` (all in ``sitewatch.config``).
+are reported, and an entry with problems never hides the valid entries around it. The site keys
+are declared in ``keys`` (their checks in ``checks`` and ``notify``), the walk over one document
+is in ``reader``, YAML reading with line numbers in ``yamltree``, the record types in ``site`` (all
+in ``sitewatch.config``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from sitewatch.config.keys import BUILTIN_DEFAULTS, FIELDS, compile_pattern
-from sitewatch.config.reader import Reader, body_problem, subfield, unknown_key
+from sitewatch.config.checks import compile_pattern
+from sitewatch.config.keys import BUILTIN_DEFAULTS, FIELDS
+from sitewatch.config.reader import Reader, body_problem, subfield
 from sitewatch.config.site import ConfigIssue, Site, SitesFile
+from sitewatch.config.values import unknown_key
 from sitewatch.config.yamltree import Invalid, TooComplex, compose, line_of, no_gc
 from sitewatch.errors import ConfigError
 
@@ -113,10 +116,10 @@ def site_for_url(url: str, *, regex: str | None = None, **overrides: Any) -> Sit
     values: dict[str, Any] = {}
     for key, raw in given.items():
         if key not in FIELDS:
-            issues.append(ConfigIssue(CLI_FILE, 0, key, unknown_key(key)))
+            issues.append(ConfigIssue(CLI_FILE, 0, key, unknown_key(key, FIELDS)))
             continue
         try:
-            values[key] = FIELDS[key][0](raw)
+            values[key] = FIELDS[key](raw)
         except Invalid as exc:
             issues.append(ConfigIssue(CLI_FILE, 0, subfield(key, exc.item), exc.message))
     merged = BUILTIN_DEFAULTS | values

@@ -4,8 +4,6 @@ A target names an Airflow connection, never a secret: ``webhook: <conn id>`` (ty
 optional ``format`` (``json`` or ``slack``), or ``email: <address or list>`` sent through
 ``smtp_conn`` (type smtp, default ``smtp_default``) with an optional ``from``. A problem inside a
 target is raised with a path item, so it is reported as ``sites[2].notify[0].webhook``.
-(``sitewatch.config.keys`` imports this module, so the helpers shared with it are imported in the
-functions that use them.)
 """
 
 from __future__ import annotations
@@ -15,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from sitewatch.config.values import describe, duration, unknown_key
 from sitewatch.config.yamltree import Invalid
 
 FORMATS = ("json", "slack")
@@ -51,8 +50,6 @@ class EmailTarget:
 def check_notify(value: Any) -> tuple[WebhookTarget | EmailTarget, ...]:
     """A list of targets (``null`` or ``[]``: none). Raises Invalid with ``item`` a path tuple
     like ``(0, "webhook")``."""
-    from sitewatch.config.keys import describe
-
     if value is None:
         return ()
     if not isinstance(value, list):
@@ -71,9 +68,7 @@ def check_notify(value: Any) -> tuple[WebhookTarget | EmailTarget, ...]:
 
 def check_remind_every(value: Any) -> timedelta | None:
     """``null`` (no reminders) or a duration from 1m to 30d."""
-    from sitewatch.config.keys import _duration
-
-    return None if value is None else _duration(value, timedelta(minutes=1), timedelta(days=30))
+    return None if value is None else duration(value, timedelta(minutes=1), timedelta(days=30))
 
 
 def _path(item: Any) -> tuple:
@@ -81,8 +76,6 @@ def _path(item: Any) -> tuple:
 
 
 def _target(entry: Any) -> WebhookTarget | EmailTarget:
-    from sitewatch.config.keys import describe
-
     if not isinstance(entry, dict):
         raise Invalid(f"expected a mapping with 'webhook' or 'email', got {describe(entry)}")
     if "webhook" in entry and "email" in entry:
@@ -108,16 +101,12 @@ def _target(entry: Any) -> WebhookTarget | EmailTarget:
 
 
 def _only(entry: dict, keys: tuple[str, ...]) -> None:
-    from sitewatch.config.reader import unknown_key
-
     for key in entry:
         if key not in keys:
             raise Invalid(unknown_key(key, keys), item=key)
 
 
 def _conn_id(value: Any, key: str) -> str:
-    from sitewatch.config.keys import describe
-
     if not isinstance(value, str) or not _CONN_ID.fullmatch(value):
         raise Invalid(
             f"expected an Airflow connection id (letters, digits, '_', '.', '-'), "
@@ -128,8 +117,6 @@ def _conn_id(value: Any, key: str) -> str:
 
 
 def _address(value: Any, key: str | tuple) -> str:
-    from sitewatch.config.keys import describe
-
     if not isinstance(value, str) or not _ADDRESS.fullmatch(value) or len(value) > 254:
         raise Invalid(
             f"expected an e-mail address like ops@example.com, got {describe(value)}", item=key
@@ -141,8 +128,6 @@ def _recipients(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return (_address(value, "email"),)
     if not isinstance(value, list) or not value:
-        from sitewatch.config.keys import describe
-
         raise Invalid(
             f"expected an address or a non-empty list of addresses, got {describe(value)}",
             item="email",

@@ -6,15 +6,15 @@ which key goes where, which line an issue names, and how defaults merge into ent
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from sitewatch.config.keys import BUILTIN_DEFAULTS, FIELDS, REQUIRED, describe
+from sitewatch.config.keys import BUILTIN_DEFAULTS, FIELDS, REQUIRED
 from sitewatch.config.site import ConfigIssue, Site
+from sitewatch.config.values import describe, unknown_key
 from sitewatch.config.yamltree import Invalid, Walker, line_of, scalar
 
 _SEQUENCE = "sequence"
@@ -29,13 +29,6 @@ def _shown(field_name: str) -> str:
     if not field_name:
         return "''"
     return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], field_name)
-
-
-def unknown_key(key: str, choices=FIELDS) -> str:
-    """``unknown key 'regx' (did you mean 'regex'?)``; lists ``choices`` when none is close."""
-    close = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}?" if close else "valid keys: " + ", ".join(choices)
-    return f"unknown key {key!r} ({hint})"
 
 
 def subfield(field_name: str, item: int | str | tuple | None) -> str:
@@ -154,7 +147,7 @@ class Reader:
             self.walker.count(1 + len(node.value) if isinstance(node, SequenceNode) else 1)
             return True, self.memo[memo_key]
         try:
-            value = FIELDS[key][0](self.walker.value(node))
+            value = FIELDS[key](self.walker.value(node))
         except Invalid as exc:
             line = exc.line or _item_line(node, exc.item)
             self.report(line, subfield(field_name, exc.item), exc.message)
@@ -175,7 +168,7 @@ class Reader:
             if key in REQUIRED:
                 self.report(line_of(key_node), f"defaults.{key}", f"{key!r} cannot have a default")
             elif key not in FIELDS:
-                self.report(line_of(key_node), f"defaults.{key}", unknown_key(key))
+                self.report(line_of(key_node), f"defaults.{key}", unknown_key(key, FIELDS))
             else:
                 ok, value = self.check(f"defaults.{key}", key, value_node)
                 if ok:  # a bad default is reported here once and otherwise ignored
@@ -194,7 +187,7 @@ class Reader:
         pairs = self.pairs(node, where + ".")
         for key, key_node, value_node in pairs:
             if key not in FIELDS:
-                self.report(line_of(key_node), f"{where}.{key}", unknown_key(key))
+                self.report(line_of(key_node), f"{where}.{key}", unknown_key(key, FIELDS))
                 continue
             ok, value = self.check(f"{where}.{key}", key, value_node)
             if ok:

@@ -1,58 +1,61 @@
-"""The validated site record and the loader's result types."""
+"""The validated site record and the loader's result types.
+
+``Site`` is built from the key declarations in ``keys``: one field per key, in declaration order,
+with the key's type and checked default, then ``line``. Nothing about a key is written here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import timedelta
+import dataclasses
+from dataclasses import dataclass
 from types import MappingProxyType
 
+from sitewatch.config.keys import BUILTIN_DEFAULTS, KEYS
 
-@dataclass(frozen=True, slots=True)
-class Site:
-    """One validated site. Field meanings and defaults are those of the sites file (YAML v1).
 
-    ``schedule`` is a timedelta for an interval or a normalised 5-field cron string. ``timeout`` is
-    seconds. ``expect_status`` holds inclusive (low, high) ranges. ``max_body_bytes`` caps how much
-    of the body is read and searched. ``line`` is where the entry starts in its file (0 when built
-    in code). Constructing a Site directly does not validate: use ``load_sites`` or
-    ``site_for_url``.
-    """
+def _freeze(self) -> None:
+    # Callers building a Site in code may pass a dict or list; freeze them so a Site stays
+    # safe to share between threads and DAGs.
+    if not isinstance(self.headers, MappingProxyType):
+        object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
+    if not isinstance(self.tags, tuple):
+        object.__setattr__(self, "tags", tuple(self.tags))
+    if not isinstance(self.expect_status, tuple):
+        object.__setattr__(self, "expect_status", tuple(map(tuple, self.expect_status)))
 
-    name: str
-    url: str
-    schedule: timedelta | str = timedelta(minutes=5)
-    regex: str | None = None
-    forbid_regex: str | None = None
-    expect_status: tuple[tuple[int, int], ...] = ((200, 399),)
-    max_response_ms: int | None = None
-    min_cert_days: int | None = None
-    method: str = "GET"
-    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
-    body: str | None = None
-    timeout: float = 10.0
-    follow_redirects: bool = True
-    verify_tls: bool = True
-    max_body_bytes: int = 5 * 1024 * 1024
-    retries: int = 2
-    retry_delay: timedelta = timedelta(seconds=30)
-    tags: tuple[str, ...] = ()
-    owner: str = "sitewatch"
-    enabled: bool = True
-    # alert targets (sitewatch.config.notify) and the STILL DOWN interval; see docs/alerts.md
-    notify: tuple = ()
-    remind_every: timedelta | None = None
-    line: int = 0
 
-    def __post_init__(self) -> None:
-        # Callers building a Site in code may pass a dict or list; freeze them so a Site stays
-        # safe to share between threads and DAGs.
-        if not isinstance(self.headers, MappingProxyType):
-            object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
-        if not isinstance(self.tags, tuple):
-            object.__setattr__(self, "tags", tuple(self.tags))
-        if not isinstance(self.expect_status, tuple):
-            object.__setattr__(self, "expect_status", tuple(map(tuple, self.expect_status)))
+def _field(name: str) -> dataclasses.Field:
+    """The Site field of key ``name``: no default for a required key, else its checked default."""
+    if name not in BUILTIN_DEFAULTS:
+        return dataclasses.field()
+    default = BUILTIN_DEFAULTS[name]
+    if type(default).__hash__ is None:
+        # A mapping default (``headers``) is immutable but unhashable: dataclasses accept it only
+        # from a factory, and hashing a Site must skip it.
+        return dataclasses.field(default_factory=lambda: default, hash=False)
+    return dataclasses.field(default=default)
+
+
+_SITE_DOC = """One validated site. Field meanings and defaults are those of the sites file (YAML
+v1), declared in ``sitewatch.config.keys``.
+
+``schedule`` is a timedelta for an interval or a normalised 5-field cron string. ``timeout`` is
+seconds. ``expect_status`` holds inclusive (low, high) ranges. ``max_body_bytes`` caps how much of
+the body is read and searched. ``notify`` holds alert targets (``sitewatch.config.notify``).
+``line`` is where the entry starts in its file (0 when built in code). Constructing a Site
+directly does not validate: use ``load_sites`` or ``site_for_url``.
+"""
+
+Site = dataclasses.make_dataclass(
+    "Site",
+    [
+        *((name, key.type, _field(name)) for name, key in KEYS.items()),
+        ("line", int, dataclasses.field(default=0)),
+    ],
+    frozen=True,
+    slots=True,
+    namespace={"__module__": __name__, "__doc__": _SITE_DOC, "__post_init__": _freeze},
+)
 
 
 @dataclass(frozen=True)

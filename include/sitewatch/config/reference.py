@@ -1,0 +1,84 @@
+"""The text of ``include/sites.reference.yaml``, generated from the key declarations.
+
+    python -m sitewatch.config.reference > include/sites.reference.yaml
+
+The reference is a valid sites file that documents every key: its rules (``Key.doc``), its default
+(``Key.default``, shown as written in a sites file) and an example value (``Key.example``). The
+file is committed so people can read it without running anything; a unit test keeps it equal to
+``render()``, so editing a key in ``keys`` means regenerating it.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from typing import Any
+
+from sitewatch.config.keys import KEYS, Key
+
+_WIDTH = 100
+_HEAD = """\
+# sitewatch sites file, format v1: every key, its default and its rules.
+# This file validates (sitewatch validate include/sites.reference.yaml); its sites are disabled.
+# Generated from include/sitewatch/config/keys.py by `python -m sitewatch.config.reference`.
+#
+# Top level: only `defaults` (optional) and `sites` (required). Any other key is an error.
+# YAML notes: only `true` / `false` are booleans; `yes`, `no`, `on`, `off` are read as text, so
+# `enabled: yes` is an error. Quote strings that look like numbers. Duplicate keys are errors.
+# Anchors, aliases and merge keys (`<<: *base`) work; `defaults` is usually simpler.
+# Durations: integers with units d, h, m, s, ms, largest first: 30s, 5m, 1h30m, 500ms.
+
+# Applied to every site before the site's own keys. Any site key except `name` and `url`.
+# A bad default is reported once (as defaults.<key>) and ignored.
+defaults:
+  owner: sitewatch
+
+sites:
+"""
+_TAIL = """
+  # The smallest valid entry: everything else takes its default.
+  - name: reference-minimal
+    url: https://example.com/
+    enabled: false
+"""
+
+
+def render() -> str:
+    """The whole reference file: the fixed head, one entry showing every key, a minimal entry."""
+    lines = []
+    for index, key in enumerate(KEYS.values()):
+        first = "  - # " if index == 0 else "    # "  # the first comment opens the list item
+        lines += textwrap.wrap(
+            _documentation(key),
+            _WIDTH,
+            initial_indent=first,
+            subsequent_indent="    # ",
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        if "\n" in key.example:
+            lines.append(f"    {key.name}:")
+            lines.append(textwrap.indent(key.example, "      ").rstrip("\n"))
+        else:
+            lines.append(f"    {key.name}: {key.example}")
+    return _HEAD + "\n".join(lines) + "\n" + _TAIL
+
+
+def _documentation(key: Key) -> str:
+    """``Default 5m. <doc>`` or ``Required. <doc>``."""
+    return f"{'Required' if key.required else f'Default {_shown(key.default)}'}. {key.doc}"
+
+
+def _shown(value: Any) -> str:
+    """A default as a sites file writes it: ``none``, ``true``, ``[]``, ``5m``."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | dict):
+        return json.dumps(value)  # JSON is YAML flow style
+    return str(value)
+
+
+if __name__ == "__main__":
+    print(render(), end="")

@@ -1,0 +1,77 @@
+"""Checks of plain values and the wording of messages, shared by every site key's check.
+
+This is the bottom of ``sitewatch.config`` (above only ``yamltree`` and ``schedule``): the key
+checks in ``checks`` and ``notify`` and the document walk in ``reader`` all import it, and it
+imports none of them, so messages read the same whichever module raises them.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Collection
+from datetime import timedelta
+from typing import Any
+
+from sitewatch.config.schedule import DURATION_HINT, format_duration, parse_duration
+from sitewatch.config.yamltree import Invalid
+
+_KINDS = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list"}
+
+
+def describe(value: Any) -> str:
+    """``integer 5``, ``string 'yes'``: a value and its YAML type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    kind = _KINDS.get(type(value), "mapping" if isinstance(value, dict) else type(value).__name__)
+    text = repr(value)
+    return f"{kind} {text[:60]}{'...' if len(text) > 60 else ''}"
+
+
+def unknown_key(key: str, choices: Collection[str]) -> str:
+    """``unknown key 'regx' (did you mean 'regex'?)``; lists ``choices`` when none is close."""
+    close = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else "valid keys: " + ", ".join(choices)
+    return f"unknown key {key!r} ({hint})"
+
+
+def text(value: Any, limit: int, what: str = "a string") -> str:
+    """``value`` if it is a string of at most ``limit`` characters; raises Invalid naming ``what``
+    was expected otherwise."""
+    if not isinstance(value, str):
+        raise Invalid(f"expected {what}, got {describe(value)}")
+    if len(value) > limit:
+        raise Invalid(f"too long: {len(value)} characters (at most {limit})")
+    return value
+
+
+def integer(value: Any, low: int, high: int) -> int:
+    """``value`` if it is an integer (not a boolean) in ``low..high``; raises Invalid otherwise."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise Invalid(f"expected an integer, got {describe(value)}")
+    if not low <= value <= high:
+        raise Invalid(f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def duration(value: Any, low: timedelta, high: timedelta) -> timedelta:
+    """A duration text (``"30s"``) in ``low..high``; raises Invalid, suggesting a unit for a bare
+    number."""
+    if not isinstance(value, str):
+        hint = f" (add a unit: '{value}s')" if isinstance(value, int | float) else ""
+        raise Invalid(f"expected {DURATION_HINT}, got {describe(value)}{hint}")
+    try:
+        result = parse_duration(value)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    if result < low:
+        raise Invalid(f"must be at least {format_duration(low)}, got {value!r}")
+    if result > high:
+        raise Invalid(f"must be at most {format_duration(high)}, got {value!r}")
+    return result
+
+
+def optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Let ``null`` unset an optional key (e.g. a site turning off a regex from ``defaults``)."""
+    return lambda value: None if value is None else check(value)
