@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from sitewatch.config.secrets import NO_SECRETS, Secrets
 from sitewatch.errors import SiteDown
 from sitewatch.observation import Observation
 from sitewatch.pipeline.publish import publish
@@ -20,16 +21,25 @@ log = logging.getLogger(__name__)
 
 
 def check_site(
-    site, *, scheduled_at: datetime, attempt: int, final: bool, producer, topic: str | None = None
+    site,
+    *,
+    scheduled_at: datetime,
+    attempt: int,
+    final: bool,
+    producer,
+    topic: str | None = None,
+    secrets: Secrets = NO_SECRETS,
 ) -> Observation:
     """Probe ``site``, publish the observation, and raise SiteDown when the site is down.
 
     scheduled_at: the run's scheduled (logical) time, UTC. attempt: the try number, from 1.
     final: no retry remains after this attempt. producer: a confluent_kafka Producer.
+    secrets: what ``expand_headers`` substituted into ``site``'s headers; the probe keeps those
+    headers from other origins and masks the values in the observation before it is published.
     Raises DeliveryError when Kafka did not confirm the observation, SiteDown when it did and the
     site failed its assertions. Returns the observation when the site is up.
     """
-    observation = probe(site)
+    observation = probe(site, secrets=secrets)
     observation.scheduled_at = scheduled_at
     observation.attempt = attempt
     observation.final = final

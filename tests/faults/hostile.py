@@ -222,6 +222,35 @@ def redirect_to_itself(sock, _stopping):
     )
 
 
+def _redirect_with(head: bytes, body: Callable[[], Iterator[bytes]]) -> Behaviour:
+    """``/landed`` answers 503; any other path a 302 to it with ``head`` and a hostile ``body``.
+
+    Followed, the redirect's body must not be read at all (the probe reports the 503); unfollowed,
+    it must stop at the body cap.
+    """
+
+    def serve(sock, stopping):
+        request = _read_request(sock)
+        if request.startswith(b"GET /landed "):
+            sock.sendall(b"HTTP/1.1 503 Unavailable\r\nContent-Length: 0\r\n\r\n")
+            return
+        sock.sendall(b"HTTP/1.1 302 Found\r\nLocation: /landed\r\n" + head + b"\r\n")
+        for piece in body():
+            if stopping.is_set():
+                return
+            sock.sendall(piece)
+
+    return serve
+
+
+def _zeros_forever() -> Iterator[bytes]:
+    return itertools.repeat(_UNIT[: 2**20])
+
+
+redirect_gzip_bomb = _redirect_with(b"Content-Encoding: gzip\r\nConnection: close\r\n", gzip_bomb)
+redirect_huge_content_length = _redirect_with(b"Content-Length: 5000000000\r\n", _zeros_forever)
+
+
 def _reply(data: bytes) -> Behaviour:
     def serve(sock, _stopping):
         _read_request(sock)
@@ -237,6 +266,19 @@ negative_status = _reply(b"HTTP/1.1 -200 OK\r\nContent-Length: 0\r\n\r\n")
 unknown_http_version = _reply(b"HTTP/9.9 200 OK\r\nContent-Length: 0\r\n\r\n")
 status_with_nul = _reply(b"HTTP/1.1 200\x00 OK\r\nContent-Length: 2\r\n\r\nok")
 huge_content_length = _reply(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\nok")
+
+
+malformed_location = _reply(
+    b"HTTP/1.1 302 Found\r\nLocation: http://[::1/x\r\nContent-Length: 5\r\n\r\nmoved"
+)
+
+
+def _charset(name: str) -> Behaviour:
+    """A page whose Content-Type names ``name``, a Python codec that is no charset."""
+    return _reply(
+        f"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset={name}\r\n".encode()
+        + b"Content-Length: 12\r\n\r\nsitewatch ok"
+    )
 
 
 well_behaved = _reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
@@ -358,6 +400,10 @@ class Target:
     overrides: dict = field(default_factory=dict)
 
 
+UNFOLLOWED = {"follow_redirects": False}
+FORBID_OK = {"forbid_regex": "sitewatch ok"}  # decoded and searched: the probe says it matched
+CHARSETS = ("idna", "undefined", "punycode")
+
 TIMEOUT = "2s"
 TIMEOUT_SECONDS = 2.0
 
@@ -401,6 +447,50 @@ TARGETS: tuple[Target, ...] = (
     Target("corrupt_gzip", corrupt_gzip, "protocol", "cannot decode the compressed body"),
     Target("redirect_forever", redirect_forever, "redirects", "more than 10 redirects"),
     Target("redirect_to_itself", redirect_to_itself, "redirects", "redirect loop"),
+    Target("redirect_gzip_bomb_10gib", redirect_gzip_bomb, "status", "status 503 not in 200-399"),
+    Target(
+        "redirect_gzip_bomb_10gib_unfollowed",
+        redirect_gzip_bomb,
+        "body_too_large",
+        "cap of 5242880 bytes",
+        overrides=UNFOLLOWED,
+    ),
+    Target(
+        "redirect_huge_content_length",
+        redirect_huge_content_length,
+        "status",
+        "status 503 not in 200-399",
+    ),
+    Target(
+        "redirect_huge_content_length_unfollowed",
+        redirect_huge_content_length,
+        "body_too_large",
+        "cap of 5242880 bytes",
+        overrides=UNFOLLOWED,
+    ),
+    Target(
+        "malformed_location",
+        malformed_location,
+        "redirects",
+        "invalid redirect target 'http://[::1/x'",
+    ),
+    Target(
+        "malformed_location_unfollowed",
+        malformed_location,
+        "status",
+        "status 302 not in 200-299",
+        overrides={**UNFOLLOWED, "expect_status": "200-299"},
+    ),
+    *(
+        Target(
+            f"charset_{name}",
+            _charset(name),
+            "regex",
+            "forbidden pattern matched at 0: 'sitewatch ok'",
+            overrides=FORBID_OK,
+        )
+        for name in CHARSETS
+    ),
     Target("not_http", not_http, "protocol", "invalid status line 'HELLO I AM NOT HTTP'"),
     Target("binary_status_line", binary_status_line, "protocol", "invalid status line"),
     Target("status_out_of_range", status_out_of_range, "protocol", "invalid status line"),

@@ -1,6 +1,7 @@
 """A probe worker in its own process, so its peak memory can be read on its own.
 
-Reads ``{"ca_bundle": str | null, "probes": [{"name", "url", "timeout"}]}`` as JSON on stdin,
+Reads ``{"ca_bundle": str | null, "probes": [{"name", "url", "timeout", "overrides"?}]}`` as JSON
+on stdin (``overrides``: more site keys, in their sites-file form),
 probes each URL in turn with ``sitewatch.probe.http.probe`` and prints one JSON object: each probe's
 error kind, detail and elapsed seconds, and the process's peak RSS in bytes (see ``peak_rss``).
 """
@@ -20,7 +21,7 @@ def main() -> None:
     job = json.load(sys.stdin)
     results = []
     for item in job["probes"]:
-        site = site_for_url(item["url"], timeout=item["timeout"])
+        site = site_for_url(item["url"], timeout=item["timeout"], **item.get("overrides", {}))
         started = time.monotonic()
         obs = probe(site, ca_bundle=job["ca_bundle"])
         results.append(

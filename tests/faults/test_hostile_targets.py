@@ -2,8 +2,9 @@
 with a classified error, and the worker's memory stays bounded.
 
 ``tests/unit/test_probe.py`` pins single behaviours in-process; this suite is the combined view:
-all the targets of ``hostile.TARGETS`` (drips, silence, endless headers, 10 GiB gzip bombs, endless
-redirects, broken TLS, invalid status lines) probed one after another by a real worker process,
+all the targets of ``hostile.TARGETS`` (drips, silence, endless headers, 10 GiB gzip bombs, bombs
+and floods in redirects, endless redirects, malformed Locations, charsets that break decoders,
+broken TLS, invalid status lines) probed one after another by a real worker process,
 whose peak RSS is compared with the same worker doing one normal probe.
 """
 
@@ -51,7 +52,12 @@ def runs(tmp_path_factory):
     normal = hostile.HostileServer(hostile.well_behaved)
     try:
         probes = [
-            {"name": t.name, "url": hostile.url_of(t, servers[t.name]), "timeout": hostile.TIMEOUT}
+            {
+                "name": t.name,
+                "url": hostile.url_of(t, servers[t.name]),
+                "timeout": hostile.TIMEOUT,
+                "overrides": t.overrides,
+            }
             for t in hostile.TARGETS
         ]
         hostile_run = _work(probes, ca_path)
@@ -92,8 +98,26 @@ def test_hostile_target_ends_in_time_with_a_classified_error(runs, target):
 
 
 def test_bombs_stop_at_the_body_cap(runs):
-    for name in ("gzip_bomb_10gib", "nested_gzip_bomb_10gib"):
+    for name in (
+        "gzip_bomb_10gib",
+        "nested_gzip_bomb_10gib",
+        "redirect_gzip_bomb_10gib_unfollowed",
+        "redirect_huge_content_length_unfollowed",
+    ):
         assert runs["results"][name]["body_bytes"] == 5 * 2**20
+
+
+def test_hostile_redirects_keep_their_status(runs):
+    """A redirect's hostile body or Location never costs the status of the response seen."""
+    statuses = {name: runs["results"][name]["status_code"] for name in runs["results"]}
+    assert statuses["redirect_gzip_bomb_10gib"] == statuses["redirect_huge_content_length"] == 503
+    for name in ("malformed_location", "malformed_location_unfollowed"):
+        assert statuses[name] == 302
+    for name in (
+        "redirect_gzip_bomb_10gib_unfollowed",
+        "redirect_huge_content_length_unfollowed",
+    ):
+        assert statuses[name] == 302
 
 
 def test_worker_memory_stays_bounded(runs):

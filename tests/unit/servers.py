@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Callable
 from contextlib import suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
 
 DRIP_INTERVAL = 0.5  # seconds between bytes: each read succeeds, only a deadline can stop it
 BOMB_BYTES = 1 << 30  # the gzip bomb's decoded size
@@ -128,6 +129,10 @@ _ROUTES: dict[str, Callable[[Handler, str, str], None]] = {
     "bad-utf8": lambda h, a, b: h.reply(200, b"price: 10\xff\xfe euro ok"),
     "echo": lambda h, a, b: h.reply(200, f"method={h.command} body={b}".encode()),
     "aaaa": lambda h, a, b: h.reply(200, b"a" * 5000 + b"b", content_type="text/plain"),
+    "to": lambda h, a, b: h.redirect(302, unquote(a)),
+    "charset": lambda h, a, b: h.reply(
+        200, b"sitewatch ok", content_type=f"text/html; charset={a}"
+    ),
 }
 
 
@@ -229,3 +234,81 @@ def full_backlog() -> tuple[socket.socket, socket.socket]:
     listener.listen(0)
     filler = socket.create_connection(listener.getsockname(), timeout=2)
     return listener, filler
+
+
+# --- hostile redirects and a header recorder (issue 14) -------------------------------------------
+
+REDIRECT_FLOOD_BYTES = 64 * 2**20  # what the huge-Content-Length redirect sends before idling
+
+
+def _request_path(sock: socket.socket) -> str:
+    request = sock.recv(65536).decode("latin-1")
+    parts = request.split(" ", 2)
+    return parts[1] if len(parts) > 2 else "/"
+
+
+def _redirect_with_body(sock, stopping, head: str, body) -> None:
+    """``/landed`` answers 200; any other path a 302 to it with ``head`` headers and ``body``."""
+    if _request_path(sock) == "/landed":
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nlanded")
+        return
+    sock.sendall(f"HTTP/1.1 302 Found\r\nLocation: /landed\r\n{head}\r\n".encode())
+    for chunk in body:
+        if stopping.is_set():
+            return
+        sock.sendall(chunk)
+    stopping.wait()  # sent all it had: hold the connection open, as a slow server would
+
+
+def redirect_gzip_bomb(sock: socket.socket, stopping: threading.Event) -> None:
+    """A 302 whose body is the 1 GiB gzip bomb (about 1 MiB on the wire)."""
+    head = "Content-Encoding: gzip\r\nConnection: close\r\n"
+    _redirect_with_body(sock, stopping, head, _gzip_bomb())
+
+
+def redirect_huge_content_length(sock: socket.socket, stopping: threading.Event) -> None:
+    """A 302 announcing 5 GB of body and sending ``REDIRECT_FLOOD_BYTES`` of it."""
+    chunk = bytes(1 << 20)
+    flood = (chunk for _ in range(REDIRECT_FLOOD_BYTES // len(chunk)))
+    _redirect_with_body(sock, stopping, "Content-Length: 5000000000\r\n", flood)
+
+
+def malformed_location(sock: socket.socket, _stopping: threading.Event) -> None:
+    """A 302 whose Location is not a URL (an unterminated IPv6 literal)."""
+    sock.recv(65536)
+    sock.sendall(b"HTTP/1.1 302 Found\r\nLocation: http://[::1/x\r\nContent-Length: 5\r\n\r\nmoved")
+
+
+class _RecordingHandler(BaseHTTPRequestHandler):
+    """Records each request as ``(path, headers)`` in ``server.seen``.
+
+    ``?to=URL`` answers a 302 to URL; any other request gets 200 with the request's headers as the
+    body (``Name: value`` lines), so a site that echoes what it was sent can be imitated.
+    """
+
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format, *args):
+        pass
+
+    def do_GET(self):
+        self.server.seen.append((self.path, dict(self.headers)))
+        target = parse_qs(urlsplit(self.path).query).get("to")
+        body = "".join(f"{name}: {value}\n" for name, value in self.headers.items()).encode()
+        self.send_response(302 if target else 200)
+        if target:
+            self.send_header("Location", target[0])
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def start_recorder(context: ssl.SSLContext | None = None) -> _Server:
+    """Start a header-recording server (TLS when ``context`` is given); stop it with ``stop``."""
+    server = _Server(("127.0.0.1", 0), _RecordingHandler)
+    if context is not None:
+        server.socket = context.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
+    return _run(server)

@@ -1,9 +1,10 @@
-"""Header values from the environment: substituted at check time, never stored, errors named."""
+"""Header values from the environment: substituted at check time, never stored, errors named, and
+reported as ``Secrets`` (which headers, which values) for the probe to protect."""
 
 import pytest
 
 from sitewatch.config.loader import load_text
-from sitewatch.config.secrets import expand_headers
+from sitewatch.config.secrets import NO_SECRETS, Secrets, expand_headers
 from sitewatch.errors import ConfigError
 
 SITES = """\
@@ -27,7 +28,7 @@ def site():
 def test_variables_are_substituted_and_reported_as_secrets():
     seen = []
     env = {"SHOP_TOKEN": "s3cr3t", "TEAM": "ops", "REGION": "eu"}
-    expanded = expand_headers(site(), env, on_secret=seen.append)
+    expanded, secrets = expand_headers(site(), env, on_secret=seen.append)
     assert dict(expanded.headers) == {
         "Authorization": "Bearer s3cr3t",
         "X-Team": "ops-eu",
@@ -35,6 +36,17 @@ def test_variables_are_substituted_and_reported_as_secrets():
         "Accept": "text/html",
     }
     assert sorted(seen) == ["eu", "ops", "s3cr3t"]
+    # X-Literal only unescaped "$${": it holds no variable, so it is no secret
+    assert secrets.headers == {"authorization", "x-team"}
+    assert secrets.values == ("s3cr3t",)  # "ops" and "eu" are too short to mask, as in Airflow
+
+
+def test_secret_values_are_masked_whole_or_truncated():
+    secrets = Secrets(frozenset({"x-key"}), ("tok-3f9a1c7e5b", "s3cr3t"))
+    assert secrets.redact("a tok-3f9a1c7e5b b s3cr3t c") == "a *** b *** c"
+    assert secrets.redact("cut at tok-3f9…") == "cut at ***…"  # a truncated copy is masked too
+    assert secrets.redact("tok-3 s3cr") == "*** s3cr"  # 5 characters are masked, 4 are not
+    assert NO_SECRETS.redact("s3cr3t") == "s3cr3t"
 
 
 def test_the_loaded_site_keeps_the_reference_not_the_value():
@@ -54,4 +66,5 @@ def test_every_unset_variable_is_named():
 
 def test_a_site_without_references_is_returned_as_is():
     loaded = load_text("sites:\n  - name: a\n    url: http://a.example/\n", "s.yaml")
-    assert expand_headers(loaded.sites[0], {}) is loaded.sites[0]
+    assert expand_headers(loaded.sites[0], {}) == (loaded.sites[0], NO_SECRETS)
+    assert expand_headers(loaded.sites[0], {})[0] is loaded.sites[0]

@@ -36,8 +36,10 @@ class ProbeOperator(BaseOperator):
 
         ti, run = context["ti"], context["dag_run"]
         producer = ObservationProducerHook(kafka_config_id=self.kafka_config_id).get_producer()
+        site, secrets = expand_headers(self.site, on_secret=mask_secret)
         check_site(
-            expand_headers(self.site, on_secret=mask_secret),
+            site,
+            secrets=secrets,
             scheduled_at=run.logical_date or run.run_after,
             attempt=ti.try_number,
             final=ti.try_number > ti.max_tries,

@@ -3,6 +3,9 @@
 Secrets never live in the sites file. A header value may name environment variables as
 ``${NAME}``; they are read when the check runs (on the worker), so the value is never parsed into
 a DAG, shown on its page, or stored anywhere. ``$${`` writes a literal ``${``.
+
+``expand_headers`` also returns ``Secrets``: which headers were expanded and with what values, so
+the probe can keep them from another origin and out of what it records.
 """
 
 from __future__ import annotations
@@ -11,19 +14,63 @@ import dataclasses
 import os
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from sitewatch.config.site import ConfigIssue, Site
 from sitewatch.errors import ConfigError
 
 _REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+MASK = "***"
+# As Airflow's [logging] min_length_masked_secret: shorter values are not worth the mangled text
+# (masking "eu" would hit every URL with "eu" in it) and are guessable anyway.
+MIN_MASKED = 5
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """What ``expand_headers`` put into a site's headers from the environment.
+
+    headers: lower-cased names of the headers whose value came from a ``${NAME}``.
+    values: the substituted values that ``redact`` masks (``MIN_MASKED`` characters or more).
+    """
+
+    headers: frozenset[str] = frozenset()
+    values: tuple[str, ...] = ()
+
+    def redact(self, text: str) -> str:
+        """``text`` with each secret value, and each truncated copy of one, replaced by ``MASK``.
+
+        A truncated copy (details and URLs are cut to length) is the secret's first ``MIN_MASKED``
+        characters or more. Trade-off: a cut that keeps fewer than that leaves them visible.
+        """
+        for value in self.values:
+            text = _mask(text, value)
+        return text
+
+
+NO_SECRETS = Secrets()
+
+
+def _mask(text: str, value: str) -> str:
+    head = value[:MIN_MASKED]
+    pieces: list[str] = []
+    start = 0
+    while (found := text.find(head, start)) >= 0:
+        end = found + len(head)
+        while end < len(text) and end - found < len(value) and text[end] == value[end - found]:
+            end += 1
+        pieces += [text[start:found], MASK]
+        start = end
+    return "".join(pieces) + text[start:] if pieces else text
 
 
 def expand_headers(
     site: Site,
     environ: Mapping[str, str] | None = None,
     on_secret: Callable[[str], None] | None = None,
-) -> Site:
-    """Return ``site`` with every ``${NAME}`` in its header values replaced from ``environ``.
+) -> tuple[Site, Secrets]:
+    """Return ``site`` with every ``${NAME}`` in its header values replaced from ``environ``, and
+    the ``Secrets`` that were substituted (``NO_SECRETS`` when there were none).
 
     on_secret: called with each substituted value (the task passes Airflow's ``mask_secret`` so
     the value is redacted from task logs). Raises ConfigError naming the site, the header and
@@ -31,8 +78,10 @@ def expand_headers(
     """
     environ = os.environ if environ is None else environ
     if not any("${" in value for value in site.headers.values()):
-        return site
+        return site, NO_SECRETS
     missing: list[ConfigIssue] = []
+    names: set[str] = set()
+    values: set[str] = set()
     headers = {}
     for name, value in site.headers.items():
 
@@ -52,9 +101,13 @@ def expand_headers(
                 return ""
             if on_secret is not None:
                 on_secret(environ[var])
+            names.add(header.lower())
+            values.add(environ[var])
             return environ[var]
 
         headers[name] = _REFERENCE.sub(substitute, value)
     if missing:
         raise ConfigError(missing)
-    return dataclasses.replace(site, headers=headers)
+    # Longest first: a value that contains a shorter one is masked whole, not in pieces.
+    masked = sorted((v for v in values if len(v) >= MIN_MASKED), key=len, reverse=True)
+    return dataclasses.replace(site, headers=headers), Secrets(frozenset(names), tuple(masked))

@@ -1,8 +1,9 @@
 """One attempt's HTTP exchange: send, follow redirects, read the body up to its cap.
 
-Redirects are followed here rather than by requests, for three reasons: requests reads a redirect's
-whole body into memory (unbounded), it cannot tell a loop from a long chain, and each hop must get
-only the time left on the attempt's deadline.
+Redirects are followed here rather than by requests, for four reasons: requests reads a redirect's
+whole body into memory (unbounded), it cannot tell a loop from a long chain, each hop must get
+only the time left on the attempt's deadline, and it keeps custom headers (an API key) on a
+redirect to another origin. A redirect's own body is never read.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from sitewatch.probe.timing import Trace
 MAX_REDIRECTS = 10
 CHUNK = 64 * 1024
 _BODY_HEADERS = ("content-type", "content-length", "transfer-encoding")
-_ORIGIN_HEADERS = ("authorization", "cookie", "proxy-authorization")
+_ORIGIN_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass
@@ -44,9 +46,19 @@ class _Hop:
     body: bytes | None
 
 
-def fetch(session: requests.Session, site, trace: Trace, verify: bool | str) -> Fetched:
+def fetch(
+    session: requests.Session,
+    site,
+    trace: Trace,
+    verify: bool | str,
+    secret_headers: frozenset[str] = frozenset(),
+) -> Fetched:
     """Run the exchange for ``site`` within ``trace.deadline``. Never raises for the site's faults:
     transport problems, redirect trouble and an oversized body come back as ``Fetched.failure``.
+
+    secret_headers: lower-cased names of headers whose value came from a ``${VAR}``; with
+    ``Authorization``, ``Cookie`` and ``Proxy-Authorization`` they are dropped on the first
+    redirect to another origin and never sent again on that attempt.
     """
     result = Fetched()
     body = site.body.encode() if site.body is not None else None  # UTF-8, not http.client's latin-1
@@ -65,7 +77,7 @@ def fetch(session: requests.Session, site, trace: Trace, verify: bool | str) -> 
                 visited.append(hop.url)
                 if len(visited) > MAX_REDIRECTS:
                     raise Failure("redirects", _too_many(visited))
-                hop = _next_hop(session, response, hop)
+                hop = _next_hop(session, response, hop, _ORIGIN_HEADERS | secret_headers)
     except Failure as failure:
         result.failure = failure
     except Exception as exc:  # whatever the server provoked, it is a value on the observation
@@ -118,25 +130,43 @@ def _read_body(response: requests.Response, cap: int, trace: Trace, result: Fetc
     result.body_bytes = total
 
 
-def _next_hop(session: requests.Session, response: requests.Response, hop: _Hop) -> _Hop:
-    """The request a redirect asks for, with the method and header rules browsers apply."""
+def _next_hop(
+    session: requests.Session, response: requests.Response, hop: _Hop, private: frozenset[str]
+) -> _Hop:
+    """The request a redirect asks for, with the method and header rules browsers apply.
+
+    private: lower-cased names of the headers that must not leave the origin. Raises Failure
+    (``redirects``) when the Location is not an http(s) URL with a host.
+    """
     location = session.get_redirect_target(response)
     try:
         target = requote_uri(urljoin(hop.url, location))
-        scheme, hostname = urlsplit(target).scheme, urlsplit(target).hostname
-    except ValueError as exc:  # e.g. a malformed IPv6 literal in Location
+        scheme, host, _port = origin(target)
+    except ValueError as exc:  # e.g. a malformed IPv6 literal or port in Location
         raise Failure("redirects", f"invalid redirect target {location[:80]!r}") from exc
-    if scheme not in ("http", "https"):
+    if scheme not in _DEFAULT_PORTS:
         raise Failure("redirects", f"redirect to unsupported scheme {scheme!r}")
+    if not host:
+        raise Failure("redirects", f"invalid redirect target {location[:80]!r}: no host")
     method, body, headers = hop.method, hop.body, dict(hop.headers)
     status = response.status_code
     if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
         method, body = "GET", None
         headers = {k: v for k, v in headers.items() if k.lower() not in _BODY_HEADERS}
-    if hostname != urlsplit(hop.url).hostname:
-        # Credentials meant for the site must not follow it to another host.
-        headers = {k: v for k, v in headers.items() if k.lower() not in _ORIGIN_HEADERS}
+    if origin(target) != origin(hop.url):
+        # Credentials meant for the site must not follow it elsewhere: not to another host, and
+        # not in clear text to http or to another service on the same host.
+        headers = {k: v for k, v in headers.items() if k.lower() not in private}
     return _Hop(method, target, headers, body)
+
+
+def origin(url: str) -> tuple[str, str | None, int | None]:
+    """``url``'s origin: scheme, lower-cased host and port (the scheme's default when absent).
+
+    Raises ValueError for a malformed host or port.
+    """
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port or _DEFAULT_PORTS.get(parts.scheme)
 
 
 def _too_many(visited: list[str]) -> str:

@@ -8,6 +8,7 @@ Every failure is a value on the observation; ``probe`` itself never raises for w
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import warnings
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from cryptography import x509
 from urllib3.exceptions import InsecureRequestWarning
 
+from sitewatch.config.secrets import NO_SECRETS, Secrets
 from sitewatch.observation import MAX_TEXT, Observation
 from sitewatch.probe.failures import Failure
 from sitewatch.probe.fetch import Fetched, fetch
@@ -38,16 +40,22 @@ ERROR_KINDS: tuple[str, ...] = (
     "cert_expiring",  # fewer than min_cert_days left on the server certificate
 )
 
+# Text fields that are not redacted: the site's name is the row's identity, the error a fixed kind.
+_NOT_REDACTED = frozenset({"site", "error"})
+
 log = logging.getLogger("sitewatch.probe.http")
 
 
-def probe(site, *, ca_bundle: str | None = None) -> Observation:
+def probe(site, *, ca_bundle: str | None = None, secrets: Secrets = NO_SECRETS) -> Observation:
     """Check ``site`` once and return what was seen.
 
     ``site`` is a validated ``sitewatch.config.site.Site`` (only its attributes are read).
     ``ca_bundle`` is a PEM file of CAs to trust instead of the default store; without it
     ``REQUESTS_CA_BUNDLE`` (then ``CURL_CA_BUNDLE``) is honoured as requests does. Other
-    environment settings (proxies, ``.netrc``) are deliberately ignored.
+    environment settings (proxies, ``.netrc``) are deliberately ignored. ``secrets`` says which
+    headers of ``site`` came from ``${VAR}`` and with what values (``expand_headers``): those
+    headers do not follow a redirect to another origin, and those values are masked in every text
+    field of the observation (a site may echo them in its body, a redirect or an error).
 
     The whole attempt (DNS, connect, TLS, redirects, body, regex) is bounded by ``site.timeout``;
     the call returns within that plus some tens of milliseconds of bookkeeping. A hung resolver
@@ -65,12 +73,15 @@ def probe(site, *, ca_bundle: str | None = None) -> Observation:
     checked_at = datetime.now(UTC)
     quiet = nullcontext() if site.verify_tls else _insecure_allowed()
     with quiet, open_session(trace) as session, watchdog(trace):
-        fetched = fetch(session, site, trace, _verify(site.verify_tls, ca_bundle))
+        verify = _verify(site.verify_tls, ca_bundle)
+        fetched = fetch(session, site, trace, verify, secrets.headers)
     obs = _observe(site, checked_at, trace, fetched)
     failure = _judge(site, obs, fetched, trace.deadline)
     if failure is not None:
         obs.error, obs.error_detail = failure.kind, failure.detail
     obs.up = failure is None
+    if secrets.values:
+        _redact(obs, secrets)
     # DEBUG: the Airflow task logs the attempt's summary line itself (sitewatch.attempt)
     log.debug(
         "site=%s status=%s up=%s response_ms=%s error=%s",
@@ -117,6 +128,13 @@ def _observe(site, checked_at: datetime, trace: Trace, fetched: Fetched) -> Obse
         body_bytes=fetched.body_bytes,
         tls_expires_at=_not_after(trace.peer_cert),
     )
+
+
+def _redact(obs: Observation, secrets: Secrets) -> None:
+    for f in dataclasses.fields(obs):
+        value = getattr(obs, f.name)
+        if isinstance(value, str) and f.name not in _NOT_REDACTED:
+            setattr(obs, f.name, secrets.redact(value))
 
 
 def _judge(site, obs: Observation, fetched: Fetched, deadline: Deadline) -> Failure | None:

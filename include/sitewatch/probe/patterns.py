@@ -12,10 +12,8 @@ from __future__ import annotations
 import codecs
 import threading
 from email.message import Message
-from functools import lru_cache
 
-import regex
-
+from sitewatch.config.checks import compile_pattern
 from sitewatch.probe.failures import Failure
 from sitewatch.probe.timing import Deadline
 
@@ -23,18 +21,28 @@ _MIN_SECONDS = 0.01  # a search started with no time left still gets a token sli
 _GRACE = 0.05  # extra wall time for the search thread to notice its own timeout and exit
 
 
+# Python codecs that are not charsets: a site naming one gets UTF-8 like an unknown name would
+# (idna and undefined raise whatever the bytes, punycode and the escapes turn text into garbage).
+_NOT_CHARSETS = frozenset({"idna", "punycode", "undefined", "unicode-escape", "raw-unicode-escape"})
+
+
 def decode(body: bytes, content_type: str | None) -> str:
-    """Decode with the response's charset, else UTF-8; bad bytes become U+FFFD."""
+    """Decode with the response's charset, else UTF-8; bad bytes become U+FFFD.
+
+    Never raises: a charset that is unknown, not a text encoding, not a charset at all, or cannot
+    decode with replacement falls back to UTF-8.
+    """
     charset = "utf-8"
     if content_type:
         message = Message()
         message["content-type"] = content_type
         charset = message.get_content_charset() or charset
     try:
-        codecs.lookup(charset)
-        return body.decode(charset, errors="replace")
-    except LookupError:  # unknown charset, or a codec that is not a text encoding
-        return body.decode("utf-8", errors="replace")
+        if codecs.lookup(charset).name not in _NOT_CHARSETS:
+            return body.decode(charset, errors="replace")
+    except (LookupError, UnicodeError):  # unknown, not a text encoding, or no "replace" handler
+        pass
+    return body.decode("utf-8", errors="replace")
 
 
 def check_patterns(site, text: str, deadline: Deadline) -> tuple[bool | None, list[Failure]]:
@@ -58,7 +66,7 @@ def check_patterns(site, text: str, deadline: Deadline) -> tuple[bool | None, li
                 failures.append(Failure("regex", detail))
     except Failure as failure:
         failures.append(failure)
-    except regex.error as exc:  # config validates patterns; this only guards a bypassed config
+    except ValueError as exc:  # config validates patterns; this only guards a bypassed config
         failures.append(Failure("regex", f"invalid pattern: {exc}"))
     return matched, failures
 
@@ -66,9 +74,9 @@ def check_patterns(site, text: str, deadline: Deadline) -> tuple[bool | None, li
 def _search(pattern: str, text: str, deadline: Deadline):
     """``pattern.search(text)`` within what is left of the deadline (never more than all of it).
 
-    Raises Failure when the search does not finish in time, regex.error for a bad pattern.
+    Raises Failure when the search does not finish in time, ValueError for a bad pattern.
     """
-    compiled = _compile(pattern)
+    compiled = compile_pattern(pattern)  # the config's cache: validation already compiled it
     budget = min(max(deadline.remaining(), _MIN_SECONDS), deadline.seconds)
     outcome: dict = {}
 
@@ -85,8 +93,3 @@ def _search(pattern: str, text: str, deadline: Deadline):
     if thread.is_alive() or "match" not in outcome:
         raise Failure("regex", f"regex search timed out after {budget:.2g} s")
     return outcome["match"]
-
-
-@lru_cache(maxsize=256)
-def _compile(pattern: str):
-    return regex.compile(pattern)

@@ -50,6 +50,9 @@ def _resolve(host: str, port: int, timeout: float | None) -> tuple[list, float]:
             box["infos"] = socket.getaddrinfo(host, port, allowed_gai_family(), socket.SOCK_STREAM)
         except OSError as exc:
             box["error"] = exc
+        except UnicodeError as exc:  # IDNA refuses the name (an empty or 64+ character label)
+            reason = exc.__cause__ or exc
+            box["error"] = socket.gaierror(socket.EAI_NONAME, f"invalid host name ({reason})")
         box["seconds"] = perf_counter() - started
 
     thread = threading.Thread(target=lookup, name="sitewatch-dns", daemon=True)
@@ -174,13 +177,26 @@ class _TracingAdapter(HTTPAdapter):
         )
 
 
+class _Session(requests.Session):
+    """A session that leaves redirects alone: ``fetch`` follows them itself.
+
+    Even with ``allow_redirects=False``, requests runs ``resolve_redirects`` once per redirect to
+    prepare ``Response.next``, and that reads the redirect's whole body into memory (past the body
+    cap: a gzip bomb in a 302 inflates in full) and parses its Location (a malformed one raises
+    ValueError before the caller sees the status). Nothing here uses ``Response.next``.
+    """
+
+    def resolve_redirects(self, *args, **kwargs):
+        return iter(())
+
+
 def open_session(trace: Trace) -> requests.Session:
     """A requests session for one attempt; close it (``with``) to close every socket.
 
     ``trust_env`` is off: a monitor must not pick up the worker's proxies or ``.netrc`` credentials.
     The probe applies ``REQUESTS_CA_BUNDLE`` itself.
     """
-    session = requests.Session()
+    session = _Session()
     session.trust_env = False
     session.headers["User-Agent"] = f"sitewatch/{__version__}"
     adapter = _TracingAdapter(trace)
