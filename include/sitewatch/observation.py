@@ -4,6 +4,12 @@ One observation describes one attempt at checking one site. The probe fills what
 that runs it adds ``scheduled_at``, ``attempt`` and ``final``. Failures are values here (``error``
 and ``error_detail``), never exceptions. On the wire it is a UTF-8 JSON object with ``"v": 1``;
 ``from_message`` is strict, because whatever it accepts goes straight into ``site_checks``.
+
+Each field is declared once, on ``Observation``: its kind (Python type, wire rule, ``site_checks``
+column type) and whether it is required (on the wire, and NOT NULL in the table). ``COLUMNS`` lists
+those declarations; ``from_message``, the drain's fast decoder ``fast_row`` and
+``sitewatch.storage.checks`` are derived from it. The SQL migrations state the table a second time
+and are frozen once released, so tests/integration/test_columns.py holds the two equal.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
 
@@ -21,6 +27,146 @@ from sitewatch.errors import MessageError
 VERSION = 1
 MAX_MESSAGE_BYTES = 256 * 1024  # an observation is ~1 KiB; anything this large is not one
 MAX_TEXT = 4096  # longest error_detail / regex / url kept
+
+
+# --- kinds: how a value is checked on the wire, and the column type that holds it -----------------
+
+
+class Kind:
+    """One kind of field value; this base checks only the type (the booleans' whole rule).
+
+    python: the value's type in the record. pg_type: the ``site_checks`` column type, spelled as
+    ``information_schema.columns.data_type`` spells it (psycopg's COPY takes the same names).
+    wire: the rule as a msgspec type, for ``fast_row``. ``check`` states the same rule for
+    ``from_message`` and names the problem. ``wire`` must accept nothing ``check`` rejects (it may
+    decline more: then the strict path decides); the property test in
+    tests/unit/test_observation.py holds them to that.
+    """
+
+    __slots__ = ("pg_type", "python", "wire")
+
+    def __init__(self, python: type, pg_type: str, wire: Any = None):
+        self.python, self.pg_type = python, pg_type
+        self.wire = python if wire is None else wire
+
+    def check(self, name: str, value: Any) -> Any:
+        """Return the JSON ``value`` (not None) of field ``name`` as the record holds it.
+
+        Raises MessageError("<name>: <problem>").
+        """
+        if not isinstance(value, self.python):
+            raise MessageError(
+                f"{name}: expected {self.python.__name__}, got {type(value).__name__}"
+            )
+        return value
+
+
+class _Text(Kind):
+    """At most ``max_length`` characters, and no NUL (PostgreSQL text cannot hold one)."""
+
+    __slots__ = ("max_length",)
+
+    def __init__(self, max_length: int):
+        super().__init__(str, "text", Annotated[str, msgspec.Meta(max_length=max_length)])
+        self.max_length = max_length
+
+    def check(self, name, value):
+        value = super().check(name, value)
+        if "\x00" in value:
+            raise MessageError(f"{name}: text contains a NUL character")
+        if len(value) > self.max_length:
+            raise MessageError(f"{name}: text of {len(value)} characters exceeds {self.max_length}")
+        return value
+
+
+class _Count(Kind):
+    """A non-negative integer below ``below`` (a JSON bool is not one)."""
+
+    __slots__ = ("below",)
+
+    def __init__(self, pg_type: str, below: int):
+        super().__init__(int, pg_type, Annotated[int, msgspec.Meta(ge=0, lt=below)])
+        self.below = below
+
+    def check(self, name, value):
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < self.below:
+            raise MessageError(f"{name}: expected a non-negative integer, got {value!r:.64}")
+        return value
+
+
+class _Duration(Kind):
+    """Milliseconds, 0 <= ms < ``below``; a JSON integer is taken as a float."""
+
+    __slots__ = ("below",)
+
+    def __init__(self, below: float):
+        wire = Annotated[float, msgspec.Meta(ge=0, lt=below)]
+        super().__init__(float, "double precision", wire)
+        self.below = below
+
+    def check(self, name, value):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or not 0 <= value < self.below:  # NaN fails the comparison too
+            raise MessageError(f"{name}: expected a duration in ms, got {value!r:.64}")
+        return float(value)
+
+
+class _Timestamp(Kind):
+    """ISO 8601 text with a UTC offset (``datetime.fromisoformat``), converted to UTC.
+
+    On the wire it stays text: ``fast_row`` parses it as ``check`` does, so that msgspec's own,
+    slightly different timestamp grammar never decides what is accepted.
+    """
+
+    __slots__ = ()
+
+    def __init__(self):
+        super().__init__(datetime, "timestamp with time zone", str)
+
+    def check(self, name, value):
+        if not isinstance(value, str):
+            raise MessageError(
+                f"{name}: expected an ISO 8601 timestamp, got {type(value).__name__}"
+            )
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise MessageError(f"{name}: invalid timestamp {value[:64]!r}") from exc
+        if parsed.tzinfo is None:
+            raise MessageError(f"{name}: timestamp {value[:64]!r} has no UTC offset")
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError as exc:  # 0001-01-01T00:00+14:00 is before year 1 in UTC
+            raise MessageError(f"{name}: timestamp {value[:64]!r} is out of range") from exc
+
+
+TEXT = _Text(max_length=MAX_TEXT)
+BOOLEAN = Kind(bool, "boolean")
+TIMESTAMPTZ = _Timestamp()
+DURATION = _Duration(below=1e12)
+# Every count on the wire stays in int4's range, also for a bigint column (room for a later cap).
+INTEGER = _Count("integer", below=2**31)
+BIGINT = _Count("bigint", below=2**31)
+
+
+class Column(NamedTuple):
+    """One field's declaration: ``name``, its ``kind``, and whether it is ``required`` (present
+    and not null on the wire, NOT NULL in ``site_checks``)."""
+
+    name: str
+    kind: Kind
+    required: bool
+
+
+def column(kind: Kind, *, required: bool = True, default: Any = dataclasses.MISSING) -> Any:
+    """Declare a field of ``Observation`` (a ``dataclasses.field`` carrying its kind).
+
+    An optional field (``required=False``) defaults to None; a required one has no default
+    unless given one.
+    """
+    if not required and default is dataclasses.MISSING:
+        default = None
+    return dataclasses.field(default=default, metadata={"kind": kind, "required": required})
 
 
 @dataclass(slots=True)
@@ -41,26 +187,27 @@ class Observation:
     tls_expires_at: the server certificate's notAfter, for https.
     """
 
-    site: str
-    url: str
-    checked_at: datetime
-    up: bool
-    scheduled_at: datetime | None = None
-    attempt: int = 1
-    final: bool = True
-    status_code: int | None = None
-    response_time_ms: float | None = None
-    dns_ms: float | None = None
-    connect_ms: float | None = None
-    tls_ms: float | None = None
-    ttfb_ms: float | None = None
-    regex: str | None = None
-    regex_matched: bool | None = None
-    error: str | None = None
-    error_detail: str | None = None
-    final_url: str | None = None
-    body_bytes: int | None = None
-    tls_expires_at: datetime | None = None
+    site: str = column(TEXT)
+    url: str = column(TEXT)
+    checked_at: datetime = column(TIMESTAMPTZ)
+    up: bool = column(BOOLEAN)
+    # Required, but None in the record until the task that runs the probe sets it.
+    scheduled_at: datetime | None = column(TIMESTAMPTZ, default=None)
+    attempt: int = column(INTEGER, default=1)
+    final: bool = column(BOOLEAN, default=True)
+    status_code: int | None = column(INTEGER, required=False)
+    response_time_ms: float | None = column(DURATION, required=False)
+    dns_ms: float | None = column(DURATION, required=False)
+    connect_ms: float | None = column(DURATION, required=False)
+    tls_ms: float | None = column(DURATION, required=False)
+    ttfb_ms: float | None = column(DURATION, required=False)
+    regex: str | None = column(TEXT, required=False)
+    regex_matched: bool | None = column(BOOLEAN, required=False)
+    error: str | None = column(TEXT, required=False)
+    error_detail: str | None = column(TEXT, required=False)
+    final_url: str | None = column(TEXT, required=False)
+    body_bytes: int | None = column(BIGINT, required=False)
+    tls_expires_at: datetime | None = column(TIMESTAMPTZ, required=False)
 
     def to_message(self) -> bytes:
         """Encode as the v1 wire format (UTF-8 JSON, timestamps ISO 8601 UTC)."""
@@ -72,10 +219,11 @@ class Observation:
 
     @classmethod
     def from_message(cls, data: bytes | None) -> Observation:
-        """Decode and validate a v1 message.
+        """Decode and validate a v1 message: the strict decoder, which names what is wrong.
 
         Raises MessageError naming the first problem: not UTF-8 JSON, wrong version, a missing or
-        unknown field, or a value of the wrong type or range.
+        unknown field, or (in ``COLUMNS`` order) a value of the wrong type or range. Trade-off:
+        about five times slower than ``fast_row``, which the drain tries first.
         """
         if data is None:
             raise MessageError("empty message (null value)")
@@ -94,40 +242,30 @@ class Observation:
         if not _ALLOWED.issuperset(doc):
             unknown = set(doc) - _ALLOWED
             raise MessageError(f"unknown fields: {', '.join(sorted(unknown))}")
-        values = _valid_values(doc)
-        if values is not None:
-            return cls(**values)
-        # Something is wrong: check field by field, in order, to name the first problem.
         values = {}
-        for name, (kind, required) in _SCHEMA.items():
-            if name not in doc or doc[name] is None:
-                if required:
-                    raise MessageError(f"missing field {name}")
-                values[name] = None
-                continue
-            values[name] = _check(name, kind, doc[name])
+        for name, kind, required in COLUMNS:
+            value = doc.get(name)
+            if value is not None:
+                value = kind.check(name, value)
+            elif required:
+                raise MessageError(f"missing field {name}")
+            values[name] = value
         return cls(**values)
 
 
 FIELDS = dataclasses.fields(Observation)
-_NAMES = {f.name for f in FIELDS}
-_REQUIRED = {"site", "url", "checked_at", "up", "scheduled_at", "attempt", "final"}
-_KINDS = {"str": str, "bool": bool, "int": int, "float": float, "datetime": datetime}
-_SCHEMA = {
-    f.name: (f.type.split(" | ")[0], f.name in _REQUIRED) for f in FIELDS
-}  # annotations are strings under `from __future__ import annotations`
-_INT_MAX = 2**31 - 1
-_ALLOWED = frozenset(_NAMES | {"v"})
-_ORDER = tuple(_SCHEMA)
-_REQUIRED_ORDER = tuple(n for n in _ORDER if n in _REQUIRED)
-_OF_KIND = {k: tuple(n for n, (kind, _) in _SCHEMA.items() if kind == k) for k in _KINDS}
+# The declarations, in field order: the order of a site_checks row (see sitewatch.storage.checks).
+COLUMNS: tuple[Column, ...] = tuple(
+    Column(f.name, f.metadata["kind"], f.metadata["required"]) for f in FIELDS
+)
+_ALLOWED = frozenset({"v", *(c.name for c in COLUMNS)})
 
 
 def fast_row(data: bytes) -> tuple | None:
-    """The field values of a plain, valid message as a tuple in ``FIELDS`` order; else None.
+    """The field values of a plain, valid message as a tuple in ``COLUMNS`` order; else None.
 
     The drain's fast path: ``msgspec`` parses and type-checks the message in one pass of C, about
-    four times faster than ``from_message``. It accepts only what ``from_message`` accepts and
+    five times faster than ``from_message``. It accepts only what ``from_message`` accepts and
     gives the same values (timestamps converted to UTC, durations to float). It declines, and the
     caller falls back to ``from_message`` (which names the problem, or accepts), for anything
     else: invalid or odd messages, and any ``\\u`` escape, so that a NUL or a lone surrogate never
@@ -140,7 +278,7 @@ def fast_row(data: bytes) -> tuple | None:
     except (msgspec.MsgspecError, ValueError):
         return None
     row = list(values[1:])  # without "v"
-    for i in _DATETIME_INDEXES:  # fromisoformat, so exactly the timestamps _check accepts
+    for i in _TIMESTAMPS:  # as _Timestamp.check parses them, failing with None
         if row[i] is not None:
             try:
                 parsed = datetime.fromisoformat(row[i])
@@ -153,108 +291,14 @@ def fast_row(data: bytes) -> tuple | None:
 
 
 def _wire_decoder() -> msgspec.json.Decoder:
-    """A decoder of the v1 message into a struct whose field types are ``_check``'s rules.
-
-    Timestamps stay text (``fast_row`` parses them as ``_check`` does), so that msgspec's own,
-    slightly different timestamp grammar never decides what is accepted.
-    """
-    types = {
-        "str": Annotated[str, msgspec.Meta(max_length=MAX_TEXT)],
-        "bool": bool,
-        "int": Annotated[int, msgspec.Meta(ge=0, le=_INT_MAX)],
-        "float": Annotated[float, msgspec.Meta(ge=0, lt=1e12)],
-        "datetime": str,
-    }
+    """A decoder of the v1 message into a struct of each column's ``kind.wire`` (None allowed
+    when the column is not required), with ``v`` first and unknown fields rejected."""
     fields: list = [("v", Literal[VERSION])]
-    for name, (kind, required) in _SCHEMA.items():
-        fields.append((name, types[kind]) if required else (name, types[kind] | None, None))
+    for name, kind, required in COLUMNS:
+        fields.append((name, kind.wire) if required else (name, kind.wire | None, None))
     wire = msgspec.defstruct("WireObservation", fields, kw_only=True, forbid_unknown_fields=True)
     return msgspec.json.Decoder(wire)
 
 
 _WIRE = _wire_decoder()
-_DATETIME_INDEXES = tuple(i for i, name in enumerate(_ORDER) if _SCHEMA[name][0] == "datetime")
-
-
-def _valid_values(doc: dict) -> dict | None:
-    """The field values, converted as ``_check`` converts them, if every field is valid; else None.
-
-    The drain decodes every message, and checking field by field through ``_check`` cost more than
-    the JSON parsing itself. This accepts exactly what ``_check`` accepts, checked one kind at a
-    time with exact type tests (JSON decoding yields exact builtin types, so ``type(v) is int``
-    also excludes bools); on any doubt it returns None and the caller's full check runs.
-    """
-    values = {name: doc.get(name) for name in _ORDER}
-    for name in _REQUIRED_ORDER:
-        if values[name] is None:
-            return None
-    for name in _OF_KIND["str"]:
-        v = values[name]
-        if v is not None and (type(v) is not str or len(v) > MAX_TEXT or "\x00" in v):
-            return None
-    for name in _OF_KIND["bool"]:
-        v = values[name]
-        if v is not None and v is not True and v is not False:
-            return None
-    for name in _OF_KIND["int"]:
-        v = values[name]
-        if v is not None and (type(v) is not int or not 0 <= v <= _INT_MAX):
-            return None
-    for name in _OF_KIND["float"]:
-        v = values[name]
-        if v is not None:
-            if (type(v) is not float and type(v) is not int) or not 0 <= v < 1e12:
-                return None
-            values[name] = float(v)
-    for name in _OF_KIND["datetime"]:
-        v = values[name]
-        if v is not None:
-            if type(v) is not str:
-                return None
-            try:
-                parsed = datetime.fromisoformat(v)
-            except ValueError:
-                return None
-            if parsed.tzinfo is None:
-                return None
-            try:
-                values[name] = parsed.astimezone(UTC)
-            except OverflowError:  # out of range in UTC: the full check names it
-                return None
-    return values
-
-
-def _check(name: str, kind: str, value):
-    """Return ``value`` converted to the field's type, or raise MessageError."""
-    if kind == "datetime":
-        if not isinstance(value, str):
-            raise MessageError(
-                f"{name}: expected an ISO 8601 timestamp, got {type(value).__name__}"
-            )
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError as exc:
-            raise MessageError(f"{name}: invalid timestamp {value[:64]!r}") from exc
-        if parsed.tzinfo is None:
-            raise MessageError(f"{name}: timestamp {value[:64]!r} has no UTC offset")
-        try:
-            return parsed.astimezone(UTC)
-        except OverflowError as exc:  # 0001-01-01T00:00+14:00 is before year 1 in UTC
-            raise MessageError(f"{name}: timestamp {value[:64]!r} is out of range") from exc
-    if kind == "float":
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not ok or not 0 <= value < 1e12:
-            raise MessageError(f"{name}: expected a duration in ms, got {value!r:.64}")
-        return float(value)
-    if kind == "int":
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _INT_MAX:
-            raise MessageError(f"{name}: expected a non-negative integer, got {value!r:.64}")
-        return value
-    if not isinstance(value, _KINDS[kind]):
-        raise MessageError(f"{name}: expected {kind}, got {type(value).__name__}")
-    if kind == "str":
-        if "\x00" in value:
-            raise MessageError(f"{name}: text contains a NUL character")
-        if len(value) > MAX_TEXT:
-            raise MessageError(f"{name}: text of {len(value)} characters exceeds {MAX_TEXT}")
-    return value
+_TIMESTAMPS = tuple(i for i, c in enumerate(COLUMNS) if isinstance(c.kind, _Timestamp))

@@ -1,13 +1,15 @@
-"""The drain's fast decoding path agrees with ``Observation.from_message``.
+"""The observation's wire format: the strict decoder's errors, and the drain's fast decoding path
+agreeing with ``Observation.from_message``.
 
 ``fast_row`` decides what goes into ``site_checks`` for nearly every message, so it must accept
 nothing the strict decoder rejects and give exactly its values; anything else it declines (None)
-and the strict decoder decides.
+and the strict decoder decides. Both are derived from the fields' declarations (``COLUMNS``).
 """
 
 from __future__ import annotations
 
 import json
+import typing
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -15,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sitewatch.errors import MessageError
-from sitewatch.observation import FIELDS, MAX_TEXT, Observation, fast_row
+from sitewatch.observation import COLUMNS, FIELDS, MAX_TEXT, Observation, fast_row
 from sitewatch.storage.checks import observation_rows
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -118,6 +120,45 @@ def test_a_missing_required_field_is_left_to_the_strict_decoder(name):
     assert fast_row(data) is None
     with pytest.raises(MessageError, match=f"missing field {name}"):
         Observation.from_message(data)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"site": None}, "missing field site"),
+        ({"attempt": -1}, "attempt: expected a non-negative integer, got -1"),
+        ({"body_bytes": 2**31}, "body_bytes: expected a non-negative integer, got 2147483648"),
+        ({"status_code": True}, "status_code: expected a non-negative integer, got True"),
+        ({"dns_ms": "1"}, "dns_ms: expected a duration in ms, got '1'"),
+        ({"tls_ms": 1e12}, "tls_ms: expected a duration in ms, got 1000000000000.0"),
+        ({"up": 1}, "up: expected bool, got int"),
+        ({"url": ["x"]}, "url: expected str, got list"),
+        ({"error": "a\x00b"}, "error: text contains a NUL character"),
+        ({"regex": "x" * (MAX_TEXT + 1)}, "regex: text of 4097 characters exceeds 4096"),
+        ({"checked_at": 0}, "checked_at: expected an ISO 8601 timestamp, got int"),
+        ({"checked_at": "soon"}, "checked_at: invalid timestamp 'soon'"),
+        (
+            {"scheduled_at": "2026-11-01T12:00"},
+            "scheduled_at: timestamp '2026-11-01T12:00' has no UTC offset",
+        ),
+        # the first problem in field order: url comes before attempt
+        ({"attempt": -1, "url": 5}, "url: expected str, got int"),
+    ],
+    ids=repr,
+)
+def test_the_strict_decoder_names_the_first_problem(change, reason):
+    with pytest.raises(MessageError) as failure:
+        Observation.from_message(encode({**full_doc(), **change}))
+    assert failure.value.reason == reason
+
+
+def test_each_declared_kind_agrees_with_the_fields_annotation():
+    # The annotation is for readers and type checkers; the declared kind is what the code uses.
+    hints = typing.get_type_hints(Observation)
+    for column in COLUMNS:
+        python = column.kind.python
+        allowed = {python, python | None} if column.required else {python | None}
+        assert hints[column.name] in allowed, column.name
 
 
 def test_the_longest_allowed_text_is_fast_and_equal():

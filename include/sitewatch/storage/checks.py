@@ -23,7 +23,7 @@ from operator import attrgetter
 
 import psycopg
 
-from sitewatch.observation import FIELDS, Observation
+from sitewatch.observation import COLUMNS, Observation
 from sitewatch.storage.schema import SCHEMA_VERSION, migrate, transaction
 
 __all__ = [
@@ -106,7 +106,7 @@ def store_batch(
 
 def store_rows(conn, rows: Iterable[tuple], rejected: Sequence[Rejected] = ()) -> StoreResult:
     """``store_batch`` for rows that are checked already: ``site_checks`` values in
-    ``observation.FIELDS`` order, as ``observation_rows`` or ``sitewatch.observation.fast_row``
+    ``observation.COLUMNS`` order, as ``observation_rows`` or ``sitewatch.observation.fast_row``
     make them. Same transaction, deduplication, partitions, result and errors as ``store_batch``.
 
     ``rows`` may be an iterator: it is consumed while the COPY streams, so that the drain decodes
@@ -152,22 +152,14 @@ def _create_partitions(cur, rows: list[tuple]) -> bool:
 
 # --- observations: binary COPY, straight in or through a staging table ------------------------
 
-_NAMES = tuple(f.name for f in FIELDS)
-# Annotations are strings ("float | None") under `from __future__ import annotations`.
-_KINDS = {f.name: f.type.split(" | ")[0] for f in FIELDS}
-# The NOT NULL columns of site_checks (the record leaves scheduled_at None until the task sets it).
-_REQUIRED = frozenset({"site", "url", "scheduled_at", "attempt", "final", "checked_at", "up"})
+# Everything about the columns comes from their declaration on the record (observation.COLUMNS).
+_NAMES = tuple(c.name for c in COLUMNS)
+_PG_TYPES = {c.name: c.kind.pg_type for c in COLUMNS}
+_REQUIRED = frozenset(c.name for c in COLUMNS if c.required)  # the NOT NULL columns
 _COLUMNS = ", ".join(_NAMES)
 # Binary COPY needs each value in its column's exact type (an int4 sent for a bigint is an error),
-# so the types are set explicitly; they must match migration 1.
-_PG_TYPES = {
-    "str": "text",
-    "int": "int4",
-    "float": "float8",
-    "bool": "bool",
-    "datetime": "timestamptz",
-}
-_COPY_TYPES = tuple("int8" if n == "body_bytes" else _PG_TYPES[_KINDS[n]] for n in _NAMES)
+# so the types are set explicitly.
+_COPY_TYPES = tuple(_PG_TYPES.values())
 _COPY_DIRECT = f"COPY site_checks ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 # Created once per connection: ON COMMIT DELETE ROWS empties it at each commit, which costs far
 # less than creating and dropping a table (catalog writes) in every batch. The SET hides the
@@ -187,11 +179,8 @@ _INSERT_STAGED = (
     "ON CONFLICT (site, scheduled_at, attempt) DO NOTHING"
 )
 # psycopg's binary int4/int8 formatting wraps an out-of-range value around instead of failing.
-_INT_LIMITS = {
-    name: 2**31 if kind == "int4" else 2**63
-    for name, kind in zip(_NAMES, _COPY_TYPES, strict=True)
-    if kind in ("int4", "int8")
-}
+_INT_BOUND = {"integer": 2**31, "bigint": 2**63}  # a column holds -bound <= value < bound
+_INT_LIMITS = {n: _INT_BOUND[t] for n, t in _PG_TYPES.items() if t in _INT_BOUND}
 _GETTERS = {name: attrgetter(name) for name in _NAMES}
 _SCHEDULED = _NAMES.index("scheduled_at")
 _TZINFO = attrgetter("tzinfo")
@@ -252,8 +241,8 @@ def observation_rows(observations: Sequence[Observation]) -> list[tuple]:
         values = list(map(_GETTERS[name], observations))
         if name in _REQUIRED and None in values:
             raise ValueError(f"{name} is None in {observations[values.index(None)]!r:.300}")
-        kind = _KINDS[name]
-        if kind == "datetime" and None in map(_TZINFO, filter(None, values)):
+        pg_type = _PG_TYPES[name]
+        if pg_type == "timestamp with time zone" and None in map(_TZINFO, filter(None, values)):
             raise ValueError(f"{name} must be timezone-aware (UTC), got a naive datetime")
         if name in _INT_LIMITS and (numbers := list(filter(None, values))):
             low, high, limit = min(numbers), max(numbers), _INT_LIMITS[name]
@@ -261,7 +250,7 @@ def observation_rows(observations: Sequence[Observation]) -> list[tuple]:
                 raise ValueError(
                     f"{name} out of range for its column: {low if low < -limit else high}"
                 )
-        columns.append(_storable_text(values) if kind == "str" else values)
+        columns.append(_storable_text(values) if pg_type == "text" else values)
     return list(zip(*columns, strict=True))
 
 
