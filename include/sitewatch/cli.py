@@ -1,27 +1,39 @@
-"""The ``sitewatch`` command: ``validate`` a sites file, or ``probe`` one URL now.
+"""The ``sitewatch`` command: ``validate`` a sites file, or ``probe`` a URL or a site now.
 
 Exit codes: 0 success (file valid / site up), 1 failure (issues found / site down), 2 usage or
-configuration error. The probe module is imported only by ``probe``, so ``validate`` stays fast and
-works where the probe's dependencies are missing.
+configuration error. Nothing given on the command line makes it print a traceback: every bad
+argument is a usage error. The probe module is imported only by ``probe``, so ``validate`` stays
+fast and works where the probe's dependencies are missing.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from sitewatch.config.keys import KEYS
 from sitewatch.config.loader import default_sites_path, load_sites, site_for_url
+from sitewatch.config.secrets import expand_headers
+from sitewatch.config.site import Site
 from sitewatch.errors import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_SITES_FILE_HELP = "sites file (default: $SITEWATCH_SITES_FILE or include/sites.yaml)"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    for stream in (sys.stdout, sys.stderr):
+        # A file name or sites-file key may hold bytes that are not UTF-8 (lone surrogates in
+        # Python): print them escaped rather than fail on them.
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
     return args.run(args)
 
@@ -31,19 +43,33 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     validate = commands.add_parser("validate", help="check a sites file; print every problem")
-    validate.add_argument(
-        "file", nargs="?", help="sites file (default: $SITEWATCH_SITES_FILE or include/sites.yaml)"
-    )
+    validate.add_argument("file", nargs="?", help=_SITES_FILE_HELP)
     validate.set_defaults(run=_validate)
 
-    probe = commands.add_parser("probe", help="probe one URL now and print what was seen")
-    probe.add_argument("url", help="http or https URL")
-    probe.add_argument("--regex", help="the page must match this pattern (Python syntax)")
-    probe.add_argument("--forbid-regex", help="the page must not match this pattern")
-    probe.add_argument("--timeout", default="10s", help="duration like 10s or 500ms (default 10s)")
-    probe.add_argument("--method", default="GET", help="GET, HEAD or POST (default GET)")
-    probe.add_argument("--insecure", action="store_true", help="do not verify the TLS certificate")
-    probe.set_defaults(run=_probe)
+    probe = commands.add_parser(
+        "probe",
+        help="probe one URL or configured site now and print what was seen",
+        usage="%(prog)s URL [options] | %(prog)s --site NAME [--sites-file FILE]",
+        description="Probe once and print the observation. Exit 0 up, 1 down, 2 usage error.",
+    )
+    probe.add_argument("url", nargs="?", help="http or https URL")
+    adhoc = probe.add_argument_group("probing a URL")
+    adhoc.add_argument("--regex", help="the page must match this pattern (Python syntax)")
+    adhoc.add_argument("--forbid-regex", help="the page must not match this pattern")
+    adhoc.add_argument("--timeout", help=f"like 10s or 500ms (default {KEYS['timeout'].default})")
+    adhoc.add_argument("--method", help=f"GET, HEAD or POST (default {KEYS['method'].default})")
+    adhoc.add_argument("--insecure", action="store_true", help="do not verify the TLS certificate")
+    adhoc.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        metavar="'NAME: VALUE'",
+        help="send this header (repeatable); ${SITEWATCH_SECRET_...} is read from the environment",
+    )
+    configured = probe.add_argument_group("probing a configured site, exactly as its DAG does")
+    configured.add_argument("--site", metavar="NAME", help="the site of this name")
+    configured.add_argument("--sites-file", metavar="FILE", help=_SITES_FILE_HELP)
+    probe.set_defaults(run=_probe, usage_error=probe.error)
     return parser
 
 
@@ -66,27 +92,95 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
+    site = _configured_site(args) if args.site is not None else _adhoc_site(args)
+    if site is None:
+        return EXIT_USAGE
     try:
-        site = site_for_url(
-            args.url,
-            regex=args.regex,
-            forbid_regex=args.forbid_regex,
-            timeout=args.timeout,
-            method=args.method,
-            verify_tls=not args.insecure,
-        )
+        site, secrets = expand_headers(site)  # as the DAG's task does, from this environment
     except ConfigError as exc:
-        for issue in exc.issues:
-            print(f"sitewatch probe: {issue.field}: {issue.message}", file=sys.stderr)
+        _print_issues(exc)
         return EXIT_USAGE
     from sitewatch.probe.http import probe  # lazy: pulls in requests and the transport
 
-    observation = probe(site)
+    observation = probe(site, secrets=secrets)
     for f in dataclasses.fields(observation):
         value = getattr(observation, f.name)
         if value is not None:
             print(f"{f.name}: {_show(value)}")
     return EXIT_OK if observation.up else EXIT_FAILED
+
+
+def _adhoc_site(args: argparse.Namespace) -> Site | None:
+    """The Site the URL options describe; None after printing why there is none.
+
+    Options not given are left to the sites-file defaults, so ``probe URL`` checks what a site
+    entry with only ``url`` would. Exits 2 through ``usage_error`` for a missing URL, a
+    ``--sites-file`` without ``--site`` or a header that is not ``NAME: VALUE``.
+    """
+    if args.url is None:
+        args.usage_error("give a URL or --site NAME")
+    if args.sites_file is not None:
+        args.usage_error("--sites-file needs --site NAME")
+    given = {
+        "regex": args.regex,
+        "forbid_regex": args.forbid_regex,
+        "timeout": args.timeout,
+        "method": args.method,
+        "verify_tls": False if args.insecure else None,
+        "headers": _headers(args.header, args.usage_error) if args.header else None,
+    }
+    try:
+        return site_for_url(args.url, **{k: v for k, v in given.items() if v is not None})
+    except ConfigError as exc:
+        _print_issues(exc)
+        return None
+
+
+def _headers(given: list[str], usage_error: Callable[[str], None]) -> dict[str, str]:
+    """``-H`` options as a mapping; the value is trimmed as curl trims it. A name given twice is
+    a usage error, as a duplicate key is in the sites file."""
+    headers: dict[str, str] = {}
+    for header in given:
+        name, colon, value = header.partition(":")
+        if not colon or not name.strip():
+            usage_error(f"-H expects 'NAME: VALUE', got {header!r}")
+        if name.strip() in headers:
+            usage_error(f"-H {name.strip()!r} given twice")
+        headers[name.strip()] = value.strip()
+    return headers
+
+
+def _configured_site(args: argparse.Namespace) -> Site | None:
+    """The valid site named ``--site`` in the sites file, the same Site its DAG is built from.
+
+    A disabled site is probed too (with a note): checking it before enabling is the point.
+    Returns None after printing the file's issues and the nearest name when there is no such
+    valid site; exits 2 through ``usage_error`` when URL options are given as well.
+    """
+    url_options = (args.url, args.regex, args.forbid_regex, args.timeout, args.method, args.header)
+    if args.insecure or any(option is not None for option in url_options):
+        args.usage_error("--site probes the site as configured: give no URL or URL options")
+    path = Path(args.sites_file) if args.sites_file else _relative(default_sites_path())
+    loaded = load_sites(path)
+    sites = {site.name: site for site in loaded.sites}
+    if args.site in sites:
+        site = sites[args.site]
+        if not site.enabled:
+            print(
+                f"sitewatch probe: note: {args.site} is disabled (no DAG runs it)", file=sys.stderr
+            )
+        return site
+    for issue in loaded.issues:
+        print(issue, file=sys.stderr)
+    nearest = difflib.get_close_matches(args.site, sites, n=1, cutoff=0.0)
+    hint = f"; nearest: {nearest[0]!r}" if nearest else "; it has no valid sites"
+    print(f"sitewatch probe: no valid site {args.site!r} in {path}{hint}", file=sys.stderr)
+    return None
+
+
+def _print_issues(exc: ConfigError) -> None:
+    for issue in exc.issues:
+        print(f"sitewatch probe: {issue.field}: {issue.message}", file=sys.stderr)
 
 
 def _show(value: object) -> str:

@@ -102,9 +102,11 @@ def test_header_secret_comes_from_the_environment_and_stays_out_of_logs(
     web, topic, make_dag, monkeypatch, capfd, caplog
 ):
     token = "tok-7f3a9c1e5b"
-    monkeypatch.setenv("E2E_TOKEN", token)
+    monkeypatch.setenv("SITEWATCH_SECRET_E2E_TOKEN", token)
     caplog.set_level(logging.INFO)
-    run = make_dag(web.url, retries=0, headers={"Authorization": "Bearer ${E2E_TOKEN}"}).test()
+    run = make_dag(
+        web.url, retries=0, headers={"Authorization": "Bearer ${SITEWATCH_SECRET_E2E_TOKEN}"}
+    ).test()
     assert run.state == "success"
     assert web.seen_headers[-1]["Authorization"] == f"Bearer {token}"
     out, err = capfd.readouterr()

@@ -44,7 +44,7 @@ sites:
     body: '{}'
     headers: {Accept: application/json}
 """
-TRIED = {"documents": 0, "mutations": 0, "cli_files": 0}
+TRIED = {"documents": 0, "mutations": 0, "raw_values": 0, "cli_files": 0}
 
 
 def check(text: str) -> list:
@@ -144,6 +144,40 @@ def test_random_documents_are_validated_never_crash(doc, flow, unicode):
     check(text)
 
 
+# Values spliced into the "api" entry as raw text: YAML tags over any text, numbers of every size,
+# double-quoted escapes (lone surrogates among them). Whatever they hold, "home" keeps its site.
+TAGS = ["!!int", "!!float", "!!bool", "!!null", "!!str", "!!timestamp", "!!binary", "!!set"]
+TAGS += ["!!omap", "!!pairs", "!!seq", "!!map", "!!merge", "!!value", "!!python/int", "!", "!x"]
+number_text = st.one_of(
+    st.text(alphabet="0123456789abcdefxob_.+-eE:~", max_size=14),
+    st.integers(min_value=1, max_value=6000).map(lambda n: "9" * n),
+    st.sampled_from(["0x" + "f" * 5000, "0b" + "1" * 20000, "1_" * 3000, ".inf", "-.NaN", "0o17"]),
+)
+raw_value = st.one_of(
+    st.tuples(st.sampled_from(TAGS), number_text).map(lambda t: f"{t[0]} {t[1]}"),
+    st.tuples(st.sampled_from(TAGS), number_text).map(lambda t: f'{t[0]} "{t[1]}"'),
+    number_text,
+    st.text(alphabet=st.characters(max_codepoint=0x10FFFF), max_size=8).map(
+        lambda text: '"' + "".join(f"\\U{ord(c):08x}" for c in text) + '"'
+    ),
+    st.sampled_from(['"\\ud800"', '"a\\udcff"', '"\\u202e"', "[!!int x, 1]", "{a: !!float x}"]),
+)
+
+
+@SETTINGS
+@given(st.sampled_from(KEYS + ["x-key", "<<"]), raw_value, st.booleans())
+def test_any_value_is_an_issue_and_the_other_sites_stay(key, raw, in_defaults):
+    if in_defaults:
+        text = VALID.replace("defaults:\n", f"defaults:\n  {key}: {raw}\n", 1)
+    else:
+        text = VALID + f"    {key}: {raw}\n"
+    TRIED["raw_values"] += 1
+    issues = check(text)
+    if not in_defaults:  # a bad default applies to no site; a bad entry hides only itself
+        names = [site.name for site in load_text(text, PATH).sites]
+        assert "home" in names, (text, issues)
+
+
 @SETTINGS
 @given(
     st.lists(
@@ -151,7 +185,8 @@ def test_random_documents_are_validated_never_crash(doc, flow, unicode):
             st.integers(min_value=0, max_value=len(VALID)),
             st.integers(min_value=0, max_value=8),
             st.text(alphabet=st.characters(codec="utf-8"), max_size=8)
-            | st.sampled_from(["\t", "  ", "\n", ":", "- ", "&a ", "*a", "<<: *a", "[", "{", "'"]),
+            | st.sampled_from(["\t", "  ", "\n", ":", "- ", "&a ", "*a", "<<: *a", "[", "{", "'"])
+            | st.sampled_from(["\ud800", "!!int x", "!!float ''", "9" * 4301, "\u202e"]),
         ),
         min_size=1,
         max_size=5,
@@ -177,6 +212,9 @@ def test_random_files_through_the_cli(tmp_path):
         "nul.yaml": b"sites:\n  - name: a\x00\n",
         "utf16.yaml": VALID.encode("utf-16"),
         "empty.yaml": b"",
+        "tagged.yaml": VALID.replace("5s", "!!float ''").encode(),
+        "huge_int.yaml": VALID.replace("5s", "1" * 4301).encode(),
+        "surrogate_key.yaml": VALID.replace("regex:", '"\\ud800":').encode(),
     }
     for name, data in cases.items():
         path = tmp_path / name
@@ -249,6 +287,43 @@ TRICKS = {
         "",
         ["sites.yaml:1: <file>: empty document: expected a mapping with a 'sites' list"],
     ),
+    "4,301-digit integer": (
+        "sites:\n  - name: a\n    url: http://a/\n    retries: " + "1" * 4301 + "\n",
+        ["sites.yaml:4: sites[0].retries: too long for a number: 4301 characters (at most 100)"],
+    ),
+    "!!int abc in a name": (
+        "sites:\n  - name: !!int abc\n    url: http://a/\n",
+        ["sites.yaml:2: sites[0].name: not a valid !!int: 'abc'"],
+    ),
+    "!!float '' as defaults": (
+        "defaults: !!float ''\nsites: []\n",
+        [
+            "sites.yaml:1: defaults: expected a mapping of site keys, got an unreadable value"
+            " (not a valid !!float: '')"
+        ],
+    ),
+    "a huge hex integer as the sites list": (
+        "sites: 0x" + "f" * 4000 + "\n",
+        [
+            "sites.yaml:1: sites: expected a list of sites, got an unreadable value"
+            " (too long for a number: 4002 characters (at most 100))"
+        ],
+    ),
+    "!!int abc as the document": (
+        "!!int abc\n",
+        [
+            "sites.yaml:1: <file>: expected a mapping with 'sites', got an unreadable value"
+            " (not a valid !!int: 'abc')"
+        ],
+    ),
+    "a lone surrogate in the text": (
+        "sites:\n  - name: a\ud800\n",
+        ["sites.yaml:2: <file>: not text: '\\ud800' is no character"],
+    ),
+    "a 5,000-digit duration": (
+        "sites:\n  - name: a\n    url: http://a/\n    timeout: " + "9" * 5000 + "s\n",
+        ["sites.yaml:4: sites[0].timeout: too long for a duration: 5001 characters (at most 40)"],
+    ),
 }
 
 
@@ -303,6 +378,7 @@ def test_ten_thousand_sites_validate(tmp_path):
         {
             "random_documents_tried": TRIED["documents"],
             "mutated_files_tried": TRIED["mutations"],
+            "raw_values_tried": TRIED["raw_values"],
             "cli_files_tried": TRIED["cli_files"],
             "yaml_tricks": sorted(TRICKS) + sorted(FILE_TRICKS),
             "sites_10k_validate_s": round(seconds, 3),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -11,6 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from sitewatch import cli
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -82,8 +85,10 @@ def test_probe_with_bad_options_exits_2_naming_each_problem():
 
 
 class _Page(BaseHTTPRequestHandler):
+    """A page that shows the request's headers, so a regex can tell which ones arrived."""
+
     def do_GET(self):
-        body = b"<p>Last updated at 14:43</p>"
+        body = b"<p>Last updated at 14:43</p>\n" + bytes(self.headers)
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
@@ -117,3 +122,137 @@ def test_probe_down_exits_1(page_url):
     result = sitewatch("probe", page_url, "--forbid-regex", "Last updated", "--timeout", "5s")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "up: false" in result.stdout.splitlines()
+
+
+def test_usage_errors_of_probe_exit_2_with_a_message(tmp_path):
+    cases = {
+        ("probe", "--sites-file", "x.yaml", "https://a.test/"): "--sites-file needs --site NAME",
+        ("probe", "--site", "a", "https://a.test/"): "--site probes the site as configured",
+        ("probe", "--site", "a", "--insecure"): "--site probes the site as configured",
+        ("probe", "--regex", "x"): "give a URL or --site NAME",
+        ("probe", "https://a.test/", "-H", "X-No-Colon"): "-H expects 'NAME: VALUE'",
+        ("probe", "https://a.test/", "-H", "X: 1", "-H", "X: 2"): "-H 'X' given twice",
+    }
+    for argv, message in cases.items():
+        result = sitewatch(*argv, cwd=tmp_path)
+        assert result.returncode == 2, (argv, result)
+        assert message in result.stderr and "Traceback" not in result.stderr, (argv, result)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://[::1", "url: invalid URL 'http://[::1': invalid IPv6 URL"),
+        ("http://\udcff/", "url: invalid URL 'http://\\udcff/': contains '\\udcff', which is not"),
+        ("https://☃.example/", "is not a valid internationalised domain name"),
+        ("https://*.example/", "host '*.example' cannot start with '*' or '.'"),
+        ("https://a.test/\u202e", "contains invisible format character U+202E"),
+    ],
+)
+def test_a_bad_url_is_a_usage_error_never_a_traceback(url, message):
+    result = sitewatch("probe", url)
+    assert result.returncode == 2, result
+    assert result.stderr.startswith("sitewatch probe: ") and message in result.stderr, result
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_prints_keys_that_hold_lone_surrogates_escaped(tmp_path):
+    path = tmp_path / "sites.yaml"
+    path.write_text('sites:\n  - name: a\n    url: https://a.test/\n    "\\ud800": 1\n')
+    result = sitewatch("validate", str(path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result
+    assert result.stdout.startswith(f"{path}:4: sites[0].\\ud800: unknown key '\\ud800'")
+
+
+def test_probe_sends_headers_and_reads_secret_variables_from_the_environment(page_url):
+    token = {"SITEWATCH_SECRET_TOKEN": "tok-3f9a1c7e5b"}
+    argv = ("probe", page_url, "-H", "X-Token:  ${SITEWATCH_SECRET_TOKEN}", "-H", "X-Plain: 1")
+    result = sitewatch(*argv, "--regex", "X-Token: tok-3f9a1c7e5b\nX-Plain: 1", env=token)
+    assert result.returncode == 0, result.stdout + result.stderr
+    unset = sitewatch(*argv)
+    assert unset.returncode == 2
+    assert unset.stderr == (
+        "sitewatch probe: 127-0-0-1.headers.X-Token: "
+        "environment variable SITEWATCH_SECRET_TOKEN is not set\n"
+    )
+
+
+def test_probe_refuses_header_variables_without_the_secret_prefix(page_url):
+    result = sitewatch("probe", page_url, "-H", "X-Leak: ${AIRFLOW__CORE__FERNET_KEY}")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "sitewatch probe: headers.X-Leak: header values may not name AIRFLOW__CORE__FERNET_KEY:"
+        " Airflow's own settings hold its database password and keys; use a variable that starts"
+        " with SITEWATCH_SECRET_\n"
+    )
+
+
+def _sites_file(tmp_path: Path, url: str) -> Path:
+    path = tmp_path / "sites.yaml"
+    path.write_text(
+        f"""\
+sites:
+  - name: shop
+    url: {url}
+    regex: "Authorization: Bearer tok-3f9a1c7e5b"
+    headers:
+      Authorization: "Bearer ${{SITEWATCH_SECRET_SHOP_TOKEN}}"
+  - name: shop-down
+    url: {url}
+    forbid_regex: Last updated
+    enabled: false
+  - name: broken
+    url: ftp://nowhere/
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_probe_site_probes_a_configured_site_as_its_dag_does(page_url, tmp_path):
+    path = _sites_file(tmp_path, page_url)
+    env = {"SITEWATCH_SECRET_SHOP_TOKEN": "tok-3f9a1c7e5b"}
+    result = sitewatch("probe", "--site", "shop", "--sites-file", str(path), env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = dict(line.split(": ", 1) for line in result.stdout.splitlines())
+    assert (lines["site"], lines["up"], lines["regex_matched"]) == ("shop", "true", "true")
+    # the valid sites stay usable although the file has a broken entry
+    down = sitewatch("probe", "--site", "shop-down", env={"SITEWATCH_SITES_FILE": str(path)})
+    assert down.returncode == 1, down.stdout + down.stderr
+    assert down.stderr == "sitewatch probe: note: shop-down is disabled (no DAG runs it)\n"
+    unset = sitewatch("probe", "--site", "shop", "--sites-file", str(path))
+    assert unset.returncode == 2
+    assert "environment variable SITEWATCH_SECRET_SHOP_TOKEN is not set" in unset.stderr
+
+
+def test_probe_unknown_site_exits_2_naming_the_nearest(page_url, tmp_path):
+    path = _sites_file(tmp_path, page_url)
+    result = sitewatch("probe", "--site", "shpo", "--sites-file", "sites.yaml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "sites.yaml:12: sites[2].url: invalid URL 'ftp://nowhere/': scheme must be http or https",
+        "sitewatch probe: no valid site 'shpo' in sites.yaml; nearest: 'shop'",
+    ]
+    empty = sitewatch("probe", "--site", "shop", "--sites-file", str(tmp_path / "none.yaml"))
+    assert empty.returncode == 2
+    assert empty.stderr.endswith("in " + str(tmp_path / "none.yaml") + "; it has no valid sites\n")
+    assert path.exists()
+
+
+def test_probe_requests_an_internationalised_host_in_its_idna_form(page_url, monkeypatch, capsys):
+    """No resolver here knows bücher.example: only the name lookup is redirected to the page."""
+    port = page_url.rsplit(":", 1)[1].strip("/")
+    real = socket.getaddrinfo
+    asked = []
+
+    def getaddrinfo(host, *args, **kwargs):
+        asked.append(host)
+        return real("127.0.0.1" if host == "xn--bcher-kva.example" else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    url = f"http://bücher.example:{port}/"
+    code = cli.main(["probe", url, "--regex", f"Host: xn--bcher-kva.example:{port}"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "site: xn--bcher-kva-example" in out.splitlines()
+    assert asked == ["xn--bcher-kva.example"]

@@ -3,12 +3,15 @@ give exactly the right Site values."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sitewatch.config.keys import BUILTIN_DEFAULTS, KEYS
 from sitewatch.config.loader import (
@@ -245,6 +248,36 @@ def test_site_for_url_derives_a_name_and_applies_overrides():
     assert site_for_url("http://[::1]:8080/").name == "1"
 
 
+def test_an_internationalised_host_validates_and_names_the_site_by_its_idna_form():
+    site = site_for_url("https://Bücher.example/straße?q=ü")
+    assert (site.name, site.url) == ("xn--bcher-kva-example", "https://Bücher.example/straße?q=ü")
+    loaded = load_text("sites:\n  - name: books\n    url: https://bücher.example/\n")
+    assert loaded.issues == [] and loaded.sites[0].url == "https://bücher.example/"
+
+
+@settings(derandomize=True, deadline=None, max_examples=300)
+@given(
+    st.sampled_from(["http://", "https://", "http://[", "https://[::1", ""]),
+    st.text(alphabet=st.characters(max_codepoint=0x2FFFF), max_size=20),
+    st.sampled_from(["", "/", ":80/", ":99999", "]:8/", "@x/"]),
+)
+def test_site_for_url_raises_nothing_but_config_error(scheme, host, tail):
+    try:
+        site = site_for_url(scheme + host + tail)
+    except ConfigError as exc:
+        assert exc.issues and all(issue.message for issue in exc.issues)
+    else:
+        assert site.name.isascii() and site.url == scheme + host + tail
+
+
+def test_site_for_url_reports_an_unparsable_url_instead_of_raising():
+    with pytest.raises(ConfigError) as caught:
+        site_for_url("http://[::1")
+    assert [str(issue) for issue in caught.value.issues] == [
+        "<command line>:0: url: invalid URL 'http://[::1': invalid IPv6 URL"
+    ]
+
+
 def test_site_for_url_reports_every_problem():
     with pytest.raises(ConfigError) as caught:
         site_for_url("ftp://x", regex="a(", timeout="fast", retrys=3)
@@ -291,3 +324,38 @@ def test_check_cron_normalises_whitespace_and_rejects_six_fields():
     assert check_cron(" 0   9 * *  1-5 ") == "0 9 * * 1-5"
     with pytest.raises(ValueError, match="expected 5 fields"):
         check_cron("0 0 9 * * 1-5")
+
+
+@pytest.mark.parametrize(
+    "text", ["0 0 29 2 *", "0 0 30 2 mon", "0 0 30 2 0-7", "0 0 31 4,5 *", "0 0 30/1 1 *"]
+)
+def test_a_rare_cron_that_fires_passes(text):
+    assert check_cron(text) == text
+
+
+@pytest.mark.parametrize("text", ["0 0 30 2 *", "0 0 31 2,4,6,9,11 *", "0 0 30/1 2 *"])
+def test_a_cron_that_never_fires_is_refused(text):
+    with pytest.raises(ValueError, match=r"never fires: none of its months has a day 3[01]$"):
+        check_cron(text)
+
+
+def test_never_fires_agrees_with_croniter_which_airflow_schedules_with():
+    croniter = pytest.importorskip("croniter")
+    from datetime import datetime
+
+    days = ["*", "29", "30", "31", "30-31", "29/2", "1,31", "28-31/3", "31/5"]
+    months = ["*", "2", "feb", "4,6", "2,4,6,9,11", "1-3", "4-6/2", "11/1"]
+    weekdays = ["*", "mon", "0-7", "*/2"]
+    for day, month, weekday in itertools.product(days, months, weekdays):
+        text = f"0 0 {day} {month} {weekday}"
+        try:
+            check_cron(text)
+            accepted = True
+        except ValueError:
+            accepted = False
+        try:
+            croniter.croniter(text, datetime(2026, 5, 1)).get_next(datetime)
+            fires = True
+        except croniter.CroniterBadDateError:
+            fires = False
+        assert accepted == fires, text

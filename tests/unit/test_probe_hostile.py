@@ -28,10 +28,10 @@ CAP = 1 << 20
 MEMORY_BOUND = 16 * CAP  # the hostile bodies below decode to 64 MiB or more
 TOKEN = "tok-3f9a1c7e5b"  # an environment variable's value: a secret
 HEADERS = {
-    "Authorization": "Bearer ${API_TOKEN}",
+    "Authorization": "Bearer ${SITEWATCH_SECRET_API_TOKEN}",
     "Cookie": "session=abc",
     "Proxy-Authorization": "Basic cHJveHk=",
-    "X-Api-Key": "${API_TOKEN}",
+    "X-Api-Key": "${SITEWATCH_SECRET_API_TOKEN}",
     "Accept": "text/html",
 }
 SECRET_HEADERS = {"authorization", "cookie", "proxy-authorization", "x-api-key"}
@@ -70,7 +70,7 @@ def run_measured(site: Site):
 
 
 def expanded(site: Site) -> tuple[Site, Secrets]:
-    return expand_headers(site, {"API_TOKEN": TOKEN})
+    return expand_headers(site, {"SITEWATCH_SECRET_API_TOKEN": TOKEN})
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +210,7 @@ def test_a_truncated_echo_of_a_secret_is_redacted_too(recorders):
     site, secrets = expanded(
         make_site(
             url(recorders[0], "/"),
-            headers={"X-Api-Key": "x" * 24 + "${API_TOKEN}"},
+            headers={"X-Api-Key": "x" * 24 + "${SITEWATCH_SECRET_API_TOKEN}"},
             forbid_regex=r"X-Api-Key: \S+",
         )
     )

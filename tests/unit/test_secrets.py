@@ -1,6 +1,8 @@
 """Header values from the environment: substituted at check time, never stored, errors named, and
 reported as ``Secrets`` (which headers, which values) for the probe to protect."""
 
+import dataclasses
+
 import pytest
 
 from sitewatch.config.loader import load_text
@@ -12,8 +14,8 @@ sites:
   - name: shop
     url: https://shop.example.com/
     headers:
-      Authorization: "Bearer ${SHOP_TOKEN}"
-      X-Team: "${TEAM}-${REGION}"
+      Authorization: "Bearer ${SITEWATCH_SECRET_SHOP_TOKEN}"
+      X-Team: "${SITEWATCH_SECRET_TEAM}-${SITEWATCH_SECRET_REGION}"
       X-Literal: "costs $${AMOUNT}"
       Accept: text/html
 """
@@ -27,7 +29,11 @@ def site():
 
 def test_variables_are_substituted_and_reported_as_secrets():
     seen = []
-    env = {"SHOP_TOKEN": "s3cr3t", "TEAM": "ops", "REGION": "eu"}
+    env = {
+        "SITEWATCH_SECRET_SHOP_TOKEN": "s3cr3t",
+        "SITEWATCH_SECRET_TEAM": "ops",
+        "SITEWATCH_SECRET_REGION": "eu",
+    }
     expanded, secrets = expand_headers(site(), env, on_secret=seen.append)
     assert dict(expanded.headers) == {
         "Authorization": "Bearer s3cr3t",
@@ -51,17 +57,41 @@ def test_secret_values_are_masked_whole_or_truncated():
 
 def test_the_loaded_site_keeps_the_reference_not_the_value():
     original = site()
-    expand_headers(original, {"SHOP_TOKEN": "s3cr3t", "TEAM": "a", "REGION": "b"})
-    assert original.headers["Authorization"] == "Bearer ${SHOP_TOKEN}"
+    expand_headers(
+        original,
+        {
+            "SITEWATCH_SECRET_SHOP_TOKEN": "s3cr3t",
+            "SITEWATCH_SECRET_TEAM": "a",
+            "SITEWATCH_SECRET_REGION": "b",
+        },
+    )
+    assert original.headers["Authorization"] == "Bearer ${SITEWATCH_SECRET_SHOP_TOKEN}"
 
 
 def test_every_unset_variable_is_named():
     with pytest.raises(ConfigError) as error:
-        expand_headers(site(), {"TEAM": "ops"})
+        expand_headers(site(), {"SITEWATCH_SECRET_TEAM": "ops"})
     assert [str(i) for i in error.value.issues] == [
-        "<environment>:2: shop.headers.Authorization: environment variable SHOP_TOKEN is not set",
-        "<environment>:2: shop.headers.X-Team: environment variable REGION is not set",
+        "<environment>:2: shop.headers.Authorization: "
+        "environment variable SITEWATCH_SECRET_SHOP_TOKEN is not set",
+        "<environment>:2: shop.headers.X-Team: "
+        "environment variable SITEWATCH_SECRET_REGION is not set",
     ]
+
+
+def test_a_site_built_in_code_cannot_read_other_variables():
+    # Validation refuses these names; a Site built in code skips validation, the expansion not.
+    loaded = load_text("sites:\n  - name: a\n    url: http://a.example/\n", "s.yaml")
+    leak = dataclasses.replace(
+        loaded.sites[0], headers={"X-Leak": "${AIRFLOW__CORE__FERNET_KEY}", "X-Old": "${TOKEN}"}
+    )
+    env = {"AIRFLOW__CORE__FERNET_KEY": "fernet-key-value", "TOKEN": "old-token"}
+    with pytest.raises(ConfigError) as error:
+        expand_headers(leak, env)
+    messages = [i.message for i in error.value.issues]
+    assert messages[0].startswith("header values may not name AIRFLOW__CORE__FERNET_KEY")
+    assert "rename TOKEN to SITEWATCH_SECRET_TOKEN" in messages[1]
+    assert "fernet-key-value" not in str(error.value) and "old-token" not in str(error.value)
 
 
 def test_a_site_without_references_is_returned_as_is():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 
 import regex
 
+from sitewatch.config import variables
 from sitewatch.config.schedule import check_cron
 from sitewatch.config.values import describe, duration, text
 from sitewatch.config.yamltree import Invalid
@@ -23,9 +25,11 @@ from sitewatch.config.yamltree import Invalid
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 METHODS = ("GET", "HEAD", "POST")
 MAX_URL, MAX_REGEX, MAX_HEADER_VALUE, MAX_BODY = 2048, 1000, 8 * 1024, 1024 * 1024
+MAX_SCHEDULE = 1000  # a cron listing every value of every field is about 340 characters
 MAX_TAG, MAX_HEADERS = 100, 100  # Airflow refuses DAG tags longer than 100 characters
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 header field name
-_BAD_URL_CHAR = re.compile(r"[\s\x00-\x1f\x7f]")
+_BAD_URL_CHAR = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+_UNSENDABLE = re.compile(r"[\r\n\0]|[^\x00-\xff]")  # in a header value
 
 
 @functools.lru_cache(maxsize=4096)
@@ -52,9 +56,12 @@ def check_name(value: Any) -> str:
 
 
 def check_url(value: Any) -> str:
+    """An http(s) URL with a host that ``requests`` can send as written; raises Invalid."""
     url = text(value, MAX_URL)
     if _BAD_URL_CHAR.search(url):
         raise Invalid(f"invalid URL {url!r}: contains whitespace or control characters")
+    if not url.isascii():
+        _check_visible(url)
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
@@ -68,10 +75,61 @@ def check_url(value: Any) -> str:
     if parts.username is not None:
         # The URL is published with every check; credentials belong in headers.
         raise Invalid(f"invalid URL {url!r}: credentials in the URL; use an Authorization header")
+    _check_host(url, parts.hostname)
     return url
 
 
+def _check_visible(url: str) -> None:
+    """Refuse invisible format characters (category Cf) and lone surrogates (Cs) in ``url``.
+
+    A bidi control such as U+202E makes the URL read differently from where it goes, and a
+    zero-width space hides in a host; a surrogate (a command-line byte that is not UTF-8) cannot
+    be sent at all. Whitespace and control characters are ``_BAD_URL_CHAR``'s.
+    """
+    for char in url:
+        category = unicodedata.category(char)
+        if category == "Cf":
+            what = f"U+{ord(char):04X} ({unicodedata.name(char, 'unnamed')})"
+            raise Invalid(f"invalid URL {url!r}: contains invisible format character {what}")
+        if category == "Cs":
+            raise Invalid(f"invalid URL {url!r}: contains {char!r}, which is not a character")
+
+
+def _check_host(url: str, host: str) -> None:
+    """Refuse a host that ``requests`` would refuse ("URL has an invalid label").
+
+    requests sends a non-ASCII host in its IDNA 2008 form (``ascii_host``) and refuses an ASCII
+    host that starts with ``*`` or ``.``; checking the same here turns a probe that could never
+    be sent into an issue with a line.
+    """
+    if host.startswith(("*", ".")):
+        raise Invalid(f"invalid URL {url!r}: host {host!r} cannot start with '*' or '.'")
+    try:
+        ascii_host(host)
+    except UnicodeError as exc:
+        detail = f"host {host!r} is not a valid internationalised domain name: {exc}"
+        raise Invalid(f"invalid URL {url!r}: {detail}") from None
+
+
+def ascii_host(host: str) -> str:
+    """``host`` as sent on the wire: unchanged when ASCII, else its IDNA form (``xn--bcher-kva``).
+
+    Uses the ``idna`` package with UTS 46 mapping exactly as ``requests`` does, so a host that
+    validates is one requests can send. Imported only for a non-ASCII host: its tables cost more
+    to load than checking a whole sites file. Raises UnicodeError (``idna.IDNAError``).
+    """
+    if host.isascii():
+        return host
+    import idna
+
+    return idna.encode(host, uts46=True).decode("ascii")
+
+
 def check_schedule(value: Any) -> timedelta | str:
+    """An interval (``5m``) or a 5-field cron; raises Invalid."""
+    if isinstance(value, str) and len(value) > MAX_SCHEDULE:
+        # Messages quote the text, and Python refuses to read a number past 4300 digits.
+        raise Invalid(f"too long: {len(value)} characters (at most {MAX_SCHEDULE})")
     if isinstance(value, str) and len(value.split()) > 1:
         try:
             return check_cron(value)
@@ -134,6 +192,7 @@ def check_method(value: Any) -> str:
 
 
 def check_headers(value: Any) -> MappingProxyType:
+    """Header name -> value; raises Invalid with ``item`` the header's name."""
     if not isinstance(value, dict):
         raise Invalid(f"expected a mapping of header names to strings, got {describe(value)}")
     if len(value) > MAX_HEADERS:
@@ -142,13 +201,37 @@ def check_headers(value: Any) -> MappingProxyType:
         if not _TOKEN.fullmatch(name):
             raise Invalid(f"invalid header name {name!r}", item=name)
         try:
-            text(header, MAX_HEADER_VALUE, "a string (quote numbers and true/false)")
+            _check_header_value(header)
         except Invalid as exc:
             exc.item = name
             raise
-        if any(c in header for c in "\r\n\0"):
-            raise Invalid("header value contains a line break or NUL", item=name)
     return MappingProxyType(dict(value))
+
+
+def _check_header_value(header: Any) -> None:
+    """Raise Invalid unless ``header`` can be sent as written and names only allowed variables.
+
+    http.client encodes header values as Latin-1 and refuses line breaks; requests refuses a
+    leading space, and RFC 9110 has receivers drop trailing ones. Trade-off: other control
+    characters (a tab inside the value) are sent as they are, as HTTP allows.
+    """
+    text(header, MAX_HEADER_VALUE, "a string (quote numbers and true/false)")
+    if found := _UNSENDABLE.search(header):
+        char = found.group()
+        if char in "\r\n\0":
+            raise Invalid("header value contains a line break or NUL")
+        raise Invalid(
+            f"header value contains {char!r} (U+{ord(char):04X}): HTTP headers carry only"
+            " Latin-1 characters; percent-encode or base64 the value"
+        )
+    if header[:1].isspace() or header[-1:].isspace():
+        raise Invalid(
+            "header value starts or ends with whitespace, which HTTP does not carry (RFC 9110);"
+            " remove it"
+        )
+    for name in variables.names(header) if "${" in header else ():
+        if problem := variables.refusal(name):
+            raise Invalid(problem)
 
 
 def check_tags(value: Any) -> tuple[str, ...]:

@@ -60,7 +60,7 @@ class Key:
 _HEADERS_EXAMPLE = """\
 Accept: text/html
 X-Probe: "1"
-Authorization: "Bearer ${EXAMPLE_API_TOKEN}"
+Authorization: "Bearer ${SITEWATCH_SECRET_API_TOKEN}"
 """
 _NOTIFY_EXAMPLE = """\
 # Airflow connection (type http): extra "url", or host/port/schema (+ extra "path");
@@ -79,10 +79,13 @@ _DECLARED = (
         doc="Unique among the sites; [a-z0-9][a-z0-9_-]{0,62}. The DAG is site_<name>."),
     Key("url", str, check_url, example="https://example.com/health?full=1",
         doc="http or https with a host, at most 2048 characters. No user:password@ part (the URL"
-        " is stored with every check); send credentials in a header from the environment."),
+        " is stored with every check); send credentials in a header from the environment. An"
+        " internationalised host (bücher.example) is requested in its IDNA form; invisible"
+        " characters (bidi controls such as U+202E, zero-width spaces) are refused."),
     Key("schedule", timedelta | str, check_schedule, default="5m", example="5m",
         doc="An interval (at least 10s) or a 5-field cron expression \"minute hour day-of-month"
-        " month day-of-week\" (numbers, names, *, ranges, steps, lists)."),
+        " month day-of-week\" (numbers, names, *, ranges, steps, lists) that can fire: 0 0 30 2 *"
+        " (30 February) is refused, 0 0 29 2 * (leap days) is fine."),
     Key("regex", str | None, optional(check_regex), default=None,
         example=r"'Last updated[^0-9]{0,40}\d{1,2}:\d{2}'",
         doc="Python regular expression (the `regex` module, at most 1000 characters) searched in"
@@ -100,10 +103,12 @@ _DECLARED = (
     Key("method", str, check_method, default="GET", example="POST",
         doc="One of GET, HEAD, POST (upper case)."),
     Key("headers", Mapping[str, str], check_headers, default={}, example=_HEADERS_EXAMPLE,
-        doc="Header name -> string value; values at most 8 KiB, no line breaks. ${NAME} is"
-        " replaced from the worker's environment when the check runs, so secrets stay out of"
-        " this file and out of the DAG (masked in task logs); an unset variable fails the"
-        " attempt as a pipeline error, not as the site being down. $${ writes a literal ${."),
+        doc="Header name -> string value; values at most 8 KiB, Latin-1, no line breaks, no"
+        " leading or trailing spaces. ${NAME} is replaced from the worker's environment when the"
+        " check runs, so secrets stay out of this file and out of the DAG (masked in task logs);"
+        " NAME must start with SITEWATCH_SECRET_, so no other variable of the worker can be"
+        " sent. An unset variable fails the attempt as a pipeline error, not as the site being"
+        " down. $${ writes a literal ${."),
     Key("body", str | None, optional(check_body), default=None, example="'{\"ping\": true}'",
         doc="Request body (at most 1 MiB). Only with method POST: a body on GET or HEAD is almost"
         " always a forgotten `method: POST`, so it is an error."),

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from sitewatch.config.checks import compile_pattern
+from sitewatch.config.checks import ascii_host, compile_pattern
 from sitewatch.config.keys import BUILTIN_DEFAULTS, FIELDS
 from sitewatch.config.reader import Reader, body_problem, subfield
 from sitewatch.config.site import ConfigIssue, Site, SitesFile
@@ -89,6 +89,9 @@ def load_text(text: str, path: str = "<string>") -> SitesFile:
         except (yaml.YAMLError, RecursionError) as exc:
             message = "document nested too deeply" if isinstance(exc, RecursionError) else exc
             return _failed(path, 1, f"invalid YAML: {message}")
+        except UnicodeEncodeError as exc:  # text given as str (not a file) with a lone surrogate
+            line = text.count("\n", 0, exc.start) + 1
+            return _failed(path, line, f"not text: {exc.object[exc.start]!r} is no character")
         if root is None:
             return _failed(path, 1, "empty document: expected a mapping with a 'sites' list")
         reader = Reader(path)
@@ -109,9 +112,7 @@ def site_for_url(url: str, *, regex: str | None = None, **overrides: Any) -> Sit
     ``overrides`` take any site key in its sites-file form (``timeout="5s"``, ``verify_tls=False``).
     Raises ConfigError listing every problem (file ``<command line>``, field = the key).
     """
-    host = (urlsplit(url).hostname or "adhoc") if isinstance(url, str) else "adhoc"
-    name = "".join(c if c.isalnum() or c in "_-" else "-" for c in host.lower()).strip("-_")[:63]
-    given = {"name": name or "adhoc", "url": url, "regex": regex, **overrides}
+    given = {"name": _adhoc_name(url), "url": url, "regex": regex, **overrides}
     issues: list[ConfigIssue] = []
     values: dict[str, Any] = {}
     for key, raw in given.items():
@@ -128,6 +129,20 @@ def site_for_url(url: str, *, regex: str | None = None, **overrides: Any) -> Sit
     if issues:
         raise ConfigError(issues)
     return Site(**merged)
+
+
+def _adhoc_name(url: Any) -> str:
+    """The name of an ad-hoc site: its host as sent (IDNA), other characters as ``-``.
+
+    ``bücher.example`` gives ``xn--bcher-kva-example``. Falls back to ``adhoc`` for a URL without
+    a usable host; ``check_url`` then reports what is wrong with it.
+    """
+    try:
+        host = ascii_host(urlsplit(url).hostname or "") if isinstance(url, str) else ""
+    except ValueError:  # an unclosed "[" host, an invalid IDNA label (UnicodeError)
+        host = ""
+    name = "".join(c if c.isalnum() or c in "_-" else "-" for c in host.lower())
+    return name.strip("-_")[:63] or "adhoc"
 
 
 def _failed(path: str, line: int, message: str) -> SitesFile:

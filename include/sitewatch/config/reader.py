@@ -6,7 +6,6 @@ which key goes where, which line an issue names, and how defaults merge into ent
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,17 +17,20 @@ from sitewatch.config.values import describe, unknown_key
 from sitewatch.config.yamltree import Invalid, Walker, line_of, scalar
 
 _SEQUENCE = "sequence"
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _shown(field_name: str) -> str:
     """``field_name`` fit for one ``file:line: field: message`` line.
 
-    Fields are built from the file's own keys, which can be empty or hold line breaks.
+    Fields are built from the file's own keys, which can be empty or hold line breaks, bidi
+    controls that reorder the line on screen, or lone surrogates that cannot be printed at all;
+    each unprintable character is shown as its escape, as ``repr`` would.
     """
     if not field_name:
         return "''"
-    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], field_name)
+    if field_name.isprintable():
+        return field_name
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in field_name)
 
 
 def subfield(field_name: str, item: int | str | tuple | None) -> str:
@@ -65,8 +67,16 @@ def _describe_node(node: Node) -> str:
         return "a list"
     try:
         return describe(scalar(node))
+    except Invalid as exc:
+        return f"an unreadable value ({exc.message})"
+
+
+def _is_null(node: Node) -> bool:
+    """True for an empty or ``null`` scalar (``defaults:`` with nothing under it)."""
+    try:
+        return isinstance(node, ScalarNode) and scalar(node) is None
     except Invalid:
-        return f"a value tagged {node.tag}"
+        return False
 
 
 def _memo_key(key: str, node: Node) -> tuple | None:
@@ -157,7 +167,7 @@ class Reader:
         return True, value
 
     def read_defaults(self, node: Node | None) -> dict[str, Any]:
-        if node is None or (isinstance(node, ScalarNode) and scalar(node) is None):
+        if node is None or _is_null(node):
             return {}
         if not isinstance(node, MappingNode):
             got = _describe_node(node)

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 DURATION_HINT = "a duration like '30s', '5m', '1h30m' or '500ms'"
 MAX_DURATION = timedelta(days=365)
+MAX_DURATION_TEXT = 40
 
 # Units largest first, each at most once: "1h30m" reads one way only, "30m1h" is rejected.
 _DURATION = re.compile(
@@ -24,8 +25,13 @@ def parse_duration(text: str) -> timedelta:
     """Parse a duration such as ``"10s"``, ``"5m"``, ``"1h30m"`` or ``"500ms"``.
 
     Units are d, h, m, s and ms, integers only, largest first. Raises ValueError when the text is
-    not a duration or exceeds a year (which also keeps ``timedelta`` far from overflowing).
+    not a duration, is longer than ``MAX_DURATION_TEXT`` or exceeds a year (which also keeps
+    ``timedelta`` far from overflowing).
     """
+    if len(text) > MAX_DURATION_TEXT:  # "1d23h59m59s999ms" is 16; Python reads 4300 digits at most
+        raise ValueError(
+            f"too long for a duration: {len(text)} characters (at most {MAX_DURATION_TEXT})"
+        )
     if text.isdigit():
         raise ValueError(f"invalid duration {text!r}: missing unit, e.g. '{text}s'")
     match = _DURATION.fullmatch(text)
@@ -58,6 +64,8 @@ _FIELDS = (
     ("month", 1, 12, {n: i + 1 for i, n in enumerate(_MONTHS)}),
     ("day-of-week", 0, 7, {n: i for i, n in enumerate(_DAYS)}),  # 0 and 7 are both Sunday
 )
+# A leap year's: 29 February comes every four years (within eight across 2100), so it fires.
+_DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _ITEM = re.compile(r"(?P<range>\*|[0-9a-z]+(?:-[0-9a-z]+)?)(?:/(?P<step>[0-9]+))?")
 
 
@@ -65,7 +73,8 @@ def check_cron(text: str) -> str:
     """Validate a 5-field cron expression and return it with whitespace normalised.
 
     Raises ValueError naming the first bad field, e.g.
-    ``invalid cron expression '61 * * * *': minute: 61 is out of range 0-59``.
+    ``invalid cron expression '61 * * * *': minute: 61 is out of range 0-59``, or saying that the
+    expression never fires (``0 0 30 2 *``), which Airflow's timetable cannot schedule.
     """
     fields = text.split()
     if len(fields) != 5:
@@ -73,25 +82,54 @@ def check_cron(text: str) -> str:
             f"invalid cron expression {text!r}: expected 5 fields "
             f"(minute hour day-of-month month day-of-week), got {len(fields)}"
         )
+    values = []
     for value, spec in zip(fields, _FIELDS, strict=True):
         try:
-            _check_cron_field(value.lower(), *spec[1:])
+            values.append(_cron_values(value.lower(), *spec[1:]))
         except ValueError as exc:
             raise ValueError(f"invalid cron expression {text!r}: {spec[0]}: {exc}") from None
+    if (day := _missing_day(fields[4], *values[2:4])) is not None:
+        raise ValueError(
+            f"invalid cron expression {text!r}: never fires: none of its months has a day {day}"
+        )
     return " ".join(fields)
 
 
-def _check_cron_field(value: str, low: int, high: int, names: dict[str, int]) -> None:
+def _missing_day(weekday_field: str, days: set[int], months: set[int]) -> int | None:
+    """The first of ``days`` when none of them occurs in any of ``months``, else None.
+
+    Airflow schedules with croniter, which (like Vixie cron) fires on a day that matches
+    day-of-month OR day-of-week unless day-of-week is ``*``; only then can the expression name
+    nothing but impossible dates (30 February, 31 April). Minutes and hours always select some.
+    Exact, so no search over a horizon: a leap day (``0 0 29 2 *``) passes.
+    """
+    if weekday_field != "*" or min(days) <= max(_DAYS_IN_MONTH[m - 1] for m in months):
+        return None
+    return min(days)
+
+
+def _cron_values(value: str, low: int, high: int, names: dict[str, int]) -> set[int]:
+    """The numbers one cron field selects; raises ValueError naming what cannot be read.
+
+    Only the day fields' numbers are used (to tell whether the expression ever fires). As in
+    croniter, which Airflow schedules with, a number with a step (``5/15``) runs to the field's end.
+    """
+    selected: set[int] = set()
     for item in value.split(","):
         match = _ITEM.fullmatch(item)
         if match is None:
             raise ValueError(f"cannot read {item!r}")
+        first, last, step = low, high, match["step"]
         if match["range"] != "*":
             bounds = [_cron_number(part, low, high, names) for part in match["range"].split("-")]
             if bounds[0] > bounds[-1]:
                 raise ValueError(f"range {match['range']!r} runs backwards")
-        if match["step"] is not None and not 1 <= int(match["step"]) <= high - low + 1:
-            raise ValueError(f"step {match['step']} is out of range 1-{high - low + 1}")
+            first = bounds[0]
+            last = bounds[-1] if len(bounds) > 1 or step is None else high
+        if step is not None and not 1 <= int(step) <= high - low + 1:
+            raise ValueError(f"step {step} is out of range 1-{high - low + 1}")
+        selected.update(range(first, last + 1, int(step or 1)))
+    return selected
 
 
 def _cron_number(part: str, low: int, high: int, names: dict[str, int]) -> int:

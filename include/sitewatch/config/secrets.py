@@ -1,8 +1,10 @@
-"""Header values from the environment: ``Authorization: "Bearer ${SHOP_TOKEN}"``.
+"""Header values from the environment: ``Authorization: "Bearer ${SITEWATCH_SECRET_SHOP}"``.
 
 Secrets never live in the sites file. A header value may name environment variables as
 ``${NAME}``; they are read when the check runs (on the worker), so the value is never parsed into
-a DAG, shown on its page, or stored anywhere. ``$${`` writes a literal ``${``.
+a DAG, shown on its page, or stored anywhere. ``$${`` writes a literal ``${``. Only variables
+named ``SITEWATCH_SECRET_*`` may be read (``sitewatch.config.variables``): validation refuses
+other names, and so does the expansion, for a ``Site`` built in code.
 
 ``expand_headers`` also returns ``Secrets``: which headers were expanded and with what values, so
 the probe can keep them from another origin and out of what it records.
@@ -12,14 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from sitewatch.config.site import ConfigIssue, Site
+from sitewatch.config.variables import REFERENCE, refusal
 from sitewatch.errors import ConfigError
 
-_REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MASK = "***"
 # As Airflow's [logging] min_length_masked_secret: shorter values are not worth the mangled text
 # (masking "eu" would hit every URL with "eu" in it) and are guessable anyway.
@@ -74,7 +75,7 @@ def expand_headers(
 
     on_secret: called with each substituted value (the task passes Airflow's ``mask_secret`` so
     the value is redacted from task logs). Raises ConfigError naming the site, the header and
-    every variable that is not set.
+    every variable that is not set or may not be read (see ``variables.refusal``).
     """
     environ = os.environ if environ is None else environ
     if not any("${" in value for value in site.headers.values()):
@@ -85,19 +86,16 @@ def expand_headers(
     headers = {}
     for name, value in site.headers.items():
 
-        def substitute(match: re.Match, header: str = name) -> str:
+        def substitute(match, header: str = name) -> str:
             if match.group(1) is None:
                 return "${"
             var = match.group(1)
-            if var not in environ:
-                missing.append(
-                    ConfigIssue(
-                        "<environment>",
-                        site.line,
-                        f"{site.name}.headers.{header}",
-                        f"environment variable {var} is not set",
-                    )
-                )
+            problem = refusal(var) or (
+                None if var in environ else f"environment variable {var} is not set"
+            )
+            if problem is not None:
+                field = f"{site.name}.headers.{header}"
+                missing.append(ConfigIssue("<environment>", site.line, field, problem))
                 return ""
             if on_secret is not None:
                 on_secret(environ[var])
@@ -105,7 +103,7 @@ def expand_headers(
             values.add(environ[var])
             return environ[var]
 
-        headers[name] = _REFERENCE.sub(substitute, value)
+        headers[name] = REFERENCE.sub(substitute, value)
     if missing:
         raise ConfigError(missing)
     # Longest first: a value that contains a shorter one is masked whole, not in pieces.

@@ -15,6 +15,7 @@ reported instead of quietly meaning true, and a tag or header value ``no`` keeps
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Callable
 from contextlib import contextmanager
 
@@ -27,6 +28,7 @@ MAX_DEPTH = 20
 # Safe for the C composer on any thread stack (it needs a few hundred bytes per level; an 8 MiB
 # stack overflows near 30,000), far beyond any sites file.
 MAX_NESTING = 2000
+MAX_NUMBER = 100  # characters of an int or float; Python will not even print a 4301-digit int
 
 _constructor = SafeConstructor()
 _resolver = yaml.resolver.Resolver()
@@ -34,6 +36,7 @@ _T = "tag:yaml.org,2002:"
 _STR, _SEQ, _MAP = _T + "str", _T + "seq", _T + "map"
 _PLAIN = "sitewatch:plain"  # an unquoted, untagged scalar whose type is decided on first use
 _RESOLVED_FIRST_CHARS = frozenset(_resolver.yaml_implicit_resolvers)
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 class _LazyTypes:
@@ -230,17 +233,56 @@ def scalar(node: ScalarNode):
             return node.value  # fast path: URLs, names, words
         tag = _resolver.resolve(ScalarNode, node.value, (True, False))
     if tag == _STR:
-        return node.value
+        return _text(node)
     if tag == _T + "null":
         return None
     if tag == _T + "bool":
         word = node.value.lower()
-        return word == "true" if word in ("true", "false") else node.value
-    if tag == _T + "int":
-        # "1:30" is base-60 in YAML 1.1 (90); nobody means that in a sites file.
-        return node.value if ":" in node.value else _constructor.construct_yaml_int(node)
-    if tag == _T + "float":
-        return node.value if ":" in node.value else _constructor.construct_yaml_float(node)
+        return word == "true" if word in ("true", "false") else _text(node)
+    if tag in (_T + "int", _T + "float"):
+        return _number(node, tag)
     if tag in (_T + "timestamp", _T + "value", _T + "yaml") and node.tag == _PLAIN:
         return node.value  # e.g. a date: only ever text here; the field's own check judges it
     raise Invalid(f"unsupported YAML tag {tag.replace(_T, '!!')!r}", line_of(node))
+
+
+def _text(node: ScalarNode) -> str:
+    """A string scalar, refused if it holds a lone surrogate.
+
+    Only a ``\\uD800``-style escape in double quotes makes one (UTF-8 text cannot): it is no
+    character, so printing, storing or sending the value would raise far from this file.
+    """
+    text = node.value
+    if not text.isascii() and (half := _SURROGATE.search(text)):
+        message = f"contains {half.group()!r}, half of a UTF-16 surrogate pair, not a character"
+        raise Invalid(message, line_of(node))
+    return text
+
+
+def _number(node: ScalarNode, tag: str) -> int | float | str:
+    """An ``!!int`` or ``!!float`` scalar, implicit or tagged.
+
+    PyYAML's converters raise a bare ValueError or IndexError for text that only claims to be a
+    number (``!!int abc``, ``!!float ""``, a plain ``0b_``), and Python refuses to convert or print
+    integers past 4300 digits; each would escape the loader without a line. A plain scalar that
+    does not convert stays text, so the key's own check names what it expected; a tagged one is
+    reported here. ``MAX_NUMBER`` characters is far beyond any number a sites file needs.
+    """
+    if ":" in node.value:
+        return node.value  # "1:30" is base-60 in YAML 1.1 (90); nobody means that in a sites file
+    if len(node.value) > MAX_NUMBER:
+        raise Invalid(
+            f"too long for a number: {len(node.value)} characters (at most {MAX_NUMBER})",
+            line_of(node),
+        )
+    convert = (
+        _constructor.construct_yaml_int if tag == _T + "int" else _constructor.construct_yaml_float
+    )
+    try:
+        return convert(node)
+    except (ValueError, IndexError):
+        if node.tag == _PLAIN:
+            return node.value
+        raise Invalid(
+            f"not a valid {tag.replace(_T, '!!')}: {node.value!r}", line_of(node)
+        ) from None
