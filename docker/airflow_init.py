@@ -1,8 +1,10 @@
 """One-shot setup of the docker-compose stack, run by ``airflow-init`` after ``airflow db migrate``.
 
-1. Both sitewatch connections resolve, with the right type. They are ``AIRFLOW_CONN_*`` variables
-   set for every Airflow container (docker-compose.yaml; .env with docker-compose.aiven.yaml), so
-   each component reads the same definition and nothing is written to the metadata database;
+1. Both sitewatch connections resolve, with the right type (and the least-privilege results
+   connections, ``sitewatch_postgres_drain``/``_alerting``/``_reader``, when they are set).
+   They are ``AIRFLOW_CONN_*`` variables set for every Airflow container (docker-compose.yaml;
+   .env with docker-compose.aiven.yaml), so each component reads the same definition and
+   nothing is written to the metadata database;
    this step turns a typo there into one clear line instead of failing tasks later.
 2. The topic exists: created with ``SITEWATCH_TOPIC_PARTITIONS`` partitions (default 3) and the
    broker's default replication when missing, left as it is when present.
@@ -25,11 +27,24 @@ from pathlib import Path
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import NewTopic
 
-from sitewatch.names import KAFKA_CONN_ID, POSTGRES_CONN_ID, topic
+from sitewatch.names import (
+    KAFKA_CONN_ID,
+    POSTGRES_ALERTING_CONN_ID,
+    POSTGRES_CONN_ID,
+    POSTGRES_DRAIN_CONN_ID,
+    POSTGRES_READER_CONN_ID,
+    topic,
+)
 
 log = logging.getLogger("airflow-init")
 
 EXPECTED_TYPES = {KAFKA_CONN_ID: "kafka", POSTGRES_CONN_ID: "postgres"}
+# The least-privilege results connections: checked when set; unset, sitewatch_postgres serves.
+OPTIONAL_TYPES = {
+    POSTGRES_DRAIN_CONN_ID: "postgres",
+    POSTGRES_ALERTING_CONN_ID: "postgres",
+    POSTGRES_READER_CONN_ID: "postgres",
+}
 
 
 class InitError(Exception):
@@ -42,7 +57,8 @@ def env_name(conn_id: str) -> str:
 
 
 def check_connections(get_connection=None) -> None:
-    """Resolve every connection of ``EXPECTED_TYPES`` and check its type.
+    """Resolve every connection of ``EXPECTED_TYPES``, and of ``OPTIONAL_TYPES`` whose variable
+    is set, and check its type.
 
     get_connection: ``conn_id -> Connection`` (default: Airflow's ``BaseHook.get_connection``).
     Raises InitError naming the connection and its variable when one is malformed, missing or of
@@ -52,7 +68,8 @@ def check_connections(get_connection=None) -> None:
         from airflow.sdk import BaseHook
 
         get_connection = BaseHook.get_connection
-    for conn_id, conn_type in EXPECTED_TYPES.items():
+    optional = {c: t for c, t in OPTIONAL_TYPES.items() if os.environ.get(env_name(c))}
+    for conn_id, conn_type in {**EXPECTED_TYPES, **optional}.items():
         env = env_name(conn_id)
         raw = os.environ.get(env, "")
         if raw.lstrip().startswith("{"):

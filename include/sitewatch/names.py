@@ -14,7 +14,24 @@ from datetime import UTC, datetime
 KAFKA_CONN_ID = "sitewatch_kafka"
 """Airflow connection of type kafka; its extra is the librdkafka configuration."""
 POSTGRES_CONN_ID = "sitewatch_postgres"
-"""Airflow connection of type postgres: the results database (``sslmode`` etc. in its extra)."""
+"""Airflow connection of type postgres: the results database (``sslmode`` etc. in its extra).
+
+Its role owns the tables: the migrations (``create_tables``) and the maintenance DAG use it, and so
+does every component whose narrower connection below is not defined. One connection therefore
+keeps working alone; docs/docker.md ("Database roles") shows the split."""
+POSTGRES_DRAIN_CONN_ID = "sitewatch_postgres_drain"
+"""The drain's connection (role ``DRAIN_ROLE``); ``POSTGRES_CONN_ID`` when undefined."""
+POSTGRES_ALERTING_CONN_ID = "sitewatch_postgres_alerting"
+"""The alert callbacks' connection (role ``ALERTING_ROLE``); ``POSTGRES_CONN_ID`` when undefined."""
+POSTGRES_READER_CONN_ID = "sitewatch_postgres_reader"
+"""The Sites page's connection (role ``READER_ROLE``); ``POSTGRES_CONN_ID`` when undefined."""
+
+DRAIN_ROLE = "sitewatch_drain"
+"""PostgreSQL role that may add checks, rejected messages and day partitions, nothing else."""
+ALERTING_ROLE = "sitewatch_alerting"
+"""PostgreSQL role that may read and write ``site_alert_state``, nothing else."""
+READER_ROLE = "sitewatch_reader"
+"""PostgreSQL role that may read what the Sites page shows, nothing else."""
 
 TOPIC_ENV = "SITEWATCH_TOPIC"
 DEFAULT_TOPIC = "sitewatch.checks"

@@ -45,6 +45,8 @@ def results_schema(monkeypatch):
     conn = json.loads(base)
     conn["extra"] = {**conn.get("extra", {}), "options": f"-c search_path={schema}"}
     monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_POSTGRES", json.dumps(conn))
+    # make run's environment defines alerting's own connection; it would not see this schema
+    monkeypatch.delenv("AIRFLOW_CONN_SITEWATCH_POSTGRES_ALERTING", raising=False)
     yield dsn, schema
     with psycopg.connect(dsn, autocommit=True) as admin:
         admin.execute(f"DROP SCHEMA {schema} CASCADE")

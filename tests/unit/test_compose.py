@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import subprocess
 import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -35,6 +36,24 @@ AIVEN_VARS = {
     "AIRFLOW_CONN_SITEWATCH_KAFKA": "SITEWATCH_KAFKA_CONN",
     "AIRFLOW_CONN_SITEWATCH_POSTGRES": "SITEWATCH_POSTGRES_CONN",
 }
+# the narrower results connections, optional with Aiven (empty: fall back to sitewatch_postgres)
+AIVEN_OPTIONAL_VARS = {
+    "AIRFLOW_CONN_SITEWATCH_POSTGRES_DRAIN": "SITEWATCH_POSTGRES_DRAIN_CONN",
+    "AIRFLOW_CONN_SITEWATCH_POSTGRES_ALERTING": "SITEWATCH_POSTGRES_ALERTING_CONN",
+    "AIRFLOW_CONN_SITEWATCH_POSTGRES_READER": "SITEWATCH_POSTGRES_READER_CONN",
+}
+# Secrets compose requires (no defaults); docker/new-env.sh writes them. Tests fill them in.
+SECRET_VARS = (
+    "AIRFLOW_JWT_SECRET",
+    "AIRFLOW_FERNET_KEY",
+    "SITEWATCH_PG_ADMIN_PASSWORD",
+    "SITEWATCH_PG_AIRFLOW_PASSWORD",
+    "SITEWATCH_PG_OWNER_PASSWORD",
+    "SITEWATCH_PG_DRAIN_PASSWORD",
+    "SITEWATCH_PG_ALERTING_PASSWORD",
+    "SITEWATCH_PG_READER_PASSWORD",
+)
+SECRETS = {name: f"{name.lower()}-value" for name in SECRET_VARS}
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 
@@ -79,11 +98,14 @@ def services(compose) -> dict:
     return compose["services"]
 
 
-def env_of(service: dict, env: dict[str, str] | None = None) -> dict[str, str]:
-    """A service's environment, interpolated (list or mapping form)."""
+def env_of(
+    service: dict, env: dict[str, str] | None = None, secrets: dict[str, str] = SECRETS
+) -> dict[str, str]:
+    """A service's environment, interpolated (list or mapping form) with ``secrets`` set."""
     raw = service.get("environment") or {}
     if isinstance(raw, list):
         raw = dict(item.split("=", 1) for item in raw)
+    env = {**secrets, **(env or {})}
     return {key: interpolate(str(value), env) for key, value in raw.items()}
 
 
@@ -169,6 +191,13 @@ def test_only_the_api_server_publishes_a_host_port(services):
     assert interpolate(port).endswith(":8080")
 
 
+def test_the_api_is_published_on_localhost_unless_the_user_opts_in(services):
+    (port,) = services["airflow-apiserver"]["ports"]
+    assert interpolate(port) == "127.0.0.1:8080:8080"
+    assert interpolate(port, {"SITEWATCH_UI_PORT": "9090"}) == "127.0.0.1:9090:8080"
+    assert interpolate(port, {"SITEWATCH_BIND": "0.0.0.0"}) == "0.0.0.0:8080:8080"
+
+
 def test_long_running_services_have_healthchecks(services):
     for name, svc in services.items():
         if name != "airflow-init":
@@ -242,30 +271,148 @@ def test_kafka_connection_points_at_the_kafka_service_listener(services):
     assert "broker" in kafka["KAFKA_PROCESS_ROLES"] and "controller" in kafka["KAFKA_PROCESS_ROLES"]
 
 
-@pytest.mark.parametrize("env", [{}, {"SITEWATCH_PG_USER": "u", "SITEWATCH_PG_PASSWORD": "p"}])
-def test_postgres_connection_reaches_the_sitewatch_database(services, env):
-    from sitewatch.names import POSTGRES_CONN_ID
+def role_connections() -> dict[str, str]:
+    """Results connection id -> the PostgreSQL role it must log in as."""
+    from sitewatch import names
 
-    conn = connection(services, POSTGRES_CONN_ID, env)
-    postgres = env_of(services["postgres"], env)
-    assert conn["conn_type"] == "postgres"
-    assert (conn["host"], conn["port"], conn["schema"]) == ("postgres", 5432, "sitewatch")
-    assert (conn["login"], conn["password"]) == (
-        postgres["POSTGRES_USER"],
-        postgres["POSTGRES_PASSWORD"],
-    )
-    metadata = env_of(services["airflow-scheduler"], env)["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
-    assert f"//{postgres['POSTGRES_USER']}:{postgres['POSTGRES_PASSWORD']}@" in metadata
+    return {
+        names.POSTGRES_CONN_ID: "sitewatch_owner",
+        names.POSTGRES_DRAIN_CONN_ID: names.DRAIN_ROLE,
+        names.POSTGRES_ALERTING_CONN_ID: names.ALERTING_ROLE,
+        names.POSTGRES_READER_CONN_ID: names.READER_ROLE,
+    }
+
+
+def role_password_var(role: str) -> str:
+    """``sitewatch_drain`` -> ``SITEWATCH_PG_DRAIN_PASSWORD`` (sitewatch-roles.psql's names)."""
+    return f"SITEWATCH_PG_{role.removeprefix('sitewatch_').upper()}_PASSWORD"
+
+
+def test_each_results_connection_logs_in_as_its_own_role(services):
+    postgres = env_of(services["postgres"])
+    for conn_id, role in role_connections().items():
+        conn = connection(services, conn_id)
+        assert conn["conn_type"] == "postgres"
+        assert (conn["host"], conn["port"], conn["schema"]) == ("postgres", 5432, "sitewatch")
+        assert conn["login"] == role
+        # the postgres service gives the role the same password the connection uses
+        assert (
+            conn["password"]
+            == postgres[role_password_var(role)]
+            == SECRETS[role_password_var(role)]
+        )
+        assert conn["login"] != postgres["POSTGRES_USER"]
+
+
+def test_airflow_metadata_uses_its_own_role_not_the_superuser(services):
+    postgres = env_of(services["postgres"])
     assert postgres["POSTGRES_DB"] == "airflow"
+    password = postgres["SITEWATCH_PG_AIRFLOW_PASSWORD"]
+    for name in AIRFLOW_SERVICES:
+        env = env_of(services[name])
+        for key in ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__RESULT_BACKEND"):
+            assert f"//sitewatch_airflow:{password}@postgres/airflow" in env[key], (name, key)
+        # no Airflow container knows the superuser's password
+        assert SECRETS["SITEWATCH_PG_ADMIN_PASSWORD"] not in json.dumps(env), name
 
 
-def test_the_sitewatch_database_is_created_by_a_mounted_init_script(services):
+def test_no_secret_has_a_default(compose, aiven):
+    """Every secret is ``${VAR:?message}``: compose refuses to start rather than use a known one."""
+    texts = {
+        name: (ROOT / name).read_text()
+        for name in ("docker-compose.yaml", "docker-compose.aiven.yaml")
+    }
+    for name, text in texts.items():
+        assert "sitewatch-local-only" not in text, name
+        for var, op, _ in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:?[-?])?([^}]*)\}", text):
+            secret = re.search(r"PASSWORD|SECRET|FERNET|_CONN$", var)
+            if var == "SITEWATCH_ADMIN_PASSWORD" or var in AIVEN_OPTIONAL_VARS.values():
+                continue  # empty means "generate one" / "fall back to sitewatch_postgres"
+            if secret:
+                assert op == ":?", f"{name}: ${{{var}}} must have no default"
+    # and no password is written out in the files themselves
+    for svc in [*compose["services"].values(), *aiven["services"].values()]:
+        for key, value in (svc.get("environment") or {}).items():
+            if (
+                re.search(r"PASSWORD$|SECRET$|FERNET_KEY$", key)
+                and key != "SITEWATCH_ADMIN_PASSWORD"
+            ):
+                assert re.fullmatch(r"\$\{\w+:\?[^}]+\}", str(value)), key
+            if key.startswith("AIRFLOW_CONN_") and str(value).lstrip().startswith("{"):
+                password = json.loads(interpolate(str(value), SECRETS)).get("password")
+                assert password is None or password in SECRETS.values(), key
+
+
+@pytest.mark.parametrize("missing", SECRET_VARS)
+def test_compose_refuses_to_start_without_each_secret(services, missing):
+    secrets = {k: v for k, v in SECRETS.items() if k != missing}
+    users = [n for n, svc in services.items() if missing in json.dumps(svc.get("environment"))]
+    assert users, f"{missing} is used by no service"
+    for name in users:
+        with pytest.raises(KeyError, match=rf"{missing} is required: .*docker/new-env\.sh"):
+            env_of(services[name], secrets=secrets)
+
+
+def test_new_env_writes_every_required_secret_privately_and_keeps_existing_ones(tmp_path, services):
+    env_file = tmp_path / ".env"
+    env_file.write_text("AIRFLOW_UID=1000\nAIRFLOW_JWT_SECRET=mine")  # no final newline
+    subprocess.run([ROOT / "docker/new-env.sh", env_file], check=True, capture_output=True)
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    values = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+    assert values["AIRFLOW_UID"] == "1000" and values["AIRFLOW_JWT_SECRET"] == "mine"
+    assert set(SECRET_VARS) <= set(values)
+    generated = [values[name] for name in SECRET_VARS if name != "AIRFLOW_JWT_SECRET"]
+    assert len(set(generated)) == len(generated)
+    for value in generated:
+        assert re.fullmatch(r"[A-Za-z0-9_=-]{24,}", value), value  # URL- and JSON-safe
+    from cryptography.fernet import Fernet
+
+    Fernet(values["AIRFLOW_FERNET_KEY"].encode())  # a valid key
+    for svc in services.values():
+        env_of(svc, secrets=values)  # nothing missing
+    before = env_file.read_text()
+    subprocess.run([ROOT / "docker/new-env.sh", env_file], check=True, capture_output=True)
+    assert env_file.read_text() == before
+
+
+# --- the roles made on the postgres volume ----------------------------------------------------
+
+
+def roles_sql() -> str:
+    return (ROOT / "docker/postgres/sitewatch-roles.psql").read_text()
+
+
+def test_the_postgres_init_script_makes_the_roles_and_the_results_database(services):
     initdb_d = "/docker-entrypoint-initdb.d"
     (initdb,) = [b for b in binds(services["postgres"]) if b["target"] == initdb_d]
-    scripts = sorted((ROOT / initdb["source"]).glob("*.sql"))
-    assert scripts
-    sql = " ".join(path.read_text() for path in scripts)
-    assert re.search(r"CREATE DATABASE\s+sitewatch\b", sql, re.IGNORECASE)
+    folder = ROOT / initdb["source"]
+    # the image runs *.sh and *.sql there; our psql files are included, not run on their own
+    (script,) = [p for p in folder.iterdir() if p.suffix in (".sh", ".sql")]
+    assert script.stat().st_mode & 0o111, "the init script must be executable"
+    text = script.read_text()
+    assert "sitewatch-roles.psql" in text
+    assert "results_db=sitewatch" in text and "airflow_db=airflow" in text
+    sql = roles_sql()
+    assert re.search(r"CREATE DATABASE %I OWNER sitewatch_owner", sql)
+    postgres = env_of(services["postgres"])
+    for role in {*role_connections().values(), "sitewatch_airflow"}:
+        assert f"'{role}'" in sql, role  # created
+        assert re.search(rf"ALTER ROLE {role}\s+LOGIN NOSUPERUSER\b", sql), role
+        variable = role_password_var(role)
+        assert rf"\getenv {role.removeprefix('sitewatch_')}_password {variable}" in sql
+        assert postgres[variable] == SECRETS[variable]  # handed to the init script
+
+
+def test_the_roles_can_connect_only_where_they_must():
+    sql = roles_sql()
+    assert 'REVOKE CONNECT ON DATABASE :"airflow_db" FROM PUBLIC' in sql
+    assert 'REVOKE CONNECT ON DATABASE :"results_db" FROM PUBLIC' in sql
+    (granted,) = re.findall(r'GRANT CONNECT ON DATABASE :"results_db" TO ([^;]+);', sql)
+    from sitewatch.names import ALERTING_ROLE, DRAIN_ROLE, READER_ROLE
+
+    assert {r.strip() for r in granted.split(",")} == {DRAIN_ROLE, ALERTING_ROLE, READER_ROLE}
+    assert 'ALTER DATABASE :"airflow_db" OWNER TO sitewatch_airflow' in sql
+    assert 'ALTER DATABASE :"results_db" OWNER TO sitewatch_owner' in sql
 
 
 def test_topic_is_the_one_the_code_publishes_to(services):
@@ -366,6 +513,19 @@ def test_aiven_override_takes_both_connections_from_env(aiven):
             env_of(aiven["services"][name], {})  # compose refuses to start without them
 
 
+def test_aiven_override_points_the_narrower_connections_away_from_the_local_postgres(aiven):
+    """Unset, they are empty: Airflow then finds no such connection, and sitewatch falls back to
+    sitewatch_postgres (Aiven); never the local database's roles of docker-compose.yaml."""
+    for name in AIRFLOW_SERVICES:
+        raw = aiven["services"][name]["environment"]
+        for variable, source in AIVEN_OPTIONAL_VARS.items():
+            assert re.fullmatch(rf"\$\{{{source}:-\}}", raw[variable]), raw[variable]
+        assert all(
+            env_of(aiven["services"][name], {**dict.fromkeys(AIVEN_VARS.values(), "{}")})[v] == ""
+            for v in AIVEN_OPTIONAL_VARS
+        )
+
+
 def test_aiven_override_turns_off_the_local_kafka(services, aiven):
     assert aiven["services"]["kafka"].get("profiles")
     for name, svc in services.items():
@@ -398,6 +558,19 @@ def test_init_names_a_connection_of_the_wrong_type(init_script, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_POSTGRES", '{"conn_type": "mysql", "host": "h"}')
     with pytest.raises(init_script.InitError, match="AIRFLOW_CONN_SITEWATCH_POSTGRES.*'mysql'"):
         init_script.check_connections()
+
+
+def test_init_checks_the_narrower_connections_when_they_are_set(services, init_script, monkeypatch):
+    env = env_of(services["airflow-init"])
+    for variable, value in env.items():
+        if variable.startswith("AIRFLOW_CONN_"):
+            monkeypatch.setenv(variable, value)
+    init_script.check_connections()  # all four results connections resolve, type postgres
+    monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_POSTGRES_READER", '{"conn_type": "mysql"}')
+    with pytest.raises(init_script.InitError, match="SITEWATCH_POSTGRES_READER.*'mysql'"):
+        init_script.check_connections()
+    monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_POSTGRES_READER", "")  # unset: falls back
+    init_script.check_connections()
 
 
 def test_init_names_a_connection_that_is_not_json(init_script, monkeypatch):

@@ -96,9 +96,10 @@ def _handle(site, event: Event, context) -> Kind | None:
     from sitewatch.airflow.notifiers import send
     from sitewatch.alerting import store as alert_store
     from sitewatch.errors import StorageError
+    from sitewatch.names import POSTGRES_ALERTING_CONN_ID
 
     try:
-        conn = results_connection()
+        conn = results_connection(POSTGRES_ALERTING_CONN_ID)
     except StorageError as exc:
         log.error("handle: alert state NOT updated site=%s: %s", site.name, exc)
         return None

@@ -12,10 +12,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import tuple_row
 
 from sitewatch.errors import SchemaError, StorageError
-from sitewatch.names import DRAIN_DAG_ID, MAINTENANCE_DAG_ID
+from sitewatch.names import (
+    ALERTING_ROLE,
+    DRAIN_DAG_ID,
+    DRAIN_ROLE,
+    MAINTENANCE_DAG_ID,
+    READER_ROLE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -204,9 +211,43 @@ MIGRATIONS: tuple[str, ...] = (
         CONSTRAINT site_checks_hourly_pkey PRIMARY KEY (site, hour)
     );
     """,
+    # 5: partitions made on behalf of roles that do not own site_checks. Creating a partition
+    # takes ownership of the parent table, which the drain's role (DRAIN_ROLE) must not have (it
+    # could drop the table), so the function runs as its owner; its search_path is already fixed
+    # (SET search_path FROM CURRENT), as a SECURITY DEFINER function needs. Only roles granted
+    # EXECUTE (see PRIVILEGES) may call it, not PUBLIC.
+    """
+    ALTER FUNCTION site_checks_create_partitions(date[]) SECURITY DEFINER;
+    REVOKE EXECUTE ON FUNCTION site_checks_create_partitions(date[]) FROM PUBLIC;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+# What each least-privilege role may do, granted by ``migrate`` (see ``grant_privileges``). Objects
+# are named as in the migrations; a table's partitions need no grant of their own, since PostgreSQL
+# checks the partitioned table's privileges for rows that go through it.
+PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
+    DRAIN_ROLE: {
+        "site_checks": ("SELECT", "INSERT"),
+        "site_checks_rejected": ("SELECT", "INSERT"),
+        # the rollup trigger (migration 3) runs as the role that inserts the checks
+        "site_checks_daily": ("SELECT", "INSERT", "UPDATE"),
+        "sitewatch_schema_version": ("SELECT",),
+        "site_checks_create_partitions(date[])": ("EXECUTE",),
+    },
+    ALERTING_ROLE: {
+        "site_alert_state": ("SELECT", "INSERT", "UPDATE"),
+        "sitewatch_schema_version": ("SELECT",),
+    },
+    READER_ROLE: {
+        "site_checks": ("SELECT",),
+        "site_checks_daily": ("SELECT",),
+        "site_checks_hourly": ("SELECT",),
+        "site_alert_state": ("SELECT",),
+        "sitewatch_schema_version": ("SELECT",),
+    },
+}
 
 _VERSION_TABLE = """
     CREATE TABLE IF NOT EXISTS sitewatch_schema_version (
@@ -226,7 +267,8 @@ def migrate(conn) -> int:
     so a failed migration leaves the previous version intact and is retried by the next call. Every
     transaction first takes a per-schema advisory lock, so concurrent callers (two drains starting
     at once) serialize: one applies, the others find nothing left to do. A database newer than this
-    code is left alone (its version is returned, with a warning).
+    code is left alone (its version is returned, with a warning). Once the schema is current, the
+    least-privilege roles that exist get their ``PRIVILEGES`` (``grant_privileges``).
 
     Raises StorageError naming PostgreSQL when a statement or the connection fails.
     """
@@ -244,11 +286,79 @@ def migrate(conn) -> int:
                         current,
                         SCHEMA_VERSION,
                     )
+                grant_privileges(cur)
                 return current
             version = current + 1
             cur.execute(MIGRATIONS[version - 1])
             cur.execute("INSERT INTO sitewatch_schema_version (version) VALUES (%s)", (version,))
         log.info("migrate: applied schema version=%s", version)
+
+
+# One row per (role, object, privilege) that is missing, for roles that exist and objects the
+# current role owns (directly or through membership), so that granting can succeed.
+_MISSING_PRIVILEGES = """
+    SELECT g.role, g.object, g.privilege, p.oid IS NOT NULL
+    FROM unnest(%s::text[], %s::text[], %s::text[]) AS g(role, object, privilege)
+    JOIN pg_roles r ON r.rolname = g.role
+    LEFT JOIN pg_class c
+        ON c.oid = CASE WHEN g.privilege <> 'EXECUTE' THEN to_regclass(g.object) END
+    LEFT JOIN pg_proc p
+        ON p.oid = CASE WHEN g.privilege = 'EXECUTE' THEN to_regprocedure(g.object) END
+    WHERE CASE WHEN p.oid IS NOT NULL
+            THEN pg_has_role(p.proowner, 'USAGE')
+                 AND NOT has_function_privilege(g.role, p.oid, g.privilege)
+          WHEN c.oid IS NOT NULL
+            THEN pg_has_role(c.relowner, 'USAGE')
+                 AND NOT has_table_privilege(g.role, c.oid, g.privilege)
+          ELSE false END
+"""
+_MISSING_USAGE = """
+    SELECT r.rolname, n.nspname FROM pg_roles r, pg_namespace n
+    WHERE r.rolname = ANY(%s) AND n.nspname = current_schema()
+      AND pg_has_role(n.nspowner, 'USAGE') AND NOT has_schema_privilege(r.rolname, n.oid, 'USAGE')
+"""
+
+
+def grant_privileges(cur) -> int:
+    """Grant ``PRIVILEGES`` to those of its roles that exist; return how many grants were made.
+
+    cur: a cursor inside ``migrate``'s transaction. Runs on every ``migrate``, so roles created
+    after the tables (an existing deployment splitting its connections) get their privileges
+    from the next ``create_tables`` run. Only missing privileges are granted, so the usual run
+    changes no catalog row. Objects the current role does not own, and roles that do not exist,
+    are skipped: a deployment with one connection needs no role at all. Usage of the current
+    schema is granted too when the current role owns it.
+    """
+    rows = [
+        (role, name, privilege)
+        for role, objects in PRIVILEGES.items()
+        for name, privileges in objects.items()
+        for privilege in privileges
+    ]
+    cur.execute(_MISSING_PRIVILEGES, [list(column) for column in zip(*rows, strict=True)])
+    missing = cur.fetchall()
+    for role, name, privilege, is_function in missing:
+        kind = sql.SQL("FUNCTION") if is_function else sql.SQL("TABLE")
+        # function signatures come from PRIVILEGES, not from anyone's input
+        target = sql.SQL(name) if is_function else sql.Identifier(name)
+        cur.execute(
+            sql.SQL("GRANT {} ON {} {} TO {}").format(
+                sql.SQL(privilege), kind, target, sql.Identifier(role)
+            )
+        )
+    cur.execute(_MISSING_USAGE, (list(PRIVILEGES),))
+    usage = cur.fetchall()
+    for role, schema in usage:
+        cur.execute(
+            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+                sql.Identifier(schema), sql.Identifier(role)
+            )
+        )
+    granted = len(missing) + len(usage)
+    if granted:
+        roles = sorted({row[0] for row in missing} | {row[0] for row in usage})
+        log.info("grant_privileges: granted=%s roles=%s", granted, ",".join(roles))
+    return granted
 
 
 def version(conn) -> int:
