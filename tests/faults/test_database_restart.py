@@ -27,7 +27,8 @@ from tests.faults.stack import Stack, private_stack, record  # noqa: F401
 
 MESSAGES = 50_000
 BATCH = 5_000
-T0 = datetime(2026, 10, 1, tzinfo=UTC)
+# Recent: the drain stores only checks inside the retention window.
+T0 = (datetime.now(UTC) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
 
 
 def produce_observations(bootstrap: str, topic: str, count: int) -> None:

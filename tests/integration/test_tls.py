@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -38,7 +38,8 @@ from tests.conftest import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY_PASSWORD = "kp-" + uuid.uuid4().hex
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+# Recent: the drain stores only checks inside the retention window.
+T0 = (datetime.now(UTC) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
 
 
 def _certs_module():
@@ -373,8 +374,8 @@ def test_postgres_expired_server_certificate(tls, tls_topic, monkeypatch):
     admin = psycopg.connect(
         host="127.0.0.1",
         port=tls.postgres["port"],
-        user="sitewatch",
-        password=tls.postgres["password"],
+        user="sitewatch",  # the cluster's superuser: SHOW ssl_cert_file, pg_reload_conf()
+        password=(tls.state / "pg-password").read_text().strip(),
         dbname="sitewatch",
         autocommit=True,
     )

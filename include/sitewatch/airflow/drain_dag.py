@@ -19,6 +19,7 @@ from sitewatch.names import (
     DRAIN_DAG_ID,
     DRAIN_GROUP,
     KAFKA_CONN_ID,
+    POSTGRES_DRAIN_CONN_ID,
     topic,
 )
 
@@ -36,16 +37,29 @@ def create_tables() -> int:
 
 
 @task
-def drain(batch_size: int = 5000) -> dict:
-    """Store every undrained observation; returns the counts of what was stored."""
+def drain() -> dict:
+    """Store every undrained observation; returns the counts of what was stored.
+
+    Batch size, poll timeout and the run's time limit are the ``SITEWATCH_DRAIN_*`` settings
+    (sitewatch.pipeline.settings); an unusable value raises SettingError naming it.
+    """
     from dataclasses import asdict
 
     from sitewatch.pipeline.drain import drain as drain_topic
+    from sitewatch.pipeline.settings import DrainSettings
 
-    conn = results_connection()
+    settings = DrainSettings.from_env()
+    conn = results_connection(POSTGRES_DRAIN_CONN_ID)
     consumer = GroupConsumerHook([topic()], DRAIN_GROUP, KAFKA_CONN_ID).get_consumer()
     try:
-        return asdict(drain_topic(consumer, conn, batch_size=batch_size))
+        result = drain_topic(
+            consumer,
+            conn,
+            batch_size=settings.batch_size,
+            poll_timeout=settings.poll_seconds,
+            max_seconds=settings.max_seconds,
+        )
+        return asdict(result)
     finally:
         consumer.close()
         conn.close()
@@ -67,7 +81,6 @@ def drain_dag() -> DAG:
             task_id="wait_for_checks",
             topics=[topic()],
             kafka_config_id=KAFKA_CONN_ID,
-            poll_timeout=1,
             timeout=timedelta(hours=1),
             soft_fail=True,
         )

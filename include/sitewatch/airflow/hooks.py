@@ -6,13 +6,21 @@ producer's idempotence and ``acks=all``, and each consumer's own group with auto
 Every client also gets a ``ClientErrors`` recorder as its ``error_cb`` (as ``client.errors``), so a
 failed publish or drain can say why (a TLS handshake failure otherwise surfaces as a timeout), and
 the TLS files the connection names are checked before a client is built.
+
+Every client comes from the provider's public ``get_conn`` (or ``get_consumer``/``get_producer``
+on top of it), which builds the provider's config (connection extra, resolved callbacks, the
+managed ``oauth_cb`` for MSK IAM and Google Managed Kafka) and hands it to ``_get_client``.
+``_get_client`` is the provider's extension point (its own hooks differ only there), so the
+hooks here override it and nothing else; tests/unit/test_provider_api.py pins that contract.
 """
 
 from __future__ import annotations
 
+from airflow.providers.apache.kafka.hooks.client import KafkaAdminClientHook
 from airflow.providers.apache.kafka.hooks.consume import KafkaConsumerHook
 from airflow.providers.apache.kafka.hooks.produce import KafkaProducerHook
 from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
 
 from sitewatch.airflow.connection_errors import (
     ClientErrors,
@@ -22,23 +30,32 @@ from sitewatch.airflow.connection_errors import (
 )
 from sitewatch.errors import ConnectionConfigError, StorageError
 from sitewatch.names import KAFKA_CONN_ID, POSTGRES_CONN_ID
-from sitewatch.pipeline.publish import PRODUCER_DEFAULTS, PRODUCER_GUARANTEES
+from sitewatch.pipeline.publish import PRODUCER_DEFAULTS, PRODUCER_GUARANTEES, delivery_wait
 
 
-class RecordingProducer(Producer):
-    """A ``Producer`` whose transport errors are kept in ``errors`` (a ClientErrors)."""
+class _RecordsErrors:
+    """Mixed into a client class: its transport errors are kept in ``errors`` (a ClientErrors)."""
 
     def __init__(self, config: dict):
         self.errors = ClientErrors(config, config.get("error_cb"))
         super().__init__({**config, "error_cb": self.errors})
 
 
-class RecordingConsumer(Consumer):
+class RecordingProducer(_RecordsErrors, Producer):
+    """A ``Producer`` with ``errors``, and ``delivery_wait``: how long ``publish`` waits for a
+    delivery report (see sitewatch.pipeline.publish.delivery_wait)."""
+
+    def __init__(self, config: dict):
+        super().__init__(config)
+        self.delivery_wait = delivery_wait(config)  # after librdkafka accepted the config
+
+
+class RecordingConsumer(_RecordsErrors, Consumer):
     """A ``Consumer`` whose transport errors are kept in ``errors`` (a ClientErrors)."""
 
-    def __init__(self, config: dict):
-        self.errors = ClientErrors(config, config.get("error_cb"))
-        super().__init__({**config, "error_cb": self.errors})
+
+class RecordingAdminClient(_RecordsErrors, AdminClient):
+    """An ``AdminClient`` whose transport errors are kept in ``errors`` (a ClientErrors)."""
 
 
 def build(client_class, config: dict, conn_id: str):
@@ -66,6 +83,8 @@ class GroupConsumerHook(KafkaConsumerHook):
 
     The group is set here rather than in the connection so that the drain and its sensor, which
     share one connection, can never share a group (and so never move each other's offsets).
+    ``get_consumer()`` subscribes to ``topics`` (the drain); ``get_conn`` is the same consumer
+    before subscribing, for a reader that assigns partitions itself (the sensor's look).
     """
 
     def __init__(self, topics, group_id: str, kafka_config_id: str = KAFKA_CONN_ID):
@@ -82,19 +101,44 @@ class GroupConsumerHook(KafkaConsumerHook):
         return build(RecordingConsumer, config, self.kafka_config_id)
 
 
+class AdminHook(KafkaAdminClientHook):
+    """An admin client on the connection, with the same checks and ``errors`` as the others."""
+
+    def _get_client(self, config):
+        return build(RecordingAdminClient, config, self.kafka_config_id)
+
+
 def results_connection(conn_id: str = POSTGRES_CONN_ID):
     """A psycopg 3 connection to the results database on Airflow connection ``conn_id``.
 
-    The one way sitewatch opens it (drain, maintenance, alerts, Sites page). Raises StorageError
-    saying why it could not connect, with a TLS problem (a missing CA file, a certificate that
-    does not match the host) named as such.
+    The one way sitewatch opens it: ``POSTGRES_CONN_ID`` (the tables' owner) for migrations and
+    maintenance, a narrower one for the drain, alerting and the Sites page (``names``). A narrower
+    connection that is not defined falls back to ``POSTGRES_CONN_ID``, so a deployment with one
+    connection keeps working. Raises StorageError saying why it could not connect, with a TLS
+    problem (a missing CA file, a certificate that does not match the host) named as such.
     """
     import psycopg
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
+    conn_id = _defined_or_owner(conn_id)
     hook = PostgresHook(postgres_conn_id=conn_id)
     try:
         return hook.get_conn()
     except psycopg.OperationalError as exc:
         why = explain_postgres(hook.get_connection(conn_id), exc)
         raise StorageError(f"PostgreSQL unreachable on {conn_id}: {why}") from exc
+
+
+def _defined_or_owner(conn_id: str) -> str:
+    """``conn_id`` when Airflow knows it (an empty ``AIRFLOW_CONN_*`` counts as unknown), else
+    ``POSTGRES_CONN_ID``."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    if conn_id == POSTGRES_CONN_ID:
+        return conn_id
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return POSTGRES_CONN_ID
+    return conn_id
