@@ -7,9 +7,11 @@ Runs against the real local Kafka and PostgreSQL (``make services``), on a fresh
 from __future__ import annotations
 
 import json
+import random
+import string
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import report
@@ -19,6 +21,7 @@ from sitewatch.airflow.hooks import GroupConsumerHook, ObservationProducerHook
 from sitewatch.names import DRAIN_GROUP
 from sitewatch.observation import MAX_TEXT, Observation
 from sitewatch.pipeline.drain import drain
+from sitewatch.storage.checks import MAX_NEW_PARTITIONS
 from sitewatch.storage.schema import migrate
 from tests.integration.conftest import (  # noqa: F401 - fixtures this module uses
     pg_conn,
@@ -29,9 +32,14 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures this module us
 
 pytestmark = pytest.mark.services
 
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+NOW = datetime.now(UTC)
+T0 = (NOW - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)  # in the drain's window
 BIG = 10 * 2**20  # the 10 MB value; the broker's default cap (~1 MB) is raised for this topic
 INJECTION = "'); DROP TABLE site_checks; --"
+RANDOM = random.Random(14)
+RANDOM_NAME = "".join(RANDOM.choices(string.ascii_letters + string.punctuation, k=MAX_TEXT))
+# A URL that decoding accepts but an index on url cannot hold (random: compression cannot help).
+RANDOM_URL = "https://example.com/" + "".join(RANDOM.choices(string.ascii_letters, k=4000))
 
 
 class _BigMessageProducerHook(ObservationProducerHook):
@@ -63,6 +71,14 @@ def _doc(i: int, **changes) -> bytes:
     return json.dumps(doc, ensure_ascii=False, allow_nan=True).encode("utf-8", "surrogatepass")
 
 
+INJECTED_URL = f"https://example.com/{INJECTION}"
+
+
+def _ago(delta: timedelta, offset_hours: int = 0) -> str:
+    """``NOW - delta`` as ISO 8601 text with a UTC offset of ``offset_hours``."""
+    return (NOW - delta).astimezone(timezone(timedelta(hours=offset_hours))).isoformat()
+
+
 def _hostile() -> tuple[list[tuple[str, bytes | None]], list[tuple[str, bytes]]]:
     """(rejected cases, stored cases): each a (label, raw message) pair."""
     valid = _doc(900)
@@ -87,6 +103,16 @@ def _hostile() -> tuple[list[tuple[str, bytes | None]], list[tuple[str, bytes]]]
         ("NUL in site", _doc(912, site="bad\x00site")),
         ("NUL in error_detail", _doc(913, error_detail="a\x00b")),
         ("site name over 4096 characters", _doc(914, site="s" * (MAX_TEXT + 1))),
+        ("site name of 4096 characters", _doc(952, site="n" * MAX_TEXT)),
+        ("site of 4096 random characters", _doc(919, site=RANDOM_NAME)),
+        ("SQL injection in site", _doc(950, site=INJECTION)),
+        ("javascript: url", _doc(920, url="javascript:alert(document.cookie)")),
+        ("data: final_url", _doc(921, final_url="data:text/html,<script>alert(1)</script>")),
+        ("scheduled_at in year 1", _doc(922, scheduled_at="0001-01-01T00:00:00+00:00")),
+        ("scheduled_at in year 9999", _doc(954, scheduled_at="9999-12-31T23:59:59+00:00")),
+        ("scheduled_at past the retention", _doc(923, scheduled_at=_ago(timedelta(days=91)))),
+        ("scheduled_at two days ahead", _doc(924, scheduled_at=_ago(timedelta(days=-2)))),
+        ("url an index cannot hold (PostgreSQL refuses the row)", _doc(925, url=RANDOM_URL)),
         ("unknown extra field", valid[:-1] + b',"extra":true}'),
         (
             "unknown field with a lone surrogate",
@@ -100,12 +126,14 @@ def _hostile() -> tuple[list[tuple[str, bytes | None]], list[tuple[str, bytes]]]
         ("injection as the version", _doc(918, v=INJECTION)),
     ]
     stored = [
-        ("SQL injection in site", _doc(950, site=INJECTION)),
-        ("SQL injection in url and error_detail", _doc(951, url=INJECTION, error_detail=INJECTION)),
-        ("site name of 4096 characters", _doc(952, site="n" * MAX_TEXT)),
+        (
+            "SQL injection in url and error_detail",
+            _doc(951, url=INJECTED_URL, error_detail=INJECTION),
+        ),
         ("lone surrogate in error_detail", _doc(953, error_detail="half \ud800 pair")),
         ("duplicate JSON keys", valid[:-1] + b',"site":"dup-key"}'),
-        ("year 9999", _doc(954, scheduled_at="9999-12-31T23:59:59+00:00")),
+        ("site name of 63 characters", _doc(955, site="n" * 63)),
+        ("scheduled_at a day ago, in UTC+14", _doc(956, scheduled_at=_ago(timedelta(days=1), 14))),
     ]
     return rejected, stored
 
@@ -136,10 +164,10 @@ def _produce(topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> N
     assert [e for e in errors if e is not None] == []
 
 
-def _drain(topic: str, conn, group: str = DRAIN_GROUP):
+def _drain(topic: str, conn, group: str = DRAIN_GROUP, retention_days: int = 90):
     consumer = GroupConsumerHook([topic], group).get_consumer()
     try:
-        return drain(consumer, conn, poll_timeout=5.0)
+        return drain(consumer, conn, poll_timeout=5.0, retention_days=retention_days)
     finally:
         consumer.close()
 
@@ -157,6 +185,10 @@ def test_hostile_messages_are_stored_safely_and_never_stop_the_drain(
     pg_conn,  # noqa: F811 - the imported fixture
 ):
     migrate(pg_conn)
+    # An index an operator might add: a row it cannot hold must be refused alone.
+    with pg_conn.cursor() as cur:
+        cur.execute("CREATE INDEX site_checks_url ON site_checks (url)")
+    pg_conn.commit()
     topic = _make_big_topic(new_topic)
     rejected, stored = _hostile()
     good = [_observation(i) for i in range(40)]
@@ -184,10 +216,9 @@ def test_hostile_messages_are_stored_safely_and_never_stop_the_drain(
 
     # Text is data: the injection round-trips verbatim and the table it names is still there.
     assert _query(pg_conn, "SELECT to_regclass('site_checks') IS NOT NULL")[0][0] is True
-    assert _query(pg_conn, "SELECT count(*) FROM site_checks WHERE site = %s", INJECTION) == [(1,)]
     assert _query(
-        pg_conn, "SELECT url, error_detail FROM site_checks WHERE url = %s", INJECTION
-    ) == [(INJECTION, INJECTION)]
+        pg_conn, "SELECT url, error_detail FROM site_checks WHERE url = %s", INJECTED_URL
+    ) == [(INJECTED_URL, INJECTION)]
     assert _query(
         pg_conn,
         "SELECT error_detail FROM site_checks WHERE error_detail LIKE 'half %%'",
@@ -205,6 +236,21 @@ def test_hostile_messages_are_stored_safely_and_never_stop_the_drain(
         "checked_at: timestamp '0001-01-01T00:00:00+14:00' is out of range"
     )
     assert reasons["unknown extra field"] == "unknown fields: extra"
+    assert reasons["site of 4096 random characters"].startswith("site: invalid name")
+    assert reasons["SQL injection in site"].startswith("site: invalid name")
+    assert (
+        reasons["javascript: url"] == "url: not an http(s) URL: 'javascript:alert(document.cookie)'"
+    )
+    assert reasons["data: final_url"].startswith("final_url: not an http(s) URL")
+    assert reasons["scheduled_at in year 1"].startswith(
+        "scheduled_at 0001-01-01T00:00:00+00:00 is older than the retention of 90 days"
+    )
+    assert "is more than a day ahead" in reasons["scheduled_at in year 9999"]
+    assert "older than the retention" in reasons["scheduled_at past the retention"]
+    assert "is more than a day ahead" in reasons["scheduled_at two days ahead"]
+    assert reasons["url an index cannot hold (PostgreSQL refuses the row)"].startswith(
+        "PostgreSQL refused the row (54000): index row size"
+    )
 
     # A replay of the whole topic (a new consumer group) stores no second copy of anything.
     replay = _drain(topic, pg_conn, group=f"replay-{uuid.uuid4().hex}")
@@ -229,5 +275,49 @@ def test_hostile_messages_are_stored_safely_and_never_stop_the_drain(
             "drain_seconds": round(seconds, 2),
             "rejected_cases": {label: reasons[label] for label, _ in rejected},
             "stored_cases": [label for label, _ in stored],
+        },
+    )
+
+
+def _partitions(conn) -> int:
+    query = "SELECT count(*) FROM pg_inherits WHERE inhparent = 'site_checks'::regclass"
+    return _query(conn, query)[0][0]
+
+
+def test_a_flood_of_distinct_days_makes_few_partitions_and_never_stops_the_drain(
+    new_topic,
+    pg_conn,  # noqa: F811 - the imported fixture
+):
+    """5,000 checks, each on a day of its own, all inside a retention raised to 100 years: the
+    drain made a partition for every day (10,008 from two batches, "out of shared memory").
+    Now each batch makes at most MAX_NEW_PARTITIONS; the other days' rows are rejected."""
+    migrate(pg_conn)
+    topic = new_topic()
+    days = 5000
+    flood = [
+        (b"flood", _doc(i, site="flood", scheduled_at=_ago(timedelta(days=1 + i))))
+        for i in range(days)
+    ]
+    _produce(topic, flood)
+    before = _partitions(pg_conn)
+
+    started = time.monotonic()
+    result = _drain(topic, pg_conn, retention_days=36_500)
+    seconds = time.monotonic() - started
+
+    made = _partitions(pg_conn) - before
+    rejects = _query(pg_conn, "SELECT count(*) FROM site_checks_rejected")[0][0]
+    assert made <= MAX_NEW_PARTITIONS * result.batches
+    assert (result.messages, result.inserted, result.rejected) == (days, made, days - made)
+    assert rejects == days - made  # never lost: every other day's check is kept, with the reason
+    report.record(
+        "hostile_partition_flood",
+        {
+            "produced": days,
+            "batches": result.batches,
+            "partitions_made": made,
+            "stored_rows": result.inserted,
+            "rejected_rows": rejects,
+            "drain_seconds": round(seconds, 2),
         },
     )

@@ -1,6 +1,9 @@
 """The drain against the real broker and database: exactly once, whatever breaks in between."""
 
 import asyncio
+import json
+import random
+import string
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -13,9 +16,12 @@ from sitewatch.errors import ConsumeError, StorageError
 from sitewatch.names import DRAIN_GROUP
 from sitewatch.observation import Observation
 from sitewatch.pipeline.drain import drain
+from sitewatch.storage.checks import MAX_NEW_PARTITIONS
+from sitewatch.storage.retention import RETENTION_VAR
 from sitewatch.storage.schema import migrate
 
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+# Recent, so that every check lies in the window the drain stores (see test_the_window_...).
+T0 = (datetime.now(UTC) - timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
 
 
 def observations(n: int, site: str = "s") -> list[Observation]:
@@ -241,10 +247,10 @@ def test_sensor_waits_fires_on_new_message_and_never_moves_drain_offsets(setup):
     before = committed(topic)
     assert sum(before.values()) == 5
 
+    # short looks, so a cancelled one ends quickly
     trigger = UndrainedMessageTrigger(
-        topics=[topic], kafka_config_id="sitewatch_kafka", poll_timeout=0.5
+        topics=[topic], kafka_config_id="sitewatch_kafka", look_seconds=2
     )
-    trigger.LOOK_SECONDS = 2  # short looks, so a cancelled one ends quickly
 
     async def first_event(timeout):
         gen = trigger.run()
@@ -263,3 +269,156 @@ def test_sensor_waits_fires_on_new_message_and_never_moves_drain_offsets(setup):
     assert event.payload["topic"] == topic
     assert committed(topic) == before  # the sensor's read moved nothing
     assert run_drain(topic, conn).inserted == 1
+
+
+def rejections(conn) -> dict[bytes, str]:
+    """``site_checks_rejected`` as {raw bytes: reason}."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT raw, reason FROM site_checks_rejected")
+        found = {bytes(raw): reason for raw, reason in cur.fetchall()}
+    conn.commit()
+    return found
+
+
+def execute(conn, sql: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute(sql)
+    conn.commit()
+
+
+def test_a_site_name_no_sites_file_allows_is_rejected_and_the_drain_goes_on(setup):
+    # 4096 random characters passed decoding, then overflowed the primary key's btree entry
+    # ("index row size ... exceeds"): the batch failed on every retry and nothing was stored.
+    topic, conn = setup
+    good = observations(20)
+    name = "".join(random.Random(3).choices(string.ascii_letters + string.punctuation, k=4096))
+    bad = observations(1)[0]
+    bad.site = name
+    produce(topic, good[:10] + [bad.to_message()] + good[10:])
+    result = run_drain(topic, conn)
+    assert (result.inserted, result.rejected) == (20, 1)
+    assert rows(conn) == expected_rows(good)
+    [reason] = rejections(conn).values()
+    assert reason.startswith(f"site: invalid name {name[:64]!r}: use at most 63 of a-z")
+    assert sum(committed(topic).values()) == 21
+
+
+def long_url(i: int) -> str:
+    # random, so that compression cannot bring the index entry under btree's 2704-byte limit
+    return "https://example.com/" + "".join(random.Random(i).choices(string.ascii_letters, k=4000))
+
+
+def test_rows_postgresql_refuses_are_isolated_and_the_rest_of_the_batch_is_stored(setup):
+    """Whatever a row does to PostgreSQL, it is rejected alone: here an index an operator added
+    on url cannot hold a 4 KiB random URL, which decoding rightly accepts."""
+    topic, conn = setup
+    execute(conn, "CREATE INDEX site_checks_url ON site_checks (url)")
+    good = observations(300)
+    poison = observations(3, site="poison")
+    for i, obs in enumerate(poison):
+        obs.url = long_url(i)
+    produce(topic, good[:100] + poison[:1] + good[100:200] + poison[1:] + good[200:])
+    result = run_drain(topic, conn, batch_size=1000)
+    assert (result.messages, result.inserted, result.rejected) == (303, 300, 3)
+    assert rows(conn) == expected_rows(good)
+    reasons = rejections(conn)
+    assert sorted(reasons) == sorted(o.to_message() for o in poison)  # raw bytes kept
+    for reason in reasons.values():
+        assert reason.startswith("PostgreSQL refused the row (54000): index row size")
+    assert sum(committed(topic).values()) == 303
+
+    # A replay bisects again (the refused rows among redelivered ones) and stores nothing twice.
+    replay = run_drain_from_start(topic, conn)
+    assert (replay.inserted, replay.duplicates, replay.rejected) == (0, 300, 0)
+    assert rows(conn) == expected_rows(good) and len(rejections(conn)) == 3
+
+
+def test_a_database_failure_is_not_taken_for_a_bad_row(setup):
+    """An error that says the database is unwell (here: disk full, raised by a trigger for one
+    site) fails the batch with nothing stored and no offset moved, as a lost connection does."""
+    topic, conn = setup
+    execute(
+        conn,
+        """
+        CREATE FUNCTION unwell() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.site = 'unwell0' THEN
+                RAISE EXCEPTION 'could not extend file' USING ERRCODE = 'disk_full';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER unwell BEFORE INSERT ON site_checks
+        FOR EACH ROW EXECUTE FUNCTION unwell();
+        """,
+    )
+    obs = observations(50) + observations(1, site="unwell")
+    produce(topic, obs)
+    with pytest.raises(StorageError, match="could not extend file"):
+        run_drain(topic, conn, batch_size=100)
+    assert rows(conn) == [] and rejections(conn) == {}
+    assert all(offset < 0 for offset in committed(topic).values())
+
+    execute(conn, "DROP TRIGGER unwell ON site_checks")  # the disk is fixed
+    result = run_drain(topic, conn, batch_size=100)
+    assert (result.inserted, result.rejected) == (51, 0)
+
+
+def test_the_window_rejects_checks_retention_would_drop_or_from_the_future(setup, monkeypatch):
+    topic, conn = setup
+    now = datetime.now(UTC)
+    base = observations(1)[0]
+
+    def at(when: datetime | str) -> bytes:
+        doc = json.loads(base.to_message())
+        doc["scheduled_at"] = when if isinstance(when, str) else when.isoformat()
+        return json.dumps(doc).encode()
+
+    stored = [at(now - timedelta(days=9)), at(now + timedelta(hours=12))]
+    too_old = [at("0001-01-01T00:00:00+00:00"), at(now - timedelta(days=11))]
+    ahead = [at("9999-12-31T23:59:59+00:00"), at(now + timedelta(days=2))]
+    produce(topic, stored + too_old + ahead)
+    monkeypatch.setenv(RETENTION_VAR, "10")  # read as the maintenance DAG reads it
+    result = run_drain(topic, conn)
+    assert (result.inserted, result.rejected) == (2, 4)
+    reasons = rejections(conn)
+    for raw in too_old:
+        assert reasons[raw].endswith(f"is older than the retention of 10 days ({RETENTION_VAR})")
+    for raw in ahead:
+        assert "is more than a day ahead of the drain's clock" in reasons[raw]
+    assert reasons[too_old[0]].startswith("scheduled_at 0001-01-01T00:00:00+00:00 is older")
+
+
+def partitions(conn) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'site_checks'::regclass")
+        (count,) = cur.fetchone()
+    conn.commit()
+    return count
+
+
+def test_a_batch_makes_at_most_max_new_partitions(setup):
+    """A batch spread over many days without a partition makes the partitions of the
+    ``MAX_NEW_PARTITIONS`` days with the most rows (the latest first among equals); the rows of
+    the other days are rejected, saying why, and the batch goes on."""
+    topic, conn = setup
+    days = MAX_NEW_PARTITIONS + 9
+    obs = [observations(1, site="spread")[0] for _ in range(days)]
+    start = (datetime.now(UTC) - timedelta(days=days + 10)).replace(hour=12, minute=0)
+    for i, o in enumerate(obs):
+        o.scheduled_at = start + timedelta(days=i)  # none has a partition yet
+    obs.append(observations(1, site="spread")[0])
+    obs[-1].scheduled_at = datetime.now(UTC) - timedelta(minutes=1)  # today's: made by migrate
+    before = partitions(conn)
+    produce(topic, obs)  # one key, so one partition: one batch
+    result = run_drain(topic, conn, retention_days=90)
+    assert (result.batches, result.inserted, result.rejected) == (1, MAX_NEW_PARTITIONS + 1, 9)
+    assert partitions(conn) - before == MAX_NEW_PARTITIONS
+    reasons = rejections(conn)
+    assert sorted(reasons) == sorted(o.to_message() for o in obs[:9])  # the oldest days
+    for o in obs[:9]:
+        day = o.scheduled_at.date()
+        assert reasons[o.to_message()] == (
+            f"scheduled_at: no partition for {day} and this batch already made "
+            f"{MAX_NEW_PARTITIONS}, the most one batch may make (the maintenance DAG makes them"
+            " ahead)"
+        )

@@ -54,3 +54,34 @@ def test_the_page_answers_once_the_drain_migrated(client, pg_conn):
     migrate(pg_conn)
     answer = client.get("/")
     assert answer.status_code == 200 and "<h1>Sites</h1>" in answer.text
+
+
+@pytest.mark.parametrize(
+    "path", ["/sites/%00", "/sites/a%00b", "/sites/Shop", "/sites/" + "a" * 64]
+)
+def test_a_name_no_site_can_have_is_a_404_without_a_query(pg_connect, monkeypatch, path):
+    # PostgreSQL refuses a NUL in text: querying with it was a 500 and a traceback in the log.
+    monkeypatch.setattr(sites_page._Schema, "current", False)
+    connections = []
+
+    def connect():
+        connections.append(pg_connect())
+        return connections[-1]
+
+    app = sites_page.create_app(
+        connect=connect,
+        schedules=lambda: {},
+        clock=lambda: NOW,
+        ui_base=lambda: "",
+        auth=lambda: None,
+    )
+    answer = TestClient(app).get(path)
+    assert answer.status_code == 404
+    assert "no site named" in answer.json()["detail"]
+    assert connections == []  # refused before touching the database
+
+
+def test_an_unknown_valid_name_is_still_a_404(client, pg_conn):
+    migrate(pg_conn)
+    answer = client.get("/sites/nosuchsite")
+    assert answer.status_code == 404

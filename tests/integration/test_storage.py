@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import random
+import string
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -11,7 +13,15 @@ import pytest
 
 from sitewatch.errors import StorageError
 from sitewatch.observation import FIELDS, Observation
-from sitewatch.storage.checks import SCHEMA_VERSION, Rejected, StoreResult, migrate, store_batch
+from sitewatch.storage.checks import (
+    SCHEMA_VERSION,
+    Rejected,
+    StoreResult,
+    migrate,
+    observation_rows,
+    store_batch,
+    store_rows,
+)
 
 pytestmark = pytest.mark.services
 
@@ -361,6 +371,33 @@ def test_failure_at_commit_rolls_back_the_whole_batch(db):
         store_batch(db, [observation(0)], rejected)
     assert stored(db) == []
     assert stored(db, "site_checks_rejected", "id") == []
+
+
+def test_rows_postgresql_refuses_are_refused_alone_and_the_rest_is_stored(db):
+    # A name of 4096 random characters overflows the primary key's btree entry. Decoding now
+    # refuses such a name, but whatever else a row does to PostgreSQL must cost only that row.
+    chars = string.ascii_letters + string.punctuation
+    huge = ["".join(random.Random(i).choices(chars, k=4096)) for i in range(2)]
+    observations = [observation(i) for i in range(50)]
+    observations[7:7] = [observation(100, site=huge[0])]
+    observations[40:40] = [observation(101, site=huge[1])]
+    rows = observation_rows(observations)
+
+    def refuse(position: int, reason: str) -> Rejected:
+        return Rejected(rows[position][0].encode(), None, "t", 0, position, reason)
+
+    with pytest.raises(StorageError, match="index row size"):  # without refuse: the batch fails
+        store_rows(db, rows)
+    assert stored(db) == []
+
+    assert store_rows(db, iter(rows), refuse=refuse) == StoreResult(50, 0, 2)
+    assert len(stored(db)) == 50
+    refused = stored(db, "site_checks_rejected", '"offset"')
+    assert [(r[3], bytes(r[5])) for r in refused] == [(7, huge[0].encode()), (40, huge[1].encode())]
+    for r in refused:
+        assert r[6].startswith("PostgreSQL refused the row (54000): index row size")
+    # redelivered: the refused rows are refused again, and nothing is stored twice
+    assert store_rows(db, rows, refuse=refuse) == StoreResult(0, 50, 0)
 
 
 def test_closed_connection_raises_storage_error(db):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from html import escape
 
 import pytest
 
@@ -108,3 +109,27 @@ def test_site_page_has_chart_and_attempts():
 
 def test_chart_of_an_empty_window_says_so():
     assert "no checks in this window" in render.chart([], NOW)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(document.domain)",
+        "JavaScript:alert(1)",
+        " javascript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "//evil.example/",
+    ],
+)
+def test_only_http_urls_are_links(url):
+    # Rows stored before the drain checked the scheme, or written by hand, reach the page as is.
+    html = render.site_page("shop", replace(SUMMARY, url=url), status.UP, [], [], NOW)
+    assert f'href="{escape(url)}"' not in html
+    assert 'href="javascript' not in html.lower() and 'href=" ' not in html
+    assert f'<span class="url">{escape(url)}</span>' in html  # shown, as text
+
+
+@pytest.mark.parametrize("url", ["https://shop.example/?a=1&b=2", "HTTP://SHOP.EXAMPLE/"])
+def test_http_urls_are_links(url):
+    html = render.site_page("shop", replace(SUMMARY, url=url), status.UP, [], [], NOW)
+    assert f'<a href="{escape(url)}" target="_blank" rel="noopener noreferrer">' in html

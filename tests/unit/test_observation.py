@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sitewatch.errors import MessageError
-from sitewatch.observation import COLUMNS, FIELDS, MAX_TEXT, Observation, fast_row
+from sitewatch.observation import COLUMNS, FIELDS, MAX_TEXT, SITE_NAME, Observation, fast_row
 from sitewatch.storage.checks import observation_rows
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -99,6 +99,14 @@ def test_offsets_are_converted_to_utc_like_the_strict_decoder():
         ({"up": None}, False),
         ({"regex": "x" * (MAX_TEXT + 1)}, False),
         ({"extra": 1}, False),
+        ({"site": "Shop"}, False),  # the sites file's name rule
+        ({"site": "s" * 64}, False),
+        ({"site": "shop\n"}, False),  # "$" would match before a final line break
+        ({"site": "-shop"}, False),
+        ({"url": "javascript:alert(1)"}, False),
+        ({"url": " https://shop.example/"}, False),
+        ({"url": "httpſ://shop.example/"}, False),  # ſ folds to s case-insensitively
+        ({"final_url": "data:text/html,<script>"}, False),
     ],
     ids=repr,
 )
@@ -141,6 +149,21 @@ def test_a_missing_required_field_is_left_to_the_strict_decoder(name):
             {"scheduled_at": "2026-11-01T12:00"},
             "scheduled_at: timestamp '2026-11-01T12:00' has no UTC offset",
         ),
+        (
+            {"site": "x" * 100},
+            f"site: invalid name {'x' * 64!r}: use at most 63 of a-z, 0-9, '_', '-';"
+            " start with a letter or digit",
+        ),
+        (
+            {"site": "Shop"},
+            "site: invalid name 'Shop': use at most 63 of a-z, 0-9, '_', '-';"
+            " start with a letter or digit",
+        ),
+        ({"url": "javascript:alert(1)"}, "url: not an http(s) URL: 'javascript:alert(1)'"),
+        (
+            {"final_url": "ftp://shop.example/"},
+            "final_url: not an http(s) URL: 'ftp://shop.example/'",
+        ),
         # the first problem in field order: url comes before attempt
         ({"attempt": -1, "url": 5}, "url: expected str, got int"),
     ],
@@ -165,6 +188,28 @@ def test_the_longest_allowed_text_is_fast_and_equal():
     doc = {**full_doc(), "error_detail": "é" * MAX_TEXT}  # characters, not bytes
     data = encode(doc)
     assert fast_row(data) == strict_row(data)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"site": "s" * 63},
+        {"site": "0-a_b"},
+        {"url": "HTTP://SHOP.EXAMPLE/", "final_url": "Https://shop.example/"},
+        {"url": "http://shop.example/ü"},
+    ],
+    ids=repr,
+)
+def test_valid_names_and_urls_take_the_fast_path(change):
+    data = encode({**full_doc(), **change})
+    assert fast_row(data) is not None
+    assert fast_row(data) == strict_row(data)
+
+
+def test_the_site_name_rule_is_the_sites_files():
+    from sitewatch.config import checks
+
+    assert checks.NAME is SITE_NAME
 
 
 def test_a_repeated_key_keeps_the_last_value_in_both():
@@ -200,6 +245,10 @@ _VALUES = st.one_of(
     st.text(alphabet="ab\x00\ud800é", max_size=5),
     _TIMES,
     st.lists(st.integers(), max_size=2),
+    st.sampled_from(  # near the name and URL rules' edges
+        ["a", "a" * 63, "a" * 64, "A", "-a", "a\n", "a.b", "https://x/", "HTTP://x", "http:x"]
+    ),
+    st.sampled_from(["javascript:x", "httpſ://x", " https://x", "https://x\n", "\x00"]),
 )
 
 

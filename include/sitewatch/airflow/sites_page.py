@@ -24,7 +24,8 @@ from sitewatch.airflow.hooks import results_connection
 from sitewatch.dashboard import render
 from sitewatch.dashboard import status as site_status
 from sitewatch.errors import StorageError
-from sitewatch.names import site_dag_id
+from sitewatch.names import POSTGRES_READER_CONN_ID, site_dag_id
+from sitewatch.observation import SITE_NAME
 from sitewatch.storage import queries
 from sitewatch.storage.schema import require_current
 
@@ -36,6 +37,11 @@ _bearer = HTTPBearer(auto_error=False)
 class _LoginRequired(Exception):
     def __init__(self, login_url: str):
         self.login_url = login_url
+
+
+def reader_connection():
+    """The page's connection: read-only role ``sitewatch_postgres_reader``, else the owner's."""
+    return results_connection(POSTGRES_READER_CONN_ID)
 
 
 class _Schema:
@@ -105,7 +111,7 @@ def _ui_base() -> str:
 
 
 def create_app(
-    connect: Callable = results_connection,
+    connect: Callable = reader_connection,
     schedules: Callable[[], dict] = configured_schedules,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ui_base: Callable[[], str] = _ui_base,
@@ -144,6 +150,8 @@ def create_app(
 
     @app.get("/sites/{name}", response_class=HTMLResponse, dependencies=[Depends(auth)])
     def site(name: str) -> str:
+        if not SITE_NAME.fullmatch(name):  # no site has it; PostgreSQL text cannot hold a NUL
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site named {name!r}")
         now = clock()
         schedule = schedules().get(name)
         conn = open_results(connect)

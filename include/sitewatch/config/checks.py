@@ -21,8 +21,8 @@ from sitewatch.config import variables
 from sitewatch.config.schedule import check_cron
 from sitewatch.config.values import describe, duration, text
 from sitewatch.config.yamltree import Invalid
+from sitewatch.observation import SITE_NAME as NAME
 
-NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 METHODS = ("GET", "HEAD", "POST")
 MAX_URL, MAX_REGEX, MAX_HEADER_VALUE, MAX_BODY = 2048, 1000, 8 * 1024, 1024 * 1024
 MAX_SCHEDULE = 1000  # a cron listing every value of every field is about 340 characters

@@ -2,7 +2,7 @@
 
 Server-rendered and self-contained (inline CSS and SVG, no script, no external asset), so the page
 works in the Airflow UI's iframe, in a tab of its own and on a network without internet. Every
-value from the database passes through ``escape``.
+value from the database passes through ``escape``, and only an http(s) URL becomes a link.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from sitewatch.dashboard import status
 from sitewatch.names import site_dag_id
+from sitewatch.observation import HTTP_URL
 from sitewatch.storage.queries import Attempt, SiteSummary
 
 _CSS = """
@@ -58,6 +59,14 @@ def _dag_link(ui_base: str, site: str) -> str:
     dag_id = site_dag_id(site)
     href = f"{ui_base}/dags/{quote(dag_id)}"
     return f'<a href="{escape(href)}" target="_top">{escape(dag_id)}</a>'
+
+
+def _url(url: str) -> str:
+    """A link to an http(s) ``url``; any other text as text. The drain rejects other schemes, but
+    rows stored before it did, or by hand, may hold a ``javascript:`` URL."""
+    if not HTTP_URL.match(url):
+        return f'<span class="url">{escape(url)}</span>'
+    return f'<a href="{escape(url)}" target="_blank" rel="noopener noreferrer">{escape(url)}</a>'
 
 
 def _tls(summary: SiteSummary | None, now: datetime) -> str:
@@ -137,7 +146,7 @@ def site_page(
         ("TLS left", _tls(s, now)),
     ]
     card_html = "".join(f'<div class="card">{k}<b>{v}</b></div>' for k, v in cards)
-    url = f' · <a href="{escape(s.url)}" target="_blank">{escape(s.url)}</a>' if s else ""
+    url = f" · {_url(s.url)}" if s else ""
     body = (
         f'<p><a href="../">← Sites</a></p><h1>{escape(name)}</h1>'
         f"<p>DAG {_dag_link(ui_base, name)}{url}</p><div class=cards>{card_html}</div>"

@@ -4,7 +4,10 @@ Exactly-once storage comes from two rules together. Offsets are committed only a
 transaction committed, so a crash anywhere redelivers the batch rather than losing it; and the
 table is unique on ``(site, scheduled_at, attempt)``, so a redelivered batch adds no second row.
 A message that is not a valid observation is stored in ``site_checks_rejected`` in the same
-transaction; it never stops the drain.
+transaction; it never stops the drain. So is a valid one whose ``scheduled_at`` lies outside the
+window the drain stores (``Window``: retention would drop it at once, or it is from the future and
+would make partitions retention never drops), and one whose row PostgreSQL refuses
+(``sitewatch.storage.checks.store_rows`` isolates it from the rest of its batch).
 
 Decoding is Python work and storing is mostly the server's, so they overlap: each message is
 decoded as the batch's COPY streams, and PostgreSQL stores the rows already sent, on the other
@@ -17,14 +20,50 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import KafkaError, TopicPartition
 
 from sitewatch.errors import ConsumeError, MessageError
-from sitewatch.observation import MAX_MESSAGE_BYTES, Observation, fast_row
-from sitewatch.storage.checks import Rejected, observation_rows, store_rows
+from sitewatch.observation import COLUMNS, MAX_MESSAGE_BYTES, Observation, fast_row
+from sitewatch.pipeline.settings import DrainSettings
+from sitewatch.storage.checks import Refuse, Rejected, observation_rows, store_rows
+from sitewatch.storage.retention import RETENTION_VAR, RetentionSettings
 
 log = logging.getLogger(__name__)
+
+AHEAD = timedelta(days=1)
+"""How far past the drain's clock a check may be scheduled: clocks differ by seconds, not days."""
+_SCHEDULED = [c.name for c in COLUMNS].index("scheduled_at")
+
+
+@dataclass(frozen=True)
+class Window:
+    """The ``scheduled_at`` of the checks the drain stores: from ``earliest`` (``now`` minus the
+    retention) to ``latest`` (``now`` plus ``AHEAD``), both included.
+
+    Checked in the drain, not in ``sitewatch.observation``, because it needs a clock and the
+    retention setting; decoding stays a pure function of the message.
+    """
+
+    earliest: datetime
+    latest: datetime
+    retention_days: int
+
+    @classmethod
+    def at(cls, now: datetime, retention_days: int) -> Window:
+        return cls(now - timedelta(days=retention_days), now + AHEAD, retention_days)
+
+    def problem(self, scheduled_at: datetime) -> str:
+        """Why ``scheduled_at``, which lies outside the window, is rejected."""
+        when = scheduled_at.isoformat()
+        if scheduled_at < self.earliest:
+            return (
+                f"scheduled_at {when} is older than the retention of {self.retention_days} days"
+                f" ({RETENTION_VAR})"
+            )
+        now = (self.latest - AHEAD).isoformat(timespec="seconds")
+        return f"scheduled_at {when} is more than a day ahead of the drain's clock ({now})"
 
 
 @dataclass
@@ -39,19 +78,31 @@ class DrainResult:
 
 
 def drain(
-    consumer, conn, *, batch_size: int = 5000, poll_timeout: float = 2.0, max_seconds: float = 300.0
+    consumer,
+    conn,
+    *,
+    batch_size: int = DrainSettings.batch_size,
+    poll_timeout: float = DrainSettings.poll_seconds,
+    max_seconds: float = DrainSettings.max_seconds,
+    retention_days: int | None = None,
 ) -> DrainResult:
     """Consume until the topic is caught up (an empty poll) or ``max_seconds`` passed.
 
     consumer: a subscribed ``confluent_kafka.Consumer`` with auto-commit off.
     conn: a psycopg connection to the results database.
+    retention_days: the raw retention, which bounds the ``Window`` of ``scheduled_at`` stored;
+    None reads ``SITEWATCH_RETENTION_DAYS`` as the maintenance DAG does (SettingError if unusable).
     Each batch (up to ``batch_size`` messages) is stored in one transaction, then its offsets are
-    committed synchronously. Raises ConsumeError when the broker returns an error, or when an
-    empty poll came with a recognised connection failure (a TLS or SASL problem recorded by the
-    consumer's ``errors``, see sitewatch.airflow.hooks) rather than a caught-up topic; lets
-    StorageError through. In every case the batch's offsets stay uncommitted. Messages are decoded
-    while the batch's COPY streams (see the module docstring).
+    committed synchronously. A message outside the window, or whose row PostgreSQL refuses, is
+    rejected (stored in ``site_checks_rejected`` with the reason) and the batch goes on.
+    Raises ConsumeError when the broker returns an error, or when an empty poll came with a
+    recognised connection failure (a TLS or SASL problem recorded by the consumer's ``errors``,
+    see sitewatch.airflow.hooks) rather than a caught-up topic; lets StorageError through (the
+    database failed, not a row). In every case the batch's offsets stay uncommitted. Messages
+    are decoded while the batch's COPY streams (see the module docstring).
     """
+    if retention_days is None:
+        retention_days = RetentionSettings.from_env().raw_days
     result = DrainResult()
     deadline = time.monotonic() + max_seconds
     errors = getattr(consumer, "errors", None)
@@ -65,7 +116,10 @@ def drain(
         if errors is not None:
             errors.clear()  # what failed before this batch arrived is over
         rejected: list[Rejected] = []
-        outcome = store_rows(conn, decode(messages, rejected), rejected)
+        sources: list = []  # the message of each row, for a row PostgreSQL refuses
+        window = Window.at(datetime.now(UTC), retention_days)
+        rows = decode(messages, rejected, window, sources)
+        outcome = store_rows(conn, rows, rejected, refuse=_refuser(sources))
         offsets = _next_offsets(messages)
         if offsets:  # none when the batch held only events (partition EOF)
             consumer.commit(offsets=offsets, asynchronous=False)
@@ -98,15 +152,16 @@ def _next_offsets(messages) -> list[TopicPartition]:
     return [TopicPartition(topic, part, offset + 1) for (topic, part), offset in last.items()]
 
 
-def decode(messages, rejected: list[Rejected]) -> Iterator[tuple]:
+def decode(messages, rejected: list[Rejected], window: Window, sources: list) -> Iterator[tuple]:
     """Yield the ``site_checks`` rows of consumed messages; append the rejected ones to
-    ``rejected``, with the reason.
+    ``rejected``, with the reason, and the message of each row yielded to ``sources``.
 
     Rows are in ``sitewatch.observation.FIELDS`` order, for ``store_rows``: nearly all come
     straight from ``fast_row``; a message it declines goes through ``Observation.from_message``,
-    which accepts it or names what is wrong. Raises ConsumeError for a broker-level error; a
-    partition EOF event is skipped.
+    which accepts it or names what is wrong. A row scheduled outside ``window`` is rejected.
+    Raises ConsumeError for a broker-level error; a partition EOF event is skipped.
     """
+    earliest, latest, scheduled, source = window.earliest, window.latest, _SCHEDULED, sources.append
     for msg in messages:
         err = msg.error()
         if err is not None:
@@ -115,21 +170,42 @@ def decode(messages, rejected: list[Rejected]) -> Iterator[tuple]:
             raise ConsumeError(f"reading {msg.topic()} failed: {err}")
         value = msg.value()
         row = fast_row(value) if value is not None and len(value) <= MAX_MESSAGE_BYTES else None
-        if row is not None:
-            yield row
+        if row is None:
+            try:
+                row = observation_rows([Observation.from_message(value)])[0]
+            except MessageError as exc:
+                rejected.append(_rejection(msg, exc.reason))
+                continue
+        if not earliest <= row[scheduled] <= latest:
+            rejected.append(_rejection(msg, window.problem(row[scheduled])))
             continue
-        try:
-            observation = Observation.from_message(value)
-        except MessageError as exc:
-            rejected.append(
-                Rejected(
-                    raw=value,
-                    key=msg.key(),
-                    topic=msg.topic(),
-                    partition=msg.partition(),
-                    offset=msg.offset(),
-                    reason=exc.reason,
-                )
-            )
-        else:
-            yield from observation_rows([observation])
+        source(msg)
+        yield row
+
+
+def _rejection(msg, reason: str) -> Rejected:
+    return Rejected(
+        raw=msg.value(),
+        key=msg.key(),
+        topic=msg.topic(),
+        partition=msg.partition(),
+        offset=msg.offset(),
+        reason=reason,
+    )
+
+
+def _refuser(sources: list) -> Refuse:
+    """``store_rows``'s ``refuse`` for the rows ``decode`` yielded from ``sources``: logs each."""
+
+    def refuse(position: int, reason: str) -> Rejected:
+        msg = sources[position]
+        log.warning(
+            "drain: refused topic=%s partition=%s offset=%s reason=%s",
+            msg.topic(),
+            msg.partition(),
+            msg.offset(),
+            reason,
+        )
+        return _rejection(msg, reason)
+
+    return refuse

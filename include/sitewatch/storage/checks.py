@@ -11,23 +11,33 @@ on the batch while the rest of it is still being decoded. Only when that hits a 
 redelivery) or a missing partition is the batch copied again into a per-connection temporary
 staging table and moved over with ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``, which turns
 the redelivered observations into counted duplicates instead of second rows.
+
+A row PostgreSQL refuses (bad data, a constraint, a value too big for the index) never fails the
+batch when the caller says how to reject it (``refuse``): the staging path bisects the batch under
+savepoints until each refused row is alone, and stores it as a rejected message with the
+database's reason, in the same transaction. A failure of the database itself (connection,
+resources, locks, permissions) still fails the whole batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence, Sized
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, date
 from itertools import chain
 from operator import attrgetter
 
 import psycopg
 
 from sitewatch.observation import COLUMNS, Observation
+from sitewatch.storage.retention import partition_days
 from sitewatch.storage.schema import SCHEMA_VERSION, migrate, transaction
 
 __all__ = [
+    "MAX_NEW_PARTITIONS",
     "SCHEMA_VERSION",
+    "Refuse",
     "Rejected",
     "StoreResult",
     "migrate",
@@ -55,13 +65,24 @@ class Rejected:
     reason: str
 
 
+Refuse = Callable[[int, str], Rejected]
+"""``refuse(position, reason)``: the rejected message of the row at ``position`` (from 0, in the
+order the rows were given) that cannot be stored, and why."""
+
+MAX_NEW_PARTITIONS = 31
+"""Day partitions one batch may create. A month covers any backlog Kafka keeps (7 days by
+default) while maintenance is down; thousands in one transaction exhaust PostgreSQL's lock table
+("out of shared memory") and slow every query of ``site_checks``."""
+
+
 @dataclass(frozen=True)
 class StoreResult:
     """What one ``store_batch`` did.
 
     inserted: new ``site_checks`` rows. duplicates: observations not inserted because their
     (site, scheduled_at, attempt) was already stored or appeared earlier in the batch.
-    rejected: new ``site_checks_rejected`` rows (a redelivered rejected message counts 0).
+    rejected: new ``site_checks_rejected`` rows (a redelivered rejected message counts 0), rows
+    refused (see ``store_rows``) included.
     """
 
     inserted: int
@@ -89,11 +110,12 @@ def store_batch(
     batch with any duplicate costs that COPY, abandoned at the first duplicate, plus the staging
     path (roughly twice the database work, still one transaction).
 
-    Partitions: a batch never fails for a missing daily partition. The maintenance DAG makes
-    them days ahead; when a row's UTC day (of ``scheduled_at``) has none all the same, the
-    batch's transaction makes it and stores the batch through the staging path. An observation
-    older than the retention is stored all the same and the next maintenance run drops it
-    (sitewatch.storage.retention).
+    Partitions: the maintenance DAG makes them days ahead; when a row's UTC day (of
+    ``scheduled_at``) has none all the same, the batch's transaction makes it and stores the
+    batch through the staging path, making at most ``MAX_NEW_PARTITIONS`` (the days with the most
+    rows first): a row of a further day is refused (``store_rows``), and here fails the batch.
+    An observation older than the retention is stored all the same and the next maintenance run
+    drops it (sitewatch.storage.retention); the drain rejects those before they get here.
 
     Raises StorageError("PostgreSQL ...: <cause>"), chained to the ``psycopg.Error``, when the
     connection or any statement fails; the transaction is then rolled back, so nothing of the
@@ -104,7 +126,13 @@ def store_batch(
     return store_rows(conn, observation_rows(observations), rejected)
 
 
-def store_rows(conn, rows: Iterable[tuple], rejected: Sequence[Rejected] = ()) -> StoreResult:
+def store_rows(
+    conn,
+    rows: Iterable[tuple],
+    rejected: Sequence[Rejected] = (),
+    *,
+    refuse: Refuse | None = None,
+) -> StoreResult:
     """``store_batch`` for rows that are checked already: ``site_checks`` values in
     ``observation.COLUMNS`` order, as ``observation_rows`` or ``sitewatch.observation.fast_row``
     make them. Same transaction, deduplication, partitions, result and errors as ``store_batch``.
@@ -112,25 +140,37 @@ def store_rows(conn, rows: Iterable[tuple], rejected: Sequence[Rejected] = ()) -
     ``rows`` may be an iterator: it is consumed while the COPY streams, so that the drain decodes
     each message while PostgreSQL stores the ones before it, on the other core. ``rejected`` is
     read only after ``rows`` is exhausted (the drain's decoder fills it on the way).
+
+    refuse: how to reject a row that cannot be stored: one PostgreSQL refuses (``_ROW_ERRORS``,
+    e.g. "index row size ... exceeds"; the reason quotes the database), or one of a day past
+    ``MAX_NEW_PARTITIONS``. Such rows are stored in ``site_checks_rejected`` with the others, in
+    the same transaction, and the rest of the batch is stored. Without it, such a row fails the
+    batch (StorageError). Trade-off: isolating k refused rows among n takes about
+    2·k·log2(n) statements under savepoints; rows that decoding accepted are rarely refused.
     """
     given, rows = rows, iter(rows)
     first = next(rows, None)
     if first is None and not rejected:
         return StoreResult(0, 0, 0)
     kept: list[tuple] = []  # the rows as streamed, for a second pass and the counts
+    refused: list[Rejected] = []
 
     def failure() -> str:  # an iterator that failed midway counts the rows it had given
         count = len(given) if isinstance(given, Sized) else len(kept)
         return f"could not store {count} observations, {len(rejected)} rejected"
 
+    def refusing(position: int, reason: str) -> None:
+        refused.append(refuse(position, reason))
+
     with transaction(conn, failure) as cur:
         inserted = stored_rejects = 0
         if first is not None:
-            inserted = _store_observations(cur, chain((first,), rows), kept)
-        if rejected:
-            cur.execute(_INSERT_REJECTED, _reject_columns(rejected))
+            rows = chain((first,), rows)
+            inserted = _store_observations(cur, rows, kept, refusing if refuse else None)
+        if rejected or refused:
+            cur.execute(_INSERT_REJECTED, _reject_columns([*rejected, *refused]))
             stored_rejects = cur.rowcount
-    return StoreResult(inserted, len(kept) - inserted, stored_rejects)
+    return StoreResult(inserted, len(kept) - inserted - len(refused), stored_rejects)
 
 
 # --- partitions: site_checks has one per UTC day (migration 4) ------------------------------------
@@ -139,15 +179,38 @@ _CAN_PARTITION = "SELECT to_regprocedure('site_checks_create_partitions(date[])'
 _CREATE_PARTITIONS = "SELECT site_checks_create_partitions(%s::date[])"
 
 
-def _create_partitions(cur, rows: list[tuple]) -> bool:
-    """Create the partitions of the rows' UTC days that are missing; False on a schema older than
-    migration 4 (nothing to create)."""
+def _partition(cur, rows: list[tuple], refuse: Callable[[int, str], None] | None) -> list[int]:
+    """Create the missing partitions of the rows' UTC days, at most ``MAX_NEW_PARTITIONS`` (the
+    days with the most rows, then the latest, first); return the positions of the rows to store.
+
+    With ``refuse``, the rows of a missing day past the cap are refused with a reason that says
+    so, and left out; without it they stay, for PostgreSQL to refuse. On a schema older than
+    migration 4 there is nothing to create.
+    """
+    positions = list(range(len(rows)))
     cur.execute(_CAN_PARTITION)
     if not cur.fetchone()[0]:
-        return False
-    days = sorted({row[_SCHEDULED].astimezone(UTC).date() for row in rows})
-    cur.execute(_CREATE_PARTITIONS, (days,))
-    return True
+        return positions
+    days = [row[_SCHEDULED].astimezone(UTC).date() for row in rows]
+    counts = Counter(days)
+    existing = partition_days(cur)
+    missing = sorted((d for d in counts if d not in existing), key=lambda d: (counts[d], d))
+    made, skipped = missing[-MAX_NEW_PARTITIONS:], set(missing[:-MAX_NEW_PARTITIONS])
+    if made:
+        cur.execute(_CREATE_PARTITIONS, (sorted(made),))
+    if not skipped or refuse is None:
+        return positions
+    for position in positions:
+        if days[position] in skipped:
+            refuse(position, _no_partition(days[position]))
+    return [p for p in positions if days[p] not in skipped]
+
+
+def _no_partition(day: date) -> str:
+    return (
+        f"scheduled_at: no partition for {day} and this batch already made "
+        f"{MAX_NEW_PARTITIONS}, the most one batch may make (the maintenance DAG makes them ahead)"
+    )
 
 
 # --- observations: binary COPY, straight in or through a staging table ------------------------
@@ -186,32 +249,88 @@ _SCHEDULED = _NAMES.index("scheduled_at")
 _TZINFO = attrgetter("tzinfo")
 
 
-def _store_observations(cur, rows: Iterable[tuple], kept: list[tuple]) -> int:
+def _store_observations(
+    cur, rows: Iterable[tuple], kept: list[tuple], refuse: Callable[[int, str], None] | None
+) -> int:
     """Insert the rows not stored yet; return how many were inserted. ``kept`` gets every row.
 
-    The steady state is one COPY straight into site_checks, streamed as ``rows`` yields. Two
-    rare cases abort it: a duplicate key (a redelivery), or a row whose UTC day has no partition
-    yet (the maintenance DAG makes them days ahead; this covers a stopped maintenance, or an old
-    or future ``scheduled_at``). The savepoint undoes the COPY; the missing partitions are made,
-    and the kept rows go the deduplicating way, through the staging table (formatting them a
-    second time, which costs far less than the database work).
+    The steady state is one COPY straight into site_checks, streamed as ``rows`` yields. A row
+    PostgreSQL refuses aborts it, most often a duplicate key (a redelivery) or a row whose UTC
+    day has no partition yet (the maintenance DAG makes them days ahead; this covers a stopped
+    maintenance, or an old ``scheduled_at``). The savepoint undoes the COPY; the missing
+    partitions are made, and the kept rows go the deduplicating way, through the staging table
+    (formatting them a second time, which costs far less than the database work), where any
+    refused row is isolated (``_insert_isolating``).
     """
     cur.execute("SAVEPOINT sitewatch_copy")
+    streamed = _keeping(rows, kept)
     try:
-        _copy(cur, _COPY_DIRECT, _keeping(rows, kept))
-    except psycopg.errors.UniqueViolation:
+        _copy(cur, _COPY_DIRECT, streamed)
+    except _ROW_ERRORS:
         cur.execute("ROLLBACK TO SAVEPOINT sitewatch_copy")
-        _create_partitions(cur, kept)  # the COPY stopped at the duplicate: later days unchecked
-    except psycopg.errors.CheckViolation:  # "no partition of relation ... found for row"
-        cur.execute("ROLLBACK TO SAVEPOINT sitewatch_copy")
-        if not _create_partitions(cur, kept):
-            raise  # a real check failed: nothing to create
+        deque(streamed, maxlen=0)  # a COPY that failed before the end left rows unread
     else:
         return len(kept)
+    positions = _partition(cur, kept, refuse)
     cur.execute(_STAGING_DDL)
-    _copy(cur, _COPY_STAGING, kept)
-    cur.execute(_INSERT_STAGED)
-    return cur.rowcount
+    return _insert_isolating(cur, kept, positions, refuse) if positions else 0
+
+
+# PostgreSQL errors one row causes: bad data (class 22), a constraint (23, a duplicate key or a
+# missing partition among them) and a value too big for an index (54000, "index row size ...
+# exceeds"). Every other error (the connection, resources, locks, permissions, a cancelled
+# statement) is the database's state: it fails the batch, to be retried whole.
+_ROW_ERRORS = (
+    psycopg.errors.DataError,
+    psycopg.errors.IntegrityError,
+    psycopg.errors.ProgramLimitExceeded,
+)
+
+
+def _insert_isolating(
+    cur, rows: list[tuple], positions: list[int], refuse: Callable[[int, str], None] | None
+) -> int:
+    """Insert the rows at ``positions`` through the staging table; return how many were new.
+
+    When PostgreSQL refuses the part, each half is tried apart, down to single rows: a refused
+    row alone is passed to ``refuse`` with the database's reason. Without ``refuse`` the error
+    propagates. Raises psycopg.Error for anything not in ``_ROW_ERRORS``.
+    """
+    try:
+        return _insert_part(cur, rows, positions)
+    except _ROW_ERRORS as exc:
+        if refuse is None:
+            raise
+        if len(positions) == 1:
+            refuse(positions[0], _refusal(exc))
+            return 0
+    half = len(positions) // 2
+    return _insert_isolating(cur, rows, positions[:half], refuse) + _insert_isolating(
+        cur, rows, positions[half:], refuse
+    )
+
+
+def _insert_part(cur, rows: list[tuple], positions: list[int]) -> int:
+    """Copy the rows at ``positions`` to the staging table and move the new ones on, under a
+    savepoint that a refused row rolls back; the staging table is left empty either way."""
+    cur.execute("SAVEPOINT sitewatch_part")
+    try:
+        _copy(cur, _COPY_STAGING, map(rows.__getitem__, positions))
+        cur.execute(_INSERT_STAGED)
+        inserted = cur.rowcount
+        # a temporary table writes no WAL: emptying it costs little
+        cur.execute("DELETE FROM pg_temp.sitewatch_staging")
+    except _ROW_ERRORS:
+        cur.execute("ROLLBACK TO SAVEPOINT sitewatch_part; RELEASE SAVEPOINT sitewatch_part")
+        raise
+    cur.execute("RELEASE SAVEPOINT sitewatch_part")
+    return inserted
+
+
+def _refusal(exc: psycopg.Error) -> str:
+    """The reason stored for a row PostgreSQL refused: its SQLSTATE and primary message."""
+    message = exc.diag.message_primary or str(exc) or type(exc).__name__
+    return f"PostgreSQL refused the row ({exc.sqlstate or 'client'}): {' '.join(message.split())}"
 
 
 def _keeping(rows: Iterable[tuple], kept: list[tuple]) -> Iterator[tuple]:

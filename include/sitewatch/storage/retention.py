@@ -168,6 +168,13 @@ _PARTITIONS = """
 """
 
 
+def partition_days(cur) -> set[date]:
+    """The UTC days that have a partition named by sitewatch, read with ``cur`` (in the caller's
+    transaction, so a batch sees the partitions it made itself)."""
+    cur.execute(_PARTITIONS)
+    return {day for (name,) in cur.fetchall() if (day := partition_day(name)) is not None}
+
+
 def drop_expired_partitions(conn, now: datetime, retention_days: int) -> list[str]:
     """Drop the partitions whose whole day is older than ``now - retention_days``; return their
     names.
