@@ -48,6 +48,16 @@ MAINTENANCE_DAG_ID = "sitewatch_maintenance"
 DAG_TAG = "sitewatch"
 DAG_START = datetime(2026, 1, 1, tzinfo=UTC)
 """start_date of every sitewatch DAG; with catchup off it only has to lie in the past."""
+DAG_DEFAULTS = {
+    "start_date": DAG_START,
+    "catchup": False,
+    "max_active_runs": 1,
+    # Every sitewatch DAG must run once deployed: a listed site is meant to be checked (its
+    # `enabled: false` is the off switch), storage must keep up with the sites, and without the
+    # maintenance DAG partitions run out and disks fill up.
+    "is_paused_upon_creation": False,
+}
+"""The ``DAG(...)`` arguments every sitewatch DAG shares."""
 
 
 def topic() -> str:

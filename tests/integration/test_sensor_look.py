@@ -9,11 +9,8 @@ import asyncio
 import importlib.util
 import json
 import os
-import socket
-import ssl
 import subprocess
 import sys
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +24,7 @@ from sitewatch.errors import ConnectionConfigError, ConsumeError
 from sitewatch.names import DRAIN_GROUP
 from sitewatch.observation import Observation
 from sitewatch.pipeline.drain import drain
+from tests.unit.servers import start_handshake_only
 
 pytestmark = pytest.mark.services
 
@@ -82,23 +80,7 @@ def tls_server(tmp_path):
     cert, key = certs.issue(ca, "localhost", ["localhost", "127.0.0.1"])
     certs.write(tmp_path / "server.pem", certs.key_pem(key) + certs.cert_pem(cert))
     certs.write(tmp_path / "other-ca.pem", certs.cert_pem(certs.make_ca("other")[0]))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tmp_path / "server.pem")
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def serve():
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                with context.wrap_socket(conn, server_side=True):
-                    pass
-            except (OSError, ssl.SSLError):
-                pass
-
-    threading.Thread(target=serve, daemon=True).start()
+    listener = start_handshake_only(tmp_path / "server.pem")
     yield listener.getsockname()[1], str(tmp_path / "other-ca.pem")
     listener.close()
 

@@ -177,6 +177,26 @@ def _run(server):
     return server
 
 
+def start_handshake_only(pem) -> socket.socket:
+    """A TLS listener on 127.0.0.1 that completes each handshake with the key and chain in ``pem``
+    and hangs up: enough to test what a client says about a certificate. Close it to stop."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pem)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with suppress(OSError, ssl.SSLError), context.wrap_socket(conn, server_side=True):
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
 def stop(server) -> None:
     server.stopping.set()
     server.shutdown()

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import socket
-import ssl
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,6 +21,7 @@ from sitewatch.airflow.connection_errors import (
     explain_postgres,
 )
 from sitewatch.errors import ConnectionConfigError
+from tests.unit.servers import start_handshake_only
 
 ROOT = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("tls_certs", ROOT / "scripts" / "tls_certs.py")
@@ -64,24 +62,8 @@ def pki(tmp_path_factory):
         cert, key = certs.issue(ca, names[0], names, expired=expired)
         pem = base / f"{names[0]}-{expired}.pem"
         certs.write(pem, certs.key_pem(key) + certs.cert_pem(cert))
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(pem)
-        listener = socket.create_server(("127.0.0.1", 0))
+        listener = start_handshake_only(pem)
         servers.append(listener)
-
-        def serve():
-            while True:
-                try:
-                    conn, _ = listener.accept()
-                except OSError:
-                    return
-                try:
-                    with context.wrap_socket(conn, server_side=True):
-                        pass
-                except (OSError, ssl.SSLError):
-                    pass
-
-        threading.Thread(target=serve, daemon=True).start()
         return listener.getsockname()[1]
 
     yield SimpleNamespace(ca=ca, ca_file=str(base / "ca.pem"), server=server, dir=base)

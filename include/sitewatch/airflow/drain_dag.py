@@ -14,7 +14,7 @@ from airflow.sdk import DAG, task
 from sitewatch.airflow.hooks import GroupConsumerHook, results_connection
 from sitewatch.airflow.sensor import UndrainedMessageSensor
 from sitewatch.names import (
-    DAG_START,
+    DAG_DEFAULTS,
     DAG_TAG,
     DRAIN_DAG_ID,
     DRAIN_GROUP,
@@ -69,13 +69,10 @@ def drain_dag() -> DAG:
     with DAG(
         dag_id=DRAIN_DAG_ID,
         schedule="@continuous",
-        start_date=DAG_START,
-        catchup=False,
-        max_active_runs=1,
-        is_paused_upon_creation=False,  # storage must run whenever sites do
         tags=[DAG_TAG],
         doc_md=__doc__,
         default_args={"owner": "sitewatch", "retries": 3, "retry_delay": timedelta(seconds=10)},
+        **DAG_DEFAULTS,
     ) as dag:
         wait = UndrainedMessageSensor(
             task_id="wait_for_checks",

@@ -15,7 +15,7 @@ from sitewatch.airflow.callbacks import dag_callbacks, task_callbacks
 from sitewatch.airflow.operators import ProbeOperator
 from sitewatch.config.loader import Site, SitesFile, load_sites
 from sitewatch.config.notify import WebhookTarget
-from sitewatch.names import DAG_START, DAG_TAG, PROBE_TASK_ID, site_dag_id
+from sitewatch.names import DAG_DEFAULTS, DAG_TAG, PROBE_TASK_ID, site_dag_id
 
 
 def site_dags(sites_file: SitesFile | None = None) -> dict[str, DAG]:
@@ -38,17 +38,13 @@ def site_dag(site: Site) -> DAG:
     with DAG(
         dag_id=site_dag_id(site.name),
         schedule=_timetable(site.schedule),
-        start_date=DAG_START,
-        catchup=False,
-        max_active_runs=1,
-        # a site in the sites file is meant to be checked; `enabled: false` is the off switch
-        is_paused_upon_creation=False,
+        **DAG_DEFAULTS,
         # explicit values spare Airflow a config lookup each, per DAG, at every parse
         max_active_tasks=1,
         max_consecutive_failed_dag_runs=0,
         disable_bundle_versioning=False,
         tags=[DAG_TAG, *site.tags],
-        doc_md=describe(site),
+        doc_md=site_doc(site),
         **dag_callbacks(site),  # alerts: sitewatch.airflow.callbacks says where each one runs
         default_args={
             "owner": site.owner,
@@ -63,7 +59,7 @@ def site_dag(site: Site) -> DAG:
     return dag
 
 
-def describe(site: Site) -> str:
+def site_doc(site: Site) -> str:
     """Markdown shown on the DAG's page: what is checked and how (header values hidden)."""
     rows = [
         ("url", site.url),

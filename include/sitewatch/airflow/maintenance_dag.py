@@ -15,7 +15,7 @@ from airflow.sdk import DAG, task
 
 from sitewatch.airflow.drain_dag import create_tables
 from sitewatch.airflow.hooks import results_connection
-from sitewatch.names import DAG_START, DAG_TAG, MAINTENANCE_DAG_ID
+from sitewatch.names import DAG_DEFAULTS, DAG_TAG, MAINTENANCE_DAG_ID
 
 
 @task
@@ -48,13 +48,10 @@ def maintenance_dag() -> DAG:
     with DAG(
         dag_id=MAINTENANCE_DAG_ID,
         schedule="@hourly",
-        start_date=DAG_START,
-        catchup=False,
-        max_active_runs=1,
-        is_paused_upon_creation=False,  # without it partitions run out and disks fill up
         tags=[DAG_TAG],
         doc_md=__doc__,
         default_args={"owner": "sitewatch", "retries": 3, "retry_delay": timedelta(minutes=1)},
+        **DAG_DEFAULTS,
     ) as dag:
         check_settings() >> create_tables() >> maintain()
     return dag
