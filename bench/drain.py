@@ -241,10 +241,13 @@ def run_baseline(topic: str, bootstrap: str, dsn: str, schema: str, count: int) 
 
 
 def run_copy(csv_path: str, schema: str, table: str, rows: int) -> dict:
+    # As the role that made the scratch schema (SITEWATCH_PG_DSN), like the drain's own run;
+    # PG* in .state/env.sh log in as the tables' owner role, which cannot see that schema.
     env = {**os.environ, "PGOPTIONS": f"-c search_path={schema}"}
     command = f"\\copy {table} ({', '.join(NAMES)}) from '{csv_path}' with (format csv)"
     start = time.perf_counter()
-    subprocess.run(["psql", "-Xqv", "ON_ERROR_STOP=1", "-c", command], env=env, check=True)
+    psql = ["psql", "-Xqv", "ON_ERROR_STOP=1", "-d", os.environ["SITEWATCH_PG_DSN"], "-c", command]
+    subprocess.run(psql, env=env, check=True)
     seconds = time.perf_counter() - start
     return {"rows": rows, "seconds": seconds, "rate": rows / seconds}
 
