@@ -222,6 +222,44 @@ def redirect_to_itself(sock, _stopping):
     )
 
 
+# --- secrets: a site that wants the headers it was not meant to get ---------------------------
+
+SECRET = "hostile-secret-4f1c9a7e"  # what the worker expands ${SITEWATCH_SECRET_HOSTILE} to
+SECRET_ENV = {"SITEWATCH_SECRET_HOSTILE": SECRET}
+SECRET_HEADERS = {
+    "headers": {
+        "Authorization": "Bearer ${SITEWATCH_SECRET_HOSTILE}",
+        "X-Api-Key": "${SITEWATCH_SECRET_HOSTILE}",
+    }
+}
+
+
+def harvest_secrets(sock, _stopping):
+    """``/`` redirects to another origin (``localhost`` instead of ``127.0.0.1``, same port); there
+    ``/landed`` answers 418 when any secret header came along, 503 when none did."""
+    request = _read_request(sock)
+    port = sock.getsockname()[1]
+    if request.startswith(b"GET /landed "):
+        status = "418 Leaked" if SECRET.encode() in request else "503 Clean"
+        head = f"HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    else:
+        head = (
+            f"HTTP/1.1 302 Found\r\nLocation: http://localhost:{port}/landed\r\n"
+            "Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+    sock.sendall(head.encode())
+
+
+def echo_headers(sock, _stopping):
+    """Answers 200 with the request's own head as the body: every header the probe sent."""
+    request = _read_request(sock)
+    sock.sendall(
+        f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len(request)}\r\n"
+        "Connection: close\r\n\r\n".encode()
+        + request
+    )
+
+
 def _redirect_with(head: bytes, body: Callable[[], Iterator[bytes]]) -> Behaviour:
     """``/landed`` answers 503; any other path a 302 to it with ``head`` and a hostile ``body``.
 
@@ -446,6 +484,22 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target("corrupt_gzip", corrupt_gzip, "protocol", "cannot decode the compressed body"),
     Target("redirect_forever", redirect_forever, "redirects", "more than 10 redirects"),
+    # secret headers never reach another origin (503 = none arrived; 418 would be a leak)
+    Target(
+        "redirect_harvesting_secrets",
+        harvest_secrets,
+        "status",
+        "status 503 not in 200-399",
+        overrides=SECRET_HEADERS,
+    ),
+    # a site that echoes the secret back: the match is recorded with the secret masked
+    Target(
+        "echo_of_secret_headers",
+        echo_headers,
+        "regex",
+        "Bearer ***",
+        overrides={**SECRET_HEADERS, "forbid_regex": "Bearer [^\\r\\n]+"},
+    ),
     Target("redirect_to_itself", redirect_to_itself, "redirects", "redirect loop"),
     Target("redirect_gzip_bomb_10gib", redirect_gzip_bomb, "status", "status 503 not in 200-399"),
     Target(

@@ -1,9 +1,10 @@
 """A probe worker in its own process, so its peak memory can be read on its own.
 
 Reads ``{"ca_bundle": str | null, "probes": [{"name", "url", "timeout", "overrides"?}]}`` as JSON
-on stdin (``overrides``: more site keys, in their sites-file form),
-probes each URL in turn with ``sitewatch.probe.http.probe`` and prints one JSON object: each probe's
-error kind, detail and elapsed seconds, and the process's peak RSS in bytes (see ``peak_rss``).
+on stdin (``overrides``: more site keys, in their sites-file form; ``${VAR}`` in headers is
+expanded from ``"environ"`` as a task does), probes each URL in turn with
+``sitewatch.probe.http.probe`` and prints one JSON object: each probe's error kind, detail, final
+URL and elapsed seconds, and the process's peak RSS in bytes (see ``peak_rss``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import time
 
 from sitewatch.config.loader import site_for_url
+from sitewatch.config.secrets import expand_headers
 from sitewatch.probe.http import probe
 
 
@@ -22,8 +24,9 @@ def main() -> None:
     results = []
     for item in job["probes"]:
         site = site_for_url(item["url"], timeout=item["timeout"], **item.get("overrides", {}))
+        site, secrets = expand_headers(site, job.get("environ", {}))
         started = time.monotonic()
-        obs = probe(site, ca_bundle=job["ca_bundle"])
+        obs = probe(site, ca_bundle=job["ca_bundle"], secrets=secrets)
         results.append(
             {
                 "name": item["name"],
@@ -31,6 +34,7 @@ def main() -> None:
                 "up": obs.up,
                 "error": obs.error,
                 "error_detail": obs.error_detail,
+                "final_url": obs.final_url,
                 "status_code": obs.status_code,
                 "body_bytes": obs.body_bytes,
             }

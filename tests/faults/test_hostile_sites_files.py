@@ -320,6 +320,29 @@ TRICKS = {
         "sites:\n  - name: a\ud800\n",
         ["sites.yaml:2: <file>: not text: '\\ud800' is no character"],
     ),
+    "a header that would send Airflow's database URL to the site": (
+        "sites:\n  - name: a\n    url: http://a/\n    headers:\n"
+        '      X-Leak: "${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN}"\n',
+        [
+            "sites.yaml:5: sites[0].headers.X-Leak: header values may not name "
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN: Airflow's own settings hold its database "
+            "password and keys; use a variable that starts with SITEWATCH_SECRET_"
+        ],
+    ),
+    "a right-to-left override in a URL": (
+        'sites:\n  - name: a\n    url: "http://a/\u202egnp.exe"\n',
+        [
+            "sites.yaml:3: sites[0].url: invalid URL 'http://a/\\u202egnp.exe': contains "
+            "invisible format character U+202E (RIGHT-TO-LEFT OVERRIDE)"
+        ],
+    ),
+    "a cron that never fires": (
+        "sites:\n  - name: a\n    url: http://a/\n    schedule: 0 0 30 2 *\n",
+        [
+            "sites.yaml:4: sites[0].schedule: invalid cron expression '0 0 30 2 *': "
+            "never fires: none of its months has a day 30"
+        ],
+    ),
     "a 5,000-digit duration": (
         "sites:\n  - name: a\n    url: http://a/\n    timeout: " + "9" * 5000 + "s\n",
         ["sites.yaml:4: sites[0].timeout: too long for a duration: 5001 characters (at most 40)"],

@@ -32,7 +32,7 @@ MEMORY_SLACK = 64 * 2**20  # hostile peak RSS may exceed the baseline by this mu
 
 
 def _work(probes: list[dict], ca_bundle: str) -> dict:
-    job = json.dumps({"ca_bundle": ca_bundle, "probes": probes})
+    job = json.dumps({"ca_bundle": ca_bundle, "probes": probes, "environ": hostile.SECRET_ENV})
     done = subprocess.run(
         [sys.executable, str(WORKER)], input=job, capture_output=True, text=True, timeout=300
     )
@@ -95,6 +95,13 @@ def test_hostile_target_ends_in_time_with_a_classified_error(runs, target):
     assert (seen["error"], target.detail in (seen["error_detail"] or "")) == (target.kind, True), (
         seen
     )
+
+
+def test_no_secret_reaches_another_origin_or_the_record(runs):
+    # the harvesting target answers 418 if a secret header followed its redirect to localhost
+    assert runs["results"]["redirect_harvesting_secrets"]["status_code"] == 503
+    for name, seen in runs["results"].items():
+        assert hostile.SECRET not in json.dumps(seen), name
 
 
 def test_bombs_stop_at_the_body_cap(runs):
