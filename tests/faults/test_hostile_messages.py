@@ -21,7 +21,7 @@ from sitewatch.airflow.hooks import GroupConsumerHook, ObservationProducerHook
 from sitewatch.names import DRAIN_GROUP
 from sitewatch.observation import MAX_TEXT, Observation
 from sitewatch.pipeline.drain import drain
-from sitewatch.storage.checks import MAX_NEW_PARTITIONS
+from sitewatch.storage.partitions import MAX_NEW_PARTITIONS
 from sitewatch.storage.schema import migrate
 from tests.integration.conftest import (  # noqa: F401 - fixtures this module uses
     pg_conn,

@@ -8,7 +8,8 @@ import pytest
 
 from sitewatch.observation import Observation
 from sitewatch.storage import queries
-from sitewatch.storage.checks import migrate, store_batch
+from sitewatch.storage.checks import store_batch
+from sitewatch.storage.schema import migrate
 
 pytestmark = pytest.mark.services
 

@@ -16,7 +16,7 @@ from sitewatch.errors import ConsumeError, StorageError
 from sitewatch.names import DRAIN_GROUP
 from sitewatch.observation import Observation
 from sitewatch.pipeline.drain import drain
-from sitewatch.storage.checks import MAX_NEW_PARTITIONS
+from sitewatch.storage.partitions import MAX_NEW_PARTITIONS
 from sitewatch.storage.retention import RETENTION_VAR
 from sitewatch.storage.schema import migrate
 

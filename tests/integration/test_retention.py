@@ -10,17 +10,17 @@ import pytest
 
 from sitewatch.errors import SettingError
 from sitewatch.observation import Observation
-from sitewatch.storage.checks import StoreResult, migrate, store_batch
+from sitewatch.storage.checks import StoreResult, store_batch
+from sitewatch.storage.partitions import partition_day
 from sitewatch.storage.retention import (
     RetentionSettings,
     create_partitions,
     drop_expired_partitions,
     maintain,
-    partition_day,
     prune_rollups,
     refresh_hourly,
 )
-from sitewatch.storage.schema import MIGRATIONS, SCHEMA_VERSION
+from sitewatch.storage.schema import MIGRATIONS, SCHEMA_VERSION, migrate
 
 pytestmark = pytest.mark.services
 

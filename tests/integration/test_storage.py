@@ -14,14 +14,13 @@ import pytest
 from sitewatch.errors import StorageError
 from sitewatch.observation import FIELDS, Observation
 from sitewatch.storage.checks import (
-    SCHEMA_VERSION,
     Rejected,
     StoreResult,
-    migrate,
     observation_rows,
     store_batch,
     store_rows,
 )
+from sitewatch.storage.schema import SCHEMA_VERSION, migrate
 
 pytestmark = pytest.mark.services
 

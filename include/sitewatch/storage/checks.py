@@ -21,26 +21,23 @@ resources, locks, permissions) still fails the whole batch.
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
-from datetime import UTC, date
+from datetime import UTC
 from itertools import chain
 from operator import attrgetter
 
 import psycopg
 
 from sitewatch.observation import COLUMNS, Observation
-from sitewatch.storage.retention import partition_days
-from sitewatch.storage.schema import SCHEMA_VERSION, migrate, transaction
+from sitewatch.storage.partitions import make_missing
+from sitewatch.storage.schema import transaction
 
 __all__ = [
-    "MAX_NEW_PARTITIONS",
-    "SCHEMA_VERSION",
     "Refuse",
     "Rejected",
     "StoreResult",
-    "migrate",
     "observation_rows",
     "store_batch",
     "store_rows",
@@ -69,11 +66,6 @@ Refuse = Callable[[int, str], Rejected]
 """``refuse(position, reason)``: the rejected message of the row at ``position`` (from 0, in the
 order the rows were given) that cannot be stored, and why."""
 
-MAX_NEW_PARTITIONS = 31
-"""Day partitions one batch may create. A month covers any backlog Kafka keeps (7 days by
-default) while maintenance is down; thousands in one transaction exhaust PostgreSQL's lock table
-("out of shared memory") and slow every query of ``site_checks``."""
-
 
 @dataclass(frozen=True)
 class StoreResult:
@@ -95,7 +87,7 @@ def store_batch(
 ) -> StoreResult:
     """Store one batch in one transaction and commit it.
 
-    conn: a psycopg 3 connection to a migrated schema (see ``migrate``). Anything it has
+    conn: a psycopg 3 connection to a migrated schema (see ``schema.migrate``). Anything it has
     uncommitted is committed with the batch; an autocommit connection is handled.
     observations: stored in ``site_checks``, deduplicated on (site, scheduled_at, attempt): one
     already stored, or a second copy within the batch (an arbitrary copy wins; redeliveries are
@@ -112,8 +104,9 @@ def store_batch(
 
     Partitions: the maintenance DAG makes them days ahead; when a row's UTC day (of
     ``scheduled_at``) has none all the same, the batch's transaction makes it and stores the
-    batch through the staging path, making at most ``MAX_NEW_PARTITIONS`` (the days with the most
-    rows first): a row of a further day is refused (``store_rows``), and here fails the batch.
+    batch through the staging path, making at most ``partitions.MAX_NEW_PARTITIONS`` (the days
+    with the most rows first): a row of a further day is refused (``store_rows``), and here fails
+    the batch.
     An observation older than the retention is stored all the same and the next maintenance run
     drops it (sitewatch.storage.retention); the drain rejects those before they get here.
 
@@ -171,46 +164,6 @@ def store_rows(
             cur.execute(_INSERT_REJECTED, _reject_columns([*rejected, *refused]))
             stored_rejects = cur.rowcount
     return StoreResult(inserted, len(kept) - inserted - len(refused), stored_rejects)
-
-
-# --- partitions: site_checks has one per UTC day (migration 4) ------------------------------------
-
-_CAN_PARTITION = "SELECT to_regprocedure('site_checks_create_partitions(date[])') IS NOT NULL"
-_CREATE_PARTITIONS = "SELECT site_checks_create_partitions(%s::date[])"
-
-
-def _partition(cur, rows: list[tuple], refuse: Callable[[int, str], None] | None) -> list[int]:
-    """Create the missing partitions of the rows' UTC days, at most ``MAX_NEW_PARTITIONS`` (the
-    days with the most rows, then the latest, first); return the positions of the rows to store.
-
-    With ``refuse``, the rows of a missing day past the cap are refused with a reason that says
-    so, and left out; without it they stay, for PostgreSQL to refuse. On a schema older than
-    migration 4 there is nothing to create.
-    """
-    positions = list(range(len(rows)))
-    cur.execute(_CAN_PARTITION)
-    if not cur.fetchone()[0]:
-        return positions
-    days = [row[_SCHEDULED].astimezone(UTC).date() for row in rows]
-    counts = Counter(days)
-    existing = partition_days(cur)
-    missing = sorted((d for d in counts if d not in existing), key=lambda d: (counts[d], d))
-    made, skipped = missing[-MAX_NEW_PARTITIONS:], set(missing[:-MAX_NEW_PARTITIONS])
-    if made:
-        cur.execute(_CREATE_PARTITIONS, (sorted(made),))
-    if not skipped or refuse is None:
-        return positions
-    for position in positions:
-        if days[position] in skipped:
-            refuse(position, _no_partition(days[position]))
-    return [p for p in positions if days[p] not in skipped]
-
-
-def _no_partition(day: date) -> str:
-    return (
-        f"scheduled_at: no partition for {day} and this batch already made "
-        f"{MAX_NEW_PARTITIONS}, the most one batch may make (the maintenance DAG makes them ahead)"
-    )
 
 
 # --- observations: binary COPY, straight in or through a staging table ------------------------
@@ -271,7 +224,8 @@ def _store_observations(
         deque(streamed, maxlen=0)  # a COPY that failed before the end left rows unread
     else:
         return len(kept)
-    positions = _partition(cur, kept, refuse)
+    days = [row[_SCHEDULED].astimezone(UTC).date() for row in kept]
+    positions = make_missing(cur, days, refuse)
     cur.execute(_STAGING_DDL)
     return _insert_isolating(cur, kept, positions, refuse) if positions else 0
 

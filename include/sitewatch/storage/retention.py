@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from sitewatch.errors import SettingError
+from sitewatch.storage.partitions import CREATE_PARTITIONS, LIST_PARTITIONS, partition_day
 from sitewatch.storage.schema import transaction
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,6 @@ DAYS_AHEAD = 7  # partitions made in advance, so the drain rarely has to make on
 # rollup (it still is in site_checks_daily, kept by trigger).
 LATE_HOURS = 48
 MAX_DAYS = 36_500
-_PARTITION_PREFIX = "site_checks_p"
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def create_partitions(conn, now: datetime, days_ahead: int = DAYS_AHEAD) -> int:
     today = now.astimezone(UTC).date()
     days = [today + timedelta(days=i) for i in range(days_ahead + 1)]
     with transaction(conn, "could not create partitions") as cur:
-        cur.execute("SELECT site_checks_create_partitions(%s::date[])", (days,))
+        cur.execute(CREATE_PARTITIONS, (days,))
         created = cur.fetchone()[0]
     log.info("create_partitions: created=%s from=%s to=%s", created, days[0], days[-1])
     return created
@@ -151,30 +151,6 @@ def refresh_hourly(conn, now: datetime, late_hours: int = LATE_HOURS) -> int:
     return written
 
 
-def partition_day(name: str) -> date | None:
-    """The UTC day of a partition named ``site_checks_pYYYYMMDD``; None for any other name."""
-    digits = name.removeprefix(_PARTITION_PREFIX)
-    if digits == name or len(digits) != 8 or not digits.isdigit():
-        return None
-    try:
-        return datetime.strptime(digits, "%Y%m%d").date()
-    except ValueError:
-        return None
-
-
-_PARTITIONS = """
-    SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-    WHERE i.inhparent = 'site_checks'::regclass ORDER BY c.relname
-"""
-
-
-def partition_days(cur) -> set[date]:
-    """The UTC days that have a partition named by sitewatch, read with ``cur`` (in the caller's
-    transaction, so a batch sees the partitions it made itself)."""
-    cur.execute(_PARTITIONS)
-    return {day for (name,) in cur.fetchall() if (day := partition_day(name)) is not None}
-
-
 def drop_expired_partitions(conn, now: datetime, retention_days: int) -> list[str]:
     """Drop the partitions whose whole day is older than ``now - retention_days``; return their
     names.
@@ -188,7 +164,7 @@ def drop_expired_partitions(conn, now: datetime, retention_days: int) -> list[st
     cutoff = now - timedelta(days=retention_days)
     with transaction(conn, "could not drop expired partitions") as cur:
         cur.execute("SET LOCAL lock_timeout = '30s'")
-        cur.execute(_PARTITIONS)
+        cur.execute(LIST_PARTITIONS)
         expired = []
         for (name,) in cur.fetchall():
             day = partition_day(name)
