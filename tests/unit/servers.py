@@ -11,7 +11,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -195,6 +195,17 @@ def start_handshake_only(pem) -> socket.socket:
 
     threading.Thread(target=serve, daemon=True).start()
     return listener
+
+
+@contextmanager
+def raw_servers(**behaviours):
+    """Start a raw server for each named behaviour; yield ``{name: its http URL}``; stop them."""
+    started = {name: start_raw(behaviour) for name, behaviour in behaviours.items()}
+    try:
+        yield {name: f"http://127.0.0.1:{s.server_address[1]}/" for name, s in started.items()}
+    finally:
+        for server in started.values():
+            stop(server)
 
 
 def stop(server) -> None:

@@ -11,7 +11,6 @@ import logging
 import socket
 import ssl
 import threading
-import time
 import tracemalloc
 import warnings
 from datetime import UTC, datetime, timedelta
@@ -21,34 +20,10 @@ import pytest
 import servers  # tests/unit is on sys.path (pytest rootdir-relative import mode)
 import trustme
 from cryptography import x509
+from probing import fails, make_site, run
 from servers import url
 
-from sitewatch.config.site import Site
-from sitewatch.probe.http import ERROR_KINDS, probe
-
-MARGIN = 0.5  # seconds a probe may take past its timeout
-
-
-def make_site(url: str, **fields) -> Site:
-    """A real ``Site`` for ``url``, named ``test`` with a 5 s timeout unless ``fields`` say
-    otherwise. Built directly, not validated, so a test can hand the probe what config rejects
-    (credentials in the URL, a line break in a header)."""
-    return Site(**{"name": "test", "url": url, "timeout": 5.0, **fields})
-
-
-def run(site: Site, ca_bundle: str | None = None):
-    started = time.monotonic()
-    obs = probe(site, ca_bundle=ca_bundle)
-    elapsed = time.monotonic() - started
-    assert elapsed < site.timeout + MARGIN, f"probe took {elapsed:.2f} s"
-    assert obs.error in ERROR_KINDS + (None,)
-    assert obs.up is (obs.error is None)
-    return obs
-
-
-def fails(obs, kind: str, detail: str = ""):
-    assert (obs.up, obs.error) == (False, kind), obs
-    assert detail in obs.error_detail
+from sitewatch.probe.http import ERROR_KINDS
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +35,13 @@ def routes():
 
 @pytest.fixture(scope="module")
 def raw():
-    started = {
-        "drip_headers": servers.start_raw(servers.drip_headers),
-        "bad_status": servers.start_raw(servers.bad_status_line),
-        "drip_tls": servers.start_raw(servers.drip_tls_handshake),
-        "truncated": servers.start_raw(servers.truncated_body),
-    }
-    yield {name: f"http://127.0.0.1:{s.server_address[1]}/" for name, s in started.items()}
-    for server in started.values():
-        servers.stop(server)
+    with servers.raw_servers(
+        drip_headers=servers.drip_headers,
+        bad_status=servers.bad_status_line,
+        drip_tls=servers.drip_tls_handshake,
+        truncated=servers.truncated_body,
+    ) as urls:
+        yield urls
 
 
 def _context(certfile: str, keyfile: str) -> ssl.SSLContext:

@@ -9,21 +9,19 @@ from __future__ import annotations
 import encodings
 import pkgutil
 import ssl
-import time
 import tracemalloc
 
 import pytest
 import servers  # tests/unit is on sys.path (pytest rootdir-relative import mode)
 import trustme
+from probing import fails, make_site, run
 from servers import url
 
-from sitewatch.config.secrets import NO_SECRETS, Secrets, expand_headers
+from sitewatch.config.secrets import Secrets, expand_headers
 from sitewatch.config.site import Site
 from sitewatch.probe.fetch import origin
-from sitewatch.probe.http import ERROR_KINDS, probe
 from sitewatch.probe.patterns import decode
 
-MARGIN = 0.5  # seconds a probe may take past its timeout
 CAP = 1 << 20
 MEMORY_BOUND = 16 * CAP  # the hostile bodies below decode to 64 MiB or more
 TOKEN = "tok-3f9a1c7e5b"  # an environment variable's value: a secret
@@ -35,27 +33,6 @@ HEADERS = {
     "Accept": "text/html",
 }
 SECRET_HEADERS = {"authorization", "cookie", "proxy-authorization", "x-api-key"}
-
-
-def make_site(url: str, **fields) -> Site:
-    """A ``Site`` for ``url`` named ``test`` with a 5 s timeout unless ``fields`` say otherwise."""
-    return Site(**{"name": "test", "url": url, "timeout": 5.0, **fields})
-
-
-def run(site: Site, secrets: Secrets = NO_SECRETS, ca_bundle: str | None = None):
-    """Probe ``site`` with ``secrets``; the probe must end in time and say up or why not."""
-    started = time.monotonic()
-    obs = probe(site, ca_bundle=ca_bundle, secrets=secrets)
-    elapsed = time.monotonic() - started
-    assert elapsed < site.timeout + MARGIN, f"probe took {elapsed:.2f} s"
-    assert obs.error in ERROR_KINDS + (None,)
-    assert obs.up is (obs.error is None)
-    return obs
-
-
-def fails(obs, kind: str, detail: str = ""):
-    assert (obs.up, obs.error) == (False, kind), obs
-    assert detail in obs.error_detail
 
 
 def run_measured(site: Site):
@@ -75,14 +52,12 @@ def expanded(site: Site) -> tuple[Site, Secrets]:
 
 @pytest.fixture(scope="module")
 def raw():
-    started = {
-        "bomb": servers.start_raw(servers.redirect_gzip_bomb),
-        "flood": servers.start_raw(servers.redirect_huge_content_length),
-        "bad_location": servers.start_raw(servers.malformed_location),
-    }
-    yield {name: f"http://127.0.0.1:{s.server_address[1]}/" for name, s in started.items()}
-    for server in started.values():
-        servers.stop(server)
+    with servers.raw_servers(
+        bomb=servers.redirect_gzip_bomb,
+        flood=servers.redirect_huge_content_length,
+        bad_location=servers.malformed_location,
+    ) as urls:
+        yield urls
 
 
 @pytest.fixture(scope="module")
