@@ -14,16 +14,17 @@ from sitewatch.storage.schema import version as schema_version
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
 
+def app_on(connect):
+    """The Sites page app on ``connect``, at ``NOW``, with no sites file and no login."""
+    return sites_page.create_app(
+        connect=connect, schedules=dict, clock=lambda: NOW, ui_base=str, auth=lambda: None
+    )
+
+
 @pytest.fixture
 def client(pg_connect, monkeypatch):
     monkeypatch.setattr(sites_page._Schema, "current", False)
-    app = sites_page.create_app(
-        connect=pg_connect,
-        schedules=lambda: {},
-        clock=lambda: NOW,
-        ui_base=lambda: "",
-        auth=lambda: None,
-    )
+    app = app_on(pg_connect)
     return TestClient(app)
 
 
@@ -68,13 +69,7 @@ def test_a_name_no_site_can_have_is_a_404_without_a_query(pg_connect, monkeypatc
         connections.append(pg_connect())
         return connections[-1]
 
-    app = sites_page.create_app(
-        connect=connect,
-        schedules=lambda: {},
-        clock=lambda: NOW,
-        ui_base=lambda: "",
-        auth=lambda: None,
-    )
+    app = app_on(connect)
     answer = TestClient(app).get(path)
     assert answer.status_code == 404
     assert "no site named" in answer.json()["detail"]

@@ -27,13 +27,6 @@ from sitewatch.probe.http import ERROR_KINDS
 
 
 @pytest.fixture(scope="module")
-def routes():
-    server = servers.start_http()
-    yield server
-    servers.stop(server)
-
-
-@pytest.fixture(scope="module")
 def raw():
     with servers.raw_servers(
         drip_headers=servers.drip_headers,

@@ -61,13 +61,6 @@ def raw():
 
 
 @pytest.fixture(scope="module")
-def routes():
-    server = servers.start_http()
-    yield server
-    servers.stop(server)
-
-
-@pytest.fixture(scope="module")
 def recorders():
     """Two plain header recorders (two origins on 127.0.0.1) and one over TLS, with its CA."""
     ca = trustme.CA()
