@@ -6,9 +6,9 @@ list-import-errors``. This file raises when the sites file has problems, listing
 ``sites.py``. When the sites file is valid this file defines nothing.
 """
 
-from sitewatch.config.loader import load_sites
+from sitewatch.config.loader import cached_sites
 from sitewatch.errors import ConfigError
 
-_issues = load_sites().issues
+_issues = cached_sites().issues
 if _issues:
     raise ConfigError(_issues)

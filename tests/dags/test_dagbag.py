@@ -5,9 +5,11 @@ from datetime import timedelta
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
-from airflow.sdk import CronTriggerTimetable, DeltaTriggerTimetable
+from airflow.serialization.serialized_objects import DagSerialization
 
+from sitewatch.airflow.timetables import SiteTimetable
 from sitewatch.config.loader import load_sites
+from sitewatch.config.offset import auto_offset
 
 DAGS = "dags"
 
@@ -69,6 +71,7 @@ def test_site_settings_reach_the_dag(sites_file):
           - name: blog
             url: http://blog.example.com/
             schedule: 90s
+            offset: 7s
             retries: 0
           - name: off
             url: http://off.example.com/
@@ -84,12 +87,25 @@ def test_site_settings_reach_the_dag(sites_file):
     }
     shop, blog = bag.dags["site_shop"], bag.dags["site_blog"]
     assert set(shop.tags) == {"sitewatch", "team-a", "prod"}
-    assert shop.timetable == CronTriggerTimetable("*/10 * * * *", timezone="UTC")
+    assert shop.timetable == SiteTimetable("*/10 * * * *", auto_offset("shop", "*/10 * * * *"))
     probe = shop.get_task("probe")
     assert (probe.retries, probe.retry_delay.total_seconds(), probe.owner) == (4, 45, "alice")
     assert blog.get_task("probe").retries == 0
-    assert blog.timetable == DeltaTriggerTimetable(timedelta(seconds=90))
+    assert blog.timetable == SiteTimetable(timedelta(seconds=90), timedelta(seconds=7))
     assert "https://shop.example.com/" in shop.doc_md
+    assert "| offset | `+7s` |" in blog.doc_md
+
+
+def test_site_dags_serialize_as_the_dag_processor_stores_them():
+    # Their timetable is sitewatch's own: Airflow stores and loads it only because
+    # plugins/sitewatch_timetables.py registers it.
+    site_dags = [dag for dag in DagBag(DAGS).dags.values() if dag.dag_id.startswith("site_")]
+    assert site_dags
+    for dag in site_dags:
+        loaded = DagSerialization.from_dict(DagSerialization.to_dict(dag)).timetable
+        assert isinstance(loaded, SiteTimetable), dag.dag_id
+        assert loaded == dag.timetable
+        assert " at +" in loaded.summary  # what the UI shows as the schedule
 
 
 def test_broken_entry_keeps_valid_sites_and_shows_the_error(sites_file):

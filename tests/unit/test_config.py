@@ -24,6 +24,7 @@ from sitewatch.config.loader import (
     load_text,
     site_for_url,
 )
+from sitewatch.config.offset import auto_offset
 from sitewatch.config.reference import render
 from sitewatch.config.schedule import check_cron, format_duration, parse_duration
 from sitewatch.errors import ConfigError
@@ -184,7 +185,10 @@ def test_reference_file_is_generated_from_the_key_declarations():
 
 def test_a_site_built_in_code_takes_the_declared_defaults():
     site = Site(name="a", url="https://a.test/")
-    assert {key: getattr(site, key) for key in BUILTIN_DEFAULTS} == BUILTIN_DEFAULTS
+    # offset's default, auto, is resolved on construction (tests/unit/test_offset.py)
+    assert {key: getattr(site, key) for key in BUILTIN_DEFAULTS} == BUILTIN_DEFAULTS | {
+        "offset": auto_offset("a", BUILTIN_DEFAULTS["schedule"])
+    }
 
 
 def test_site_built_in_code_freezes_its_collections():

@@ -29,6 +29,7 @@ from sitewatch.config.checks import (
     check_url,
 )
 from sitewatch.config.notify import check_notify, check_remind_every
+from sitewatch.config.offset import check_offset
 from sitewatch.config.values import duration, integer, optional
 
 _REQUIRED = object()  # the default of a key that has none
@@ -86,6 +87,13 @@ _DECLARED = (
         doc="An interval (at least 10s) or a 5-field cron expression \"minute hour day-of-month"
         " month day-of-week\" (numbers, names, *, ranges, steps, lists) that can fire: 0 0 30 2 *"
         " (30 February) is refused, 0 0 29 2 * (leap days) is fine."),
+    Key("offset", timedelta, check_offset, default="auto", example="17s",
+        doc="How long after each tick of the schedule the check runs, so sites that share a"
+        " schedule do not all start in the same second. Ticks are multiples of the interval since"
+        " 1970-01-01 00:00 UTC, or the cron's times in UTC. auto derives a stable offset in whole"
+        " seconds from the name, spread over the interval (over one minute for a cron). An"
+        " explicit duration must be shorter than the interval, or than 1m for a cron. The run's"
+        " logical date (scheduled_at) is the tick plus the offset."),
     Key("regex", str | None, optional(check_regex), default=None,
         example=r"'Last updated[^0-9]{0,40}\d{1,2}:\d{2}'",
         doc="Python regular expression (the `regex` module, at most 1000 characters) searched in"

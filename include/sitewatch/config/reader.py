@@ -12,6 +12,7 @@ from typing import Any
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from sitewatch.config.keys import BUILTIN_DEFAULTS, FIELDS, REQUIRED
+from sitewatch.config.offset import offset_problem
 from sitewatch.config.site import ConfigIssue, Site
 from sitewatch.config.values import describe, unknown_key
 from sitewatch.config.yamltree import Invalid, Walker, line_of, scalar
@@ -212,6 +213,10 @@ class Reader:
         if problem := body_problem(merged):
             line = lines.get("body", lines.get("method", line_of(node)))
             self.report(line, f"{where}.body", problem)
+        schedule_failed = "schedule" in present and "schedule" not in values  # reported already
+        if not schedule_failed and (problem := offset_problem(merged)):
+            line = lines.get("offset", lines.get("schedule", line_of(node)))
+            self.report(line, f"{where}.offset", problem)
         if len(self.issues) > issues_before:
             return None
         return Site(**merged, line=line_of(node))

@@ -1,7 +1,8 @@
 """The validated site record and the loader's result types.
 
 ``Site`` is built from the key declarations in ``keys``: one field per key, in declaration order,
-with the key's type and checked default, then ``line``. Nothing about a key is written here.
+with the key's type and checked default, then ``line``. Nothing about a key is written here but
+what construction does: freeze the collections and resolve ``offset: auto``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,13 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from sitewatch.config.keys import BUILTIN_DEFAULTS, KEYS
+from sitewatch.config.offset import auto_offset
+
+
+def _post_init(self) -> None:
+    _freeze(self)
+    if self.offset is None:  # `auto`: resolved here, so no code past the loader ever sees it
+        object.__setattr__(self, "offset", auto_offset(self.name, self.schedule))
 
 
 def _freeze(self) -> None:
@@ -39,11 +47,12 @@ def _field(name: str) -> dataclasses.Field:
 _SITE_DOC = """One validated site. Field meanings and defaults are those of the sites file (YAML
 v1), declared in ``sitewatch.config.keys``.
 
-``schedule`` is a timedelta for an interval or a normalised 5-field cron string. ``timeout`` is
-seconds. ``expect_status`` holds inclusive (low, high) ranges. ``max_body_bytes`` caps how much of
-the body is read and searched. ``notify`` holds alert targets (``sitewatch.config.notify``).
-``line`` is where the entry starts in its file (0 when built in code). Constructing a Site
-directly does not validate: use ``load_sites`` or ``site_for_url``.
+``schedule`` is a timedelta for an interval or a normalised 5-field cron string. ``offset`` is
+always a timedelta: ``auto`` (None when given) becomes the name's offset on construction.
+``timeout`` is seconds. ``expect_status`` holds inclusive (low, high) ranges. ``max_body_bytes``
+caps how much of the body is read and searched. ``notify`` holds alert targets
+(``sitewatch.config.notify``). ``line`` is where the entry starts in its file (0 when built in
+code). Constructing a Site directly does not validate: use ``load_sites`` or ``site_for_url``.
 """
 
 Site = dataclasses.make_dataclass(
@@ -54,7 +63,7 @@ Site = dataclasses.make_dataclass(
     ],
     frozen=True,
     slots=True,
-    namespace={"__module__": __name__, "__doc__": _SITE_DOC, "__post_init__": _freeze},
+    namespace={"__module__": __name__, "__doc__": _SITE_DOC, "__post_init__": _post_init},
 )
 
 
