@@ -22,7 +22,8 @@ keeps working alone; docs/docker.md ("Database roles") shows the split."""
 POSTGRES_DRAIN_CONN_ID = "sitewatch_postgres_drain"
 """The drain's connection (role ``DRAIN_ROLE``); ``POSTGRES_CONN_ID`` when undefined."""
 POSTGRES_ALERTING_CONN_ID = "sitewatch_postgres_alerting"
-"""The alert callbacks' connection (role ``ALERTING_ROLE``); ``POSTGRES_CONN_ID`` when undefined."""
+"""Alerting's connection, for the alert callbacks and the drain's UP verdict (role
+``ALERTING_ROLE``); ``POSTGRES_CONN_ID`` when undefined."""
 POSTGRES_READER_CONN_ID = "sitewatch_postgres_reader"
 """The Sites page's connection (role ``READER_ROLE``); ``POSTGRES_CONN_ID`` when undefined."""
 

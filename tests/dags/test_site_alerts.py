@@ -1,5 +1,5 @@
 """Alerts end to end through ``dag.test()``: a local site flips between up and down, real Kafka,
-real PostgreSQL, and a local webhook receiver counts what the callbacks sent."""
+real PostgreSQL, and a local webhook receiver counts what the callbacks and the drain sent."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import uuid
 import psycopg
 import pytest
 
+from sitewatch.airflow.drain_dag import drain_dag
 from sitewatch.airflow.factory import site_dag
 from sitewatch.config.loader import load_sites
 from sitewatch.storage.schema import migrate
@@ -32,7 +33,7 @@ def receiver(monkeypatch):
 @pytest.fixture
 def results_schema(monkeypatch):
     """Point ``sitewatch_postgres`` at a fresh, migrated schema of the results database, dropped
-    after (the drain's ``create_tables`` migrates; the callbacks only read and write rows)."""
+    after (the drain's ``create_tables`` migrates; alerting only reads and writes rows)."""
     dsn = os.environ.get("SITEWATCH_PG_DSN")
     base = os.environ.get("AIRFLOW_CONN_SITEWATCH_POSTGRES")
     if not dsn or not base:
@@ -45,8 +46,9 @@ def results_schema(monkeypatch):
     conn = json.loads(base)
     conn["extra"] = {**conn.get("extra", {}), "options": f"-c search_path={schema}"}
     monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_POSTGRES", json.dumps(conn))
-    # make run's environment defines alerting's own connection; it would not see this schema
+    # make run's environment defines connections of their own; they would not see this schema
     monkeypatch.delenv("AIRFLOW_CONN_SITEWATCH_POSTGRES_ALERTING", raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_SITEWATCH_POSTGRES_DRAIN", raising=False)
     yield dsn, schema
     with psycopg.connect(dsn, autocommit=True) as admin:
         admin.execute(f"DROP SCHEMA {schema} CASCADE")
@@ -79,7 +81,7 @@ def stored_state(results_schema, site: str) -> tuple:
             "SELECT state, pipeline_since IS NOT NULL FROM site_alert_state WHERE site = %s",
             (site,),
         ).fetchone()
-    return tuple(row)
+    return None if row is None else tuple(row)
 
 
 def test_one_message_per_state_change(web, receiver, results_schema, make_dag, monkeypatch):
@@ -99,12 +101,18 @@ def test_one_message_per_state_change(web, receiver, results_schema, make_dag, m
 
     web.reply = (200, "<html>ok</html>")
     assert make(web.url).test().state == "success"
+    assert len(receiver.payloads) == 1  # the up verdict is the drain's: it stores the up check
+    assert drain_dag().test().state == "success"
     assert [p["state"] for p in receiver.payloads] == ["DOWN", "RECOVERED"]
     assert receiver.payloads[1]["since"] == down["since"]  # down since, in the recovery
+    assert receiver.payloads[1]["run_url"] is None  # an observation does not name its run
+    assert stored_state(results_schema, name) == ("up", False)
 
     assert make(web.url).test().state == "success"
+    assert drain_dag().test().state == "success"
     assert len(receiver.payloads) == 2
 
+    kafka = os.environ["AIRFLOW_CONN_SITEWATCH_KAFKA"]
     monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_KAFKA", json.dumps(DEAD_KAFKA))
     assert make(web.url).test().state == "failed"
     assert [p["state"] for p in receiver.payloads] == ["DOWN", "RECOVERED", "PIPELINE PROBLEM"]
@@ -116,6 +124,12 @@ def test_one_message_per_state_change(web, receiver, results_schema, make_dag, m
     assert make(web.url).test().state == "failed"
     assert len(receiver.payloads) == 3  # one pipeline alert until a real verdict
 
+    monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_KAFKA", kafka)
+    assert make(web.url).test().state == "success"
+    assert drain_dag().test().state == "success"
+    assert len(receiver.payloads) == 3
+    assert stored_state(results_schema, name) == ("up", False)  # closed silently by the up check
+
 
 def test_first_run_up_is_silent_and_a_run_that_never_started_is_a_pipeline_problem(
     web, receiver, results_schema, make_dag
@@ -123,7 +137,9 @@ def test_first_run_up_is_silent_and_a_run_that_never_started_is_a_pipeline_probl
     name, make = make_dag
     dag = make(web.url, fmt="slack")
     assert dag.test().state == "success"
+    assert drain_dag().test().state == "success"
     assert receiver.payloads == []
+    assert stored_state(results_schema, name) is None  # a site never judged down has no row
 
     # What the dag-processor calls for a run whose task never ran: the minimal context.
     dag.on_failure_callback({"dag": dag, "run_id": "scheduled__never-started", "reason": "x"})
@@ -135,7 +151,7 @@ def test_first_run_up_is_silent_and_a_run_that_never_started_is_a_pipeline_probl
     # ... and the task callback the scheduler sends for a lost worker (no exception): same problem
     dag.get_task("probe").on_failure_callback[0]({"run_id": "scheduled__worker-lost"})
     assert len(receiver.payloads) == 1
-    assert stored_state(results_schema, name) == ("up", True)
+    assert stored_state(results_schema, name) == (None, True)  # still not called down
 
 
 def test_only_sites_with_targets_get_callbacks(make_dag):
@@ -148,5 +164,6 @@ def test_only_sites_with_targets_get_callbacks(make_dag):
     dag = make("https://example.com/")
     assert dag.on_failure_callback is not None
     task = dag.get_task("probe")
-    assert len(task.on_success_callback) == len(task.on_failure_callback) == 1
+    assert len(task.on_failure_callback) == 1
+    assert not task.on_success_callback  # UP is judged by the drain (sitewatch.airflow.recoveries)
     assert "| notify | `webhook ops_webhook` |" in dag.doc_md

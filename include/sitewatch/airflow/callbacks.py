@@ -1,9 +1,8 @@
-"""Airflow callbacks that turn a site DAG's finished runs into alerts.
+"""Airflow callbacks that turn a site DAG's failed runs into alerts, and the one path every
+verdict takes to an alert (``judge``).
 
-Where they run, and why these three (Airflow 3):
+Where they run, and why these two (Airflow 3):
 
-- ``on_success_callback`` of task ``probe``: in the task runner on the worker, after the final
-  state was reported. Verdict UP.
 - ``on_failure_callback`` of task ``probe``: fires only when no retry is left. On the worker it
   runs before the task's FAILED state reaches the server and sees ``context["exception"]``:
   ``SiteDown`` is a DOWN verdict; any other exception (``DeliveryError``, a timeout) is a pipeline
@@ -13,11 +12,16 @@ Where they run, and why these three (Airflow 3):
   the task callbacks never saw (the task never started). For a run the task callback already
   judged it changes nothing: the state machine ignores a second event of the same run.
 
+There is no success callback. A healthy check may end in the triggerer, where task callbacks never
+run, so the UP verdict (RECOVERED) is judged by the drain when it stores the up check
+(``sitewatch.airflow.recoveries``): one home for it, whichever process ran the check, and one
+query per drained batch instead of a database round trip per healthy check.
+
 Order of work: the state change is committed first, then the message is sent. A crash between
 the two loses that one message, but never sends it twice and never loses the state (so no storm
 follows). A DOWN or STILL DOWN message that no target accepted releases its claim, so the site's
-next down run sends it again. Nothing here raises: a callback's failure must not turn a green probe
-red.
+next down run sends it again. Nothing here raises: alerting's failure must not change a task's
+state or stop the drain.
 """
 
 from __future__ import annotations
@@ -32,12 +36,9 @@ log = logging.getLogger(__name__)
 
 
 def task_callbacks(site) -> dict:
-    """``on_success_callback`` / ``on_failure_callback`` for task ``probe``; {} without targets."""
+    """``on_failure_callback`` for task ``probe``; {} without targets."""
     if not site.notify:
         return {}
-
-    def on_success(context) -> None:
-        handle(site, Verdict.UP, context)
 
     def on_failure(context) -> None:
         exc = context.get("exception")
@@ -50,7 +51,7 @@ def task_callbacks(site) -> dict:
             reason = "the task ended without running to completion (worker lost or never started)"
             handle(site, Verdict.PIPELINE, context, "task failed", reason)
 
-    return {"on_success_callback": on_success, "on_failure_callback": on_failure}
+    return {"on_failure_callback": on_failure}
 
 
 def dag_callbacks(site) -> dict:
@@ -93,8 +94,6 @@ def event_from(context, verdict: Verdict, error=None, detail=None) -> Event:
 
 def _handle(site, event: Event, context) -> Kind | None:
     from sitewatch.airflow.hooks import results_connection
-    from sitewatch.airflow.notifiers import send
-    from sitewatch.alerting import store as alert_store
     from sitewatch.errors import StorageError
     from sitewatch.names import POSTGRES_ALERTING_CONN_ID
 
@@ -104,34 +103,53 @@ def _handle(site, event: Event, context) -> Kind | None:
         log.error("handle: alert state NOT updated site=%s: %s", site.name, exc)
         return None
     try:
-        try:
-            previous, new, kind = alert_store.apply(conn, site.name, event, site.remind_every)
-        except StorageError as exc:
-            log.error("handle: alert state NOT updated site=%s: %s", site.name, exc)
-            return None
-        log.info(
-            "handle: site=%s verdict=%s run=%s state=%s->%s alert=%s",
-            site.name,
-            event.verdict.value,
-            event.run_id,
-            previous.state,
-            new.state,
-            kind.value if kind else None,
-        )
-        if kind is None:
-            return None
-        alert = alert_for(site, kind, previous, new, event, _run_url(context))
-        delivered = send(alert, site.notify, context)
-        retryable = kind in (Kind.DOWN, Kind.STILL_DOWN)
-        if (
-            not delivered
-            and retryable
-            and alert_store.release(conn, site.name, new.last_notified_at)
-        ):
-            log.warning("handle: site=%s %s will be sent again next run", site.name, kind.value)
-        return kind
+        return judge(conn, site, event, _run_url(context), context)
     finally:
         conn.close()
+
+
+def judge(conn, site, event: Event, run_url: str | None = None, context=None) -> Kind | None:
+    """Apply ``event`` to ``site``'s alert state on ``conn`` (the alerting connection) and send
+    the message it calls for: the path of every verdict, the callbacks' and the drain's.
+
+    run_url: the run's log, when known (the drain knows no run: its messages have no link).
+    context: the Airflow context handed to the notifiers ({} when there is none).
+    Returns the kind sent (None: nothing to say, or the state could not be stored). Never raises.
+    """
+    try:
+        return _judge(conn, site, event, run_url, {} if context is None else context)
+    except Exception:
+        log.exception("judge: alerting failed site=%s verdict=%s", site.name, event.verdict.value)
+        return None
+
+
+def _judge(conn, site, event: Event, run_url, context) -> Kind | None:
+    from sitewatch.airflow.notifiers import send
+    from sitewatch.alerting import store as alert_store
+    from sitewatch.errors import StorageError
+
+    try:
+        previous, new, kind = alert_store.apply(conn, site.name, event, site.remind_every)
+    except StorageError as exc:
+        log.error("judge: alert state NOT updated site=%s: %s", site.name, exc)
+        return None
+    log.info(
+        "judge: site=%s verdict=%s run=%s state=%s->%s alert=%s",
+        site.name,
+        event.verdict.value,
+        event.run_id,
+        previous.state,
+        new.state,
+        kind.value if kind else None,
+    )
+    if kind is None:
+        return None
+    alert = alert_for(site, kind, previous, new, event, run_url)
+    delivered = send(alert, site.notify, context)
+    retryable = kind in (Kind.DOWN, Kind.STILL_DOWN)
+    if not delivered and retryable and alert_store.release(conn, site.name, new.last_notified_at):
+        log.warning("judge: site=%s %s will be sent again next run", site.name, kind.value)
+    return kind
 
 
 def _run_url(context) -> str | None:

@@ -2,7 +2,7 @@
 
 It runs ``@continuous`` with one active run, so it loops: each run migrates the schema (a no-op
 once current), defers in the triggerer until the topic holds something the drain has not stored,
-then drains in batches until caught up.
+then drains in batches until caught up, judging each stored up check on the way (RECOVERED).
 """
 
 from __future__ import annotations
@@ -38,19 +38,22 @@ def create_tables() -> int:
 
 @task
 def drain() -> dict:
-    """Store every undrained observation; returns the counts of what was stored.
+    """Store every undrained observation and judge the up ones (RECOVERED, see
+    sitewatch.airflow.recoveries); returns the counts of what was stored.
 
     Batch size, poll timeout and the run's time limit are the ``SITEWATCH_DRAIN_*`` settings
     (sitewatch.pipeline.settings); an unusable value raises SettingError naming it.
     """
     from dataclasses import asdict
 
+    from sitewatch.airflow.recoveries import Recoveries
     from sitewatch.pipeline.drain import drain as drain_topic
     from sitewatch.pipeline.settings import DrainSettings
 
     settings = DrainSettings.from_env()
     conn = results_connection(POSTGRES_DRAIN_CONN_ID)
     consumer = GroupConsumerHook([topic()], DRAIN_GROUP, KAFKA_CONN_ID).get_consumer()
+    recoveries = Recoveries()
     try:
         result = drain_topic(
             consumer,
@@ -58,9 +61,11 @@ def drain() -> dict:
             batch_size=settings.batch_size,
             poll_timeout=settings.poll_seconds,
             max_seconds=settings.max_seconds,
+            on_stored=recoveries,
         )
         return asdict(result)
     finally:
+        recoveries.close()
         consumer.close()
         conn.close()
 

@@ -9,6 +9,7 @@ and sees the first one's state: a state change is notified once. Takes a psycopg
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import psycopg
@@ -30,6 +31,12 @@ _STORE = (
 _RELEASE = (
     "UPDATE site_alert_state SET last_notified_at = NULL "
     "WHERE site = %s AND state = 'down' AND last_notified_at = %s"
+)
+# For any other state (up, or never judged) and no pipeline problem open, ``decide`` turns an UP
+# verdict into no message; only its run bookkeeping would change.
+_AWAITING_UP = (
+    "SELECT site FROM site_alert_state "
+    "WHERE site = ANY(%s) AND (state = 'down' OR pipeline_since IS NOT NULL)"
 )
 
 
@@ -70,6 +77,16 @@ def release(conn, site: str, claimed_at: datetime) -> bool:
     with transaction(conn, f"could not release the alert claim of {site}") as cur:
         cur.execute(_RELEASE, (site, claimed_at))
         return cur.rowcount == 1
+
+
+def awaiting_up(conn, sites: Sequence[str]) -> list[str]:
+    """The few of ``sites`` for which an UP verdict means something: down, or with a pipeline
+    problem open. One query whatever the number of sites, so that judging every up check costs
+    one statement per drained batch, not one per site (sitewatch.airflow.recoveries). Read-only;
+    raises StorageError."""
+    with transaction(conn, f"could not read the alert state of {len(sites)} sites") as cur:
+        cur.execute(_AWAITING_UP, (list(sites),))
+        return [site for (site,) in cur.fetchall()]
 
 
 def load(conn, site: str) -> AlertState | None:

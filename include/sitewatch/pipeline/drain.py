@@ -12,13 +12,17 @@ would make partitions retention never drops), and one whose row PostgreSQL refus
 Decoding is Python work and storing is mostly the server's, so they overlap: each message is
 decoded as the batch's COPY streams, and PostgreSQL stores the rows already sent, on the other
 core, while the rest are decoded (see ``sitewatch.storage.checks.store_rows``).
+
+Since the drain sees every observation exactly once, it is also where a verdict that needs every
+check can be judged without a cost per check elsewhere: ``on_stored`` hands each stored batch to
+such a judge (the Airflow layer's UP verdict, ``sitewatch.airflow.recoveries``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -35,6 +39,9 @@ log = logging.getLogger(__name__)
 AHEAD = timedelta(days=1)
 """How far past the drain's clock a check may be scheduled: clocks differ by seconds, not days."""
 _SCHEDULED = [c.name for c in COLUMNS].index("scheduled_at")
+
+OnStored = Callable[[Sequence[tuple]], None]
+"""``on_stored(rows)``: told the rows of a batch once it is stored and its offsets committed."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,7 @@ def drain(
     poll_timeout: float = DrainSettings.poll_seconds,
     max_seconds: float = DrainSettings.max_seconds,
     retention_days: int | None = None,
+    on_stored: OnStored | None = None,
 ) -> DrainResult:
     """Consume until the topic is caught up (an empty poll) or ``max_seconds`` passed.
 
@@ -95,6 +103,13 @@ def drain(
     Each batch (up to ``batch_size`` messages) is stored in one transaction, then its offsets are
     committed synchronously. A message outside the window, or whose row PostgreSQL refuses, is
     rejected (stored in ``site_checks_rejected`` with the reason) and the batch goes on.
+    on_stored: called with each batch's rows (``COLUMNS`` order) after its offsets were committed:
+    the rows ``site_checks`` holds, duplicates of rows stored before included (a redelivered batch
+    is told again, so its judge must be idempotent), refused rows left out. After the offset
+    commit rather than before, so that the hook's time and failures (webhooks that time out) can
+    never hold back or fail the commit of a stored batch; the price is that a crash between the
+    two loses the hook's call for that batch, never a row. Whatever it raises is logged and the
+    drain goes on. Without it the batch's rows are not collected at all.
     Raises ConsumeError when the broker returns an error, or when an empty poll came with a
     recognised connection failure (a TLS or SASL problem recorded by the consumer's ``errors``,
     see sitewatch.airflow.hooks) rather than a caught-up topic; lets StorageError through (the
@@ -119,7 +134,11 @@ def drain(
         sources: list = []  # the message of each row, for a row PostgreSQL refuses
         window = Window.at(datetime.now(UTC), retention_days)
         rows = decode(messages, rejected, window, sources)
-        outcome = store_rows(conn, rows, rejected, refuse=_refuser(sources))
+        kept: list[tuple] = []
+        refused: list[int] = []
+        if on_stored is not None:
+            rows = _keeping(rows, kept.append)
+        outcome = store_rows(conn, rows, rejected, refuse=_refuser(sources, refused.append))
         offsets = _next_offsets(messages)
         if offsets:  # none when the batch held only events (partition EOF)
             consumer.commit(offsets=offsets, asynchronous=False)
@@ -136,7 +155,31 @@ def drain(
             outcome.duplicates,
             outcome.rejected,
         )
+        if on_stored is not None and kept:
+            _tell(on_stored, _stored(kept, refused))
     return result
+
+
+def _keeping(rows: Iterator[tuple], keep: Callable[[tuple], None]) -> Iterator[tuple]:
+    """``rows``, each passed to ``keep`` on its way to the COPY."""
+    for row in rows:
+        keep(row)
+        yield row
+
+
+def _stored(rows: list[tuple], refused: list[int]) -> list[tuple]:
+    """``rows`` without those at the ``refused`` positions (which PostgreSQL did not store)."""
+    if not refused:
+        return rows
+    skip = set(refused)
+    return [row for position, row in enumerate(rows) if position not in skip]
+
+
+def _tell(on_stored: OnStored, rows: list[tuple]) -> None:
+    try:
+        on_stored(rows)
+    except Exception:  # a judge's failure must never stop the storing of checks
+        log.exception("drain: on_stored failed rows=%s; the drain goes on", len(rows))
 
 
 def _next_offsets(messages) -> list[TopicPartition]:
@@ -194,10 +237,12 @@ def _rejection(msg, reason: str) -> Rejected:
     )
 
 
-def _refuser(sources: list) -> Refuse:
-    """``store_rows``'s ``refuse`` for the rows ``decode`` yielded from ``sources``: logs each."""
+def _refuser(sources: list, note: Callable[[int], None]) -> Refuse:
+    """``store_rows``'s ``refuse`` for the rows ``decode`` yielded from ``sources``: logs each and
+    passes its position to ``note``."""
 
     def refuse(position: int, reason: str) -> Rejected:
+        note(position)
         msg = sources[position]
         log.warning(
             "drain: refused topic=%s partition=%s offset=%s reason=%s",

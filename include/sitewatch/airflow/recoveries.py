@@ -1,0 +1,96 @@
+"""The UP verdict, judged where every check is stored: the drain (its ``on_stored`` hook).
+
+A healthy check may end in the triggerer, where a task's ``on_success_callback`` never runs, so
+RECOVERED cannot come from the site's task. The drain stores every observation exactly once,
+whichever process made it, so it judges UP for all of them at a cost that does not grow with the
+number of healthy checks: per batch, one query on the alerting connection finds the few sites with
+an up check whose state an UP verdict changes (down, or a pipeline problem open); only those are
+looked up in the sites file and judged, through the callbacks' own path
+(``sitewatch.airflow.callbacks.judge``). A redelivered batch judges again and changes nothing,
+since the state machine ignores what it has seen (``sitewatch.alerting.rules.decide``).
+
+The message goes out one drain cycle after the up check: the sensor's wake-up, the drain task's
+start and its first batch. It carries no run link, since an observation does not name its run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from functools import partial
+
+from sitewatch.airflow.callbacks import judge
+from sitewatch.airflow.hooks import results_connection
+from sitewatch.alerting import store as alert_store
+from sitewatch.alerting.rules import Event, Verdict
+from sitewatch.config.loader import SitesFile, cached_sites
+from sitewatch.names import POSTGRES_ALERTING_CONN_ID
+from sitewatch.observation import COLUMNS
+
+log = logging.getLogger(__name__)
+
+_NAMES = [c.name for c in COLUMNS]
+_SITE, _UP, _SCHEDULED = (_NAMES.index(n) for n in ("site", "up", "scheduled_at"))
+
+
+def latest_ups(rows: Iterable[tuple]) -> dict[str, datetime]:
+    """site -> the latest ``scheduled_at`` of its up checks among ``rows`` (``COLUMNS`` order).
+
+    Any up attempt counts, a retry's too: an up attempt ends its run as a success.
+    """
+    latest: dict[str, datetime] = {}
+    for row in rows:
+        if row[_UP]:
+            site, at = row[_SITE], row[_SCHEDULED]
+            known = latest.get(site)
+            if known is None or at > known:
+                latest[site] = at
+    return latest
+
+
+class Recoveries:
+    """``drain``'s ``on_stored`` hook: judge UP for the sites whose up checks a batch stored.
+
+    connect: opens the alerting connection; by default ``results_connection`` on
+    ``POSTGRES_ALERTING_CONN_ID``, whose role may read and write ``site_alert_state``. Called at
+    the first batch with an up check and again after the connection broke, so a drain that stores
+    only down checks never opens it. sites: reads the sites file (default ``cached_sites``, a
+    stat while the file is unchanged), only for a batch with a site to judge. Raises what the
+    connection or the query raise (StorageError); the drain logs it and goes on. Close it when
+    the drain is done.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], object] | None = None,
+        sites: Callable[[], SitesFile] = cached_sites,
+    ) -> None:
+        self._connect = connect or partial(results_connection, POSTGRES_ALERTING_CONN_ID)
+        self._sites = sites
+        self._conn = None
+
+    def __call__(self, rows: Sequence[tuple]) -> None:
+        ups = latest_ups(rows)
+        if not ups:
+            return
+        if self._conn is None or self._conn.closed:  # closed: also when it broke
+            self._conn = self._connect()
+        names = alert_store.awaiting_up(self._conn, list(ups))
+        if not names:
+            return
+        wanted = set(names)
+        found = {site.name: site for site in self._sites().sites if site.name in wanted}
+        now = datetime.now(UTC)
+        for name in names:
+            site = found.get(name)
+            if site is None or not site.notify:
+                why = "not in the sites file" if site is None else "no notify targets"
+                log.info("recoveries: skipped site=%s: %s", name, why)
+                continue
+            judge(self._conn, site, Event(Verdict.UP, at=now, run_after=ups[name]))
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
