@@ -307,6 +307,11 @@ export AIRFLOW__WORKERS__EXECUTION_API_RETRIES=10
 # Set AIRFLOW__SCHEDULER__MP_START_METHOD=fork before starting for Airflow's default.
 export AIRFLOW__SCHEDULER__MP_START_METHOD=${AIRFLOW__SCHEDULER__MP_START_METHOD:-forkserver}
 export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD=sitewatch.airflow.preload
+# Each check is one DAG run. Airflow creates and schedules at most 10 runs per scheduler loop by
+# default, which caps a small machine near 120 checks a minute whatever runs them; 100 lets the
+# scheduler keep up with 600+ (bench/results.md, "Sustained").
+export AIRFLOW__SCHEDULER__MAX_DAGRUNS_TO_CREATE_PER_LOOP=100
+export AIRFLOW__SCHEDULER__MAX_DAGRUNS_PER_LOOP_TO_SCHEDULE=100
 export AIRFLOW_CONN_SITEWATCH_KAFKA='{"conn_type": "kafka", "extra": {"bootstrap.servers": "127.0.0.1:$KAFKA_PORT"}}'
 # The results database: sitewatch_postgres is its owner (migrations, maintenance, and every
 # component whose own connection is not defined); docs/docker.md, "Database roles".

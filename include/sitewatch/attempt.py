@@ -9,12 +9,12 @@ re-check it, and a run turns red only when every attempt failed. A failure to pu
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from sitewatch.config.secrets import NO_SECRETS, Secrets
 from sitewatch.errors import SiteDown
 from sitewatch.observation import Observation
-from sitewatch.pipeline.publish import publish
 from sitewatch.probe.http import probe
 
 log = logging.getLogger(__name__)
@@ -26,14 +26,15 @@ def check_site(
     scheduled_at: datetime,
     attempt: int,
     final: bool,
-    producer,
-    topic: str | None = None,
+    deliver: Callable[[Observation], None],
     secrets: Secrets = NO_SECRETS,
 ) -> Observation:
     """Probe ``site``, publish the observation, and raise SiteDown when the site is down.
 
     scheduled_at: the run's scheduled (logical) time, UTC. attempt: the try number, from 1.
-    final: no retry remains after this attempt. producer: a confluent_kafka Producer.
+    final: no retry remains after this attempt. deliver: publishes the observation and returns
+    once Kafka confirmed it (``sitewatch.pipeline.publish``: ``publish`` with a task's own producer,
+    ``SharedPublisher.publish`` in a process that checks many sites at once).
     secrets: what ``expand_headers`` substituted into ``site``'s headers; the probe keeps those
     headers from other origins and masks the values in the observation before it is published.
     Raises DeliveryError when Kafka did not confirm the observation, SiteDown when it did and the
@@ -43,12 +44,19 @@ def check_site(
     observation.scheduled_at = scheduled_at
     observation.attempt = attempt
     observation.final = final
-    publish(producer, observation, to_topic=topic)
+    return record(observation, deliver)
+
+
+def record(observation: Observation, deliver: Callable[[Observation], None]) -> Observation:
+    """The second half of ``check_site``: publish ``observation``, log the attempt's summary line,
+    then raise SiteDown if it is down. For an attempt probed in one place and judged in another
+    (the triggerer probes; a down attempt is published and failed on a worker)."""
+    deliver(observation)
     log.info(
         "site=%s attempt=%s final=%s up=%s status=%s response_ms=%s error=%s detail=%s",
-        site.name,
-        attempt,
-        final,
+        observation.site,
+        observation.attempt,
+        observation.final,
         observation.up,
         observation.status_code,
         _ms(observation.response_time_ms),

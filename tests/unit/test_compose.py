@@ -27,6 +27,7 @@ AIRFLOW_SERVICES = {
     "airflow-scheduler": "scheduler",
     "airflow-dag-processor": "dag-processor",
     "airflow-triggerer": "triggerer",
+    "airflow-triggerer-2": "triggerer",
     "airflow-worker": "celery worker",
     "airflow-init": None,
 }

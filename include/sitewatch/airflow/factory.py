@@ -2,42 +2,88 @@
 
 ``dags/sites.py`` calls ``site_dags()`` and puts the result in its module globals. When Airflow
 runs a task it parses the file again only to find that task's DAG, so the factory builds just
-that one (Airflow's parsing context) instead of every site's.
+that one (Airflow's parsing context) instead of every site's. The same holds when the DAG
+processor parses the file only to run callbacks (``_callback_dag_ids``).
 """
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 
-from airflow.sdk import DAG, CronTriggerTimetable, DeltaTriggerTimetable, get_parsing_context
+from airflow.sdk import DAG, get_parsing_context
 
 from sitewatch.airflow.callbacks import dag_callbacks, task_callbacks
-from sitewatch.airflow.operators import ProbeOperator
-from sitewatch.config.loader import Site, SitesFile, load_sites
+from sitewatch.airflow.operators import ProbeOperator, probe_in
+from sitewatch.airflow.timetables import SiteTimetable
+from sitewatch.config.loader import Site, SitesFile, cached_sites, default_sites_path
 from sitewatch.config.notify import WebhookTarget
+from sitewatch.config.schedule import format_duration
 from sitewatch.names import DAG_DEFAULTS, DAG_TAG, PROBE_TASK_ID, site_dag_id
+
+# Where Airflow's DAG processor parses a file (see _callback_dag_ids).
+_PROCESSOR = "airflow.dag_processing.processor"
 
 
 def site_dags(sites_file: SitesFile | None = None) -> dict[str, DAG]:
     """Build ``{dag_id: DAG}`` for every enabled valid site (only the one being run, in a task).
 
     Invalid entries are skipped here; ``dags/sites_config_errors.py`` surfaces them in the UI.
+    The file is read with ``cached_sites``: a parse of unchanged content does not validate it again.
     """
-    sites_file = sites_file or load_sites()
-    wanted = get_parsing_context().dag_id
+    sites_file = sites_file or cached_sites()
+    task_dag = get_parsing_context().dag_id
+    wanted = {task_dag} if task_dag is not None else _callback_dag_ids()
+    in_triggerer = probe_in() == "triggerer"
     dags = {}
     for site in sites_file.sites:
         dag_id = site_dag_id(site.name)
-        if site.enabled and (wanted is None or wanted == dag_id):
-            dags[dag_id] = site_dag(site)
+        if site.enabled and (wanted is None or dag_id in wanted):
+            dags[dag_id] = site_dag(site, sites_file.path, in_triggerer=in_triggerer)
     return dags
 
 
-def site_dag(site: Site) -> DAG:
-    """The DAG of one site: task ``probe`` on the site's schedule, retries and tags."""
+def _callback_dag_ids() -> frozenset[str] | None:
+    """The DAGs that a callback-only parse by Airflow's DAG processor needs; None for any other.
+
+    Airflow 3.3's DAG processor parses a DAG file again to run a batch of its callbacks, and every
+    check that ends in the triggerer sends one (a success callback, which Airflow then ignores).
+    Building every site's DAG for each batch would make the DAG processor parse the whole sites
+    file again and again under a steady stream of healthy checks. Airflow does not hand the parse
+    request to the DAG file, so it is read from the stack: ``msg`` of
+    ``airflow.dag_processing.processor._parse_file``. Anything unexpected gives None, a full parse
+    (tests/unit/test_callback_parse.py pins what this relies on).
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "_parse_file" and frame.f_globals.get("__name__") == _PROCESSOR:
+            requests = getattr(frame.f_locals.get("msg"), "callback_requests", None)
+            if not requests:
+                return None
+            ids = {_request_dag_id(request) for request in requests}
+            return None if None in ids else frozenset(ids)
+        frame = frame.f_back
+    return None
+
+
+def _request_dag_id(request) -> str | None:
+    """The DAG of a callback request: its own ``dag_id`` or its task instance's."""
+    dag_id = getattr(request, "dag_id", None) or getattr(
+        getattr(request, "ti", None), "dag_id", None
+    )
+    return dag_id if isinstance(dag_id, str) else None
+
+
+def site_dag(site: Site, sites_file: str | None = None, *, in_triggerer: bool = True) -> DAG:
+    """The DAG of one site: task ``probe`` on the site's schedule, retries and tags.
+
+    sites_file: where ``site`` was read (default: ``default_sites_path()``); in_triggerer: see
+    ``sitewatch.airflow.operators``.
+    """
     with DAG(
         dag_id=site_dag_id(site.name),
-        schedule=_timetable(site.schedule),
+        schedule=SiteTimetable(site.schedule, site.offset),
         **DAG_DEFAULTS,
         # explicit values spare Airflow a config lookup each, per DAG, at every parse
         max_active_tasks=1,
@@ -55,7 +101,12 @@ def site_dag(site: Site) -> DAG:
             **task_callbacks(site),
         },
     ) as dag:
-        ProbeOperator(task_id=PROBE_TASK_ID, site=site)
+        ProbeOperator(
+            task_id=PROBE_TASK_ID,
+            site=site,
+            sites_file=str(sites_file or default_sites_path()),
+            in_triggerer=in_triggerer,
+        )
     return dag
 
 
@@ -64,6 +115,7 @@ def site_doc(site: Site) -> str:
     rows = [
         ("url", site.url),
         ("schedule", _schedule_text(site.schedule)),
+        ("offset", f"+{format_duration(site.offset)}"),
         ("method", site.method),
         (
             "expect_status",
@@ -85,14 +137,6 @@ def site_doc(site: Site) -> str:
     lines = [f"### Site `{site.name}`", "", "| setting | value |", "| --- | --- |"]
     lines += [f"| {key} | `{value}` |" for key, value in rows if value is not None]
     return "\n".join(lines)
-
-
-def _timetable(schedule: timedelta | str):
-    """The trigger timetable Airflow 3 would pick for this schedule, built without config lookups:
-    a run at each interval or cron tick, its logical date the tick itself."""
-    if isinstance(schedule, timedelta):
-        return DeltaTriggerTimetable(schedule)
-    return CronTriggerTimetable(schedule, timezone="UTC")
 
 
 def _target_text(target) -> str:

@@ -2,14 +2,42 @@
 
 A plain BaseOperator rather than ``@task``: the factory builds one per site at every parse, and the
 decorator machinery roughly doubles what each costs.
+
+By default the task starts in the triggerer (``sitewatch.airflow.probe_trigger``): a healthy check
+ends there and never occupies a worker; a down or failed attempt resumes on a worker in
+``resume``, which raises what ``execute`` would have raised. ``SITEWATCH_PROBE_IN=worker`` (read
+when the DAGs are parsed) runs every attempt on a worker in ``execute`` instead.
 """
 
 from __future__ import annotations
 
+import os
+
 from airflow.sdk import BaseOperator
+from airflow.triggers.base import StartTriggerArgs
 
 from sitewatch.config.site import Site
+from sitewatch.errors import (
+    ConfigError,
+    ConnectionConfigError,
+    DeliveryError,
+    SettingError,
+    SitewatchError,
+)
 from sitewatch.names import KAFKA_CONN_ID
+
+PROBE_IN_VAR = "SITEWATCH_PROBE_IN"
+PLACES = ("triggerer", "worker")
+# The errors a trigger's attempt reports by name and the worker raises again as such.
+_RAISED_AGAIN = {cls.__name__: cls for cls in (DeliveryError, ConnectionConfigError, SettingError)}
+
+
+def probe_in(environ=os.environ) -> str:
+    """Where attempts start: ``SITEWATCH_PROBE_IN``, ``triggerer`` (default) or ``worker``."""
+    place = environ.get(PROBE_IN_VAR, "").strip() or PLACES[0]
+    if place not in PLACES:
+        raise SettingError(f"{PROBE_IN_VAR}={place!r}: expected triggerer or worker")
+    return place
 
 
 class ProbeOperator(BaseOperator):
@@ -17,15 +45,36 @@ class ProbeOperator(BaseOperator):
 
     Raises ``SiteDown`` (the site failed its assertions; retries re-check it), ``DeliveryError``
     (Kafka did not confirm the observation) or ``ConfigError`` (a ``${VAR}`` in a header is not
-    set on the worker): the last two are pipeline failures, not the site.
+    set where the attempt runs): the last two are pipeline failures, not the site.
+    sites_file: the file the site was read from, where the triggerer looks it up again.
+    in_triggerer: start each attempt in the triggerer (see the module's docstring).
     """
 
     ui_color = "#e8f4ea"
 
-    def __init__(self, *, site: Site, kafka_config_id: str = KAFKA_CONN_ID, **kwargs) -> None:
+    def __init__(
+        self,
+        *,
+        site: Site,
+        sites_file: str,
+        in_triggerer: bool = True,
+        kafka_config_id: str = KAFKA_CONN_ID,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.site = site
         self.kafka_config_id = kafka_config_id
+        if in_triggerer:
+            self.start_from_trigger = True
+            self.start_trigger_args = StartTriggerArgs(
+                trigger_cls="sitewatch.airflow.probe_trigger.ProbeTrigger",
+                trigger_kwargs={
+                    "site": site.name,
+                    "sites_file": sites_file,
+                    "kafka_config_id": kafka_config_id,
+                },
+                next_method="resume",
+            )
 
     def execute(self, context) -> None:
         from airflow.sdk.log import mask_secret
@@ -33,6 +82,7 @@ class ProbeOperator(BaseOperator):
         from sitewatch.airflow.hooks import ObservationProducerHook
         from sitewatch.attempt import check_site
         from sitewatch.config.secrets import expand_headers
+        from sitewatch.pipeline.publish import publish
 
         ti, run = context["ti"], context["dag_run"]
         producer = ObservationProducerHook(kafka_config_id=self.kafka_config_id).get_producer()
@@ -43,5 +93,28 @@ class ProbeOperator(BaseOperator):
             scheduled_at=run.logical_date or run.run_after,
             attempt=ti.try_number,
             final=ti.try_number > ti.max_tries,
-            producer=producer,
+            deliver=lambda observation: publish(producer, observation),
         )
+
+    def resume(self, context, event: dict) -> None:
+        """On a worker, after the triggerer's attempt did not end the task: a down attempt is
+        published and failed with SiteDown here (where ``final`` is known); an attempt that could
+        not count fails with its error."""
+        from sitewatch.observation import Observation
+
+        if "down" in event:
+            from sitewatch.airflow.hooks import ObservationProducerHook
+            from sitewatch.attempt import record
+            from sitewatch.pipeline.publish import publish
+
+            ti = context["ti"]
+            observation = Observation.from_message(event["down"].encode())
+            observation.final = ti.try_number > ti.max_tries
+            producer = ObservationProducerHook(kafka_config_id=self.kafka_config_id).get_producer()
+            record(observation, lambda obs: publish(producer, obs))
+        name, detail = event.get("error"), event.get("detail", "")
+        if name == ConfigError.__name__:
+            raise ConfigError([detail])
+        if name in _RAISED_AGAIN:
+            raise _RAISED_AGAIN[name](detail)
+        raise SitewatchError(f"the attempt failed in the triggerer: {name}: {detail}")

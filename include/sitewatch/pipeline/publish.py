@@ -8,6 +8,7 @@ delivery report instead of fire-and-forget.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,14 +62,65 @@ def publish(
     Raises DeliveryError when the broker rejected the message or did not confirm it in time; its
     message carries the client's own explanation (``producer.errors``, see
     sitewatch.airflow.hooks), e.g. which TLS certificate problem kept it from reaching the broker.
+    For one producer shared by many threads, use ``SharedPublisher``: this flushes the producer.
     """
     name = to_topic or topic()
     wait = timeout if timeout is not None else producer.delivery_wait
     outcome: list = []
+    _produce(producer, name, observation, lambda err, msg: outcome.append(err))
+    remaining = producer.flush() if wait is None else producer.flush(wait)
+    _judge(producer, name, wait, outcome, remaining)
+    log.debug("delivered site=%s topic=%s", observation.site, name)
 
-    def on_delivery(err, msg):
-        outcome.append(err)
 
+class SharedPublisher:
+    """One producer for the many threads of a long-lived process (the triggerer's probes).
+
+    ``publish`` above flushes its producer, which waits for every message in it: right for a task
+    that sends one, wrong when threads send at once (each would wait for all the others). Here a
+    thread of its own serves the delivery reports and each caller waits for its own message only,
+    with the same guarantees and errors as ``publish``. ``retire`` lets the reports of messages
+    already sent arrive, then stops that thread.
+    """
+
+    def __init__(self, producer, *, poll_seconds: float = 0.1) -> None:
+        self.producer = producer
+        self.poll_seconds = poll_seconds
+        self._retired = threading.Event()
+        self._reports = threading.Thread(
+            target=self._serve, name="sitewatch-delivery-reports", daemon=True
+        )
+        self._reports.start()
+
+    def publish(
+        self, observation: Observation, *, to_topic: str | None = None, timeout: float | None = None
+    ) -> None:
+        """Like ``publish(producer, observation)``; thread-safe. Raises DeliveryError."""
+        name = to_topic or topic()
+        wait = timeout if timeout is not None else self.producer.delivery_wait
+        outcome: list = []
+        reported = threading.Event()
+
+        def on_delivery(err, msg) -> None:
+            outcome.append(err)
+            reported.set()
+
+        _produce(self.producer, name, observation, on_delivery)
+        remaining = 0 if reported.wait(wait) else 1
+        _judge(self.producer, name, wait, outcome, remaining)
+
+    def retire(self) -> None:
+        """Send nothing more through this publisher; its thread ends once the reports are in."""
+        self._retired.set()
+
+    def _serve(self) -> None:
+        # len(producer): messages not yet reported. librdkafka reports every one, at the latest
+        # when its message.timeout.ms runs out, so a retired publisher's thread always ends.
+        while not (self._retired.is_set() and len(self.producer) == 0):
+            self.producer.poll(self.poll_seconds)
+
+
+def _produce(producer, name: str, observation: Observation, on_delivery) -> None:
     try:
         producer.produce(
             name,
@@ -78,7 +130,10 @@ def publish(
         )
     except (BufferError, KafkaException) as exc:
         raise DeliveryError(f"could not queue observation for {name}: {exc}") from exc
-    remaining = producer.flush() if wait is None else producer.flush(wait)
+
+
+def _judge(producer, name: str, wait: float | None, outcome: list, remaining: int) -> None:
+    """Raise DeliveryError unless the one delivery report in ``outcome`` says delivered."""
     if remaining or not outcome:
         raise DeliveryError(
             f"Kafka did not confirm delivery to {name} within {wait:.0f}s "
@@ -88,7 +143,6 @@ def publish(
         raise DeliveryError(
             f"Kafka did not confirm delivery to {name}: {outcome[0].str()}{_why(producer)}"
         )
-    log.debug("delivered site=%s topic=%s", observation.site, name)
 
 
 def _why(producer) -> str:

@@ -1,0 +1,178 @@
+"""``ProbeTrigger``: one attempt at one site, run in the triggerer.
+
+A site's ``probe`` task starts deferred on this trigger (``ProbeOperator``, start_from_trigger),
+so a healthy check needs no worker: the trigger probes the site and publishes the observation in
+a thread of a bounded pool (``requests`` blocks, and the triggerer's event loop must not), then
+
+- up: yields ``TaskSuccessEvent`` and the task ends in the triggerer;
+- down: yields the observation; the task resumes on a worker, which publishes it and raises
+  ``SiteDown``, so Airflow's retries re-check the site (each retry starts in the triggerer again)
+  and a run turns red only after its last attempt, exactly as on the worker path;
+- the attempt cannot count (Kafka did not confirm, a header's secret is not set, the site left the
+  sites file): yields the error, raised again on the worker under its own name.
+
+The summary line of each attempt goes to the attempt's log (the UI shows the trigger's part with
+it). One Kafka producer per connection serves every probe of the process (``SharedPublisher``);
+after a failed delivery it is replaced, at most once a minute, so that a changed connection (new
+certificates) takes effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
+
+from sitewatch.errors import ConfigError, DeliveryError, SettingError
+from sitewatch.names import KAFKA_CONN_ID
+
+log = logging.getLogger(__name__)
+
+THREADS_VAR = "SITEWATCH_PROBE_THREADS"
+# Probes in flight per triggerer process. A probe holds its thread for at most the site's timeout
+# plus the delivery wait; a healthy one for milliseconds. 64 keeps ~50 silent sites with a 10 s
+# timeout (~8 threads busy on average at one check a minute each) from delaying the others.
+DEFAULT_THREADS = 64
+MAX_THREADS = 1024
+REPLACE_AFTER_SECONDS = 60.0
+# The triggerer closes a trigger's log file as soon as the trigger is reported finished, which can
+# overtake log lines still on their way (the report and the lines travel separately, and both
+# leave within the same second). A trigger that lingers this long after its event is reported
+# finished a second later at the earliest, after its lines.
+LOG_GRACE_SECONDS = 2.0
+
+_pool: ThreadPoolExecutor | None = None
+_publishers: dict[str, tuple[float, Any]] = {}  # conn id -> (created, SharedPublisher)
+_lock = threading.Lock()
+# The event loop takes this one (``_threads``), never ``_lock``: a pool thread holds ``_lock`` while
+# it builds a producer, whose connection lookup waits for the event loop.
+_pool_lock = threading.Lock()
+
+
+class ProbeTrigger(BaseTrigger):
+    """Check site ``site`` of the sites file ``sites_file`` once, as the task's current try.
+
+    The try number, whether it is the last one and the run's scheduled time come from the task
+    instance the triggerer attaches (start_from_trigger gives it the task's full context).
+    """
+
+    def __init__(self, site: str, sites_file: str, kafka_config_id: str = KAFKA_CONN_ID) -> None:
+        super().__init__()
+        self.site = site
+        self.sites_file = sites_file
+        self.kafka_config_id = kafka_config_id
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return f"{__name__}.{type(self).__name__}", {
+            "site": self.site,
+            "sites_file": self.sites_file,
+            "kafka_config_id": self.kafka_config_id,
+        }
+
+    async def run(self):
+        context = self.task_instance.get_template_context()
+        ti, run = context["ti"], context["dag_run"]
+        # final, for an up attempt: the triggerer knows the task's retries, not the task
+        # instance's max_tries (larger after a clear); a down attempt's is set on the worker.
+        attempt = contextvars.copy_context().run  # the thread logs into this attempt's log
+        yield await asyncio.get_running_loop().run_in_executor(
+            _threads(),
+            attempt,
+            check,
+            self.site,
+            self.sites_file,
+            self.kafka_config_id,
+            run.logical_date or run.run_after,
+            ti.try_number,
+            ti.try_number > self.task_instance.task.retries,
+        )
+        await asyncio.sleep(LOG_GRACE_SECONDS)  # unless cancelled first, once the event is handled
+
+
+def check(site_name, sites_file, kafka_config_id, scheduled_at, attempt, final) -> TriggerEvent:
+    """One attempt, in a pool thread: the event that ends the task or resumes it on a worker.
+
+    An up attempt is published here. A down one is not: the worker that fails it publishes it,
+    because only the worker knows whether a retry remains (a cleared task gets more tries than
+    its ``retries``, and the triggerer sees only the latter).
+    """
+    from airflow.sdk.log import mask_secret
+
+    from sitewatch.attempt import record
+    from sitewatch.config.secrets import expand_headers
+    from sitewatch.probe.http import probe
+
+    try:
+        site, secrets = expand_headers(_site(site_name, sites_file), on_secret=mask_secret)
+        observation = probe(site, secrets=secrets)
+        observation.scheduled_at, observation.attempt = scheduled_at, attempt
+        if not observation.up:
+            return TriggerEvent({"down": observation.to_message().decode()})
+        observation.final = final
+        record(observation, _publisher(kafka_config_id).publish)
+    except Exception as exc:  # raised again on the worker, where Airflow's retries apply
+        if isinstance(exc, DeliveryError):
+            _replace_publisher(kafka_config_id)
+        else:
+            log.exception("site=%s attempt=%s could not be checked", site_name, attempt)
+        return TriggerEvent({"error": type(exc).__name__, "detail": str(exc)})
+    return TaskSuccessEvent()
+
+
+def _site(name: str, sites_file: str):
+    from sitewatch.config.loader import cached_sites
+
+    for site in cached_sites(sites_file).sites:
+        if site.name == name:
+            return site
+    raise ConfigError([f"{sites_file}: site {name!r} is no longer in the sites file (or invalid)"])
+
+
+def _threads() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(probe_threads(), thread_name_prefix="sitewatch-probe")
+        return _pool
+
+
+def probe_threads(environ=os.environ) -> int:
+    """``SITEWATCH_PROBE_THREADS``: probes in flight per triggerer, 1..1024 (default 64)."""
+    text = environ.get(THREADS_VAR, "").strip()
+    if not text:
+        return DEFAULT_THREADS
+    if not text.isdigit() or not 1 <= int(text) <= MAX_THREADS:
+        raise SettingError(
+            f"{THREADS_VAR}={text!r}: expected a whole number from 1 to {MAX_THREADS} "
+            f"(default {DEFAULT_THREADS})"
+        )
+    return int(text)
+
+
+def _publisher(conn_id: str):
+    from sitewatch.airflow.hooks import ObservationProducerHook
+    from sitewatch.pipeline.publish import SharedPublisher
+
+    with _lock:
+        if conn_id not in _publishers:
+            producer = ObservationProducerHook(kafka_config_id=conn_id).get_producer()
+            _publishers[conn_id] = (time.monotonic(), SharedPublisher(producer))
+        return _publishers[conn_id][1]
+
+
+def _replace_publisher(conn_id: str) -> None:
+    """After a failed delivery: the next attempt builds a new producer from the connection as it
+    is now, unless this one is younger than ``REPLACE_AFTER_SECONDS`` (no churn while Kafka is
+    down)."""
+    with _lock:
+        created, publisher = _publishers.get(conn_id, (None, None))
+        if publisher is not None and time.monotonic() - created >= REPLACE_AFTER_SECONDS:
+            del _publishers[conn_id]
+            publisher.retire()
