@@ -18,6 +18,8 @@ from common import OUT, ROOT  # noqa: E402
 
 BENCH = ROOT / "bench"
 PLOT = BENCH / "sustained_lag.png"
+# the sustained figures measured before bench/out/sustained/ existed, kept as printed then
+PREVIOUS = BENCH / "sustained_previous.md"
 
 
 def load(name: str) -> dict | None:
@@ -159,93 +161,141 @@ def parse_section(p: dict) -> list[str]:
     return out
 
 
-def sustained_section(results: list[dict]) -> list[str]:
+def parse_cache_section(c: dict) -> list[str]:
+    runs = len(next(iter(c["runs"].values())))
     out = [
-        "## 4. Sustained checks per minute",
+        "### Reading the sites file: `cached_sites` vs `load_sites` at every parse",
         "",
-        "`scripts/dev.sh run` stack on private ports (LocalExecutor, PostgreSQL metadata), K sites "
-        "on a 1-minute schedule against a local HTTP server; per K one warm-up minute, then the "
-        "measured window. Lag = `task_instance.start_date − dag_run.run_after`; missed runs = a "
-        "DAG's consecutive runs more than 1.5 minutes apart (with `catchup=False` a late "
-        "scheduler skips ticks rather than queueing them); CPU = whole machine busy % from "
-        "/proc/stat (anything else running included); phases are medians, in seconds: run created "
-        "− run_after · TI scheduled − run created · queued − scheduled · started − queued · "
-        "task run time.",
+        "Fresh interpreter per parse, as the DAG processor and every task run parse "
+        "`dags/sites.py` (sitewatch and Airflow imported beforehand, not timed). *old* = "
+        "`load_sites` every time; *new* = `cached_sites` (memory, then the private on-disk cache "
+        f"`sitewatch.config.diskcache`). Run {c['machine']['date']}: {runs} runs, the ways "
+        "alternating in each. Times in ms; "
+        "old / new is the median of the per-run ratios (wall · CPU). Load after each size: "
+        + "; ".join(c["load"])
+        + ".",
         "",
-        "| settings | K | window | checks/min | lag p50 s | lag p95 s | lag max s | missed | "
-        "not started | CPU busy | load (mean 1-min) | phases s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| sites | measure | old ms median | (min–max) | new ms median | (min–max) | "
+        "old / new (wall · CPU) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for res in results:
-        for k, s in res["ks"].items():
-            ph = s["phases_p50"]
-            phases = " · ".join(
-                "–" if ph[x] is None else f"{ph[x]:.1f}"
-                for x in ("create", "schedule", "queue", "start", "run")
-            )
-            start, end = (datetime.fromisoformat(t) for t in s["window"])
+    for count, rows in c["table"].items():
+        for measure, label in c["measures"].items():
+            wall = rows[measure]["wall"]
+            old, new = (wall[way] for way in ("old", "new"))
+            ratio = times(wall["ratio"])
+            if "cpu" in rows[measure]:
+                ratio += f" · {times(rows[measure]['cpu']['ratio'])}"
             out.append(
-                f"| {label(res)} | {k} | {(end - start).total_seconds() / 60:.0f} min | "
-                f"{s['completed_per_min']:.0f} | {fmt(s['lag_p50'])} | {fmt(s['lag_p95'])} | "
-                f"{fmt(s['lag_max'])} | {s['missed_runs']} | {s['not_started']} | "
-                f"{s['cpu_busy_pct']:.0f}% | {s['load_avg_1m_mean']:.1f} | {phases} |"
-            )
-    out += ["", f"![schedule lag over time for each K]({PLOT.name})", ""]
-    out += cpu_by_role_section(results)
-    return out
-
-
-# what each sustained run's --label means (bench/README.md)
-LABELS = {
-    "ab-default": "Airflow's defaults (workers forked from the scheduler)",
-    "ab-preload-lazy": "preloaded workers (A/B, run right after the row above)",
-    "sweep": "preloaded workers (scripts/dev.sh now)",
-    "sweep-300": "preloaded workers (scripts/dev.sh now)",
-}
-
-
-def label(result: dict) -> str:
-    return LABELS.get(result["label"], result["label"])
-
-
-def cpu_by_role_section(results: list[dict]) -> list[str]:
-    """CPU seconds per completed check by process role, from bench/out/sustained/cpu-samples.jsonl
-    (``sustained.py --sample-cpu``), over each K's window."""
-    path = OUT / "sustained" / "cpu-samples.jsonl"
-    if not path.exists():
-        return []
-    samples = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    for sample in samples:
-        sample["at"] = datetime.fromisoformat(sample["at"])
-    roles = [k for k in samples[0] if k != "at"]
-    out = [
-        "CPU of the private stack by process role over each window, in CPU-seconds per completed "
-        "check (`worker` = LocalExecutor workers with the supervisors and task processes they "
-        "fork; from /proc, sampled every 15 s):",
-        "",
-        "| settings | K | " + " | ".join(roles) + " | total |",
-        "| --- | ---: |" + " ---: |" * (len(roles) + 1),
-    ]
-    for res in results:
-        for k, s in res["ks"].items():
-            start, end = (datetime.fromisoformat(t) for t in s["window"])
-            first = min(samples, key=lambda x: abs((x["at"] - start).total_seconds()))
-            last = min(samples, key=lambda x: abs((x["at"] - end).total_seconds()))
-            checks = s["completed_per_min"] * (last["at"] - first["at"]).total_seconds() / 60
-            if checks <= 0:
-                continue
-            per = {r: (last[r] - first[r]) / checks for r in roles}
-            out.append(
-                f"| {label(res)} | {k} | "
-                + " | ".join(f"{per[r]:.2f}" for r in roles)
-                + f" | {sum(per.values()):.2f} |"
+                f"| {int(count):,} | {label} | {ms(old[0])} | {ms(old[1])}–{ms(old[2])} | "
+                f"{ms(new[0])} | {ms(new[1])}–{ms(new[2])} | {ratio} |"
             )
     out.append("")
     return out
 
 
-def fmt(value) -> str:
-    return "–" if value is None else f"{value:.1f}"
+def times(ratio: float) -> str:
+    return f"{ratio:,.0f}×" if ratio >= 100 else f"{ratio:.1f}×"
+
+
+def ms(seconds: float) -> str:
+    """Milliseconds with three significant digits below 100 ms (a cache hit is microseconds)."""
+    value = seconds * 1000
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def sustained_section(results: list[dict]) -> list[str]:
+    """The rows of bench/out/sustained/*.json (one ``sustained.py`` run each), then the previous
+    figures."""
+    out = ["## 4. Sustained checks per minute", ""]
+    if results:
+        plot(results)
+        out += sustained_table(results)
+        out += cpu_by_role_section(results)
+    if PREVIOUS.exists():
+        out.append(PREVIOUS.read_text())
+    return out
+
+
+def sustained_table(results: list[dict]) -> list[str]:
+    out = [
+        "`scripts/dev.sh run` stack on private ports (LocalExecutor, PostgreSQL metadata), a fresh "
+        "one for each probe in and schedule (K grows within one), K sites (offsets `auto`) against "
+        "a local HTTP server; per K one warm-up interval, then the measured window. *probe in*: "
+        "`SITEWATCH_PROBE_IN`, where each attempt starts (a healthy check ends in the triggerer; "
+        "`worker` = every attempt on a LocalExecutor worker). Due = every site's `tick + offset` "
+        "moments in the window; stored = `site_checks` rows with `scheduled_at` in it; TIs = task "
+        "instances completed in it. Lag = `checked_at − scheduled_at` of stored first attempts. "
+        "Missed = a DAG's consecutive runs more than 1.5 intervals apart (with `catchup=False` a "
+        "late scheduler skips ticks rather than queueing them); not stored = due checks without a "
+        "first attempt in `site_checks` once the drain caught up. On a worker = share of the "
+        "started task instances that were queued for a worker. CPU = the whole machine's busy "
+        "CPU-seconds from /proc/stat over the window (anything else running included), % and per "
+        "stored check. Phases are medians, in seconds: run created − due · TI scheduled − run "
+        "created · queued − scheduled · started − queued (on a worker) or − run created (deferred "
+        "to the triggerer) · probe started − TI started · TI run time. Targets (issue 15): ≥ 600 "
+        "checks/min with p95 lag < 15 s and no missed run, ≤ 0.12 CPU-s per check all-in.",
+        "",
+        "| probe in | schedule | K | window | due/min | stored/min | TIs/min | lag p50 s | "
+        "lag p95 s | lag max s | missed | not stored | on a worker | CPU busy | CPU-s per check | "
+        "load (mean 1-min) | phases s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: | ---: | ---: | --- |",
+    ]
+    for res in results:
+        for k, s in res["ks"].items():
+            ph = s["phases_p50"]
+            phases = " · ".join(
+                fmt(ph[x]) for x in ("create", "schedule", "queue", "start", "probe", "run")
+            )
+            share = s["on_worker_share"]
+            out.append(
+                f"| {res['probe_in']} | {res['schedule']} | {int(k):,} | {minutes(s):.0f} min | "
+                f"{s['due_per_min']:.0f} | {s['stored_per_min']:.0f} | "
+                f"{s['completed_per_min']:.0f} | {fmt(s['lag_p50'])} | {fmt(s['lag_p95'])} | "
+                f"{fmt(s['lag_max'])} | {s['missed_runs']} | {s['not_stored']} | "
+                f"{'–' if share is None else f'{100 * share:.0f}%'} | {s['cpu_busy_pct']:.0f}% | "
+                f"{fmt(s['cpu_s_per_check'], 3)} | {s['load_avg_1m_mean']:.1f} | {phases} |"
+            )
+    out += ["", f"![lag of each stored check over the window, for each row]({PLOT.name})", ""]
+    return out
+
+
+def minutes(stats: dict) -> float:
+    start, end = (datetime.fromisoformat(t) for t in stats["window"])
+    return (end - start).total_seconds() / 60
+
+
+def cpu_by_role_section(results: list[dict]) -> list[str]:
+    """CPU-seconds per stored check by process role (``sustained.py``'s ``cpu_by_role``)."""
+    roles = list(next(iter(results[0]["ks"].values()))["cpu_s_per_check_by_role"])
+    out = [
+        "CPU over each window by process role, in CPU-seconds per stored check, from /proc "
+        "(sampled every 15 s; a process counts for the role of its nearest ancestor that has "
+        "one): `triggerer` includes its trigger runner and the processes triggers start; "
+        "`dag-processor` its parsers; `worker` the LocalExecutor workers, the forkserver they "
+        "come from and the supervisors and task processes they fork (the drain's tasks too); "
+        "`site server` is the bench's HTTP server; `rest of machine` is the whole machine's "
+        "busy time that no process of the stack accounts for (the bench itself, anything else "
+        "running, the kernel). *all-in* = the whole machine.",
+        "",
+        "| probe in | schedule | K | " + " | ".join(roles) + " | all-in |",
+        "| --- | --- | ---: |" + " ---: |" * (len(roles) + 1),
+    ]
+    for res in results:
+        for k, s in res["ks"].items():
+            per = s["cpu_s_per_check_by_role"]
+            out.append(
+                f"| {res['probe_in']} | {res['schedule']} | {int(k):,} | "
+                + " | ".join(fmt(per[r], 3) for r in roles)
+                + f" | {fmt(s['cpu_s_per_check'], 3)} |"
+            )
+    out.append("")
+    return out
+
+
+def fmt(value, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
 
 
 def plot(results: list[dict]) -> bool:
@@ -265,18 +315,14 @@ def plot(results: list[dict]) -> bool:
         for k, s in res["ks"].items():
             if not s["series"]:
                 continue
-            t0 = datetime.fromisoformat(s["window"][0])
-            points = sorted(
-                ((datetime.fromisoformat(t) - t0).total_seconds() / 60, lag)
-                for t, lag in s["series"]
-            )
-            xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, ".", markersize=3, label=f"K={k} ({label(res)})")
+            xs, ys = zip(*s["series"], strict=True)
+            label = f"{res['probe_in']}, K={k}, every {res['schedule']}"
+            ax.plot(xs, ys, ".", markersize=3, label=label)
     ax.axhline(15, color="grey", linestyle="--", linewidth=1, label="15 s")
-    ax.set_xlabel("minutes into the measured window (task start)")
-    ax.set_ylabel("schedule lag: task start − run_after (s)")
+    ax.set_xlabel("minutes into the measured window (scheduled_at)")
+    ax.set_ylabel("lag: checked_at − scheduled_at (s)")
     ax.set_yscale("symlog", linthresh=10)
-    ax.set_title("sitewatch sustained run: schedule lag per check")
+    ax.set_title("sitewatch sustained run: lag of each stored check")
     ax.legend(markerscale=4)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -286,8 +332,9 @@ def plot(results: list[dict]) -> bool:
 
 def main() -> None:
     sections = ["# sitewatch benchmarks: results", ""]
-    parts = {name: load(name) for name in ("drain", "probe", "parse")}
-    sustained = [load(p.stem) for p in sorted(OUT.glob("sustained-*.json"))]
+    parts = {name: load(name) for name in ("drain", "probe", "parse", "parse_cache")}
+    sustained = [json.loads(p.read_text()) for p in (OUT / "sustained").glob("*.json")]
+    sustained.sort(key=lambda r: min(s["window"][0] for s in r["ks"].values()))  # run order
     first = next((p for p in [*parts.values(), *sustained] if p), None)
     if first is None:
         sys.exit("no results in bench/out: run `make bench` first")
@@ -306,9 +353,9 @@ def main() -> None:
         sections += probe_section(parts["probe"])
     if parts["parse"]:
         sections += parse_section(parts["parse"])
-    if sustained:
-        plot(sustained)
-        sections += sustained_section(sustained)
+    if parts["parse_cache"]:
+        sections += parse_cache_section(parts["parse_cache"])
+    sections += sustained_section(sustained)
     notes = BENCH / "notes.md"
     if notes.exists():
         sections += [notes.read_text()]

@@ -14,16 +14,21 @@ shared_env() {
   source "${SITEWATCH_STATE_DIR:-$ROOT/.state}/env.sh"
 }
 
-# the sweep of K (preloaded workers, as scripts/dev.sh runs them), then the A/B at K=240 against
-# Airflow's defaults, with CPU by process role sampled alongside
+# The A/B (every attempt on a LocalExecutor worker vs started in the triggerer) and the sweep, in
+# one run: one fresh private stack per entry "probe-in:K[,K...]:schedule", in this order. For a
+# quick run: SITEWATCH_BENCH_SUSTAINED="worker:60:1m triggerer:60:1m" SITEWATCH_BENCH_MINUTES=1.
+SUSTAINED=${SITEWATCH_BENCH_SUSTAINED:-worker:600:1m triggerer:600,1000:1m triggerer:1200:2m}
+SUSTAINED_MINUTES=${SITEWATCH_BENCH_MINUTES:-5}
 sustained() {
+  local entry place ks schedule
   mkdir -p bench/out/sustained
-  "$PY" bench/sustained.py --sample-cpu bench/out/sustained/cpu-samples.jsonl &
-  local sampler=$!
-  "$PY" bench/sustained.py --ks 120 240 300 360 480 --label sweep
-  AIRFLOW__SCHEDULER__MP_START_METHOD=fork "$PY" bench/sustained.py --ks 240 --label ab-default
-  "$PY" bench/sustained.py --ks 240 --label ab-preload-lazy
-  kill "$sampler"
+  rm -f bench/out/sustained/*.json  # the report shows this run's rows, side by side
+  for entry in $SUSTAINED; do
+    IFS=: read -r place ks schedule <<<"$entry"
+    # shellcheck disable=SC2086 # one argument per K
+    "$PY" bench/sustained.py --probe-in "$place" --schedule "$schedule" --ks ${ks//,/ } \
+      --minutes "$SUSTAINED_MINUTES"
+  done
 }
 
 case "$part" in

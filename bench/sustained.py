@@ -1,15 +1,24 @@
 """Sustained checks per minute on the run command's stack (LocalExecutor, PostgreSQL metadata).
 
-    python bench/sustained.py [--ks 60 120 240 480] [--minutes 5] [--keep]
+    python bench/sustained.py [--probe-in triggerer|worker] [--schedule 1m] [--ks 600 1000]
+        [--minutes 5] [--warmup MINUTES] [--label NAME] [--keep]
 
-Starts a private stack with ``scripts/dev.sh run`` on ports that never clash with the shared one
-(state in bench/out/stack; PostgreSQL 45432, Kafka 49092/49093, UI 48080) and a local HTTP server
-(its own process), then for each K: writes a sites file of K sites on a 1-minute schedule (each K a
-superset of the previous one), waits until Airflow has the K DAGs, lets one minute pass, and
-measures a window of ``--minutes``. From Airflow's metadata database: completed checks per minute,
-schedule lag (task start minus the run's ``run_after``) p50/p95, missed runs (gaps of more than one
-interval between a DAG's consecutive runs); from /proc: CPU busy %. The stack is stopped at the end
-unless ``--keep``. ``AIRFLOW__...`` variables exported before the run reach the stack (for A/Bs).
+Starts a fresh private stack with ``scripts/dev.sh run`` (state in bench/out/stack/<label>, wiped
+first; PostgreSQL 45432, Kafka 49092/49093, UI 48080: ports that never clash with the shared
+stack) with ``SITEWATCH_PROBE_IN`` set to ``--probe-in``, and a local HTTP server (its own process,
+port 48181). Then for each K: writes a sites file of K sites on ``--schedule`` (each K a superset
+of the previous one; offsets ``auto``), waits until Airflow has the K DAGs, lets ``--warmup``
+pass (default: one interval), and measures a window of ``--minutes``.
+
+From the results table ``site_checks`` (the headline): checks due in the window (every site's
+``tick + offset`` moments) vs stored (rows with ``scheduled_at`` in the window), lag
+``checked_at − scheduled_at`` of first attempts p50/p95/max. From Airflow's metadata database:
+task instances completed per minute, missed runs (a DAG's consecutive runs more than 1.5
+intervals apart), the phases of a run. From /proc: the whole machine's busy CPU-seconds and each
+role's (Airflow component, PostgreSQL, Kafka, the site server; ``stackcpu.py``), per stored
+check, sampled every 15 s. Saved to
+bench/out/sustained/<label>.json. The stack is stopped at the end unless ``--keep``.
+``AIRFLOW__...`` variables exported before the run reach the stack.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -29,7 +39,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import (  # noqa: E402
     OUT,
     ROOT,
-    cpu_busy,
     loadavg,
     machine,
     median,
@@ -37,6 +46,10 @@ from common import (  # noqa: E402
     save,
     write_sites,
 )
+from stackcpu import cpu_sample, cpu_stats  # noqa: E402
+
+from sitewatch.config.loader import load_sites  # noqa: E402
+from sitewatch.names import SITE_DAG_PREFIX, site_dag_id  # noqa: E402
 
 PORTS = {
     "SITEWATCH_PG_PORT": "45432",
@@ -45,15 +58,19 @@ PORTS = {
     "SITEWATCH_UI_PORT": "48080",
 }
 HTTP_PORT = 48181
-WORK = OUT / "sustained"
+RESULTS = "sustained"  # bench/out/sustained/<label>.json: what bench/report.py renders
+SITE_DAGS = SITE_DAG_PREFIX.replace("_", "\\_") + "%"  # LIKE pattern of the site DAG ids
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SAMPLE_SECONDS = 15
 
 
-def stack_env(state: Path, sites: Path) -> dict:
+def stack_env(state: Path, sites: Path, probe_in: str) -> dict:
     return {
         **os.environ,
         **PORTS,
         "SITEWATCH_STATE_DIR": str(state),
         "SITEWATCH_SITES_FILE": str(sites),
+        "SITEWATCH_PROBE_IN": probe_in,
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
     }
 
@@ -62,13 +79,30 @@ def dev(command: str, env: dict) -> None:
     subprocess.run([str(ROOT / "scripts" / "dev.sh"), command], env=env, check=True)
 
 
-def metadata_dsn(state: Path) -> str:
-    password = (state / "pg-password").read_text().strip()
-    return f"postgresql://sitewatch:{password}@127.0.0.1:{PORTS['SITEWATCH_PG_PORT']}/airflow"
+def fresh_state(state: Path, env: dict) -> None:
+    """Stop what an earlier run left in ``state`` (``--keep``) and empty it: every row starts from
+    empty databases, so no run still open from another setting holds a DAG (one active run each)."""
+    if state.exists():
+        dev("stop", env)
+        shutil.rmtree(state)
+    state.mkdir(parents=True)
 
 
-def start_http() -> subprocess.Popen:
-    log = open(WORK / "http.log", "w")  # noqa: SIM115 - lives as long as the server
+def stack_dsns(state: Path) -> tuple[str, str]:
+    """(metadata, results) DSNs, as the stack's env.sh has them: the results database as the
+    superuser (``SITEWATCH_PG_DSN``), Airflow's as Airflow itself connects."""
+    out = subprocess.run(
+        ["bash", "-c", f"source {state / 'env.sh'} && env -0"], capture_output=True, check=True
+    ).stdout.decode()
+    env = dict(line.split("=", 1) for line in out.split("\0") if "=" in line)
+    metadata = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace(
+        "postgresql+psycopg2", "postgresql"
+    )
+    return metadata, env["SITEWATCH_PG_DSN"]
+
+
+def start_http(log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "w")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "common.py"), "serve", str(HTTP_PORT)],
         stdout=log,
@@ -80,67 +114,130 @@ def start_http() -> subprocess.Popen:
 
 def active_site_dags(db) -> int:
     return db.execute(
-        "SELECT count(*) FROM dag WHERE dag_id LIKE 'site\\_%' AND NOT is_stale AND NOT is_paused"
+        "SELECT count(*) FROM dag WHERE dag_id LIKE %s AND NOT is_stale AND NOT is_paused",
+        (SITE_DAGS,),
     ).fetchone()[0]
 
 
-def window_stats(db, start: datetime, end: datetime, minutes: float) -> dict:
-    """What the metadata DB says about runs due in [start, end)."""
+def due_checks(sites_path: Path, start: datetime, end: datetime) -> set[tuple[str, datetime]]:
+    """(site, scheduled_at) of every check due in [start, end). On an interval schedule a site is
+    due its offset after each multiple of the interval since the Unix epoch
+    (``sitewatch.airflow.timetables``); the offsets are the loader's."""
+    due = set()
+    for site in load_sites(sites_path).sites:
+        step = site.schedule
+        moment = EPOCH + site.offset + (start - EPOCH - site.offset) // step * step
+        moment += step if moment < start else timedelta(0)
+        while moment < end:
+            due.add((site.name, moment))
+            moment += step
+    return due
+
+
+def stored_checks(db, start: datetime, end: datetime) -> list[tuple]:
+    """(site, scheduled_at, attempt, checked_at) of the rows due in [start, end)."""
+    try:
+        return db.execute(
+            "SELECT site, scheduled_at, attempt, checked_at FROM site_checks "
+            "WHERE scheduled_at >= %s AND scheduled_at < %s",
+            (start, end),
+        ).fetchall()
+    except psycopg.errors.UndefinedTable:  # the drain DAG has not created it yet
+        return []
+
+
+def wait_stored(db, due: set, start: datetime, end: datetime, limit: float = 300) -> list[tuple]:
+    """The window's rows once every due check is stored, or once none arrived for 30 s (a run
+    that was skipped never comes), at most ``limit`` seconds after the window."""
+    deadline, last, still = time.monotonic() + limit, -1, 0
+    while True:
+        rows = stored_checks(db, start, end)
+        first = {(site, at) for site, at, attempt, *_ in rows if attempt == 1}
+        done = len(first & due)
+        still = still + 1 if done == last else 0
+        if done >= len(due) or still >= 3 or time.monotonic() > deadline:
+            return rows
+        last = done
+        time.sleep(10)
+
+
+def results_stats(rows: list[tuple], due: set, minutes: float, start: datetime) -> dict:
+    """What site_checks says: stored vs due, the lag of first attempts."""
+    first = {(site, at): checked for site, at, attempt, checked in rows if attempt == 1}
+    lags = sorted((checked - at).total_seconds() for (_, at), checked in first.items())
+    return {
+        "due": len(due),
+        "due_per_min": len(due) / minutes,
+        "stored": len(rows),
+        "stored_per_min": len(rows) / minutes,
+        "not_stored": len(due - first.keys()),
+        "lag_p50": median(lags) if lags else None,
+        "lag_p95": percentile(lags, 95) if lags else None,
+        "lag_max": lags[-1] if lags else None,
+        "series": sorted(
+            ((at - start).total_seconds() / 60, (checked - at).total_seconds())
+            for (_, at), checked in first.items()
+        ),
+    }
+
+
+def window_stats(db, start, end, minutes: float, interval: timedelta, checked: dict) -> dict:
+    """What the metadata DB says about runs due in [start, end); ``checked``: (site,
+    scheduled_at) -> checked_at of first attempts, for the phase from task start to probe."""
     rows = db.execute(
         """
-        SELECT dr.dag_id, dr.run_after, dr.queued_at, dr.start_date, ti.scheduled_dttm,
-               ti.queued_dttm, ti.start_date, ti.end_date, ti.state
+        SELECT dr.dag_id, dr.logical_date, dr.queued_at, ti.scheduled_dttm, ti.queued_dttm,
+               ti.start_date, ti.end_date
         FROM dag_run dr
         LEFT JOIN task_instance ti ON ti.dag_id = dr.dag_id AND ti.run_id = dr.run_id
-        WHERE dr.dag_id LIKE 'site\\_%%' AND dr.run_after >= %s AND dr.run_after < %s
+        WHERE dr.dag_id LIKE %s AND dr.run_after >= %s AND dr.run_after < %s
         ORDER BY dr.dag_id, dr.run_after
         """,
-        (start, end),
+        (SITE_DAGS, start, end),
     ).fetchall()
-    lags, series, phases = [], [], {k: [] for k in ("create", "schedule", "queue", "start", "run")}
-    not_started = 0
-    for _dag, run_after, run_queued, _run_start, ti_sched, ti_queued, ti_start, ti_end, _ in rows:
+    phases = {k: [] for k in ("create", "schedule", "queue", "start", "probe", "run")}
+    not_started = on_worker = 0
+    for dag_id, due, run_queued, ti_sched, ti_queued, ti_start, ti_end in rows:
         if ti_start is None:
             not_started += 1
             continue
-        lag = (ti_start - run_after).total_seconds()
-        lags.append(lag)
-        series.append((ti_start.isoformat(), lag))
-        if run_queued and ti_sched and ti_queued:
-            phases["create"].append((run_queued - run_after).total_seconds())
-            phases["schedule"].append((ti_sched - run_queued).total_seconds())
-            phases["queue"].append((ti_queued - ti_sched).total_seconds())
-            phases["start"].append((ti_start - ti_queued).total_seconds())
+        on_worker += ti_queued is not None  # a check that ends in the triggerer is never queued
+        if run_queued:
+            phases["create"].append((run_queued - due).total_seconds())
+            # on a worker: scheduled, queued, started; in the triggerer: deferred by the scheduler
+            if ti_sched and ti_queued:
+                phases["schedule"].append((ti_sched - run_queued).total_seconds())
+                phases["queue"].append((ti_queued - ti_sched).total_seconds())
+            phases["start"].append((ti_start - (ti_queued or run_queued)).total_seconds())
+        key = (dag_id.removeprefix(SITE_DAG_PREFIX), due)
+        if key in checked:
+            phases["probe"].append((checked[key] - ti_start).total_seconds())
         if ti_end:
             phases["run"].append((ti_end - ti_start).total_seconds())
     # missed: a DAG's consecutive runs more than 1.5 intervals apart (catchup=False skips ticks)
     missed, last = 0, {}
-    for dag_id, run_after, *_ in rows:
-        if dag_id in last:
-            gap = (run_after - last[dag_id]).total_seconds()
-            if gap > 90:
-                missed += round(gap / 60) - 1
-        last[dag_id] = run_after
+    for dag_id, due, *_ in rows:
+        if dag_id in last and due - last[dag_id] > interval * 1.5:
+            missed += round((due - last[dag_id]) / interval) - 1
+        last[dag_id] = due
     completed = db.execute(
         """
         SELECT count(*) FILTER (WHERE state = 'success'), count(*)
         FROM task_instance
-        WHERE dag_id LIKE 'site\\_%%' AND end_date >= %s AND end_date < %s
+        WHERE dag_id LIKE %s AND end_date >= %s AND end_date < %s
           AND state IN ('success', 'failed', 'up_for_retry')
         """,
-        (start, end),
+        (SITE_DAGS, start, end),
     ).fetchone()
+    started = len(rows) - not_started
     return {
         "runs_due": len(rows),
         "not_started": not_started,
+        "on_worker_share": on_worker / started if started else None,
         "completed_per_min": completed[1] / minutes,
         "succeeded_per_min": completed[0] / minutes,
-        "lag_p50": median(lags) if lags else None,
-        "lag_p95": percentile(lags, 95) if lags else None,
-        "lag_max": max(lags) if lags else None,
         "missed_runs": missed,
         "phases_p50": {k: median(v) if v else None for k, v in phases.items()},
-        "series": series,
     }
 
 
@@ -149,7 +246,7 @@ def task_log_profile(state: Path, dag_ids: list[str], start: datetime) -> list[d
     profiles = []
     for dag_id in dag_ids:
         base = state / "airflow" / "logs" / f"dag_id={dag_id}"
-        logs = sorted(base.glob("run_id=*/task_id=probe/attempt=1.log"))
+        logs = sorted(base.glob("run_id=*/task_id=probe/attempt=1.log*"))  # *: the trigger's part
         logs = [p for p in logs if datetime.fromtimestamp(p.stat().st_mtime, UTC) > start]
         if not logs:
             continue
@@ -164,139 +261,95 @@ def task_log_profile(state: Path, dag_ids: list[str], start: datetime) -> list[d
     return profiles
 
 
-ROLES = ("scheduler", "dag-processor", "api_server", "triggerer", "worker")
-
-
-def cpu_by_role(state: Path) -> dict[str, float]:
-    """CPU seconds so far of the private stack, by role: Airflow's processes (a LocalExecutor
-    worker with the supervisors and task processes it forked and reaped), PostgreSQL, Kafka."""
-    tick = os.sysconf("SC_CLK_TCK")
-    procs = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        procs[int(entry)] = (int(stat[1]), cmd, sum(int(x) for x in stat[11:15]) / tick)
-    roots = {
-        "airflow": int((state / "airflow" / "pid").read_text()),
-        "postgres": next(
-            (pid for pid, (_, cmd, _) in procs.items() if "-p 45432" in cmd and "postgres" in cmd),
-            None,
-        ),
-        "kafka": next(
-            (
-                pid
-                for pid, (_, cmd, _) in procs.items()
-                if "kafka.Kafka" in cmd and str(state) in cmd
-            ),
-            None,
-        ),
-    }
-    out = dict.fromkeys((*ROLES, "airflow other", "postgres", "kafka"), 0.0)
-    for pid, (_, cmd, cpu) in procs.items():
-        chain, role = pid, None
-        while chain in procs and role is None:
-            if chain == roots["postgres"]:
-                role = "postgres"
-            elif chain == roots["kafka"]:
-                role = "kafka"
-            elif chain == roots["airflow"]:
-                role = "airflow other"
-            chain = procs[chain][0]
-        if role is None:
-            continue
-        if role == "airflow other":
-            role = next((r for r in ROLES if r in cmd), "airflow other")
-            if role == "airflow other" and "LocalExecutor" in _ancestry(procs, pid):
-                role = "worker"
-        out[role] += cpu
-    return out
-
-
-def _ancestry(procs, pid) -> str:
-    names = []
-    while pid in procs:
-        names.append(procs[pid][1])
-        pid = procs[pid][0]
-    return " ".join(names)
-
-
-def sample_cpu(state: Path, path: Path, every: float = 15) -> None:
-    """Append a CPU-by-role sample to ``path`` (JSON lines) every ``every`` seconds, forever."""
-    while True:
-        try:
-            sample = {"at": datetime.now(UTC).isoformat(), **cpu_by_role(state)}
-        except (OSError, ValueError):  # the stack is (re)starting
-            sample = None
-        if sample:
-            with path.open("a") as handle:
-                handle.write(json.dumps(sample) + "\n")
-        time.sleep(every)
+def measure(k: int, args, state: Path, sites: Path, http: int, dbs) -> dict:
+    """One K: wait for its DAGs, warm up, measure the window, judge it once its checks are in."""
+    meta, results = dbs
+    t = time.monotonic()
+    while active_site_dags(meta) < k and time.monotonic() - t < 600:
+        time.sleep(5)
+    interval = load_sites(sites).sites[0].schedule
+    warmup = interval if args.warmup is None else timedelta(minutes=args.warmup)
+    print(f"K={k}: {active_site_dags(meta)} DAGs active, warming up {warmup}", flush=True)
+    time.sleep(warmup.total_seconds())
+    start = datetime.now(UTC)
+    end = start + timedelta(minutes=args.minutes)
+    samples, loads = [cpu_sample(state, PORTS["SITEWATCH_PG_PORT"], http)], []
+    while (left := (end - datetime.now(UTC)).total_seconds()) > 0:
+        time.sleep(min(SAMPLE_SECONDS, left))
+        samples.append(cpu_sample(state, PORTS["SITEWATCH_PG_PORT"], http))
+        loads.append(os.getloadavg()[0])
+    end = samples[-1]["at"]
+    due = due_checks(sites, start, end)
+    minutes = (end - start).total_seconds() / 60
+    rows = wait_stored(results, due, start, end)
+    stats = results_stats(rows, due, minutes, start)
+    checked = {(site, at): c for site, at, attempt, c in rows if attempt == 1}
+    stats |= window_stats(meta, start, end, minutes, interval, checked)
+    stats |= cpu_stats(samples, stats["stored"])
+    stats["load_avg_1m_mean"] = sum(loads) / len(loads)
+    stats["window"] = [start.isoformat(), end.isoformat()]
+    stats["task_logs"] = task_log_profile(
+        state, [site_dag_id(f"s{i:05d}") for i in (0, k - 1)], start
+    )
+    return stats
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ks", type=int, nargs="+", default=[60, 120, 240, 480])
+    parser.add_argument("--ks", type=int, nargs="+", default=[600, 1000])
+    parser.add_argument("--schedule", default="1m", help="every site's schedule (an interval)")
+    parser.add_argument("--probe-in", choices=("triggerer", "worker"), default="triggerer")
     parser.add_argument("--minutes", type=float, default=5)
-    parser.add_argument("--warmup", type=float, default=1)
-    parser.add_argument("--state", default=str(OUT / "stack"))
-    parser.add_argument("--label", default="default")
+    parser.add_argument("--warmup", type=float, help="minutes (default: one interval)")
+    parser.add_argument("--state", help="stack state (default: bench/out/stack/<label>)")
+    parser.add_argument("--label", help="default: <probe-in>-<schedule>-<ks>")
     parser.add_argument("--keep", action="store_true", help="leave the stack running")
-    parser.add_argument("--sample-cpu", metavar="FILE", help="only sample CPU by role into FILE")
+    parser.add_argument(
+        "--results", default=RESULTS, help=f"bench/out/<this>/<label>.json (default {RESULTS})"
+    )
     args = parser.parse_args()
-    if args.sample_cpu:
-        sample_cpu(Path(args.state), Path(args.sample_cpu))
-    WORK.mkdir(parents=True, exist_ok=True)
-    state = Path(args.state)
-    sites = WORK / "sites.yaml"
+    label = args.label or "-".join([args.probe_in, args.schedule, *map(str, args.ks)])
+    state = Path(args.state or OUT / "stack" / label)
+    sites = state / "sites.yaml"
     url = f"http://127.0.0.1:{HTTP_PORT}/"
-    write_sites(sites, args.ks[0], url, "1m")
-    env = stack_env(state, sites)
-    http = start_http()
-    results = {"machine": machine(), "label": args.label, "ks": {}}
+    env = stack_env(state, sites, args.probe_in)
+    fresh_state(state, env)
+    write_sites(sites, args.ks[0], url, args.schedule)
+    http = start_http(state / "http.log")
+    (OUT / args.results).mkdir(parents=True, exist_ok=True)
+    results = {
+        "machine": machine(),
+        "label": label,
+        "probe_in": args.probe_in,
+        "schedule": args.schedule,
+        "ks": {},
+    }
     try:
         dev("run", env)
-        db = psycopg.connect(metadata_dsn(state), autocommit=True)
-        for k in args.ks:
-            write_sites(sites, k, url, "1m")
-            t = time.monotonic()
-            while active_site_dags(db) < k and time.monotonic() - t < 300:
-                time.sleep(5)
-            print(f"K={k}: {active_site_dags(db)} DAGs active, warming up", flush=True)
-            time.sleep(args.warmup * 60)
-            start = datetime.now(UTC)
-            busy0, total0 = cpu_busy()
-            loads = []
-            while datetime.now(UTC) < start + timedelta(minutes=args.minutes):
-                time.sleep(15)
-                loads.append(os.getloadavg()[0])
-            end = datetime.now(UTC)
-            busy1, total1 = cpu_busy()
-            # runs due late in the window are judged a little later, when they had time to start
-            time.sleep(20)
-            stats = window_stats(db, start, end, args.minutes)
-            stats["cpu_busy_pct"] = 100 * (busy1 - busy0) / (total1 - total0)
-            stats["load_avg_1m_mean"] = sum(loads) / len(loads)
-            stats["window"] = [start.isoformat(), end.isoformat()]
-            sample = ["site_s00000", f"site_s{k - 1:05d}"]
-            stats["task_logs"] = task_log_profile(state, sample, start)
-            results["ks"][k] = stats
-            print(
-                f"K={k:>4d}: {stats['completed_per_min']:6.1f} checks/min, lag p50 "
-                f"{stats['lag_p50']} p95 {stats['lag_p95']}, missed {stats['missed_runs']}, "
-                f"not started {stats['not_started']}, CPU {stats['cpu_busy_pct']:.0f}%, "
-                f"load {loadavg()}",
-                flush=True,
-            )
-            save(f"sustained-{args.label}", results)
+        metadata, results_dsn = stack_dsns(state)
+        with (
+            psycopg.connect(metadata, autocommit=True) as meta,
+            psycopg.connect(results_dsn, autocommit=True) as stored,
+        ):
+            for k in args.ks:
+                write_sites(sites, k, url, args.schedule)
+                stats = measure(k, args, state, sites, http.pid, (meta, stored))
+                results["ks"][k] = stats
+                print(
+                    f"{label} K={k:>4d}: due {stats['due_per_min']:.0f}/min, stored "
+                    f"{stats['stored_per_min']:.0f}/min, TIs {stats['completed_per_min']:.0f}/min, "
+                    f"lag p50 {stats['lag_p50']} p95 {stats['lag_p95']}, missed "
+                    f"{stats['missed_runs']}, not stored {stats['not_stored']}, CPU "
+                    f"{stats['cpu_busy_pct']:.0f}% {stats['cpu_s_per_check']} s/check, "
+                    f"load {loadavg()}",
+                    flush=True,
+                )
+                save(f"{args.results}/{label}", results)
     finally:
         if not args.keep:
             dev("stop", env)
         http.terminate()
         http.wait()
-    save(f"sustained-{args.label}", results)
 
 
 if __name__ == "__main__":
