@@ -19,6 +19,8 @@ shared_env() {
 # quick run: SITEWATCH_BENCH_SUSTAINED="worker:60:1m triggerer:60:1m" SITEWATCH_BENCH_MINUTES=1.
 SUSTAINED=${SITEWATCH_BENCH_SUSTAINED:-worker:600:1m triggerer:600,1000:1m triggerer:1200:2m}
 SUSTAINED_MINUTES=${SITEWATCH_BENCH_MINUTES:-5}
+# after each window, py-spy the whole Airflow tree on the same load this long (0: no profile)
+SUSTAINED_PROFILE=${SITEWATCH_BENCH_PROFILE:-60}
 sustained() {
   local entry place ks schedule
   mkdir -p bench/out/sustained
@@ -27,7 +29,7 @@ sustained() {
     IFS=: read -r place ks schedule <<<"$entry"
     # shellcheck disable=SC2086 # one argument per K
     "$PY" bench/sustained.py --probe-in "$place" --schedule "$schedule" --ks ${ks//,/ } \
-      --minutes "$SUSTAINED_MINUTES"
+      --minutes "$SUSTAINED_MINUTES" --profile "$SUSTAINED_PROFILE"
   done
 }
 

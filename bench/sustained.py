@@ -46,6 +46,7 @@ from common import (  # noqa: E402
     save,
     write_sites,
 )
+from pyspy import record, summarize  # noqa: E402
 from stackcpu import cpu_sample, cpu_stats  # noqa: E402
 
 from sitewatch.config.loader import load_sites  # noqa: E402
@@ -305,6 +306,12 @@ def main() -> None:
     parser.add_argument("--label", help="default: <probe-in>-<schedule>-<ks>")
     parser.add_argument("--keep", action="store_true", help="leave the stack running")
     parser.add_argument(
+        "--profile",
+        type=float,
+        metavar="SECONDS",
+        help="after each K's window, py-spy the whole Airflow tree this long (bench/pyspy.py)",
+    )
+    parser.add_argument(
         "--results", default=RESULTS, help=f"bench/out/<this>/<label>.json (default {RESULTS})"
     )
     args = parser.parse_args()
@@ -334,6 +341,10 @@ def main() -> None:
             for k in args.ks:
                 write_sites(sites, k, url, args.schedule)
                 stats = measure(k, args, state, sites, http.pid, (meta, stored))
+                if args.profile:
+                    raw = OUT / args.results / f"profile-{label}-{k}.txt"
+                    airflow = int((state / "airflow" / "pid").read_text())
+                    stats["profile"] = summarize(record(airflow, args.profile, raw))
                 results["ks"][k] = stats
                 print(
                     f"{label} K={k:>4d}: due {stats['due_per_min']:.0f}/min, stored "
