@@ -274,7 +274,10 @@ write_env() {
   # make test points sitewatch_postgres at throwaway schemas; the narrower connections would not
   # follow it there, so its suites use sitewatch_postgres alone (every component falls back to it).
   local split="# (the drain, alerting and the Sites page fall back to sitewatch_postgres)"
+  # the tests' drains end as soon as they are caught up (each test waits for its own rows)
+  local idle="export SITEWATCH_DRAIN_IDLE_SECONDS=0"
   if [ "$ENV_FILE" = "$STATE/env.sh" ]; then
+    idle="# SITEWATCH_DRAIN_IDLE_SECONDS: the default (README, Settings)"
     split="export AIRFLOW_CONN_SITEWATCH_POSTGRES_DRAIN='$(pg_conn sitewatch_drain)'
 export AIRFLOW_CONN_SITEWATCH_POSTGRES_ALERTING='$(pg_conn sitewatch_alerting)'
 export AIRFLOW_CONN_SITEWATCH_POSTGRES_READER='$(pg_conn sitewatch_reader)'"
@@ -317,6 +320,7 @@ export AIRFLOW_CONN_SITEWATCH_KAFKA='{"conn_type": "kafka", "extra": {"bootstrap
 # component whose own connection is not defined); docs/docker.md, "Database roles".
 export AIRFLOW_CONN_SITEWATCH_POSTGRES='$(pg_conn sitewatch_owner)'
 $split
+$idle
 # The superuser, for tests that make throwaway schemas and act as each role (SET ROLE).
 export SITEWATCH_PG_DSN="$pg/$RESULTS_DB"
 export SITEWATCH_KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"

@@ -4,6 +4,7 @@ import asyncio
 import json
 import random
 import string
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -104,6 +105,29 @@ def test_redelivered_observations_are_stored_once(setup):
     assert (result.messages, result.inserted, result.duplicates) == (1000, 500, 500)
     assert rows(conn) == expected_rows(obs)
     assert sum(committed(topic).values()) == 1000
+
+
+def test_a_drain_with_idle_seconds_waits_out_a_gap_between_bursts(setup):
+    """Checks come in bursts; a drain that ended at the first empty read would leave the second
+    burst for the next run. With idle_seconds it keeps reading through the gap."""
+    topic, conn = setup
+    first, second = observations(40)[:20], observations(40)[20:]
+    produce(topic, first)
+    c = consumer(topic)
+    try:
+        late = threading.Timer(3.0, produce, (topic, second))  # after an empty 1 s read
+        late.start()
+        result = drain(c, conn, poll_timeout=1.0, idle_seconds=8.0)
+        late.join()
+    finally:
+        c.close()
+    assert (result.messages, result.inserted) == (40, 40)
+    assert result.batches >= 2
+    assert rows(conn) == expected_rows(first + second)
+
+    produce(topic, observations(45)[40:])
+    again = run_drain(topic, conn, idle_seconds=0.0)  # the default: stop at the first empty read
+    assert (again.messages, again.inserted) == (5, 5)
 
 
 def test_crash_between_database_commit_and_offset_commit(setup):

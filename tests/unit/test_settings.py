@@ -27,6 +27,8 @@ def test_unset_or_empty_variables_take_the_defaults():
         ({"SITEWATCH_DRAIN_BATCH_SIZE": " 100000 "}, {"batch_size": 100_000}),
         ({"SITEWATCH_DRAIN_POLL_SECONDS": "0.1"}, {"poll_seconds": 0.1}),
         ({"SITEWATCH_DRAIN_POLL_SECONDS": "60"}, {"poll_seconds": 60.0}),
+        ({"SITEWATCH_DRAIN_IDLE_SECONDS": "0"}, {"idle_seconds": 0.0}),
+        ({"SITEWATCH_DRAIN_IDLE_SECONDS": "90"}, {"idle_seconds": 90.0}),
         ({"SITEWATCH_DRAIN_MAX_SECONDS": "1"}, {"max_seconds": 1.0}),
         ({"SITEWATCH_DRAIN_MAX_SECONDS": "86400"}, {"max_seconds": 86_400.0}),
         ({"SITEWATCH_SENSOR_LOOK_SECONDS": "5"}, {"look_seconds": 5.0}),
@@ -51,6 +53,7 @@ BAD = [
     ("SITEWATCH_DRAIN_POLL_SECONDS", "nan", "a number of seconds from 0.1 to 60 (default 2)"),
     ("SITEWATCH_DRAIN_MAX_SECONDS", "-5", "a number of seconds from 1 to 86400 (default 300)"),
     ("SITEWATCH_DRAIN_MAX_SECONDS", "inf", "a number of seconds from 1 to 86400 (default 300)"),
+    ("SITEWATCH_DRAIN_IDLE_SECONDS", "-1", "a number of seconds from 0 to 86400 (default 30)"),
     ("SITEWATCH_SENSOR_LOOK_SECONDS", "2", "a number of seconds from 5 to 3600 (default 120)"),
     ("SITEWATCH_SENSOR_LOOK_SECONDS", "3601", "a number of seconds from 5 to 3600 (default 120)"),
 ]

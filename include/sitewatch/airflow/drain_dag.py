@@ -61,6 +61,7 @@ def drain() -> dict:
             batch_size=settings.batch_size,
             poll_timeout=settings.poll_seconds,
             max_seconds=settings.max_seconds,
+            idle_seconds=settings.idle_seconds,
             on_stored=recoveries,
         )
         return asdict(result)

@@ -91,10 +91,12 @@ def drain(
     batch_size: int = DrainSettings.batch_size,
     poll_timeout: float = DrainSettings.poll_seconds,
     max_seconds: float = DrainSettings.max_seconds,
+    idle_seconds: float = 0.0,
     retention_days: int | None = None,
     on_stored: OnStored | None = None,
 ) -> DrainResult:
-    """Consume until the topic is caught up (an empty poll) or ``max_seconds`` passed.
+    """Consume until no message came for ``idle_seconds`` (0: the first empty poll, the topic is
+    caught up) or ``max_seconds`` passed.
 
     consumer: a subscribed ``confluent_kafka.Consumer`` with auto-commit off.
     conn: a psycopg connection to the results database.
@@ -121,13 +123,17 @@ def drain(
     result = DrainResult()
     deadline = time.monotonic() + max_seconds
     errors = getattr(consumer, "errors", None)
+    last_message = time.monotonic()
     while time.monotonic() < deadline:
         messages = consumer.consume(batch_size, poll_timeout)
         if not messages:
             why = errors.explain(recognised_only=True) if errors is not None else ""
             if why:
                 raise ConsumeError(f"reading from Kafka failed: {why}")
-            break
+            if time.monotonic() - last_message >= idle_seconds:
+                break
+            continue
+        last_message = time.monotonic()
         if errors is not None:
             errors.clear()  # what failed before this batch arrived is over
         rejected: list[Rejected] = []

@@ -18,6 +18,7 @@ from sitewatch.errors import SettingError
 BATCH_SIZE_VAR = "SITEWATCH_DRAIN_BATCH_SIZE"
 POLL_SECONDS_VAR = "SITEWATCH_DRAIN_POLL_SECONDS"
 MAX_SECONDS_VAR = "SITEWATCH_DRAIN_MAX_SECONDS"
+IDLE_SECONDS_VAR = "SITEWATCH_DRAIN_IDLE_SECONDS"
 LOOK_SECONDS_VAR = "SITEWATCH_SENSOR_LOOK_SECONDS"
 
 # A batch is held in memory and stored in one transaction: 100 000 typical (~1 KiB) observations
@@ -40,6 +41,12 @@ class DrainSettings:
     run as caught up (``SITEWATCH_DRAIN_POLL_SECONDS``).
     max_seconds: a drain task stops starting new batches after this long, so that a run ends
     and the next one begins, even under a constant stream (``SITEWATCH_DRAIN_MAX_SECONDS``).
+    idle_seconds: a drain task ends once no message came for this long
+    (``SITEWATCH_DRAIN_IDLE_SECONDS``; 0: at the first empty read). Checks arrive in bursts (the
+    scheduler starts runs in batches), and a drain that ended between two bursts would leave the
+    next ones waiting for a whole new cycle of the DAG (three tasks to schedule), which under load
+    takes minutes: measured at 600 checks a minute, each run stored one burst and the drain fell
+    minutes behind.
     look_seconds: how long one look of the sensor (one subprocess) waits for an undrained message
     before the next look starts (``SITEWATCH_SENSOR_LOOK_SECONDS``); a message ends a look at
     once, so this is a CPU-for-freshness trade-off (new partitions are seen from the next look),
@@ -49,6 +56,7 @@ class DrainSettings:
     batch_size: int = 5000
     poll_seconds: float = 2.0
     max_seconds: float = 300.0
+    idle_seconds: float = 30.0
     look_seconds: float = 120.0
 
     @classmethod
@@ -64,6 +72,9 @@ class DrainSettings:
                 environ, POLL_SECONDS_VAR, cls.poll_seconds, 0.1, MAX_POLL_SECONDS
             ),
             max_seconds=_seconds(environ, MAX_SECONDS_VAR, cls.max_seconds, 1.0, MAX_RUN_SECONDS),
+            idle_seconds=_seconds(
+                environ, IDLE_SECONDS_VAR, cls.idle_seconds, 0.0, MAX_RUN_SECONDS
+            ),
             look_seconds=_seconds(
                 environ, LOOK_SECONDS_VAR, cls.look_seconds, MIN_LOOK_SECONDS, MAX_LOOK_SECONDS
             ),
