@@ -1,0 +1,204 @@
+"""Hostile sites beside healthy ones in one triggerer: the healthy checks do not wait for them.
+
+A probe in the triggerer holds a thread of the trigger pool (``SITEWATCH_PROBE_THREADS``) for its
+whole attempt, so a site that drips or stays silent holds one for its full timeout. 200 healthy
+sites are checked every minute, first alone, then beside 50 hostile ones from ``hostile.py``'s
+catalogue (10 s timeout, no retries).
+
+Had the hostile probes starved the pool, a healthy probe would have queued behind them, and had
+one blocked the triggerer's event loop, every trigger would have stalled with it; either costs up
+to the hostile timeout. So no healthy probe may wait that long between its trigger starting (the
+triggerer's "trigger … starting" line) and the probe starting (``checked_at``), Airflow's
+watchdog may never see the loop blocked that long, and every check due in either window must be
+stored, the healthy ones up, the hostile ones down with the error the catalogue names. The whole
+lag, ``checked_at − scheduled_at``, also carries the scheduler's delay, which follows the
+machine's load: its distributions are recorded, not asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sitewatch.config.offset import auto_offset
+from tests.faults import hostile
+from tests.faults.stack import (  # noqa: F401
+    Stack,
+    private_airflow,
+    private_stack,
+    record,
+    site_server,
+)
+
+HEALTHY = 200
+HOSTILE = 50
+TIMEOUT = timedelta(seconds=10)
+MINUTE = timedelta(minutes=1)
+# Every site's offset comes round once in a window, half of them twice (300 healthy checks): each
+# second of the minute is measured, and the test stays near 4 minutes.
+WINDOW = timedelta(seconds=90)
+DRIP_OR_SILENT = ("drip_body", "drip_headers", "never_answers", "tls_silent")
+SETTINGS = "defaults:\n  schedule: 1m\n  timeout: 10s\n  retries: 0\nsites:\n"
+BLOCKED = re.compile(r"async thread was blocked for ([0-9.]+) seconds")
+DEADLOCKED = "event loop appears deadlocked"
+
+
+def sites_yaml(urls: dict[str, str]) -> str:
+    return SETTINGS + "".join(f"  - name: {n}\n    url: {u}\n" for n, u in urls.items())
+
+
+def settle(stack: Stack, dag_like: str, count: int, timeout: float = 300) -> datetime:
+    """Wait until each of the ``count`` matching DAGs has finished a run; return that moment.
+
+    A site added to the file is due at once (its latest tick), so the sites just added start in
+    one burst; from here on each runs at its own offset in the minute.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        done = {t["dag_id"] for t in stack.tries(dag_like) if t["state"] in ("success", "failed")}
+        if len(done) >= count:
+            return datetime.now(UTC)
+        assert time.monotonic() < deadline, f"{len(done)} of {count} {dag_like} finished a run"
+        time.sleep(2)
+
+
+def sleep_until(moment: datetime) -> None:
+    time.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
+
+
+def due(names: list[str], start: datetime) -> set[tuple]:
+    """(site, scheduled_at, 1) of every check due in ``[start, start + WINDOW)``: whole minutes
+    plus each site's automatic offset."""
+    keys = set()
+    for name in names:
+        offset = auto_offset(name, MINUTE)
+        at = (start - offset).replace(second=0, microsecond=0) + offset
+        at += MINUTE if at < start else timedelta(0)
+        while at < start + WINDOW:
+            keys.add((name, at, 1))
+            at += MINUTE
+    return keys
+
+
+def checks(stack: Stack, prefix: str) -> dict[tuple, tuple]:
+    """First attempts of the test's sites by key: (checked_at, up, error, error_detail)."""
+    with stack.results() as db:
+        rows = db.execute(
+            "SELECT site, scheduled_at, attempt, checked_at, up, error, error_detail"
+            " FROM site_checks WHERE site LIKE %s AND attempt = 1",
+            (f"{prefix}-%",),
+        ).fetchall()
+    return {row[:3]: row[3:] for row in rows}
+
+
+def trigger_started(stack: Stack, dag_id: str, run_id: str, timeout: float = 60) -> datetime:
+    """When the triggerer started the run's first try: its "trigger … starting" line, in the log
+    the triggerer writes out once the trigger is done (``attempt=1.log.trigger.<job>.log``)."""
+    folder = stack.state / "airflow" / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+    deadline = time.monotonic() + timeout
+    while True:
+        for path in (folder / "task_id=probe").glob("attempt=1.log.trigger.*.log"):
+            for line in path.read_text(errors="replace").splitlines():
+                entry = json.loads(line) if line.endswith("}") else {}  # not one being written
+                event = entry.get("event", "")
+                if event.startswith("trigger ") and event.endswith(" starting"):
+                    return datetime.fromisoformat(entry["timestamp"])
+        assert time.monotonic() < deadline, f"no trigger log for {dag_id} {run_id}"
+        time.sleep(1)
+
+
+def figures(seconds: list[float]) -> dict:
+    return {
+        "checks": len(seconds),
+        "p50_s": round(statistics.median(seconds), 2),
+        "p95_s": round(statistics.quantiles(seconds, n=20, method="inclusive")[18], 2),
+        "max_s": round(max(seconds), 2),
+    }
+
+
+@pytest.mark.timeout(900)  # about 4 minutes, plus the private stack's start when it runs first
+def test_hostile_sites_do_not_delay_healthy_ones_in_the_triggerer(
+    private_airflow: Stack,  # noqa: F811
+    site_server,  # noqa: F811
+):
+    stack, prefix = private_airflow, f"hx{uuid.uuid4().hex[:4]}"
+    healthy = {f"{prefix}-ok-{i:03d}": site_server.url for i in range(HEALTHY)}
+    catalogue = [t for t in hostile.TARGETS if t.name in DRIP_OR_SILENT]
+    targets = {f"{prefix}-bad-{i:02d}": catalogue[i % len(catalogue)] for i in range(HOSTILE)}
+    servers = {name: hostile.HostileServer(t.behaviour) for name, t in targets.items()}
+    bad = {name: hostile.url_of(t, servers[name]) for name, t in targets.items()}
+    previous = (stack.state / "sites.yaml").read_text()
+    triggerer_log = stack.state / "airflow" / "triggerer.log"
+    log_from = triggerer_log.stat().st_size
+    try:
+        stack.set_sites(sites_yaml(healthy))
+        alone = settle(stack, f"site_{prefix}-ok-%", HEALTHY)
+        sleep_until(alone + WINDOW)
+        stack.set_sites(sites_yaml({**healthy, **bad}))
+        beside = settle(stack, f"site_{prefix}-bad-%", HOSTILE)
+        sleep_until(beside + WINDOW)
+        windows = {"alone": due(list(healthy), alone), "beside_hostile": due(list(healthy), beside)}
+        due_hostile = due(list(bad), beside)
+        stack.wait_stored(f"{prefix}-%", windows["alone"] | windows["beside_hostile"] | due_hostile)
+        runs = {
+            (t["dag_id"].removeprefix("site_"), t["logical_date"]): (t["dag_id"], t["run_id"])
+            for t in stack.tries(f"site_{prefix}-ok-%")
+        }
+        started = {k: trigger_started(stack, *runs[k[:2]]) for w in windows.values() for k in w}
+    finally:
+        stack.set_sites(previous)
+        for server in servers.values():
+            server.stop()
+    with triggerer_log.open("rb") as log:
+        log.seek(log_from)
+        loop_log = log.read().decode(errors="replace")
+
+    found = checks(stack, prefix)
+    lag = {w: [(found[k][0] - k[1]).total_seconds() for k in keys] for w, keys in windows.items()}
+    wait = {
+        w: [(found[k][0] - started[k]).total_seconds() for k in keys] for w, keys in windows.items()
+    }
+    blocked = max((float(s) for s in BLOCKED.findall(loop_log)), default=0.0)
+    # a hostile probe holds its thread from its start until its timeout
+    spans = [(found[k][0], found[k][0] + TIMEOUT) for k in due_hostile]
+    started_beside = sum(
+        any(s <= found[k][0] < e for s, e in spans) for k in windows["beside_hostile"]
+    )
+    errors = Counter((found[k][2], targets[k[0]].name) for k in due_hostile)
+
+    for k in windows["alone"] | windows["beside_hostile"]:
+        assert found[k][1], f"{k[0]} was down at {k[1]}: {found[k][2:]}"
+    for k in due_hostile:
+        _, up, error, detail = found[k]
+        target = targets[k[0]]
+        assert (up, error) == (False, target.kind), (target.name, found[k])
+        assert target.detail in detail, (target.name, detail)
+    # the hostile probes were in flight while the healthy ones started, not at other moments
+    assert started_beside > len(windows["beside_hostile"]) // 2, started_beside
+    for window, seconds in wait.items():
+        assert max(seconds) < TIMEOUT.total_seconds(), (window, figures(seconds))
+    assert blocked < TIMEOUT.total_seconds() and DEADLOCKED not in loop_log, blocked
+    record(
+        "hostile_in_triggerer",
+        {
+            "healthy_sites": HEALTHY,
+            "hostile_sites": {t.name: sum(x is t for x in targets.values()) for t in catalogue},
+            "hostile_timeout_s": TIMEOUT.total_seconds(),
+            "window_s": WINDOW.total_seconds(),
+            "healthy_lag": {w: figures(seconds) for w, seconds in lag.items()},
+            "healthy_pool_wait": {w: figures(seconds) for w, seconds in wait.items()},
+            "loop_blocked_max_s": blocked,
+            "healthy_checks_started_beside_a_hostile_probe": started_beside,
+            "hostile_probes_in_flight_max": max(
+                sum(s <= start < e for s, e in spans) for start, _ in spans
+            ),
+            "hostile_checks": {f"{error} ({name})": n for (error, name), n in errors.items()},
+        },
+    )
