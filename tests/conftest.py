@@ -9,6 +9,9 @@ import uuid
 
 import pytest
 
+# the webhook fixture ``receiver`` (a module may still define a ``receiver`` of its own)
+pytest_plugins = ["tests.receivers"]
+
 
 @pytest.fixture
 def new_topic():

@@ -13,6 +13,8 @@ import json
 import socketserver
 import threading
 
+import pytest
+
 
 class _WebhookHandler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 (http.server's naming)
@@ -128,3 +130,13 @@ class SmtpReceiver:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+@pytest.fixture
+def receiver(monkeypatch):
+    """A WebhookReceiver that Airflow connection ``ops_webhook`` (the tests' notify target) points
+    at."""
+    server = WebhookReceiver()
+    monkeypatch.setenv("AIRFLOW_CONN_OPS_WEBHOOK", server.conn())
+    yield server
+    server.close()

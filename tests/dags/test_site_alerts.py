@@ -14,20 +14,11 @@ from sitewatch.airflow.drain_dag import drain_dag
 from sitewatch.airflow.factory import site_dag
 from sitewatch.config.loader import load_sites
 from sitewatch.storage.schema import migrate
-from tests.receivers import WebhookReceiver
 
 DEAD_KAFKA = {
     "conn_type": "kafka",
     "extra": {"bootstrap.servers": "127.0.0.1:9", "message.timeout.ms": 2000, "log_level": 0},
 }
-
-
-@pytest.fixture
-def receiver(monkeypatch):
-    server = WebhookReceiver()
-    monkeypatch.setenv("AIRFLOW_CONN_OPS_WEBHOOK", server.conn())
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from sitewatch.pipeline.drain import drain
 from sitewatch.storage.checks import observation_rows
 from sitewatch.storage.schema import migrate
 from tests.integration.test_drain import committed, execute, long_url, produce, run_drain
-from tests.receivers import WebhookReceiver
 
 T0 = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
 SITES = """\
@@ -75,14 +74,6 @@ def replay(topic: str, conn, **kwargs):
 def state(conn, site: str) -> tuple | None:
     found = alert_store.load(conn, site)
     return None if found is None else (found.state, found.pipeline_since is not None)
-
-
-@pytest.fixture
-def receiver(monkeypatch):
-    server = WebhookReceiver()
-    monkeypatch.setenv("AIRFLOW_CONN_OPS_WEBHOOK", server.conn())
-    yield server
-    server.close()
 
 
 @pytest.fixture
