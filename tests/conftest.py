@@ -43,7 +43,9 @@ def new_topic():
 class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 (http.server's naming)
         self.server.seen_headers.append(dict(self.headers))
-        status, body = self.server.reply
+        agent = self.headers.get("User-Agent", "")
+        by_agent = [r for part, r in self.server.reply_by_agent.items() if part in agent]
+        status, body = by_agent[0] if by_agent else self.server.reply
         data = body.encode()
         self.send_response(status)
         self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -57,9 +59,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def web():
-    """A local HTTP server: set ``web.reply = (status, body)``; ``web.url`` is its URL."""
+    """A local HTTP server: set ``web.reply = (status, body)``; ``web.url`` is its URL.
+    ``web.reply_by_agent[text] = (status, body)`` answers so a request whose User-Agent contains
+    ``text`` (a location: the probe names its location there)."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.reply = (200, "<html>ok</html>")
+    server.reply_by_agent = {}
     server.seen_headers = []  # request headers, one dict per request
     server.url = f"http://127.0.0.1:{server.server_port}/"
     thread = threading.Thread(target=server.serve_forever, daemon=True)

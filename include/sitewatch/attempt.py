@@ -14,6 +14,7 @@ from datetime import datetime
 
 from sitewatch.config.secrets import NO_SECRETS, Secrets
 from sitewatch.errors import SiteDown
+from sitewatch.names import LOCAL_LOCATION
 from sitewatch.observation import Observation
 from sitewatch.probe.http import probe
 
@@ -28,22 +29,25 @@ def check_site(
     final: bool,
     deliver: Callable[[Observation], None],
     secrets: Secrets = NO_SECRETS,
+    location: str = LOCAL_LOCATION,
 ) -> Observation:
     """Probe ``site``, publish the observation, and raise SiteDown when the site is down.
 
     scheduled_at: the run's scheduled (logical) time, UTC. attempt: the try number, from 1.
-    final: no retry remains after this attempt. deliver: publishes the observation and returns
-    once Kafka confirmed it (``sitewatch.pipeline.publish``: ``publish`` with a task's own producer,
+    final: no retry remains after this attempt if it fails (an up attempt is final whatever this
+    says). deliver: publishes the observation and returns once Kafka confirmed it
+    (``sitewatch.pipeline.publish``: ``publish`` with a task's own producer,
     ``SharedPublisher.publish`` in a process that checks many sites at once).
     secrets: what ``expand_headers`` substituted into ``site``'s headers; the probe keeps those
     headers from other origins and masks the values in the observation before it is published.
+    location: where this attempt runs (``sitewatch.names.location_queue``), recorded and sent.
     Raises DeliveryError when Kafka did not confirm the observation, SiteDown when it did and the
     site failed its assertions. Returns the observation when the site is up.
     """
-    observation = probe(site, secrets=secrets)
+    observation = probe(site, secrets=secrets, location=location)
     observation.scheduled_at = scheduled_at
     observation.attempt = attempt
-    observation.final = final
+    observation.final = final or observation.up  # an up attempt ends the run: nothing follows
     return record(observation, deliver)
 
 
@@ -53,13 +57,14 @@ def record(observation: Observation, deliver: Callable[[Observation], None]) -> 
     (the triggerer probes; a down attempt is published and failed on a worker)."""
     deliver(observation)
     log.info(
-        "site=%s attempt=%s final=%s up=%s status=%s response_ms=%s error=%s detail=%s",
+        "site=%s attempt=%s final=%s up=%s status=%s response_ms=%s location=%s error=%s detail=%s",
         observation.site,
         observation.attempt,
         observation.final,
         observation.up,
         observation.status_code,
         _ms(observation.response_time_ms),
+        observation.location,
         observation.error,
         observation.error_detail,
     )

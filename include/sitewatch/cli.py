@@ -1,4 +1,5 @@
-"""The ``sitewatch`` command: ``validate`` a sites file, or ``probe`` a URL or a site now.
+"""The ``sitewatch`` command: ``validate`` a sites file, ``probe`` a URL or a site now, or list the
+``locations`` a sites file checks from (with the queue each one's workers must listen on).
 
 Exit codes: 0 success (file valid / site up), 1 failure (issues found / site down), 2 usage or
 configuration error. Nothing given on the command line makes it print a traceback: every bad
@@ -22,6 +23,8 @@ from sitewatch.config.loader import default_sites_path, load_sites, site_for_url
 from sitewatch.config.secrets import expand_headers
 from sitewatch.config.site import Site
 from sitewatch.errors import ConfigError
+from sitewatch.names import DEFAULT_QUEUE, LOCAL_LOCATION, location_queue
+from sitewatch.observation import LOCATION_NAME
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _SITES_FILE_HELP = "sites file (default: $SITEWATCH_SITES_FILE or include/sites.yaml)"
@@ -46,6 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("file", nargs="?", help=_SITES_FILE_HELP)
     validate.set_defaults(run=_validate)
 
+    locations = commands.add_parser(
+        "locations",
+        help="print each location the sites file checks from and its queue",
+        description="One line per location of an enabled, valid site ('local' always), tab"
+        " separated: location, then the queue its Celery workers listen on.",
+    )
+    locations.add_argument("file", nargs="?", help=_SITES_FILE_HELP)
+    locations.set_defaults(run=_locations)
+
     probe = commands.add_parser(
         "probe",
         help="probe one URL or configured site now and print what was seen",
@@ -69,6 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     configured = probe.add_argument_group("probing a configured site, exactly as its DAG does")
     configured.add_argument("--site", metavar="NAME", help="the site of this name")
     configured.add_argument("--sites-file", metavar="FILE", help=_SITES_FILE_HELP)
+    probe.add_argument(
+        "--location",
+        help="name this location in the User-Agent and the observation (default: local)",
+    )
     probe.set_defaults(run=_probe, usage_error=probe.error)
     return parser
 
@@ -91,6 +107,19 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _locations(args: argparse.Namespace) -> int:
+    path = Path(args.file) if args.file else _relative(default_sites_path())
+    result = load_sites(path)
+    used = {LOCAL_LOCATION} | {
+        loc for site in result.sites if site.enabled for loc in site.locations
+    }
+    for location in sorted(used):
+        print(f"{location}\t{location_queue(location) or DEFAULT_QUEUE}")
+    if result.issues:
+        print(f"{path}: {len(result.issues)} problem(s); run: sitewatch validate", file=sys.stderr)
+    return EXIT_OK
+
+
 def _probe(args: argparse.Namespace) -> int:
     site = _configured_site(args) if args.site is not None else _adhoc_site(args)
     if site is None:
@@ -102,7 +131,9 @@ def _probe(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     from sitewatch.probe.http import probe  # lazy: pulls in requests and the transport
 
-    observation = probe(site, secrets=secrets)
+    if args.location is not None and not LOCATION_NAME.fullmatch(args.location):
+        args.usage_error(f"--location {args.location!r}: use at most 31 of a-z, 0-9, '_', '-'")
+    observation = probe(site, secrets=secrets, location=args.location or LOCAL_LOCATION)
     for f in dataclasses.fields(observation):
         value = getattr(observation, f.name)
         if value is not None:

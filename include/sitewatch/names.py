@@ -22,7 +22,7 @@ keeps working alone; docs/docker.md ("Database roles") shows the split."""
 POSTGRES_DRAIN_CONN_ID = "sitewatch_postgres_drain"
 """The drain's connection (role ``DRAIN_ROLE``); ``POSTGRES_CONN_ID`` when undefined."""
 POSTGRES_ALERTING_CONN_ID = "sitewatch_postgres_alerting"
-"""Alerting's connection, for the alert callbacks and the drain's UP verdict (role
+"""Alerting's connection, for the alert callbacks and the drain's verdicts (role
 ``ALERTING_ROLE``); ``POSTGRES_CONN_ID`` when undefined."""
 POSTGRES_READER_CONN_ID = "sitewatch_postgres_reader"
 """The Sites page's connection (role ``READER_ROLE``); ``POSTGRES_CONN_ID`` when undefined."""
@@ -30,9 +30,10 @@ POSTGRES_READER_CONN_ID = "sitewatch_postgres_reader"
 DRAIN_ROLE = "sitewatch_drain"
 """PostgreSQL role that may add checks, rejected messages and day partitions, nothing else."""
 ALERTING_ROLE = "sitewatch_alerting"
-"""PostgreSQL role that may read and write ``site_alert_state``, nothing else."""
+"""PostgreSQL role that may read and write ``site_alert_state``, read ``site_checks`` and add
+``site_verdicts`` (the drain's verdicts across locations), nothing else."""
 READER_ROLE = "sitewatch_reader"
-"""PostgreSQL role that may read what the Sites page shows, nothing else."""
+"""PostgreSQL role that may read what the Sites page shows (verdicts too), nothing else."""
 
 TOPIC_ENV = "SITEWATCH_TOPIC"
 DEFAULT_TOPIC = "sitewatch.checks"
@@ -44,6 +45,13 @@ SENSOR_GROUP = "sitewatch-drain-sensor"
 
 SITE_DAG_PREFIX = "site_"
 PROBE_TASK_ID = "probe"
+"""The probe task of a site checked from one location; with several, ``probe.<location>``."""
+
+LOCAL_LOCATION = "local"
+"""The location of a site that names none: Airflow's default queue, where the triggerer probes."""
+LOCATION_QUEUE_PREFIX = "sitewatch-"
+DEFAULT_QUEUE = "default"
+"""Airflow's ``[operators] default_queue`` as shipped: where Celery workers of ``local`` listen."""
 DRAIN_DAG_ID = "sitewatch_drain"
 MAINTENANCE_DAG_ID = "sitewatch_maintenance"
 DAG_TAG = "sitewatch"
@@ -69,3 +77,14 @@ def topic() -> str:
 def site_dag_id(site: str) -> str:
     """``site_<name>``: the DAG id of a site."""
     return SITE_DAG_PREFIX + site
+
+
+def location_queue(location: str) -> str | None:
+    """The executor queue of a location's probes: None (the default queue) for ``local``,
+    ``sitewatch-<location>`` for any other. Celery workers of a location listen on it."""
+    return None if location == LOCAL_LOCATION else LOCATION_QUEUE_PREFIX + location
+
+
+def probe_task_id(location: str, locations: tuple[str, ...]) -> str:
+    """``probe`` for a site with one location, ``probe.<location>`` (task group ``probe``) else."""
+    return PROBE_TASK_ID if len(locations) == 1 else f"{PROBE_TASK_ID}.{location}"

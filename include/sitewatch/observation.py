@@ -10,6 +10,10 @@ column type) and whether it is required (on the wire, and NOT NULL in the table)
 those declarations; ``from_message``, the drain's fast decoder ``fast_row`` and
 ``sitewatch.storage.checks`` are derived from it. The SQL migrations state the table a second time
 and are frozen once released, so tests/integration/test_columns.py holds the two equal.
+
+A field added after v1 was released (``location``) carries a value for when it is absent from the
+message (``Column.absent``): messages of producers of the previous version stay valid while an
+upgrade is under way, and mean what they meant then.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 import msgspec
 
 from sitewatch.errors import MessageError
+from sitewatch.names import LOCAL_LOCATION
 
 VERSION = 1
 MAX_MESSAGE_BYTES = 256 * 1024  # an observation is ~1 KiB; anything this large is not one
@@ -155,6 +160,11 @@ class _Timestamp(Kind):
 SITE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 """The rule of a site's name (README, "User-facing contract"), for ``fullmatch``; the sites file
 (sitewatch.config) and the Sites page check names with it too."""
+LOCATION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,30}")
+"""The rule of a location's name (sites-file key ``locations``), for ``fullmatch``; the sites file
+(sitewatch.config) checks names with it too. Short, because it names a queue
+(``sitewatch.names.location_queue``) and a Celery worker as well, and is part of every stored
+row's key."""
 HTTP_URL = re.compile(r"(?ai)\Ahttps?://")
 """What an http(s) URL starts with, for ``match``/``search``; scheme in any case, as urlsplit
 takes it. ASCII-only case folding: with Unicode folding ``httpſ://`` would match."""
@@ -168,6 +178,12 @@ NAME = _Text(
     re.compile(rf"\A(?:{SITE_NAME.pattern})\Z"),
     "invalid name {}: use at most 63 of a-z, 0-9, '_', '-'; start with a letter or digit",
 )
+# Like NAME: a location is part of site_checks' key and of a Celery queue's name.
+LOCATION = _Text(
+    MAX_TEXT,
+    re.compile(rf"\A(?:{LOCATION_NAME.pattern})\Z"),
+    "invalid location {}: use at most 31 of a-z, 0-9, '_', '-'; start with a letter or digit",
+)
 # Stored URLs become links on the Sites page: a javascript: or data: URL must never get there.
 URL = _Text(MAX_TEXT, HTTP_URL, "not an http(s) URL: {}")
 BOOLEAN = Kind(bool, "boolean")
@@ -179,23 +195,35 @@ BIGINT = _Count("bigint", below=2**31)
 
 
 class Column(NamedTuple):
-    """One field's declaration: ``name``, its ``kind``, and whether it is ``required`` (present
-    and not null on the wire, NOT NULL in ``site_checks``)."""
+    """One field's declaration: ``name``, its ``kind``, whether it is ``required`` (not null on
+    the wire, NOT NULL in ``site_checks``), and its value when ``absent`` from a message (None:
+    a required field must then be present)."""
 
     name: str
     kind: Kind
     required: bool
+    absent: Any = None
 
 
-def column(kind: Kind, *, required: bool = True, default: Any = dataclasses.MISSING) -> Any:
+def column(
+    kind: Kind,
+    *,
+    required: bool = True,
+    default: Any = dataclasses.MISSING,
+    absent: Any = None,
+) -> Any:
     """Declare a field of ``Observation`` (a ``dataclasses.field`` carrying its kind).
 
     An optional field (``required=False``) defaults to None; a required one has no default
-    unless given one.
+    unless given one. ``absent``: what a message without the field means, for a required field
+    added after v1 (both decoders use it; an explicit null is still refused). ``default`` is the
+    record's own default, for code that builds one; ``absent`` belongs to the wire format and
+    stays what older producers meant even if ``default`` changes.
     """
     if not required and default is dataclasses.MISSING:
         default = None
-    return dataclasses.field(default=default, metadata={"kind": kind, "required": required})
+    metadata = {"kind": kind, "required": required, "absent": absent}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclass(slots=True)
@@ -203,8 +231,10 @@ class Observation:
     """What one attempt at one site saw. Times are UTC; durations are milliseconds.
 
     site: the site's name (``SITE_NAME``; also the Kafka key). url: the http(s) URL requested.
-    scheduled_at: the DAG run's logical time; with ``site`` and ``attempt`` it identifies the row.
-    attempt: Airflow's try number, from 1. final: no retry remains after this attempt.
+    scheduled_at: the DAG run's logical time; with ``site``, ``location`` and ``attempt`` it
+    identifies the row.
+    attempt: Airflow's try number, from 1. final: the run's last attempt: it was up, or no
+    retry remained after it (uptime and the rollups count final attempts).
     checked_at: when the request started. up: every assertion held.
     status_code: the last response's status, None when no response arrived.
     response_time_ms: request start to last body byte, monotonic clock.
@@ -214,6 +244,8 @@ class Observation:
     error: one of ``sitewatch.probe.http.ERROR_KINDS`` or None; error_detail: human-readable cause.
     final_url: the http(s) URL after redirects. body_bytes: body bytes read (up to the cap).
     tls_expires_at: the server certificate's notAfter, for https.
+    location: where the probe ran (``LOCATION_NAME``); ``local`` for a site that names none, and
+    for a message without it (producers before locations existed).
     """
 
     site: str = column(NAME)
@@ -237,6 +269,8 @@ class Observation:
     final_url: str | None = column(URL, required=False)
     body_bytes: int | None = column(BIGINT, required=False)
     tls_expires_at: datetime | None = column(TIMESTAMPTZ, required=False)
+    # Last, like its column (added to site_checks by migration 6).
+    location: str = column(LOCATION, default=LOCAL_LOCATION, absent=LOCAL_LOCATION)
 
     def to_message(self) -> bytes:
         """Encode as the v1 wire format (UTF-8 JSON, timestamps ISO 8601 UTC)."""
@@ -250,9 +284,10 @@ class Observation:
     def from_message(cls, data: bytes | None) -> Observation:
         """Decode and validate a v1 message: the strict decoder, which names what is wrong.
 
-        Raises MessageError naming the first problem: not UTF-8 JSON, wrong version, a missing or
-        unknown field, or (in ``COLUMNS`` order) a value of the wrong type or range. Trade-off:
-        about five times slower than ``fast_row``, which the drain tries first.
+        A field absent from the message takes its ``Column.absent`` value. Raises MessageError
+        naming the first problem: not UTF-8 JSON, wrong version, a missing or unknown field, or
+        (in ``COLUMNS`` order) a value of the wrong type or range. Trade-off: about five times
+        slower than ``fast_row``, which the drain tries first.
         """
         if data is None:
             raise MessageError("empty message (null value)")
@@ -272,8 +307,8 @@ class Observation:
             unknown = set(doc) - _ALLOWED
             raise MessageError(f"unknown fields: {', '.join(sorted(unknown))}")
         values = {}
-        for name, kind, required in COLUMNS:
-            value = doc.get(name)
+        for name, kind, required, absent in COLUMNS:
+            value = doc.get(name, absent)
             if value is not None:
                 value = kind.check(name, value)
             elif required:
@@ -285,7 +320,7 @@ class Observation:
 FIELDS = dataclasses.fields(Observation)
 # The declarations, in field order: the order of a site_checks row (see sitewatch.storage.checks).
 COLUMNS: tuple[Column, ...] = tuple(
-    Column(f.name, f.metadata["kind"], f.metadata["required"]) for f in FIELDS
+    Column(f.name, f.metadata["kind"], f.metadata["required"], f.metadata["absent"]) for f in FIELDS
 )
 _ALLOWED = frozenset({"v", *(c.name for c in COLUMNS)})
 
@@ -325,10 +360,16 @@ def fast_row(data: bytes) -> tuple | None:
 
 def _wire_decoder() -> msgspec.json.Decoder:
     """A decoder of the v1 message into a struct of each column's ``kind.wire`` (None allowed
-    when the column is not required), with ``v`` first and unknown fields rejected."""
+    when the column is not required; its ``absent`` value, checked like a sent one, when the
+    field is missing), with ``v`` first and unknown fields rejected."""
     fields: list = [("v", Literal[VERSION])]
-    for name, kind, required in COLUMNS:
-        fields.append((name, kind.wire) if required else (name, kind.wire | None, None))
+    for name, kind, required, absent in COLUMNS:
+        if not required:
+            fields.append((name, kind.wire | None, None))
+        elif absent is not None:
+            fields.append((name, kind.wire, absent))
+        else:
+            fields.append((name, kind.wire))
     wire = msgspec.defstruct("WireObservation", fields, kw_only=True, forbid_unknown_fields=True)
     return msgspec.json.Decoder(wire)
 
@@ -354,7 +395,7 @@ def _accept(ruled: tuple) -> bool:
 _WIRE = _wire_decoder()
 _TIMESTAMPS = tuple(i for i, c in enumerate(COLUMNS) if isinstance(c.kind, _Timestamp))
 _RULED_COLUMNS = [(i, c.kind.rule) for i, c in enumerate(COLUMNS) if getattr(c.kind, "rule", None)]
-_RULED = itemgetter(*(i for i, _ in _RULED_COLUMNS))  # a row's (site, url, final_url)
+_RULED = itemgetter(*(i for i, _ in _RULED_COLUMNS))  # a row's (site, url, final_url, location)
 _RULES = tuple(rule for _, rule in _RULED_COLUMNS)
 _ACCEPTED: set[tuple] = set()
 _ACCEPTED_MAX, _ACCEPTED_TEXT = 16_384, 600  # at most ~10 MB

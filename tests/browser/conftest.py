@@ -4,6 +4,12 @@ The session starts the whole stack with ``scripts/dev.sh run`` in a temporary st
 free ports, so it never touches the developer's stack (``make run``, ports 8080/15432/19092), and
 stops it with ``scripts/dev.sh stop`` at the end. The browser is Debian's ``/usr/bin/chromium``
 driven by Playwright (Playwright's own browser downloads are not used).
+
+The sites file also names ``MULTI_SITE``, checked from three locations with a quorum of two. The
+LocalExecutor runs every location's probe here, and the watched site refuses one location (by the
+User-Agent the probe sends), so each of its runs ends partial: the drain stores the checks and
+judges the verdict as it would across real places. ``several_locations`` adds an hour of older
+runs (a down one, a missing location, a retry) so that the page's run matrix has them to show.
 """
 
 from __future__ import annotations
@@ -17,11 +23,20 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 
+from sitewatch.alerting.quorum import DOWN, UP, decide_run
+from sitewatch.observation import Observation
+from sitewatch.probe.transport import user_agent
+from sitewatch.storage.checks import store_batch
+from sitewatch.storage.schema import SCHEMA_VERSION
+from sitewatch.storage.schema import version as schema_version
+from sitewatch.storage.verdicts import record_verdict
 from tests.conftest import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +56,12 @@ CHROMIUM_ARGS = [
 ]
 SITE = "local-web"
 SITE_TAG = "browser-test"
+MULTI_SITE = "global-web"
+LOCATIONS = ("eu-west", "us-east", "ap-south")
+QUORUM = 2
+REFUSED = "us-east"
+"""The location the watched site answers 503: one down location, one short of the quorum."""
+MULTI_RETRIES = 1
 
 
 @dataclass
@@ -77,6 +98,18 @@ class Airflow:
         assert done.returncode == 0, f"airflow {' '.join(args)}:\n{done.stdout}{done.stderr}"
         return done.stdout + done.stderr
 
+    def results(self) -> psycopg.Connection:
+        """A connection to this stack's results database as its owner (env.sh's libpq
+        variables, the ones psql uses), where the drain's create_tables made the tables."""
+        names = ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD")
+        command = 'source "$1/env.sh" && shift && for v in "$@"; do printf "%s\\n" "${!v}"; done'
+        done = subprocess.run(
+            ["bash", "-c", command, "env", str(self.state), *names],
+            env=self.env, capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+        host, port, user, dbname, password = done.stdout.splitlines()
+        return psycopg.connect(host=host, port=port, user=user, dbname=dbname, password=password)
+
 
 def wait_for(what: str, probe, timeout: float, every: float = 1.0):
     """Call ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
@@ -96,7 +129,8 @@ def wait_for(what: str, probe, timeout: float, every: float = 1.0):
 class _Hello(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 (http.server's naming)
         body = b"<html><body>hello from the watched site</body></html>"
-        self.send_response(200)
+        refused = self.headers.get("User-Agent") == user_agent(REFUSED)
+        self.send_response(503 if refused else 200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -136,6 +170,14 @@ def airflow(watched_site) -> Airflow:
         "    schedule: 1h\n"
         "    regex: hello\n"
         "    retries: 0\n"
+        f"    tags: [{SITE_TAG}]\n"
+        f"  - name: {MULTI_SITE}\n"
+        f"    url: {watched_site}\n"
+        "    schedule: 5m\n"
+        f"    locations: [{', '.join(LOCATIONS)}]\n"
+        f"    quorum: {QUORUM}\n"
+        f"    retries: {MULTI_RETRIES}\n"
+        "    retry_delay: 1s\n"
         f"    tags: [{SITE_TAG}]\n"
     )
     ui, pg, kafka, controller, worker_logs, trigger_logs = free_ports(6)
@@ -194,6 +236,59 @@ def dags_parsed(airflow):
     for dag_id in wanted:
         airflow.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
     return dags
+
+
+@pytest.fixture(scope="module")
+def several_locations(airflow, watched_site) -> list[datetime]:
+    """An hour of older runs of ``MULTI_SITE`` (every 5 minutes, the newest half an hour ago,
+    before any run of its DAG in this stack), stored as the drain stores them: each location's
+    attempts and each run's verdict by ``decide_run``. One run is down (two locations), one
+    partial, one misses ap-south, and in one eu-west needed its retry. Returns them, newest first.
+
+    The verdicts go in first: the drain's sweep decides runs that have checks and no verdict,
+    and must find none of these.
+    """
+    newest = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=30)
+    newest -= timedelta(minutes=newest.minute % 5)
+    runs = [newest - timedelta(minutes=5 * i) for i in range(12)]
+    down = {1: {"us-east", "ap-south"}, 8: {"us-east"}}
+    missing, retried = {4: "ap-south"}, {6: "eu-west"}
+    with airflow.results() as conn:
+        current = lambda: schema_version(conn) >= SCHEMA_VERSION  # noqa: E731
+        wait_for("the drain to create the tables", current, 180, every=2)
+        observations = []
+        for i, at in enumerate(runs):
+            seen = {}
+            for n, loc in enumerate(LOCATIONS):
+                if missing.get(i) == loc:
+                    continue
+                is_down = loc in down.get(i, ())
+                ms = 90.0 + 37 * ((i + 2 * n) % 5)
+                observations += _attempts(watched_site, at, loc, ms, is_down, retried.get(i) == loc)
+                seen[loc] = DOWN if is_down else UP
+            decision = decide_run(LOCATIONS, QUORUM, seen, deadline_passed=True)
+            record_verdict(conn, MULTI_SITE, at, decision.verdict.value, QUORUM, decision.locations)
+        store_batch(conn, observations)
+    return runs
+
+
+def _attempts(url: str, at: datetime, location: str, ms: float, down: bool, retried: bool):
+    """One location's attempts in one run: a timeout then a timeout (down), a timeout then an up
+    (retried), or one up attempt. ``final`` as the probe task sets it: up, or no retry remains."""
+
+    def attempt(n: int, up: bool) -> Observation:
+        return Observation(
+            site=MULTI_SITE, url=url, location=location, scheduled_at=at, attempt=n,
+            final=up or n > MULTI_RETRIES, up=up,
+            checked_at=at + timedelta(seconds=3 + 31 * (n - 1)),
+            status_code=200 if up else None, response_time_ms=ms if up else None,
+            error=None if up else "timeout",
+            error_detail=None if up else "no response within 10 s",
+        )  # fmt: skip
+
+    if down:
+        return [attempt(1, False), attempt(2, False)]
+    return [attempt(1, False), attempt(2, True)] if retried else [attempt(1, True)]
 
 
 # Module scope, not session: Playwright's sync API keeps an event loop running in the main

@@ -115,3 +115,25 @@ def test_header_secret_comes_from_the_environment_and_stays_out_of_logs(
     assert token not in logs  # ... and the secret is not in it
     (msg,) = read_topic(topic, 1)
     assert token.encode() not in msg.value()
+
+
+def test_each_location_probes_as_itself_and_publishes_its_own_observation(web, topic, make_dag):
+    web.reply_by_agent["(location west)"] = (503, "west is refused")
+    dag = make_dag(web.url, retries=0, locations=["east", "west"], quorum=2)
+    assert sorted(t.task_id for t in dag.tasks) == ["probe.east", "probe.west"]
+    assert {t.task_id: t.queue for t in dag.tasks} == {
+        "probe.east": "sitewatch-east",
+        "probe.west": "sitewatch-west",
+    }
+    run = dag.test()
+    assert run.state == "failed"  # a location's task fails; the site's verdict is the drain's
+
+    docs = sorted(
+        (json.loads(m.value()) for m in read_topic(topic, 2)), key=lambda d: d["location"]
+    )
+    assert [(d["location"], d["up"], d["status_code"]) for d in docs] == [
+        ("east", True, 200),
+        ("west", False, 503),
+    ]
+    agents = sorted(h["User-Agent"] for h in web.seen_headers)
+    assert agents[0].endswith("(location east)") and agents[1].endswith("(location west)")

@@ -99,10 +99,10 @@ def test_an_up_site_ends_in_the_triggerer_without_a_worker(
     (attempt,) = stack.tries(f"site_{name}")
     assert attempt["state"] == "success"
     assert hostnames(stack, f"site_{name}") in ([""], [None])
-    summary = f"site={name} attempt=1 final=False up=True status=200"
+    summary = f"site={name} attempt=1 final=True up=True status=200"
     assert summary in trigger_log(stack, attempt, summary)
     stack.wait_stored(name, {(name, attempt["logical_date"], 1)})
-    assert final_flags(stack, name) == [(1, False, True)]
+    assert final_flags(stack, name) == [(1, True, True)]  # an up attempt ends its run
 
 
 def test_a_down_site_retries_through_a_worker_and_fails_after_its_last_attempt(

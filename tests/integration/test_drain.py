@@ -1,6 +1,7 @@
 """The drain against the real broker and database: exactly once, whatever breaks in between."""
 
 import asyncio
+import dataclasses
 import json
 import random
 import string
@@ -105,6 +106,27 @@ def test_redelivered_observations_are_stored_once(setup):
     assert (result.messages, result.inserted, result.duplicates) == (1000, 500, 500)
     assert rows(conn) == expected_rows(obs)
     assert sum(committed(topic).values()) == 1000
+
+
+def test_each_location_is_a_row_and_a_message_without_one_is_local(setup):
+    """Producers of the previous version send no location; during an upgrade their messages
+    are stored as the local location's. Another location's checks of the same runs and attempts
+    are rows of their own, each stored once however often it is delivered."""
+    topic, conn = setup
+    checks = observations(6)
+    east = [dataclasses.replace(o, location="east") for o in checks]
+    before_locations = []
+    for o in checks:
+        doc = json.loads(o.to_message())
+        del doc["location"]
+        before_locations.append(json.dumps(doc).encode())
+    produce(topic, [*before_locations, *east, *east])
+    result = run_drain(topic, conn)
+    assert (result.messages, result.inserted, result.duplicates, result.rejected) == (18, 12, 6, 0)
+    with conn.cursor() as cur:
+        cur.execute("SELECT location, count(*) FROM site_checks GROUP BY 1 ORDER BY 1")
+        assert cur.fetchall() == [("east", 6), ("local", 6)]
+    conn.commit()
 
 
 def test_a_drain_with_idle_seconds_waits_out_a_gap_between_bursts(setup):

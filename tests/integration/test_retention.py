@@ -3,6 +3,7 @@ sitewatch.storage.retention) against a real PostgreSQL."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import UTC, date, datetime, timedelta, timezone
 
@@ -21,15 +22,26 @@ from sitewatch.storage.retention import (
     refresh_hourly,
 )
 from sitewatch.storage.schema import MIGRATIONS, SCHEMA_VERSION, migrate
+from sitewatch.storage.verdicts import record_verdict
 
 pytestmark = pytest.mark.services
 
 NOW = datetime(2026, 6, 10, 0, 0, tzinfo=UTC)  # midnight: day boundaries fall on the cutoff
 
 
-def check(at: datetime, site: str = "alpha", *, attempt=1, final=True, up=True, ms=100.0):
+def check(
+    at: datetime,
+    site: str = "alpha",
+    *,
+    attempt=1,
+    final=True,
+    up=True,
+    ms=100.0,
+    location="local",
+):
     return Observation(
         site=site,
+        location=location,
         url=f"https://{site}.example/",
         checked_at=at,
         up=up,
@@ -42,19 +54,24 @@ def check(at: datetime, site: str = "alpha", *, attempt=1, final=True, up=True, 
     )
 
 
-def varied_checks(seed: int, start: datetime, hours: int, sites: int = 4) -> list[Observation]:
-    """Checks every 10 minutes per site; some fail and are retried, some lack a response time."""
+def varied_checks(
+    seed: int, start: datetime, hours: int, sites: int = 4, locations=("local",)
+) -> list[Observation]:
+    """Checks every 10 minutes per site and location; some fail and are retried, some lack a
+    response time."""
     rng = random.Random(seed)
     checks = []
     for site in (f"site-{i}" for i in range(sites)):
         for step in range(hours * 6):
             at = start + timedelta(minutes=10 * step, seconds=rng.randrange(600))
-            tries = rng.choice((1, 1, 1, 2, 3))
-            for attempt in range(1, tries + 1):
-                final = attempt == tries
-                up = final and rng.random() < 0.8
-                ms = None if rng.random() < 0.15 else round(rng.uniform(5, 3000), 3)
-                checks.append(check(at, site, attempt=attempt, final=final, up=up, ms=ms))
+            for location in locations:
+                tries = rng.choice((1, 1, 1, 2, 3))
+                for attempt in range(1, tries + 1):
+                    final = attempt == tries
+                    up = final and rng.random() < 0.8
+                    ms = None if rng.random() < 0.15 else round(rng.uniform(5, 3000), 3)
+                    obs = check(at, site, attempt=attempt, final=final, up=up, ms=ms)
+                    checks.append(dataclasses.replace(obs, location=location))
     return checks
 
 
@@ -81,22 +98,32 @@ def name(day: date) -> str:
     return f"site_checks_p{day:%Y%m%d}"
 
 
-# The rollup's definition, straight from the raw rows.
+# The rollups' definitions, straight from the raw rows: per site, hour or day, and location.
 DIRECT_HOURLY = """
-    SELECT site, date_trunc('hour', scheduled_at, 'UTC') AS hour, count(*)::integer,
+    SELECT site, date_trunc('hour', scheduled_at, 'UTC') AS hour, location, count(*)::integer,
            (count(*) FILTER (WHERE up))::integer,
            percentile_cont(0.5) WITHIN GROUP (ORDER BY response_time_ms),
            percentile_cont(0.95) WITHIN GROUP (ORDER BY response_time_ms),
            max(response_time_ms)
-    FROM site_checks WHERE final GROUP BY 1, 2 ORDER BY 1, 2
+    FROM site_checks WHERE final GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
 """
-HOURLY = "SELECT site, hour, checks, ups, p50_ms, p95_ms, max_ms FROM site_checks_hourly"
+HOURLY = "SELECT site, hour, location, checks, ups, p50_ms, p95_ms, max_ms FROM site_checks_hourly"
 DIRECT_DAILY = """
+    SELECT site, (scheduled_at AT TIME ZONE 'UTC')::date, location, count(*)::integer,
+           (count(*) FILTER (WHERE up))::integer
+    FROM site_checks WHERE final GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+"""
+DAILY = "SELECT site, day, location, checks, ups FROM site_checks_daily ORDER BY 1, 2, 3"
+# The daily rollup per site (summed over locations), as schemas before migration 6 have it too.
+SITE_DAILY = """
+    SELECT site, day, sum(checks)::integer, sum(ups)::integer FROM site_checks_daily
+    GROUP BY 1, 2 ORDER BY 1, 2
+"""
+DIRECT_SITE_DAILY = """
     SELECT site, (scheduled_at AT TIME ZONE 'UTC')::date, count(*)::integer,
            (count(*) FILTER (WHERE up))::integer
     FROM site_checks WHERE final GROUP BY 1, 2 ORDER BY 1, 2
 """
-DAILY = "SELECT site, day, checks, ups FROM site_checks_daily ORDER BY 1, 2"
 
 
 @pytest.fixture
@@ -207,20 +234,21 @@ def test_partitions_not_named_by_sitewatch_are_left_alone(db):
 
 def test_hourly_rollup_equals_a_direct_aggregate_also_after_late_rows(db):
     start = NOW - timedelta(hours=40)
-    rows = varied_checks(1, start, hours=36)
+    rows = varied_checks(1, start, hours=36, locations=("local", "east"))
     random.Random(2).shuffle(rows)
     store_batch(db, rows[: len(rows) // 2])
     refresh_hourly(db, NOW)  # the first run rolls up everything
-    assert query(db, HOURLY + " ORDER BY 1, 2") == query(db, DIRECT_HOURLY)
+    assert query(db, HOURLY + " ORDER BY 1, 2, 3") == query(db, DIRECT_HOURLY)
     # the rest arrives late (within the 48 hours recomputed), some of it in hours already rolled up
     store_batch(db, rows[len(rows) // 2 :])
     written = refresh_hourly(db, NOW)
     direct = query(db, DIRECT_HOURLY)
-    assert query(db, HOURLY + " ORDER BY 1, 2") == direct
+    assert query(db, HOURLY + " ORDER BY 1, 2, 3") == direct
     assert written == len(direct)
     assert any(r.final and r.response_time_ms is None for r in rows)
     assert any(not r.final for r in rows)
-    assert sum(r[2] for r in direct) == sum(1 for r in rows if r.final)
+    assert sum(r[3] for r in direct) == sum(1 for r in rows if r.final)
+    assert {r[2] for r in direct} == {"local", "east"}
 
 
 def test_hourly_rollup_catches_up_after_a_pause_and_keeps_hours_before_it(db):
@@ -229,7 +257,7 @@ def test_hourly_rollup_catches_up_after_a_pause_and_keeps_hours_before_it(db):
     # maintenance paused for 9 days; rows kept arriving
     store_batch(db, varied_checks(4, NOW - timedelta(days=5), hours=3, sites=2))
     refresh_hourly(db, NOW)
-    assert query(db, HOURLY + " ORDER BY 1, 2") == query(db, DIRECT_HOURLY)
+    assert query(db, HOURLY + " ORDER BY 1, 2, 3") == query(db, DIRECT_HOURLY)
 
 
 def test_maintain_keeps_rollups_of_dropped_days_until_their_own_retention(db):
@@ -244,13 +272,13 @@ def test_maintain_keeps_rollups_of_dropped_days_until_their_own_retention(db):
     assert result.hourly_rows == len(hourly_before)
     assert result.pruned == 0  # 06-06 00:00 is exactly 4 days old: kept
     assert query(db, "SELECT count(*) FROM site_checks") == [(0,)]
-    assert query(db, HOURLY + " ORDER BY 1, 2") == hourly_before
+    assert query(db, HOURLY + " ORDER BY 1, 2, 3") == hourly_before
     assert query(db, DAILY) == daily_before
     later = maintain(db, NOW + timedelta(hours=13), settings)
     assert later.dropped == []
     hourly_left = [r for r in hourly_before if r[1] >= datetime(2026, 6, 6, 13, tzinfo=UTC)]
     assert later.pruned == len(hourly_before) - len(hourly_left)
-    assert query(db, HOURLY + " ORDER BY 1, 2") == hourly_left
+    assert query(db, HOURLY + " ORDER BY 1, 2, 3") == hourly_left
     assert query(db, DAILY) == daily_before  # 06-06 straddles the cutoff: its day stays
     assert prune_rollups(db, NOW + timedelta(days=1), 4) > 0
     assert {r[1] for r in query(db, DAILY)} == {date(2026, 6, 7)}
@@ -280,8 +308,11 @@ def test_invalid_settings_name_the_variable(value):
 
 # --- migration 4 on a populated table ------------------------------------------------------------
 
+# Every column but location (migration 6), so that it sums up the rows before and after it.
 CHECKSUM = """
-    SELECT count(*), md5(string_agg(t::text, '|' ORDER BY site, scheduled_at, attempt))
+    SELECT count(*),
+           md5(string_agg((to_jsonb(t) - 'location')::text, '|' ORDER BY site, scheduled_at,
+                          attempt))
     FROM site_checks t
 """
 # 23,040 rows over 10 days: 8 sites every 6 minutes, every 5th check failed and was retried,
@@ -316,18 +347,18 @@ def test_migration_4_moves_a_populated_table_without_losing_a_row(pg_conn):
         cur.execute(POPULATE)
     pg_conn.commit()
     before = query(pg_conn, CHECKSUM)
-    daily_before = query(pg_conn, DAILY)
+    daily_before = query(pg_conn, SITE_DAILY)
     days = query(
         pg_conn, "SELECT count(DISTINCT (scheduled_at AT TIME ZONE 'UTC')::date) FROM site_checks"
     )
     assert (before[0][0], days) == (23_040, [(10,)])
-    assert daily_before == query(pg_conn, DIRECT_DAILY)
+    assert daily_before == query(pg_conn, DIRECT_SITE_DAILY)
 
     assert migrate(pg_conn) == SCHEMA_VERSION
     relkind = "SELECT relkind FROM pg_class WHERE oid = 'site_checks'::regclass"
     assert query(pg_conn, relkind) == [("p",)]
     assert query(pg_conn, CHECKSUM) == before
-    assert query(pg_conn, DAILY) == daily_before  # not counted twice by the copy
+    assert query(pg_conn, SITE_DAILY) == daily_before  # not counted twice by the copy
     names = set(partitions(pg_conn))
     assert {name(date(2026, 3, 1) + timedelta(days=i)) for i in range(10)} <= names
     assert query(pg_conn, "SELECT to_regclass('site_checks_unpartitioned')") == [(None,)]
@@ -338,10 +369,143 @@ def test_migration_4_moves_a_populated_table_without_losing_a_row(pg_conn):
     assert store_batch(pg_conn, late) == StoreResult(0, 12, 0)
     assert query(pg_conn, DAILY) == query(pg_conn, DIRECT_DAILY)
     refresh_hourly(pg_conn, datetime(2026, 3, 11, tzinfo=UTC))
-    assert query(pg_conn, HOURLY + " ORDER BY 1, 2") == query(pg_conn, DIRECT_HOURLY)
+    assert query(pg_conn, HOURLY + " ORDER BY 1, 2, 3") == query(pg_conn, DIRECT_HOURLY)
+
+
+def at_version(conn, version: int) -> None:
+    """Build the schema as migrations 1 to ``version`` left it (a database of that release)."""
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE sitewatch_schema_version (version integer PRIMARY KEY, "
+                    "applied_at timestamptz NOT NULL DEFAULT now())")  # fmt: skip
+        for number in range(1, version + 1):
+            cur.execute(MIGRATIONS[number - 1])
+            cur.execute("INSERT INTO sitewatch_schema_version VALUES (%s)", (number,))
+    conn.commit()
+
+
+# The hourly rollup as maintenance before migration 6 wrote it: per site and hour.
+HOURLY_V5 = """
+    INSERT INTO site_checks_hourly (site, hour, checks, ups, p50_ms, p95_ms, max_ms)
+    SELECT site, date_trunc('hour', scheduled_at, 'UTC'), count(*), count(*) FILTER (WHERE up),
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY response_time_ms),
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY response_time_ms),
+           max(response_time_ms)
+    FROM site_checks WHERE final GROUP BY 1, 2
+"""
+PRIMARY_KEYS = """
+    SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint
+    WHERE contype = 'p' AND conrelid = ANY(
+        ARRAY['site_checks', 'site_checks_daily', 'site_checks_hourly']::regclass[])
+    ORDER BY 1
+"""
+
+
+def test_migration_6_makes_every_stored_row_local_and_keeps_the_rollups(pg_conn):
+    at_version(pg_conn, 5)
+    days = [date(2026, 3, 1) + timedelta(days=i) for i in range(10)]
+    with pg_conn.cursor() as cur:
+        cur.execute("SELECT site_checks_create_partitions(%s::date[])", (days,))
+        cur.execute(POPULATE)
+        cur.execute(HOURLY_V5)
+    pg_conn.commit()
+    before = query(pg_conn, CHECKSUM)
+    daily_before = query(pg_conn, "SELECT * FROM site_checks_daily ORDER BY 1, 2")
+    hourly_before = query(pg_conn, "SELECT * FROM site_checks_hourly ORDER BY 1, 2")
+    assert before[0][0] == 23_040 and daily_before == query(pg_conn, DIRECT_SITE_DAILY)
+
+    assert migrate(pg_conn) == SCHEMA_VERSION
+    assert query(pg_conn, CHECKSUM) == before
+    assert query(pg_conn, "SELECT location, count(*) FROM site_checks GROUP BY 1") == [
+        ("local", 23_040)
+    ]
+    assert query(pg_conn, DAILY) == [(s, d, "local", c, u) for s, d, c, u in daily_before]
+    assert query(pg_conn, HOURLY + " ORDER BY 1, 2, 3") == [
+        (s, h, "local", *figures) for s, h, *figures in hourly_before
+    ]
+    assert query(pg_conn, PRIMARY_KEYS) == [
+        ("site_checks", "site_checks_pkey", "PRIMARY KEY (site, scheduled_at, location, attempt)"),
+        ("site_checks_daily", "site_checks_daily_pkey", "PRIMARY KEY (site, day, location)"),
+        ("site_checks_hourly", "site_checks_hourly_pkey", "PRIMARY KEY (site, hour, location)"),
+    ]
+    # A second location's checks of the same runs are new rows; the rollups count them apart.
+    late = [
+        check(datetime(2026, 3, 10, 1, 2, 3, tzinfo=UTC), f"site-{i}", up=i % 2 == 0, location=loc)
+        for i in range(1, 4)
+        for loc in ("local", "east")
+    ]
+    assert store_batch(pg_conn, late + late[:2]) == StoreResult(6, 2, 0)
+    assert query(pg_conn, DAILY) == query(pg_conn, DIRECT_DAILY)
+    refresh_hourly(pg_conn, datetime(2026, 3, 11, tzinfo=UTC))
+    assert query(pg_conn, HOURLY + " ORDER BY 1, 2, 3") == query(pg_conn, DIRECT_HOURLY)
+    assert query(pg_conn, "SELECT count(*) FROM site_checks_hourly WHERE location = 'east'") == [
+        (3,)
+    ]
+
+
+def test_verdicts_are_pruned_on_the_rollup_retention(db):
+    cutoff = NOW - timedelta(days=4)
+    for at in (cutoff - timedelta(microseconds=1), cutoff, NOW):
+        assert record_verdict(db, "alpha", at, "partial", 2, {"east": "up", "west": "down"})
+    assert prune_rollups(db, NOW, 4) == 1
+    assert query(db, "SELECT scheduled_at FROM site_verdicts ORDER BY 1") == [(cutoff,), (NOW,)]
 
 
 def test_partition_day_reads_only_sitewatch_names():
     assert partition_day("site_checks_p20261128") == date(2026, 11, 28)
     for other in ("site_checks_p20260230", "site_checks_p2026112", "archive_2000", "site_checks"):
         assert partition_day(other) is None
+
+
+def test_migration_7_marks_up_attempts_final_and_recounts_the_kept_days(pg_conn):
+    at_version(pg_conn, 6)
+    days = [date(2026, 3, 1) + timedelta(days=i) for i in range(3)]
+    healthy = [  # as versions before 7 stored them: up on try 1 of 3, so not final
+        check(datetime(2026, 3, 1 + d, h, 0, 5, tzinfo=UTC), f"site-{s}", up=True, final=False)
+        for d in range(3)
+        for h in range(0, 24, 6)
+        for s in (1, 2)
+    ]
+    retried = [  # down on try 1, up on try 2 (also not final then), each once a day
+        check(datetime(2026, 3, 1 + d, 12, 30, tzinfo=UTC), "site-3", up=up, final=False, attempt=a)
+        for d in range(3)
+        for a, up in ((1, False), (2, True))
+    ]
+    with pg_conn.cursor() as cur:
+        cur.execute("SELECT site_checks_create_partitions(%s::date[])", (days,))
+        # a day whose raw rows were dropped long ago: its rollup has nothing to be recounted from
+        cur.execute(
+            "INSERT INTO site_checks_daily (site, day, location, checks, ups)"
+            " VALUES ('site-1', '2026-01-01', 'local', 100, 99)"
+        )
+    pg_conn.commit()
+    down = check(datetime(2026, 3, 3, 12, 0, tzinfo=UTC), "site-4", up=False)  # final
+    assert store_batch(pg_conn, [*healthy, *retried, down]) == StoreResult(31, 0, 0)
+    refresh_hourly(pg_conn, datetime(2026, 3, 4, tzinfo=UTC))
+    counted = "SELECT sum(checks) FROM site_checks_daily WHERE day > '2026-01-01'"
+    assert query(pg_conn, counted) == [(1,)]  # not one of the 27 up checks was counted
+    assert query(pg_conn, "SELECT max(hour) FROM site_checks_hourly") == [
+        (datetime(2026, 3, 3, 12, tzinfo=UTC),)
+    ]
+
+    assert migrate(pg_conn) == SCHEMA_VERSION
+    assert query(pg_conn, "SELECT count(*) FROM site_checks WHERE up AND NOT final") == [(0,)]
+    assert query(pg_conn, "SELECT count(*) FROM site_checks WHERE final") == [(28,)]
+    assert query(pg_conn, DAILY) == [
+        ("site-1", date(2026, 1, 1), "local", 100, 99),
+        *query(pg_conn, DIRECT_DAILY),
+    ]
+    # the hours maintenance had rolled up are recounted; the later ones are left to it
+    rolled_up = [row for row in query(pg_conn, DIRECT_HOURLY) if row[1] <= down.scheduled_at]
+    assert query(pg_conn, HOURLY + " ORDER BY 1, 2, 3") == rolled_up
+    refresh_hourly(pg_conn, datetime(2026, 3, 4, tzinfo=UTC))
+    assert query(pg_conn, HOURLY + " ORDER BY 1, 2, 3") == query(pg_conn, DIRECT_HOURLY)
+    per_site = (
+        "SELECT site, sum(checks), sum(ups) FROM site_checks_daily"
+        " WHERE day > '2026-01-01' GROUP BY 1 ORDER BY 1"
+    )
+    assert query(pg_conn, per_site) == [
+        ("site-1", 12, 12),
+        ("site-2", 12, 12),
+        ("site-3", 3, 3),
+        ("site-4", 1, 0),
+    ]

@@ -25,6 +25,12 @@ from sitewatch.names import ALERTING_ROLE, DRAIN_ROLE, READER_ROLE
 from sitewatch.observation import Observation
 from sitewatch.storage.checks import Rejected, store_batch
 from sitewatch.storage.schema import migrate
+from sitewatch.storage.verdicts import (
+    latest_verdicts,
+    location_outcomes,
+    record_verdict,
+    undecided_runs,
+)
 
 OWNER_ROLE = "sitewatch_owner"  # docker/postgres/sitewatch-roles.psql
 AIRFLOW_ROLE = "sitewatch_airflow"
@@ -58,9 +64,10 @@ def refused(conn: psycopg.Connection, statement: str, params=()) -> bool:
     return False
 
 
-def observation(site: str, scheduled_at: datetime) -> Observation:
+def observation(site: str, scheduled_at: datetime, location: str = "local") -> Observation:
     return Observation(
         site=site,
+        location=location,
         url="https://example.com/",
         checked_at=scheduled_at,
         up=True,
@@ -108,6 +115,7 @@ def test_the_sites_page_role_reads_but_cannot_write_or_change_anything(pg_dsn, o
         assert reader.execute("SELECT count(*) FROM site_checks").fetchone() == (0,)
         assert reader.execute("SELECT count(*) FROM site_checks_daily").fetchone() == (0,)
         assert reader.execute("SELECT count(*) FROM site_alert_state").fetchone() == (0,)
+        assert reader.execute("SELECT count(*) FROM site_verdicts").fetchone() == (0,)
         now = datetime.now(UTC)
         assert refused(
             reader,
@@ -117,6 +125,11 @@ def test_the_sites_page_role_reads_but_cannot_write_or_change_anything(pg_dsn, o
         )
         assert refused(reader, "UPDATE site_alert_state SET state = 'up'")
         assert refused(reader, "DELETE FROM site_checks_daily")
+        assert refused(
+            reader,
+            "INSERT INTO site_verdicts (site, scheduled_at, verdict, quorum, locations)"
+            " VALUES ('x', now(), 'up', 1, '{}')",
+        )
         assert refused(reader, "CREATE TABLE sneaky (x int)")
         assert refused(reader, "DROP TABLE site_checks")
         assert refused(reader, "ALTER TABLE site_checks ADD COLUMN sneaky int")
@@ -144,15 +157,30 @@ def test_the_drain_role_stores_checks_and_makes_a_missing_day_but_cannot_drop(pg
         assert refused(drain, "CREATE TABLE sneaky (x int)")
         assert refused(drain, "SELECT count(*) FROM site_alert_state")
         assert refused(drain, "DELETE FROM site_checks_rejected")
+        assert refused(drain, "SELECT count(*) FROM site_verdicts")
 
 
-def test_the_alerting_role_keeps_alert_state_and_nothing_else(pg_dsn, owned_schema):
+def test_the_alerting_role_keeps_alert_state_and_verdicts_and_nothing_else(pg_dsn, owned_schema):
     now = datetime.now(UTC)
+    with as_role(pg_dsn, DRAIN_ROLE, owned_schema) as drain:
+        store_batch(drain, [observation("roles", now), observation("roles", now, "east")])
     with as_role(pg_dsn, ALERTING_ROLE, owned_schema) as alerting:
         event = Event(Verdict.DOWN, at=now, run_id="r1", error="HTTP", detail="500")
         _, new, _ = alert_store.apply(alerting, "roles", event, timedelta(hours=1))
         assert new.state == "down"
-        assert refused(alerting, "SELECT count(*) FROM site_checks")
+        # the verdict across locations: read the run's checks, record the verdict once
+        run = ("roles", now)
+        assert location_outcomes(alerting, [run]) == {run: {"local": "up", "east": "up"}}
+        assert undecided_runs(alerting, ["roles"], now, now + timedelta(seconds=1)) == [run]
+        outcomes = {"local": "up", "east": "up"}
+        assert record_verdict(alerting, "roles", now, "up", 2, outcomes)
+        assert not record_verdict(alerting, "roles", now, "down", 2, outcomes)
+        assert latest_verdicts(alerting, ["roles"]) == {"roles": (now, "up", outcomes)}
+        assert refused(alerting, "UPDATE site_verdicts SET verdict = 'down'")
+        assert refused(alerting, "DELETE FROM site_verdicts")
+        assert refused(alerting, "DELETE FROM site_checks")
+        assert refused(alerting, "UPDATE site_checks SET up = false")
+        assert refused(alerting, "SELECT count(*) FROM site_checks_rejected")
         assert refused(alerting, "DELETE FROM site_alert_state")
         assert refused(alerting, "DROP TABLE site_alert_state")
         assert refused(alerting, "INSERT INTO site_checks_daily VALUES ('x', current_date, 1, 1)")

@@ -68,7 +68,9 @@ def sparse(i: int) -> Observation:
     )
 
 
-def stored(conn, table: str = "site_checks", order: str = "site, scheduled_at, attempt") -> list:
+def stored(
+    conn, table: str = "site_checks", order: str = "site, scheduled_at, location, attempt"
+) -> list:
     with conn.cursor() as cur:
         cols = ", ".join(NAMES) if table == "site_checks" else "*"
         cur.execute(f"SELECT {cols} FROM {table} ORDER BY {order}")
@@ -82,7 +84,7 @@ def as_observations(rows) -> list[Observation]:
 
 
 def key(obs: Observation):
-    return (obs.site, obs.scheduled_at, obs.attempt)
+    return (obs.site, obs.scheduled_at, obs.location, obs.attempt)
 
 
 @pytest.fixture
@@ -108,6 +110,7 @@ def test_migrate_creates_tables_and_indexes_in_the_current_schema(pg_conn, pg_sc
             "site_checks_daily",
             "site_checks_hourly",
             "site_checks_rejected",
+            "site_verdicts",
             "sitewatch_schema_version",
         }
         cur.execute(
@@ -121,11 +124,12 @@ def test_migrate_creates_tables_and_indexes_in_the_current_schema(pg_conn, pg_sc
             (pg_schema,),
         )
         indexes = [r[0] for r in cur.fetchall()]
-    assert list(columns)[: len(NAMES)] == [
-        # DESIGN.md's order, which is what SELECT * shows
+    assert list(columns) == [
+        # DESIGN.md's order, which is what SELECT * shows; migration 6 added location last
         *("site", "url", "scheduled_at", "attempt", "final", "checked_at", "up", "status_code"),
         *("response_time_ms", "dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "regex"),
         *("regex_matched", "error", "error_detail", "final_url", "body_bytes", "tls_expires_at"),
+        *("stored_at", "location"),
     ]
     assert set(NAMES) <= set(columns)
     assert columns["scheduled_at"] == ("timestamp with time zone", "NO")
@@ -135,8 +139,9 @@ def test_migrate_creates_tables_and_indexes_in_the_current_schema(pg_conn, pg_sc
     assert columns["response_time_ms"] == ("double precision", "YES")
     assert columns["body_bytes"] == ("bigint", "YES")
     assert columns["stored_at"] == ("timestamp with time zone", "NO")
+    assert columns["location"] == ("text", "NO")
     assert any(
-        "UNIQUE" in d and "site_checks USING btree (site, scheduled_at, attempt)" in d
+        "UNIQUE" in d and "site_checks USING btree (site, scheduled_at, location, attempt)" in d
         for d in indexes
     )
     assert any(
@@ -231,6 +236,34 @@ def test_redelivered_batch_makes_no_second_row(db):
     assert store_batch(db, batch) == StoreResult(20, 0, 0)
     assert store_batch(db, batch) == StoreResult(0, 20, 0)
     assert len(stored(db)) == 20
+
+
+def test_two_locations_of_one_attempt_are_two_rows_and_each_is_stored_once(db):
+    east, west = observation(0, location="east"), observation(0, location="west", up=False)
+    assert store_batch(db, [east, west]) == StoreResult(2, 0, 0)  # the COPY path
+    assert store_batch(db, [west, east, observation(1, location="east")]) == StoreResult(1, 2, 0)
+    assert store_batch(db, [east, west, west]) == StoreResult(0, 3, 0)  # the staging path
+    assert [(o.location, o.up) for o in as_observations(stored(db))] == [
+        ("east", True),
+        ("west", False),
+        ("east", True),
+    ]
+
+
+def test_a_location_sent_by_no_producer_is_the_column_default(db):
+    # A drain of the previous version copies no location: the row is the local location's.
+    with db.cursor() as cur:
+        cur.execute("SELECT site_checks_create_partitions(ARRAY[%s::date])", (T0.date(),))
+        cur.execute(
+            "INSERT INTO site_checks (site, url, scheduled_at, attempt, final, checked_at, up)"
+            " VALUES ('old', 'https://old.example/', %s, 1, true, %s, true)",
+            (T0, T0),
+        )
+    db.commit()
+    assert [(o.site, o.location) for o in as_observations(stored(db))] == [("old", "local")]
+    # ...and the same attempt stored again by the new drain is a duplicate of it
+    obs = observation(0, site="old", scheduled_at=T0, attempt=1)
+    assert store_batch(db, [obs]) == StoreResult(0, 1, 0)
 
 
 def test_duplicates_within_one_batch_are_counted_once(db):

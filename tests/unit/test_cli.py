@@ -118,6 +118,15 @@ def test_probe_up_prints_the_observation_and_exits_0(page_url):
     assert "error" not in lines  # None values are skipped
 
 
+def test_probe_from_a_location_names_it(page_url):
+    result = sitewatch("probe", page_url, "--location", "eu-west")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "location: eu-west" in result.stdout.splitlines()
+    bad = sitewatch("probe", page_url, "--location", "EU West")
+    assert bad.returncode == 2
+    assert "--location 'EU West': use at most 31 of a-z" in bad.stderr
+
+
 def test_probe_down_exits_1(page_url):
     result = sitewatch("probe", page_url, "--forbid-regex", "Last updated", "--timeout", "5s")
     assert result.returncode == 1, result.stdout + result.stderr
@@ -256,3 +265,30 @@ def test_probe_requests_an_internationalised_host_in_its_idna_form(page_url, mon
     assert code == 0, out
     assert "site: xn--bcher-kva-example" in out.splitlines()
     assert asked == ["xn--bcher-kva.example"]
+
+
+def test_locations_lists_each_location_of_enabled_sites_with_its_queue(tmp_path):
+    sites = tmp_path / "sites.yaml"
+    sites.write_text(
+        "sites:\n"
+        "  - {name: a, url: 'https://a.example/', locations: [eu, us]}\n"
+        "  - {name: b, url: 'https://b.example/', locations: [ap], enabled: false}\n"
+        "  - {name: c, url: 'https://c.example/', locations: [eu, local]}\n"
+    )
+    result = sitewatch("locations", str(sites))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "eu\tsitewatch-eu\nlocal\tdefault\nus\tsitewatch-us\n"
+    assert result.stderr == ""
+
+
+def test_locations_of_a_file_with_problems_lists_the_valid_sites_and_says_so(tmp_path):
+    sites = tmp_path / "sites.yaml"
+    sites.write_text(
+        "sites:\n"
+        "  - {name: a, url: 'https://a.example/', locations: [eu]}\n"
+        "  - {name: b, url: 'https://b.example/', locations: [us, us]}\n"
+    )
+    result = sitewatch("locations", str(sites))
+    assert result.returncode == 0
+    assert result.stdout == "eu\tsitewatch-eu\nlocal\tdefault\n"
+    assert "1 problem(s); run: sitewatch validate" in result.stderr

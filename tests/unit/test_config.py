@@ -185,9 +185,10 @@ def test_reference_file_is_generated_from_the_key_declarations():
 
 def test_a_site_built_in_code_takes_the_declared_defaults():
     site = Site(name="a", url="https://a.test/")
-    # offset's default, auto, is resolved on construction (tests/unit/test_offset.py)
+    # offset's default, auto, and quorum's, majority, are resolved on construction
     assert {key: getattr(site, key) for key in BUILTIN_DEFAULTS} == BUILTIN_DEFAULTS | {
-        "offset": auto_offset("a", BUILTIN_DEFAULTS["schedule"])
+        "offset": auto_offset("a", BUILTIN_DEFAULTS["schedule"]),
+        "quorum": 1,
     }
 
 

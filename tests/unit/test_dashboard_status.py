@@ -1,7 +1,9 @@
-"""sitewatch.dashboard.status and render: states, thresholds, figures and the SVG chart."""
+"""sitewatch.dashboard.status, render and locations: states, thresholds, figures, the SVG chart,
+and what a site checked from several locations shows."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from html import escape
@@ -9,7 +11,7 @@ from html import escape
 import pytest
 
 from sitewatch.dashboard import render, status
-from sitewatch.storage.queries import Attempt, SiteSummary
+from sitewatch.storage.queries import Attempt, LocationCheck, Run, RunLocation, SiteSummary
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SUMMARY = SiteSummary(
@@ -133,3 +135,123 @@ def test_only_http_urls_are_links(url):
 def test_http_urls_are_links(url):
     html = render.site_page("shop", replace(SUMMARY, url=url), status.UP, [], [], NOW)
     assert f'<a href="{escape(url)}" target="_blank" rel="noopener noreferrer">' in html
+
+
+# --- sites checked from several locations ---------------------------------------------------
+
+FIVE_MIN = timedelta(minutes=5)
+RUN = NOW - timedelta(minutes=5)
+
+
+def location_check(location: str, up: bool, ago=FIVE_MIN, error=None, detail=None):
+    return LocationCheck("multi", location, NOW - ago, NOW - ago, up, error, detail)
+
+
+def run_part(location: str, *, up=False, final=True, attempts=1, error=None, detail=None):
+    return RunLocation(location, up, final, attempts, RUN, error, detail)
+
+
+@pytest.mark.parametrize(
+    ("verdict", "expected"),
+    [("up", status.UP), ("partial", status.PARTIAL), ("down", status.DOWN), ("bogus", "no data")],
+)
+def test_a_verdict_is_the_state_of_a_site_with_several_locations(verdict, expected):
+    assert status.verdict_state((RUN, verdict, {}), FIVE_MIN, NOW) == expected
+
+
+def test_an_old_verdict_is_stale_and_none_is_no_data():
+    old = (NOW - timedelta(minutes=16), "up", {"eu": "up"})
+    assert status.verdict_state(old, FIVE_MIN, NOW) == status.STALE
+    assert status.verdict_state(old, timedelta(hours=1), NOW) == status.UP
+    assert status.verdict_state(None, FIVE_MIN, NOW) == status.NO_DATA
+
+
+def test_a_location_cell_follows_its_latest_decided_check():
+    assert status.location_state(location_check("eu", True), FIVE_MIN, NOW) == status.UP
+    assert status.location_state(location_check("eu", False), FIVE_MIN, NOW) == status.DOWN
+    old = location_check("eu", True, ago=timedelta(minutes=16))
+    assert status.location_state(old, FIVE_MIN, NOW) == status.STALE
+    assert status.location_state(None, FIVE_MIN, NOW) == status.MISSING
+
+
+def test_a_run_cell_is_up_down_retrying_or_missing():
+    assert status.run_state(run_part("eu", up=True, final=False)) == status.UP
+    assert status.run_state(run_part("eu")) == status.DOWN
+    assert status.run_state(run_part("eu", final=False)) == status.RETRYING
+    assert status.run_state(None) == status.MISSING
+
+
+HOSTILE = '<img src=x onerror="alert(1)">'
+
+
+def several_view():
+    latest = {
+        "eu": location_check("eu", True),
+        "us": location_check("us", False, error="status", detail=HOSTILE),
+    }
+    verdict = (RUN, "partial", {"eu": "up", "us": "down", "ap": "missing", HOSTILE: "up"})
+    return status.locations_view(("eu", "us", "ap"), 2, latest, verdict, FIVE_MIN, NOW)
+
+
+def row_of(html: str, site: str) -> str:
+    start = html.index(f'<tr data-site="{site}">')
+    return html[start : html.index("</tr>", start)]
+
+
+def test_listing_shows_each_location_the_verdict_and_the_quorum_of_a_site_with_several():
+    view = several_view()
+    state = status.verdict_state(view.verdict, FIVE_MIN, NOW)
+    html = render.listing(
+        [("multi", SUMMARY, state), ("shop", SUMMARY, status.UP)], NOW, several={"multi": view}
+    )
+    row = row_of(html, "multi")
+    assert 'data-state="partial"' in row and "quorum 2 of 3" in row
+    cells = re.findall(r'data-location="([^"]+)" data-location-state="([^"]+)"', row)
+    assert cells == [("eu", "up"), ("us", "down"), ("ap", "missing")]
+    assert "status: &lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in row  # us's error, escaped
+    assert "ap: missing, no decided check in 30 days" in row
+    assert "<img" not in html and "&lt;img" in html  # the verdict's location names, escaped
+
+
+def test_a_site_with_one_location_looks_as_it_did_before_locations():
+    alone = render.listing([("shop", SUMMARY, status.UP)], NOW)
+    beside = render.listing(
+        [("multi", SUMMARY, status.PARTIAL), ("shop", SUMMARY, status.UP)],
+        NOW,
+        several={"multi": several_view()},
+    )
+    assert row_of(beside, "shop") == row_of(alone, "shop")
+    assert "locs" not in row_of(alone, "shop") and not re.search(r"quorum \d", alone)
+
+
+def test_site_page_of_a_site_with_several_locations_has_the_run_matrix():
+    first, second = RUN, RUN - FIVE_MIN
+    runs = [
+        Run(first, {"eu": run_part("eu", up=True), "us": run_part("us", final=False)}, None, None),
+        Run(second, {"us": run_part("us", error="connect", detail=HOSTILE),
+                     "gone": run_part("gone", up=True)}, "down", 1),
+    ]  # fmt: skip
+    attempts = [
+        Attempt(first, 1, False, NOW, False, None, None, None, "connect", None, "us"),
+        Attempt(first, 1, True, NOW, True, 200, 120.0, 40.0, None, None, "eu"),
+    ]
+    where = status.SiteLocations(("eu", "us"), 1, runs)
+    html = render.site_page("multi", SUMMARY, status.DOWN, [], attempts, NOW, where=where)
+    matrix = html[html.index("<table id=runs>") : html.index("</table>", html.index("id=runs"))]
+    head = re.findall(r"<th>([^<]*)</th>", matrix)
+    assert head == ["Run (scheduled)", "eu", "us", "gone", "Verdict"]  # a removed one last
+    rows = matrix.split("<tr data-run=")[1:]
+    states = [re.findall(r'data-location-state="([^"]+)"', row) for row in rows]
+    assert states == [["up", "retrying", "missing"], ["missing", "down", "up"]]
+    assert "undecided" in rows[0] and 'data-state="down"' in rows[1]
+    assert "connect: &lt;img" in rows[1] and "<img" not in html
+    assert "quorum 1 of 2" in html
+    table = html[html.index("<table id=attempts>") :]
+    assert "<th>Location</th>" in table and "<td>us</td>" in table and "<td>eu</td>" in table
+
+
+def test_site_page_of_a_site_with_one_location_has_no_matrix_nor_location_column():
+    attempts = [Attempt(NOW, 1, True, NOW, True, 200, 120.0, 40.0, None, None)]
+    html = render.site_page("shop", SUMMARY, status.UP, [], attempts, NOW)
+    assert "id=runs" not in html and "<th>Location</th>" not in html
+    assert not re.search(r"quorum \d", html)

@@ -17,7 +17,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sitewatch.errors import MessageError
-from sitewatch.observation import COLUMNS, FIELDS, MAX_TEXT, SITE_NAME, Observation, fast_row
+from sitewatch.names import LOCAL_LOCATION
+from sitewatch.observation import (
+    COLUMNS,
+    FIELDS,
+    LOCATION_NAME,
+    MAX_TEXT,
+    SITE_NAME,
+    Observation,
+    fast_row,
+)
 from sitewatch.storage.checks import observation_rows
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -47,6 +56,7 @@ def full_doc() -> dict:
         final_url="https://shop.example.com/health?x=é",
         body_bytes=2048,
         tls_expires_at=T0 + timedelta(days=30),
+        location="eu-west_2",
     )
     return json.loads(obs.to_message())
 
@@ -206,6 +216,57 @@ def test_valid_names_and_urls_take_the_fast_path(change):
     assert fast_row(data) == strict_row(data)
 
 
+# --- location: a field added after v1, absent from the previous producers' messages -------------
+
+
+def test_a_message_without_a_location_means_local_in_both_decoders():
+    doc = full_doc()
+    del doc["location"]
+    data = encode(doc)
+    assert Observation.from_message(data).location == LOCAL_LOCATION
+    row = fast_row(data)
+    assert row is not None and dict(zip(NAMES, row, strict=True))["location"] == LOCAL_LOCATION
+    assert row == strict_row(data)
+
+
+def test_a_location_sent_is_kept_by_both_decoders():
+    data = encode(full_doc())
+    assert Observation.from_message(data).location == "eu-west_2"
+    assert dict(zip(NAMES, fast_row(data), strict=True))["location"] == "eu-west_2"
+
+
+def test_to_message_always_writes_the_location():
+    obs = Observation(site="a", url="https://a.example/", checked_at=T0, up=True)
+    assert obs.location == LOCAL_LOCATION
+    assert json.loads(obs.to_message())["location"] == LOCAL_LOCATION
+
+
+@pytest.mark.parametrize(
+    "location", ["East", "-east", "e" * 32, "east\n", "", "eu west", "é"], ids=repr
+)
+def test_an_invalid_location_is_rejected_naming_the_field(location):
+    data = encode({**full_doc(), "location": location})
+    assert fast_row(data) is None
+    with pytest.raises(MessageError) as failure:
+        Observation.from_message(data)
+    assert failure.value.reason.startswith("location: invalid location ")
+    assert "use at most 31 of a-z, 0-9, '_', '-'" in failure.value.reason
+
+
+@pytest.mark.parametrize("value", [None, 5, ["east"]], ids=repr)
+def test_a_location_that_is_not_text_is_rejected(value):
+    data = encode({**full_doc(), "location": value})
+    assert fast_row(data) is None
+    with pytest.raises(MessageError, match="location"):
+        Observation.from_message(data)
+
+
+def test_the_longest_location_is_accepted():
+    data = encode({**full_doc(), "location": "l" * 31})
+    assert fast_row(data) == strict_row(data)
+    assert LOCATION_NAME.fullmatch("l" * 31) and not LOCATION_NAME.fullmatch("l" * 32)
+
+
 def test_the_site_name_rule_is_the_sites_files():
     from sitewatch.config import checks
 
@@ -245,9 +306,10 @@ _VALUES = st.one_of(
     st.text(alphabet="ab\x00\ud800é", max_size=5),
     _TIMES,
     st.lists(st.integers(), max_size=2),
-    st.sampled_from(  # near the name and URL rules' edges
+    st.sampled_from(  # near the name, location and URL rules' edges
         ["a", "a" * 63, "a" * 64, "A", "-a", "a\n", "a.b", "https://x/", "HTTP://x", "http:x"]
     ),
+    st.sampled_from(["local", "l" * 31, "l" * 32, "0_-", "_a"]),
     st.sampled_from(["javascript:x", "httpſ://x", " https://x", "https://x\n", "\x00"]),
 )
 

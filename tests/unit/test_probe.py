@@ -23,7 +23,8 @@ from cryptography import x509
 from probing import fails, make_site, run
 from servers import url
 
-from sitewatch.probe.http import ERROR_KINDS
+from sitewatch import __version__
+from sitewatch.probe.http import ERROR_KINDS, probe
 
 
 @pytest.fixture(scope="module")
@@ -373,7 +374,9 @@ def test_one_summary_line_is_logged(routes, caplog):
     with caplog.at_level(logging.DEBUG, logger="sitewatch.probe.http"):
         obs = run(make_site(url(routes, "/ok"), name="home"))
     lines = [r.getMessage() for r in caplog.records if r.name == "sitewatch.probe.http"]
-    assert lines == [f"site=home status=200 up=True response_ms={obs.response_time_ms} error=None"]
+    assert lines == [
+        f"site=home location=local status=200 up=True response_ms={obs.response_time_ms} error=None"
+    ]
 
 
 def test_nothing_leaks(routes, raw, tls):
@@ -397,3 +400,39 @@ def test_nothing_leaks(routes, raw, tls):
     new = set(threading.enumerate()) - before
     assert [t.name for t in new if t.name.startswith("sitewatch")] == []
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+# --- locations (issue 16): the observation says where, and so does the User-Agent --------------
+
+
+@pytest.fixture(scope="module")
+def recorder():
+    """A server that records each request's headers (``servers.start_recorder``)."""
+    server = servers.start_recorder()
+    yield server
+    servers.stop(server)
+
+
+def _user_agent(recorder) -> str:
+    _path, headers = recorder.seen[-1]
+    return {name.lower(): value for name, value in headers.items()}["user-agent"]
+
+
+def test_the_location_is_on_the_observation_and_in_the_user_agent(recorder):
+    obs = probe(make_site(url(recorder, "/")), location="eu-west_2")
+    assert (obs.up, obs.location) == (True, "eu-west_2")
+    assert _user_agent(recorder) == f"sitewatch/{__version__} (location eu-west_2)"
+
+
+def test_a_probe_without_a_location_is_local(recorder):
+    obs = run(make_site(url(recorder, "/")))
+    assert obs.location == "local"
+    assert _user_agent(recorder) == f"sitewatch/{__version__} (location local)"
+
+
+@pytest.mark.parametrize("name", ["User-Agent", "user-agent"])
+def test_a_sites_own_user_agent_wins(recorder, name):
+    site = make_site(url(recorder, "/"), headers={name: "acme-uptime/2"})
+    obs = probe(site, location="east")
+    assert (obs.up, obs.location) == (True, "east")
+    assert _user_agent(recorder) == "acme-uptime/2"

@@ -12,6 +12,10 @@ Where they run, and why these two (Airflow 3):
   the task callbacks never saw (the task never started). For a run the task callback already
   judged it changes nothing: the state machine ignores a second event of the same run.
 
+A site checked from several locations has neither: one location's failure is not the site's
+verdict. The drain judges each of its runs across the locations (``sitewatch.airflow.verdicts``)
+and sends what the verdict calls for through ``judge`` below.
+
 There is no success callback. A healthy check may end in the triggerer, where task callbacks never
 run, so the UP verdict (RECOVERED) is judged by the drain when it stores the up check
 (``sitewatch.airflow.recoveries``): one home for it, whichever process ran the check, and one
@@ -36,8 +40,9 @@ log = logging.getLogger(__name__)
 
 
 def task_callbacks(site) -> dict:
-    """``on_failure_callback`` for task ``probe``; {} without targets."""
-    if not site.notify:
+    """``on_failure_callback`` for task ``probe``; {} without targets, and for a site checked from
+    several locations, whose runs the drain judges across them (``sitewatch.airflow.verdicts``)."""
+    if not site.notify or len(site.locations) > 1:
         return {}
 
     def on_failure(context) -> None:
@@ -55,8 +60,8 @@ def task_callbacks(site) -> dict:
 
 
 def dag_callbacks(site) -> dict:
-    """``on_failure_callback`` for the site's DAG; {} without targets."""
-    if not site.notify:
+    """``on_failure_callback`` for the site's DAG; {} without targets or with several locations."""
+    if not site.notify or len(site.locations) > 1:
         return {}
 
     def on_run_failure(context) -> None:
@@ -108,34 +113,39 @@ def _handle(site, event: Event, context) -> Kind | None:
         conn.close()
 
 
-def judge(conn, site, event: Event, run_url: str | None = None, context=None) -> Kind | None:
+def judge(
+    conn, site, event: Event, run_url: str | None = None, context=None, *, key: str | None = None
+) -> Kind | None:
     """Apply ``event`` to ``site``'s alert state on ``conn`` (the alerting connection) and send
     the message it calls for: the path of every verdict, the callbacks' and the drain's.
 
     run_url: the run's log, when known (the drain knows no run: its messages have no link).
     context: the Airflow context handed to the notifiers ({} when there is none).
+    key: the alert state's row, when not the site's own (``<site>@<location>``: a location's
+    pipeline problem, kept apart from the site's verdict; ``sitewatch.airflow.verdicts``).
     Returns the kind sent (None: nothing to say, or the state could not be stored). Never raises.
     """
     try:
-        return _judge(conn, site, event, run_url, {} if context is None else context)
+        context = {} if context is None else context
+        return _judge(conn, site, event, run_url, context, key or site.name)
     except Exception:
         log.exception("judge: alerting failed site=%s verdict=%s", site.name, event.verdict.value)
         return None
 
 
-def _judge(conn, site, event: Event, run_url, context) -> Kind | None:
+def _judge(conn, site, event: Event, run_url, context, key: str) -> Kind | None:
     from sitewatch.airflow.notifiers import send
     from sitewatch.alerting import store as alert_store
     from sitewatch.errors import StorageError
 
     try:
-        previous, new, kind = alert_store.apply(conn, site.name, event, site.remind_every)
+        previous, new, kind = alert_store.apply(conn, key, event, site.remind_every)
     except StorageError as exc:
-        log.error("judge: alert state NOT updated site=%s: %s", site.name, exc)
+        log.error("judge: alert state NOT updated site=%s: %s", key, exc)
         return None
     log.info(
         "judge: site=%s verdict=%s run=%s state=%s->%s alert=%s",
-        site.name,
+        key,
         event.verdict.value,
         event.run_id,
         previous.state,
@@ -147,8 +157,8 @@ def _judge(conn, site, event: Event, run_url, context) -> Kind | None:
     alert = alert_for(site, kind, previous, new, event, run_url)
     delivered = send(alert, site.notify, context)
     retryable = kind in (Kind.DOWN, Kind.STILL_DOWN)
-    if not delivered and retryable and alert_store.release(conn, site.name, new.last_notified_at):
-        log.warning("judge: site=%s %s will be sent again next run", site.name, kind.value)
+    if not delivered and retryable and alert_store.release(conn, key, new.last_notified_at):
+        log.warning("judge: site=%s %s will be sent again next run", key, kind.value)
     return kind
 
 

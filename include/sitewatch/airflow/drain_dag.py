@@ -7,6 +7,7 @@ then drains in batches until caught up, judging each stored up check on the way 
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from airflow.sdk import DAG, task
@@ -38,8 +39,9 @@ def create_tables() -> int:
 
 @task
 def drain() -> dict:
-    """Store every undrained observation and judge the up ones (RECOVERED, see
-    sitewatch.airflow.recoveries); returns the counts of what was stored.
+    """Store every undrained observation, judge the up ones (RECOVERED, see
+    sitewatch.airflow.recoveries) and the runs of sites checked from several locations
+    (sitewatch.airflow.verdicts); returns the counts of what was stored.
 
     Batch size, poll timeout and the run's time limit are the ``SITEWATCH_DRAIN_*`` settings
     (sitewatch.pipeline.settings); an unusable value raises SettingError naming it.
@@ -47,13 +49,22 @@ def drain() -> dict:
     from dataclasses import asdict
 
     from sitewatch.airflow.recoveries import Recoveries
+    from sitewatch.airflow.verdicts import Verdicts
     from sitewatch.pipeline.drain import drain as drain_topic
     from sitewatch.pipeline.settings import DrainSettings
 
     settings = DrainSettings.from_env()
     conn = results_connection(POSTGRES_DRAIN_CONN_ID)
     consumer = GroupConsumerHook([topic()], DRAIN_GROUP, KAFKA_CONN_ID).get_consumer()
-    recoveries = Recoveries()
+    recoveries, verdicts = Recoveries(), Verdicts()
+
+    def on_stored(rows) -> None:
+        for judge in (recoveries, verdicts):  # one failing must not keep the other from its work
+            try:
+                judge(rows)
+            except Exception:
+                logging.getLogger(__name__).exception("drain: %s failed", type(judge).__name__)
+
     try:
         result = drain_topic(
             consumer,
@@ -62,11 +73,13 @@ def drain() -> dict:
             poll_timeout=settings.poll_seconds,
             max_seconds=settings.max_seconds,
             idle_seconds=settings.idle_seconds,
-            on_stored=recoveries,
+            on_stored=on_stored,
+            on_caught_up=verdicts.sweep,
         )
         return asdict(result)
     finally:
         recoveries.close()
+        verdicts.close()
         consumer.close()
         conn.close()
 

@@ -8,21 +8,26 @@ processor parses the file only to run callbacks (``_callback_dag_ids``).
 
 from __future__ import annotations
 
+import math
 import sys
 from datetime import timedelta
 
-from airflow.sdk import DAG, get_parsing_context
+from airflow.sdk import DAG, TaskGroup, get_parsing_context
 
 from sitewatch.airflow.callbacks import dag_callbacks, task_callbacks
 from sitewatch.airflow.operators import ProbeOperator, probe_in
 from sitewatch.airflow.timetables import SiteTimetable
 from sitewatch.config.loader import Site, SitesFile, cached_sites, default_sites_path
+from sitewatch.config.locations import run_deadline, verdict_grace
 from sitewatch.config.notify import WebhookTarget
+from sitewatch.config.offset import schedule_period
 from sitewatch.config.schedule import format_duration
-from sitewatch.names import DAG_DEFAULTS, DAG_TAG, PROBE_TASK_ID, site_dag_id
+from sitewatch.names import DAG_DEFAULTS, DAG_TAG, LOCAL_LOCATION, PROBE_TASK_ID, site_dag_id
 
 # Where Airflow's DAG processor parses a file (see _callback_dag_ids).
 _PROCESSOR = "airflow.dag_processing.processor"
+# Runs of a multi-location site that may be open at once while a location is down (_concurrency).
+MAX_OVERLAPPING_RUNS = 16
 
 
 def site_dags(sites_file: SitesFile | None = None) -> dict[str, DAG]:
@@ -76,17 +81,18 @@ def _request_dag_id(request) -> str | None:
 
 
 def site_dag(site: Site, sites_file: str | None = None, *, in_triggerer: bool = True) -> DAG:
-    """The DAG of one site: task ``probe`` on the site's schedule, retries and tags.
+    """The DAG of one site: task ``probe`` on the site's schedule, retries and tags; with several
+    locations, task group ``probe`` with one task per location (``probe.<location>``).
 
     sites_file: where ``site`` was read (default: ``default_sites_path()``); in_triggerer: see
-    ``sitewatch.airflow.operators``.
+    ``sitewatch.airflow.operators`` (only the default location's probe starts there).
     """
+    sites_file = str(sites_file or default_sites_path())
     with DAG(
         dag_id=site_dag_id(site.name),
         schedule=SiteTimetable(site.schedule, site.offset),
-        **DAG_DEFAULTS,
+        **(DAG_DEFAULTS | _concurrency(site)),
         # explicit values spare Airflow a config lookup each, per DAG, at every parse
-        max_active_tasks=1,
         max_consecutive_failed_dag_runs=0,
         disable_bundle_versioning=False,
         tags=[DAG_TAG, *site.tags],
@@ -101,13 +107,40 @@ def site_dag(site: Site, sites_file: str | None = None, *, in_triggerer: bool = 
             **task_callbacks(site),
         },
     ) as dag:
-        ProbeOperator(
-            task_id=PROBE_TASK_ID,
-            site=site,
-            sites_file=str(sites_file or default_sites_path()),
-            in_triggerer=in_triggerer,
-        )
+        if len(site.locations) == 1:
+            _probe(PROBE_TASK_ID, site, site.locations[0], sites_file, in_triggerer)
+        else:
+            with TaskGroup(PROBE_TASK_ID, tooltip="one probe per location"):
+                for location in site.locations:
+                    _probe(location, site, location, sites_file, in_triggerer)
     return dag
+
+
+def _probe(task_id: str, site: Site, location: str, sites_file: str, in_triggerer: bool):
+    return ProbeOperator(
+        task_id=task_id,
+        site=site,
+        sites_file=sites_file,
+        location=location,
+        in_triggerer=in_triggerer and location == LOCAL_LOCATION,
+    )
+
+
+def _concurrency(site: Site) -> dict:
+    """Run limits: one run at a time for a site with one location. With several, a run waits for
+    every location, and a location whose workers are down would hold it until Airflow times it
+    out (``dagrun_timeout``, the verdict's deadline); enough runs may overlap meanwhile that the
+    other locations keep every tick."""
+    if len(site.locations) == 1:
+        return {"max_active_tasks": 1}
+    deadline = run_deadline(site, verdict_grace())
+    period = schedule_period(site.schedule)
+    runs = min(MAX_OVERLAPPING_RUNS, math.ceil(deadline / period) + 1)
+    return {
+        "max_active_runs": runs,
+        "max_active_tasks": runs * len(site.locations),
+        "dagrun_timeout": deadline,
+    }
 
 
 def site_doc(site: Site) -> str:
@@ -130,6 +163,8 @@ def site_doc(site: Site) -> str:
         ("verify_tls", site.verify_tls),
         ("headers", ", ".join(sorted(site.headers)) or None),
         ("retries", f"{site.retries} (every {site.retry_delay})"),
+        ("locations", ", ".join(site.locations)),
+        ("quorum", f"{site.quorum} of {len(site.locations)}" if len(site.locations) > 1 else None),
         ("owner", site.owner),
         ("notify", ", ".join(_target_text(t) for t in site.notify) or None),
         ("remind_every", site.remind_every),

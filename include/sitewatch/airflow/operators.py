@@ -24,7 +24,7 @@ from sitewatch.errors import (
     SettingError,
     SitewatchError,
 )
-from sitewatch.names import KAFKA_CONN_ID
+from sitewatch.names import KAFKA_CONN_ID, LOCAL_LOCATION, location_queue
 
 PROBE_IN_VAR = "SITEWATCH_PROBE_IN"
 PLACES = ("triggerer", "worker")
@@ -48,6 +48,9 @@ class ProbeOperator(BaseOperator):
     set where the attempt runs): the last two are pipeline failures, not the site.
     sites_file: the file the site was read from, where the triggerer looks it up again.
     in_triggerer: start each attempt in the triggerer (see the module's docstring).
+    location: where the attempt runs: its executor queue (``sitewatch.names.location_queue``) and
+    the ``location`` of its observations. Airflow 3.3 gives a trigger that a task starts from no
+    queue, so any triggerer may run it: start in the triggerer only for the default location.
     """
 
     ui_color = "#e8f4ea"
@@ -58,11 +61,14 @@ class ProbeOperator(BaseOperator):
         site: Site,
         sites_file: str,
         in_triggerer: bool = True,
+        location: str = LOCAL_LOCATION,
         kafka_config_id: str = KAFKA_CONN_ID,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
+        queue = location_queue(location)
+        super().__init__(**({"queue": queue} if queue else {}), **kwargs)
         self.site = site
+        self.location = location
         self.kafka_config_id = kafka_config_id
         if in_triggerer:
             self.start_from_trigger = True
@@ -72,6 +78,7 @@ class ProbeOperator(BaseOperator):
                     "site": site.name,
                     "sites_file": sites_file,
                     "kafka_config_id": kafka_config_id,
+                    "location": location,
                 },
                 next_method="resume",
             )
@@ -94,6 +101,7 @@ class ProbeOperator(BaseOperator):
             attempt=ti.try_number,
             final=ti.try_number > ti.max_tries,
             deliver=lambda observation: publish(producer, observation),
+            location=self.location,
         )
 
     def resume(self, context, event: dict) -> None:

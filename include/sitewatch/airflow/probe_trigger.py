@@ -31,7 +31,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from sitewatch.errors import ConfigError, DeliveryError, SettingError
-from sitewatch.names import KAFKA_CONN_ID
+from sitewatch.names import KAFKA_CONN_ID, LOCAL_LOCATION
 
 log = logging.getLogger(__name__)
 
@@ -63,24 +63,30 @@ class ProbeTrigger(BaseTrigger):
     instance the triggerer attaches (start_from_trigger gives it the task's full context).
     """
 
-    def __init__(self, site: str, sites_file: str, kafka_config_id: str = KAFKA_CONN_ID) -> None:
+    def __init__(
+        self,
+        site: str,
+        sites_file: str,
+        kafka_config_id: str = KAFKA_CONN_ID,
+        location: str = LOCAL_LOCATION,
+    ) -> None:
         super().__init__()
         self.site = site
         self.sites_file = sites_file
         self.kafka_config_id = kafka_config_id
+        self.location = location
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return f"{__name__}.{type(self).__name__}", {
             "site": self.site,
             "sites_file": self.sites_file,
             "kafka_config_id": self.kafka_config_id,
+            "location": self.location,
         }
 
     async def run(self):
         context = self.task_instance.get_template_context()
         ti, run = context["ti"], context["dag_run"]
-        # final, for an up attempt: the triggerer knows the task's retries, not the task
-        # instance's max_tries (larger after a clear); a down attempt's is set on the worker.
         attempt = contextvars.copy_context().run  # the thread logs into this attempt's log
         yield await asyncio.get_running_loop().run_in_executor(
             _threads(),
@@ -91,17 +97,19 @@ class ProbeTrigger(BaseTrigger):
             self.kafka_config_id,
             run.logical_date or run.run_after,
             ti.try_number,
-            ti.try_number > self.task_instance.task.retries,
+            self.location,
         )
         await asyncio.sleep(LOG_GRACE_SECONDS)  # unless cancelled first, once the event is handled
 
 
-def check(site_name, sites_file, kafka_config_id, scheduled_at, attempt, final) -> TriggerEvent:
+def check(
+    site_name, sites_file, kafka_config_id, scheduled_at, attempt, location=LOCAL_LOCATION
+) -> TriggerEvent:
     """One attempt, in a pool thread: the event that ends the task or resumes it on a worker.
 
-    An up attempt is published here. A down one is not: the worker that fails it publishes it,
-    because only the worker knows whether a retry remains (a cleared task gets more tries than
-    its ``retries``, and the triggerer sees only the latter).
+    An up attempt is published here, final (it ends the run). A down one is not: the worker that
+    fails it publishes it, because only the worker knows whether a retry remains (a cleared task
+    gets more tries than its ``retries``, and the triggerer sees only the latter).
     """
     from airflow.sdk.log import mask_secret
 
@@ -111,11 +119,11 @@ def check(site_name, sites_file, kafka_config_id, scheduled_at, attempt, final) 
 
     try:
         site, secrets = expand_headers(_site(site_name, sites_file), on_secret=mask_secret)
-        observation = probe(site, secrets=secrets)
+        observation = probe(site, secrets=secrets, location=location)
         observation.scheduled_at, observation.attempt = scheduled_at, attempt
         if not observation.up:
             return TriggerEvent({"down": observation.to_message().decode()})
-        observation.final = final
+        observation.final = True
         record(observation, _publisher(kafka_config_id).publish)
     except Exception as exc:  # raised again on the worker, where Airflow's retries apply
         if isinstance(exc, DeliveryError):

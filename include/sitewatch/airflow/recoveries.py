@@ -88,6 +88,8 @@ class Recoveries:
                 why = "not in the sites file" if site is None else "no notify targets"
                 log.info("recoveries: skipped site=%s: %s", name, why)
                 continue
+            if len(site.locations) > 1:  # one location's up check is not the run's verdict
+                continue
             judge(self._conn, site, Event(Verdict.UP, at=now, run_after=ups[name]))
 
     def close(self) -> None:

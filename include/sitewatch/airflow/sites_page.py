@@ -11,7 +11,7 @@ token is redirected to the login page (and back here after it); any other client
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from urllib.parse import urlparse
@@ -28,6 +28,7 @@ from sitewatch.names import POSTGRES_READER_CONN_ID, site_dag_id
 from sitewatch.observation import SITE_NAME
 from sitewatch.storage import queries
 from sitewatch.storage.schema import require_current
+from sitewatch.storage.verdicts import latest_verdicts
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,38 @@ def open_results(connect: Callable):
     return conn
 
 
-def configured_schedules() -> dict[str, timedelta | str]:
-    """``{site name: schedule}`` of the enabled, valid sites of the sites file."""
-    from sitewatch.config.loader import load_sites
+def configured_sites() -> dict:
+    """``{site name: Site}`` of the enabled, valid sites of the sites file: each one's schedule
+    (for staleness), locations and quorum. Read through the validated-sites cache, so a page
+    load costs a ``stat`` of the file while it is unchanged."""
+    from sitewatch.config.loader import cached_sites
 
-    return {s.name: s.schedule for s in load_sites().sites if s.enabled}
+    return {s.name: s for s in cached_sites().sites if s.enabled}
+
+
+def _several(site) -> bool:
+    """Whether a configured site (None: not in the sites file) is checked from several
+    locations, so that its state is its runs' verdict, not one location's check."""
+    return site is not None and len(site.locations) > 1
+
+
+def _listing_rows(configured: Mapping, summaries: Mapping, latest: Mapping, verdicts: Mapping, now):
+    """The listing's (name, summary, state) rows, every configured or stored site by name, and
+    the ``LocationsView`` of each site with several locations, whose state is its verdict's."""
+    rows, views = [], {}
+    for name in sorted(set(summaries) | set(configured)):
+        summary, site = summaries.get(name), configured.get(name)
+        schedule = site.schedule if site else None
+        if _several(site):
+            verdict = verdicts.get(name)
+            views[name] = site_status.locations_view(
+                site.locations, site.quorum, latest.get(name, {}), verdict, schedule, now
+            )
+            state = site_status.verdict_state(verdict, schedule, now)
+        else:
+            state = site_status.state(summary, schedule, now)
+        rows.append((name, summary, state))
+    return rows, views
 
 
 async def authenticated_user(
@@ -112,13 +140,14 @@ def _ui_base() -> str:
 
 def create_app(
     connect: Callable = reader_connection,
-    schedules: Callable[[], dict] = configured_schedules,
+    sites: Callable[[], Mapping] = configured_sites,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ui_base: Callable[[], str] = _ui_base,
     auth: Callable = authorized,
 ) -> FastAPI:
     """Build the app. The arguments exist for tests: the database connection factory, the
-    configured schedules (for staleness), the clock, the UI's base path and the auth dependency.
+    configured sites (``{name: Site}``: schedules for staleness, locations and quorums), the
+    clock, the UI's base path and the auth dependency.
     """
     app = FastAPI(title="sitewatch dashboard", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -134,36 +163,47 @@ def create_app(
     # Plain ``def`` routes: FastAPI runs them in its thread pool, so a slow query never blocks
     # the API server's event loop.
     @app.get("/", response_class=HTMLResponse, dependencies=[Depends(auth)])
-    def sites() -> str:
+    def listing() -> str:
         now = clock()
-        configured = schedules()
+        configured = sites()
+        several = {name: s.locations for name, s in configured.items() if _several(s)}
         conn = open_results(connect)
         try:
             summaries = {s.site: s for s in queries.site_summaries(conn, now)}
+            # the sites with several locations only: one query for all their locations' latest
+            # checks, one for their latest verdicts
+            latest = queries.latest_by_location(conn, several, now)
+            verdicts = latest_verdicts(conn, list(several))
         finally:
             conn.close()
-        rows = []
-        for name in sorted(set(summaries) | set(configured)):
-            summary = summaries.get(name)
-            rows.append((name, summary, site_status.state(summary, configured.get(name), now)))
-        return render.listing(rows, now, ui_base())
+        rows, views = _listing_rows(configured, summaries, latest, verdicts, now)
+        return render.listing(rows, now, ui_base(), views)
 
     @app.get("/sites/{name}", response_class=HTMLResponse, dependencies=[Depends(auth)])
     def site(name: str) -> str:
         if not SITE_NAME.fullmatch(name):  # no site has it; PostgreSQL text cannot hold a NUL
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site named {name!r}")
         now = clock()
-        schedule = schedules().get(name)
+        configured = sites().get(name)
+        schedule = configured.schedule if configured else None
+        several = _several(configured)
         conn = open_results(connect)
         try:
             summary = queries.site_summary(conn, name, now)
-            if summary is None and schedule is None:
+            if summary is None and configured is None:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site named {name!r}")
             series = queries.response_series(conn, name, now - timedelta(hours=24), now)
             attempts = queries.recent_attempts(conn, name, now)
+            if several:
+                runs = queries.recent_runs(conn, name, now)
+                verdict = latest_verdicts(conn, [name]).get(name)
         finally:
             conn.close()
-        state = site_status.state(summary, schedule, now)
-        return render.site_page(name, summary, state, series, attempts, now, ui_base())
+        if not several:
+            state = site_status.state(summary, schedule, now)
+            return render.site_page(name, summary, state, series, attempts, now, ui_base())
+        state = site_status.verdict_state(verdict, schedule, now)
+        where = site_status.SiteLocations(configured.locations, configured.quorum, runs)
+        return render.site_page(name, summary, state, series, attempts, now, ui_base(), where)
 
     return app

@@ -24,6 +24,7 @@ Airflow, the database or the network; ``sitewatch.alerting.store`` applies ``dec
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -68,7 +69,8 @@ class AlertState:
 @dataclass(frozen=True)
 class Event:
     """One finished run. at: when it was judged (UTC). run_id, run_after: the Airflow run, when
-    known. error, detail: why it was down or failed."""
+    known. error, detail: why it was down or failed. locations: for a site checked from several
+    places, what each saw (location -> up, down or missing; ``sitewatch.alerting.quorum``)."""
 
     verdict: Verdict
     at: datetime
@@ -76,6 +78,7 @@ class Event:
     run_after: datetime | None = None
     error: str | None = None
     detail: str | None = None
+    locations: Mapping[str, str] | None = None
 
 
 def decide(
@@ -120,7 +123,7 @@ class Alert:
 
     since: when the state the message is about began (down since, pipeline failing since; for
     RECOVERED, when the site went down). at: when this was judged. run_url: the Airflow log of the
-    run, when known.
+    run, when known. locations: what each location saw, for a site checked from several.
     """
 
     site: str
@@ -131,6 +134,7 @@ class Alert:
     error: str | None = None
     detail: str | None = None
     run_url: str | None = None
+    locations: Mapping[str, str] | None = None
 
     @property
     def title(self) -> str:
@@ -150,6 +154,9 @@ class Alert:
         else:
             rows.append(("since", _time(self.since or self.at)))
             rows += [("error", self.error), ("detail", self.detail)]
+        if self.locations:
+            seen = ", ".join(f"{loc} {outcome}" for loc, outcome in self.locations.items())
+            rows.append(("locations", seen))
         if self.kind == Kind.PIPELINE:
             rows.append(("note", "sitewatch itself failed; this says nothing about the site"))
         rows.append(("run", self.run_url))
@@ -171,6 +178,7 @@ class Alert:
             "error": self.error,
             "detail": self.detail,
             "run_url": self.run_url,
+            "locations": dict(self.locations) if self.locations else None,
             "text": self.text,
         }
 
@@ -196,7 +204,9 @@ def alert_for(
         since, error, detail = new.pipeline_since, event.error, event.detail
     else:
         since, error, detail = new.since, new.error, new.detail
-    return Alert(site.name, site.url, kind, event.at, since, error, detail, run_url)
+    return Alert(
+        site.name, site.url, kind, event.at, since, error, detail, run_url, event.locations
+    )
 
 
 def _time(value: datetime | None) -> str | None:

@@ -28,9 +28,11 @@ from sitewatch.config.checks import (
     check_timeout,
     check_url,
 )
+from sitewatch.config.locations import check_locations, check_quorum
 from sitewatch.config.notify import check_notify, check_remind_every
 from sitewatch.config.offset import check_offset
 from sitewatch.config.values import duration, integer, optional
+from sitewatch.names import LOCAL_LOCATION
 
 _REQUIRED = object()  # the default of a key that has none
 
@@ -133,6 +135,16 @@ _DECLARED = (
         doc="Airflow retries of a failed check, 0..20."),
     Key("retry_delay", timedelta, lambda v: duration(v, timedelta(seconds=1), timedelta(days=1)),
         default="30s", example="30s", doc="Wait between retries, 1s..1d."),
+    Key("locations", tuple[str, ...], check_locations, default=[LOCAL_LOCATION],
+        example="[eu, us, ap]",
+        doc="Where the site is checked from: 1..16 location names ([a-z0-9][a-z0-9_-]{0,30}). Each"
+        " location is an executor queue, sitewatch-<location>, served by Celery workers in that"
+        " place; local (the default) is Airflow's default queue. With several, the DAG has one"
+        " task per location (probe.<location>) and each run gets one verdict across them."),
+    Key("quorum", int, check_quorum, default="majority", example="2",
+        doc="How many locations must see the site down (after their retries) for the run to"
+        " count as down: 1..the number of locations, or majority (more than half: 1 of 1, 2 of 2,"
+        " 2 of 3). Fewer is a partial verdict, which sends no DOWN."),
     Key("tags", tuple[str, ...], check_tags, default=[], example="[reference]",
         doc="Extra DAG tags (the tag `sitewatch` is always added); each at most 100 chars."),
     Key("owner", str, check_owner, default="sitewatch", example="sitewatch",

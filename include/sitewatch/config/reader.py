@@ -12,6 +12,7 @@ from typing import Any
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from sitewatch.config.keys import BUILTIN_DEFAULTS, FIELDS, REQUIRED
+from sitewatch.config.locations import quorum_problem
 from sitewatch.config.offset import offset_problem
 from sitewatch.config.site import ConfigIssue, Site
 from sitewatch.config.values import describe, unknown_key
@@ -217,6 +218,10 @@ class Reader:
         if not schedule_failed and (problem := offset_problem(merged)):
             line = lines.get("offset", lines.get("schedule", line_of(node)))
             self.report(line, f"{where}.offset", problem)
+        locations_failed = "locations" in present and "locations" not in values
+        if not locations_failed and (problem := quorum_problem(merged)):
+            line = lines.get("quorum", lines.get("locations", line_of(node)))
+            self.report(line, f"{where}.quorum", problem)
         if len(self.issues) > issues_before:
             return None
         return Site(**merged, line=line_of(node))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from sitewatch.config.keys import BUILTIN_DEFAULTS, KEYS
+from sitewatch.config.locations import majority
 from sitewatch.config.offset import auto_offset
 
 
@@ -19,6 +20,8 @@ def _post_init(self) -> None:
     _freeze(self)
     if self.offset is None:  # `auto`: resolved here, so no code past the loader ever sees it
         object.__setattr__(self, "offset", auto_offset(self.name, self.schedule))
+    if self.quorum is None:  # `majority`, resolved the same way
+        object.__setattr__(self, "quorum", majority(self.locations))
 
 
 def _freeze(self) -> None:
@@ -26,6 +29,8 @@ def _freeze(self) -> None:
     # safe to share between threads and DAGs.
     if not isinstance(self.headers, MappingProxyType):
         object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
+    if not isinstance(self.locations, tuple):
+        object.__setattr__(self, "locations", tuple(self.locations))
     if not isinstance(self.tags, tuple):
         object.__setattr__(self, "tags", tuple(self.tags))
     if not isinstance(self.expect_status, tuple):
@@ -48,7 +53,8 @@ _SITE_DOC = """One validated site. Field meanings and defaults are those of the 
 v1), declared in ``sitewatch.config.keys``.
 
 ``schedule`` is a timedelta for an interval or a normalised 5-field cron string. ``offset`` is
-always a timedelta: ``auto`` (None when given) becomes the name's offset on construction.
+always a timedelta: ``auto`` (None when given) becomes the name's offset on construction, and
+``quorum`` always a number: ``majority`` (None) becomes more than half of ``locations``.
 ``timeout`` is seconds. ``expect_status`` holds inclusive (low, high) ranges. ``max_body_bytes``
 caps how much of the body is read and searched. ``notify`` holds alert targets
 (``sitewatch.config.notify``). ``line`` is where the entry starts in its file (0 when built in

@@ -7,51 +7,22 @@ value from the database passes through ``escape``, and only an http(s) URL becom
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from html import escape
 from urllib.parse import quote
 
-from sitewatch.dashboard import status
+from sitewatch.dashboard import locations, status
+from sitewatch.dashboard.html import badge, page, timestamp
 from sitewatch.names import site_dag_id
 from sitewatch.observation import HTTP_URL
 from sitewatch.storage.queries import Attempt, SiteSummary
-
-_CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:16px 20px;color:#1a202c;background:#fff}
-h1{font-size:20px;margin:0 0 12px}h2{font-size:16px;margin:20px 0 8px}
-table{border-collapse:collapse;width:100%}th,td{padding:6px 8px;border-bottom:1px solid #e2e8f0;
-text-align:left;vertical-align:top}th{font-weight:600;background:#f7fafc;white-space:nowrap}
-td.num,th.num{text-align:right;white-space:nowrap}a{color:#2b6cb0;text-decoration:none}
-a:hover{text-decoration:underline}.badge{display:inline-block;padding:1px 8px;border-radius:10px;
-font-weight:600;font-size:12px}.up{background:#c6f6d5;color:#22543d}.down{background:#fed7d7;
-color:#822727}.stale{background:#feebc8;color:#7b341e}.nodata{background:#e2e8f0;color:#4a5568}
-.muted{color:#718096}.err{color:#822727}.cards{display:flex;gap:12px;flex-wrap:wrap}
-.card{border:1px solid #e2e8f0;border-radius:6px;padding:8px 12px;min-width:110px}
-.card b{display:block;font-size:18px}svg text{font-size:11px;fill:#4a5568}
-"""
-
-
-def _page(title: str, body: str) -> str:
-    return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}'
-        f"</title><style>{_CSS}</style></head><body>{body}</body></html>"
-    )
 
 
 def unavailable(reason: str) -> str:
     """The page shown when the results database cannot answer (unreachable, tables missing)."""
     body = f'<h1>Sites</h1><p class="unavailable">The results are unavailable: {escape(reason)}</p>'
-    return _page("Sites: unavailable", body)
-
-
-def _badge(state: str) -> str:
-    css = state.replace(" ", "")
-    return f'<span class="badge {css}" data-state="{escape(state)}">{escape(state)}</span>'
-
-
-def _time(value: datetime | None) -> str:
-    return "—" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return page("Sites: unavailable", body)
 
 
 def _dag_link(ui_base: str, site: str) -> str:
@@ -85,9 +56,15 @@ def _error(summary: SiteSummary, now: datetime) -> str:
 
 
 def listing(
-    rows: Sequence[tuple[str, SiteSummary | None, str]], now: datetime, ui_base: str = ""
+    rows: Sequence[tuple[str, SiteSummary | None, str]],
+    now: datetime,
+    ui_base: str = "",
+    several: Mapping[str, status.LocationsView] | None = None,
 ) -> str:
-    """The Sites page: one table row per (site name, summary or None, state)."""
+    """The Sites page: one table row per (site name, summary or None, state). ``several``: the
+    sites checked from several locations (by name), whose Status cell also shows the locations
+    (``locations.status_cell``); every other row looks as it did before locations existed."""
+    several = several or {}
     head = (
         "<tr><th>Site</th><th>Status</th><th>Last check</th><th class=num>Uptime 24 h</th>"
         "<th class=num>7 d</th><th class=num>30 d</th><th class=num>p50 (24 h)</th>"
@@ -97,16 +74,19 @@ def listing(
     lines = []
     for name, s, state in rows:
         link = f'<a href="sites/{quote(name)}">{escape(name)}</a>'
+        view = several.get(name)
+        shown = locations.status_cell(view, state, now) if view else badge(state)
         if s is None:
-            cells = '<td colspan="8" class="muted">no checks stored yet</td><td>—</td>'
+            cells = '<td colspan="8" class="muted">no checks stored yet</td>'
             lines.append(
-                f'<tr data-site="{escape(name)}"><td>{link}</td><td>{_badge(state)}</td>'
+                f'<tr data-site="{escape(name)}"><td>{link}</td><td>{shown}</td>'
                 f"{cells}<td>{_dag_link(ui_base, name)}</td></tr>"
             )
             continue
         lines.append(
-            f'<tr data-site="{escape(name)}"><td>{link}</td><td>{_badge(state)}</td>'
-            f'<td title="{_time(s.last_scheduled_at)}">{status.age(s.last_scheduled_at, now)}</td>'
+            f'<tr data-site="{escape(name)}"><td>{link}</td><td>{shown}</td>'
+            f'<td title="{timestamp(s.last_scheduled_at)}">'
+            f"{status.age(s.last_scheduled_at, now)}</td>"
             f"<td class=num>{status.uptime(s.ups_24h, s.checks_24h)}</td>"
             f"<td class=num>{status.uptime(s.ups_7d, s.checks_7d)}</td>"
             f"<td class=num>{status.uptime(s.ups_30d, s.checks_30d)}</td>"
@@ -117,12 +97,12 @@ def listing(
         )
     empty = '<tr><td colspan="11" class="muted">No sites yet.</td></tr>'
     body = (
-        f"<h1>Sites</h1><p class=muted>{_count(len(rows), 'site')} · {_time(now)} · "
+        f"<h1>Sites</h1><p class=muted>{_count(len(rows), 'site')} · {timestamp(now)} · "
         "uptime counts final "
         "attempts; 7 d and 30 d are UTC days including today</p>"
         f"<table id=sites><thead>{head}</thead><tbody>{''.join(lines) or empty}</tbody></table>"
     )
-    return _page("Sites · sitewatch", body)
+    return page("Sites · sitewatch", body)
 
 
 def site_page(
@@ -133,11 +113,17 @@ def site_page(
     attempts: Sequence[Attempt],
     now: datetime,
     ui_base: str = "",
+    where: status.SiteLocations | None = None,
 ) -> str:
-    """A site's page: its figures, the 24 h response-time chart and its recent attempts."""
+    """A site's page: its figures, the 24 h response-time chart and its recent attempts.
+
+    where: for a site checked from several locations, its locations, quorum and recent runs:
+    the page adds the quorum and the matrix of runs by location (``locations.runs_table``).
+    """
     s = summary
+    several = where is not None and len(where.locations) > 1
     cards = [
-        ("Status", _badge(state)),
+        ("Status", badge(state)),
         ("Uptime 24 h", status.uptime(s.ups_24h, s.checks_24h) if s else "—"),
         ("7 d", status.uptime(s.ups_7d, s.checks_7d) if s else "—"),
         ("30 d", status.uptime(s.ups_30d, s.checks_30d) if s else "—"),
@@ -145,35 +131,42 @@ def site_page(
         ("p95 (24 h)", status.milliseconds(s.p95_ms if s else None)),
         ("TLS left", _tls(s, now)),
     ]
+    if several:
+        cards.insert(1, ("Locations", locations.quorum(where.quorum, len(where.locations))))
     card_html = "".join(f'<div class="card">{k}<b>{v}</b></div>' for k, v in cards)
     url = f" · {_url(s.url)}" if s else ""
+    runs = f"<h2>Recent runs by location</h2>{locations.runs_table(where)}" if several else ""
+    with_location = locations.show_location(where, attempts)
     body = (
         f'<p><a href="../">← Sites</a></p><h1>{escape(name)}</h1>'
-        f"<p>DAG {_dag_link(ui_base, name)}{url}</p><div class=cards>{card_html}</div>"
+        f"<p>DAG {_dag_link(ui_base, name)}{url}</p><div class=cards>{card_html}</div>{runs}"
         f"<h2>Response time, last 24 h (final attempts)</h2>{chart(series, now)}"
-        f"<h2>Recent attempts</h2>{_attempts_table(attempts)}"
+        f"<h2>Recent attempts</h2>{_attempts_table(attempts, with_location)}"
     )
-    return _page(f"{name} · sitewatch", body)
+    return page(f"{name} · sitewatch", body)
 
 
-def _attempts_table(attempts: Sequence[Attempt]) -> str:
+def _attempts_table(attempts: Sequence[Attempt], with_location: bool = False) -> str:
     head = (
-        "<tr><th>Scheduled</th><th class=num>Attempt</th><th>Final</th><th>Result</th>"
+        "<tr><th>Scheduled</th>"
+        + ("<th>Location</th>" if with_location else "")
+        + "<th class=num>Attempt</th><th>Final</th><th>Result</th>"
         "<th class=num>Status</th><th class=num>Response</th><th class=num>First byte</th>"
         "<th>Error</th></tr>"
     )
     rows = []
     for a in attempts:
         detail = f" — {escape(a.error_detail)}" if a.error_detail else ""
+        where = f"<td>{escape(a.location)}</td>" if with_location else ""
         rows.append(
-            f"<tr><td>{_time(a.scheduled_at)}</td><td class=num>{a.attempt}</td>"
-            f"<td>{'yes' if a.final else 'no'}</td><td>{_badge(status.UP if a.up else status.DOWN)}"
+            f"<tr><td>{timestamp(a.scheduled_at)}</td>{where}<td class=num>{a.attempt}</td>"
+            f"<td>{'yes' if a.final else 'no'}</td><td>{badge(status.UP if a.up else status.DOWN)}"
             f"</td><td class=num>{a.status_code or '—'}</td>"
             f"<td class=num>{status.milliseconds(a.response_time_ms)}</td>"
             f"<td class=num>{status.milliseconds(a.ttfb_ms)}</td>"
             f"<td>{escape(a.error or '')}{detail}</td></tr>"
         )
-    empty = '<tr><td colspan="8" class="muted">No attempts stored.</td></tr>'
+    empty = f'<tr><td colspan="{8 + with_location}" class="muted">No attempts stored.</td></tr>'
     return (
         f"<table id=attempts><thead>{head}</thead><tbody>{''.join(rows) or empty}</tbody></table>"
     )

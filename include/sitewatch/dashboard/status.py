@@ -1,14 +1,18 @@
 """What the dashboard says about a site: its state now and its figures, as text.
 
-Plain functions of a ``SiteSummary``, the site's configured schedule and ``now``; nothing here
-reads the database or imports Airflow.
+Plain functions of a ``SiteSummary``, the site's configured schedule and ``now``; for a site
+checked from several locations, of its latest verdict and each location's latest check. Nothing
+here reads the database or imports Airflow.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sitewatch.storage.queries import SiteSummary
+from sitewatch.storage import verdicts
+from sitewatch.storage.queries import LocationCheck, Run, RunLocation, SiteSummary
 
 MIN_STALE_AFTER = timedelta(minutes=15)
 STALE_INTERVALS = 3
@@ -17,6 +21,16 @@ STALE_INTERVALS = 3
 _CRON_ORIGIN = datetime(2026, 1, 5, 0, 0)
 
 UP, DOWN, STALE, NO_DATA = "up", "down", "stale", "no data"
+PARTIAL = "partial"
+"""A run some locations saw down, fewer than the quorum (``sitewatch.alerting.quorum``)."""
+MISSING, RETRYING = "missing", "retrying"
+"""A location with nothing decided: none stored (in the window or the run), or still retrying."""
+
+_VERDICT_STATES = {verdicts.UP: UP, verdicts.DOWN: DOWN, verdicts.PARTIAL: PARTIAL}
+
+LatestVerdict = tuple[datetime, str, Mapping[str, str]]
+"""A run's verdict as ``storage.verdicts.latest_verdicts`` gives it: (scheduled_at, verdict,
+each location's outcome)."""
 
 
 def schedule_interval(schedule: timedelta | str | None) -> timedelta | None:
@@ -54,6 +68,87 @@ def state(summary: SiteSummary | None, schedule: timedelta | str | None, now: da
     if now - summary.last_scheduled_at > stale_after(schedule):
         return STALE
     return UP if summary.last_up else DOWN
+
+
+def verdict_state(
+    verdict: LatestVerdict | None, schedule: timedelta | str | None, now: datetime
+) -> str:
+    """A site checked from several locations: ``up``/``partial``/``down`` from its latest
+    verdict, ``stale`` when that run is older than ``stale_after``, ``no data`` before the first
+    (a verdict waits for every location, or the run's deadline; one location never decides)."""
+    if verdict is None:
+        return NO_DATA
+    scheduled_at, decided, _ = verdict
+    if now - scheduled_at > stale_after(schedule):
+        return STALE
+    return verdict_badge(decided)
+
+
+def verdict_badge(verdict: str) -> str:
+    """The state a stored verdict shows as (``up``/``partial``/``down``); ``no data`` for any
+    other text, which the table's CHECK constraint does not let in."""
+    return _VERDICT_STATES.get(verdict, NO_DATA)
+
+
+def location_state(
+    check: LocationCheck | None, schedule: timedelta | str | None, now: datetime
+) -> str:
+    """A location's cell in the listing: ``up``/``down`` from its latest decided attempt,
+    ``stale`` when that is older than ``stale_after``, ``missing`` without one."""
+    if check is None:
+        return MISSING
+    if now - check.scheduled_at > stale_after(schedule):
+        return STALE
+    return UP if check.up else DOWN
+
+
+def run_state(part: RunLocation | None) -> str:
+    """A location's cell in a run: ``up`` (an attempt was up), ``down`` (its final attempt was
+    down), ``retrying`` (attempts stored, none decided yet) or ``missing`` (none stored)."""
+    if part is None:
+        return MISSING
+    if part.up:
+        return UP
+    return DOWN if part.final else RETRYING
+
+
+@dataclass(frozen=True)
+class LocationsView:
+    """What the listing shows of a site checked from several locations.
+
+    cells: (location, state, its latest decided check or None), in the site's order.
+    verdict: the latest verdict, None before the first. quorum: the site's configured quorum.
+    """
+
+    cells: tuple[tuple[str, str, LocationCheck | None], ...]
+    verdict: LatestVerdict | None
+    quorum: int
+
+
+def locations_view(
+    locations: Sequence[str],
+    quorum: int,
+    latest: Mapping[str, LocationCheck],
+    verdict: LatestVerdict | None,
+    schedule: timedelta | str | None,
+    now: datetime,
+) -> LocationsView:
+    """The ``LocationsView`` of a site from its configured ``locations`` and ``quorum``, each
+    location's latest decided check (``queries.latest_by_location``) and its latest verdict."""
+    cells = tuple(
+        (loc, location_state(latest.get(loc), schedule, now), latest.get(loc)) for loc in locations
+    )
+    return LocationsView(cells, verdict, quorum)
+
+
+@dataclass(frozen=True)
+class SiteLocations:
+    """What a site's page shows of a site checked from several locations: its configured
+    ``locations`` and ``quorum``, and its recent ``runs`` (``queries.recent_runs``)."""
+
+    locations: tuple[str, ...]
+    quorum: int
+    runs: Sequence[Run]
 
 
 def uptime(ups: int, checks: int) -> str:

@@ -2,7 +2,8 @@
 
 Exactly-once storage comes from two rules together. Offsets are committed only after the batch's
 transaction committed, so a crash anywhere redelivers the batch rather than losing it; and the
-table is unique on ``(site, scheduled_at, attempt)``, so a redelivered batch adds no second row.
+table is unique on ``(site, scheduled_at, location, attempt)`` (``storage.checks.KEY``), so a
+redelivered batch adds no second row.
 A message that is not a valid observation is stored in ``site_checks_rejected`` in the same
 transaction; it never stops the drain. So is a valid one whose ``scheduled_at`` lies outside the
 window the drain stores (``Window``: retention would drop it at once, or it is from the future and
@@ -94,6 +95,7 @@ def drain(
     idle_seconds: float = 0.0,
     retention_days: int | None = None,
     on_stored: OnStored | None = None,
+    on_caught_up: Callable[[], None] | None = None,
 ) -> DrainResult:
     """Consume until no message came for ``idle_seconds`` (0: the first empty poll, the topic is
     caught up) or ``max_seconds`` passed.
@@ -112,6 +114,9 @@ def drain(
     never hold back or fail the commit of a stored batch; the price is that a crash between the
     two loses the hook's call for that batch, never a row. Whatever it raises is logged and the
     drain goes on. Without it the batch's rows are not collected at all.
+    on_caught_up: called after a poll that returned less than a full batch (the drain has read
+    what there was), for work that must not run on a lagging drain; logged and ignored when it
+    raises, like ``on_stored``.
     Raises ConsumeError when the broker returns an error, or when an empty poll came with a
     recognised connection failure (a TLS or SASL problem recorded by the consumer's ``errors``,
     see sitewatch.airflow.hooks) rather than a caught-up topic; lets StorageError through (the
@@ -130,6 +135,8 @@ def drain(
             why = errors.explain(recognised_only=True) if errors is not None else ""
             if why:
                 raise ConsumeError(f"reading from Kafka failed: {why}")
+            if on_caught_up is not None:
+                _call(on_caught_up, "on_caught_up")
             if time.monotonic() - last_message >= idle_seconds:
                 break
             continue
@@ -163,6 +170,8 @@ def drain(
         )
         if on_stored is not None and kept:
             _tell(on_stored, _stored(kept, refused))
+        if on_caught_up is not None and len(messages) < batch_size:  # after it is stored
+            _call(on_caught_up, "on_caught_up")
     return result
 
 
@@ -179,6 +188,13 @@ def _stored(rows: list[tuple], refused: list[int]) -> list[tuple]:
         return rows
     skip = set(refused)
     return [row for position, row in enumerate(rows) if position not in skip]
+
+
+def _call(hook: Callable[[], None], name: str) -> None:
+    try:
+        hook()
+    except Exception:
+        log.exception("drain: %s failed; the drain goes on", name)
 
 
 def _tell(on_stored: OnStored, rows: list[tuple]) -> None:

@@ -19,6 +19,7 @@ from cryptography import x509
 from urllib3.exceptions import InsecureRequestWarning
 
 from sitewatch.config.secrets import NO_SECRETS, Secrets
+from sitewatch.names import LOCAL_LOCATION
 from sitewatch.observation import MAX_TEXT, Observation
 from sitewatch.probe.failures import Failure
 from sitewatch.probe.fetch import Fetched, fetch
@@ -40,14 +41,21 @@ ERROR_KINDS: tuple[str, ...] = (
     "cert_expiring",  # fewer than min_cert_days left on the server certificate
 )
 
-# Text fields that are not redacted: the site's name is the row's identity, the error a fixed kind.
-_NOT_REDACTED = frozenset({"site", "error"})
+# Text fields that are not redacted: the site's name and location are the row's identity, the
+# error a fixed kind.
+_NOT_REDACTED = frozenset({"site", "location", "error"})
 
 log = logging.getLogger("sitewatch.probe.http")
 
 
-def probe(site, *, ca_bundle: str | None = None, secrets: Secrets = NO_SECRETS) -> Observation:
-    """Check ``site`` once and return what was seen.
+def probe(
+    site,
+    *,
+    ca_bundle: str | None = None,
+    secrets: Secrets = NO_SECRETS,
+    location: str = LOCAL_LOCATION,
+) -> Observation:
+    """Check ``site`` once, from ``location``, and return what was seen.
 
     ``site`` is a validated ``sitewatch.config.site.Site`` (only its attributes are read).
     ``ca_bundle`` is a PEM file of CAs to trust instead of the default store; without it
@@ -56,6 +64,9 @@ def probe(site, *, ca_bundle: str | None = None, secrets: Secrets = NO_SECRETS) 
     headers of ``site`` came from ``${VAR}`` and with what values (``expand_headers``): those
     headers do not follow a redirect to another origin, and those values are masked in every text
     field of the observation (a site may echo them in its body, a redirect or an error).
+    ``location`` is where this attempt runs (one of ``site.locations``; the caller knows, being
+    on that location's queue): it goes on the observation and in the User-Agent
+    (``transport.user_agent``), unless the site sets a User-Agent header of its own.
 
     The whole attempt (DNS, connect, TLS, redirects, body, regex) is bounded by ``site.timeout``;
     the call returns within that plus some tens of milliseconds of bookkeeping. A hung resolver
@@ -72,10 +83,10 @@ def probe(site, *, ca_bundle: str | None = None, secrets: Secrets = NO_SECRETS) 
     trace = Trace(Deadline(site.timeout))
     checked_at = datetime.now(UTC)
     quiet = nullcontext() if site.verify_tls else _insecure_allowed()
-    with quiet, open_session(trace) as session, watchdog(trace):
+    with quiet, open_session(trace, location) as session, watchdog(trace):
         verify = _verify(site.verify_tls, ca_bundle)
         fetched = fetch(session, site, trace, verify, secrets.headers)
-    obs = _observe(site, checked_at, trace, fetched)
+    obs = _observe(site, location, checked_at, trace, fetched)
     failure = _judge(site, obs, fetched, trace.deadline)
     if failure is not None:
         obs.error, obs.error_detail = failure.kind, failure.detail
@@ -84,8 +95,9 @@ def probe(site, *, ca_bundle: str | None = None, secrets: Secrets = NO_SECRETS) 
         _redact(obs, secrets)
     # DEBUG: the Airflow task logs the attempt's summary line itself (sitewatch.attempt)
     log.debug(
-        "site=%s status=%s up=%s response_ms=%s error=%s",
+        "site=%s location=%s status=%s up=%s response_ms=%s error=%s",
         site.name,
+        location,
         obs.status_code,
         obs.up,
         obs.response_time_ms,
@@ -109,11 +121,14 @@ def _insecure_allowed():
         yield
 
 
-def _observe(site, checked_at: datetime, trace: Trace, fetched: Fetched) -> Observation:
+def _observe(
+    site, location: str, checked_at: datetime, trace: Trace, fetched: Fetched
+) -> Observation:
     """The observation's measured fields; ``up`` and ``error`` are decided by ``_judge``."""
     deadline = trace.deadline
     return Observation(
         site=site.name,
+        location=location,
         url=site.url,
         checked_at=checked_at,
         up=False,

@@ -29,6 +29,7 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 from urllib3.util.connection import allowed_gai_family
 
 from sitewatch import __version__
+from sitewatch.names import LOCAL_LOCATION
 from sitewatch.probe.failures import HANDSHAKE
 from sitewatch.probe.timing import DNSTimeout, Trace
 
@@ -190,15 +191,23 @@ class _Session(requests.Session):
         return iter(())
 
 
-def open_session(trace: Trace) -> requests.Session:
+def user_agent(location: str) -> str:
+    """``sitewatch/<version> (location <location>)``: a site's operator can tell the monitor's
+    requests apart from the rest, and each location's from the others' (to allow-list them, or to
+    see which one a firewall drops)."""
+    return f"sitewatch/{__version__} (location {location})"
+
+
+def open_session(trace: Trace, location: str = LOCAL_LOCATION) -> requests.Session:
     """A requests session for one attempt; close it (``with``) to close every socket.
 
     ``trust_env`` is off: a monitor must not pick up the worker's proxies or ``.netrc`` credentials.
-    The probe applies ``REQUESTS_CA_BUNDLE`` itself.
+    The probe applies ``REQUESTS_CA_BUNDLE`` itself. The session's User-Agent is ``user_agent``'s
+    for ``location``; a header the request sets itself (a site's own User-Agent) replaces it.
     """
     session = _Session()
     session.trust_env = False
-    session.headers["User-Agent"] = f"sitewatch/{__version__}"
+    session.headers["User-Agent"] = user_agent(location)
     adapter = _TracingAdapter(trace)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

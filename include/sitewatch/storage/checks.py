@@ -35,6 +35,7 @@ from sitewatch.storage.partitions import make_missing
 from sitewatch.storage.schema import transaction
 
 __all__ = [
+    "KEY",
     "Refuse",
     "Rejected",
     "StoreResult",
@@ -42,6 +43,11 @@ __all__ = [
     "store_batch",
     "store_rows",
 ]
+
+
+KEY = ("site", "scheduled_at", "location", "attempt")
+"""``site_checks``' primary key (migration 6), in index order: one row per attempt of a run at
+each location. Deduplication uses it; so do the reads that walk the index."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,7 @@ class StoreResult:
     """What one ``store_batch`` did.
 
     inserted: new ``site_checks`` rows. duplicates: observations not inserted because their
-    (site, scheduled_at, attempt) was already stored or appeared earlier in the batch.
+    (site, scheduled_at, location, attempt) was already stored or appeared earlier in the batch.
     rejected: new ``site_checks_rejected`` rows (a redelivered rejected message counts 0), rows
     refused (see ``store_rows``) included.
     """
@@ -89,9 +95,10 @@ def store_batch(
 
     conn: a psycopg 3 connection to a migrated schema (see ``schema.migrate``). Anything it has
     uncommitted is committed with the batch; an autocommit connection is handled.
-    observations: stored in ``site_checks``, deduplicated on (site, scheduled_at, attempt): one
-    already stored, or a second copy within the batch (an arbitrary copy wins; redeliveries are
-    identical), is counted in ``duplicates`` and never makes a second row.
+    observations: stored in ``site_checks``, deduplicated on its key (``KEY``): one already
+    stored, or a second copy within the batch (an arbitrary copy wins; redeliveries are
+    identical), is counted in ``duplicates`` and never makes a second row. The same attempt of
+    one run from two locations is two rows.
     rejected: stored in ``site_checks_rejected`` with their raw bytes, deduplicated on
     (topic, partition, offset).
 
@@ -188,11 +195,12 @@ _STAGING_DDL = (
 _COPY_STAGING = f"COPY pg_temp.sitewatch_staging ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 # DISTINCT ON drops in-batch duplicates; its ORDER BY also feeds rows to the primary-key index in
 # key order. ON CONFLICT DO NOTHING skips rows stored by earlier batches; rowcount counts the rest.
+_KEY = ", ".join(KEY)
 _INSERT_STAGED = (
     f"INSERT INTO site_checks ({_COLUMNS}) "
-    f"SELECT DISTINCT ON (site, scheduled_at, attempt) {_COLUMNS} "
-    "FROM pg_temp.sitewatch_staging ORDER BY site, scheduled_at, attempt "
-    "ON CONFLICT (site, scheduled_at, attempt) DO NOTHING"
+    f"SELECT DISTINCT ON ({_KEY}) {_COLUMNS} "
+    f"FROM pg_temp.sitewatch_staging ORDER BY {_KEY} "
+    f"ON CONFLICT ({_KEY}) DO NOTHING"
 )
 # psycopg's binary int4/int8 formatting wraps an out-of-range value around instead of failing.
 _INT_BOUND = {"integer": 2**31, "bigint": 2**63}  # a column holds -bound <= value < bound

@@ -2,9 +2,10 @@
 
 ``site_checks`` is partitioned by UTC day of ``scheduled_at`` (migration 4), so expiring raw rows
 is dropping whole partitions: no DELETE, no vacuum, no bloat. Before raw rows go, their figures
-are kept in ``site_checks_hourly`` (per site and hour: final attempts, how many were up, response
-time p50/p95/max), which lives much longer; ``site_checks_daily`` (migration 3, kept by trigger)
-is pruned on the same longer retention. The maintenance DAG (sitewatch.airflow.maintenance_dag) runs
+are kept in ``site_checks_hourly`` (per site, hour and location: final attempts, how many were up,
+response time p50/p95/max), which lives much longer; ``site_checks_daily`` (migration 3, kept by
+trigger) and ``site_verdicts`` (a run's verdict across locations, migration 6) are pruned on the
+same longer retention. The maintenance DAG (sitewatch.airflow.maintenance_dag) runs
 ``maintain`` hourly; docs/retention.md is the operator's view.
 
 Every function takes a psycopg 3 connection and ``now`` (so tests choose the clock), runs in its
@@ -40,7 +41,7 @@ class RetentionSettings:
     """How long data is kept, in days.
 
     raw_days: rows of ``site_checks`` (``SITEWATCH_RETENTION_DAYS``, default 90).
-    rollup_days: rows of ``site_checks_hourly`` and ``site_checks_daily``
+    rollup_days: rows of ``site_checks_hourly``, ``site_checks_daily`` and ``site_verdicts``
     (``SITEWATCH_ROLLUP_RETENTION_DAYS``, default 730).
     """
 
@@ -114,17 +115,20 @@ def create_partitions(conn, now: datetime, days_ahead: int = DAYS_AHEAD) -> int:
 
 # Final attempts only, like the dashboard's uptime; percentile_cont and max skip NULL response
 # times (a connection error has none). Recomputed, not added to: an hour's figures are always
-# those of the rows stored so far, and percentiles cannot be merged anyway.
+# those of the rows stored so far, and percentiles cannot be merged anyway. Per location, since
+# each location sees its own response times; a site's figures are the sum over its locations.
 _REFRESH_HOURLY = """
-    INSERT INTO site_checks_hourly AS h (site, hour, checks, ups, p50_ms, p95_ms, max_ms)
-    SELECT site, date_trunc('hour', scheduled_at, 'UTC'), count(*), count(*) FILTER (WHERE up),
+    INSERT INTO site_checks_hourly AS h
+        (site, hour, location, checks, ups, p50_ms, p95_ms, max_ms)
+    SELECT site, date_trunc('hour', scheduled_at, 'UTC'), location,
+           count(*), count(*) FILTER (WHERE up),
            percentile_cont(0.5) WITHIN GROUP (ORDER BY response_time_ms),
            percentile_cont(0.95) WITHIN GROUP (ORDER BY response_time_ms),
            max(response_time_ms)
     FROM site_checks
     WHERE final AND scheduled_at >= %s
-    GROUP BY 1, 2
-    ON CONFLICT (site, hour) DO UPDATE
+    GROUP BY 1, 2, 3
+    ON CONFLICT (site, hour, location) DO UPDATE
     SET checks = excluded.checks, ups = excluded.ups, p50_ms = excluded.p50_ms,
         p95_ms = excluded.p95_ms, max_ms = excluded.max_ms
 """
@@ -132,7 +136,7 @@ _REFRESH_HOURLY = """
 
 def refresh_hourly(conn, now: datetime, late_hours: int = LATE_HOURS) -> int:
     """Recompute ``site_checks_hourly`` for the hours that may still receive rows; return the
-    number of (site, hour) rows written.
+    number of (site, hour, location) rows written.
 
     Those are the last ``late_hours`` hours, and further back from the newest hour already
     rolled up when maintenance has not run for longer (everything, the first time), so a pause
@@ -177,8 +181,12 @@ def drop_expired_partitions(conn, now: datetime, retention_days: int) -> list[st
 
 
 def prune_rollups(conn, now: datetime, retention_days: int) -> int:
-    """Delete hourly and daily rollup rows older than ``now - retention_days``; return how many.
-    Raises StorageError."""
+    """Delete hourly and daily rollup rows and verdicts older than ``now - retention_days``;
+    return how many. Raises StorageError.
+
+    Trade-off: ``site_verdicts`` is keyed by site first, so its DELETE reads the whole table
+    (like the rollups'); hourly, it finds an hour's worth of runs to delete.
+    """
     cutoff = now - timedelta(days=retention_days)
     with transaction(conn, "could not prune the rollups") as cur:
         # An hour, like a day, goes once it is wholly before the cutoff.
@@ -189,6 +197,8 @@ def prune_rollups(conn, now: datetime, retention_days: int) -> int:
         cur.execute(
             "DELETE FROM site_checks_daily WHERE day < %s", (cutoff.astimezone(UTC).date(),)
         )
+        pruned += cur.rowcount
+        cur.execute("DELETE FROM site_verdicts WHERE scheduled_at < %s", (cutoff,))
         pruned += cur.rowcount
     log.info("prune_rollups: deleted=%s cutoff=%s", pruned, cutoff.isoformat())
     return pruned

@@ -220,6 +220,100 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER FUNCTION site_checks_create_partitions(date[]) SECURITY DEFINER;
     REVOKE EXECUTE ON FUNCTION site_checks_create_partitions(date[]) FROM PUBLIC;
     """,
+    # 6: checks from several locations (issue 16). Every row gets the location it was checked
+    # from; rows stored before are 'local', the location of a site that names none, and so are
+    # rows from drains or producers that predate this (the column default). The key becomes
+    # (site, scheduled_at, location, attempt): two locations' attempt 1 of one run are two rows,
+    # and a run's rows of all locations stay adjacent for the verdict across them
+    # (storage/verdicts.py); attempt stays last, so a location's latest attempt is a backward
+    # scan. The rollups count per location too (site-level figures sum over them); their
+    # location has no default, since every writer copies site_checks'. site_verdicts holds the
+    # drain's verdict of each run of a site with several locations, once (its key), so its alert
+    # goes out once.
+    # Cost and locks: the new columns are catalog-only changes (a constant default, no rewrite).
+    # The new primary key is built on every partition: one pass over the raw rows kept (1.5 s for
+    # 2 million rows on a development machine, so about a minute and a half for 90 days of 1,000
+    # sites checked every minute), under an ACCESS EXCLUSIVE lock on site_checks that holds back
+    # the drain (its messages wait in Kafka) and the Sites page meanwhile. site_checks is locked
+    # first, as a drain batch locks it before the daily rollup (by trigger), so the two queue
+    # rather than deadlock; a Sites page read that already holds the rollup can deadlock with it,
+    # and then PostgreSQL cancels one of them (a failed migration is retried whole by the next
+    # create_tables). A drain of the previous version fails on this schema once a batch takes
+    # its deduplicating path (its ON CONFLICT names the old key): the drain's create_tables,
+    # the new code, is what runs this migration.
+    """
+    LOCK TABLE site_checks IN ACCESS EXCLUSIVE MODE;
+    ALTER TABLE site_checks
+        ADD COLUMN location text COLLATE "C" NOT NULL DEFAULT 'local',
+        DROP CONSTRAINT site_checks_pkey,
+        ADD CONSTRAINT site_checks_pkey PRIMARY KEY (site, scheduled_at, location, attempt);
+    ALTER TABLE site_checks_daily
+        ADD COLUMN location text COLLATE "C" NOT NULL DEFAULT 'local',
+        DROP CONSTRAINT site_checks_daily_pkey,
+        ADD CONSTRAINT site_checks_daily_pkey PRIMARY KEY (site, day, location);
+    ALTER TABLE site_checks_daily ALTER COLUMN location DROP DEFAULT;
+    ALTER TABLE site_checks_hourly
+        ADD COLUMN location text COLLATE "C" NOT NULL DEFAULT 'local',
+        DROP CONSTRAINT site_checks_hourly_pkey,
+        ADD CONSTRAINT site_checks_hourly_pkey PRIMARY KEY (site, hour, location);
+    ALTER TABLE site_checks_hourly ALTER COLUMN location DROP DEFAULT;
+    CREATE OR REPLACE FUNCTION site_checks_daily_add() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
+    BEGIN
+        INSERT INTO site_checks_daily AS d (site, day, location, checks, ups)
+        SELECT site, (scheduled_at AT TIME ZONE 'UTC')::date, location,
+               count(*), count(*) FILTER (WHERE up)
+        FROM new_rows WHERE final GROUP BY 1, 2, 3
+        ON CONFLICT (site, day, location) DO UPDATE
+        SET checks = d.checks + excluded.checks, ups = d.ups + excluded.ups;
+        RETURN NULL;
+    END
+    $$;
+    CREATE TABLE site_verdicts (
+        site         text COLLATE "C" NOT NULL,
+        scheduled_at timestamptz      NOT NULL,
+        verdict      text             NOT NULL CHECK (verdict IN ('up', 'down', 'partial')),
+        quorum       integer          NOT NULL,
+        -- each location's outcome: {"east": "up", "west": "down", "north": "missing"}
+        locations    jsonb            NOT NULL,
+        decided_at   timestamptz      NOT NULL DEFAULT now(),
+        CONSTRAINT site_verdicts_pkey PRIMARY KEY (site, scheduled_at)
+    );
+    """,
+    # 7: an up attempt is final. `final` marks a run's last attempt, which an up attempt always
+    # is, but until this version an up attempt was stored final only when it was the last try
+    # allowed: a healthy check of a site with retries (the default is 2) was stored not final,
+    # and uptime, response-time percentiles and both rollups, which count final attempts, left
+    # it out. This marks those rows final and recounts what the rollups hold of the raw rows
+    # still kept: every day of them (the trigger rolled each one up), and the hours up to the
+    # newest one maintenance rolled up (later ones are its to add). Marking rows final only adds
+    # to a group, so an upsert of each group's new figures covers every row that changes; days
+    # and hours whose raw rows were dropped keep their figures, with nothing to recount them from.
+    # Cost: one pass that rewrites every up row not yet final, under a lock that holds back the
+    # drain (its messages wait in Kafka) but not readers.
+    """
+    LOCK TABLE site_checks IN SHARE ROW EXCLUSIVE MODE;
+    UPDATE site_checks SET final = true WHERE up AND NOT final;
+    INSERT INTO site_checks_daily AS d (site, day, location, checks, ups)
+    SELECT site, (scheduled_at AT TIME ZONE 'UTC')::date, location,
+           count(*), count(*) FILTER (WHERE up)
+    FROM site_checks WHERE final GROUP BY 1, 2, 3
+    ON CONFLICT (site, day, location) DO UPDATE SET checks = excluded.checks, ups = excluded.ups;
+    INSERT INTO site_checks_hourly AS h
+        (site, hour, location, checks, ups, p50_ms, p95_ms, max_ms)
+    SELECT site, date_trunc('hour', scheduled_at, 'UTC'), location,
+           count(*), count(*) FILTER (WHERE up),
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY response_time_ms),
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY response_time_ms),
+           max(response_time_ms)
+    FROM site_checks
+    WHERE final
+      AND scheduled_at < (SELECT max(hour) + interval '1 hour' FROM site_checks_hourly)
+    GROUP BY 1, 2, 3
+    ON CONFLICT (site, hour, location) DO UPDATE
+    SET checks = excluded.checks, ups = excluded.ups, p50_ms = excluded.p50_ms,
+        p95_ms = excluded.p95_ms, max_ms = excluded.max_ms;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -238,6 +332,9 @@ PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
     },
     ALERTING_ROLE: {
         "site_alert_state": ("SELECT", "INSERT", "UPDATE"),
+        # the verdict across locations (migration 6): read the run's checks, record the verdict
+        "site_checks": ("SELECT",),
+        "site_verdicts": ("SELECT", "INSERT"),
         "sitewatch_schema_version": ("SELECT",),
     },
     READER_ROLE: {
@@ -245,6 +342,7 @@ PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
         "site_checks_daily": ("SELECT",),
         "site_checks_hourly": ("SELECT",),
         "site_alert_state": ("SELECT",),
+        "site_verdicts": ("SELECT",),
         "sitewatch_schema_version": ("SELECT",),
     },
 }
