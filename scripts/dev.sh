@@ -2,11 +2,16 @@
 # Local stack for sitewatch: a virtualenv, a single-node Kafka (KRaft) and a PostgreSQL cluster of
 # the project's own, then Airflow. No Docker. Everything lives in $SITEWATCH_STATE_DIR (.state/).
 #
-#   scripts/dev.sh services   start Kafka and PostgreSQL, write .state/env.sh (idempotent)
-#   scripts/dev.sh run        services + Airflow standalone with the UI on localhost:$SITEWATCH_UI_PORT
-#   scripts/dev.sh test [ARGS]  services + Airflow metadata DB, then pytest ARGS over every suite
-#   scripts/dev.sh stop       stop Airflow, Kafka and PostgreSQL started from this checkout
+#   scripts/dev.sh services   start Kafka and PostgreSQL (and Redis for Celery), write .state/env.sh
+#                             (idempotent)
+#   scripts/dev.sh run        services + Airflow with the UI on localhost:$SITEWATCH_UI_PORT
+#   scripts/dev.sh test [ARGS]  services + Redis + Airflow metadata DB, then pytest ARGS over every suite
+#   scripts/dev.sh stop       stop Airflow, Kafka, PostgreSQL and Redis started from this checkout
 #   scripts/dev.sh env        print the environment for the airflow CLI and psql
+#
+# SITEWATCH_EXECUTOR=local (default): `airflow standalone`, the LocalExecutor. SITEWATCH_EXECUTOR=celery:
+# the CeleryExecutor with a Redis broker of the project's own; each Airflow component runs as a
+# process of its own, plus SITEWATCH_WORKERS Celery workers for each location (run_celery).
 set -euo pipefail
 # Everything made here is private to the user: passwords, env files, Airflow's passwords.json and
 # logs (which print the admin password). secure_state tightens what older runs left readable.
@@ -32,8 +37,15 @@ KAFKA_SCRAM=${SITEWATCH_KAFKA_SCRAM:-}
 # make test uses databases of its own, so test DAGs and rows never show up in make run's UI.
 AIRFLOW_DB=${SITEWATCH_AIRFLOW_DB:-airflow}
 RESULTS_DB=${SITEWATCH_RESULTS_DB:-sitewatch}
+# Celery: the broker's port, and the Celery workers each location gets (README, "Scale-out with
+# Celery"). Unset, SITEWATCH_EXECUTOR follows the stack that runs: celery while its components do.
+EXECUTOR=${SITEWATCH_EXECUTOR:-}
+REDIS_PORT=${SITEWATCH_REDIS_PORT:-16379}
+WORKERS=${SITEWATCH_WORKERS:-1}
 ENV_FILE=$STATE/env.sh
-if [ "${1:-}" = test ]; then AIRFLOW_DB=airflow_test RESULTS_DB=sitewatch_test ENV_FILE=$STATE/env-test.sh; fi
+# Redis database of the broker: make test's own, so its Celery workers never take make run's tasks.
+REDIS_DB=0
+if [ "${1:-}" = test ]; then AIRFLOW_DB=airflow_test RESULTS_DB=sitewatch_test ENV_FILE=$STATE/env-test.sh REDIS_DB=1; fi
 VENV=$ROOT/.venv
 PY=$VENV/bin/python
 
@@ -46,6 +58,20 @@ need_free_port() {  # port variable
   if port_busy "$1"; then
     die "port $1 is already in use by another program; set $2 to a free port (e.g. $2=$(( $1 + 100 )))"
   fi
+}
+
+# The executor: SITEWATCH_EXECUTOR when set, else the one of make run's stack that runs (so
+# `make env`, `make services` and a second `make run` keep a running Celery stack's environment).
+resolve_executor() {
+  if [ -z "$EXECUTOR" ]; then
+    EXECUTOR=local
+    [ "$ENV_FILE" != "$STATE/env.sh" ] || ! celery_running || EXECUTOR=celery
+  fi
+  case "$EXECUTOR" in
+    local | celery) ;;
+    *) die "SITEWATCH_EXECUTOR must be 'local' (airflow standalone) or 'celery', not '$EXECUTOR'" ;;
+  esac
+  [[ "$WORKERS" =~ ^[1-9][0-9]{0,2}$ ]] || die "SITEWATCH_WORKERS must be a whole number from 1 to 999, not '$WORKERS'"
 }
 
 # --- virtualenv ----------------------------------------------------------------------------------
@@ -246,7 +272,7 @@ EOF
   setsid nohup "${java[@]}" kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 &
   echo $! > "$dir/pid"; echo "$KAFKA_PORT" > "$dir/port"
   "$PY" "$ROOT/scripts/kafka_ready.py" "127.0.0.1:$KAFKA_PORT" "$TOPIC" "$PARTITIONS" ||
-    { tail -20 "$dir/server.log" "$dir/stdout.log" >&2; kafka_stop; die "Kafka did not become ready (log: $dir/server.log)"; }
+    { tail -n 20 "$dir/server.log" "$dir/stdout.log" >&2; kafka_stop; die "Kafka did not become ready (log: $dir/server.log)"; }
   log "Kafka ready on 127.0.0.1:$KAFKA_PORT${ssl_listener:+ (TLS on $KAFKA_TLS_PORT)}, topic $TOPIC"
 }
 
@@ -254,11 +280,77 @@ kafka_stop() { stop_pid "$STATE/kafka/pid" Kafka; }
 
 stop_pid() {  # pidfile name
   pid_alive "$1" || { rm -f "$1"; return 0; }
-  local pid; pid=$(cat "$1")
+  local pid left; pid=$(cat "$1")
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
   for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
   kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  # Airflow's supervisor gives each task runner a process group of its own, which the signals to
+  # ours miss; it stays in the session setsid opened (session id = our pid): end what is left there.
+  left=$(ps -eo pid=,sid= | awk -v sid="$pid" '$2 == sid { print $1 }')
+  [ -z "$left" ] || kill -KILL $left 2>/dev/null || true
   rm -f "$1"; log "$2 stopped"
+}
+
+# --- Redis (the Celery broker) ------------------------------------------------------------------
+redis_install() {
+  command -v redis-server >/dev/null && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing the Redis server with apt-get"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
+  command -v redis-server >/dev/null || die "redis-server not found: install 'redis-server' (Debian/Ubuntu) or put it on PATH"
+}
+
+# The password is generated once into $STATE; it reaches the server through its config file (mode
+# 600) and redis-cli through REDISCLI_AUTH, never through a command line, which ps shows to all.
+redis_start() {
+  local dir=$STATE/redis
+  mkdir -p "$dir"
+  if pid_alive "$dir/pid"; then
+    REDIS_PORT=$(cat "$dir/port"); log "Redis already running on port $REDIS_PORT"; return
+  fi
+  redis_install
+  need_free_port "$REDIS_PORT" SITEWATCH_REDIS_PORT
+  [ -s "$STATE/redis-password" ] || head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$STATE/redis-password"
+  # appendonly: tasks queued in the broker survive its restart. daemonize no: the pid is $!.
+  cat > "$dir/redis.conf" <<EOF
+bind 127.0.0.1
+port $REDIS_PORT
+protected-mode yes
+requirepass $(cat "$STATE/redis-password")
+dir $dir
+logfile $dir/server.log
+daemonize no
+save ""
+appendonly yes
+EOF
+  chmod 600 "$dir/redis.conf"
+  setsid nohup redis-server "$dir/redis.conf" >"$dir/stdout.log" 2>&1 &
+  echo $! > "$dir/pid"; echo "$REDIS_PORT" > "$dir/port"
+  for _ in $(seq 50); do redis_ping && break; pid_alive "$dir/pid" || break; sleep 0.2; done
+  redis_ping || { tail -n 20 "$dir/server.log" "$dir/stdout.log" >&2; redis_stop; die "Redis did not start (log: $dir/server.log)"; }
+  log "Redis ready on 127.0.0.1:$REDIS_PORT"
+}
+
+redis_ping() {
+  REDISCLI_AUTH=$(cat "$STATE/redis-password") redis-cli --no-auth-warning -h 127.0.0.1 -p "$REDIS_PORT" \
+    ping 2>/dev/null | grep -q PONG
+}
+
+redis_stop() { stop_pid "$STATE/redis/pid" Redis; }
+
+# The Celery settings; the broker's URL whenever Redis runs (tests build Celery apps from it).
+celery_env() {
+  pid_alive "$STATE/redis/pid" || return 0
+  echo "export SITEWATCH_CELERY_BROKER_URL='redis://:$(cat "$STATE/redis-password")@127.0.0.1:$(cat "$STATE/redis/port")/$REDIS_DB'"
+  [ "$EXECUTOR" = celery ] || return 0
+  # Task state goes to Airflow's metadata database, as in docker-compose.yaml. Each worker runs up
+  # to WORKER_CONCURRENCY tasks at once; a probe mostly waits on the network, so 8 fit 2 cores.
+  cat <<EOF
+export AIRFLOW__CELERY__BROKER_URL="\$SITEWATCH_CELERY_BROKER_URL"
+export AIRFLOW__CELERY__RESULT_BACKEND="db+postgresql://sitewatch_airflow:$(role_password sitewatch_airflow)@127.0.0.1:$PG_PORT/$AIRFLOW_DB"
+export AIRFLOW__CELERY__WORKER_CONCURRENCY=${AIRFLOW__CELERY__WORKER_CONCURRENCY:-8}
+EOF
 }
 
 # --- environment ---------------------------------------------------------------------------------
@@ -290,7 +382,7 @@ export AIRFLOW_HOME="$STATE/airflow"
 export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
 export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
-export AIRFLOW__CORE__EXECUTOR=LocalExecutor
+export AIRFLOW__CORE__EXECUTOR=$([ "$EXECUTOR" = celery ] && echo CeleryExecutor || echo LocalExecutor)
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://localhost:$UI_PORT/execution/"
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="postgresql+psycopg2://sitewatch_airflow:$(role_password sitewatch_airflow)@127.0.0.1:$PG_PORT/$AIRFLOW_DB"
 export AIRFLOW__API__PORT=$UI_PORT
@@ -326,6 +418,7 @@ export SITEWATCH_PG_DSN="$pg/$RESULTS_DB"
 export SITEWATCH_KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 export SITEWATCH_TOPIC="$TOPIC"
 export PGHOST=127.0.0.1 PGPORT=$PG_PORT PGUSER=sitewatch_owner PGDATABASE=$RESULTS_DB PGPASSWORD="$owner"
+$(celery_env)
 EOF
   [ "$TLS" != 1 ] || write_tls_env
   chmod 600 "$ENV_FILE"
@@ -357,6 +450,8 @@ services() {
   [ "$TLS" != 1 ] || "$PY" "$ROOT/scripts/tls_certs.py" "$STATE/tls"
   pg_start
   kafka_start
+  # the test suite builds Celery apps on this broker, whichever executor make run uses
+  if [ "$EXECUTOR" = celery ] || [ "$ENV_FILE" = "$STATE/env-test.sh" ]; then redis_start; fi
   write_env
 }
 
@@ -369,6 +464,8 @@ airflow_db() {
 }
 
 run() {
+  if [ "$EXECUTOR" = celery ]; then run_celery; return; fi
+  ! celery_running || die "the Celery stack of this checkout is running: make stop first, or leave SITEWATCH_EXECUTOR unset"
   services
   airflow_db
   if pid_alive "$STATE/airflow/pid"; then
@@ -389,16 +486,92 @@ run() {
   log "stop everything with: make stop"
 }
 
+# --- Airflow with the CeleryExecutor -------------------------------------------------------------
+# `airflow standalone` runs a LocalExecutor only, so here each component is a process of its own
+# (own session, pid file $STATE/airflow/<name>.pid, log <name>.log), plus SITEWATCH_WORKERS
+# Celery workers for each location `sitewatch locations` names. Probes of the default location
+# start in the triggerer; a location's other probes run only on its workers (queue sitewatch-<loc>).
+
+celery_running() {
+  local f
+  for f in "$STATE"/airflow/*.pid; do pid_alive "$f" && return 0; done
+  return 1
+}
+
+start_component() {  # name airflow-arguments...
+  local name=$1; shift
+  pid_alive "$STATE/airflow/$name.pid" && return 0
+  log "starting $name; log in $STATE/airflow/$name.log"
+  setsid nohup airflow "$@" >"$STATE/airflow/$name.log" 2>&1 &
+  echo $! > "$STATE/airflow/$name.pid"
+  STARTED=$((STARTED + 1))
+}
+
+# Components on one machine share $AIRFLOW_HOME/logs, where the api-server reads every task's log
+# itself; log servers of their own would only compete for ports 8793/8794 (with each other and
+# with another checkout's stack), hence --skip-serve-logs.
+run_celery() {
+  pid_alive "$STATE/airflow/pid" && die "Airflow standalone (the LocalExecutor) of this checkout is running: make stop first"
+  services
+  airflow_db
+  local locations location queue n
+  STARTED=0
+  locations=$(sitewatch locations) || die "sitewatch locations failed: fix the sites file (sitewatch validate)"
+  pid_alive "$STATE/airflow/api-server.pid" || need_free_port "$UI_PORT" SITEWATCH_UI_PORT
+  start_component api-server api-server
+  start_component scheduler scheduler --skip-serve-logs
+  start_component dag-processor dag-processor
+  start_component triggerer triggerer --skip-serve-logs
+  while IFS=$'\t' read -r location queue; do
+    [ -n "$location" ] || continue
+    for n in $(seq "$WORKERS"); do
+      start_component "worker-$location-$n" celery worker --queues "$queue" \
+        --celery-hostname "$location-$n@%h" --concurrency "$AIRFLOW__CELERY__WORKER_CONCURRENCY" --skip-serve-logs
+    done
+  done <<< "$locations"
+  for _ in $(seq 180); do
+    curl -fs "http://localhost:$UI_PORT/api/v2/version" >/dev/null 2>&1 && break
+    pid_alive "$STATE/airflow/api-server.pid" || break
+    sleep 1
+  done
+  celery_check
+  log "Airflow (CeleryExecutor) is up: http://localhost:$UI_PORT"
+  log "workers: $(cd "$STATE/airflow" && ls worker-*.pid | sed 's/\.pid$//' | tr '\n' ' ')"
+  print_login
+  log "stop everything with: make stop"
+}
+
+# Every component still runs once the api-server answers, and a few seconds after a restart of
+# only some (a bad setting ends a Celery worker within them).
+celery_check() {
+  local f name dead=""
+  [ "$STARTED" = 0 ] || sleep 5
+  for f in "$STATE"/airflow/*.pid; do
+    name=$(basename "$f" .pid)
+    pid_alive "$f" || { tail -20 "$STATE/airflow/$name.log" >&2; dead="$dead $name"; }
+  done
+  [ -z "$dead" ] || die "exited:$dead (logs in $STATE/airflow; make run starts what is missing)"
+  curl -fs "http://localhost:$UI_PORT/api/v2/version" >/dev/null || die "Airflow did not answer on port $UI_PORT"
+}
+
 print_login() {
   local users=$STATE/airflow/passwords.json
   for _ in $(seq 30); do [ -s "$users" ] && break; sleep 1; done
   log "log in as admin with the password in $users: $(cat "$users" 2>/dev/null)"
 }
 
+# Every Airflow process of either executor at once (a Celery worker lets running tasks finish
+# first, for up to stop_pid's 30 s), then the services.
 stop() {
-  stop_pid "$STATE/airflow/pid" Airflow
+  local f
+  for f in "$STATE/airflow/pid" "$STATE"/airflow/*.pid; do
+    [ -e "$f" ] || continue
+    if [ "$f" = "$STATE/airflow/pid" ]; then stop_pid "$f" Airflow & else stop_pid "$f" "Airflow $(basename "$f" .pid)" & fi
+  done
+  wait
   kafka_stop
   pg_stop
+  redis_stop
 }
 
 # The browser tests drive Debian's chromium (Playwright never downloads a browser here).
@@ -426,6 +599,7 @@ test_suite() {
 }
 
 cmd=${1:-}; shift || true
+resolve_executor
 case "$cmd" in
   services) services; log "environment written to $STATE/env.sh (source it)" ;;
   run) run ;;

@@ -63,21 +63,29 @@ class Stack:
             name: free_port(taken) for name in ("PG_PORT", "KAFKA_PORT", "KAFKA_CONTROLLER_PORT")
         }
         self.ports["UI_PORT"] = free_port(taken)
+        self.ports["REDIS_PORT"] = free_port(taken)
         self.env: dict[str, str] = {}
         self._token: str | None = None
 
     # --- services ------------------------------------------------------------------------------
-    def dev(self, command: str, timeout: float = 600) -> None:
-        """Run ``scripts/dev.sh command`` for this stack (its state directory and ports)."""
+    def dev(self, command: str, timeout: float = 600, **extra: str) -> None:
+        """Run ``scripts/dev.sh command`` for this stack (its state directory and ports);
+        ``extra`` is added to its environment (and so to the Airflow it starts)."""
         env = {**os.environ, "SITEWATCH_STATE_DIR": str(self.state)}
         env.update({f"SITEWATCH_{k}": str(v) for k, v in self.ports.items()})
         for leaked in [k for k in env if k.startswith(("AIRFLOW", "SITEWATCH_TOPIC"))]:
             env.pop(leaked)  # never inherit the shared stack's settings
+        env["SITEWATCH_EXECUTOR"] = "local"  # unless a test asks for celery in ``extra``
+        env.update(extra)
         subprocess.run(["bash", str(DEV), command], env=env, check=True, timeout=timeout, cwd=ROOT)
 
     def services(self) -> None:
         """Start (or restart the missing parts of) Kafka and PostgreSQL; load ``env.sh``."""
         self.dev("services")
+        self.load_env()
+
+    def load_env(self) -> None:
+        """Read the environment ``dev.sh`` wrote (``env.sh``) into ``self.env``."""
         out = subprocess.run(
             ["bash", "-c", f"source {self.state / 'env.sh'} && env -0"],
             capture_output=True,

@@ -39,6 +39,7 @@ def stack(tmp_path_factory):
         SITEWATCH_KAFKA_PORT=str(kafka),
         SITEWATCH_KAFKA_CONTROLLER_PORT=str(controller),
         SITEWATCH_UI_PORT=str(ui),
+        SITEWATCH_EXECUTOR="local",  # whatever the suite runs with: no Redis of its own here
     )
     dev = [str(ROOT / "scripts" / "dev.sh")]
 

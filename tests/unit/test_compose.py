@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shlex
 import subprocess
 import tomllib
 import xml.etree.ElementTree as ET
@@ -21,7 +22,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# service -> the Airflow command it runs; all of them use the image built from the Dockerfile
+# service -> the Airflow command it runs (its options aside); all use the image of the Dockerfile
 AIRFLOW_SERVICES = {
     "airflow-apiserver": "api-server",
     "airflow-scheduler": "scheduler",
@@ -29,8 +30,13 @@ AIRFLOW_SERVICES = {
     "airflow-triggerer": "triggerer",
     "airflow-triggerer-2": "triggerer",
     "airflow-worker": "celery worker",
+    "airflow-worker-eu": "celery worker",
+    "airflow-worker-us": "celery worker",
     "airflow-init": None,
 }
+# The Celery worker of the default location; a location's own is WORKER-<location>.
+WORKER = "airflow-worker"
+EXAMPLE_LOCATIONS = ("eu", "us")
 BACKING_SERVICES = {"redis", "postgres", "kafka"}
 CERTS_TARGET = "/opt/sitewatch/certs"
 AIVEN_VARS = {
@@ -155,7 +161,8 @@ def test_every_component_the_code_needs_is_there(services):
     assert set(AIRFLOW_SERVICES) | BACKING_SERVICES <= set(services)
     for name, command in AIRFLOW_SERVICES.items():
         if command:
-            assert services[name]["command"] == command, name
+            words = command.split()
+            assert command_words(services[name])[: len(words)] == words, name
 
 
 def test_airflow_services_run_the_built_image_with_celery(services):
@@ -218,6 +225,72 @@ def test_depends_on_names_existing_services_with_a_fitting_condition(services):
     for name in set(AIRFLOW_SERVICES) - {"airflow-init"}:
         assert "airflow-init" in services[name]["depends_on"], name
     assert "kafka" in services["airflow-init"]["depends_on"]
+
+
+# --- locations: one Celery worker service per location ------------------------------------------
+
+
+def command_words(service: dict) -> list[str]:
+    """A service's command as words (compose takes a string or a list)."""
+    command = service.get("command") or []
+    return shlex.split(command) if isinstance(command, str) else list(command)
+
+
+def worker_services(services: dict) -> dict[str, str]:
+    """Each Celery worker service -> its location (``airflow-worker-<location>``; local for the
+    plain one)."""
+    from sitewatch.names import LOCAL_LOCATION
+
+    return {
+        name: LOCAL_LOCATION if name == WORKER else name.removeprefix(WORKER + "-")
+        for name, svc in services.items()
+        if command_words(svc)[:2] == ["celery", "worker"]
+    }
+
+
+def option(service: dict, flag: str) -> str | None:
+    """The value of ``--flag value`` (or ``--flag=value``) in its command, None if absent."""
+    words = command_words(service)
+    for index, word in enumerate(words):
+        if word == flag:
+            return words[index + 1]
+        if word.startswith(flag + "="):
+            return word.split("=", 1)[1]
+    return None
+
+
+def test_each_worker_listens_only_on_its_locations_queue(services):
+    from sitewatch.names import DEFAULT_QUEUE, location_queue
+    from sitewatch.observation import LOCATION_NAME
+
+    workers = worker_services(services)
+    assert set(workers.values()) >= {"local", *EXAMPLE_LOCATIONS}
+    for name, location in workers.items():
+        assert LOCATION_NAME.fullmatch(location), name  # a name a site's `locations` accepts
+        queue = location_queue(location) or DEFAULT_QUEUE
+        assert option(services[name], "--queues") == queue, name
+
+
+def test_a_location_worker_is_the_worker_on_another_queue_in_a_profile_of_its_own(services):
+    base = services[WORKER]
+    assert "profiles" not in base  # the default location always runs
+    same = {k: v for k, v in base.items() if k != "command"}
+    for name, location in worker_services(services).items():
+        if name == WORKER:
+            continue
+        svc = services[name]
+        assert svc["profiles"] == [f"location-{location}"], name
+        # environment, healthcheck, grace period, dependencies: all the worker's own
+        assert {k: v for k, v in svc.items() if k not in ("command", "profiles")} == same, name
+
+
+def test_triggerers_take_every_trigger(services):
+    """Airflow 3.3 gives the trigger a probe starts from no queue: a triggerer limited to queues
+    would never run the default location's probes (sitewatch.airflow.operators)."""
+    for name, command in AIRFLOW_SERVICES.items():
+        if command == "triggerer":
+            assert option(services[name], "--queues") is None, name
+            assert "AIRFLOW__TRIGGERER__QUEUES_ENABLED" not in env_of(services[name]), name
 
 
 # --- versions ---------------------------------------------------------------------------------

@@ -1,0 +1,252 @@
+"""Checks from two locations with a quorum, on the CeleryExecutor, for real on one machine.
+
+``scripts/dev.sh run`` with ``SITEWATCH_EXECUTOR=celery`` starts a stack of its own here: Redis,
+Airflow's components as separate processes, and one Celery worker per location (``east`` and
+``west``, queues ``sitewatch-east`` and ``sitewatch-west``), exactly as ``make run`` does. A
+local site answers 503 to the probes of ``west`` only (the probe names its location in its
+User-Agent). Then:
+
+1. with ``quorum: 2`` the run's verdict is partial and no DOWN goes out; with ``quorum: 1`` it is
+   down, and the DOWN message names west;
+2. west's worker is SIGKILLed: its checks are reported missing (one PIPELINE PROBLEM per site),
+   east's go on, and every check a worker finished is stored once;
+3. ``dev.sh run`` again starts only the missing worker, and west reports again, including runs
+   that were waiting for it.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.faults.stack import Stack, _wait_gone, record
+from tests.receivers import WebhookReceiver
+
+SITES = """\
+defaults:
+  locations: [east, west]
+  schedule: 20s
+  timeout: 3s
+  retries: 0
+  notify:
+    - webhook: ops_webhook
+sites:
+  - name: loc-q2
+    url: {url}
+    quorum: 2
+  - name: loc-q1
+    url: {url}
+    quorum: 1
+"""
+GRACE_SECONDS = 40  # a run's deadline: 3 s of probing + 40 s
+
+
+class _WestRefused(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        west = "(location west)" in self.headers.get("User-Agent", "")
+        status, body = (503, b"refused in the west") if west else (200, b"ok")
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def site_url() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WestRefused)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[WebhookReceiver]:
+    server = WebhookReceiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def celery_stack(site_url, receiver) -> Iterator[tuple[Stack, dict]]:
+    """A stack of its own, run with the CeleryExecutor by ``dev.sh run``; stopped at the end."""
+    state = Path(tempfile.mkdtemp(prefix="sitewatch-locations-"))
+    os.chmod(state, 0o755)  # as root, the postgres user must reach the cluster below it
+    stack = Stack(state)
+    (state / "sites.yaml").write_text(SITES.format(url=site_url))
+    env = {
+        "SITEWATCH_EXECUTOR": "celery",
+        "SITEWATCH_WORKERS": "1",
+        "SITEWATCH_SITES_FILE": str(state / "sites.yaml"),
+        "SITEWATCH_VERDICT_GRACE_SECONDS": str(GRACE_SECONDS),
+        "AIRFLOW_CONN_OPS_WEBHOOK": receiver.conn(),
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+    }
+    try:
+        stack.dev("run", timeout=900, **env)
+        stack.load_env()
+        yield stack, env
+    finally:
+        stack.dev("stop", timeout=300)
+        pg = stack.pg_dir()
+        if pg != state / "pg":
+            shutil.rmtree(pg, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def verdicts(stack: Stack) -> list[tuple]:
+    """(site, scheduled_at, verdict, locations) of every stored verdict, oldest first."""
+    try:
+        with stack.results() as db:
+            return db.execute(
+                "SELECT site, scheduled_at, verdict, locations FROM site_verdicts"
+                " ORDER BY scheduled_at, site"
+            ).fetchall()
+    except Exception as exc:  # the drain DAG has not created its tables yet
+        if "does not exist" in str(exc):
+            return []
+        raise
+
+
+def wait_for(what: str, found, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = found()
+        if value:
+            return value
+        time.sleep(3)
+    raise AssertionError(f"not seen within {timeout:.0f} s: {what}")
+
+
+def checks(stack: Stack, location: str, after: datetime | None = None) -> list[tuple]:
+    with stack.results() as db:
+        return db.execute(
+            "SELECT site, scheduled_at, attempt FROM site_checks WHERE location = %s"
+            " AND scheduled_at >= %s ORDER BY scheduled_at",
+            (location, after or datetime(2000, 1, 1, tzinfo=UTC)),
+        ).fetchall()
+
+
+def alerts(receiver: WebhookReceiver, state: str) -> list[dict]:
+    return [p for p in receiver.payloads if p["state"] == state]
+
+
+@pytest.mark.timeout(1500)
+def test_quorum_verdicts_a_killed_location_and_its_return(celery_stack, receiver):
+    stack, env = celery_stack
+    started = time.monotonic()
+
+    # 1. both locations report: partial under quorum 2, down (naming west) under quorum 1
+    def both_reported():
+        seen = {}
+        for site, _, verdict, locations in verdicts(stack):
+            if "missing" not in locations.values():
+                seen[site] = (verdict, locations)
+        return seen if {"loc-q1", "loc-q2"} <= set(seen) else None
+
+    first = wait_for("a verdict of each site with both locations in", both_reported, 420)
+    assert first["loc-q2"] == ("partial", {"east": "up", "west": "down"})
+    assert first["loc-q1"] == ("down", {"east": "up", "west": "down"})
+    down = wait_for("the DOWN alert of loc-q1", lambda: alerts(receiver, "DOWN"), 60)
+    assert [a["site"] for a in down] == ["loc-q1"]  # partial never pages
+    assert down[0]["locations"] == {"east": "up", "west": "down"}
+    assert down[0]["detail"] == "west: status: status 503 not in 200-399"
+    first_verdict_s = time.monotonic() - started
+
+    # each location's attempt is in its own task log
+    logs = stack.state / "airflow" / "logs" / "dag_id=site_loc-q1"
+    west_logs = [p.read_text(errors="replace") for p in logs.rglob("task_id=probe.west/*.log")]
+    assert any("location=west" in text and "status=503" in text for text in west_logs)
+
+    # 2. west's worker dies: its checks go missing, east's go on
+    pidfile = stack.state / "airflow" / "worker-west-1.pid"
+    pid = int(pidfile.read_text())
+    killed_at = datetime.now(UTC)
+    os.killpg(pid, signal.SIGKILL)
+    assert _wait_gone(pid)
+
+    def missing_after_kill():
+        gone = {
+            site
+            for site, at, _, locations in verdicts(stack)
+            if at >= killed_at and locations.get("west") == "missing"
+        }
+        return gone if gone == {"loc-q1", "loc-q2"} else None
+
+    wait_for("verdicts with west missing for both sites", missing_after_kill, 300)
+    problems = wait_for(
+        "PIPELINE PROBLEM for west",
+        lambda: [a for a in alerts(receiver, "PIPELINE PROBLEM") if "west" in a["error"]],
+        60,
+    )
+    missing_s = (datetime.now(UTC) - killed_at).total_seconds()
+    east_during = checks(stack, "east", killed_at)
+    assert {site for site, _, _ in east_during} == {"loc-q1", "loc-q2"}
+
+    # 3. the same command starts what is missing: west reports again and catches up
+    restarted_at = datetime.now(UTC)
+    stack.dev("run", timeout=600, **env)
+    assert int(pidfile.read_text()) != pid
+    back = wait_for(
+        "west's checks after the restart",
+        lambda: checks(stack, "west", killed_at),
+        300,
+    )
+    caught_up = [row for row in back if row[1] < restarted_at]
+    wait_for("a verdict with both locations in after the restart", lambda: [
+        v for v in verdicts(stack)
+        if v[1] > restarted_at and "missing" not in v[3].values()
+    ], 300)  # fmt: skip
+
+    # one PIPELINE PROBLEM per site for the whole outage, none for east
+    problems = [a for a in alerts(receiver, "PIPELINE PROBLEM")]
+    assert sorted(a["site"] for a in problems) == ["loc-q1", "loc-q2"]
+    assert all(a["error"] == "no checks from location west" for a in problems)
+
+    # nothing lost: every probe task that succeeded or failed on a live worker has its row
+    with stack.metadata() as meta:
+        finished = meta.execute(
+            "SELECT r.dag_id, r.logical_date, t.task_id FROM task_instance t"
+            " JOIN dag_run r USING (dag_id, run_id)"
+            " WHERE t.dag_id LIKE 'site_loc-%%' AND t.state IN ('success', 'failed')"
+        ).fetchall()
+    with stack.results() as db:
+        stored = {
+            (f"site_{site}", at, f"probe.{loc}")
+            for site, at, loc in db.execute("SELECT site, scheduled_at, location FROM site_checks")
+        }
+        doubled = db.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM site_checks"
+            " GROUP BY site, scheduled_at, location HAVING count(*) > 1) d"
+        ).fetchone()[0]
+    lost = [row for row in finished if tuple(row) not in stored]
+    assert finished and lost == [], lost[:5]
+    assert doubled == 0  # retries: 0, so one attempt per run and location
+
+    record(
+        "locations (Celery, 2 locations, SIGKILLed worker)",
+        {
+            "first_verdict_seconds": round(first_verdict_s),
+            "missing_reported_after_kill_seconds": round(missing_s),
+            "east_checks_during_outage": len(east_during),
+            "west_runs_caught_up_after_restart": len(caught_up),
+            "probe_tasks_finished": len(finished),
+            "lost": len(lost),
+            "doubled": doubled,
+            "pipeline_alerts": len(problems),
+        },
+    )
