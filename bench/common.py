@@ -216,8 +216,11 @@ def serve_plain(port: int = 0) -> tuple[socket.socket, str]:
     return listener, f"http://127.0.0.1:{listener.getsockname()[1]}/"
 
 
-def write_sites(path: Path, count: int, url: str, schedule: str = "1m") -> Path:
-    """A valid sites file of ``count`` sites ``s00000``... on ``schedule``, all probing ``url``."""
+def write_sites(
+    path: Path, count: int, url: str, schedule: str = "1m", location: str | None = None
+) -> Path:
+    """A valid sites file of ``count`` sites ``s00000``... on ``schedule``, all probing ``url``;
+    with ``location``, each site has ``locations: [<location>]``."""
     lines = [
         "defaults:",
         f"  schedule: '{schedule}'",
@@ -228,6 +231,7 @@ def write_sites(path: Path, count: int, url: str, schedule: str = "1m") -> Path:
     ]
     for i in range(count):
         lines += [f"  - name: s{i:05d}", f"    url: {url}?site={i}", "    regex: 'status: OK'"]
+        lines += [f"    locations: [{location}]"] if location else []
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path

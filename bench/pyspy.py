@@ -1,14 +1,16 @@
 """Where the CPU goes at an operating point: py-spy over the whole Airflow process tree.
 
-    python bench/pyspy.py PID SECONDS OUT   # record PID and its children, print the summary
+    python bench/pyspy.py PID[,PID...] SECONDS OUT   # record each PID's tree, print the summary
 
 ``bench/sustained.py --profile SECONDS`` runs it after a measured window, on the same load, so
 the sampling never costs the window's own figures. py-spy (bench/requirements.txt) samples every
-process below the stack's ``airflow standalone`` at 50 Hz, threads on CPU only (``--idle`` off), so
-each sample is a slice of busy CPU. The summary gives each process role's share of the samples
-and, per role, the frames most often on CPU: the innermost frame of sitewatch's or Airflow's own
-code (a library frame is named by the nearest such caller, so "json.loads" counts under the Airflow
-function that parses a message) and the top modules by self time.
+process of the stack's Airflow trees (``airflow standalone``, or with Celery each component and
+worker: one py-spy per tree, all at once) at 50 Hz, threads on CPU only (``--idle`` off), so each
+sample is a slice of busy CPU. The summary gives each process role's share of the samples
+(``stackcpu.airflow_role``) and, per role, the frames most often on CPU: the innermost frame of
+sitewatch's or Airflow's own code (a library frame is named by the nearest such caller, so
+"json.loads" counts under the Airflow function that parses a message) and the top modules by self
+time.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from stackcpu import _MARKS
+from stackcpu import airflow_role
 
 PY_SPY = Path(__file__).resolve().parent / "out" / "deps" / "bin" / "py-spy"
 RATE = 50
@@ -29,15 +31,29 @@ _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^:()]*)(?::\d+)?\)$")
 _OWN = ("/sitewatch/", "/airflow/")
 
 
-def record(pid: int, seconds: float, out: Path) -> Path:
-    """Sample ``pid`` and its descendants for ``seconds`` into ``out`` (py-spy's raw format)."""
+def record(pids: list[int], seconds: float, out: Path) -> Path:
+    """Sample each of ``pids`` and its descendants for the same ``seconds`` into ``out`` (py-spy's
+    raw format, one py-spy per tree, their outputs concatenated). Raises CalledProcessError if a
+    py-spy fails. Several py-spy processes add their own load to the one they sample; that load
+    stays outside the measured window, which is over before this runs."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [str(PY_SPY), "record", "--pid", str(pid), "--subprocesses", "--nonblocking"]
-        + ["-r", str(RATE), "-d", str(int(seconds)), "-f", "raw", "-o", str(out)],
-        check=True,
-        capture_output=True,
-    )
+    parts = [out.with_name(f"{out.name}.{pid}") for pid in pids]
+    spies = [
+        subprocess.Popen(
+            [str(PY_SPY), "record", "--pid", str(pid), "--subprocesses", "--nonblocking"]
+            + ["-r", str(RATE), "-d", str(int(seconds)), "-f", "raw", "-o", str(part)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for pid, part in zip(pids, parts, strict=True)
+    ]
+    for spy in spies:
+        _, err = spy.communicate()
+        if spy.returncode:
+            raise subprocess.CalledProcessError(spy.returncode, spy.args, stderr=err)
+    out.write_text("\n".join(part.read_text(errors="replace").strip("\n") for part in parts))
+    for part in parts:
+        part.unlink()
     return out
 
 
@@ -53,9 +69,7 @@ def summarize(raw: Path, top: int = 8) -> dict:
         parts = stack.split(";")
         commands = [m.group(1) for p in parts if (m := _PROCESS.match(p))]
         calls = [p for p in parts if not _PROCESS.match(p)]
-        role = next(
-            (r for cmd in reversed(commands) for mark, r in _MARKS if mark in cmd), "airflow other"
-        )
+        role = airflow_role(commands)
         n = int(count)
         roles[role] += n
         frames.setdefault(role, Counter())[_own_frame(calls)] += n
@@ -97,5 +111,6 @@ def _short(path: str) -> str:
 
 
 if __name__ == "__main__":
-    pid, seconds, out = int(sys.argv[1]), float(sys.argv[2]), Path(sys.argv[3])
-    print(json.dumps(summarize(record(pid, seconds, out)), indent=1))
+    pids = [int(pid) for pid in sys.argv[1].split(",")]
+    seconds, out = float(sys.argv[2]), Path(sys.argv[3])
+    print(json.dumps(summarize(record(pids, seconds, out)), indent=1))

@@ -14,22 +14,44 @@ shared_env() {
   source "${SITEWATCH_STATE_DIR:-$ROOT/.state}/env.sh"
 }
 
-# The A/B (every attempt on a LocalExecutor worker vs started in the triggerer) and the sweep, in
-# one run: one fresh private stack per entry "probe-in:K[,K...]:schedule", in this order. For a
-# quick run: SITEWATCH_BENCH_SUSTAINED="worker:60:1m triggerer:60:1m" SITEWATCH_BENCH_MINUTES=1.
-SUSTAINED=${SITEWATCH_BENCH_SUSTAINED:-worker:600:1m triggerer:600,1000:1m triggerer:1200:2m}
+# The A/B (every attempt on a LocalExecutor worker vs started in the triggerer), the sweep, and the
+# CeleryExecutor beside the LocalExecutor, in one run: one fresh private stack per entry
+# "executor:place:K[,K...]:schedule", in this order. executor: local (airflow standalone) or
+# celery; place: triggerer (attempts start in the triggerer), worker (SITEWATCH_PROBE_IN=worker) or
+# @<location> (every site has locations: [<location>]: each check a task on that location's
+# workers). The older "place:K[,K...]:schedule" means executor local. For a quick run:
+# SITEWATCH_BENCH_SUSTAINED="local:worker:60:1m local:triggerer:60:1m" SITEWATCH_BENCH_MINUTES=1.
+SUSTAINED=${SITEWATCH_BENCH_SUSTAINED:-local:worker:600:1m local:triggerer:600,1000:1m local:triggerer:1200:2m celery:triggerer:600:1m celery:@east:600:1m}
 SUSTAINED_MINUTES=${SITEWATCH_BENCH_MINUTES:-5}
 # after each window, py-spy the whole Airflow tree on the same load this long (0: no profile)
 SUSTAINED_PROFILE=${SITEWATCH_BENCH_PROFILE:-60}
+
+# The sustained.py arguments of one entry, one a line; exit 2 with a message if it is malformed.
+sustained_args() {  # entry
+  local fields executor place ks schedule where
+  IFS=: read -r -a fields <<<"$1"
+  [ "${#fields[@]}" != 3 ] || fields=(local "${fields[@]}")
+  [ "${#fields[@]}" = 4 ] || { echo "bad sustained entry '$1': executor:place:K[,K...]:schedule" >&2; exit 2; }
+  executor=${fields[0]} place=${fields[1]} ks=${fields[2]} schedule=${fields[3]}
+  case "$executor" in local | celery) ;; *) echo "bad executor '$executor' in '$1': local or celery" >&2; exit 2 ;; esac
+  [[ "$ks" =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "bad K list '$ks' in '$1'" >&2; exit 2; }
+  case "$place" in
+    triggerer | worker) where=(--probe-in "$place") ;;
+    @?*) where=(--location "${place#@}") ;;
+    *) echo "bad place '$place' in '$1': triggerer, worker or @<location>" >&2; exit 2 ;;
+  esac
+  # shellcheck disable=SC2086 # one argument per K
+  printf '%s\n' --executor "$executor" "${where[@]}" --schedule "$schedule" --ks ${ks//,/ }
+}
+
 sustained() {
-  local entry place ks schedule
+  local entry args
+  for entry in $SUSTAINED; do sustained_args "$entry" >/dev/null; done  # every entry, before any run
   mkdir -p bench/out/sustained
   rm -f bench/out/sustained/*.json  # the report shows this run's rows, side by side
   for entry in $SUSTAINED; do
-    IFS=: read -r place ks schedule <<<"$entry"
-    # shellcheck disable=SC2086 # one argument per K
-    "$PY" bench/sustained.py --probe-in "$place" --schedule "$schedule" --ks ${ks//,/ } \
-      --minutes "$SUSTAINED_MINUTES" --profile "$SUSTAINED_PROFILE"
+    mapfile -t args < <(sustained_args "$entry")
+    "$PY" bench/sustained.py "${args[@]}" --minutes "$SUSTAINED_MINUTES" --profile "$SUSTAINED_PROFILE"
   done
 }
 

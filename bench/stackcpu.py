@@ -14,27 +14,36 @@ from pathlib import Path
 from common import cpu_busy
 
 TICK = os.sysconf("SC_CLK_TCK")
-# the roles CPU is reported by; "rest of machine" (cpu_stats) is what none of them used
+# the roles CPU is reported by; REST (cpu_stats) is what none of them used
 ROLES = (
     "scheduler",
     "dag-processor",
     "api_server",
     "triggerer",
     "worker",
+    "celery worker",
     "airflow other",
     "postgres",
     "kafka",
+    "redis",
     "site server",
 )
-# What gives an Airflow process its role, looking at the process and then its parents, nearest
-# first: a LocalExecutor worker (with the supervisors and task processes it forks) or the
-# forkserver the workers come from; else the component whose command line it has or descends
-# from. A process an Airflow component forks without exec keeps the component's command line (the
-# triggerer's trigger runner, the DAG processor's parsers); one it starts (a trigger's
-# subprocess) is found through its parent.
+REST = "rest of machine"
+BY_ROLE = "cpu_s_per_check_by_role"  # cpu_stats's key of CPU-seconds per check by role
+# What gives an Airflow process its role: a mark in its command line or an ancestor's. Under
+# `airflow standalone` (the LocalExecutor stack) the nearest marked process decides: a LocalExecutor
+# worker (with the supervisors and task processes it forks) or the forkserver the workers come from,
+# else the component it is or descends from. A process an Airflow component forks without exec
+# keeps the component's command line (the triggerer's trigger runner, the DAG processor's parsers);
+# one it starts (a trigger's subprocess) is found through its parent. In the Celery stack each
+# component and each Celery worker is a tree of its own, and its root's mark decides for the whole
+# tree, so that a forkserver the scheduler starts is the scheduler's. A Celery worker renames
+# itself and its pool processes "[celeryd: <hostname>:…] … (celery worker …)".
 _MARKS = (
     ("LocalExecutor", "worker"),
     ("multiprocessing.forkserver", "worker"),
+    ("celery worker", "celery worker"),
+    ("[celeryd", "celery worker"),
     ("airflow scheduler", "scheduler"),
     ("airflow dag-processor", "dag-processor"),
     ("airflow api_server", "api_server"),
@@ -43,9 +52,34 @@ _MARKS = (
 )
 
 
+def _mark(command: str) -> str | None:
+    return next((role for mark, role in _MARKS if mark in command), None)
+
+
+def airflow_role(commands: list[str]) -> str:
+    """The role of an Airflow process from the command lines of its tree's root, its ancestors
+    below the root and its own, in that order (``_MARKS``): ``airflow other`` when none has a
+    mark (``airflow standalone`` itself)."""
+    marked = _mark(commands[0]) if commands else None
+    return marked or next(filter(None, map(_mark, reversed(commands))), "airflow other")
+
+
+def airflow_roots(state: Path) -> list[int]:
+    """The pids of the stack's Airflow trees, from ``scripts/dev.sh``'s pid files: ``airflow
+    standalone`` (``airflow/pid``), or each component and Celery worker (``airflow/<name>.pid``)."""
+    files = [state / "airflow" / "pid", *sorted((state / "airflow").glob("*.pid"))]
+    return [int(f.read_text()) for f in files if f.exists()]
+
+
+def _service_pid(state: Path, name: str) -> int | None:
+    pid = state / name / "pid"
+    return int(pid.read_text()) if pid.exists() else None
+
+
 def cpu_by_role(state: Path, pg_port: str, site_server: int) -> dict[str, float]:
     """CPU-seconds so far of the stack in ``state`` by role (``ROLES``): the process trees of its
-    Airflow (by ``_MARKS``), Kafka, the PostgreSQL on ``pg_port`` and the bench's site server."""
+    Airflow (``airflow_role``), Kafka, Redis (with Celery), the PostgreSQL on ``pg_port`` and the
+    bench's site server."""
     procs = {}
     for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -59,11 +93,14 @@ def cpu_by_role(state: Path, pg_port: str, site_server: int) -> dict[str, float]
     postmaster = next(
         (p for p, (_, cmd, _) in procs.items() if "bin/postgres" in cmd and port in cmd), None
     )
-    roots = {
-        int((state / "airflow" / "pid").read_text()): "airflow",
-        int((state / "kafka" / "pid").read_text()): "kafka",
+    services = {
+        _service_pid(state, "kafka"): "kafka",
+        _service_pid(state, "redis"): "redis",  # the Celery broker: only in the Celery stack
         postmaster: "postgres",
         site_server: "site server",
+    }
+    roots = dict.fromkeys(airflow_roots(state), "airflow") | {
+        pid: role for pid, role in services.items() if pid
     }
     out = dict.fromkeys(ROLES, 0.0)
     for pid, (_, _, cpu) in procs.items():
@@ -73,8 +110,7 @@ def cpu_by_role(state: Path, pg_port: str, site_server: int) -> dict[str, float]
             pid = procs[pid][0]
         role = roots.get(pid)
         if role == "airflow":
-            marks = (r for cmd in chain for mark, r in _MARKS if mark in cmd)
-            role = next(marks, "airflow other")
+            role = airflow_role([procs[pid][1], *reversed(chain)])
         if role:
             out[role] += cpu
     return out
@@ -93,17 +129,15 @@ def cpu_sample(state: Path, pg_port: str, site_server: int) -> dict:
 
 def cpu_stats(samples: list[dict], stored: int) -> dict:
     """CPU over the window (first to last sample): whole machine busy CPU-seconds, and per stored
-    check all-in and by role; ``rest of machine`` is what no role of the stack accounts for."""
+    check all-in and by role; ``REST`` is what no role of the stack accounts for."""
     first, last = samples[0], samples[-1]
     used = {k: last[k] - first[k] for k in ("machine", *ROLES)}
-    used["rest of machine"] = used["machine"] - sum(used[r] for r in ROLES)
+    used[REST] = used["machine"] - sum(used[r] for r in ROLES)
     return {
         "cpu_busy_pct": 100 * used["machine"] / (last["machine_total"] - first["machine_total"]),
         "cpu_busy_s": used["machine"],
         "cpu_s_per_check": used["machine"] / stored if stored else None,
-        "cpu_s_per_check_by_role": {
-            k: v / stored if stored else None for k, v in used.items() if k != "machine"
-        },
+        BY_ROLE: {k: v / stored if stored else None for k, v in used.items() if k != "machine"},
         "cpu_samples": [
             {"at": s["at"].isoformat(), **{k: s[k] - first[k] for k in ("machine", *ROLES)}}
             for s in samples

@@ -1,24 +1,30 @@
-"""Sustained checks per minute on the run command's stack (LocalExecutor, PostgreSQL metadata).
+"""Sustained checks per minute on the run command's stack (PostgreSQL metadata), either executor.
 
-    python bench/sustained.py [--probe-in triggerer|worker] [--schedule 1m] [--ks 600 1000]
-        [--minutes 5] [--warmup MINUTES] [--label NAME] [--keep]
+    python bench/sustained.py [--executor local|celery] [--probe-in triggerer|worker]
+        [--location NAME] [--schedule 1m] [--ks 600 1000] [--minutes 5] [--warmup MINUTES]
+        [--profile SECONDS] [--label NAME] [--keep]
 
 Starts a fresh private stack with ``scripts/dev.sh run`` (state in bench/out/stack/<label>, wiped
-first; PostgreSQL 45432, Kafka 49092/49093, UI 48080: ports that never clash with the shared
-stack) with ``SITEWATCH_PROBE_IN`` set to ``--probe-in``, and a local HTTP server (its own process,
-port 48181). Then for each K: writes a sites file of K sites on ``--schedule`` (each K a superset
-of the previous one; offsets ``auto``), waits until Airflow has the K DAGs, lets ``--warmup``
-pass (default: one interval), and measures a window of ``--minutes``.
+first; ports of its own, ``stack.py``) with ``SITEWATCH_EXECUTOR`` set to ``--executor``
+(``local``: ``airflow standalone``; ``celery``: each component its own process, Redis,
+``SITEWATCH_WORKERS`` Celery workers per location) and ``SITEWATCH_PROBE_IN`` to ``--probe-in``,
+and a local HTTP server (its own process). Then for each K: writes a sites file of K sites on
+``--schedule`` (each K a superset of the previous one; offsets ``auto``; with a ``--location``
+other than ``local``, every site has ``locations: [<location>]``, so each check is a task on that
+location's workers), waits until Airflow has the K DAGs, lets ``--warmup`` pass (default: one
+interval), and measures a window of ``--minutes``.
 
 From the results table ``site_checks`` (the headline): checks due in the window (every site's
 ``tick + offset`` moments) vs stored (rows with ``scheduled_at`` in the window), lag
 ``checked_at − scheduled_at`` of first attempts p50/p95/max. From Airflow's metadata database:
 task instances completed per minute, missed runs (a DAG's consecutive runs more than 1.5
 intervals apart), the phases of a run. From /proc: the whole machine's busy CPU-seconds and each
-role's (Airflow component, PostgreSQL, Kafka, the site server; ``stackcpu.py``), per stored
-check, sampled every 15 s. Saved to
-bench/out/sustained/<label>.json. The stack is stopped at the end unless ``--keep``.
-``AIRFLOW__...`` variables exported before the run reach the stack.
+role's (Airflow component, LocalExecutor or Celery workers, PostgreSQL, Kafka, Redis, the site
+server; ``stackcpu.py``), per stored check, sampled every 15 s. Saved to
+bench/out/sustained/<label>.json, label ``<executor>-<place>-<schedule>-<Ks>`` (place:
+``--probe-in``, or ``@<location>`` for another location). The stack is stopped at the end unless
+``--keep``. ``AIRFLOW__...`` and ``SITEWATCH_WORKERS`` variables exported before the run reach the
+stack.
 """
 
 from __future__ import annotations
@@ -26,8 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -38,7 +42,6 @@ import psycopg
 sys.path.insert(0, os.path.dirname(__file__))
 from common import (  # noqa: E402
     OUT,
-    ROOT,
     loadavg,
     machine,
     median,
@@ -47,70 +50,47 @@ from common import (  # noqa: E402
     write_sites,
 )
 from pyspy import record, summarize  # noqa: E402
-from stackcpu import cpu_sample, cpu_stats  # noqa: E402
+from stack import (  # noqa: E402
+    EXECUTORS,
+    HTTP_PORT,
+    PORTS,
+    celery_facts,
+    dev,
+    fresh_state,
+    stack_dsns,
+    stack_env,
+    stack_vars,
+    start_http,
+)
+from stackcpu import airflow_roots, cpu_sample, cpu_stats  # noqa: E402
 
 from sitewatch.config.loader import load_sites  # noqa: E402
-from sitewatch.names import SITE_DAG_PREFIX, site_dag_id  # noqa: E402
+from sitewatch.names import LOCAL_LOCATION, SITE_DAG_PREFIX, site_dag_id  # noqa: E402
 
-PORTS = {
-    "SITEWATCH_PG_PORT": "45432",
-    "SITEWATCH_KAFKA_PORT": "49092",
-    "SITEWATCH_KAFKA_CONTROLLER_PORT": "49093",
-    "SITEWATCH_UI_PORT": "48080",
-}
-HTTP_PORT = 48181
+PLACES = ("triggerer", "worker")  # SITEWATCH_PROBE_IN (sitewatch.airflow.operators)
 RESULTS = "sustained"  # bench/out/sustained/<label>.json: what bench/report.py renders
 SITE_DAGS = SITE_DAG_PREFIX.replace("_", "\\_") + "%"  # LIKE pattern of the site DAG ids
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SAMPLE_SECONDS = 15
 
 
-def stack_env(state: Path, sites: Path, probe_in: str) -> dict:
-    return {
-        **os.environ,
-        **PORTS,
-        "SITEWATCH_STATE_DIR": str(state),
-        "SITEWATCH_SITES_FILE": str(sites),
-        "SITEWATCH_PROBE_IN": probe_in,
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-    }
+def place(args) -> str:
+    """Where the checks run, as the label and the report name it: ``--probe-in`` for the default
+    location, ``@<location>`` for another (whose checks are tasks on its workers either way)."""
+    return args.probe_in if args.location == LOCAL_LOCATION else f"@{args.location}"
 
 
-def dev(command: str, env: dict) -> None:
-    subprocess.run([str(ROOT / "scripts" / "dev.sh"), command], env=env, check=True)
+def site_location(args) -> str | None:
+    """The ``locations`` entry of the generated sites: none for the default location."""
+    return None if args.location == LOCAL_LOCATION else args.location
 
 
-def fresh_state(state: Path, env: dict) -> None:
-    """Stop what an earlier run left in ``state`` (``--keep``) and empty it: every row starts from
-    empty databases, so no run still open from another setting holds a DAG (one active run each)."""
-    if state.exists():
-        dev("stop", env)
-        shutil.rmtree(state)
-    state.mkdir(parents=True)
-
-
-def stack_dsns(state: Path) -> tuple[str, str]:
-    """(metadata, results) DSNs, as the stack's env.sh has them: the results database as the
-    superuser (``SITEWATCH_PG_DSN``), Airflow's as Airflow itself connects."""
-    out = subprocess.run(
-        ["bash", "-c", f"source {state / 'env.sh'} && env -0"], capture_output=True, check=True
-    ).stdout.decode()
-    env = dict(line.split("=", 1) for line in out.split("\0") if "=" in line)
-    metadata = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace(
-        "postgresql+psycopg2", "postgresql"
-    )
-    return metadata, env["SITEWATCH_PG_DSN"]
-
-
-def start_http(log_path: Path) -> subprocess.Popen:
-    log = open(log_path, "w")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "common.py"), "serve", str(HTTP_PORT)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    time.sleep(1)
-    return proc
+def write_checked_sites(path: Path, k: int, url: str, args) -> None:
+    """The sites file for K; exits with the loader's problems if it is not valid (a bad
+    ``--location`` would otherwise leave the stack without the sites' DAGs)."""
+    write_sites(path, k, url, args.schedule, site_location(args))
+    if issues := load_sites(path).issues:
+        sys.exit("\n".join(map(str, issues)))
 
 
 def active_site_dags(db) -> int:
@@ -295,56 +275,77 @@ def measure(k: int, args, state: Path, sites: Path, http: int, dbs) -> dict:
     return stats
 
 
-def main() -> None:
+def profile(state: Path, label: str, k: int, args) -> dict:
+    """py-spy over every Airflow tree of the stack for ``--profile`` seconds (bench/pyspy.py)."""
+    raw = OUT / args.results / f"profile-{label}-{k}.txt"
+    return summarize(record(airflow_roots(state), args.profile, raw))
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ks", type=int, nargs="+", default=[600, 1000])
     parser.add_argument("--schedule", default="1m", help="every site's schedule (an interval)")
-    parser.add_argument("--probe-in", choices=("triggerer", "worker"), default="triggerer")
+    parser.add_argument("--executor", choices=EXECUTORS, default=EXECUTORS[0])
+    parser.add_argument("--probe-in", choices=PLACES, default=PLACES[0])
+    parser.add_argument(
+        "--location",
+        default=LOCAL_LOCATION,
+        help=f"every site's location (default {LOCAL_LOCATION}: no locations key)",
+    )
     parser.add_argument("--minutes", type=float, default=5)
     parser.add_argument("--warmup", type=float, help="minutes (default: one interval)")
     parser.add_argument("--state", help="stack state (default: bench/out/stack/<label>)")
-    parser.add_argument("--label", help="default: <probe-in>-<schedule>-<ks>")
+    parser.add_argument("--label", help="default: <executor>-<place>-<schedule>-<ks>")
     parser.add_argument("--keep", action="store_true", help="leave the stack running")
     parser.add_argument(
         "--profile",
         type=float,
         metavar="SECONDS",
-        help="after each K's window, py-spy the whole Airflow tree this long (bench/pyspy.py)",
+        help="after each K's window, py-spy every Airflow tree this long (bench/pyspy.py); "
+        "0 or unset: no profile",
     )
     parser.add_argument(
         "--results", default=RESULTS, help=f"bench/out/<this>/<label>.json (default {RESULTS})"
     )
-    args = parser.parse_args()
-    label = args.label or "-".join([args.probe_in, args.schedule, *map(str, args.ks)])
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    label = args.label or "-".join([args.executor, place(args), args.schedule, *map(str, args.ks)])
     state = Path(args.state or OUT / "stack" / label)
     sites = state / "sites.yaml"
     url = f"http://127.0.0.1:{HTTP_PORT}/"
-    env = stack_env(state, sites, args.probe_in)
+    env = stack_env(state, sites, args.executor, args.probe_in)
     fresh_state(state, env)
-    write_sites(sites, args.ks[0], url, args.schedule)
+    write_checked_sites(sites, args.ks[0], url, args)
     http = start_http(state / "http.log")
     (OUT / args.results).mkdir(parents=True, exist_ok=True)
     results = {
         "machine": machine(),
         "label": label,
+        "executor": args.executor,
         "probe_in": args.probe_in,
+        "location": args.location,
+        "place": place(args),
         "schedule": args.schedule,
         "ks": {},
     }
     try:
         dev("run", env)
-        metadata, results_dsn = stack_dsns(state)
+        stack = stack_vars(state)
+        metadata, results_dsn = stack_dsns(stack)
+        if args.executor == "celery":
+            results |= celery_facts(state, stack)
         with (
             psycopg.connect(metadata, autocommit=True) as meta,
             psycopg.connect(results_dsn, autocommit=True) as stored,
         ):
             for k in args.ks:
-                write_sites(sites, k, url, args.schedule)
+                write_checked_sites(sites, k, url, args)
                 stats = measure(k, args, state, sites, http.pid, (meta, stored))
                 if args.profile:
-                    raw = OUT / args.results / f"profile-{label}-{k}.txt"
-                    airflow = int((state / "airflow" / "pid").read_text())
-                    stats["profile"] = summarize(record(airflow, args.profile, raw))
+                    stats["profile"] = profile(state, label, k, args)
                 results["ks"][k] = stats
                 print(
                     f"{label} K={k:>4d}: due {stats['due_per_min']:.0f}/min, stored "
