@@ -1,5 +1,7 @@
 """Fixtures shared by the suites that talk to the real local Kafka (started by scripts/dev.sh)."""
 
+from __future__ import annotations
+
 import http.server
 import os
 import socket
@@ -40,7 +42,7 @@ def new_topic():
             future.result(timeout=30)
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(http.server.BaseHTTPRequestHandler):  # of LocalSite
     def do_GET(self):  # noqa: N802 (http.server's naming)
         self.server.seen_headers.append(dict(self.headers))
         agent = self.headers.get("User-Agent", "")
@@ -57,21 +59,35 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class LocalSite(http.server.ThreadingHTTPServer):
+    """A local HTTP site in a thread: ``reply = (status, body)``; ``url``; ``seen_headers`` (one
+    dict per request). ``reply_by_agent[text] = (status, body)`` answers so a request whose
+    User-Agent contains ``text``: a location, since the probe names its location there
+    (``sitewatch.probe.transport.user_agent``). Use it as a context manager."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.reply = (200, "<html>ok</html>")
+        self.reply_by_agent: dict[str, tuple[int, str]] = {}
+        self.seen_headers: list[dict] = []
+        self.url = f"http://127.0.0.1:{self.server_port}/"
+
+    def __enter__(self) -> LocalSite:
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+        self.server_close()
+
+
 @pytest.fixture
 def web():
-    """A local HTTP server: set ``web.reply = (status, body)``; ``web.url`` is its URL.
-    ``web.reply_by_agent[text] = (status, body)`` answers so a request whose User-Agent contains
-    ``text`` (a location: the probe names its location there)."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.reply = (200, "<html>ok</html>")
-    server.reply_by_agent = {}
-    server.seen_headers = []  # request headers, one dict per request
-    server.url = f"http://127.0.0.1:{server.server_port}/"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    """A ``LocalSite`` for one test."""
+    with LocalSite() as server:
+        yield server
 
 
 def read_topic(topic: str, count: int, timeout: float = 30.0) -> list:

@@ -14,13 +14,11 @@ runs (a down one, a missing location, a retry) so that the page's run matrix has
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,7 +35,7 @@ from sitewatch.storage.checks import store_batch
 from sitewatch.storage.schema import SCHEMA_VERSION
 from sitewatch.storage.schema import version as schema_version
 from sitewatch.storage.verdicts import record_verdict
-from tests.conftest import free_ports
+from tests.conftest import LocalSite, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -126,28 +124,13 @@ def wait_for(what: str, probe, timeout: float, every: float = 1.0):
         time.sleep(every)
 
 
-class _Hello(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server's naming)
-        body = b"<html><body>hello from the watched site</body></html>"
-        refused = self.headers.get("User-Agent") == user_agent(REFUSED)
-        self.send_response(503 if refused else 200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def watched_site():
-    """A local web server the site DAG checks; its URL."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/"
-    server.shutdown()
-    server.server_close()
+    """A local web server the site DAGs check (refusing the location ``REFUSED``); its URL."""
+    with LocalSite() as site:
+        site.reply = (200, "<html><body>hello from the watched site</body></html>")
+        site.reply_by_agent[user_agent(REFUSED)] = (503, "<html><body>refused</body></html>")
+        yield site.url
 
 
 @pytest.fixture(scope="module")

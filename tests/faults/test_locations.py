@@ -16,12 +16,10 @@ User-Agent). Then:
 
 from __future__ import annotations
 
-import http.server
 import os
 import shutil
 import signal
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -29,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from sitewatch.probe.transport import user_agent
+from tests.conftest import LocalSite
 from tests.faults.stack import Stack, _wait_gone, record
 from tests.receivers import WebhookReceiver
 
@@ -51,27 +51,11 @@ sites:
 GRACE_SECONDS = 40  # a run's deadline: 3 s of probing + 40 s
 
 
-class _WestRefused(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server's naming)
-        west = "(location west)" in self.headers.get("User-Agent", "")
-        status, body = (503, b"refused in the west") if west else (200, b"ok")
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def site_url() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WestRefused)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/"
-    server.shutdown()
-    server.server_close()
+    with LocalSite() as site:
+        site.reply_by_agent[user_agent("west")] = (503, "refused in the west")
+        yield site.url
 
 
 @pytest.fixture(scope="module")
