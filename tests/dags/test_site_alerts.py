@@ -158,3 +158,54 @@ def test_only_sites_with_targets_get_callbacks(make_dag):
     assert len(task.on_failure_callback) == 1
     assert not task.on_success_callback  # UP is judged by the drain (sitewatch.airflow.recoveries)
     assert "| notify | `webhook ops_webhook` |" in dag.doc_md
+
+
+def test_a_multi_location_run_timed_out_with_nothing_stored_is_one_pipeline_problem(
+    receiver, results_schema, tmp_path, monkeypatch
+):
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    from sitewatch.observation import Observation
+    from sitewatch.storage.checks import store_batch
+
+    path = tmp_path / "sites.yaml"
+    path.write_text(
+        "sites:\n  - name: multi\n    url: https://multi.example/\n    locations: [east, west]\n"
+        "    notify:\n      - webhook: ops_webhook\n"
+    )
+    monkeypatch.setenv("SITEWATCH_SITES_FILE", str(path))
+    dag = site_dag(load_sites(path).sites[0])
+    assert all(not task.on_failure_callback for task in dag.tasks)  # the drain judges the runs
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+
+    def timed_out(minutes: int, reason: str = "timed_out") -> None:
+        """What the dag-processor hands the DAG's failure callback for a run Airflow failed."""
+        at = t0 + timedelta(minutes=minutes)
+        run = SimpleNamespace(logical_date=at, run_after=at, run_id=f"scheduled__{at.isoformat()}")
+        dag.on_failure_callback(
+            {"dag": dag, "dag_run": run, "run_id": run.run_id, "reason": reason}
+        )
+
+    timed_out(0, reason="task_failure")  # a location's SiteDown fails the run: the drain's verdict
+    assert receiver.payloads == []
+    timed_out(5)  # timed out, nothing stored from any location
+    (problem,) = receiver.payloads
+    assert (problem["state"], problem["error"]) == ("PIPELINE PROBLEM", "no location reported")
+    assert "(east, west); are their workers running?" in problem["detail"]
+    timed_out(10)  # the problem is open: nothing more
+    assert len(receiver.payloads) == 1
+    assert stored_state(results_schema, "multi") == (None, True)
+
+    # a run with a check stored (one location reported) is the drain's to judge
+    dsn, schema = results_schema
+    at = t0 + timedelta(minutes=15)
+    check = Observation(site="multi", url="https://multi.example/", checked_at=at, up=True,
+                        scheduled_at=at, location="east")  # fmt: skip
+    with psycopg.connect(dsn, options=f"-c search_path={schema}") as conn:
+        store_batch(conn, [check])
+    receiver.server.requests.clear()
+    monkeypatch.setattr(
+        "sitewatch.airflow.callbacks.handle", lambda *a, **k: pytest.fail("judged by the drain")
+    )
+    timed_out(15)

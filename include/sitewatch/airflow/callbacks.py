@@ -12,9 +12,11 @@ Where they run, and why these two (Airflow 3):
   the task callbacks never saw (the task never started). For a run the task callback already
   judged it changes nothing: the state machine ignores a second event of the same run.
 
-A site checked from several locations has neither: one location's failure is not the site's
-verdict. The drain judges each of its runs across the locations (``sitewatch.airflow.verdicts``)
-and sends what the verdict calls for through ``judge`` below.
+A site checked from several locations has no task callback: one location's failure is not the
+site's verdict. The drain judges each of its runs across the locations
+(``sitewatch.airflow.verdicts``) and sends what the verdict calls for through ``judge`` below.
+Its DAG callback speaks only for a run Airflow timed out with nothing stored from any location,
+which the drain never sees (``_unreported``).
 
 There is no success callback. A healthy check may end in the triggerer, where task callbacks never
 run, so the UP verdict (RECOVERED) is judged by the drain when it stores the up check
@@ -60,9 +62,12 @@ def task_callbacks(site) -> dict:
 
 
 def dag_callbacks(site) -> dict:
-    """``on_failure_callback`` for the site's DAG; {} without targets or with several locations."""
-    if not site.notify or len(site.locations) > 1:
+    """``on_failure_callback`` for the site's DAG; {} without targets. With several locations it
+    speaks only for a run no location reported (``_unreported``)."""
+    if not site.notify:
         return {}
+    if len(site.locations) > 1:
+        return {"on_failure_callback": lambda context: _unreported(site, context)}
 
     def on_run_failure(context) -> None:
         reason = context.get("reason") or "failed"
@@ -70,6 +75,37 @@ def dag_callbacks(site) -> dict:
         handle(site, Verdict.PIPELINE, context, "run failed", detail)
 
     return {"on_failure_callback": on_run_failure}
+
+
+def _unreported(site, context) -> None:
+    """A run of a multi-location site that Airflow timed out (``dagrun_timeout``, the verdict's
+    deadline) with no check of any location stored: the drain has nothing to judge, so this is
+    the one place that sees it (every location's workers down, or the scheduler never queued
+    them). Any other failed run is the drain's to judge: a location's SiteDown fails the run too.
+    A PIPELINE PROBLEM, once while it lasts, like any other. Never raises."""
+    if context.get("reason") != "timed_out":
+        return
+    try:
+        from sitewatch.airflow.hooks import results_connection
+        from sitewatch.names import POSTGRES_ALERTING_CONN_ID
+        from sitewatch.storage.verdicts import run_has_checks
+
+        run = context.get("dag_run")
+        at = getattr(run, "logical_date", None) or getattr(run, "run_after", None)
+        conn = results_connection(POSTGRES_ALERTING_CONN_ID)
+        try:
+            if at is None or run_has_checks(conn, site.name, at):
+                return
+        finally:
+            conn.close()
+    except Exception:
+        log.exception("_unreported: could not look up the run site=%s", site.name)
+        return
+    detail = (
+        f"the run timed out with no check stored from any of its locations"
+        f" ({', '.join(site.locations)}); are their workers running?"
+    )
+    handle(site, Verdict.PIPELINE, context, "no location reported", detail)
 
 
 def handle(site, verdict: Verdict, context, error=None, detail=None) -> Kind | None:

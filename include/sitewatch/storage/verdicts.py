@@ -197,3 +197,17 @@ def final_errors(
         cur.execute(_FINAL_ERRORS, (site, scheduled_at, list(locations)))
         found = {loc: f"{error}: {detail}" if detail else str(error) for loc, error, detail in cur}
     return {loc: found[loc] for loc in locations if loc in found}
+
+
+def run_has_checks(conn, site: str, scheduled_at: datetime) -> bool:
+    """Whether any check of the run (any location, any attempt) is stored: one key probe.
+
+    Raises ValueError for a naive ``scheduled_at``, StorageError when PostgreSQL fails.
+    """
+    (scheduled_at,) = _aware([scheduled_at])
+    with transaction(conn, f"could not look up the checks of {site} at {scheduled_at}") as cur:
+        cur.execute(
+            "SELECT EXISTS (SELECT 1 FROM site_checks WHERE site = %s AND scheduled_at = %s)",
+            (site, scheduled_at),
+        )
+        return cur.fetchone()[0]
