@@ -107,12 +107,29 @@ def read_topic(topic: str, count: int, timeout: float = 30.0) -> list:
     return messages
 
 
+# Private stacks take ports below the kernel's ephemeral range (32768 and up on Linux), so that
+# no outgoing connection of the machine (Kafka and PostgreSQL clients make many) can take one
+# between this check and the server's bind; each pytest process starts at its own offset.
+_PORTS = range(20000, 32000)
+_handed_out: set[int] = set()
+
+
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports on 127.0.0.1 that were free a moment ago (for private stacks)."""
-    socks = [socket.socket() for _ in range(count)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+    """``count`` distinct ports on 127.0.0.1 that nothing uses now (a bind succeeds), below the
+    ephemeral range, and never handed out before by this process (for private stacks)."""
+    ports: list[int] = []
+    start = os.getpid() % len(_PORTS)
+    for i in range(len(_PORTS)):
+        port = _PORTS[(start + i) % len(_PORTS)]
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError(f"fewer than {count} free ports in {_PORTS.start}-{_PORTS.stop - 1}")

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -33,6 +32,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.conftest import free_ports
+
 ROOT = Path(__file__).resolve().parents[2]
 DEV = ROOT / "scripts" / "dev.sh"
 ARTIFACT = ROOT / "tests" / "artifacts" / "reliability-faults.json"
@@ -41,29 +42,13 @@ COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 KAFKA_MESSAGE_TIMEOUT_MS = 5000
 
 
-def free_port(exclude: set[int]) -> int:
-    """A port in 30000-39999 nothing listens on (and that we have not handed out already)."""
-    for port in range(30000 + os.getpid() % 5000, 40000):
-        if port in exclude:
-            continue
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) != 0:
-                exclude.add(port)
-                return port
-    raise RuntimeError("no free port in 30000-39999")
-
-
 class Stack:
     """Our own Kafka, PostgreSQL and (per test) Airflow in ``state``; see the module doc."""
 
     def __init__(self, state: Path) -> None:
         self.state = state
-        taken: set[int] = set()
-        self.ports = {
-            name: free_port(taken) for name in ("PG_PORT", "KAFKA_PORT", "KAFKA_CONTROLLER_PORT")
-        }
-        self.ports["UI_PORT"] = free_port(taken)
-        self.ports["REDIS_PORT"] = free_port(taken)
+        names = ("PG_PORT", "KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "UI_PORT", "REDIS_PORT")
+        self.ports = dict(zip(names, free_ports(len(names)), strict=True))
         self.env: dict[str, str] = {}
         self._token: str | None = None
 
