@@ -25,6 +25,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -237,6 +238,59 @@ class Stack:
                 time.sleep(1)
         raise RuntimeError(f"Airflow API did not answer on {self.url('')}")
 
+    def health(self) -> dict[str, str]:
+        """Each heartbeating component's status from the API (``/api/v2/monitor/health``):
+        ``healthy`` or ``unhealthy``, keyed by component name as in ``COMPONENTS``; every one is
+        ``unreachable`` when the API does not answer."""
+        try:
+            with urllib.request.urlopen(self.url("/api/v2/monitor/health"), timeout=10) as r:
+                body = json.loads(r.read())
+        except (OSError, ValueError):
+            return {name: "unreachable" for name in COMPONENTS}
+        names = {
+            "scheduler": "scheduler",
+            "triggerer": "triggerer",
+            "dag_processor": "dag-processor",
+        }
+        return {
+            names[k]: (v or {}).get("status") or "unknown" for k, v in body.items() if k in names
+        }
+
+    def ensure_airflow(self, timeout: float = 120) -> dict[str, str]:
+        """Restart every component that is dead or reported unhealthy for ``timeout`` seconds;
+        return {name: why} of those restarted, with the tail of the log of each."""
+        restarted = {}
+        for name in COMPONENTS:
+            if not self.alive(name):
+                restarted[name] = "dead: " + self.log_tail(name)
+                self.stop_component(name)
+                self.start_component(name)
+        self.wait_api()
+        deadline = time.monotonic() + timeout
+        while (sick := [n for n, s in self.health().items() if s != "healthy"]) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(3)
+        for name in sick:
+            restarted[name] = "unhealthy: " + self.log_tail(name)
+            self.stop_component(name)
+            self.start_component(name)
+        return restarted
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        """The last ``lines`` lines of a component's log, for a failure message."""
+        path = self.state / "airflow" / f"{name}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def diagnose(self) -> str:
+        """What a failed wait should report: each component's liveness and health."""
+        health = self.health()
+        return "; ".join(
+            f"{name}: {'alive' if self.alive(name) else 'DEAD'}, {health.get(name, '-')}"
+            for name in COMPONENTS
+        )
+
     def url(self, path: str) -> str:
         return f"http://localhost:{self.ports['UI_PORT']}{path}"
 
@@ -281,7 +335,9 @@ class Stack:
             if states.get("success", 0) + states.get("failed", 0) >= count:
                 return
             time.sleep(3)
-        raise AssertionError(f"runs of {dag_like} not done after {timeout:.0f} s: {states}")
+        raise AssertionError(
+            f"runs of {dag_like} not done after {timeout:.0f} s: {states}; {self.diagnose()}"
+        )
 
     def tries(self, dag_like: str) -> list[dict]:
         """Every try of every ``probe`` task of the matching DAGs: earlier tries (from
@@ -449,8 +505,15 @@ def _shared(name: str, start) -> Iterator:
 
 @pytest.fixture(scope="session")
 def private_airflow(private_stack: Stack) -> Iterator[Stack]:
-    """Airflow on the private stack, reading ``$STATE/sites.yaml`` (empty at first)."""
+    """Airflow on the private stack, reading ``$STATE/sites.yaml`` (empty at first).
+
+    Shared by every module; each module that uses it first gets its components checked, and any
+    that died or stopped heartbeating restarted (``Stack.ensure_airflow``): a module before it
+    may have restarted PostgreSQL under them, which a component may not survive."""
     with _shared("airflow", lambda: _airflow(private_stack)) as stack:
+        restarted = stack.ensure_airflow()
+        if restarted:
+            warnings.warn(f"private Airflow: restarted {restarted}", stacklevel=1)
         yield stack
 
 

@@ -65,7 +65,9 @@ def settle(stack: Stack, dag_like: str, count: int, timeout: float = 300) -> dat
         done = {t["dag_id"] for t in stack.tries(dag_like) if t["state"] in ("success", "failed")}
         if len(done) >= count:
             return datetime.now(UTC)
-        assert time.monotonic() < deadline, f"{len(done)} of {count} {dag_like} finished a run"
+        assert time.monotonic() < deadline, (
+            f"{len(done)} of {count} {dag_like} finished a run; {stack.diagnose()}"
+        )
         time.sleep(2)
 
 

@@ -86,6 +86,7 @@ def final_flags(stack: Stack, site: str) -> list[tuple]:
         ).fetchall()
 
 
+@pytest.mark.timeout(600)  # the run, and the stack's check when it is the module's first
 def test_an_up_site_ends_in_the_triggerer_without_a_worker(
     private_airflow: Stack,  # noqa: F811
     site_server,  # noqa: F811
@@ -105,6 +106,7 @@ def test_an_up_site_ends_in_the_triggerer_without_a_worker(
     assert final_flags(stack, name) == [(1, True, True)]  # an up attempt ends its run
 
 
+@pytest.mark.timeout(600)  # the runs, and the stack's check when it is the module's first
 def test_a_down_site_retries_through_a_worker_and_fails_after_its_last_attempt(
     private_airflow: Stack,  # noqa: F811
     failing_site,
@@ -150,7 +152,9 @@ def test_checks_in_flight_in_a_killed_triggerer_are_stored_once(
             for i in range(IN_FLIGHT)
         )
     )
-    assert server.all_waiting.wait(400), f"only {server.requests} probes reached the site"
+    assert server.all_waiting.wait(400), (
+        f"only {server.requests} probes reached the site; {stack.diagnose()}"
+    )
     stack.stop_component("triggerer", signal.SIGKILL)
     server.release.set()  # the dead triggerer's probes never publish: their process is gone
     stack.start_component("triggerer")
