@@ -1,6 +1,7 @@
-"""Local servers that receive alerts: a webhook endpoint (http.server) and a minimal SMTP server.
+"""Local servers that receive alerts: a webhook endpoint (http.server), a minimal SMTP server, and
+the two incident tools' APIs (PagerDuty Events v2, Opsgenie alerts).
 
-Both run in a thread on 127.0.0.1 and keep what they received, so tests assert on real requests
+Each runs in a thread on 127.0.0.1 and keeps what it received, so tests assert on real requests
 and real mail, not on mocks. ``conn()`` gives the Airflow connection JSON pointing at one.
 """
 
@@ -10,10 +11,16 @@ import email
 import email.policy
 import http.server
 import json
+import os
+import shutil
 import socketserver
+import ssl
+import tempfile
 import threading
+from urllib.parse import unquote, urlsplit
 
 import pytest
+import trustme
 
 
 class _WebhookHandler(http.server.BaseHTTPRequestHandler):
@@ -140,3 +147,153 @@ def receiver(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_OPS_WEBHOOK", server.conn())
     yield server
     server.close()
+
+
+# --- incident tools: PagerDuty Events API v2 and the Opsgenie alert API --------------------------
+
+
+class _ApiHandler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            body = None
+        self.server.requests.append((self.path, dict(self.headers), body))
+        if self.server.outage:
+            status, answer = self.server.outage, {"message": "unavailable"}
+        else:
+            status, answer = self.server.answer(self.path, dict(self.headers), body)
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+class _ApiReceiver:
+    """A JSON API in a thread on 127.0.0.1 (HTTPS with a trustme CA when ``tls``): records every
+    POST as (path with query, headers, parsed body) and answers what ``answer`` returns, or the
+    status ``set_outage`` gave to every request."""
+
+    def __init__(self, tls: bool = False):
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ApiHandler)
+        self.server.daemon_threads = True
+        self.server.requests = []
+        self.server.answer = self.answer
+        self.server.outage = None
+        self.ca_file = None
+        scheme = "http"
+        if tls:
+            scheme = "https"
+            self._ca_dir = tempfile.mkdtemp(prefix="sitewatch-ca-")
+            ca = trustme.CA()
+            self.ca_file = os.path.join(self._ca_dir, "ca.pem")
+            ca.cert_pem.write_to_path(self.ca_file)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ca.issue_cert("127.0.0.1").configure_cert(context)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.base_url = f"{scheme}://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def requests(self) -> list[tuple[str, dict, object]]:
+        return self.server.requests
+
+    def answer(self, path: str, headers: dict, body) -> tuple[int, dict]:
+        raise NotImplementedError
+
+    def set_outage(self, status: int | None) -> None:
+        self.server.outage = status
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        if self.ca_file:
+            shutil.rmtree(self._ca_dir, ignore_errors=True)
+
+
+class PagerdutyReceiver(_ApiReceiver):
+    """PagerDuty's Events API v2 as far as sitewatch uses it: ``POST /v2/enqueue`` with
+    ``routing_key``, ``event_action`` and ``dedup_key``, and for a trigger a ``payload`` with
+    ``summary``, ``source`` and ``severity``. Answers 202 with the dedup key, or 400 ``invalid
+    event`` as the real API does; ``incidents`` maps each open dedup key to its last severity.
+    HTTPS only (the client refuses anything else): point ``SSL_CERT_FILE`` at ``ca_file``."""
+
+    SEVERITIES = ("critical", "error", "warning", "info")
+
+    def __init__(self, routing_key: str = "R0UT1NGKEY0123456789abcdef012345"):
+        self.routing_key, self.incidents = routing_key, {}
+        super().__init__(tls=True)
+
+    def conn(self) -> str:
+        return json.dumps(
+            {"conn_type": "pagerduty_events", "host": self.base_url, "password": self.routing_key}
+        )
+
+    def answer(self, path, headers, body):
+        problem = self._problem(path, body)
+        if problem:
+            return 400, {"status": "invalid event", "message": problem, "errors": [problem]}
+        key = body["dedup_key"]
+        if body["event_action"] == "trigger":
+            self.incidents[key] = body["payload"]["severity"]
+        elif body["event_action"] == "resolve":
+            self.incidents.pop(key, None)
+        return 202, {"status": "success", "message": "Event processed", "dedup_key": key}
+
+    def _problem(self, path, body) -> str | None:
+        if path != "/v2/enqueue" or not isinstance(body, dict):
+            return "not an Events API v2 event"
+        if body.get("routing_key") != self.routing_key:
+            return "unknown routing_key"
+        if body.get("event_action") not in ("trigger", "acknowledge", "resolve"):
+            return "event_action must be trigger, acknowledge or resolve"
+        if not body.get("dedup_key"):
+            return "dedup_key is required (sitewatch always sends one)"
+        payload = body.get("payload") or {}
+        if body["event_action"] == "trigger" and not (
+            payload.get("summary")
+            and payload.get("source")
+            and payload.get("severity") in self.SEVERITIES
+        ):
+            return "payload needs summary, source and a valid severity"
+        return None
+
+
+class OpsgenieReceiver(_ApiReceiver):
+    """Opsgenie's alert API as far as sitewatch uses it: ``POST /v2/alerts`` (create, ``message``
+    required) and ``POST /v2/alerts/{alias}/close?identifierType=alias``, authorised by
+    ``Authorization: GenieKey <key>``. Answers 202 "Request will be processed" (401 or 422 as
+    the real API does); ``alerts`` maps each open alias to its create payload."""
+
+    def __init__(self, api_key: str = "0pen-5e5ame-0123-4567-89ab"):
+        self.api_key, self.alerts = api_key, {}
+        super().__init__()
+
+    def conn(self) -> str:
+        return json.dumps(
+            {"conn_type": "opsgenie", "host": self.base_url, "password": self.api_key}
+        )
+
+    def answer(self, path, headers, body):
+        if headers.get("Authorization") != f"GenieKey {self.api_key}":
+            return 401, {"message": "Could not authenticate", "took": 0.0, "requestId": "r"}
+        url = urlsplit(path)
+        parts = url.path.split("/")  # ['', 'v2', 'alerts', <identifier>, 'close']
+        if url.path == "/v2/alerts" and isinstance(body, dict) and body.get("message"):
+            self.alerts[body.get("alias")] = body
+        elif len(parts) == 5 and parts[-1] == "close" and url.query == "identifierType=alias":
+            self.alerts.pop(unquote(parts[3]), None)
+        else:
+            return 422, {
+                "message": "Request body is not processable",
+                "took": 0.0,
+                "requestId": "r",
+            }
+        request_id = f"req-{len(self.requests)}"
+        return 202, {"result": "Request will be processed", "took": 0.01, "requestId": request_id}

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from sitewatch.config.maintenance import active_window
 from sitewatch.config.secrets import NO_SECRETS, Secrets
 from sitewatch.errors import SiteDown
 from sitewatch.names import LOCAL_LOCATION
@@ -45,10 +46,16 @@ def check_site(
     site failed its assertions. Returns the observation when the site is up.
     """
     observation = probe(site, secrets=secrets, location=location)
-    observation.scheduled_at = scheduled_at
-    observation.attempt = attempt
+    place(observation, site, scheduled_at, attempt)
     observation.final = final or observation.up  # an up attempt ends the run: nothing follows
     return record(observation, deliver)
+
+
+def place(observation: Observation, site, scheduled_at: datetime, attempt: int) -> None:
+    """Set what the probe cannot know: the run's time and try, and whether the run fell in one
+    of the site's maintenance windows (the sites file's; the drain adds ad-hoc ones)."""
+    observation.scheduled_at, observation.attempt = scheduled_at, attempt
+    observation.maintenance = active_window(site.maintenance, scheduled_at) is not None
 
 
 def record(observation: Observation, deliver: Callable[[Observation], None]) -> Observation:

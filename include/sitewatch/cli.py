@@ -1,10 +1,12 @@
-"""The ``sitewatch`` command: ``validate`` a sites file, ``probe`` a URL or a site now, or list the
-``locations`` a sites file checks from (with the queue each one's workers must listen on).
+"""The ``sitewatch`` command: ``validate`` a sites file, ``probe`` a URL or a site now, list the
+``locations`` a sites file checks from (with the queue each one's workers must listen on), or
+print a month's SLA ``report`` from the results database.
 
 Exit codes: 0 success (file valid / site up), 1 failure (issues found / site down), 2 usage or
 configuration error. Nothing given on the command line makes it print a traceback: every bad
 argument is a usage error. The probe module is imported only by ``probe``, so ``validate`` stays
-fast and works where the probe's dependencies are missing.
+fast and works where the probe's dependencies are missing; the report's modules (and psycopg)
+only by ``report``.
 """
 
 from __future__ import annotations
@@ -15,18 +17,19 @@ import difflib
 import os
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from sitewatch.config.keys import KEYS
 from sitewatch.config.loader import default_sites_path, load_sites, site_for_url
 from sitewatch.config.secrets import expand_headers
 from sitewatch.config.site import Site
-from sitewatch.errors import ConfigError
+from sitewatch.errors import ConfigError, StorageError
 from sitewatch.names import DEFAULT_QUEUE, LOCAL_LOCATION, location_queue
 from sitewatch.observation import LOCATION_NAME
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_WAIT = {"connect_timeout": 10}  # seconds, for the report's connection
 _SITES_FILE_HELP = "sites file (default: $SITEWATCH_SITES_FILE or include/sites.yaml)"
 
 
@@ -86,6 +89,26 @@ def _parser() -> argparse.ArgumentParser:
         help="name this location in the User-Agent and the observation (default: local)",
     )
     probe.set_defaults(run=_probe, usage_error=probe.error)
+
+    report = commands.add_parser(
+        "report",
+        help="print a month's SLA report: uptime, downtime, incidents, SLO met",
+        description="Per site: uptime, downtime minutes, incidents, maintenance minutes left out,"
+        " SLO target and whether it was met, then the incidents. Reads the results database"
+        " through libpq's PG* environment variables (PGHOST, PGDATABASE, PGUSER, PGPASSWORD or"
+        " ~/.pgpass, PGSERVICE) or --dsn. Exit 0 printed, 1 database error, 2 usage error.",
+    )
+    report.add_argument("--month", required=True, metavar="YYYY-MM", help="the month, in UTC")
+    report.add_argument("--format", default="csv", help="csv (default), md or html")
+    report.add_argument(
+        "--sites", metavar="FILE", help=f"{_SITES_FILE_HELP}; the SLO targets come from it"
+    )
+    report.add_argument(
+        "--dsn",
+        help="libpq connection string or URI of the results database (a password here shows"
+        " in the process list: prefer PGPASSWORD or ~/.pgpass)",
+    )
+    report.set_defaults(run=_report, usage_error=report.error)
     return parser
 
 
@@ -139,6 +162,62 @@ def _probe(args: argparse.Namespace) -> int:
         if value is not None:
             print(f"{f.name}: {_show(value)}")
     return EXIT_OK if observation.up else EXIT_FAILED
+
+
+def _report(args: argparse.Namespace) -> int:
+    from sitewatch.dashboard import report  # lazy: the storage layer and psycopg
+
+    try:
+        first, after = report.month_days(args.month)
+    except ValueError as exc:
+        args.usage_error(f"--month: {exc}")
+    if args.format not in report.FORMATS:
+        args.usage_error(f"--format {args.format!r}: use one of {', '.join(report.FORMATS)}")
+    objectives = _objectives(Path(args.sites) if args.sites else _relative(default_sites_path()))
+    try:
+        period = _read_period(args, first, after)
+    except StorageError as exc:
+        print(f"sitewatch report: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    sys.stdout.write(report.render(period, objectives, args.format))
+    if args.format == "csv":  # the other formats carry their notes
+        for note in report.notes(period):
+            print(f"sitewatch report: note: {note}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _objectives(path: Path) -> dict:
+    """Each site's SLO (None: it has none) from the sites file; its problems go to stderr, and
+    the sites it could read still count (a bad entry never hides the others' targets)."""
+    loaded = load_sites(path)
+    for issue in loaded.issues:
+        print(f"sitewatch report: {issue}", file=sys.stderr)
+    return {site.name: site.slo for site in loaded.sites}
+
+
+def _read_period(args: argparse.Namespace, first: date, after: date):
+    """The month's ``storage.incidents.Period``, as of now. Raises StorageError (SchemaError
+    for tables missing or too old) when PostgreSQL cannot answer."""
+    import psycopg
+
+    from sitewatch.storage.incidents import period
+    from sitewatch.storage.schema import require_current
+
+    dsn = args.dsn or ""
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error as exc:
+        args.usage_error(f"--dsn: {exc}")
+    # libpq waits for an unreachable server as long as TCP does (minutes) unless told otherwise
+    wait = {} if "connect_timeout" in given or "PGCONNECT_TIMEOUT" in os.environ else _WAIT
+    try:
+        conn = psycopg.connect(dsn, **wait)
+    except psycopg.Error as exc:
+        cause = " ".join(str(exc).split()) or type(exc).__name__
+        raise StorageError(f"PostgreSQL could not be reached: {cause}") from exc
+    with conn:
+        require_current(conn)
+        return period(conn, first, after, datetime.now(UTC))
 
 
 def _adhoc_site(args: argparse.Namespace) -> Site | None:

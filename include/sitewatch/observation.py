@@ -246,6 +246,8 @@ class Observation:
     tls_expires_at: the server certificate's notAfter, for https.
     location: where the probe ran (``LOCATION_NAME``); ``local`` for a site that names none, and
     for a message without it (producers before locations existed).
+    maintenance: the run's scheduled time fell in a maintenance window of the site (set by the
+    task from the sites file, and by the drain for an ad-hoc mute); false when absent.
     """
 
     site: str = column(NAME)
@@ -269,8 +271,9 @@ class Observation:
     final_url: str | None = column(URL, required=False)
     body_bytes: int | None = column(BIGINT, required=False)
     tls_expires_at: datetime | None = column(TIMESTAMPTZ, required=False)
-    # Last, like its column (added to site_checks by migration 6).
+    # Last, like their columns (added to site_checks by migrations 6 and 8).
     location: str = column(LOCATION, default=LOCAL_LOCATION, absent=LOCAL_LOCATION)
+    maintenance: bool = column(BOOLEAN, default=False, absent=False)
 
     def to_message(self) -> bytes:
         """Encode as the v1 wire format (UTF-8 JSON, timestamps ISO 8601 UTC)."""

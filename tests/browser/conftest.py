@@ -10,6 +10,10 @@ LocalExecutor runs every location's probe here, and the watched site refuses one
 User-Agent the probe sends), so each of its runs ends partial: the drain stores the checks and
 judges the verdict as it would across real places. ``several_locations`` adds an hour of older
 runs (a down one, a missing location, a retry) so that the page's run matrix has them to show.
+
+Both have an ``slo``, and ``MAINT_SITE`` is in a maintenance window of the sites file for the
+whole session; ``slo_history`` adds a day of older checks and rolls the hours up, so that the
+Sites page has error budgets to show (its screenshot is the README's).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from sitewatch.alerting.quorum import DOWN, UP, decide_run
 from sitewatch.observation import Observation
 from sitewatch.probe.transport import user_agent
 from sitewatch.storage.checks import store_batch
+from sitewatch.storage.retention import refresh_hourly
 from sitewatch.storage.schema import SCHEMA_VERSION
 from sitewatch.storage.schema import version as schema_version
 from sitewatch.storage.verdicts import record_verdict
@@ -60,6 +65,11 @@ QUORUM = 2
 REFUSED = "us-east"
 """The location the watched site answers 503: one down location, one short of the quorum."""
 MULTI_RETRIES = 1
+MAINT_SITE = "docs-web"
+MAINT_REASON = "moving to a new host"
+HISTORY_CHECKS = 288
+"""Checks of a day before the last 24 hours that ``slo_history`` stores for each single-location
+site: every 5 minutes, one of SITE's down (99% over 30 days: 65.2% of its budget left)."""
 
 
 @dataclass
@@ -146,6 +156,9 @@ def airflow(watched_site) -> Airflow:
     state = Path(tempfile.mkdtemp(prefix="sitewatch-browser-"))
     state.chmod(0o755)
     sites = state / "sites.yaml"
+    now = datetime.now(UTC).replace(microsecond=0)
+    start, end = (now + timedelta(hours=h) for h in (-1, 3))  # the whole session, and more
+    window = f"{{start: '{start.isoformat()}', end: '{end.isoformat()}', reason: {MAINT_REASON}}}"
     sites.write_text(
         "sites:\n"
         f"  - name: {SITE}\n"
@@ -154,6 +167,7 @@ def airflow(watched_site) -> Airflow:
         "    regex: hello\n"
         "    retries: 0\n"
         f"    tags: [{SITE_TAG}]\n"
+        "    slo: {target: 99, window: 30d, p95_ms: 200}\n"
         f"  - name: {MULTI_SITE}\n"
         f"    url: {watched_site}\n"
         "    schedule: 5m\n"
@@ -162,6 +176,14 @@ def airflow(watched_site) -> Airflow:
         f"    retries: {MULTI_RETRIES}\n"
         "    retry_delay: 1s\n"
         f"    tags: [{SITE_TAG}]\n"
+        "    slo: {target: 95, window: 7d}\n"
+        f"  - name: {MAINT_SITE}\n"
+        f"    url: {watched_site}\n"
+        "    schedule: 1h\n"
+        "    retries: 0\n"
+        f"    tags: [{SITE_TAG}]\n"
+        "    slo: {target: 99.5, window: 30d}\n"
+        f"    maintenance: [{window}]\n"
     )
     ui, pg, kafka, controller, worker_logs, trigger_logs = free_ports(6)
     # The developer's stack environment (from `make test`) must not leak into this one.
@@ -253,6 +275,36 @@ def several_locations(airflow, watched_site) -> list[datetime]:
             record_verdict(conn, MULTI_SITE, at, decision.verdict.value, QUORUM, decision.locations)
         store_batch(conn, observations)
     return runs
+
+
+@pytest.fixture(scope="module")
+def slo_history(airflow, watched_site, several_locations) -> None:
+    """A day of older checks of ``SITE`` and ``MAINT_SITE`` (``HISTORY_CHECKS`` each, from 49 to
+    25 hours ago, so the last 24 hours are the stack's own), then the hourly rollup refreshed as
+    the maintenance DAG does, for these and ``several_locations``' runs: the SLO figures read it.
+    """
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=49)
+    observations = [
+        Observation(
+            site=site,
+            url=watched_site,
+            scheduled_at=at,
+            attempt=1,
+            final=True,
+            checked_at=at + timedelta(seconds=1),
+            up=up,
+            status_code=200 if up else 503,
+            response_time_ms=80.0 + 9 * (i % 7) if up else None,
+            error=None if up else "http_status",
+            error_detail=None if up else "status 503",
+        )  # fmt: skip
+        for i in range(HISTORY_CHECKS)
+        for at in [start + timedelta(minutes=5 * i)]
+        for site, up in ((SITE, i != 100), (MAINT_SITE, True))
+    ]
+    with airflow.results() as conn:
+        store_batch(conn, observations)
+        refresh_hourly(conn, datetime.now(UTC), late_hours=72)
 
 
 def _attempts(url: str, at: datetime, location: str, ms: float, down: bool, retried: bool):

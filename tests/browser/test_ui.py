@@ -1,5 +1,6 @@
 """The Airflow UI end to end in headless Chromium: log in, see the site DAGs, trigger one, read
-its log, and find the result on the Sites dashboard (which only logged-in users may open).
+its log, find the result on the Sites dashboard (which only logged-in users may open), and mute
+a site from the ``sitewatch_mute`` trigger form.
 
 The tests share one logged-in page and run in file order: each builds on what the one before did.
 """
@@ -9,12 +10,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import requests
 
+from sitewatch.names import MUTE_DAG_ID
+from sitewatch.storage.schema import SCHEMA_VERSION
+from sitewatch.storage.schema import version as schema_version
 from tests.browser.conftest import (
     LOCATIONS,
+    MAINT_REASON,
+    MAINT_SITE,
     MULTI_SITE,
     QUORUM,
     REFUSED,
@@ -94,7 +102,7 @@ def test_trigger_site_dag_and_read_its_log(page, airflow, dags_parsed):
     publish(shot(page, "run-log"), "run-log.png")
 
 
-def test_sites_page_shows_the_checked_site(page, airflow, several_locations):
+def test_sites_page_shows_the_checked_site(page, airflow, several_locations, slo_history):
     # The drain DAG (unpaused by dags_parsed) stores the observation; then the page shows it.
     def site_up():
         page.goto(f"{airflow.url}/sitewatch/")
@@ -111,15 +119,38 @@ def test_sites_page_shows_the_checked_site(page, airflow, several_locations):
     row = page.locator(f'tr[data-site="{SITE}"]')
     assert "100.00%" in row.inner_text()
     assert row.locator("[data-location]").count() == 0  # one location: as before locations
+    # 1 of slo_history's 288 checks down, 99% over 30 days: 65.2% of the budget left (a little
+    # more once the stack's own checks are rolled up); everything up in the last hour
+    single = float(row.locator("[data-budget]").get_attribute("data-budget"))
+    assert 0.6 < single < 0.7
+    assert row.locator("[data-burn]").inner_text() == "0.0x"
+    # One location of three always down: far less left, how much less depends on which of the
+    # older runs fall in whole hours (the rollup's), which depends on the time of day.
+    multi = page.locator(f'tr[data-site="{MULTI_SITE}"] [data-budget]')
+    assert float(multi.get_attribute("data-budget")) < single - 0.2
+    maint = page.locator(f'tr[data-site="{MAINT_SITE}"]')
+    assert maint.locator("[data-state]").first.get_attribute("data-state") == "maintenance"
+    assert MAINT_REASON in maint.inner_text()
     # The same page inside the UI, from its navigation.
     page.goto(f"{airflow.url}/plugin/sites")
     frame = page.frame_locator("iframe").first
     frame.locator(f'tr[data-site="{SITE}"] [data-state="up"]').wait_for()
     publish(shot(page, "sites-page"), "sites-page.png")
+    # The month's SLA report, downloaded from inside the UI's frame.
+    with page.expect_download() as download:
+        frame.locator('#reports [data-report$=".csv"]').last.click()
+    month = datetime.now(UTC).strftime("%Y-%m")
+    assert download.value.suggested_filename == f"sitewatch-report-{month}.csv"
+    assert f"\n{SITE}," in Path(download.value.path()).read_text()
     frame.get_by_role("link", name=SITE, exact=True).click()
     frame.locator("svg#chart").wait_for()
     assert frame.locator("table#attempts tbody tr").count() >= 1
     shot(page, "site-detail")
+    assert "≤ 200 ms met" in frame.locator('[data-card="p95 latency"]').inner_text()
+    assert frame.locator("svg#budget-chart circle").count() == 31  # each day of 30 d, and today
+    objective = frame.get_by_role("heading", name="Objective", exact=True)
+    objective.evaluate("heading => heading.scrollIntoView()")  # to the top of the frame
+    publish(shot(page, "site-budget"), "site-budget.png")
 
 
 def test_a_site_checked_from_several_locations_shows_each_and_its_verdict(
@@ -158,3 +189,42 @@ def test_a_site_checked_from_several_locations_shows_each_and_its_verdict(
     assert run(several_locations[4]).locator('[data-location="ap-south"]').inner_text() == "missing"
     assert frame.locator("table#attempts th", has_text="Location").count() == 1
     publish(shot(page, "site-locations"), "site-locations.png")
+
+
+# --- one-click maintenance: sitewatch_mute's trigger form ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mute_ready(airflow):
+    """The mute DAG is parsed, and the drain's create_tables made the tables it writes to."""
+    dag_ids = lambda: {d["dag_id"] for d in airflow.api("GET", "/dags")["dags"]}  # noqa: E731
+    wait_for("the mute DAG to be parsed", lambda: MUTE_DAG_ID in dag_ids(), 120)
+    with airflow.results() as conn:
+        current = lambda: schema_version(conn) >= SCHEMA_VERSION  # noqa: E731
+        wait_for("the drain to create the tables", current, 180, every=2)
+
+
+def test_mute_a_site_from_the_trigger_form(page, airflow, mute_ready):
+    page.goto(f"{airflow.url}/dags/{MUTE_DAG_ID}")
+    page.get_by_role("button", name=re.compile("^Trigger")).first.click()
+    dialog = page.get_by_role("dialog")
+    # sites is a multi-select of the sites file's names (the param's ``examples``); this one is
+    # already in maintenance, so the mute changes nothing the other browser tests look at
+    dialog.get_by_role("combobox", name="Select one or multiple values").click()
+    page.get_by_role("option", name=MAINT_SITE, exact=True).click()
+    dialog.locator("#element_duration").fill("2h")
+    dialog.locator("#element_reason").fill("database upgrade")
+    shot(page, "mute-form")
+    dialog.get_by_role("button", name=re.compile("^Trigger")).last.click()
+
+    def run_done():
+        runs = airflow.api("GET", f"/dags/{MUTE_DAG_ID}/dagRuns")["dag_runs"]
+        return next((r for r in runs if r["state"] in ("success", "failed")), None)
+
+    run = wait_for("the mute run to finish", run_done, 120)
+    assert run["state"] == "success"
+    with airflow.results() as conn:
+        stored = conn.execute(
+            "SELECT site, ends_at - starts_at, reason, created_by FROM site_mutes"
+        ).fetchall()
+    assert stored == [(MAINT_SITE, timedelta(hours=2), "database upgrade", "admin")]

@@ -30,7 +30,12 @@ def test_shipped_sites_file_builds_dags_without_import_errors():
     assert bag.import_errors == {}
     enabled = {f"site_{s.name}" for s in load_sites().sites if s.enabled}
     assert enabled, "include/sites.yaml ships no enabled site"
-    assert enabled | {"sitewatch_drain", "sitewatch_maintenance"} == set(bag.dag_ids)
+    assert enabled | {
+        "sitewatch_drain",
+        "sitewatch_maintenance",
+        "sitewatch_mute",
+        "sitewatch_unmute",
+    } == set(bag.dag_ids)
     for dag_id in enabled:
         dag = bag.dags[dag_id]
         assert "sitewatch" in dag.tags
@@ -55,6 +60,35 @@ def test_maintenance_dag_runs_hourly_one_at_a_time():
         "maintain",
     ]
     assert all(t.retries > 0 for t in dag.tasks)
+
+
+def test_mute_dags_run_only_when_triggered_with_a_form(sites_file):
+    sites_file("""
+        sites:
+          - name: shop
+            url: https://shop.example.com/
+          - name: off
+            url: http://off.example.com/
+            enabled: false
+    """)
+    bag = DagBag(DAGS)
+    for dag_id in ("sitewatch_mute", "sitewatch_unmute"):
+        dag = bag.dags[dag_id]
+        assert (dag.schedule, set(dag.tags), dag.is_paused_upon_creation) == (
+            None,
+            {"sitewatch"},
+            False,
+        )
+        assert dag.doc_md
+        # a multi-select of the sites file's sites in the trigger form (Airflow's form reads
+        # ``examples`` of an array param), disabled ones included
+        assert dag.params.get_param("sites").schema["examples"] == ["shop", "off"]
+    mute = bag.dags["sitewatch_mute"]
+    assert [t.task_id for t in mute.tasks] == ["mute"]
+    assert set(mute.params) == {"sites", "duration", "reason"}
+    assert mute.params["duration"] == "1h"
+    assert bag.dags["sitewatch_unmute"].params["sites"] is None  # nothing chosen: every site
+    assert [t.task_id for t in bag.dags["sitewatch_unmute"].tasks] == ["unmute"]
 
 
 def test_site_settings_reach_the_dag(sites_file):
@@ -84,6 +118,8 @@ def test_site_settings_reach_the_dag(sites_file):
         "site_blog",
         "sitewatch_drain",
         "sitewatch_maintenance",
+        "sitewatch_mute",
+        "sitewatch_unmute",
     }
     shop, blog = bag.dags["site_shop"], bag.dags["site_blog"]
     assert set(shop.tags) == {"sitewatch", "team-a", "prod"}

@@ -10,21 +10,26 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+
 from tests.faults.stack import Stack, private_airflow, private_stack, record  # noqa: F401
 from tests.receivers import WebhookReceiver
 
 FLIPS = 3
 
 
-def wait_for(receiver: WebhookReceiver, count: int, timeout: float = 300) -> datetime:
+def wait_for(stack: Stack, receiver: WebhookReceiver, count: int, timeout: float = 240) -> datetime:
     """Wait until ``count`` messages arrived; return when the last one was seen (0.2 s steps)."""
     deadline = time.monotonic() + timeout
     while len(receiver.payloads) < count:
-        assert time.monotonic() < deadline, f"{len(receiver.payloads)} of {count} messages came"
+        assert time.monotonic() < deadline, (
+            f"{len(receiver.payloads)} of {count} messages came; {stack.diagnose()}"
+        )
         time.sleep(0.2)
     return datetime.now(UTC)
 
 
+@pytest.mark.timeout(900)  # three flips of about 1 minute each, and the stack's check
 def test_recovered_follows_the_up_check_by_one_drain_cycle(
     private_airflow: Stack,  # noqa: F811
     web,
@@ -37,13 +42,14 @@ def test_recovered_follows_the_up_check_by_one_drain_cycle(
         stack.set_sites(
             f"sites:\n  - name: {name}\n    url: {web.url}\n    schedule: 30s\n    retries: 0\n"
             "    notify:\n      - webhook: ops_webhook\n"
+            "    flapping: false\n"  # three flips in minutes are what this test is about
         )
         delays, stored = [], []
         for flip in range(FLIPS):
             web.reply = (500, "boom")
-            wait_for(receiver, 2 * flip + 1)
+            wait_for(stack, receiver, 2 * flip + 1)
             web.reply = (200, "ok")
-            arrived = wait_for(receiver, 2 * flip + 2)
+            arrived = wait_for(stack, receiver, 2 * flip + 2)
             with stack.results() as db:
                 checked_at, stored_at = db.execute(
                     "SELECT checked_at, stored_at FROM site_checks WHERE site = %s AND up"

@@ -1,8 +1,10 @@
 """sitewatch.storage.queries and migration 3's daily rollup against a real PostgreSQL; the
-queries of sites checked from several locations (migration 6)."""
+queries of sites checked from several locations (migration 6); maintenance left out of the
+figures (migration 8)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -82,6 +84,27 @@ def test_summaries_count_final_attempts_per_window(conn):
     assert beta.last_error is None and beta.p50_ms is None
     assert queries.site_summary(conn, "beta", NOW) == beta
     assert queries.site_summary(conn, "gamma", NOW) is None
+
+
+def test_summaries_leave_maintenance_out_of_uptimes_and_percentiles(conn):
+    hour, day = timedelta(hours=1), timedelta(days=1)
+    down = check("alpha", hour, up=False, ms=900.0, error="status")
+    store_batch(
+        conn,
+        [
+            dataclasses.replace(down, maintenance=True),  # the latest: the state, not a figure
+            check("alpha", 2 * hour, ms=100.0),
+            check("alpha", 3 * hour, ms=300.0),
+            dataclasses.replace(check("alpha", 2 * day, up=False), maintenance=True),
+            check("alpha", 3 * day),
+        ],
+    )
+    alpha = queries.site_summary(conn, "alpha", NOW)
+    assert alpha.last_up is False and alpha.last_scheduled_at == NOW - hour
+    assert (alpha.checks_24h, alpha.ups_24h) == (2, 2)
+    assert alpha.p50_ms == 200.0 and alpha.p95_ms == pytest.approx(290.0)
+    assert (alpha.checks_7d, alpha.ups_7d) == (3, 3)  # the daily rollup leaves it out too
+    assert alpha.last_error == "status"  # the error is still shown
 
 
 def test_a_site_checked_from_two_locations_counts_both(conn):

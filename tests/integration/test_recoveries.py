@@ -237,7 +237,10 @@ def test_latest_ups_keeps_the_latest_up_check_of_each_site():
     rows = observation_rows(
         [check("a", 5), check("a", 9), check("a", 7), check("b", 3, up=False), check("c", 1)]
     )
-    assert latest_ups(rows) == {"a": T0 + timedelta(minutes=9), "c": T0 + timedelta(minutes=1)}
+    assert latest_ups(rows) == {
+        "a": (T0 + timedelta(minutes=9), None),
+        "c": (T0 + timedelta(minutes=1), None),
+    }
 
 
 @contextmanager

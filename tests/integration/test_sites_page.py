@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 
 from sitewatch.airflow import sites_page
+from sitewatch.config.maintenance import Window
+from sitewatch.config.objectives import Slo
 from sitewatch.config.site import Site
+from sitewatch.dashboard import report
+from sitewatch.names import READER_ROLE
 from sitewatch.observation import Observation
 from sitewatch.storage.checks import store_batch
+from sitewatch.storage.incidents import period
+from sitewatch.storage.mutes import add_mutes
 from sitewatch.storage.schema import MIGRATIONS, SCHEMA_VERSION, migrate, transaction
 from sitewatch.storage.schema import version as schema_version
+from sitewatch.storage.slo import SloAlert, save_slo_alert
 from sitewatch.storage.verdicts import record_verdict
+from tests.integration import test_roles as roles
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
@@ -157,3 +165,332 @@ def row_of(html: str, site: str) -> str:
 
 def cells(html: str) -> list[tuple[str, str]]:
     return re.findall(r'data-location="([^"]+)" data-location-state="([^"]+)"', html)
+
+
+# --- maintenance, error budgets, sorting, the report (issue 17) ----------------------------------
+
+HOUR, MINUTE = timedelta(hours=1), timedelta(minutes=1)
+
+
+def check(site, ago, *, up=True, final=True, attempt=1, ms=100.0, maintenance=False):
+    """A single-location check of ``site`` scheduled ``ago`` before NOW."""
+    at = NOW - ago
+    return Observation(
+        site=site, location="local", url=f"https://{site}.example/", checked_at=at, up=up,
+        scheduled_at=at, attempt=attempt, final=final, status_code=200 if up else 503,
+        response_time_ms=ms if up else None, error=None if up else "http_status",
+        error_detail=None if up else "status 503", maintenance=maintenance,
+    )  # fmt: skip
+
+
+def listing_order(html: str) -> list[str]:
+    return re.findall(r'<tr data-site="([^"]+)">', html)
+
+
+def state_of(row: str) -> str:
+    return re.search(r'data-state="([^"]+)"', row)[1]
+
+
+def cell(row: str, attribute: str) -> str:
+    """The listing cell of ``row`` that carries ``attribute`` (data-budget, data-burn), or the
+    plain "-" cell of a site without an SLO."""
+    cells = re.findall(r"<td[^>]*>.*?</td>", row)
+    return next(c for c in cells if attribute in c)
+
+
+def add_hourly(conn, site, rows):
+    """Hourly rollup rows (hour, checks, ups) of ``site``, as the maintenance DAG writes them."""
+    with transaction(conn, "add hourly rows") as cur:
+        cur.executemany(
+            "INSERT INTO site_checks_hourly (site, hour, location, checks, ups) "
+            "VALUES (%s, %s, 'local', %s, %s)",
+            [(site, hour, checks, ups) for hour, checks, ups in rows],
+        )
+
+
+@pytest.fixture
+def migrated(pg_conn, monkeypatch):
+    monkeypatch.setattr(sites_page._Schema, "current", False)
+    migrate(pg_conn)
+    return pg_conn
+
+
+def test_a_mute_in_force_shows_maintenance_until_when_and_why(pg_connect, migrated):
+    store_batch(migrated, [check("shop", 5 * MINUTE, up=False), check("blog", 5 * MINUTE)])
+    add_mutes(migrated, ["shop"], NOW - HOUR, NOW + 2 * HOUR, "database upgrade", "admin")
+    add_mutes(migrated, ["blog"], NOW - 3 * HOUR, NOW - HOUR, "over already", "admin")
+    add_mutes(migrated, ["blog"], NOW + HOUR, NOW + 2 * HOUR, "cdn switch", None)
+    configured = {
+        name: Site(name=name, url=f"https://{name}.example/") for name in ("shop", "blog")
+    }
+    client = TestClient(app_on(pg_connect, sites=lambda: configured))
+
+    listing = client.get("/").text
+    shop, blog = row_of(listing, "shop"), row_of(listing, "blog")
+    assert state_of(shop) == "maintenance" and 'class="badge maintenance"' in shop
+    assert (
+        'title="maintenance until 2026-06-01 14:00:00 UTC (mute by admin) · database upgrade'
+        ' · checks: down"' in shop
+    )
+    assert "until 14:00 UTC · database upgrade" in shop
+    assert state_of(blog) == "up"  # one mute is over, the other has not begun
+
+    page = client.get("/sites/shop").text
+    assert 'class="badge maintenance"' in page
+    (mute,) = re.findall(r'<tr data-maintenance="mute">.*?</tr>', page)
+    assert "mute by admin" in mute and "database upgrade" in mute
+    assert "until 2026-06-01 14:00:00 UTC" in mute
+    blog_page = client.get("/sites/blog").text
+    (upcoming,) = re.findall(r'<tr data-maintenance="mute">.*?</tr>', blog_page)
+    assert "cdn switch" in upcoming and "next from 2026-06-01 13:00:00 UTC" in upcoming
+    assert "over already" not in blog_page and 'data-state="up"' in blog_page
+
+
+def test_a_window_of_the_sites_file_shows_maintenance(pg_connect, migrated):
+    store_batch(migrated, [check("shop", 5 * MINUTE), check("blog", 5 * MINUTE)])
+    # 13:30 on Berlin's clocks is 11:30 UTC in June (CEST): in force at 12:00 UTC until 12:30
+    nightly = Window(cron="30 13 * * *", duration=HOUR, timezone="Europe/Berlin", reason="backup")
+    later = Window(start=NOW + timedelta(days=1), end=NOW + timedelta(days=1, hours=1))
+    sunday = Window(cron="0 3 * * 0", duration=HOUR, reason="weekly")  # NOW is a Monday
+    over = Window(start=NOW - 2 * HOUR, end=NOW - HOUR, reason="done")
+    now_off = Window(start=NOW - HOUR, end=NOW + HOUR, reason="moving racks")
+    configured = {
+        "shop": Site(name="shop", url="https://shop.example/", maintenance=(nightly,)),
+        "blog": Site(name="blog", url="https://blog.example/", maintenance=(later, sunday, over)),
+        "multi": Site(
+            name="multi", url="https://multi.example/", locations=("eu", "us"),
+            maintenance=(now_off,),
+        ),
+    }  # fmt: skip
+    client = TestClient(app_on(pg_connect, sites=lambda: configured))
+
+    listing = client.get("/").text
+    shop, blog, multi = (row_of(listing, name) for name in ("shop", "blog", "multi"))
+    assert state_of(shop) == "maintenance" and "until 12:30 UTC · backup" in shop
+    assert "(sites file) · backup · checks: up" in shop
+    assert state_of(blog) == "up"
+    # a site checked from several locations keeps its location cells under the badge
+    assert state_of(multi) == "maintenance" and "moving racks" in multi
+    assert cells(multi) == [("eu", "missing"), ("us", "missing")]
+
+    shop_page = client.get("/sites/shop").text
+    (window,) = re.findall(r'<tr data-maintenance="window">.*?</tr>', shop_page)
+    assert "<code>30 13 * * *</code> (Europe/Berlin) for 1h" in window
+    assert "until 2026-06-01 12:30:00 UTC" in window
+    rows = re.findall(r'<tr data-maintenance="window">.*?</tr>', client.get("/sites/blog").text)
+    assert len(rows) == 2  # the one-off window that is over is not listed
+    assert "next from 2026-06-02 12:00:00 UTC" in rows[0]
+    assert "weekly" in rows[1] and "next from 2026-06-07 03:00:00 UTC" in rows[1]
+
+
+@pytest.fixture
+def budgets(pg_connect, migrated):
+    """Four sites for the budget columns and the orders, figures worked out by hand.
+
+    shop, 99% over a day (budget 1%, 14.4 min): 1,000 checks in the window's hours, 3 down: 0.3%
+    of checks, 30% of the budget spent, 70.0% left, 1,440 x (1% - 0.3%) = 10.08 min left. Last
+    hour: 10 final checks outside maintenance, 1 down: 10% / 1% = 10.0x, and a page alert fires.
+    blog, 99.9% over a day (budget 0.1%, 1.44 min): 4 of 2,000 down: 0.2% = twice the budget,
+    -100.0% left, 1.44 min over; its last hour is all up: 0.0x.
+    quiet: an SLO, no checks. plain: no SLO; muted now.
+    """
+    add_hourly(migrated, "shop", [
+        (NOW - 2 * HOUR, 600, 597),
+        (NOW - 5 * HOUR, 400, 400),
+        (NOW - 25 * HOUR, 100, 0),  # before the day's window
+        (NOW, 50, 0),  # NOW's hour: not whole yet
+    ])  # fmt: skip
+    add_hourly(migrated, "blog", [(NOW - 3 * HOUR, 2000, 1996)])
+    recent = [check("shop", (5 + 5 * k) * MINUTE, up=k != 0) for k in range(9)]
+    recent += [
+        check("shop", 55 * MINUTE, up=False, maintenance=True),  # left out
+        check("shop", 58 * MINUTE, up=False, final=False),  # retried: left out
+        check("shop", 58 * MINUTE, attempt=2),  # the tenth
+        check("shop", 2 * HOUR, up=False),  # before the hour
+        check("blog", 10 * MINUTE),
+        check("blog", 40 * MINUTE),
+        check("plain", 10 * MINUTE),
+    ]
+    store_batch(migrated, recent)
+    save_slo_alert(migrated, SloAlert("shop", "page", NOW - 10 * MINUTE, 12.0, 15.0, None))
+    add_mutes(migrated, ["plain"], NOW - HOUR, NOW + HOUR, "new host", "admin")
+    configured = {
+        "shop": Site(name="shop", url="https://shop.example/", slo=Slo(99.0, timedelta(days=1))),
+        "blog": Site(name="blog", url="https://blog.example/", slo=Slo(99.9, timedelta(days=1))),
+        "quiet": Site(name="quiet", url="https://quiet.example/", slo=Slo(99.5)),
+        "plain": Site(name="plain", url="https://plain.example/"),
+    }
+    return TestClient(app_on(pg_connect, sites=lambda: configured))
+
+
+def test_budget_and_burn_columns_from_the_rollup_and_the_last_hour(budgets):
+    listing = budgets.get("/").text
+    shop, blog, quiet, plain = (row_of(listing, n) for n in ("shop", "blog", "quiet", "plain"))
+    left, burn = cell(shop, "data-budget"), cell(shop, "data-burn")
+    assert 'data-budget="0.700000"' in left and ">70.0%<" in left and "10.1 min left" in left
+    assert "3 of 1,000 checks down" in left and "14.4 min of downtime allowed" in left
+    assert ">10.0x<" in burn and 'class="num burning"' in burn
+    assert "page alert firing since 2026-06-01 11:50:00 UTC" in burn
+    left, burn = cell(blog, "data-budget"), cell(blog, "data-burn")
+    assert ">-100.0%<" in left and "1.4 min over" in left and 'class="num err"' in left
+    assert ">0.0x<" in burn and "burning" not in burn
+    assert "data-budget" not in quiet and "data-burn" not in quiet
+    assert quiet.count('class="num muted"') == 2 and ">—<" in quiet  # an SLO, nothing measured
+    assert "data-budget" not in plain and plain.count('title="no slo for this site">-<') == 2
+
+
+def test_the_listing_sorts_by_budget_burn_status_and_name(budgets):
+    assert listing_order(budgets.get("/").text) == ["blog", "plain", "quiet", "shop"]
+    # least budget left first; sites without the figure last, by name
+    assert listing_order(budgets.get("/?sort=budget").text) == ["blog", "shop", "plain", "quiet"]
+    assert listing_order(budgets.get("/?sort=burn").text) == ["shop", "blog", "plain", "quiet"]
+    # worst first: shop's latest check is down, plain is muted, quiet has no data, blog is up
+    by_status = budgets.get("/?sort=status").text
+    assert listing_order(by_status) == ["shop", "plain", "quiet", "blog"]
+    assert (
+        '<th class=num aria-sort="ascending"><a href="?sort=budget"'
+        in budgets.get("/?sort=budget").text
+    )
+    wrong = budgets.get("/?sort=uptime")
+    assert wrong.status_code == 400
+    assert wrong.json()["detail"] == "sort 'uptime': expected one of name, status, budget, burn"
+
+
+@pytest.fixture
+def objective(pg_connect, migrated):
+    """shop, 99% over 3 days (4,320 min, 43.2 min of budget), p95 objective 150 ms.
+
+    Hourly rollup: 398 of 400 up: 99.500%, half the budget left, 21.6 min. Daily rollup: May 29
+    100 of 100, May 30 99 of 100, then today's raw checks: 5 of 7 (ups of 100-200 ms, so p95 =
+    130 + 0.8 x 70 = 186 ms: missed). The budget left after each day, of 207 checks allowing
+    2.07 down: 100.0%, 51.6% (1 down), 51.6% (May 31, no checks), -45.0% (3 down).
+    Burn rates: 5 min, 1 of 1 down: 100x; 30 min, 2 of 4: 50x; 1 h and 6 h, 2 of 7: 28.6x.
+    """
+    add_hourly(migrated, "shop", [(NOW - 30 * HOUR, 400, 398)])
+    with transaction(migrated, "add daily rows") as cur:
+        cur.executemany(
+            "INSERT INTO site_checks_daily (site, day, location, checks, ups) "
+            "VALUES ('shop', %s, 'local', 100, %s)",
+            [(date(2026, 5, 29), 100), (date(2026, 5, 30), 99)],
+        )
+    ms = [None, None, 100.0, 110.0, 120.0, 130.0, 200.0]
+    store_batch(migrated, [
+        check("shop", (2 + 7 * k) * MINUTE, up=value is not None, ms=value)
+        for k, value in enumerate(ms)
+    ])  # fmt: skip
+    save_slo_alert(migrated, SloAlert("shop", "page", NOW - 8 * MINUTE, 30.0, 100.0, NOW))
+    slo = Slo(99.0, timedelta(days=3), p95_ms=150)
+    shop = Site(
+        name="shop", url="https://shop.example/", slo=slo, depends_on=("db", "cdn"),
+        degraded_ms=800,
+    )  # fmt: skip
+    plain = Site(name="plain", url="https://plain.example/")
+    configured = {"shop": shop, "plain": plain}
+    return TestClient(app_on(pg_connect, sites=lambda: configured))
+
+
+def test_a_site_page_shows_its_objective_burn_and_budget_chart(objective):
+    page = objective.get("/sites/shop").text
+    cards = dict(re.findall(r'<div class="card" data-card="([^"]+)">[^<]*<b>(.*?)</b>', page))
+    assert cards["Target"] == "99% over 3d"
+    assert cards["Attainment"] == "99.500%"
+    assert cards["Budget left"] == "50.0%" and cards["Downtime left"] == "21.6 min"
+    assert cards["p95 latency"].startswith("186 ms") and "≤ 150 ms missed" in cards["p95 latency"]
+    rules = dict(re.findall(r'<tr data-rule="(\w+)">(.*?)</tr>', page))
+    assert "28.6x over 1h" in rules["page"] and "100.0x over 5m" in rules["page"]
+    assert "firing</span> since 2026-06-01 11:52:00 UTC" in rules["page"]
+    assert "28.6x over 6h" in rules["warn"] and "50.0x over 30m" in rules["warn"]
+    assert "burning</span> (the drain alerts" in rules["warn"]
+    chart = page[page.index("<svg id=budget-chart") :]
+    assert re.findall(r"<title>([^<]*)</title>", chart[: chart.index("</svg>")]) == [
+        "2026-05-29: 100.0% left",
+        "2026-05-30: 51.6% left",
+        "2026-05-31: 51.6% left",
+        "2026-06-01: -45.0% left",
+    ]
+    assert re.findall(r'data-parent="([^"]+)"', page) == ["db", "cdn"]
+    assert "Degraded above<b>800 ms</b>" in page
+    assert "id=no-slo" in objective.get("/sites/plain").text
+
+
+@pytest.fixture
+def may(pg_connect, migrated):
+    """shop in May 2026: up at 10:00, down at 10:05 (status 503), up at 10:10 on the 10th: 2 of
+    3 up (66.66%), one incident of 5 minutes; its SLO is 99%, not met."""
+    day = datetime(2026, 5, 10, 10, tzinfo=UTC)
+    store_batch(migrated, [
+        check("shop", NOW - day), check("shop", NOW - day - 5 * MINUTE, up=False),
+        check("shop", NOW - day - 10 * MINUTE),
+    ])  # fmt: skip
+    objectives = {"shop": Slo(99.0)}
+    app = sites_page.create_app(
+        connect=pg_connect, sites=dict, clock=lambda: NOW, ui_base=str, auth=lambda: None,
+        objectives=lambda: objectives,
+    )  # fmt: skip
+    return TestClient(app), objectives
+
+
+@pytest.mark.parametrize(
+    ("fmt", "media"), [("csv", "text/csv"), ("md", "text/markdown"), ("html", "text/html")]
+)
+def test_the_report_route_returns_what_the_command_prints(may, migrated, fmt, media):
+    client, objectives = may
+    answer = client.get(f"/report?month=2026-05&format={fmt}")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == f"{media}; charset=utf-8"
+    disposition = f'attachment; filename="sitewatch-report-2026-05.{fmt}"'
+    assert answer.headers["content-disposition"] == disposition
+    month = period(migrated, date(2026, 5, 1), date(2026, 6, 1), NOW)
+    assert answer.text == report.render(month, objectives, fmt)
+    if fmt == "csv":
+        assert answer.text.splitlines()[1] == "shop,66.66,5.0,1,0.0,99,no"
+
+
+def test_the_listing_links_the_previous_and_the_current_months_report(may):
+    client, _ = may
+    listing = client.get("/").text
+    for month in ("2026-05", "2026-06"):
+        for fmt in ("csv", "md", "html"):
+            assert f'href="report?month={month}&amp;format={fmt}" download' in listing
+    assert client.get("/report?month=2026-05").headers["content-type"].startswith("text/csv")
+
+
+@pytest.mark.parametrize(
+    ("query", "detail"),
+    [
+        ("", "month is required, like ?month=2026-11"),
+        ("?month=2026-13", "month '2026-13': expected YYYY-MM, like 2026-11"),
+        ("?month=2026-1", "month '2026-1': expected YYYY-MM, like 2026-11"),
+        ("?month=nov", "month 'nov': expected YYYY-MM, like 2026-11"),
+        ("?month=2026-05&format=pdf", "format 'pdf': expected one of csv, md, html"),
+    ],
+)
+def test_a_bad_report_request_is_a_400_that_says_why(may, query, detail):
+    client, _ = may
+    answer = client.get(f"/report{query}")
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == detail
+
+
+owned_schema = roles.owned_schema  # a schema the owner role migrated, as create_tables does
+
+
+def test_the_pages_role_can_serve_every_route(pg_dsn, owned_schema, monkeypatch):
+    # The page connects as sitewatch_reader (PRIVILEGES): every read of this issue must be
+    # granted to it, the mutes, the rollups, the alerts and the report's included.
+    with roles.as_role(pg_dsn, roles.OWNER_ROLE, owned_schema) as owner:
+        store_batch(owner, [check("shop", 5 * MINUTE, up=False), check("shop", 10 * MINUTE)])
+        add_hourly(owner, "shop", [(NOW - 2 * HOUR, 1000, 995)])
+        add_mutes(owner, ["shop"], NOW - HOUR, NOW + HOUR, "upgrade", "admin")
+    monkeypatch.setattr(sites_page._Schema, "current", False)
+    slo = Slo(99.0, timedelta(days=1))
+    configured = {"shop": Site(name="shop", url="https://shop.example/", slo=slo)}
+    app = sites_page.create_app(
+        connect=lambda: roles.as_role(pg_dsn, READER_ROLE, owned_schema),
+        sites=lambda: configured,
+        clock=lambda: NOW, ui_base=str, auth=lambda: None, objectives=lambda: {"shop": slo},
+    )  # fmt: skip
+    client = TestClient(app)
+    for path in ("/?sort=budget", "/sites/shop", "/report?month=2026-06&format=html"):
+        assert client.get(path).status_code == 200, path
+    assert 'data-budget="0.500000"' in client.get("/").text  # 0.5% down: half of a 1% budget

@@ -111,6 +111,9 @@ def test_migrate_creates_tables_and_indexes_in_the_current_schema(pg_conn, pg_sc
             "site_checks_hourly",
             "site_checks_rejected",
             "site_verdicts",
+            "site_mutes",
+            "site_alert_log",
+            "site_slo_alerts",
             "sitewatch_schema_version",
         }
         cur.execute(
@@ -125,11 +128,11 @@ def test_migrate_creates_tables_and_indexes_in_the_current_schema(pg_conn, pg_sc
         )
         indexes = [r[0] for r in cur.fetchall()]
     assert list(columns) == [
-        # DESIGN.md's order, which is what SELECT * shows; migration 6 added location last
+        # DESIGN.md's order, which is what SELECT * shows; migrations 6 and 8 added the last two
         *("site", "url", "scheduled_at", "attempt", "final", "checked_at", "up", "status_code"),
         *("response_time_ms", "dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "regex"),
         *("regex_matched", "error", "error_detail", "final_url", "body_bytes", "tls_expires_at"),
-        *("stored_at", "location"),
+        *("stored_at", "location", "maintenance"),
     ]
     assert set(NAMES) <= set(columns)
     assert columns["scheduled_at"] == ("timestamp with time zone", "NO")

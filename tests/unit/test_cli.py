@@ -292,3 +292,18 @@ def test_locations_of_a_file_with_problems_lists_the_valid_sites_and_says_so(tmp
     assert result.returncode == 0
     assert result.stdout == "eu\tsitewatch-eu\nlocal\tdefault\n"
     assert "1 problem(s); run: sitewatch validate" in result.stderr
+
+
+def test_report_usage_errors_exit_2_before_reaching_the_database():
+    # --dsn points nowhere: a usage error must be found before any connection is tried
+    nowhere = ("--dsn", "postgresql://nobody@127.0.0.1:1/none")
+    assert sitewatch("report").returncode == 2  # --month is required
+    result = sitewatch("report", "--month", "2026-13", *nowhere)
+    assert result.returncode == 2
+    assert "--month: month '2026-13': expected YYYY-MM, like 2026-11" in result.stderr
+    result = sitewatch("report", "--month", "2026-11", "--format", "pdf", *nowhere)
+    assert result.returncode == 2
+    assert "--format 'pdf': use one of csv, md, html" in result.stderr
+    result = sitewatch("report", "--month", "2026-11", "--dsn", "host='unterminated")
+    assert result.returncode == 2
+    assert "--dsn:" in result.stderr

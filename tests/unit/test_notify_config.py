@@ -8,7 +8,13 @@ from datetime import timedelta
 import pytest
 
 from sitewatch.config.loader import load_text, site_for_url
-from sitewatch.config.notify import EmailTarget, WebhookTarget
+from sitewatch.config.notify import (
+    AppriseTarget,
+    EmailTarget,
+    OpsgenieTarget,
+    PagerdutyTarget,
+    WebhookTarget,
+)
 from sitewatch.errors import ConfigError
 
 TEXT = """\
@@ -65,3 +71,48 @@ def test_ad_hoc_site_reports_nested_field_paths():
         "<command line>:0: notify[0].email[1]: "
         "expected an e-mail address like ops@example.com, got integer 5"
     ]
+
+
+PROVIDERS = """\
+defaults:
+  notify:
+    - apprise: chat
+    - pagerduty: pd_ops
+    - opsgenie: og_ops
+sites:
+  - name: inherits
+    url: https://example.com/
+  - name: opts-in
+    url: https://example.org/
+    notify:
+      - apprise: chat
+        tag: ops-team
+        degraded: true
+      - pagerduty: pd_ops
+        degraded: false
+      - opsgenie: og_ops
+        degraded: true
+      - webhook: ops_webhook
+        degraded: true
+      - email: me@example.net
+        degraded: true
+"""
+
+
+def test_provider_targets_with_tag_and_degraded_opt_in():
+    result = load_text(PROVIDERS, "sites.yaml")
+    assert result.issues == []
+    sites = {site.name: site for site in result.sites}
+    # without the keys: every Apprise URL of the connection, and no DEGRADED alerts
+    assert sites["inherits"].notify == (
+        AppriseTarget("chat", None, False),
+        PagerdutyTarget("pd_ops", False),
+        OpsgenieTarget("og_ops", False),
+    )
+    assert sites["opts-in"].notify == (
+        AppriseTarget("chat", "ops-team", True),
+        PagerdutyTarget("pd_ops", False),
+        OpsgenieTarget("og_ops", True),
+        WebhookTarget("ops_webhook", "json", True),
+        EmailTarget(("me@example.net",), "smtp_default", None, True),
+    )

@@ -175,18 +175,27 @@ def _judge(conn, site, event: Event, run_url, context, key: str) -> Kind | None:
     from sitewatch.errors import StorageError
 
     try:
-        previous, new, kind = alert_store.apply(conn, key, event, site.remind_every)
+        previous, new, kind = alert_store.apply(
+            conn,
+            key,
+            event,
+            site.remind_every,
+            flapping=site.flapping,
+            windows=site.maintenance,
+            parents=site.depends_on,
+        )
     except StorageError as exc:
         log.error("judge: alert state NOT updated site=%s: %s", key, exc)
         return None
     log.info(
-        "judge: site=%s verdict=%s run=%s state=%s->%s alert=%s",
+        "judge: site=%s verdict=%s run=%s state=%s->%s alert=%s held=%s",
         key,
         event.verdict.value,
         event.run_id,
         previous.state,
         new.state,
         kind.value if kind else None,
+        new.held,
     )
     if kind is None:
         return None

@@ -39,15 +39,17 @@ def create_tables() -> int:
 
 @task
 def drain() -> dict:
-    """Store every undrained observation, judge the up ones (RECOVERED, see
+    """Store every undrained observation, judge the up ones (RECOVERED and DEGRADED, see
     sitewatch.airflow.recoveries) and the runs of sites checked from several locations
-    (sitewatch.airflow.verdicts); returns the counts of what was stored.
+    (sitewatch.airflow.verdicts), and, once caught up, the error budgets' burn rates
+    (sitewatch.airflow.burn); returns the counts of what was stored.
 
     Batch size, poll timeout and the run's time limit are the ``SITEWATCH_DRAIN_*`` settings
     (sitewatch.pipeline.settings); an unusable value raises SettingError naming it.
     """
     from dataclasses import asdict
 
+    from sitewatch.airflow.burn import BurnAlerts
     from sitewatch.airflow.recoveries import Recoveries
     from sitewatch.airflow.verdicts import Verdicts
     from sitewatch.pipeline.drain import drain as drain_topic
@@ -56,14 +58,17 @@ def drain() -> dict:
     settings = DrainSettings.from_env()
     conn = results_connection(POSTGRES_DRAIN_CONN_ID)
     consumer = GroupConsumerHook([topic()], DRAIN_GROUP, KAFKA_CONN_ID).get_consumer()
-    recoveries, verdicts = Recoveries(), Verdicts()
+    recoveries, verdicts, burn = Recoveries(), Verdicts(), BurnAlerts()
 
-    def on_stored(rows) -> None:
-        for judge in (recoveries, verdicts):  # one failing must not keep the other from its work
-            try:
-                judge(rows)
-            except Exception:
-                logging.getLogger(__name__).exception("drain: %s failed", type(judge).__name__)
+    def each(*hooks):
+        def call(*args) -> None:
+            for hook in hooks:  # one failing must not keep another from its work
+                try:
+                    hook(*args)
+                except Exception:
+                    logging.getLogger(__name__).exception("drain: %s failed", hook)
+
+        return call
 
     try:
         result = drain_topic(
@@ -73,13 +78,13 @@ def drain() -> dict:
             poll_timeout=settings.poll_seconds,
             max_seconds=settings.max_seconds,
             idle_seconds=settings.idle_seconds,
-            on_stored=on_stored,
-            on_caught_up=verdicts.sweep,
+            on_stored=each(recoveries, verdicts),
+            on_caught_up=each(verdicts.sweep, burn),
         )
         return asdict(result)
     finally:
-        recoveries.close()
-        verdicts.close()
+        for hook in (recoveries, verdicts, burn):
+            hook.close()
         consumer.close()
         conn.close()
 

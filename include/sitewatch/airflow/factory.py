@@ -19,7 +19,7 @@ from sitewatch.airflow.operators import ProbeOperator, probe_in
 from sitewatch.airflow.timetables import SiteTimetable
 from sitewatch.config.loader import Site, SitesFile, cached_sites, default_sites_path
 from sitewatch.config.locations import run_deadline, verdict_grace
-from sitewatch.config.notify import WebhookTarget
+from sitewatch.config.notify import label
 from sitewatch.config.offset import schedule_period
 from sitewatch.config.schedule import format_duration
 from sitewatch.names import DAG_DEFAULTS, DAG_TAG, LOCAL_LOCATION, PROBE_TASK_ID, site_dag_id
@@ -166,18 +166,25 @@ def site_doc(site: Site) -> str:
         ("locations", ", ".join(site.locations)),
         ("quorum", f"{site.quorum} of {len(site.locations)}" if len(site.locations) > 1 else None),
         ("owner", site.owner),
-        ("notify", ", ".join(_target_text(t) for t in site.notify) or None),
+        ("notify", ", ".join(label(t) for t in site.notify) or None),  # no addresses
         ("remind_every", site.remind_every),
+        ("degraded_ms", site.degraded_ms),
+        ("depends_on", ", ".join(site.depends_on) or None),
+        ("maintenance", "; ".join(_window_text(w) for w in site.maintenance) or None),
+        (
+            "slo",
+            f"{site.slo.target:g}% over {format_duration(site.slo.window)}" if site.slo else None,
+        ),
     ]
     lines = [f"### Site `{site.name}`", "", "| setting | value |", "| --- | --- |"]
     lines += [f"| {key} | `{value}` |" for key, value in rows if value is not None]
     return "\n".join(lines)
 
 
-def _target_text(target) -> str:
-    # connection ids only: addresses stay out of the UI
-    kind = "webhook" if isinstance(target, WebhookTarget) else "email"
-    return f"{kind} {target.conn_id}"
+def _window_text(window) -> str:
+    if window.cron is not None:
+        return f"{window.cron} ({window.timezone}) for {format_duration(window.duration)}"
+    return f"{window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M} UTC"
 
 
 def _schedule_text(schedule: timedelta | str) -> str:

@@ -1,8 +1,11 @@
-"""Airflow notifiers that send one ``sitewatch.alerting.rules.Alert``: webhook, e-mail (SMTP).
+"""Airflow notifiers that send one ``sitewatch.alerting.rules.Alert``: webhook and e-mail (SMTP)
+here; Apprise, PagerDuty and Opsgenie through their providers in ``notify_apprise``,
+``notify_pagerduty`` and ``notify_opsgenie``.
 
-Both take their address and credentials from an Airflow connection, so the sites file holds only
+Each takes its address and credentials from an Airflow connection, so the sites file holds only
 connection ids. ``send`` delivers an alert to every target of a site and never raises: a target
 that fails is logged (naming the connection, never its URL or password) and the others still get it.
+A DEGRADED alert goes only to the targets that opt in (``degraded: true``).
 
 The notifiers' text is built from probe data (a site's error detail can contain anything), so it
 is never run through Jinja: ``send`` calls ``notify`` directly, not the templating ``__call__``.
@@ -18,13 +21,26 @@ import requests
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk import BaseHook, BaseNotifier
 
-from sitewatch.alerting.rules import Alert
-from sitewatch.config.notify import EmailTarget, WebhookTarget
+from sitewatch.airflow.notify_apprise import AppriseAlertNotifier
+from sitewatch.airflow.notify_opsgenie import OpsgenieAlertNotifier
+from sitewatch.airflow.notify_pagerduty import PagerdutyAlertNotifier
+from sitewatch.alerting.rules import Alert, Kind
+from sitewatch.config.notify import (
+    AppriseTarget,
+    EmailTarget,
+    OpsgenieTarget,
+    PagerdutyTarget,
+    Target,
+    WebhookTarget,
+    label,
+)
 from sitewatch.errors import NotificationError
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_TIMEOUT = 10.0  # seconds; a callback must not hold a worker slot for long
+# Seconds per request of every target (the providers' clients retry once): a callback must not
+# hold a worker slot for long.
+SEND_TIMEOUT = 10.0
 
 
 def webhook_request(conn) -> tuple[str, dict[str, str], tuple[str, str] | None]:
@@ -82,7 +98,7 @@ class WebhookNotifier(BaseNotifier):
         payload = self.alert.slack() if self.format == "slack" else self.alert.document()
         try:
             response = requests.post(
-                url, json=payload, headers=headers, auth=auth, timeout=WEBHOOK_TIMEOUT
+                url, json=payload, headers=headers, auth=auth, timeout=SEND_TIMEOUT
             )
         except requests.RequestException as exc:
             # The exception text holds the URL, which for Slack is the secret: name the type only.
@@ -100,8 +116,8 @@ class WebhookNotifier(BaseNotifier):
 def email_notifier(alert: Alert, target: EmailTarget) -> SmtpNotifier:
     """The SMTP provider's notifier with sitewatch's subject and a small HTML body."""
     rows = "".join(
-        f"<tr><th align='left'>{html.escape(label)}</th><td>{html.escape(value)}</td></tr>"
-        for label, value in alert.lines()
+        f"<tr><th align='left'>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>"
+        for name, value in alert.lines()
     )
     return SmtpNotifier(
         to=list(target.to),
@@ -112,22 +128,31 @@ def email_notifier(alert: Alert, target: EmailTarget) -> SmtpNotifier:
     )
 
 
-def notifier_for(alert: Alert, target: WebhookTarget | EmailTarget) -> BaseNotifier:
-    if isinstance(target, WebhookTarget):
-        return WebhookNotifier(alert, target.conn_id, target.format)
-    return email_notifier(alert, target)
+# Target type -> its notifier, given the alert and the target.
+_NOTIFIERS = {
+    WebhookTarget: lambda alert, t: WebhookNotifier(alert, t.conn_id, t.format),
+    EmailTarget: lambda alert, t: email_notifier(alert, t),
+    AppriseTarget: lambda alert, t: AppriseAlertNotifier(alert, t.conn_id, t.tag, SEND_TIMEOUT),
+    PagerdutyTarget: lambda alert, t: PagerdutyAlertNotifier(alert, t.conn_id, SEND_TIMEOUT),
+    OpsgenieTarget: lambda alert, t: OpsgenieAlertNotifier(alert, t.conn_id, SEND_TIMEOUT),
+}
 
 
-def describe(target: WebhookTarget | EmailTarget) -> str:
-    """``webhook ops_webhook`` / ``email smtp_default``: a target in logs, without addresses."""
-    kind = "webhook" if isinstance(target, WebhookTarget) else "email"
-    return f"{kind} {target.conn_id}"
+def notifier_for(alert: Alert, target: Target) -> BaseNotifier:
+    """The Airflow notifier that sends ``alert`` to ``target``."""
+    return _NOTIFIERS[type(target)](alert, target)
+
+
+def wants(target: Target, alert: Alert) -> bool:
+    """Whether ``target`` receives ``alert``: every kind, but DEGRADED only when it opted in."""
+    return alert.kind is not Kind.DEGRADED or target.degraded
 
 
 def send(alert: Alert, targets, context) -> int:
-    """Send ``alert`` to every target; return how many accepted it. Never raises."""
+    """Send ``alert`` to every target that wants it (``wants``); return how many accepted it.
+    Never raises."""
     delivered = 0
-    for target in targets:
+    for target in (t for t in targets if wants(t, alert)):
         try:
             notifier_for(alert, target).notify(context)
         except Exception as exc:  # any target's failure must not stop the others
@@ -135,9 +160,9 @@ def send(alert: Alert, targets, context) -> int:
                 "send: alert NOT delivered site=%s kind=%s target=%s error=%s: %s",
                 alert.site,
                 alert.kind.value,
-                describe(target),
+                label(target),
                 type(exc).__name__,
-                exc,
+                " ".join(str(exc).split())[:500],  # one log line, however long the reason
             )
         else:
             delivered += 1
@@ -145,6 +170,6 @@ def send(alert: Alert, targets, context) -> int:
                 "send: alert delivered site=%s kind=%s target=%s",
                 alert.site,
                 alert.kind.value,
-                describe(target),
+                label(target),
             )
     return delivered

@@ -113,14 +113,14 @@ def check(
     """
     from airflow.sdk.log import mask_secret
 
-    from sitewatch.attempt import record
+    from sitewatch.attempt import place, record
     from sitewatch.config.secrets import expand_headers
     from sitewatch.probe.http import probe
 
     try:
         site, secrets = expand_headers(_site(site_name, sites_file), on_secret=mask_secret)
         observation = probe(site, secrets=secrets, location=location)
-        observation.scheduled_at, observation.attempt = scheduled_at, attempt
+        place(observation, site, scheduled_at, attempt)
         if not observation.up:
             return TriggerEvent({"down": observation.to_message().decode()})
         observation.final = True

@@ -31,22 +31,32 @@ from sitewatch.observation import COLUMNS
 log = logging.getLogger(__name__)
 
 _NAMES = [c.name for c in COLUMNS]
-_SITE, _UP, _SCHEDULED = (_NAMES.index(n) for n in ("site", "up", "scheduled_at"))
+_SITE, _UP, _SCHEDULED, _MS = (
+    _NAMES.index(n) for n in ("site", "up", "scheduled_at", "response_time_ms")
+)
 
 
-def latest_ups(rows: Iterable[tuple]) -> dict[str, datetime]:
-    """site -> the latest ``scheduled_at`` of its up checks among ``rows`` (``COLUMNS`` order).
+def latest_ups(rows: Iterable[tuple]) -> dict[str, tuple[datetime, float | None]]:
+    """site -> (``scheduled_at``, ``response_time_ms``) of its latest up check among ``rows``
+    (``COLUMNS`` order).
 
     Any up attempt counts, a retry's too: an up attempt ends its run as a success.
     """
-    latest: dict[str, datetime] = {}
+    latest: dict[str, tuple[datetime, float | None]] = {}
     for row in rows:
         if row[_UP]:
             site, at = row[_SITE], row[_SCHEDULED]
             known = latest.get(site)
-            if known is None or at > known:
-                latest[site] = at
+            if known is None or at > known[0]:
+                latest[site] = (at, row[_MS])
     return latest
+
+
+def slow(site, response_ms: float | None) -> bool:
+    """Whether an up check of ``site`` that took ``response_ms`` is degraded (``degraded_ms``)."""
+    return (
+        site.degraded_ms is not None and response_ms is not None and response_ms > site.degraded_ms
+    )
 
 
 class Recoveries:
@@ -56,7 +66,8 @@ class Recoveries:
     ``POSTGRES_ALERTING_CONN_ID``, whose role may read and write ``site_alert_state``. Called at
     the first batch with an up check and again after the connection broke, so a drain that stores
     only down checks never opens it. sites: reads the sites file (default ``cached_sites``, a
-    stat while the file is unchanged), only for a batch with a site to judge. Raises what the
+    stat while the file is unchanged), for each batch with an up check: a slow one of a site with
+    ``degraded_ms`` is judged too (DEGRADED), whatever its stored state. Raises what the
     connection or the query raise (StorageError); the drain logs it and goes on. Close it when
     the drain is done.
     """
@@ -69,6 +80,7 @@ class Recoveries:
         self._connect = connect or partial(results_connection, POSTGRES_ALERTING_CONN_ID)
         self._sites = sites
         self._conn = None
+        self._file, self._index = None, {}
 
     def __call__(self, rows: Sequence[tuple]) -> None:
         ups = latest_ups(rows)
@@ -76,21 +88,27 @@ class Recoveries:
             return
         if self._conn is None or self._conn.closed:  # closed: also when it broke
             self._conn = self._connect()
-        names = alert_store.awaiting_up(self._conn, list(ups))
-        if not names:
-            return
-        wanted = set(names)
-        found = {site.name: site for site in self._sites().sites if site.name in wanted}
+        sites = self._by_name()
+        degraded = {n for n, (_, ms) in ups.items() if n in sites and slow(sites[n], ms)}
+        names = sorted(set(alert_store.awaiting_up(self._conn, list(ups))) | degraded)
         now = datetime.now(UTC)
         for name in names:
-            site = found.get(name)
+            site = sites.get(name)
             if site is None or not site.notify:
                 why = "not in the sites file" if site is None else "no notify targets"
                 log.info("recoveries: skipped site=%s: %s", name, why)
                 continue
             if len(site.locations) > 1:  # one location's up check is not the run's verdict
                 continue
-            judge(self._conn, site, Event(Verdict.UP, at=now, run_after=ups[name]))
+            at, _ = ups[name]
+            judge(self._conn, site, Event(Verdict.UP, now, run_after=at, degraded=name in degraded))
+
+    def _by_name(self) -> dict:
+        """The sites file's sites by name, rebuilt only when the file was read anew."""
+        current = self._sites()
+        if current is not self._file:
+            self._file, self._index = current, {site.name: site for site in current.sites}
+        return self._index
 
     def close(self) -> None:
         if self._conn is not None:

@@ -16,17 +16,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from urllib.parse import urlparse
 
-from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from sitewatch.airflow import slo_figures
 from sitewatch.airflow.hooks import results_connection
-from sitewatch.dashboard import render
+from sitewatch.dashboard import maintenance, render, report
 from sitewatch.dashboard import status as site_status
 from sitewatch.errors import StorageError
 from sitewatch.names import POSTGRES_READER_CONN_ID, site_dag_id
 from sitewatch.observation import SITE_NAME
 from sitewatch.storage import queries
+from sitewatch.storage.incidents import period
+from sitewatch.storage.mutes import mutes_in_force, mutes_overlapping
 from sitewatch.storage.schema import require_current
 from sitewatch.storage.verdicts import latest_verdicts
 
@@ -71,17 +74,63 @@ def open_results(connect: Callable):
 
 def configured_sites() -> dict:
     """``{site name: Site}`` of the enabled, valid sites of the sites file: each one's schedule
-    (for staleness), locations and quorum. Read through the validated-sites cache, so a page
-    load costs a ``stat`` of the file while it is unchanged."""
+    (for staleness), locations and quorum, SLO and maintenance windows. Read through the
+    validated-sites cache, so a page load costs a ``stat`` of the file while it is unchanged."""
     from sitewatch.config.loader import cached_sites
 
     return {s.name: s for s in cached_sites().sites if s.enabled}
+
+
+def report_objectives() -> dict:
+    """``{site name: Slo or None}`` of every valid site of the sites file, disabled ones too (a
+    month's report covers what they did while enabled), as ``sitewatch report`` reads them."""
+    from sitewatch.config.loader import cached_sites
+
+    return {s.name: s.slo for s in cached_sites().sites}
+
+
+# A report's media type by format (``dashboard.report.FORMATS``).
+_MEDIA_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "md": "text/markdown; charset=utf-8",
+    "html": "text/html; charset=utf-8",
+}
+# No mute lasts past this: "every mute not over yet" is every one that overlaps now..then.
+_FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 def _several(site) -> bool:
     """Whether a configured site (None: not in the sites file) is checked from several
     locations, so that its state is its runs' verdict, not one location's check."""
     return site is not None and len(site.locations) > 1
+
+
+def _in_maintenance(configured: Mapping, names, mutes: Mapping, now) -> dict:
+    """``{name: InMaintenance}`` of the sites of ``names`` in a window now: their sites-file
+    windows (a site no longer configured has none) and their mutes in force."""
+    found = {}
+    for name in names:
+        windows = configured[name].maintenance if name in configured else ()
+        current = maintenance.current(windows, mutes.get(name, ()), now)
+        if current is not None:
+            found[name] = current
+    return found
+
+
+def _report_period(month: str | None, fmt: str) -> tuple:
+    """The UTC days (first, after) of ``month``; HTTP 400 naming the problem for a missing or
+    malformed month or an unknown format."""
+    if not month:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "month is required, like ?month=2026-11")
+    if fmt not in report.FORMATS:
+        expected = ", ".join(report.FORMATS)
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, f"format {fmt!r}: expected one of {expected}"
+        )
+    try:
+        return report.month_days(month)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
 
 
 def _listing_rows(configured: Mapping, summaries: Mapping, latest: Mapping, verdicts: Mapping, now):
@@ -144,10 +193,12 @@ def create_app(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ui_base: Callable[[], str] = _ui_base,
     auth: Callable = authorized,
+    objectives: Callable[[], Mapping] = report_objectives,
 ) -> FastAPI:
     """Build the app. The arguments exist for tests: the database connection factory, the
-    configured sites (``{name: Site}``: schedules for staleness, locations and quorums), the
-    clock, the UI's base path and the auth dependency.
+    configured sites (``{name: Site}``: schedules for staleness, locations and quorums, SLOs and
+    maintenance windows), the clock, the UI's base path, the auth dependency and the SLO of
+    every site for the report (``{name: Slo or None}``).
     """
     app = FastAPI(title="sitewatch dashboard", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -163,7 +214,12 @@ def create_app(
     # Plain ``def`` routes: FastAPI runs them in its thread pool, so a slow query never blocks
     # the API server's event loop.
     @app.get("/", response_class=HTMLResponse, dependencies=[Depends(auth)])
-    def listing() -> str:
+    def listing(sort: str = "name") -> str:
+        if sort not in site_status.SORTS:
+            expected = ", ".join(site_status.SORTS)
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST, f"sort {sort!r}: expected one of {expected}"
+            )
         now = clock()
         configured = sites()
         several = {name: s.locations for name, s in configured.items() if _several(s)}
@@ -174,10 +230,16 @@ def create_app(
             # checks, one for their latest verdicts
             latest = queries.latest_by_location(conn, several, now)
             verdicts = latest_verdicts(conn, list(several))
+            names = sorted(set(summaries) | set(configured))
+            mutes = mutes_in_force(conn, names, now)
+            budgets = slo_figures.budgets(conn, configured, now)
         finally:
             conn.close()
         rows, views = _listing_rows(configured, summaries, latest, verdicts, now)
-        return render.listing(rows, now, ui_base(), views)
+        in_maintenance = _in_maintenance(configured, names, mutes, now)
+        return render.listing(
+            rows, now, ui_base(), views, budgets=budgets, maintenance=in_maintenance, sort=sort
+        )
 
     @app.get("/sites/{name}", response_class=HTMLResponse, dependencies=[Depends(auth)])
     def site(name: str) -> str:
@@ -197,13 +259,43 @@ def create_app(
             if several:
                 runs = queries.recent_runs(conn, name, now)
                 verdict = latest_verdicts(conn, [name]).get(name)
+            mutes = mutes_overlapping(conn, [name], now, _FOREVER).get(name, [])
+            slo = configured.slo if configured else None
+            objective = slo_figures.site_budget(conn, name, slo, now) if slo else None
         finally:
             conn.close()
-        if not several:
+        where = None
+        if several:
+            state = site_status.verdict_state(verdict, schedule, now)
+            where = site_status.SiteLocations(configured.locations, configured.quorum, runs)
+        else:
             state = site_status.state(summary, schedule, now)
-            return render.site_page(name, summary, state, series, attempts, now, ui_base())
-        state = site_status.verdict_state(verdict, schedule, now)
-        where = site_status.SiteLocations(configured.locations, configured.quorum, runs)
-        return render.site_page(name, summary, state, series, attempts, now, ui_base(), where)
+        return render.site_page(
+            name, summary, state, series, attempts, now, ui_base(), where,
+            site=configured, objective=objective, mutes=mutes,
+        )  # fmt: skip
+
+    @app.get("/report", dependencies=[Depends(auth)])
+    def report_download(
+        month: str | None = None, fmt: Annotated[str, Query(alias="format")] = "csv"
+    ) -> Response:
+        """``?month=YYYY-MM&format=csv|md|html``: what ``sitewatch report`` prints, as a file.
+
+        Trade-off: it reads the month's raw checks (``storage.incidents``: about a second for
+        20 sites checked every 5 minutes), in the thread pool like every route here.
+        """
+        first, after = _report_period(month, fmt)
+        now = clock()
+        conn = open_results(connect)
+        try:
+            read = period(conn, first, after, now)
+        finally:
+            conn.close()
+        name = f"sitewatch-report-{first:%Y-%m}.{fmt}"
+        return Response(
+            report.render(read, objectives(), fmt),
+            media_type=_MEDIA_TYPES[fmt],
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
     return app

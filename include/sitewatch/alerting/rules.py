@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from sitewatch.config.objectives import Flapping
+
 
 class Verdict(StrEnum):
     UP = "up"
@@ -43,6 +45,10 @@ class Kind(StrEnum):
     STILL_DOWN = "STILL DOWN"
     RECOVERED = "RECOVERED"
     PIPELINE = "PIPELINE PROBLEM"
+    DEGRADED = "DEGRADED"  # up, but slower than degraded_ms; sent only to targets that opt in
+    FLAPPING = "FLAPPING"  # too many state changes; silence until stable
+    SLO_BURN = "SLO BURN"  # the error budget burns too fast (severity page or warn)
+    SLO_BURN_OVER = "SLO BURN OVER"  # it no longer does (sent only after its SLO BURN)
 
 
 @dataclass(frozen=True)
@@ -51,9 +57,13 @@ class AlertState:
 
     state: "up", "down", or None before the first verdict. since: when ``state`` began.
     error, detail: the down verdict's error kind and detail (None when up).
-    last_notified_at: when the last DOWN / STILL DOWN / RECOVERED went out for ``state``; None while
-    down means the DOWN message was not delivered yet. pipeline_since: when the open pipeline
-    problem began (None: none open). last_run_id, last_run_after: the last run judged.
+    last_notified_at: when the last DOWN / STILL DOWN / RECOVERED / FLAPPING went out for
+    ``state``; None while down means the DOWN message was not delivered yet. pipeline_since: when
+    the open pipeline problem began (None: none open). last_run_id, last_run_after: the last run
+    judged. held: why the DOWN of the current down state was held (a maintenance window, a parent
+    that is down), None when it was not. changes: when the state last changed between up and
+    down, within the flapping window. flapping_since: when the site was found flapping (None:
+    it is not). degraded: up but slower than ``degraded_ms``, and DEGRADED was decided.
     """
 
     state: str | None = None
@@ -64,13 +74,20 @@ class AlertState:
     pipeline_since: datetime | None = None
     last_run_id: str | None = None
     last_run_after: datetime | None = None
+    held: str | None = None
+    changes: tuple[datetime, ...] = ()
+    flapping_since: datetime | None = None
+    degraded: bool = False
 
 
 @dataclass(frozen=True)
 class Event:
     """One finished run. at: when it was judged (UTC). run_id, run_after: the Airflow run, when
     known. error, detail: why it was down or failed. locations: for a site checked from several
-    places, what each saw (location -> up, down or missing; ``sitewatch.alerting.quorum``)."""
+    places, what each saw (location -> up, down or missing; ``sitewatch.alerting.quorum``).
+    hold: why messages about the site are held now (``sitewatch.alerting.store`` works it out:
+    a maintenance window, a parent that is down), None when they are not. degraded: the UP
+    verdict's check was slower than the site's ``degraded_ms``."""
 
     verdict: Verdict
     at: datetime
@@ -79,12 +96,25 @@ class Event:
     error: str | None = None
     detail: str | None = None
     locations: Mapping[str, str] | None = None
+    hold: str | None = None
+    degraded: bool = False
 
 
 def decide(
-    previous: AlertState, event: Event, remind_every: timedelta | None = None
+    previous: AlertState,
+    event: Event,
+    remind_every: timedelta | None = None,
+    flapping: Flapping | None = None,
 ) -> tuple[AlertState, Kind | None]:
-    """Return the state after ``event`` and the message to send (None: stay silent)."""
+    """Return the state after ``event`` and the message to send (None: stay silent).
+
+    ``flapping`` (None: never) turns more than ``changes`` state changes within its ``window``
+    into one FLAPPING message and silence until the state held for ``stable``; then the current
+    state is sent (DOWN, or RECOVERED). While ``event.hold`` is set, DOWN, STILL DOWN, DEGRADED
+    and FLAPPING are held: the state still changes, and a down site whose DOWN was held sends it
+    at its first down run after the hold, while one that came back up says nothing. RECOVERED is
+    not held when its DOWN went out: what was opened gets closed.
+    """
     if event.run_id is not None and event.run_id == previous.last_run_id:
         return previous, None
     if event.run_after and previous.last_run_after and event.run_after < previous.last_run_after:
@@ -95,26 +125,88 @@ def decide(
             return judged, None
         return dataclasses.replace(judged, pipeline_since=event.at), Kind.PIPELINE
     judged = dataclasses.replace(judged, pipeline_since=None)
+    new, kind = _transition(previous, judged, event, remind_every)
+    if flapping is not None:
+        new, kind = _flapping(previous, new, kind, event, flapping)
+    if event.hold is not None:
+        new, kind = _hold(previous, new, kind, event.hold)
+    return new, kind
+
+
+def _transition(previous, judged, event, remind_every) -> tuple[AlertState, Kind | None]:
+    """The up/down/degraded state machine, before flapping and holds."""
     if event.verdict is Verdict.UP:
         if previous.state == "up":
-            return judged, None
+            if event.degraded == previous.degraded:
+                return judged, None
+            new = dataclasses.replace(judged, degraded=event.degraded)
+            return new, Kind.DEGRADED if event.degraded else None
         new = dataclasses.replace(
-            judged, state="up", since=event.at, error=None, detail=None, last_notified_at=None
+            judged,
+            state="up",
+            since=event.at,
+            error=None,
+            detail=None,
+            last_notified_at=None,
+            held=None,
+            degraded=event.degraded,
         )
         if previous.state is None:  # a new site that is up is not news
-            return new, None
+            return new, Kind.DEGRADED if event.degraded else None
+        if previous.held is not None and previous.last_notified_at is None:
+            return new, None  # its DOWN was held and never sent: nothing to close
         return dataclasses.replace(new, last_notified_at=event.at), Kind.RECOVERED
     if previous.state != "down":
         down = dataclasses.replace(
-            judged, state="down", since=event.at, error=event.error, detail=event.detail
+            judged,
+            state="down",
+            since=event.at,
+            error=event.error,
+            detail=event.detail,
+            held=None,
+            degraded=False,
         )
         return dataclasses.replace(down, last_notified_at=event.at), Kind.DOWN
     still = dataclasses.replace(judged, error=event.error, detail=event.detail)
-    if previous.last_notified_at is None:  # the DOWN message never got out: try again
-        return dataclasses.replace(still, last_notified_at=event.at), Kind.DOWN
+    if previous.last_notified_at is None:  # the DOWN message never got out (or was held)
+        return dataclasses.replace(still, last_notified_at=event.at, held=None), Kind.DOWN
     if remind_every is not None and event.at - previous.last_notified_at >= remind_every:
         return dataclasses.replace(still, last_notified_at=event.at), Kind.STILL_DOWN
     return still, None
+
+
+def _flapping(previous, new, kind, event, rule: Flapping) -> tuple[AlertState, Kind | None]:
+    """Count state changes; turn a burst of them into one FLAPPING, and its end into the state."""
+    changes = previous.changes
+    if previous.state is not None and new.state != previous.state:
+        changes = (*(t for t in changes if event.at - t < rule.window), event.at)
+    new = dataclasses.replace(new, changes=changes)
+    if previous.flapping_since is None:
+        if len(changes) <= rule.changes:
+            return new, kind
+        flapping = dataclasses.replace(new, flapping_since=event.at, held=None)
+        return dataclasses.replace(flapping, last_notified_at=event.at), Kind.FLAPPING
+    last_change = changes[-1] if changes else previous.flapping_since
+    if event.at - last_change < rule.stable:  # still unsettled: silent, nothing to resend later
+        return dataclasses.replace(new, last_notified_at=event.at, degraded=False), None
+    settled = dataclasses.replace(new, flapping_since=None, changes=(), last_notified_at=event.at)
+    return settled, Kind.DOWN if new.state == "down" else Kind.RECOVERED
+
+
+def _hold(previous, new, kind, reason: str) -> tuple[AlertState, Kind | None]:
+    """Keep ``kind`` from being sent while messages about the site are held for ``reason``."""
+    if kind is Kind.DOWN:
+        return dataclasses.replace(new, last_notified_at=None, held=reason), None
+    if kind is Kind.STILL_DOWN:
+        return dataclasses.replace(new, last_notified_at=previous.last_notified_at), None
+    if kind is Kind.DEGRADED:  # not entered: a site still slow after the hold says so then
+        return dataclasses.replace(new, degraded=previous.degraded), None
+    if kind is Kind.FLAPPING:  # not entered either; the changes stay counted
+        restored = (previous.last_notified_at, previous.held)
+        return dataclasses.replace(
+            new, flapping_since=None, last_notified_at=restored[0], held=restored[1]
+        ), None
+    return new, kind
 
 
 @dataclass(frozen=True)
@@ -124,6 +216,7 @@ class Alert:
     since: when the state the message is about began (down since, pipeline failing since; for
     RECOVERED, when the site went down). at: when this was judged. run_url: the Airflow log of the
     run, when known. locations: what each location saw, for a site checked from several.
+    severity: for SLO BURN, the burn rule's severity (``page`` or ``warn``); None otherwise.
     """
 
     site: str
@@ -135,6 +228,7 @@ class Alert:
     detail: str | None = None
     run_url: str | None = None
     locations: Mapping[str, str] | None = None
+    severity: str | None = None
 
     @property
     def title(self) -> str:
@@ -198,7 +292,9 @@ def alert_for(
     site, kind: Kind, previous: AlertState, new: AlertState, event: Event, run_url=None
 ) -> Alert:
     """The message ``decide`` asked for: ``site`` is a ``Site`` (name and url are used)."""
-    if kind == Kind.RECOVERED:
+    if kind == Kind.RECOVERED and previous.state == "up":  # the end of flapping: unstable since
+        since, error, detail = previous.flapping_since, None, None
+    elif kind == Kind.RECOVERED:
         since, error, detail = previous.since, previous.error, previous.detail
     elif kind == Kind.PIPELINE:
         since, error, detail = new.pipeline_since, event.error, event.detail

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from sitewatch.alerting.rules import AlertState, Event, Kind, decide
+from sitewatch.alerting.rules import AlertState, Event, Kind, Verdict, decide
+from sitewatch.config.maintenance import Window, active_window
+from sitewatch.config.objectives import Flapping
 from sitewatch.errors import StorageError
 from sitewatch.storage.schema import require_current, transaction
 
@@ -32,18 +34,53 @@ _RELEASE = (
     "UPDATE site_alert_state SET last_notified_at = NULL "
     "WHERE site = %s AND state = 'down' AND last_notified_at = %s"
 )
-# For any other state (up, or never judged) and no pipeline problem open, ``decide`` turns an UP
-# verdict into no message; only its run bookkeeping would change.
+# For any other state (up and neither degraded nor flapping, or never judged) and no pipeline
+# problem open, ``decide`` turns an UP verdict that is not degraded into no message; only its run
+# bookkeeping would change.
 _AWAITING_UP = (
-    "SELECT site FROM site_alert_state "
-    "WHERE site = ANY(%s) AND (state = 'down' OR pipeline_since IS NOT NULL)"
+    "SELECT site FROM site_alert_state WHERE site = ANY(%s) AND (state = 'down' "
+    "OR pipeline_since IS NOT NULL OR degraded OR flapping_since IS NOT NULL)"
+)
+# An ad-hoc maintenance window (sitewatch_mute) in force at the run's time.
+_MUTED = (
+    "SELECT reason, ends_at FROM site_mutes WHERE site = %s AND starts_at <= %s AND ends_at > %s "
+    "ORDER BY ends_at DESC LIMIT 1"
+)
+# A parent is down when its latest verdict across locations says so, or, for a site checked from
+# one place, its latest final check. Both are one backward index probe.
+_PARENTS_DOWN = """
+    SELECT p.site FROM unnest(%s::text[]) AS p(site)
+    WHERE coalesce(
+        (SELECT v.verdict = 'down' FROM site_verdicts v
+         WHERE v.site = p.site ORDER BY v.scheduled_at DESC LIMIT 1),
+        (SELECT NOT c.up FROM site_checks c
+         WHERE c.site = p.site AND c.final ORDER BY c.scheduled_at DESC LIMIT 1),
+        false)
+    ORDER BY p.site
+"""
+_LOG = (
+    "INSERT INTO site_alert_log (site, at, kind, held, error, detail, run_id) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s)"
 )
 
 
 def apply(
-    conn, site: str, event: Event, remind_every: timedelta | None = None
+    conn,
+    site: str,
+    event: Event,
+    remind_every: timedelta | None = None,
+    *,
+    flapping: Flapping | None = None,
+    windows: Sequence[Window] = (),
+    parents: Sequence[str] = (),
 ) -> tuple[AlertState, AlertState, Kind | None]:
     """Apply ``event`` to ``site``'s stored state in one transaction and commit.
+
+    flapping: the site's flapping rule (None: off). windows: its maintenance windows from the
+    sites file; an ad-hoc one (``site_mutes``) is looked up here. parents: the sites it depends
+    on (``depends_on``). A verdict of a run scheduled in a window, or judged while a parent is
+    down, is held (``Event.hold``, see ``decide``). Every message decided, sent or held, is
+    recorded in ``site_alert_log``.
 
     Returns (previous state, new state, message kind or None). The new state, including
     ``last_notified_at`` for the message about to be sent, is committed before the caller sends:
@@ -52,7 +89,7 @@ def apply(
     StorageError when PostgreSQL fails; nothing is stored then.
     """
     try:
-        return _apply(conn, site, event, remind_every)
+        return _apply(conn, site, event, remind_every, flapping, windows, parents)
     except StorageError as exc:
         if not isinstance(exc.__cause__, psycopg.errors.UndefinedTable):
             raise
@@ -60,15 +97,58 @@ def apply(
         raise
 
 
-def _apply(conn, site, event, remind_every):
+def _apply(conn, site, event, remind_every, flapping, windows, parents):
     with transaction(conn, f"could not update the alert state of {site}") as cur:
         cur.execute(_ENSURE, (site,))
         cur.execute(_LOCK, (site,))
-        previous = AlertState(*cur.fetchone())
-        new, kind = decide(previous, event, remind_every)
+        previous = _state(cur.fetchone())
+        if event.verdict is not Verdict.PIPELINE:
+            hold = _hold_reason(cur, site, event.run_after or event.at, windows, parents)
+            event = dataclasses.replace(event, hold=hold)
+        new, kind = decide(previous, event, remind_every, flapping)
         if new != previous:
-            cur.execute(_STORE, (*dataclasses.astuple(new), site))
+            cur.execute(_STORE, (*_values(new), site))
+        held = None
+        if kind is None and event.hold is not None:
+            unheld = dataclasses.replace(event, hold=None)
+            held = decide(previous, unheld, remind_every, flapping)[1]
+        if kind is not None or held is not None:
+            logged = (kind or held).value, None if kind else event.hold
+            cur.execute(_LOG, (site, event.at, *logged, event.error, event.detail, event.run_id))
     return previous, new, kind
+
+
+def _state(row: tuple) -> AlertState:
+    values = dict(zip(_COLUMNS, row, strict=True))
+    return AlertState(**{**values, "changes": tuple(values["changes"] or ())})
+
+
+def _values(state: AlertState) -> list:
+    # a timestamptz[] is sent as a list (psycopg adapts a tuple as a composite, not an array)
+    return [list(v) if isinstance(v, tuple) else v for v in dataclasses.astuple(state)]
+
+
+def _hold_reason(cur, site: str, at: datetime, windows, parents) -> str | None:
+    """Why messages about ``site`` are held for a run at ``at``; None when they are not."""
+    found = active_window(windows, at)
+    if found is not None:
+        window, _, ends = found
+        return _maintenance(window.reason, ends)
+    cur.execute(_MUTED, (site, at, at))
+    muted = cur.fetchone()
+    if muted is not None:
+        return _maintenance(muted[0], muted[1])
+    if parents:
+        cur.execute(_PARENTS_DOWN, (list(parents),))
+        down = [name for (name,) in cur.fetchall()]
+        if down:
+            return f"{'parent' if len(down) == 1 else 'parents'} {', '.join(down)} down"
+    return None
+
+
+def _maintenance(reason: str | None, ends: datetime) -> str:
+    until = ends.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"maintenance until {until}" + (f": {reason}" if reason else "")
 
 
 def release(conn, site: str, claimed_at: datetime) -> bool:
@@ -94,4 +174,4 @@ def load(conn, site: str) -> AlertState | None:
     with transaction(conn, f"could not read the alert state of {site}") as cur:
         cur.execute(f"SELECT {', '.join(_COLUMNS)} FROM site_alert_state WHERE site = %s", (site,))
         row = cur.fetchone()
-    return None if row is None else AlertState(*row)
+    return None if row is None else _state(row)

@@ -28,9 +28,23 @@ from sitewatch.config.checks import (
     check_timeout,
     check_url,
 )
+from sitewatch.config.dependencies import MAX_PARENTS, check_depends_on
 from sitewatch.config.locations import check_locations, check_quorum
+from sitewatch.config.maintenance import MAX_WINDOWS, Window, check_maintenance
 from sitewatch.config.notify import check_notify, check_remind_every
+from sitewatch.config.objectives import (
+    DEFAULT_BURN_RULES,
+    DEFAULT_SLO_WINDOW,
+    MAX_RESPONSE_MS,
+    Flapping,
+    Slo,
+    check_flapping,
+    check_milliseconds,
+    check_slo,
+    flapping_default,
+)
 from sitewatch.config.offset import check_offset
+from sitewatch.config.schedule import format_duration
 from sitewatch.config.values import duration, integer, optional
 from sitewatch.names import LOCAL_LOCATION
 
@@ -75,7 +89,32 @@ _NOTIFY_EXAMPLE = """\
 - email: [oncall@example.com]
   smtp_conn: smtp_default
   from: sitewatch@example.com
+# Apprise URLs (Telegram, Discord, Teams, ntfy, ...) in Airflow connection `chat` (type
+# apprise); `tag` picks the URLs so tagged. Any target: `degraded: true` adds DEGRADED alerts.
+- apprise: chat
+  tag: oncall
+  degraded: true
+# PagerDuty Events v2 (type pagerduty_events, routing key as password) and Opsgenie (type
+# opsgenie): incidents opened on DOWN and resolved on RECOVERED, one per site.
+- pagerduty: pd_ops
+- opsgenie: og_ops
 """
+_MAINTENANCE_EXAMPLE = """\
+# Recurring: every Sunday at 02:00 on Berlin's clocks, for two hours.
+- cron: "0 2 * * 0"
+  duration: 2h
+  timezone: Europe/Berlin
+  reason: weekly database upgrade
+# One-off: from one instant to another (ISO 8601 with an offset or Z).
+- start: 2026-12-24T22:00:00+01:00
+  end: 2026-12-25T06:00:00+01:00
+  reason: data centre move
+"""
+_SLO_EXAMPLE = "target: 99.9\nwindow: 30d\np95_ms: 800\nburn:\n" + "".join(
+    f"  - {{severity: {rule.severity}, factor: {rule.factor:g}, long: {format_duration(rule.long)},"
+    f" short: {format_duration(rule.short)}}}\n"
+    for rule in DEFAULT_BURN_RULES
+)
 
 _DECLARED = (
     Key("name", str, check_name, example="reference-all-keys",
@@ -105,8 +144,8 @@ _DECLARED = (
     Key("expect_status", tuple[tuple[int, int], ...], check_expect_status, default="200-399",
         example='[200, "301-302"]',
         doc='A code, a "low-high" range, or a list of both. Codes 100..599.'),
-    Key("max_response_ms", int | None, optional(lambda v: integer(v, 1, 300_000)), default=None,
-        example="2000", doc="The check fails when the response takes longer (1..300000 ms)."),
+    Key("max_response_ms", int | None, check_milliseconds, default=None, example="2000",
+        doc=f"The check fails when the response takes longer (1..{MAX_RESPONSE_MS} ms)."),
     Key("min_cert_days", int | None, optional(lambda v: integer(v, 0, 3650)), default=None,
         example="14",
         doc="https only: fail when the certificate expires in fewer days (0..3650)."),
@@ -159,6 +198,40 @@ _DECLARED = (
     Key("remind_every", timedelta | None, check_remind_every, default=None, example="1h",
         doc="While the site stays down, send STILL DOWN this often (checked at each down run),"
         " 1m..30d; none sends no reminders."),
+    Key("maintenance", tuple[Window, ...], check_maintenance, default=[],
+        example=_MAINTENANCE_EXAMPLE,
+        doc="Windows in which checks still run and are stored (marked as maintenance) but alerts"
+        " are held; uptime and SLO figures leave them out. After a window a site still down"
+        " alerts once. Recurring: cron (5 fields, as schedule) fires on the clocks of timezone"
+        " (an IANA name, default UTC) and the window lasts duration (1m..7d); on a spring-forward"
+        " day a time in the skipped hour starts the window when the clocks resume, on a"
+        " fall-back day a repeated time starts it once, the first time. One-off: start and end,"
+        " at most 366d apart. reason (optional, at most 200 characters) is shown with alerts held."
+        f" At most {MAX_WINDOWS} windows; a site's own list replaces the one in `defaults`."),
+    Key("depends_on", tuple[str, ...], check_depends_on, default=[], example="[reference-minimal]",
+        doc=f"Up to {MAX_PARENTS} other sites of this file this one needs: while one of them is"
+        " down, this site's DOWN is recorded as held (naming the parent) and not sent; if it is"
+        " still down when the parent recovers, it alerts then. A name that is no site, the site"
+        " itself or a cycle (a -> b -> a) is an error."),
+    Key("degraded_ms", int | None, check_milliseconds, default=None, example="1000",
+        doc="A check that passes but takes longer than this is up but DEGRADED (1.."
+        f"{MAX_RESPONSE_MS} ms, below max_response_ms when that is set); targets opt in to"
+        " DEGRADED alerts (docs/alerts.md)."),
+    Key("flapping", Flapping | None, check_flapping, default=flapping_default(),
+        example="{changes: 6, window: 2h, stable: 1h}",
+        doc="More than `changes` (2..100) changes between up and down within `window` (1m..1d)"
+        " sends one FLAPPING alert, then nothing until the state has held for `stable`"
+        " (1m..1d), then the current state. A mapping may give some of the keys; false turns"
+        " it off."),
+    Key("slo", Slo | None, check_slo, default=None, example=_SLO_EXAMPLE,
+        doc="An availability objective: `target` percent of final checks up (more than 50, less"
+        " than 100) over a rolling `window` (1d..90d, default"
+        f" {format_duration(DEFAULT_SLO_WINDOW)}), maintenance left out;"
+        " `p95_ms` optionally a latency objective. `burn`: multiwindow burn-rate alerts, each"
+        " sent when the error budget burns `factor` times (more than 1, at most 1000) faster"
+        " than it lasts the window over both `long` (at most the window) and `short` (shorter),"
+        " `severity` page or warn; by default those shown here, null or [] for none. A rule"
+        " that needs more than all checks failing (factor 14.4 with target 90) is an error."),
 )  # fmt: skip
 
 KEYS: Mapping[str, Key] = MappingProxyType({key.name: key for key in _DECLARED})

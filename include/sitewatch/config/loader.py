@@ -25,6 +25,7 @@ import yaml
 from sitewatch.config import diskcache
 from sitewatch.config.checks import ascii_host, compile_pattern
 from sitewatch.config.keys import BUILTIN_DEFAULTS, FIELDS
+from sitewatch.config.objectives import degraded_problem
 from sitewatch.config.offset import offset_problem
 from sitewatch.config.reader import Reader, body_problem, subfield
 from sitewatch.config.site import ConfigIssue, Site, SitesFile
@@ -220,6 +221,8 @@ def site_for_url(url: str, *, regex: str | None = None, **overrides: Any) -> Sit
         issues.append(ConfigIssue(CLI_FILE, 0, "body", problem))
     if not issues and (problem := offset_problem(merged)):
         issues.append(ConfigIssue(CLI_FILE, 0, "offset", problem))
+    if not issues and (problem := degraded_problem(merged)):
+        issues.append(ConfigIssue(CLI_FILE, 0, "degraded_ms", problem))
     if issues:
         raise ConfigError(issues)
     return Site(**merged)

@@ -1,9 +1,12 @@
 """The ``notify`` and ``remind_every`` site keys: where alerts go, checked like every other key.
 
 A target names an Airflow connection, never a secret: ``webhook: <conn id>`` (type http) with an
-optional ``format`` (``json`` or ``slack``), or ``email: <address or list>`` sent through
-``smtp_conn`` (type smtp, default ``smtp_default``) with an optional ``from``. A problem inside a
-target is raised with a path item, so it is reported as ``sites[2].notify[0].webhook``.
+optional ``format`` (``json`` or ``slack``), ``email: <address or list>`` sent through
+``smtp_conn`` (type smtp, default ``smtp_default``) with an optional ``from``, ``apprise: <conn
+id>`` (type apprise: its Apprise URLs) with an optional ``tag``, ``pagerduty: <conn id>`` (type
+pagerduty_events) or ``opsgenie: <conn id>`` (type opsgenie). Every target takes ``degraded``
+(default false): only a target that sets it receives DEGRADED alerts. A problem inside a target is
+raised with a path item, so it is reported as ``sites[2].notify[0].webhook``.
 """
 
 from __future__ import annotations
@@ -11,18 +14,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
+from sitewatch.config.checks import check_bool
 from sitewatch.config.values import describe, duration, unknown_key
 from sitewatch.config.yamltree import Invalid
 
 FORMATS = ("json", "slack")
-WEBHOOK_KEYS = ("webhook", "format")
-EMAIL_KEYS = ("email", "smtp_conn", "from")
 DEFAULT_SMTP_CONN = "smtp_default"
 MAX_TARGETS, MAX_RECIPIENTS = 20, 50
 # What Airflow accepts as a connection id, minus characters no one uses in one.
 _CONN_ID = re.compile(r"[A-Za-z0-9_.-]{1,250}")
+# A plain Apprise tag: Apprise reads ':' (priority, retries) and ',' (and) in a tag filter.
+_TAG = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Deliberately loose: the SMTP server is the judge of an address. Commas and semicolons are out
 # because the SMTP hook splits recipient strings on them.
 _ADDRESS = re.compile(r"[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[^@\s,;<>\"]+")
@@ -31,10 +35,13 @@ _ADDRESS = re.compile(r"[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[^@\s,;<>\"]+")
 @dataclass(frozen=True, slots=True)
 class WebhookTarget:
     """POST each alert as JSON to the URL of Airflow connection ``conn_id``; ``format`` is
-    ``json`` (sitewatch's own document) or ``slack`` (``{"text", "blocks"}``)."""
+    ``json`` (sitewatch's own document) or ``slack`` (``{"text", "blocks"}``). ``degraded``: also
+    send DEGRADED alerts (the same on every target type)."""
 
+    KIND: ClassVar[str] = "webhook"
     conn_id: str
     format: str = "json"
+    degraded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,18 +49,60 @@ class EmailTarget:
     """E-mail each alert to ``to`` through Airflow SMTP connection ``conn_id``; ``sender`` None
     means the connection's ``from_email``."""
 
+    KIND: ClassVar[str] = "email"
     to: tuple[str, ...]
     conn_id: str = DEFAULT_SMTP_CONN
     sender: str | None = None
+    degraded: bool = False
 
 
-def check_notify(value: Any) -> tuple[WebhookTarget | EmailTarget, ...]:
+@dataclass(frozen=True, slots=True)
+class AppriseTarget:
+    """Send each alert to the Apprise URLs of Airflow connection ``conn_id`` (type apprise);
+    ``tag`` None means all of them, else only those the connection tags so."""
+
+    KIND: ClassVar[str] = "apprise"
+    conn_id: str
+    tag: str | None = None
+    degraded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PagerdutyTarget:
+    """Trigger and resolve PagerDuty incidents (Events API v2) through Airflow connection
+    ``conn_id`` (type pagerduty_events; its password is the integration's routing key)."""
+
+    KIND: ClassVar[str] = "pagerduty"
+    conn_id: str
+    degraded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OpsgenieTarget:
+    """Create and close Opsgenie alerts through Airflow connection ``conn_id`` (type opsgenie;
+    its password is the API integration's key)."""
+
+    KIND: ClassVar[str] = "opsgenie"
+    conn_id: str
+    degraded: bool = False
+
+
+Target = WebhookTarget | EmailTarget | AppriseTarget | PagerdutyTarget | OpsgenieTarget
+
+
+def label(target: Target) -> str:
+    """``webhook ops_webhook`` / ``email smtp_default``: a target in logs and the UI, without
+    addresses."""
+    return f"{target.KIND} {target.conn_id}"
+
+
+def check_notify(value: Any) -> tuple[Target, ...]:
     """A list of targets (``null`` or ``[]``: none). Raises Invalid with ``item`` a path tuple
     like ``(0, "webhook")``."""
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise Invalid(f"expected a list of alert targets (webhook or email), got {describe(value)}")
+        raise Invalid(f"expected a list of alert targets ({_or(TYPES)}), got {describe(value)}")
     if len(value) > MAX_TARGETS:
         raise Invalid(f"too many alert targets: {len(value)} (at most {MAX_TARGETS})")
     targets = []
@@ -75,29 +124,84 @@ def _path(item: Any) -> tuple:
     return () if item is None else item if isinstance(item, tuple) else (item,)
 
 
-def _target(entry: Any) -> WebhookTarget | EmailTarget:
+def _target(entry: Any) -> Target:
     if not isinstance(entry, dict):
-        raise Invalid(f"expected a mapping with 'webhook' or 'email', got {describe(entry)}")
-    if "webhook" in entry and "email" in entry:
-        raise Invalid("a target has 'webhook' or 'email', not both; make two targets")
-    if "webhook" in entry:
-        _only(entry, WEBHOOK_KEYS)
-        fmt = entry.get("format", "json")
-        if fmt not in FORMATS:
-            raise Invalid(f"format must be json or slack, got {describe(fmt)}", item="format")
-        return WebhookTarget(_conn_id(entry["webhook"], "webhook"), fmt)
-    if "email" in entry:
-        _only(entry, EMAIL_KEYS)
-        sender = entry.get("from")
-        if sender is not None:
-            _address(sender, "from")
-        return EmailTarget(
-            _recipients(entry["email"]),
-            _conn_id(entry.get("smtp_conn", DEFAULT_SMTP_CONN), "smtp_conn"),
-            sender,
+        raise Invalid(f"expected a mapping with {_or(TYPES, quote=True)}, got {describe(entry)}")
+    kinds = [kind for kind in TYPES if kind in entry]
+    if len(kinds) > 1:
+        raise Invalid(f"a target has one type, not {kinds[0]!r} and {kinds[1]!r}; make two targets")
+    if not kinds:
+        _only(entry, _ALL_KEYS)  # a typo of 'webhook' is named as such
+        raise Invalid(
+            f"a target needs {_or(_BY_CONN_ID, quote=True)} (a connection id) "
+            "or 'email' (addresses)"
         )
-    _only(entry, WEBHOOK_KEYS + EMAIL_KEYS)  # a typo of 'webhook' is named as such
-    raise Invalid("a target needs 'webhook' (a connection id) or 'email' (addresses)")
+    keys, build = _TYPES[kinds[0]]
+    _only(entry, keys)
+    degraded = entry.get("degraded", False)
+    try:
+        check_bool(degraded)
+    except Invalid as exc:
+        exc.item = "degraded"
+        raise
+    return build(entry, degraded)
+
+
+def _webhook(entry: dict, degraded: bool) -> WebhookTarget:
+    fmt = entry.get("format", "json")
+    if fmt not in FORMATS:
+        raise Invalid(f"format must be json or slack, got {describe(fmt)}", item="format")
+    return WebhookTarget(_conn_id(entry["webhook"], "webhook"), fmt, degraded)
+
+
+def _email(entry: dict, degraded: bool) -> EmailTarget:
+    sender = entry.get("from")
+    if sender is not None:
+        _address(sender, "from")
+    return EmailTarget(
+        _recipients(entry["email"]),
+        _conn_id(entry.get("smtp_conn", DEFAULT_SMTP_CONN), "smtp_conn"),
+        sender,
+        degraded,
+    )
+
+
+def _apprise(entry: dict, degraded: bool) -> AppriseTarget:
+    tag = entry.get("tag")
+    if tag is not None and (not isinstance(tag, str) or not _TAG.fullmatch(tag)):
+        raise Invalid(
+            f"expected an Apprise tag (at most 64 letters, digits, '_', '-'), got {describe(tag)}",
+            item="tag",
+        )
+    return AppriseTarget(_conn_id(entry["apprise"], "apprise"), tag, degraded)
+
+
+def _pagerduty(entry: dict, degraded: bool) -> PagerdutyTarget:
+    return PagerdutyTarget(_conn_id(entry["pagerduty"], "pagerduty"), degraded)
+
+
+def _opsgenie(entry: dict, degraded: bool) -> OpsgenieTarget:
+    return OpsgenieTarget(_conn_id(entry["opsgenie"], "opsgenie"), degraded)
+
+
+# Each target type: its keys (the first names the type and holds the connection id, or the
+# addresses) and the function that builds it from a checked mapping.
+_TYPES = {
+    "webhook": (("webhook", "format", "degraded"), _webhook),
+    "email": (("email", "smtp_conn", "from", "degraded"), _email),
+    "apprise": (("apprise", "tag", "degraded"), _apprise),
+    "pagerduty": (("pagerduty", "degraded"), _pagerduty),
+    "opsgenie": (("opsgenie", "degraded"), _opsgenie),
+}
+TYPES = tuple(_TYPES)
+_ALL_KEYS = tuple(dict.fromkeys(key for keys, _ in _TYPES.values() for key in keys))
+_BY_CONN_ID = tuple(kind for kind in TYPES if kind != "email")
+
+
+def _or(words: tuple[str, ...], quote: bool = False) -> str:
+    """``a, b or c``; quoted as ``'a', 'b' or 'c'`` when ``quote``."""
+    shown = [repr(word) if quote else word for word in words]
+    return f"{', '.join(shown[:-1])} or {shown[-1]}" if len(shown) > 1 else shown[0]
 
 
 def _only(entry: dict, keys: tuple[str, ...]) -> None:

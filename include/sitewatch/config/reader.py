@@ -6,13 +6,16 @@ which key goes where, which line an issue names, and how defaults merge into ent
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from sitewatch.config.dependencies import Hints, cycles, self_problem
 from sitewatch.config.keys import BUILTIN_DEFAULTS, FIELDS, REQUIRED
 from sitewatch.config.locations import quorum_problem
+from sitewatch.config.objectives import degraded_problem
 from sitewatch.config.offset import offset_problem
 from sitewatch.config.site import ConfigIssue, Site
 from sitewatch.config.values import describe, unknown_key
@@ -104,6 +107,15 @@ def body_problem(values: Mapping[str, Any]) -> str | None:
     return None
 
 
+class _Parents(NamedTuple):
+    """What the cross-site checks need of one entry's ``depends_on``."""
+
+    where: str  # sites[3]
+    parents: tuple[str, ...]
+    node: Node | None  # the entry's own value, None when it comes from ``defaults``
+    line: int  # the entry's
+
+
 class Reader:
     """Walks one document, collecting issues; ``read`` returns the valid sites."""
 
@@ -113,6 +125,8 @@ class Reader:
         self.walker = Walker()
         self.first_of_name: dict[str, tuple[str, int]] = {}  # name -> (field, line) of first use
         self.memo: dict[tuple, Any] = {}  # checked values by source text; all are immutable
+        self.parents: dict[str, _Parents] = {}  # by name, for the first entry of each name
+        self.default_parents: tuple[Node, tuple[str, ...]] | None = None  # when valid
 
     def report(self, line: int, field_name: str, message: str) -> None:
         self.issues.append(ConfigIssue(self.path, line, _shown(field_name), message))
@@ -141,7 +155,7 @@ class Reader:
             site = self.read_entry(f"sites[{index}]", entry, defaults)
             if site is not None:
                 sites.append(site)
-        return sites
+        return self.check_dependencies(sites) if self.parents else sites
 
     def pairs(self, node: MappingNode, prefix: str) -> list[tuple[str, Node, Node]]:
         """Mapping pairs; a duplicate key is reported as ``<prefix><key>``."""
@@ -185,6 +199,8 @@ class Reader:
                 ok, value = self.check(f"defaults.{key}", key, value_node)
                 if ok:  # a bad default is reported here once and otherwise ignored
                     defaults[key] = value
+                    if key == "depends_on" and value:  # names are checked once all are read
+                        self.default_parents = value_node, value
         return defaults
 
     def read_entry(self, where: str, node: Node, defaults: dict[str, Any]) -> Site | None:
@@ -195,7 +211,7 @@ class Reader:
             return None
         issues_before = len(self.issues)
         values: dict[str, Any] = {}
-        lines: dict[str, int] = {}
+        nodes: dict[str, Node] = {}
         pairs = self.pairs(node, where + ".")
         for key, key_node, value_node in pairs:
             if key not in FIELDS:
@@ -203,7 +219,8 @@ class Reader:
                 continue
             ok, value = self.check(f"{where}.{key}", key, value_node)
             if ok:
-                values[key], lines[key] = value, line_of(value_node)
+                values[key], nodes[key] = value, value_node
+        lines = {key: line_of(value_node) for key, value_node in nodes.items()}
         present = {key for key, _, _ in pairs}
         for key in REQUIRED:
             if key not in present:
@@ -222,9 +239,72 @@ class Reader:
         if not locations_failed and (problem := quorum_problem(merged)):
             line = lines.get("quorum", lines.get("locations", line_of(node)))
             self.report(line, f"{where}.quorum", problem)
+        if problem := degraded_problem(merged):
+            line = lines.get("degraded_ms", lines.get("max_response_ms", line_of(node)))
+            self.report(line, f"{where}.degraded_ms", problem)
+        if "name" in values and not ("depends_on" in present and "depends_on" not in values):
+            self.note_parents(where, values["name"], merged["depends_on"], nodes, line_of(node))
         if len(self.issues) > issues_before:
             return None
         return Site(**merged, line=line_of(node))
+
+    def note_parents(
+        self, where: str, name: str, parents: tuple[str, ...], nodes: dict[str, Node], line: int
+    ) -> None:
+        """Refuse a site that depends on itself; keep its parents for ``check_dependencies``."""
+        node = nodes.get("depends_on")
+        entry = _Parents(where, parents, node, line)
+        if found := self_problem(name, parents):
+            self.report_parent(entry, *found)
+        if parents and self.first_of_name[name][0] == where:  # a repeated name is refused
+            self.parents[name] = entry
+
+    def check_dependencies(self, sites: list[Site]) -> list[Site]:
+        """The cross-site checks of ``depends_on``: every parent is a site of the file, and no
+        site is on a cycle. Returns ``sites`` without the refused ones.
+
+        A parent ``defaults`` names that is no site is reported once and the default ignored, as
+        any bad default: the sites that took it depend on nothing.
+        """
+        hints, refused = Hints(self.first_of_name), set()
+        if self.default_parents is not None:
+            node, parents = self.default_parents
+            if self.report_unknown(hints, "defaults", node, parents):
+                inherited = {name for name, entry in self.parents.items() if entry.node is None}
+                self.parents = {n: e for n, e in self.parents.items() if n not in inherited}
+                sites = [
+                    dataclasses.replace(site, depends_on=()) if site.name in inherited else site
+                    for site in sites
+                ]
+        for name, entry in self.parents.items():
+            if entry.node is not None and self.report_unknown(
+                hints, entry.where, entry.node, entry.parents
+            ):
+                refused.add(name)
+        graph = {name: tuple(p for p in e.parents if p != name) for name, e in self.parents.items()}
+        for name, (index, message) in cycles(graph).items():
+            self.report_parent(self.parents[name], index, message)
+            refused.add(name)
+        return [site for site in sites if site.name not in refused]
+
+    def report_unknown(self, hints: Hints, where: str, node: Node, parents: tuple) -> bool:
+        """Report each of ``parents`` (the value ``node`` at ``where``) that is no site."""
+        reported = False
+        for index, message in hints.unknown(parents):
+            self.report(_item_line(node, index), f"{where}.depends_on[{index}]", message)
+            reported = True
+        return reported
+
+    def report_parent(self, entry: _Parents, index: int | None, message: str) -> None:
+        """Report ``message`` on item ``index`` of the entry's ``depends_on``, or on the key when
+        the entry took it from ``defaults``."""
+        if entry.node is None or index is None:
+            line = entry.line if entry.node is None else line_of(entry.node)
+            self.report(line, f"{entry.where}.depends_on", message)
+        else:
+            self.report(
+                _item_line(entry.node, index), f"{entry.where}.depends_on[{index}]", message
+            )
 
     def check_unique(self, where: str, name: str, line: int) -> None:
         first_where, first_line = self.first_of_name.setdefault(name, (where, line))

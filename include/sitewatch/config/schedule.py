@@ -7,8 +7,10 @@ scheduler agrees on, so an expression that passes here also means the same thing
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import timedelta
+from typing import NamedTuple
 
 DURATION_HINT = "a duration like '30s', '5m', '1h30m' or '500ms'"
 MAX_DURATION = timedelta(days=365)
@@ -93,6 +95,35 @@ def check_cron(text: str) -> str:
             f"invalid cron expression {text!r}: never fires: none of its months has a day {day}"
         )
     return " ".join(fields)
+
+
+class CronFields(NamedTuple):
+    """What a valid cron expression selects, field by field; weekdays count Sunday as 0.
+
+    ``either_day``: both day fields are restricted (neither has a ``*`` item), so a day that
+    matches either of them fires, as in croniter, which Airflow schedules with; otherwise a day
+    must match both (an unrestricted field matches every day).
+    """
+
+    minutes: frozenset[int]
+    hours: frozenset[int]
+    days: frozenset[int]
+    months: frozenset[int]
+    weekdays: frozenset[int]
+    either_day: bool
+
+
+@functools.lru_cache(maxsize=1024)
+def cron_fields(text: str) -> CronFields:
+    """The values ``text`` (a cron expression ``check_cron`` accepts) fires on. Raises ValueError
+    for one it refuses. Cached: callers step through fire times at every check."""
+    fields = check_cron(text).lower().split()
+    values = [
+        frozenset(_cron_values(v, *spec[1:])) for v, spec in zip(fields, _FIELDS, strict=True)
+    ]
+    weekdays = frozenset(day % 7 for day in values[4])  # 7 is Sunday too
+    either = all("*" not in fields[i].split(",") for i in (2, 4))
+    return CronFields(*values[:4], weekdays, either)
 
 
 def _missing_day(weekday_field: str, days: set[int], months: set[int]) -> int | None:

@@ -31,8 +31,9 @@ def _freeze(self) -> None:
         object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
     if not isinstance(self.locations, tuple):
         object.__setattr__(self, "locations", tuple(self.locations))
-    if not isinstance(self.tags, tuple):
-        object.__setattr__(self, "tags", tuple(self.tags))
+    for name in ("tags", "depends_on", "maintenance"):
+        if not isinstance(getattr(self, name), tuple):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
     if not isinstance(self.expect_status, tuple):
         object.__setattr__(self, "expect_status", tuple(map(tuple, self.expect_status)))
 

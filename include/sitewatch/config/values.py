@@ -72,6 +72,31 @@ def duration(value: Any, low: timedelta, high: timedelta) -> timedelta:
     return result
 
 
+def only_keys(entry: dict, keys: tuple[str, ...]) -> None:
+    """Raise Invalid (``item`` the key) for the first key of ``entry`` not in ``keys``, naming the
+    nearest valid one."""
+    for key in entry:
+        if key not in keys:
+            raise Invalid(unknown_key(key, keys), item=key)
+
+
+def checked(check: Callable[[Any], Any], entry: dict, key: str, default: Any = None) -> Any:
+    """``check(entry[key])``, ``default`` when ``key`` is absent; an Invalid is raised with
+    ``key`` in front of its ``item``, so it names the nested field (``slo.burn[0].factor``)."""
+    if key not in entry:
+        return default
+    try:
+        return check(entry[key])
+    except Invalid as exc:
+        exc.item = (key, *item_path(exc.item))
+        raise
+
+
+def item_path(item: Any) -> tuple:
+    """An Invalid's ``item`` as a path tuple: None -> (), ``"x"`` -> ``("x",)``."""
+    return () if item is None else item if isinstance(item, tuple) else (item,)
+
+
 def optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """Let ``null`` unset an optional key (e.g. a site turning off a regex from ``defaults``)."""
     return lambda value: None if value is None else check(value)

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from html import escape
 
 # .loc cells: a location's state, small and coloured like the badges (states of
-# sitewatch.dashboard.status); "missing" and "retrying" are what only a location can be.
+# sitewatch.dashboard.status); "missing" and "retrying" are what only a location can be;
+# "maintenance" is what only a site can be (dashboard.maintenance).
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:16px 20px;color:#1a202c;background:#fff}
 h1{font-size:20px;margin:0 0 12px}h2{font-size:16px;margin:20px 0 8px}
@@ -22,7 +23,9 @@ a:hover{text-decoration:underline}.badge{display:inline-block;padding:1px 8px;bo
 font-weight:600;font-size:12px}.up{background:#c6f6d5;color:#22543d}.down{background:#fed7d7;
 color:#822727}.stale{background:#feebc8;color:#7b341e}.nodata{background:#e2e8f0;color:#4a5568}
 .partial{background:#fefcbf;color:#744210}.missing{background:#fff;color:#718096}
-.retrying{background:#ebf8ff;color:#2c5282}
+.retrying{background:#ebf8ff;color:#2c5282}.maintenance{background:#e9d8fd;color:#44337a}
+.small{font-size:11px}.burning{color:#c53030;font-weight:600}th a{color:inherit}
+h3{font-size:14px;margin:14px 0 6px}code{font-size:12px}#reports a{margin:0 2px}
 .muted{color:#718096}.err{color:#822727}.cards{display:flex;gap:12px;flex-wrap:wrap}
 .card{border:1px solid #e2e8f0;border-radius:6px;padding:8px 12px;min-width:110px}
 .card b{display:block;font-size:18px}svg text{font-size:11px;fill:#4a5568}
@@ -43,8 +46,9 @@ def page(title: str, body: str) -> str:
 
 
 def badge(state: str, title: str | None = None) -> str:
-    """A state's badge (``up``, ``down``, ``partial``, ``stale``, ``no data``), with an
-    optional tooltip; ``data-state`` holds the state for tests and scripts."""
+    """A state's badge (``up``, ``down``, ``partial``, ``stale``, ``no data``,
+    ``maintenance``), with an optional tooltip; ``data-state`` holds the state for tests and
+    scripts."""
     css, tip = escape(state.replace(" ", "")), f' title="{escape(title)}"' if title else ""
     return f'<span class="badge {css}" data-state="{escape(state)}"{tip}>{escape(state)}</span>'
 

@@ -18,15 +18,19 @@ from sitewatch.dashboard.html import badge, timestamp
 from sitewatch.storage.queries import LocationCheck, Run, RunLocation
 
 
-def status_cell(view: status.LocationsView, state: str, now: datetime) -> str:
+def status_cell(
+    view: status.LocationsView, state: str, now: datetime, head: str | None = None
+) -> str:
     """The listing's Status cell of a site with several locations: the verdict's badge (its run
-    and each location's outcome on hover), the location cells, and "quorum k of n"."""
+    and each location's outcome on hover), or ``head`` instead (the maintenance badge of a site
+    in a window), the location cells, and "quorum k of n"."""
     cells = "".join(
         _cell(loc, cell_state, _check_tip(loc, cell_state, check, now))
         for loc, cell_state, check in view.cells
     )
+    head = head or badge(state, _verdict_tip(view.verdict))
     return (
-        f"{badge(state, _verdict_tip(view.verdict))}<div class=locs>{cells}</div>"
+        f"{head}<div class=locs>{cells}</div>"
         f'<div class="muted quorum">{quorum(view.quorum, len(view.cells))}</div>'
     )
 

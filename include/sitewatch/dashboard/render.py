@@ -8,14 +8,18 @@ value from the database passes through ``escape``, and only an http(s) URL becom
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from html import escape
 from urllib.parse import quote
 
-from sitewatch.dashboard import locations, status
+from sitewatch.config.site import Site
+from sitewatch.dashboard import budget, locations, status
+from sitewatch.dashboard import maintenance as maint
 from sitewatch.dashboard.html import badge, page, timestamp
+from sitewatch.dashboard.report import FORMATS as REPORT_FORMATS
 from sitewatch.names import site_dag_id
 from sitewatch.observation import HTTP_URL
+from sitewatch.storage.mutes import Mute
 from sitewatch.storage.queries import Attempt, SiteSummary
 
 
@@ -55,54 +59,132 @@ def _error(summary: SiteSummary, now: datetime) -> str:
     )
 
 
+# (header, ?sort= key or None, class): the listing's columns, in order.
+_COLUMNS = (
+    ("Site", "name", ""),
+    ("Status", "status", ""),
+    ("Last check", None, ""),
+    ("Uptime 24 h", None, "num"),
+    ("7 d", None, "num"),
+    ("30 d", None, "num"),
+    ("Budget left", "budget", "num"),
+    ("Burn", "burn", "num"),
+    ("p50 (24 h)", None, "num"),
+    ("p95 (24 h)", None, "num"),
+    ("Last error", None, ""),
+    ("TLS left", None, "num"),
+    ("DAG", None, ""),
+)
+_ARIA_SORT = {"name": "ascending", "budget": "ascending", "burn": "descending"}
+
+
 def listing(
     rows: Sequence[tuple[str, SiteSummary | None, str]],
     now: datetime,
     ui_base: str = "",
     several: Mapping[str, status.LocationsView] | None = None,
+    *,
+    budgets: Mapping[str, budget.Budget] | None = None,
+    maintenance: Mapping[str, maint.InMaintenance] | None = None,
+    sort: str = "name",
 ) -> str:
-    """The Sites page: one table row per (site name, summary or None, state). ``several``: the
-    sites checked from several locations (by name), whose Status cell also shows the locations
-    (``locations.status_cell``); every other row looks as it did before locations existed."""
-    several = several or {}
-    head = (
-        "<tr><th>Site</th><th>Status</th><th>Last check</th><th class=num>Uptime 24 h</th>"
-        "<th class=num>7 d</th><th class=num>30 d</th><th class=num>p50 (24 h)</th>"
-        "<th class=num>p95 (24 h)</th><th>Last error</th><th class=num>TLS left</th>"
-        "<th>DAG</th></tr>"
+    """The Sites page: one table row per (site name, summary or None, state), in the order
+    ``sort`` (``status.SORTS``; ValueError for another).
+
+    several: the sites checked from several locations (by name), whose Status cell also shows
+    the locations (``locations.status_cell``). budgets: the sites with an SLO (the others show
+    ``-``). maintenance: the sites in a window now, shown as ``maintenance``.
+    """
+    several, budgets, maintenance = several or {}, budgets or {}, maintenance or {}
+
+    def key(row):
+        name, _, state = row
+        shown = status.MAINTENANCE if name in maintenance else state
+        b = budgets.get(name)
+        return status.sort_key(sort, name, shown, b and b.left, b and b.burn)
+
+    lines = [
+        _listing_row(name, s, state, now, ui_base, several.get(name), budgets.get(name),
+                     maintenance.get(name))
+        for name, s, state in sorted(rows, key=key)
+    ]  # fmt: skip
+    empty = f'<tr><td colspan="{len(_COLUMNS)}" class="muted">No sites yet.</td></tr>'
+    body = (
+        f"<h1>Sites</h1><p class=muted>{_count(len(rows), 'site')} · {timestamp(now)} · "
+        "uptime counts final attempts outside maintenance; 7 d and 30 d are UTC days including "
+        "today; budget left is over each site's SLO window (whole hours), burn over its "
+        "shortest alerting window</p>"
+        f"{_reports(now)}<table id=sites><thead>{_head(sort)}</thead>"
+        f"<tbody>{''.join(lines) or empty}</tbody></table>"
     )
-    lines = []
-    for name, s, state in rows:
-        link = f'<a href="sites/{quote(name)}">{escape(name)}</a>'
-        view = several.get(name)
-        shown = locations.status_cell(view, state, now) if view else badge(state)
-        if s is None:
-            cells = '<td colspan="8" class="muted">no checks stored yet</td>'
-            lines.append(
-                f'<tr data-site="{escape(name)}"><td>{link}</td><td>{shown}</td>'
-                f"{cells}<td>{_dag_link(ui_base, name)}</td></tr>"
-            )
+    return page("Sites · sitewatch", body)
+
+
+def _head(sort: str) -> str:
+    cells = []
+    for title, key, css in _COLUMNS:
+        cls = f" class={css}" if css else ""
+        if key is None:
+            cells.append(f"<th{cls}>{title}</th>")
             continue
-        lines.append(
-            f'<tr data-site="{escape(name)}"><td>{link}</td><td>{shown}</td>'
+        active = key == sort
+        aria = f' aria-sort="{_ARIA_SORT.get(key, "other")}"' if active else ""
+        mark = " ▾" if active else ""
+        cells.append(
+            f'<th{cls}{aria}><a href="?sort={key}" data-sort="{key}">{title}</a>{mark}</th>'
+        )
+    return f"<tr>{''.join(cells)}</tr>"
+
+
+def _listing_row(
+    name: str,
+    s: SiteSummary | None,
+    state: str,
+    now: datetime,
+    ui_base: str,
+    view: status.LocationsView | None,
+    slo: budget.Budget | None,
+    window: maint.InMaintenance | None,
+) -> str:
+    link = f'<a href="sites/{quote(name)}">{escape(name)}</a>'
+    head = maint.status_badge(window, state, now) if window else None
+    shown = locations.status_cell(view, state, now, head) if view else head or badge(state)
+    budget_cells = budget.budget_cell(slo) + budget.burn_cell(slo)
+    if s is None:
+        cells = (
+            f'<td colspan="4" class="muted">no checks stored yet</td>{budget_cells}'
+            '<td colspan="4"></td>'
+        )
+    else:
+        cells = (
             f'<td title="{timestamp(s.last_scheduled_at)}">'
             f"{status.age(s.last_scheduled_at, now)}</td>"
             f"<td class=num>{status.uptime(s.ups_24h, s.checks_24h)}</td>"
             f"<td class=num>{status.uptime(s.ups_7d, s.checks_7d)}</td>"
-            f"<td class=num>{status.uptime(s.ups_30d, s.checks_30d)}</td>"
+            f"<td class=num>{status.uptime(s.ups_30d, s.checks_30d)}</td>{budget_cells}"
             f"<td class=num>{status.milliseconds(s.p50_ms)}</td>"
             f"<td class=num>{status.milliseconds(s.p95_ms)}</td>"
             f"<td>{_error(s, now)}</td><td class=num>{_tls(s, now)}</td>"
-            f"<td>{_dag_link(ui_base, name)}</td></tr>"
         )
-    empty = '<tr><td colspan="11" class="muted">No sites yet.</td></tr>'
-    body = (
-        f"<h1>Sites</h1><p class=muted>{_count(len(rows), 'site')} · {timestamp(now)} · "
-        "uptime counts final "
-        "attempts; 7 d and 30 d are UTC days including today</p>"
-        f"<table id=sites><thead>{head}</thead><tbody>{''.join(lines) or empty}</tbody></table>"
+    return (
+        f'<tr data-site="{escape(name)}"><td>{link}</td><td>{shown}</td>{cells}'
+        f"<td>{_dag_link(ui_base, name)}</td></tr>"
     )
-    return page("Sites · sitewatch", body)
+
+
+def _reports(now: datetime) -> str:
+    """Links to the SLA report (``/sitewatch/report``) of the previous and the current month."""
+    this = now.astimezone(UTC).date().replace(day=1)
+    months = [f"{this - timedelta(days=1):%Y-%m}", f"{this:%Y-%m}"]
+    parts = []
+    for month, label in zip(months, ("", " (so far)"), strict=True):
+        links = " · ".join(
+            f'<a href="report?month={month}&amp;format={fmt}" download '
+            f'data-report="{month}.{fmt}">{fmt}</a>'
+            for fmt in REPORT_FORMATS
+        )
+        parts.append(f"{month}{label}: {links}")
+    return f"<p class=muted id=reports>SLA report {' — '.join(parts)}</p>"
 
 
 def site_page(
@@ -114,16 +196,26 @@ def site_page(
     now: datetime,
     ui_base: str = "",
     where: status.SiteLocations | None = None,
+    *,
+    site: Site | None = None,
+    objective: budget.SiteBudget | None = None,
+    mutes: Sequence[Mute] = (),
 ) -> str:
-    """A site's page: its figures, the 24 h response-time chart and its recent attempts.
+    """A site's page: its figures, the 24 h response-time chart, its objective and error budget,
+    its maintenance windows and its recent attempts.
 
     where: for a site checked from several locations, its locations, quorum and recent runs:
     the page adds the quorum and the matrix of runs by location (``locations.runs_table``).
+    site: the configured site (None: not in the sites file), for its ``slo``, ``maintenance``,
+    ``depends_on`` and ``degraded_ms``. objective: its SLO's figures (None without an slo).
+    mutes: its ad-hoc mutes not over yet.
     """
     s = summary
     several = where is not None and len(where.locations) > 1
+    windows = site.maintenance if site else ()
+    window = maint.current(windows, mutes, now)
     cards = [
-        ("Status", badge(state)),
+        ("Status", maint.status_badge(window, state, now) if window else badge(state)),
         ("Uptime 24 h", status.uptime(s.ups_24h, s.checks_24h) if s else "—"),
         ("7 d", status.uptime(s.ups_7d, s.checks_7d) if s else "—"),
         ("30 d", status.uptime(s.ups_30d, s.checks_30d) if s else "—"),
@@ -133,17 +225,36 @@ def site_page(
     ]
     if several:
         cards.insert(1, ("Locations", locations.quorum(where.quorum, len(where.locations))))
+    if site is not None and site.degraded_ms is not None:
+        cards.append(("Degraded above", status.milliseconds(site.degraded_ms)))
     card_html = "".join(f'<div class="card">{k}<b>{v}</b></div>' for k, v in cards)
     url = f" · {_url(s.url)}" if s else ""
     runs = f"<h2>Recent runs by location</h2>{locations.runs_table(where)}" if several else ""
     with_location = locations.show_location(where, attempts)
     body = (
         f'<p><a href="../">← Sites</a></p><h1>{escape(name)}</h1>'
-        f"<p>DAG {_dag_link(ui_base, name)}{url}</p><div class=cards>{card_html}</div>{runs}"
+        f"<p>DAG {_dag_link(ui_base, name)}{url}</p>{_parents(site)}"
+        f"<div class=cards>{card_html}</div>{runs}"
         f"<h2>Response time, last 24 h (final attempts)</h2>{chart(series, now)}"
+        f"{budget.section(objective, site.slo if site else None, now)}"
+        f"<h2>Maintenance</h2>{maint.windows_table(windows, mutes, now)}"
         f"<h2>Recent attempts</h2>{_attempts_table(attempts, with_location)}"
     )
     return page(f"{name} · sitewatch", body)
+
+
+def _parents(site: Site | None) -> str:
+    """The "Depends on a, b" line: links to the parents whose DOWN holds this site's alerts."""
+    if site is None or not site.depends_on:
+        return ""
+    links = ", ".join(
+        f'<a href="{quote(parent)}" data-parent="{escape(parent)}">{escape(parent)}</a>'
+        for parent in site.depends_on
+    )
+    return (
+        f'<p id=parents>Depends on {links} <span class="muted small">(while a parent is '
+        "down, this site's DOWN alerts are held)</span></p>"
+    )
 
 
 def _attempts_table(attempts: Sequence[Attempt], with_location: bool = False) -> str:

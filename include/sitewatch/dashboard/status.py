@@ -7,6 +7,7 @@ here reads the database or imports Airflow.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +26,9 @@ PARTIAL = "partial"
 """A run some locations saw down, fewer than the quorum (``sitewatch.alerting.quorum``)."""
 MISSING, RETRYING = "missing", "retrying"
 """A location with nothing decided: none stored (in the window or the run), or still retrying."""
+MAINTENANCE = "maintenance"
+"""A site in a maintenance window now (the sites file's or an ad-hoc mute), whatever its checks
+say: they still run, and alerts are held (``dashboard.maintenance``)."""
 
 _VERDICT_STATES = {verdicts.UP: UP, verdicts.DOWN: DOWN, verdicts.PARTIAL: PARTIAL}
 
@@ -151,6 +155,29 @@ class SiteLocations:
     runs: Sequence[Run]
 
 
+SORTS = ("name", "status", "budget", "burn")
+"""The listing's orders (``?sort=``): by name; worst state first; least error budget left first;
+fastest burn first. Sites without the figure (no SLO, no checks) go last, by name."""
+_STATE_RANK = {DOWN: 0, PARTIAL: 1, STALE: 2, MAINTENANCE: 3, NO_DATA: 4, UP: 5}
+
+
+def sort_key(by: str, name: str, state: str, left: float | None, burn: float | None) -> tuple:
+    """The key of a listing row for the order ``by`` (one of ``SORTS``; ValueError otherwise).
+
+    state: as shown (``MAINTENANCE`` while in a window). left: the fraction of the error budget
+    left; burn: the listing's burn rate; either None without an SLO or checks.
+    """
+    if by == "name":
+        return (name,)
+    if by == "status":
+        return (_STATE_RANK.get(state, len(_STATE_RANK)), name)
+    if by == "budget":
+        return (left is None, left or 0.0, name)
+    if by == "burn":
+        return (burn is None, -(burn or 0.0), name)
+    raise ValueError(f"sort {by!r}: expected one of {', '.join(SORTS)}")
+
+
 def uptime(ups: int, checks: int) -> str:
     """Percentage with two decimals ("99.95%"), floored so 1 failure in 10,000 never shows 100%;
     an em dash without checks."""
@@ -170,6 +197,24 @@ def days_left(expires_at: datetime | None, now: datetime) -> int | None:
     if expires_at is None:
         return None
     return (expires_at - now) // timedelta(days=1)
+
+
+def budget_percent(left: float) -> str:
+    """The fraction of an error budget left as a percentage with one decimal, floored like
+    ``uptime`` so a budget barely touched never shows 100.0% ("99.9%", "-12.4%")."""
+    # the fraction is a float: 1 - 0.3 is 0.6999..., which must not floor to 69.9%
+    tenths = math.floor(left * 1000 + 1e-6)
+    return f"{'-' if tenths < 0 else ''}{abs(tenths) // 10}.{abs(tenths) % 10}%"
+
+
+def minutes(value: float) -> str:
+    """Minutes of downtime with one decimal ("43.2 min", "-5.0 min")."""
+    return f"{value:,.1f} min"
+
+
+def burn_rate(rate: float) -> str:
+    """A burn rate as a factor ("0.4x", "14.4x"; "∞x" for a target of 100 with a failure)."""
+    return "∞x" if math.isinf(rate) else f"{rate:,.1f}x"
 
 
 def age(then: datetime | None, now: datetime) -> str:

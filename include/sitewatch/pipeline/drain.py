@@ -33,13 +33,16 @@ from sitewatch.errors import ConsumeError, MessageError
 from sitewatch.observation import COLUMNS, MAX_MESSAGE_BYTES, Observation, fast_row
 from sitewatch.pipeline.settings import DrainSettings
 from sitewatch.storage.checks import Refuse, Rejected, observation_rows, store_rows
+from sitewatch.storage.mutes import Mute, covered, mutes_overlapping
 from sitewatch.storage.retention import RETENTION_VAR, RetentionSettings
 
 log = logging.getLogger(__name__)
 
 AHEAD = timedelta(days=1)
 """How far past the drain's clock a check may be scheduled: clocks differ by seconds, not days."""
-_SCHEDULED = [c.name for c in COLUMNS].index("scheduled_at")
+_SITE, _SCHEDULED, _MAINTENANCE = (
+    [c.name for c in COLUMNS].index(n) for n in ("site", "scheduled_at", "maintenance")
+)
 
 OnStored = Callable[[Sequence[tuple]], None]
 """``on_stored(rows)``: told the rows of a batch once it is stored and its offsets committed."""
@@ -106,7 +109,9 @@ def drain(
     None reads ``SITEWATCH_RETENTION_DAYS`` as the maintenance DAG does (SettingError if unusable).
     Each batch (up to ``batch_size`` messages) is stored in one transaction, then its offsets are
     committed synchronously. A message outside the window, or whose row PostgreSQL refuses, is
-    rejected (stored in ``site_checks_rejected`` with the reason) and the batch goes on.
+    rejected (stored in ``site_checks_rejected`` with the reason) and the batch goes on. A check
+    scheduled within an ad-hoc maintenance window (``site_mutes``, one query a batch) is stored
+    marked ``maintenance``.
     on_stored: called with each batch's rows (``COLUMNS`` order) after its offsets were committed:
     the rows ``site_checks`` holds, duplicates of rows stored before included (a redelivered batch
     is told again, so its judge must be idempotent), refused rows left out. After the offset
@@ -147,6 +152,9 @@ def drain(
         sources: list = []  # the message of each row, for a row PostgreSQL refuses
         window = Window.at(datetime.now(UTC), retention_days)
         rows = decode(messages, rejected, window, sources)
+        mutes = mutes_overlapping(conn, None, window.earliest, window.latest)
+        if mutes:
+            rows = _muting(rows, mutes)
         kept: list[tuple] = []
         refused: list[int] = []
         if on_stored is not None:
@@ -173,6 +181,16 @@ def drain(
         if on_caught_up is not None and len(messages) < batch_size:  # after it is stored
             _call(on_caught_up, "on_caught_up")
     return result
+
+
+def _muting(rows: Iterator[tuple], mutes: dict[str, list[Mute]]) -> Iterator[tuple]:
+    """``rows``, each of a check scheduled within an ad-hoc maintenance window of its site (one of
+    ``mutes``) marked ``maintenance``. The task marks those of the sites file's windows; a mute
+    lives in the database, which only the drain reads."""
+    for row in rows:
+        if not row[_MAINTENANCE] and covered(mutes.get(row[_SITE], ()), row[_SCHEDULED]):
+            row = (*row[:_MAINTENANCE], True, *row[_MAINTENANCE + 1 :])
+        yield row
 
 
 def _keeping(rows: Iterator[tuple], keep: Callable[[tuple], None]) -> Iterator[tuple]:

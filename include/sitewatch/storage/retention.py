@@ -117,20 +117,26 @@ def create_partitions(conn, now: datetime, days_ahead: int = DAYS_AHEAD) -> int:
 # times (a connection error has none). Recomputed, not added to: an hour's figures are always
 # those of the rows stored so far, and percentiles cannot be merged anyway. Per location, since
 # each location sees its own response times; a site's figures are the sum over its locations.
+# Checks in maintenance are counted apart (maint_checks) and left out of everything else, as
+# uptime and SLOs leave maintenance out (migration 8).
 _REFRESH_HOURLY = """
     INSERT INTO site_checks_hourly AS h
-        (site, hour, location, checks, ups, p50_ms, p95_ms, max_ms)
+        (site, hour, location, checks, ups, p50_ms, p95_ms, max_ms, maint_checks)
     SELECT site, date_trunc('hour', scheduled_at, 'UTC'), location,
-           count(*), count(*) FILTER (WHERE up),
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY response_time_ms),
-           percentile_cont(0.95) WITHIN GROUP (ORDER BY response_time_ms),
-           max(response_time_ms)
+           count(*) FILTER (WHERE NOT maintenance),
+           count(*) FILTER (WHERE up AND NOT maintenance),
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY response_time_ms)
+               FILTER (WHERE NOT maintenance),
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY response_time_ms)
+               FILTER (WHERE NOT maintenance),
+           max(response_time_ms) FILTER (WHERE NOT maintenance),
+           count(*) FILTER (WHERE maintenance)
     FROM site_checks
     WHERE final AND scheduled_at >= %s
     GROUP BY 1, 2, 3
     ON CONFLICT (site, hour, location) DO UPDATE
     SET checks = excluded.checks, ups = excluded.ups, p50_ms = excluded.p50_ms,
-        p95_ms = excluded.p95_ms, max_ms = excluded.max_ms
+        p95_ms = excluded.p95_ms, max_ms = excluded.max_ms, maint_checks = excluded.maint_checks
 """
 
 

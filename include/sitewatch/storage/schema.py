@@ -314,6 +314,73 @@ MIGRATIONS: tuple[str, ...] = (
     SET checks = excluded.checks, ups = excluded.ups, p50_ms = excluded.p50_ms,
         p95_ms = excluded.p95_ms, max_ms = excluded.max_ms;
     """,
+    # 8: fewer false alarms and SLOs (issue 17). A check stored during a maintenance window
+    # (the sites file's, or an ad-hoc mute in site_mutes) says so (`maintenance`, set by the
+    # drain before it inserts); uptime and SLO figures leave it out, so from here on the
+    # rollups' checks and ups count final checks outside maintenance, and `maint_checks` counts
+    # the final checks inside one (earlier rows had no window: nothing to recount). The alert
+    # state learns why a down state's message was held (`held`: a window or a parent that is
+    # down), the recent state changes for flapping, and whether the site is degraded.
+    # site_alert_log records every alert decided, sent or held. site_slo_alerts holds each
+    # site's burn-rate alerts (one row per severity while it fires).
+    # Cost: catalog-only column additions (constant defaults, no rewrite) and new small tables;
+    # the daily trigger function is replaced in place.
+    """
+    LOCK TABLE site_checks IN SHARE ROW EXCLUSIVE MODE;
+    ALTER TABLE site_checks ADD COLUMN maintenance boolean NOT NULL DEFAULT false;
+    ALTER TABLE site_checks_daily ADD COLUMN maint_checks integer NOT NULL DEFAULT 0;
+    ALTER TABLE site_checks_hourly ADD COLUMN maint_checks integer NOT NULL DEFAULT 0;
+    CREATE OR REPLACE FUNCTION site_checks_daily_add() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
+    BEGIN
+        INSERT INTO site_checks_daily AS d (site, day, location, checks, ups, maint_checks)
+        SELECT site, (scheduled_at AT TIME ZONE 'UTC')::date, location,
+               count(*) FILTER (WHERE NOT maintenance),
+               count(*) FILTER (WHERE up AND NOT maintenance),
+               count(*) FILTER (WHERE maintenance)
+        FROM new_rows WHERE final GROUP BY 1, 2, 3
+        ON CONFLICT (site, day, location) DO UPDATE
+        SET checks = d.checks + excluded.checks, ups = d.ups + excluded.ups,
+            maint_checks = d.maint_checks + excluded.maint_checks;
+        RETURN NULL;
+    END
+    $$;
+    CREATE TABLE site_mutes (
+        id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        site       text COLLATE "C" NOT NULL,
+        starts_at  timestamptz      NOT NULL,
+        ends_at    timestamptz      NOT NULL CHECK (ends_at > starts_at),
+        reason     text             NOT NULL,
+        created_by text,
+        created_at timestamptz      NOT NULL DEFAULT now()
+    );
+    CREATE INDEX site_mutes_site_ends_at ON site_mutes (site, ends_at);
+    ALTER TABLE site_alert_state
+        ADD COLUMN held           text,
+        ADD COLUMN changes        timestamptz[] NOT NULL DEFAULT '{}',
+        ADD COLUMN flapping_since timestamptz,
+        ADD COLUMN degraded       boolean NOT NULL DEFAULT false;
+    CREATE TABLE site_alert_log (
+        site   text COLLATE "C" NOT NULL,
+        at     timestamptz      NOT NULL,
+        kind   text             NOT NULL,
+        -- why it was not sent (a window, a parent down, flapping); NULL: it was sent
+        held   text,
+        error  text,
+        detail text,
+        run_id text
+    );
+    CREATE INDEX site_alert_log_site_at ON site_alert_log (site, at);
+    CREATE TABLE site_slo_alerts (
+        site             text COLLATE "C" NOT NULL,
+        severity         text             NOT NULL CHECK (severity IN ('page', 'warn')),
+        firing_since     timestamptz      NOT NULL,
+        burn_long        double precision NOT NULL,
+        burn_short       double precision NOT NULL,
+        last_notified_at timestamptz,
+        CONSTRAINT site_slo_alerts_pkey PRIMARY KEY (site, severity)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -327,6 +394,8 @@ PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
         "site_checks_rejected": ("SELECT", "INSERT"),
         # the rollup trigger (migration 3) runs as the role that inserts the checks
         "site_checks_daily": ("SELECT", "INSERT", "UPDATE"),
+        # the drain marks checks that fall in an ad-hoc maintenance window (migration 8)
+        "site_mutes": ("SELECT",),
         "sitewatch_schema_version": ("SELECT",),
         "site_checks_create_partitions(date[])": ("EXECUTE",),
     },
@@ -335,6 +404,11 @@ PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
         # the verdict across locations (migration 6): read the run's checks, record the verdict
         "site_checks": ("SELECT",),
         "site_verdicts": ("SELECT", "INSERT"),
+        # maintenance and noise (migration 8): ad-hoc mutes, the alert log, burn-rate alerts
+        "site_mutes": ("SELECT", "INSERT", "UPDATE"),
+        "site_alert_log": ("SELECT", "INSERT"),
+        "site_slo_alerts": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+        "site_checks_hourly": ("SELECT",),
         "sitewatch_schema_version": ("SELECT",),
     },
     READER_ROLE: {
@@ -343,6 +417,9 @@ PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
         "site_checks_hourly": ("SELECT",),
         "site_alert_state": ("SELECT",),
         "site_verdicts": ("SELECT",),
+        "site_mutes": ("SELECT",),
+        "site_alert_log": ("SELECT",),
+        "site_slo_alerts": ("SELECT",),
         "sitewatch_schema_version": ("SELECT",),
     },
 }

@@ -1,0 +1,142 @@
+"""Maintenance on the dashboard: whether a site is in a window now, until when and why, and its
+windows in force or to come.
+
+Two sources, as for the alerts: the sites file's windows (``site.maintenance``, each a
+``config.maintenance.Window``) and ad-hoc mutes (``storage.mutes.Mute``, from the
+``sitewatch_mute`` DAG). A site in either shows the ``maintenance`` badge instead of its state,
+with the end and the reason on hover and in a small line; its checks still run and its page
+lists every window. Pure functions of the windows, the mutes and ``now``: nothing here reads the
+database. Reasons and user names are escaped here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from html import escape
+
+from croniter import croniter
+
+from sitewatch.config.crontime import instant_of, zone
+from sitewatch.config.maintenance import Window, active_window
+from sitewatch.config.schedule import format_duration
+from sitewatch.dashboard.html import badge, timestamp
+from sitewatch.dashboard.status import MAINTENANCE
+from sitewatch.storage.mutes import Mute, covered
+
+SITES_FILE = "sites file"
+_SHORT_REASON = 60  # characters of the reason in the listing's line; all of it on hover
+
+
+@dataclass(frozen=True)
+class InMaintenance:
+    """A site's maintenance now: ``since`` to ``until`` (aware UTC), its ``reason`` (None: the
+    window gives none) and where it comes from (``sites file``, or ``mute by <user>``)."""
+
+    since: datetime
+    until: datetime
+    reason: str | None
+    source: str
+
+
+def current(
+    windows: Sequence[Window], mutes: Sequence[Mute], now: datetime
+) -> InMaintenance | None:
+    """The maintenance covering ``now``, None if none: of the sites file's ``windows`` and the
+    site's ``mutes``, the one that ends last (its alerts are held until every one is over); the
+    sites file's on a tie."""
+    found = []
+    window = active_window(windows, now)
+    if window is not None:
+        entry, start, end = window
+        found.append(InMaintenance(start, end, entry.reason, SITES_FILE))
+    mute = covered(mutes, now)
+    if mute is not None:
+        found.append(InMaintenance(mute.starts_at, mute.ends_at, mute.reason, _muted_by(mute)))
+    return max(found, key=lambda m: m.until, default=None)
+
+
+def status_badge(maintenance: InMaintenance, state: str, now: datetime) -> str:
+    """The listing's Status badge of a site in maintenance: ``maintenance``, with the end, the
+    reason, the source and the state its checks show on hover, and a small line under it
+    ("until 14:00 UTC · database upgrade")."""
+    m = maintenance
+    tip = f"maintenance until {timestamp(m.until)} ({m.source})"
+    tip += f" · {m.reason}" if m.reason else ""
+    tip += f" · checks: {state}"
+    line = f"until {_when(m.until, now)}"
+    if m.reason:
+        short = m.reason if len(m.reason) <= _SHORT_REASON else m.reason[: _SHORT_REASON - 1] + "…"
+        line += f" · {short}"
+    return f'{badge(MAINTENANCE, tip)}<div class="muted small maint">{escape(line)}</div>'
+
+
+def windows_table(windows: Sequence[Window], mutes: Sequence[Mute], now: datetime) -> str:
+    """A site's page: every window of the sites file (a one-off one only until it ends) and
+    every mute not over yet, each with what it means now: in force until when, or next when."""
+    rows = [_window_row(w, now) for w in windows if w.cron is not None or w.end > now]
+    rows += [_mute_row(m, now) for m in mutes if m.ends_at > now]
+    head = "<tr><th>Source</th><th>When</th><th>Reason</th><th>Now</th></tr>"
+    empty = (
+        '<tr><td colspan="4" class="muted">No maintenance windows: add <code>maintenance</code>'
+        " to the site in the sites file, or mute it with the <code>sitewatch_mute</code> DAG."
+        "</td></tr>"
+    )
+    body = "".join(rows) or empty
+    return f"<table id=maintenance><thead>{head}</thead><tbody>{body}</tbody></table>"
+
+
+def _window_row(window: Window, now: datetime) -> str:
+    span = window.covering(now)
+    if window.cron is not None:
+        when = (
+            f"<code>{escape(window.cron)}</code> ({escape(window.timezone)}) for "
+            f"{format_duration(window.duration)}"
+        )
+        later = None if span else next_start(window, now)
+    else:
+        when = f"{timestamp(window.start)} to {timestamp(window.end)}"
+        later = None if span else window.start
+    return _row("window", SITES_FILE, when, window.reason, _now(span, later))
+
+
+def _mute_row(mute: Mute, now: datetime) -> str:
+    when = f"{timestamp(mute.starts_at)} to {timestamp(mute.ends_at)}"
+    span = (mute.starts_at, mute.ends_at) if mute.covers(now) else None
+    return _row("mute", _muted_by(mute), when, mute.reason, _now(span, mute.starts_at))
+
+
+def _row(kind: str, source: str, when: str, reason: str | None, now_cell: str) -> str:
+    return (
+        f'<tr data-maintenance="{kind}"><td>{escape(source)}</td><td>{when}</td>'
+        f"<td>{escape(reason or '')}</td><td>{now_cell}</td></tr>"
+    )
+
+
+def _now(span: tuple[datetime, datetime] | None, later: datetime | None) -> str:
+    if span is not None:
+        return f"{badge(MAINTENANCE)} until {timestamp(span[1])}"
+    return "—" if later is None else f'<span class="muted">next from {timestamp(later)}</span>'
+
+
+def next_start(window: Window, now: datetime) -> datetime | None:
+    """When a recurring ``window`` next starts after ``now`` (aware UTC), read on the clocks of
+    its time zone as ``config.crontime`` reads them (DST included); None for a one-off window."""
+    if window.cron is None:
+        return None
+    here = zone(window.timezone)
+    wall = now.astimezone(here).replace(tzinfo=None)
+    return instant_of(croniter(window.cron, wall).get_next(datetime), here)
+
+
+def _muted_by(mute: Mute) -> str:
+    return f"mute by {mute.created_by}" if mute.created_by else "mute"
+
+
+def _when(at: datetime, now: datetime) -> str:
+    """``14:00 UTC`` today (UTC), else ``2026-06-02 14:00 UTC``."""
+    at = at.astimezone(UTC)
+    if at.date() == now.astimezone(UTC).date():
+        return f"{at:%H:%M} UTC"
+    return f"{at:%Y-%m-%d %H:%M} UTC"

@@ -1,0 +1,339 @@
+"""The monthly SLA report (issue 17): sitewatch.storage.incidents against a real PostgreSQL, its
+rendering (sitewatch.dashboard.report) and ``sitewatch report`` through the real command line.
+
+The history below is sparse on purpose: a run's state holds until the next run, so every figure
+is worked out by hand in the comments."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+from sitewatch.config.objectives import Slo
+from sitewatch.dashboard import report
+from sitewatch.observation import Observation
+from sitewatch.storage.checks import store_batch
+from sitewatch.storage.incidents import Incident, Period, SitePeriod, period
+from sitewatch.storage.schema import migrate
+from sitewatch.storage.verdicts import record_verdict
+
+pytestmark = pytest.mark.services
+
+REPO = Path(__file__).resolve().parents[2]
+NOVEMBER = (date(2026, 11, 1), date(2026, 12, 1))
+NOW = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+HOSTILE = '<script>alert(1)</script> | =HYPERLINK("x") *bold*'
+
+
+def at(month: int, day: int, hour: int, minute: int) -> datetime:
+    return datetime(2026, month, day, hour, minute, tzinfo=UTC)
+
+
+def check(
+    site: str,
+    when: datetime,
+    *,
+    up=True,
+    final=True,
+    attempt=1,
+    maintenance=False,
+    location="local",
+    error="http_status",
+    detail="status 503",
+) -> Observation:
+    return Observation(
+        site=site,
+        location=location,
+        url=f"https://{site}.example/",
+        checked_at=when,
+        up=up,
+        scheduled_at=when,
+        attempt=attempt,
+        final=final,
+        status_code=200 if up else 503,
+        response_time_ms=100.0,
+        error=None if up else error,
+        error_detail=None if up else detail,
+        maintenance=maintenance,
+    )
+
+
+# shop, one location: three incidents touch November.
+#   A: down Oct 31 23:30, up Nov 1 00:30: 60 min long, 30 of them in November.
+#   B: down Nov 10 10:10 (a retried failure), 10:20 down in maintenance, 10:30 down, up 10:40:
+#      30 min long, the 10 min of the maintenance run left out: 20 min.
+#   C: down Nov 30 23:50 ("connect"), up Dec 1 00:20: 30 min long, 10 in November.
+#   Maintenance: the 10:20 run (until 10:30) and Nov 20 02:00 (until 02:10): 20 min.
+#   November's final checks outside maintenance: 00:30, 10:00, 10:10, 10:30, 10:40, Nov 20
+#   02:10, 23:50: 7, 4 up (57.14%); 2 in maintenance. Downtime 30 + 20 + 10 = 60 min.
+SHOP = [
+    check("shop", at(10, 31, 23, 0)),
+    check("shop", at(10, 31, 23, 30), up=False, error="timeout", detail="no answer in 10 s"),
+    check("shop", at(11, 1, 0, 30)),
+    check("shop", at(11, 10, 10, 0)),
+    check("shop", at(11, 10, 10, 10), up=False, final=False, error="connect", detail="refused"),
+    check("shop", at(11, 10, 10, 10), up=False, attempt=2, detail=HOSTILE),
+    check("shop", at(11, 10, 10, 20), up=False, maintenance=True),
+    check("shop", at(11, 10, 10, 30), up=False),
+    check("shop", at(11, 10, 10, 40)),
+    check("shop", at(11, 20, 2, 0), maintenance=True),
+    check("shop", at(11, 20, 2, 10)),
+    check("shop", at(11, 30, 23, 50), up=False, error="connect", detail="refused"),
+    check("shop", at(12, 1, 0, 20)),
+]
+
+
+# api, two locations, Nov 5:
+#   12:00 both up; 12:05 east down, verdict partial (up); 12:10 east down, verdict down: an
+#   incident until 12:15 (both up, no verdict); 12:20 both down, no verdict: down until 12:25.
+#   Two incidents of 5 min: downtime 10 min. 12 location checks, 8 up (66.66%).
+def api(conn) -> None:
+    runs = [(0, True, True), (5, False, True), (10, False, True), (15, True, True)]
+    runs += [(20, False, False), (25, True, True)]
+    batch = []
+    for minute, east, west in runs:
+        when = at(11, 5, 12, minute)
+        batch.append(check("api", when, up=east, location="east", error="tls", detail="expired"))
+        batch.append(check("api", when, up=west, location="west"))
+    store_batch(conn, batch)
+    for minute, verdict in ((0, "up"), (5, "partial"), (10, "down")):
+        outcomes = {"east": "down" if minute else "up", "west": "up"}
+        record_verdict(conn, "api", at(11, 5, 12, minute), verdict, 1, outcomes)
+
+
+def blog(conn) -> None:
+    """Up all along: one check a day of November."""
+    store_batch(conn, [check("blog", at(11, 1 + d, 6, 0)) for d in range(30)])
+
+
+@pytest.fixture
+def history(pg_conn):
+    migrate(pg_conn)
+    store_batch(pg_conn, SHOP)
+    api(pg_conn)
+    blog(pg_conn)
+    return pg_conn
+
+
+def test_figures_incidents_downtime_and_maintenance_of_a_month(history):
+    got = period(history, *NOVEMBER, NOW)
+    assert (got.first, got.after, got.now, got.raw_since) == (*NOVEMBER, NOW, date(2026, 10, 31))
+    api_, blog_, shop = got.sites
+    assert (shop.site, shop.checks, shop.ups, shop.maint_checks) == ("shop", 7, 4, 2)
+    assert shop.maintenance == 20 * MINUTE
+    assert shop.incidents == (
+        Incident("shop", at(10, 31, 23, 30), at(11, 1, 0, 30), "timeout", "no answer in 10 s",
+                 30 * MINUTE),
+        Incident("shop", at(11, 10, 10, 10), at(11, 10, 10, 40), "http_status", HOSTILE,
+                 20 * MINUTE),
+        Incident("shop", at(11, 30, 23, 50), at(12, 1, 0, 20), "connect", "refused",
+                 10 * MINUTE),
+    )  # fmt: skip
+    assert shop.downtime == 60 * MINUTE
+
+    assert (api_.site, api_.checks, api_.ups, api_.maint_checks) == ("api", 12, 8, 0)
+    assert [(i.start, i.end, i.error, i.downtime) for i in api_.incidents] == [
+        (at(11, 5, 12, 10), at(11, 5, 12, 15), "tls", 5 * MINUTE),
+        (at(11, 5, 12, 20), at(11, 5, 12, 25), "tls", 5 * MINUTE),
+    ]
+    assert (blog_.checks, blog_.ups, blog_.incidents, blog_.downtime) == (30, 30, (), timedelta())
+
+
+def test_an_incident_open_now_runs_until_now_and_later_months_see_only_their_part(history):
+    # as of Dec 1 00:10, C has not ended yet: open, counted until the month's end
+    now = at(12, 1, 0, 10)
+    shop = {s.site: s for s in period(history, *NOVEMBER, now).sites}["shop"]
+    assert shop.incidents[-1] == Incident(
+        "shop", at(11, 30, 23, 50), None, "connect", "refused", 10 * MINUTE
+    )
+    # December sees C's last 20 minutes; November's incidents are not December's
+    december = {s.site: s for s in period(history, date(2026, 12, 1), date(2027, 1, 1), NOW).sites}
+    assert [(i.start, i.downtime) for i in december["shop"].incidents] == [
+        (at(11, 30, 23, 50), 20 * MINUTE)
+    ]
+    # mid-month, a month not over counts up to now only
+    mid = period(history, *NOVEMBER, at(11, 10, 10, 25))
+    shop = {s.site: s for s in mid.sites}["shop"]
+    assert shop.incidents[-1] == Incident(
+        "shop", at(11, 10, 10, 10), None, "http_status", HOSTILE, 10 * MINUTE
+    )  # 10:10-10:20 down, then maintenance until now (10:25)
+    assert shop.maintenance == 5 * MINUTE
+
+
+def test_a_down_streak_across_maintenance_is_one_incident_less_the_window(pg_conn):
+    migrate(pg_conn)
+    # down 08:00, maintenance 08:10-08:40 (down), down 08:40, up 09:00: one incident of 60 min,
+    # 30 of them maintenance; a maintenance run that is up neither ends nor starts one
+    runs = [(0, False, False), (10, False, True), (20, True, True), (30, False, True)]
+    runs += [(40, False, False), (60, True, False)]
+    store_batch(
+        pg_conn,
+        [
+            check("db", at(11, 3, 8, 0) + m * MINUTE, up=up, maintenance=maint)
+            for m, up, maint in runs
+        ],
+    )
+    (db,) = period(pg_conn, *NOVEMBER, NOW).sites
+    assert [(i.start, i.end, i.downtime) for i in db.incidents] == [
+        (at(11, 3, 8, 0), at(11, 3, 9, 0), 30 * MINUTE)
+    ]
+    assert db.maintenance == 30 * MINUTE
+    assert (db.checks, db.ups, db.maint_checks) == (3, 1, 3)
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+OBJECTIVES = {"shop": Slo(99.9), "api": Slo(60.0), "blog": None}
+
+
+def test_csv_lists_the_table_then_the_incidents(history):
+    text = report.render(period(history, *NOVEMBER, NOW), OBJECTIVES, "csv")
+    table, incidents = text.split("\n\n")
+    assert list(csv.reader(io.StringIO(table))) == [
+        list(report.COLUMNS),
+        ["api", "66.66", "10.0", "2", "0.0", "60", "yes"],
+        ["blog", "100.00", "0.0", "0", "0.0", "-", "-"],
+        ["shop", "57.14", "60.0", "3", "20.0", "99.9", "no"],
+    ]
+    assert list(csv.reader(io.StringIO(incidents))) == [
+        list(report.INCIDENT_COLUMNS),
+        ["shop", "2026-10-31T23:30:00Z", "2026-11-01T00:30:00Z", "60.0",
+         "timeout: no answer in 10 s"],
+        ["api", "2026-11-05T12:10:00Z", "2026-11-05T12:15:00Z", "5.0", "tls: expired"],
+        ["api", "2026-11-05T12:20:00Z", "2026-11-05T12:25:00Z", "5.0", "tls: expired"],
+        ["shop", "2026-11-10T10:10:00Z", "2026-11-10T10:40:00Z", "30.0",
+         f"http_status: {HOSTILE}"],
+        ["shop", "2026-11-30T23:50:00Z", "2026-12-01T00:20:00Z", "30.0", "connect: refused"],
+    ]  # fmt: skip
+
+
+def test_markdown_and_html_escape_what_sites_answered(history):
+    got = period(history, *NOVEMBER, NOW)
+    md = report.render(got, OBJECTIVES, "md")
+    assert md.startswith("# SLA report 2026-11 (UTC)\n\n| site | uptime % |")
+    assert "| shop | 57.14 | 60.0 | 3 | 20.0 | 99.9 | no |" in md.splitlines()
+    hostile = next(line for line in md.splitlines() if "HYPERLINK" in line)
+    assert "\\<script\\>" in hostile and "\\| =HYPERLINK" in hostile
+    assert hostile.count(" | ") == 4  # the detail's pipe does not open a sixth cell
+
+    html = report.render(got, OBJECTIVES, "html")
+    assert html.startswith("<!doctype html>") and "<script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<td>shop</td><td class=num>57.14</td>" in html
+    assert html.count("<tr>") == 1 + 3 + 1 + 5  # two heads, 3 sites, 5 incidents
+
+
+def test_met_is_exact_and_notes_say_what_is_missing():
+    site = SitePeriod("a", 1000, 999, 0, timedelta(), ())
+    assert report.met(site, Slo(99.9)) is True
+    assert report.met(SitePeriod("a", 1000, 998, 0, timedelta(), ()), Slo(99.9)) is False
+    assert report.met(site, None) is None
+    assert report.met(SitePeriod("a", 0, 0, 5, timedelta(), ()), Slo(99.9)) is None
+    old = Period(*NOVEMBER, NOW, (site,), date(2026, 11, 20))
+    assert report.notes(old) == [
+        "Raw checks are kept from 2026-11-20 on (SITEWATCH_RETENTION_DAYS): incidents, downtime"
+        " and maintenance minutes cover only that part of the month."
+    ]
+    empty = Period(date(2027, 1, 1), date(2027, 2, 1), NOW, (), None)
+    assert report.notes(empty) == [
+        "No checks are stored for 2027-01.",
+        "The month is not over: figures up to 2026-12-05 09:00:00 UTC.",
+    ]
+
+
+def test_csv_never_starts_a_cell_with_a_formula():
+    start = datetime(2026, 11, 2, tzinfo=UTC)
+    incident = Incident("a", start, None, "=cmd|' /C calc'!A0", None, timedelta(minutes=5))
+    site = SitePeriod("a", 10, 9, 0, timedelta(), (incident,))
+    text = report.render(Period(*NOVEMBER, NOW, (site,), date(2026, 10, 1)), {}, "csv")
+    *_, last = csv.reader(io.StringIO(text))  # open: Nov 2 until NOW, 801 h
+    assert last == ["a", "2026-11-02T00:00:00Z", "", "48060.0", "'=cmd|' /C calc'!A0"]
+
+
+@pytest.mark.parametrize(
+    ("month", "days"),
+    [("2026-11", NOVEMBER), ("2026-12", (date(2026, 12, 1), date(2027, 1, 1)))],
+)
+def test_month_days(month, days):
+    assert report.month_days(month) == days
+
+
+@pytest.mark.parametrize("month", ["2026-13", "2026-00", "2026-1", "26-11", "2026-11-01", ""])
+def test_month_days_refuses_anything_but_yyyy_mm(month):
+    with pytest.raises(ValueError, match="expected YYYY-MM"):
+        report.month_days(month)
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+
+def sitewatch(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k != "SITEWATCH_SITES_FILE"}
+    return subprocess.run(
+        [sys.executable, "-m", "sitewatch.cli", *args],
+        cwd=REPO,
+        env=environ | (env or {}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def sites_file(tmp_path) -> Path:
+    path = tmp_path / "sites.yaml"
+    path.write_text(
+        "sites:\n  - name: shop\n    url: https://shop.example/\n"
+        "    slo: {target: 99.9, window: 30d}\n"
+        "  - name: blog\n    url: https://blog.example/\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_the_command_prints_the_month(history, pg_dsn, pg_schema, sites_file):
+    env = {"PGOPTIONS": f"-c search_path={pg_schema}"}
+    month = ("report", "--month", "2026-11", "--sites", str(sites_file))
+    result = sitewatch(*month, "--dsn", pg_dsn, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert lines[:4] == [
+        ",".join(report.COLUMNS),
+        "api,66.66,10.0,2,0.0,-,-",
+        "blog,100.00,0.0,0,0.0,-,-",
+        "shop,57.14,60.0,3,20.0,99.9,no",  # the sites file's SLO
+    ]
+    # without --dsn, libpq's own environment variables say where the database is
+    given = conninfo_to_dict(pg_dsn)
+    libpq = {"PGHOST": given["host"], "PGPORT": str(given["port"]), "PGUSER": given["user"]}
+    libpq |= {"PGPASSWORD": given["password"], "PGDATABASE": given["dbname"]}
+    html = sitewatch(*month, "--format", "html", env=env | libpq)
+    assert html.returncode == 0, html.stderr
+    assert "<h1>SLA report 2026-11 (UTC)</h1>" in html.stdout
+    assert "<td>shop</td><td class=num>57.14</td>" in html.stdout
+
+
+def test_the_command_fails_with_the_reason_when_the_database_cannot_answer(
+    pg_dsn, pg_schema, sites_file
+):
+    env = {"PGOPTIONS": f"-c search_path={pg_schema}"}  # an empty schema: no tables
+    result = sitewatch(
+        "report", "--month", "2026-11", "--sites", str(sites_file), "--dsn", pg_dsn, env=env
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith("sitewatch report: the sitewatch tables do not exist yet")
+    closed = "postgresql://nobody@127.0.0.1:1/none"
+    result = sitewatch("report", "--month", "2026-11", "--sites", str(sites_file), "--dsn", closed)
+    assert result.returncode == 1
+    assert result.stderr.startswith("sitewatch report: PostgreSQL could not be reached: ")
