@@ -15,7 +15,7 @@ import time
 
 import report
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from sitewatch.config.keys import FIELDS
@@ -173,6 +173,9 @@ def test_any_value_is_an_issue_and_the_other_sites_stay(key, raw, in_defaults):
         text = VALID + f"    {key}: {raw}\n"
     TRIED["raw_values"] += 1
     issues = check(text)
+    # A value that is YAML syntax of its own ("-", ":") breaks the whole document, not one
+    # entry: test_yaml_tricks_get_their_exact_errors covers those; here they are skipped.
+    assume(not any(i.message.startswith("invalid YAML") for i in issues))
     if not in_defaults:  # a bad default applies to no site; a bad entry hides only itself
         names = [site.name for site in load_text(text, PATH).sites]
         assert "home" in names, (text, issues)

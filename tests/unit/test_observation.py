@@ -325,3 +325,24 @@ def test_fast_row_never_disagrees_with_the_strict_decoder(changes, drop):
     row = fast_row(data)
     if row is not None:  # accepted fast: the strict decoder accepts it with the same values
         assert row == strict_row(data)
+
+
+# --- maintenance: added by migration 8, absent from earlier producers' messages -----------------
+
+
+def test_a_message_without_maintenance_means_false_in_both_decoders():
+    doc = full_doc()
+    del doc["maintenance"]
+    data = encode(doc)
+    assert Observation.from_message(data).maintenance is False
+    assert dict(zip(NAMES, fast_row(data), strict=True))["maintenance"] is False
+
+
+def test_maintenance_sent_is_kept_and_must_be_a_boolean():
+    data = encode({**full_doc(), "maintenance": True})
+    assert Observation.from_message(data).maintenance is True
+    assert fast_row(data) == strict_row(data)
+    for wrong in ("yes", 1, None):
+        with pytest.raises(MessageError, match="maintenance"):
+            Observation.from_message(encode({**full_doc(), "maintenance": wrong}))
+        assert fast_row(encode({**full_doc(), "maintenance": wrong})) is None
