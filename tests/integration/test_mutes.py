@@ -23,7 +23,7 @@ from sitewatch.storage.mutes import (
     mutes_in_force,
     mutes_overlapping,
 )
-from sitewatch.storage.schema import migrate
+from sitewatch.storage.schema import SCHEMA_VERSION, migrate
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 H, M = timedelta(hours=1), timedelta(minutes=1)
@@ -253,10 +253,10 @@ def test_mute_dag_refuses_a_bad_request_and_stores_nothing(dag_env, run, conf, m
 
 def test_mute_dag_names_the_dag_that_creates_missing_tables(pg_dsn, pg_schema, dag_env, run):
     with psycopg.connect(pg_dsn, options=f"-c search_path={pg_schema}") as conn:
-        conn.execute("DELETE FROM sitewatch_schema_version WHERE version = 8")
+        conn.execute("DELETE FROM sitewatch_schema_version WHERE version = %s", (SCHEMA_VERSION,))
     state, logs = run(mute_dag(), {"sites": ["shop"], "reason": "deploy"})
     assert state == "failed"
-    assert "are at version 7; this code needs version 8" in logs
+    assert f"are at version {SCHEMA_VERSION - 1}; this code needs version {SCHEMA_VERSION}" in logs
     assert "Unpause DAG sitewatch_drain (task create_tables)" in logs
 
 

@@ -199,7 +199,8 @@ def cell(row: str, attribute: str) -> str:
 
 
 def add_hourly(conn, site, rows):
-    """Hourly rollup rows (hour, checks, ups) of ``site``, as the maintenance DAG writes them."""
+    """Hourly rollup rows (hour, checks, ups) of ``site``: history whose raw rows are gone (the
+    checks a test stores are counted into the rollup by the insert trigger, on top)."""
     with transaction(conn, "add hourly rows") as cur:
         cur.executemany(
             "INSERT INTO site_checks_hourly (site, hour, location, checks, ups) "
@@ -294,13 +295,14 @@ def budgets(pg_connect, migrated):
     -100.0% left, 1.44 min over; its last hour is all up: 0.0x.
     quiet: an SLO, no checks. plain: no SLO; muted now.
     """
+    # with the 11 checks stored below (2 down), counted in by the trigger: 1,000 and 3 down
     add_hourly(migrated, "shop", [
-        (NOW - 2 * HOUR, 600, 597),
+        (NOW - 2 * HOUR, 589, 588),
         (NOW - 5 * HOUR, 400, 400),
         (NOW - 25 * HOUR, 100, 0),  # before the day's window
-        (NOW, 50, 0),  # NOW's hour: not whole yet
+        (NOW + HOUR, 50, 0),  # after NOW
     ])  # fmt: skip
-    add_hourly(migrated, "blog", [(NOW - 3 * HOUR, 2000, 1996)])
+    add_hourly(migrated, "blog", [(NOW - 3 * HOUR, 1998, 1994)])  # and 2 up stored below
     recent = [check("shop", (5 + 5 * k) * MINUTE, up=k != 0) for k in range(9)]
     recent += [
         check("shop", 55 * MINUTE, up=False, maintenance=True),  # left out
@@ -360,13 +362,15 @@ def test_the_listing_sorts_by_budget_burn_status_and_name(budgets):
 def objective(pg_connect, migrated):
     """shop, 99% over 3 days (4,320 min, 43.2 min of budget), p95 objective 150 ms.
 
-    Hourly rollup: 398 of 400 up: 99.500%, half the budget left, 21.6 min. Daily rollup: May 29
-    100 of 100, May 30 99 of 100, then today's raw checks: 5 of 7 (ups of 100-200 ms, so p95 =
-    130 + 0.8 x 70 = 186 ms: missed). The budget left after each day, of 207 checks allowing
-    2.07 down: 100.0%, 51.6% (1 down), 51.6% (May 31, no checks), -45.0% (3 down).
+    History in both rollups, as the trigger leaves it: May 29 100 of 100 (at 20:00, in the
+    window's first, partial day: from the hourly rollup), May 30 99 of 100 (a whole day: from the
+    daily one), then today's raw checks: 5 of 7 (ups of 100-200 ms, so p95 = 130 + 0.8 x 70 =
+    186 ms: missed). 204 of 207 up: 98.551%; 207 checks allow 2.07 down, 3 were: -45.0% of the
+    budget left, 4,320 x (1% - 3/207) = -19.4 min. The budget left after each day: 100.0%,
+    51.6% (1 down), 51.6% (May 31, no checks), -45.0% (3 down).
     Burn rates: 5 min, 1 of 1 down: 100x; 30 min, 2 of 4: 50x; 1 h and 6 h, 2 of 7: 28.6x.
     """
-    add_hourly(migrated, "shop", [(NOW - 30 * HOUR, 400, 398)])
+    add_hourly(migrated, "shop", [(NOW - 64 * HOUR, 100, 100), (NOW - 50 * HOUR, 100, 99)])
     with transaction(migrated, "add daily rows") as cur:
         cur.executemany(
             "INSERT INTO site_checks_daily (site, day, location, checks, ups) "
@@ -393,8 +397,8 @@ def test_a_site_page_shows_its_objective_burn_and_budget_chart(objective):
     page = objective.get("/sites/shop").text
     cards = dict(re.findall(r'<div class="card" data-card="([^"]+)">[^<]*<b>(.*?)</b>', page))
     assert cards["Target"] == "99% over 3d"
-    assert cards["Attainment"] == "99.500%"
-    assert cards["Budget left"] == "50.0%" and cards["Downtime left"] == "21.6 min"
+    assert cards["Attainment"] == "98.551%"
+    assert cards["Budget left"] == "-45.0%" and cards["Downtime left"] == "-19.4 min"
     assert cards["p95 latency"].startswith("186 ms") and "≤ 150 ms missed" in cards["p95 latency"]
     rules = dict(re.findall(r'<tr data-rule="(\w+)">(.*?)</tr>', page))
     assert "28.6x over 1h" in rules["page"] and "100.0x over 5m" in rules["page"]
@@ -480,7 +484,7 @@ def test_the_pages_role_can_serve_every_route(pg_dsn, owned_schema, monkeypatch)
     # granted to it, the mutes, the rollups, the alerts and the report's included.
     with roles.as_role(pg_dsn, roles.OWNER_ROLE, owned_schema) as owner:
         store_batch(owner, [check("shop", 5 * MINUTE, up=False), check("shop", 10 * MINUTE)])
-        add_hourly(owner, "shop", [(NOW - 2 * HOUR, 1000, 995)])
+        add_hourly(owner, "shop", [(NOW - 2 * HOUR, 998, 994)])  # with the 2 above: 1,000
         add_mutes(owner, ["shop"], NOW - HOUR, NOW + HOUR, "upgrade", "admin")
     monkeypatch.setattr(sites_page._Schema, "current", False)
     slo = Slo(99.0, timedelta(days=1))

@@ -64,7 +64,7 @@ def conn(pg_conn):
 
 
 def test_availability_sums_the_hourly_rollup_without_maintenance(conn):
-    start = NOW - 3 * HOUR  # three whole hours before NOW's hour
+    start = NOW - 2 * HOUR  # three hours up to NOW's, that one included
     store_batch(
         conn,
         [
@@ -75,16 +75,46 @@ def test_availability_sums_the_hourly_rollup_without_maintenance(conn):
             check("alpha", start + 125 * MINUTE, location="west", up=False),
             check("alpha", start + 130 * MINUTE, up=False, maintenance=True),  # left out
             check("alpha", start - 5 * MINUTE, up=False),  # before the 3 h window
-            check("alpha", NOW + 5 * MINUTE),  # NOW's hour: not rolled up yet
+            check("alpha", NOW + 65 * MINUTE),  # the hour after NOW's
             check("beta", NOW - 30 * MINUTE - DAY),
             check("beta", NOW - 90 * MINUTE - DAY, up=False),
         ],
     )
-    refresh_hourly(conn, NOW + HOUR)
+    refresh_hourly(conn, NOW + HOUR)  # percentiles: the counts stay the trigger's
     got = store.availability(conn, {"alpha": 3 * HOUR, "beta": 2 * DAY, "gamma": DAY}, NOW)
     assert got == {"alpha": Tally(4, 2), "beta": Tally(2, 1), "gamma": Tally(0, 0)}
     assert objectives.attainment(got["alpha"]) == 50.0
     assert objectives.attainment(got["gamma"]) is None
+
+
+DIRECT_TALLY = """
+    SELECT count(*), count(*) FILTER (WHERE up) FROM site_checks
+    WHERE site = %s AND final AND NOT maintenance AND scheduled_at >= %s AND scheduled_at < %s
+"""
+
+
+@pytest.mark.parametrize("hours", [1, 5, 23, 24, 25, 47, 48, 71, 100])
+def test_availability_from_days_and_hours_equals_the_raw_rows(conn, hours):
+    # checks from two locations every 20 minutes over 5 days, some down, retried or in
+    # maintenance; windows short of a day, of whole days and of days and hours either side
+    start = NOW - 4 * DAY - 20 * HOUR + 10 * MINUTE  # to 4 hours after NOW: left out
+    batch = []
+    for k in range(5 * 72):
+        at = start + k * 20 * MINUTE
+        for location in ("east", "west"):
+            down = (k + len(location)) % 7 == 0
+            if down and k % 2:
+                batch.append(check("alpha", at, up=False, final=False, location=location))
+            maintenance = k % 11 == 0
+            batch.append(check("alpha", at, up=not down, attempt=2 if down else 1,
+                               location=location, maintenance=maintenance))  # fmt: skip
+    store_batch(conn, batch)
+    until = NOW.replace(minute=0) + HOUR
+    got = store.availability(conn, {"alpha": hours * HOUR}, NOW)["alpha"]
+    with conn.cursor() as cur:
+        cur.execute(DIRECT_TALLY, ("alpha", until - hours * HOUR, until))
+        assert got == Tally(*cur.fetchone())
+    assert got.checks > 0
 
 
 def test_p95_latency_counts_final_up_checks_outside_maintenance(conn):

@@ -110,6 +110,8 @@ def test_migrate_creates_tables_and_indexes_in_the_current_schema(pg_conn, pg_sc
             "site_checks_daily",
             "site_checks_hourly",
             "site_checks_rejected",
+            "site_latest",
+            "sitewatch_counters",
             "site_verdicts",
             "site_mutes",
             "site_alert_log",

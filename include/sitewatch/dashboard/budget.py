@@ -34,10 +34,11 @@ def burn_window(slo: Slo) -> timedelta:
 class Budget:
     """A site's error budget as the listing shows it.
 
-    tally: its checks and ups over the SLO's window (hourly rollup: the whole hours before
-    now's). left: the fraction of the budget left (below 0 overspent), minutes: the downtime
-    left in minutes; both None without checks. burn: the burn rate over ``burn_window`` (raw
-    checks; None without any). alerts: its burn-rate alerts firing (``site_slo_alerts``).
+    tally: its checks and ups over the SLO's window (hourly rollup: the window's hours up to
+    now's, that one included). left: the fraction of the budget left (below 0 overspent),
+    minutes: the downtime left in minutes; both None without checks. burn: the burn rate over
+    ``burn_window`` (raw checks; None without any, or when not read). alerts: its burn-rate
+    alerts firing (``site_slo_alerts``).
     """
 
     slo: Slo
@@ -122,7 +123,7 @@ def _budget_tip(budget: Budget) -> str:
     return (
         f"target {slo.target:g}% over {format_duration(slo.window)}: "
         f"{status.minutes(allowed)} of downtime allowed; {tally.bad:,} of {tally.checks:,} "
-        "checks down (final checks outside maintenance, whole hours)"
+        "checks down (final checks outside maintenance, by hours)"
     )
 
 

@@ -112,7 +112,7 @@ def listing(
     body = (
         f"<h1>Sites</h1><p class=muted>{_count(len(rows), 'site')} · {timestamp(now)} · "
         "uptime counts final attempts outside maintenance; 7 d and 30 d are UTC days including "
-        "today; budget left is over each site's SLO window (whole hours), burn over its "
+        "today; budget left is over each site's SLO window (by hours), burn over its "
         "shortest alerting window</p>"
         f"{_reports(now)}<table id=sites><thead>{_head(sort)}</thead>"
         f"<tbody>{''.join(lines) or empty}</tbody></table>"

@@ -1,10 +1,11 @@
 """Retention of site_checks: daily partitions ahead of time, hourly rollups, expired days dropped.
 
 ``site_checks`` is partitioned by UTC day of ``scheduled_at`` (migration 4), so expiring raw rows
-is dropping whole partitions: no DELETE, no vacuum, no bloat. Before raw rows go, their figures
-are kept in ``site_checks_hourly`` (per site, hour and location: final attempts, how many were up,
-response time p50/p95/max), which lives much longer; ``site_checks_daily`` (migration 3, kept by
-trigger) and ``site_verdicts`` (a run's verdict across locations, migration 6) are pruned on the
+is dropping whole partitions: no DELETE, no vacuum, no bloat. Their figures outlive them in
+``site_checks_hourly`` (per site, hour and location: final attempts and how many were up, kept
+current by the insert trigger since migration 9; response time p50/p95/max, computed here), which
+lives much longer; ``site_checks_daily`` (kept by the same trigger), ``site_verdicts`` (a run's
+verdict across locations, migration 6) and ``site_latest`` (migration 9) are pruned on the
 same longer retention. The maintenance DAG (sitewatch.airflow.maintenance_dag) runs
 ``maintain`` hourly; docs/retention.md is the operator's view.
 
@@ -29,9 +30,9 @@ log = logging.getLogger(__name__)
 RETENTION_VAR = "SITEWATCH_RETENTION_DAYS"
 ROLLUP_RETENTION_VAR = "SITEWATCH_ROLLUP_RETENTION_DAYS"
 DAYS_AHEAD = 7  # partitions made in advance, so the drain rarely has to make one
-# Hours of rollup recomputed on every run: a row is normally stored seconds after its check, but
-# a drain that was down catches up later. A row arriving later than this is not in the hourly
-# rollup (it still is in site_checks_daily, kept by trigger).
+# Hours of percentiles recomputed on every run: a row is normally stored seconds after its check,
+# but a drain that was down catches up later. A row arriving later than this is counted (by the
+# trigger) but not in its hour's percentiles.
 LATE_HOURS = 48
 MAX_DAYS = 36_500
 
@@ -113,12 +114,13 @@ def create_partitions(conn, now: datetime, days_ahead: int = DAYS_AHEAD) -> int:
     return created
 
 
-# Final attempts only, like the dashboard's uptime; percentile_cont and max skip NULL response
-# times (a connection error has none). Recomputed, not added to: an hour's figures are always
-# those of the rows stored so far, and percentiles cannot be merged anyway. Per location, since
-# each location sees its own response times; a site's figures are the sum over its locations.
-# Checks in maintenance are counted apart (maint_checks) and left out of everything else, as
-# uptime and SLOs leave maintenance out (migration 8).
+# Final attempts outside maintenance, like the dashboard's uptime; percentile_cont and max skip
+# NULL response times (a connection error has none). Recomputed, not added to: percentiles cannot
+# be merged. Per location, since each location sees its own response times. The counts (checks,
+# ups, maint_checks) are the insert trigger's (migration 9), kept current batch by batch: they are
+# written here only for an hour the trigger never saw (rows stored before migration 9 that it did
+# not recount), never over the trigger's. Rows are taken in key order, as the trigger takes them,
+# so a refresh and a drain batch that share an hour wait for each other instead of deadlocking.
 _REFRESH_HOURLY = """
     INSERT INTO site_checks_hourly AS h
         (site, hour, location, checks, ups, p50_ms, p95_ms, max_ms, maint_checks)
@@ -134,25 +136,30 @@ _REFRESH_HOURLY = """
     FROM site_checks
     WHERE final AND scheduled_at >= %s
     GROUP BY 1, 2, 3
+    ORDER BY 1, 2, 3
     ON CONFLICT (site, hour, location) DO UPDATE
-    SET checks = excluded.checks, ups = excluded.ups, p50_ms = excluded.p50_ms,
-        p95_ms = excluded.p95_ms, max_ms = excluded.max_ms, maint_checks = excluded.maint_checks
+    SET p50_ms = excluded.p50_ms, p95_ms = excluded.p95_ms, max_ms = excluded.max_ms
 """
+# The newest hour whose percentiles maintenance computed: the trigger makes rows for new hours
+# with counts only (no max_ms even when response times exist), so this is where the last refresh
+# got to. An hour whose every check failed without a response has no max_ms either, which only
+# makes a refresh go further back than it needs to.
+_NEWEST_REFRESHED = "SELECT max(hour) FROM site_checks_hourly WHERE max_ms IS NOT NULL"
 
 
 def refresh_hourly(conn, now: datetime, late_hours: int = LATE_HOURS) -> int:
-    """Recompute ``site_checks_hourly`` for the hours that may still receive rows; return the
-    number of (site, hour, location) rows written.
+    """Compute the percentiles of ``site_checks_hourly`` for the hours that may still receive
+    rows; return the number of (site, hour, location) rows written.
 
     Those are the last ``late_hours`` hours, and further back from the newest hour already
-    rolled up when maintenance has not run for longer (everything, the first time), so a pause
+    refreshed when maintenance has not run for longer (everything, the first time), so a pause
     leaves no gap. Hours before that keep their figures, also after their raw rows are dropped.
     Raises StorageError.
     """
     recent = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     recent -= timedelta(hours=late_hours)
     with transaction(conn, "could not refresh the hourly rollup") as cur:
-        cur.execute("SELECT max(hour) FROM site_checks_hourly")
+        cur.execute(_NEWEST_REFRESHED)
         newest = cur.fetchone()[0]
         since = recent if newest is not None and newest >= recent else newest
         cur.execute(_REFRESH_HOURLY, (since if since is not None else "-infinity",))
@@ -187,8 +194,8 @@ def drop_expired_partitions(conn, now: datetime, retention_days: int) -> list[st
 
 
 def prune_rollups(conn, now: datetime, retention_days: int) -> int:
-    """Delete hourly and daily rollup rows and verdicts older than ``now - retention_days``;
-    return how many. Raises StorageError.
+    """Delete hourly and daily rollup rows, verdicts and ``site_latest`` rows older than
+    ``now - retention_days``; return how many. Raises StorageError.
 
     Trade-off: ``site_verdicts`` is keyed by site first, so its DELETE reads the whole table
     (like the rollups'); hourly, it finds an hour's worth of runs to delete.
@@ -205,6 +212,9 @@ def prune_rollups(conn, now: datetime, retention_days: int) -> int:
         )
         pruned += cur.rowcount
         cur.execute("DELETE FROM site_verdicts WHERE scheduled_at < %s", (cutoff,))
+        pruned += cur.rowcount
+        # a site and location nothing was stored for in as long (a site removed long ago)
+        cur.execute("DELETE FROM site_latest WHERE stored_at < %s", (cutoff,))
         pruned += cur.rowcount
     log.info("prune_rollups: deleted=%s cutoff=%s", pruned, cutoff.isoformat())
     return pruned

@@ -381,6 +381,155 @@ MIGRATIONS: tuple[str, ...] = (
         CONSTRAINT site_slo_alerts_pkey PRIMARY KEY (site, severity)
     );
     """,
+    # 9: figures for Prometheus (issue 18), cheap at any history length. site_latest holds each
+    # site and location's latest final attempt, and counters from this migration on: attempts
+    # stored, and final ones outside maintenance and how many were up (Prometheus's rate() of
+    # them is any window's availability). A scrape reads one small row per location instead of
+    # searching site_checks; sitewatch_counters counts rejected messages. The insert trigger
+    # now keeps the hourly rollup's counts current too, so 24 h uptime and SLO availability no
+    # longer wait up to an hour for maintenance, which from here on computes only the hourly
+    # percentiles (retention.refresh_hourly): the trigger owns every count, maintenance the
+    # figures that cannot be added to. One trigger function does the three upserts of a drain
+    # batch (daily, hourly, latest), each one grouped statement whatever the batch size.
+    # Backfill, under a lock that holds back the drain (its messages wait in Kafka) but not
+    # readers: the hours maintenance may not have rolled up yet (from 48 hours before the
+    # newest rolled-up hour) are recounted from the raw rows; site_latest gets each site and
+    # location with a final attempt in the last 30 days by one backward probe of the primary
+    # key each (the pairs come from the daily rollup); the rejected count from its table.
+    # Each upsert takes its rows in key order, as maintenance's refresh does, so a drain batch
+    # and a refresh that share rows wait for each other instead of deadlocking; the UPDATE only
+    # touches rows its batch's upsert just locked.
+    """
+    LOCK TABLE site_checks IN SHARE ROW EXCLUSIVE MODE;
+    CREATE TABLE site_latest (
+        site             text COLLATE "C" NOT NULL,
+        location         text COLLATE "C" NOT NULL,
+        stored           bigint           NOT NULL,
+        stored_at        timestamptz      NOT NULL,
+        -- final attempts outside maintenance and how many were up, as uptime and SLOs count
+        -- them: counters for Prometheus's rate() over any window
+        checks           bigint           NOT NULL DEFAULT 0,
+        ups              bigint           NOT NULL DEFAULT 0,
+        scheduled_at     timestamptz,
+        attempt          integer,
+        checked_at       timestamptz,
+        up               boolean,
+        status_code      integer,
+        response_time_ms double precision,
+        dns_ms           double precision,
+        connect_ms       double precision,
+        tls_ms           double precision,
+        ttfb_ms          double precision,
+        error            text,
+        maintenance      boolean,
+        -- the newest certificate expiry a final attempt saw, and that attempt's scheduled_at
+        tls_expires_at   timestamptz,
+        tls_seen_at      timestamptz,
+        CONSTRAINT site_latest_pkey PRIMARY KEY (site, location)
+    );
+    CREATE TABLE sitewatch_counters (
+        name  text   PRIMARY KEY,
+        value bigint NOT NULL
+    );
+    CREATE FUNCTION site_checks_added() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
+    BEGIN
+        INSERT INTO site_checks_daily AS d (site, day, location, checks, ups, maint_checks)
+        SELECT site, (scheduled_at AT TIME ZONE 'UTC')::date, location,
+               count(*) FILTER (WHERE NOT maintenance),
+               count(*) FILTER (WHERE up AND NOT maintenance),
+               count(*) FILTER (WHERE maintenance)
+        FROM new_rows WHERE final GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (site, day, location) DO UPDATE
+        SET checks = d.checks + excluded.checks, ups = d.ups + excluded.ups,
+            maint_checks = d.maint_checks + excluded.maint_checks;
+        INSERT INTO site_checks_hourly AS h (site, hour, location, checks, ups, maint_checks)
+        SELECT site, date_trunc('hour', scheduled_at, 'UTC'), location,
+               count(*) FILTER (WHERE NOT maintenance),
+               count(*) FILTER (WHERE up AND NOT maintenance),
+               count(*) FILTER (WHERE maintenance)
+        FROM new_rows WHERE final GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (site, hour, location) DO UPDATE
+        SET checks = h.checks + excluded.checks, ups = h.ups + excluded.ups,
+            maint_checks = h.maint_checks + excluded.maint_checks;
+        INSERT INTO site_latest AS l (site, location, stored, stored_at, checks, ups)
+        SELECT site, location, count(*), max(stored_at),
+               count(*) FILTER (WHERE final AND NOT maintenance),
+               count(*) FILTER (WHERE final AND up AND NOT maintenance)
+        FROM new_rows GROUP BY 1, 2 ORDER BY 1, 2
+        ON CONFLICT (site, location) DO UPDATE
+        SET stored = l.stored + excluded.stored,
+            stored_at = greatest(l.stored_at, excluded.stored_at),
+            checks = l.checks + excluded.checks, ups = l.ups + excluded.ups;
+        -- the batch's newest final attempt of each pair, unless a newer one is already there
+        -- (a late row, or a redelivered run's)
+        UPDATE site_latest l
+        SET scheduled_at = n.scheduled_at, attempt = n.attempt, checked_at = n.checked_at,
+            up = n.up, status_code = n.status_code, response_time_ms = n.response_time_ms,
+            dns_ms = n.dns_ms, connect_ms = n.connect_ms, tls_ms = n.tls_ms,
+            ttfb_ms = n.ttfb_ms, error = n.error, maintenance = n.maintenance,
+            tls_expires_at = coalesce(n.tls_expires_at, l.tls_expires_at),
+            tls_seen_at = CASE WHEN n.tls_expires_at IS NULL THEN l.tls_seen_at
+                               ELSE n.scheduled_at END
+        FROM (
+            SELECT DISTINCT ON (site, location) * FROM new_rows WHERE final
+            ORDER BY site, location, scheduled_at DESC, attempt DESC
+        ) n
+        WHERE l.site = n.site AND l.location = n.location
+          AND (l.scheduled_at IS NULL
+               OR (n.scheduled_at, n.attempt) > (l.scheduled_at, l.attempt));
+        RETURN NULL;
+    END
+    $$;
+    -- the trigger keeps its name (migration 3's) and gets the new function: replacing it takes
+    -- the lock already held, where dropping it would lock readers out too
+    CREATE OR REPLACE TRIGGER site_checks_daily AFTER INSERT ON site_checks
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION site_checks_added();
+    DROP FUNCTION site_checks_daily_add();
+    CREATE FUNCTION site_checks_rejected_added() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
+    BEGIN
+        INSERT INTO sitewatch_counters AS c (name, value)
+        SELECT 'rejected', count(*) FROM new_rows HAVING count(*) > 0
+        ON CONFLICT (name) DO UPDATE SET value = c.value + excluded.value;
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER site_checks_rejected_added AFTER INSERT ON site_checks_rejected
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION site_checks_rejected_added();
+    INSERT INTO sitewatch_counters (name, value)
+    SELECT 'rejected', count(*) FROM site_checks_rejected;
+    INSERT INTO site_checks_hourly AS h (site, hour, location, checks, ups, maint_checks)
+    SELECT site, date_trunc('hour', scheduled_at, 'UTC'), location,
+           count(*) FILTER (WHERE NOT maintenance),
+           count(*) FILTER (WHERE up AND NOT maintenance),
+           count(*) FILTER (WHERE maintenance)
+    FROM site_checks
+    WHERE final AND scheduled_at >= coalesce(
+        (SELECT max(hour) FROM site_checks_hourly) - interval '48 hours', '-infinity')
+    GROUP BY 1, 2, 3
+    ON CONFLICT (site, hour, location) DO UPDATE
+    SET checks = excluded.checks, ups = excluded.ups, maint_checks = excluded.maint_checks;
+    INSERT INTO site_latest (
+        site, location, stored, stored_at, scheduled_at, attempt, checked_at, up, status_code,
+        response_time_ms, dns_ms, connect_ms, tls_ms, ttfb_ms, error, maintenance,
+        tls_expires_at, tls_seen_at)
+    SELECT p.site, p.location, 0, c.stored_at, c.scheduled_at, c.attempt, c.checked_at, c.up,
+           c.status_code, c.response_time_ms, c.dns_ms, c.connect_ms, c.tls_ms, c.ttfb_ms,
+           c.error, c.maintenance, c.tls_expires_at,
+           CASE WHEN c.tls_expires_at IS NOT NULL THEN c.scheduled_at END
+    FROM (
+        SELECT DISTINCT site, location FROM site_checks_daily
+        WHERE day >= (now() AT TIME ZONE 'UTC')::date - 30
+    ) p
+    CROSS JOIN LATERAL (
+        SELECT * FROM site_checks c
+        WHERE c.site = p.site AND c.location = p.location AND c.final
+          AND c.scheduled_at > now() - interval '30 days'
+        ORDER BY c.scheduled_at DESC, c.attempt DESC LIMIT 1
+    ) c;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -392,8 +541,11 @@ PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
     DRAIN_ROLE: {
         "site_checks": ("SELECT", "INSERT"),
         "site_checks_rejected": ("SELECT", "INSERT"),
-        # the rollup trigger (migration 3) runs as the role that inserts the checks
+        # the insert trigger (migrations 3 and 9) runs as the role that inserts the checks
         "site_checks_daily": ("SELECT", "INSERT", "UPDATE"),
+        "site_checks_hourly": ("SELECT", "INSERT", "UPDATE"),
+        "site_latest": ("SELECT", "INSERT", "UPDATE"),
+        "sitewatch_counters": ("SELECT", "INSERT", "UPDATE"),
         # the drain marks checks that fall in an ad-hoc maintenance window (migration 8)
         "site_mutes": ("SELECT",),
         "sitewatch_schema_version": ("SELECT",),
@@ -420,6 +572,8 @@ PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
         "site_mutes": ("SELECT",),
         "site_alert_log": ("SELECT",),
         "site_slo_alerts": ("SELECT",),
+        "site_latest": ("SELECT",),
+        "sitewatch_counters": ("SELECT",),
         "sitewatch_schema_version": ("SELECT",),
     },
 }

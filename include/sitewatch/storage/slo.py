@@ -4,8 +4,8 @@ error budget's daily series, and the burn-rate alerts that are firing (``site_sl
 What counts: final checks outside maintenance (migration 8), every location's own (a site checked
 from three places has three final checks a run), as the rollups count them. Availability and the
 daily series read the rollups, so they cost the same at any history length: ``site_checks_hourly``
-(kept ``SITEWATCH_ROLLUP_RETENTION_DAYS``, refreshed hourly by the maintenance DAG, so its newest
-hour lags by up to an hour) and ``site_checks_daily`` (kept by trigger, always current). The p95
+(kept ``SITEWATCH_ROLLUP_RETENTION_DAYS``) and ``site_checks_daily``, whose counts the insert
+trigger keeps current (migration 9). The p95
 and the burn-rate counts need raw rows: percentiles do not merge across hours, and the burn rate's
 short windows (5 minutes) are finer than any rollup. Raw rows are kept
 ``SITEWATCH_RETENTION_DAYS`` (default 90), so a latency window longer than that covers only what
@@ -40,35 +40,68 @@ class Tally:
         return self.checks - self.ups
 
 
-# The window's whole hours, per site: a range scan of the rollup's key (site, hour, location).
+# The window's hours, the current one included, per site: its whole UTC days from the daily
+# rollup and the hours at either end from the hourly one (30 + at most 46 rows for 30 days,
+# instead of 720 hours), each a range scan of its rollup's key. Both rollups count the same rows
+# (the insert trigger keeps both, migration 9). JIT costs more than it saves on these small
+# sums.
 _AVAILABILITY = """
-    SELECT w.site, coalesce(sum(h.checks), 0)::bigint, coalesce(sum(h.ups), 0)::bigint
-    FROM unnest(%(sites)s::text[], %(since)s::timestamptz[]) AS w(site, since)
-    LEFT JOIN site_checks_hourly h
-        ON h.site = w.site AND h.hour >= w.since AND h.hour < %(until)s
+    SELECT w.site, coalesce(sum(t.checks), 0)::bigint, coalesce(sum(t.ups), 0)::bigint
+    FROM unnest(%(sites)s::text[], %(since)s::timestamptz[], %(first)s::timestamptz[],
+                %(after)s::timestamptz[]) AS w(site, since, first, after)
+    LEFT JOIN LATERAL (
+        SELECT checks, ups FROM site_checks_hourly
+        WHERE site = w.site AND hour >= w.since AND hour < w.first
+        UNION ALL
+        SELECT checks, ups FROM site_checks_daily
+        WHERE site = w.site AND day >= (w.first AT TIME ZONE 'UTC')::date
+          AND day < (w.after AT TIME ZONE 'UTC')::date
+        UNION ALL
+        SELECT checks, ups FROM site_checks_hourly
+        WHERE site = w.site AND hour >= w.after AND hour < %(until)s
+    ) t ON true
     GROUP BY w.site
 """
 
 
 def availability(conn, windows: Mapping[str, timedelta], now: datetime) -> dict[str, Tally]:
-    """Each site's ``Tally`` over its window, from ``site_checks_hourly`` (summed over
-    locations): the ``window`` worth of whole hours before the hour of ``now`` (the current hour
-    is not rolled up yet). One query for every site, each with a window of its own.
+    """Each site's ``Tally`` over its window, from the rollups (summed over locations): the
+    ``window`` worth of hours up to the hour of ``now``, that one included (the trigger counts a
+    check as it is stored). One query for every site, each with a window of its own.
 
     windows: site -> window length. A site without rows gets ``Tally(0, 0)``.
     Raises ValueError for a naive ``now``, StorageError when PostgreSQL fails.
     """
     if not windows:
         return {}
-    until = _hour(now)
+    until = _hour(now) + timedelta(hours=1)
+    since = [until - window for window in windows.values()]
+    days = [_whole_days(start, until) for start in since]
     params = {
         "sites": list(windows),
-        "since": [until - window for window in windows.values()],
+        "since": since,
+        "first": [first for first, _ in days],
+        "after": [after for _, after in days],
         "until": until,
     }
     with transaction(conn, "could not read the availability") as cur:
+        cur.execute("SET LOCAL jit = off")
         cur.execute(_AVAILABILITY, params)
         return {site: Tally(checks, ups) for site, checks, ups in cur}
+
+
+def _whole_days(since: datetime, until: datetime) -> tuple[datetime, datetime]:
+    """The UTC midnights (first, after) that bound the whole days of ``[since, until)``; both
+    ``until`` when it holds none, so its hours all come from the hourly rollup."""
+    first = _midnight(since)
+    if first < since:
+        first += timedelta(days=1)
+    after = _midnight(until)
+    return (first, after) if first < after else (until, until)
+
+
+def _midnight(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 # One range scan of each site's primary key; the constant lower bound lets the planner search only
