@@ -16,6 +16,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+from metrics_schema import from_migration
 
 from sitewatch.observation import Observation
 from sitewatch.storage import queries
@@ -47,6 +48,9 @@ def queries_bench(dsn: str, schema: str) -> None:
             "applied_at timestamptz NOT NULL DEFAULT now())"
         )
         conn.execute("INSERT INTO sitewatch_schema_version VALUES (1) ON CONFLICT DO NOTHING")
+        # ... but not migration 1's other table, which migration 9 counts
+        rejected = from_migration(1, r"CREATE TABLE site_checks_rejected .*?\);")
+        conn.execute(rejected.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
     start = time.perf_counter()
     version = migrate(conn)
     print(f"migrate to {version}: {(time.perf_counter() - start) * 1000:.0f} ms")

@@ -191,6 +191,150 @@ def parse_cache_section(c: dict) -> list[str]:
     return out
 
 
+def metrics_section(m: dict) -> list[str]:
+    """Section 5: the scrape beside the listing, its reads and plans, the upgrade, the drain."""
+    sc, db, plans, trig = m["scrape"], m["schema"], m["plans"], m["trigger"]
+    st = sc["stats"]
+    out = [
+        "## 5. Metrics scrape",
+        "",
+        f"Run {m['machine']['date']}. `GET /metrics` (issue 18) of {sc['configured']:,} "
+        f"configured sites ({sc['slo_sites']} with an SLO, one location each) over "
+        f"{db['rows']:,} stored "
+        "checks (`bench/dashboard_load.sql`: 10,000 runs of each site, every 5 minutes, ~1% "
+        "with a retry), "
+        "beside the Sites page listing `GET /` of the same app (`sites_page.create_app` "
+        "through fastapi's TestClient, a new PostgreSQL connection per request as in the "
+        f"route). {sc['rounds']} rounds after {sc['warmup']} of warm-up: each round the scrape "
+        "and the listing (alternately first), then the scrape's parts alone on one "
+        "connection. Wall ms; CPU = this process's (every thread), PostgreSQL's not included. "
+        f"Load average before · after: {' · '.join(sc['load'])}; the machine's CPUs were "
+        f"{sc['cpu_busy_pct']:.0f}% busy over the rounds (others' work included).",
+        "",
+        "| what | median ms | p90 ms | (min–max) | CPU ms median |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    labels = {
+        "scrape": "**scrape** `GET /metrics` (text format)",
+        "gather": "— `metrics_page.gather` (its queries), on a new connection as the route's",
+        "gather (the connection's second)": "— `gather` again on that connection",
+        "exposition": "— `exposition` (rendering, text format)",
+        "families": "— — of which `families` (building them; the rest is prometheus_client's "
+        "encoding)",
+        "exposition (OpenMetrics)": "— `exposition`, OpenMetrics (as Prometheus asks)",
+        "listing": "**listing** `GET /` (Sites page)",
+    }
+    for way, label in labels.items():
+        out.append(_metrics_row(label, st[way]))
+    ratio = sc["listing_over_scrape"]
+    low, high = sc["listing_over_scrape_spread"]
+    states = ", ".join(f"{n:,} {state}" for state, n in sorted(sc["states"].items()))
+    out += [
+        "",
+        f"**Scrape p90 {st['scrape']['p90']:.0f} ms** (target < 500 ms); "
+        f"**listing / scrape = {ratio:.1f}×** (median of the per-round ratios, "
+        f"{low:.1f}–{high:.1f}). The scrape's body: {sc['body_bytes']:,} bytes, "
+        f"{sc['series']:,} series in {sc['families']} families ({sc['content_type']}); sites "
+        f"by state: {states}. The listing's page: {sc['listing_bytes']:,} bytes.",
+        "",
+        _where_the_time_goes(st),
+        "",
+        "Each read alone, as `gather` makes it (the first six), and the listing's two heaviest "
+        "for comparison:",
+        "",
+        "| read | median ms | p90 ms | (min–max) | CPU ms median |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for way, row in st.items():
+        if way not in labels:
+            out.append(_metrics_row(f"`{way}`", row))
+    out += [
+        "",
+        "EXPLAIN (ANALYZE, BUFFERS) of the scrape's per-site reads, for all the sites at once:",
+        "",
+        "| query | execution ms | planning ms | shared buffers hit · read | relations read | "
+        "reads site_checks |",
+        "| --- | ---: | ---: | ---: | --- | --- |",
+    ]
+    for name, plan in plans.items():
+        relations = ", ".join(f"`{r}`" for r in plan["relations"])
+        out.append(
+            f"| `storage.metrics.{name}` | {plan['execution_ms']:.1f} | "
+            f"{plan['planning_ms']:.1f} | {plan['shared_hit']:,} · {plan['shared_read']:,} | "
+            f"{relations} | {'**yes**' if plan['reads_site_checks'] else 'no'} |"
+        )
+    for name, plan in plans.items():
+        out += ["", f"<details><summary>{name} plan</summary>", "", "```", plan["text"], "```"]
+        out += ["", "</details>"]
+    out += _upgrade_lines(db)
+    rates = trig["rows_per_s"]
+    spread = {way: "–".join(f"{v:,.0f}" for v in values) for way, values in trig["spread"].items()}
+    out += [
+        "",
+        f"What migration 9's trigger costs the drain: `store_batch` of {trig['batch_rows']:,} "
+        "observations (5 one-minute checks of each of 1,000 sites, as the drain's batches "
+        "come), into a fresh schema at migration 9 and one whose `site_checks_added()` is "
+        "migration 8's function (the daily rollup only), the same batches alternately, "
+        f"{trig['batches']} each after one of warm-up. Load before · after: "
+        f"{' · '.join(trig['load'])}.",
+        "",
+        "| trigger | rows/s median | (min–max) |",
+        "| --- | ---: | ---: |",
+        f"| migration 8 (daily rollup) | {rates['migration 8']:,.0f} | {spread['migration 8']} |",
+        f"| migration 9 (daily, hourly, `site_latest`) | {rates['migration 9']:,.0f} | "
+        f"{spread['migration 9']} |",
+        "",
+        f"**Migration 9 / migration 8 = {trig['m9_over_m8']:.2f}** (median of per-batch ratios).",
+        "",
+    ]
+    return out
+
+
+def _where_the_time_goes(st: dict) -> str:
+    """One sentence: the scrape's median split into its parts and its two slowest reads."""
+    scrape = st["scrape"]["median"]
+    reads = sorted(
+        (row["median"], way) for way, row in st.items() if way.startswith(("metrics.", "slo_"))
+    )
+    slowest = " and ".join(f"`{way}` {ms:.0f} ms" for ms, way in reads[:-3:-1])
+    return (
+        f"Where the scrape's median {scrape:.0f} ms goes: `gather` "
+        f"{st['gather']['median']:.0f} ms ({st['gather']['cpu_median']:.0f} ms of it this "
+        f"process's CPU, the rest waiting on PostgreSQL; slowest reads {slowest}), "
+        f"`exposition` {st['exposition']['median']:.0f} ms, nearly all CPU (`families` "
+        f"{st['families']['median']:.0f} ms, prometheus_client's encoding the rest). The "
+        "rest of the request (a new connection, the HTTP layers) is a few ms on a quiet "
+        "machine; the parts are timed apart, so on a busy one their medians need not add up "
+        "to the whole's."
+    )
+
+
+def _metrics_row(label: str, row: dict) -> str:
+    return (
+        f"| {label} | {row['median']:.1f} | {row['p90']:.1f} | {row['min']:.1f}–"
+        f"{row['max']:.1f} | {row['cpu_median']:.1f} |"
+    )
+
+
+def _upgrade_lines(db: dict) -> list[str]:
+    """What the upgrade to this version cost on the 10M rows, step by step."""
+    steps = " · ".join(f"{s['step']} {s['seconds']:.1f} s" for s in db["steps"])
+    where = (
+        f"measured when the kept schema was loaded, {db['loaded_at']}"
+        if db.get("reused")
+        else f"this run, load average after it {db['load_avg']}"
+    )
+    nine = next(s["seconds"] for s in db["steps"] if s["step"] == "migration 9")
+    return [
+        "",
+        f"The upgrade at {db['rows']:,} rows ({where}): loading them took "
+        f"{db['load_s']:.0f} s; then, one version at a time: {steps}. The maintenance DAG's "
+        "hourly rollup ran before migration 9, as a database at version 8 has it, so "
+        f"**migration 9 took {nine:.1f} s**: its lock holds back the drain (not readers) "
+        "while it recounts the last 48 hours and fills `site_latest`.",
+    ]
+
+
 def times(ratio: float) -> str:
     return f"{ratio:,.0f}×" if ratio >= 100 else f"{ratio:.1f}×"
 
@@ -204,9 +348,10 @@ def ms(seconds: float) -> str:
 def main() -> None:
     sections = ["# sitewatch benchmarks: results", ""]
     parts = {name: load(name) for name in ("drain", "probe", "parse", "parse_cache")}
+    metrics = load("metrics")  # its section names its own run's date
     sustained = [json.loads(p.read_text()) for p in (OUT / "sustained").glob("*.json")]
     sustained.sort(key=lambda r: min(s["window"][0] for s in r["ks"].values()))  # run order
-    first = next((p for p in [*parts.values(), *sustained] if p), None)
+    first = next((p for p in [*parts.values(), *sustained, metrics] if p), None)
     if first is None:
         sys.exit("no results in bench/out: run `make bench` first")
     sections += [
@@ -227,6 +372,8 @@ def main() -> None:
     if parts["parse_cache"]:
         sections += parse_cache_section(parts["parse_cache"])
     sections += sustained_section(sustained)
+    if metrics:
+        sections += metrics_section(metrics)
     notes = BENCH / "notes.md"
     if notes.exists():
         sections += [notes.read_text()]

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the benchmarks and write bench/results.md.  Usage: bench/run.sh [all|drain|probe|parse|sustained|report]
+# Run the benchmarks and write bench/results.md.
+# Usage: bench/run.sh [all|drain|probe|parse|sustained|metrics|report]
 # (make bench runs all; make bench PART=drain runs one part, then the report).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -7,7 +8,7 @@ PY=$ROOT/.venv/bin/python
 part=${1:-all}
 cd "$ROOT"
 
-# drain and parse use the default stack (shared Kafka and PostgreSQL): start it if it is not up.
+# drain, parse and metrics use the default stack (shared Kafka and PostgreSQL): started if not up.
 shared_env() {
   scripts/dev.sh services >/dev/null
   # shellcheck source=/dev/null
@@ -60,14 +61,16 @@ case "$part" in
   probe) "$PY" bench/probe.py ;;
   parse) shared_env; "$PY" bench/parse.py ;;
   sustained) sustained ;;  # its own stack on private ports, stopped at the end
+  metrics) shared_env; "$PY" bench/metrics.py ;;  # loads 10M checks into a scratch schema
   report) ;;
   all)
     shared_env
     "$PY" bench/drain.py
     "$PY" bench/probe.py
     "$PY" bench/parse.py
+    "$PY" bench/metrics.py
     sustained
     ;;
-  *) echo "usage: bench/run.sh [all|drain|probe|parse|sustained|report]" >&2; exit 2 ;;
+  *) echo "usage: bench/run.sh [all|drain|probe|parse|sustained|metrics|report]" >&2; exit 2 ;;
 esac
 "$PY" bench/report.py

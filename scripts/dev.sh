@@ -584,10 +584,38 @@ chromium_install() {
   [ -x /usr/bin/chromium ] || log "warning: /usr/bin/chromium missing; tests/browser will fail (install 'chromium')"
 }
 
+# tests/prometheus.py runs Debian's /usr/bin/prometheus itself (own config, port and storage, one per
+# test), so the package's own service must never run: a policy-rc.d that refuses every start is in
+# place while it installs (one already there is left as it is), and a server its postinst started
+# anyway (found by the init script's pid file) is stopped. No recommends: prometheus-node-exporter
+# would be one more service.
+prometheus_install() {
+  [ -x /usr/bin/prometheus ] && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    local policy=/usr/sbin/policy-rc.d made=""
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\n# scripts/dev.sh: no service starts while it installs prometheus\nexit 101\n' > "$policy"
+      chmod 755 "$policy"; made=1
+    fi
+    log "installing prometheus with apt-get (for tests/unit/test_prometheus_helper.py, tests/faults/test_prometheus.py)"
+    # another checkout's make test may be installing it at the same moment: wait for its lock
+    { apt-get update -qq -o DPkg::Lock::Timeout=300 && DEBIAN_FRONTEND=noninteractive apt-get install \
+        -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends prometheus >/dev/null; } ||
+      log "warning: apt-get install prometheus failed"
+    [ -z "$made" ] || rm -f "$policy"
+    if pid_alive /run/prometheus/prometheus.pid; then
+      log "stopping the prometheus service the package started"
+      kill "$(cat /run/prometheus/prometheus.pid)" || true
+    fi
+  fi
+  [ -x /usr/bin/prometheus ] || log "warning: /usr/bin/prometheus missing; the Prometheus tests will fail (install 'prometheus')"
+}
+
 test_suite() {
   services
   airflow_db
   chromium_install
+  prometheus_install
   # shellcheck source=/dev/null
   source "$ENV_FILE"
   cd "$ROOT"

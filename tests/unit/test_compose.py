@@ -3,7 +3,8 @@
 Nothing here needs Docker. The compose files are read as YAML (anchors and ``<<`` merges resolved
 by PyYAML, ``${VAR:-default}`` by ``interpolate`` below) and checked against the names the code
 uses, the version pins and what scaling out requires. ``docker compose config`` is not run: the
-Docker client here has no compose plugin.
+Docker client here has no compose plugin. The metrics profile's Prometheus config and rules are
+checked with promtool (Debian's, as the end-to-end Prometheus test uses).
 """
 
 from __future__ import annotations
@@ -19,6 +20,17 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.unit.metrics_files import (
+    ALERTS_YML,
+    FAMILY_BY_NAME,
+    PROMETHEUS_YML,
+    metric_names,
+    metrics_path,
+    prometheus_config,
+    promtool,
+    scrape_job,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,6 +73,11 @@ SECRET_VARS = (
     "SITEWATCH_PG_READER_PASSWORD",
 )
 SECRETS = {name: f"{name.lower()}-value" for name in SECRET_VARS}
+# The profile `metrics` (docs/metrics.md): service -> the port it serves in its container.
+METRICS_PROFILE = "metrics"
+METRICS_SERVICES = {"prometheus": 9090, "grafana": 3000}
+# Mounted files the user makes, git-ignored: no checkout has them.
+LOCAL_FILES = {"./docker/prometheus/token"}
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 
@@ -193,8 +210,9 @@ def test_the_worker_can_be_scaled(services):
 
 
 def test_only_the_api_server_publishes_a_host_port(services):
+    """...of the stack; the metrics profile's services publish theirs, below."""
     published = {name for name, svc in services.items() if svc.get("ports")}
-    assert published == {"airflow-apiserver"}
+    assert published - set(METRICS_SERVICES) == {"airflow-apiserver"}
     (port,) = services["airflow-apiserver"]["ports"]
     assert interpolate(port).endswith(":8080")
 
@@ -521,7 +539,8 @@ def test_mounted_host_paths_exist(services):
     for name, svc in services.items():
         for bind in binds(svc):
             # git keeps no empty folder: a mount may ask compose to create it (plugins/)
-            assert bind["create"] or (ROOT / bind["source"]).exists(), (name, bind["source"])
+            local = bind["source"] in LOCAL_FILES  # the user makes it (docs/metrics.md)
+            assert bind["create"] or local or (ROOT / bind["source"]).exists(), (name, bind)
     assert (ROOT / "dags").is_dir() and (ROOT / "include/sitewatch").is_dir()
 
 
@@ -659,3 +678,118 @@ def test_init_seeds_the_admin_password_keeping_other_users(init_script, tmp_path
     path.write_text(json.dumps({**json.loads(path.read_text()), "viewer": "v"}))
     init_script.seed_admin_password(path, "admin", "second")
     assert json.loads(path.read_text()) == {"admin": "second", "viewer": "v"}
+
+
+# --- the metrics profile: Prometheus and Grafana (docs/metrics.md) -----------------------------
+
+
+def test_the_metrics_services_run_only_in_their_profile(services):
+    for name in METRICS_SERVICES:
+        assert services[name]["profiles"] == [METRICS_PROFILE], name
+    in_profile = {n for n, svc in services.items() if METRICS_PROFILE in svc.get("profiles", [])}
+    assert in_profile == set(METRICS_SERVICES)
+    for name, svc in services.items():  # a plain `up` never pulls them in
+        assert not set(svc.get("depends_on") or {}) & set(METRICS_SERVICES), name
+
+
+def test_the_metrics_images_are_pinned_to_their_major_versions(services):
+    assert re.fullmatch(r"prom/prometheus:v2\.\d+\.\d+", services["prometheus"]["image"])
+    assert re.fullmatch(r"grafana/grafana:11\.\d+\.\d+", services["grafana"]["image"])
+
+
+def test_the_metrics_services_publish_on_their_own_bind_address(services):
+    """Neither asks for a login, so opening the UI (SITEWATCH_BIND) must not open them."""
+    for name, port in METRICS_SERVICES.items():
+        (published,) = services[name]["ports"]
+        assert interpolate(published) == f"127.0.0.1:{port}:{port}"
+        assert interpolate(published, {"SITEWATCH_BIND": "0.0.0.0"}) == f"127.0.0.1:{port}:{port}"
+        opened = interpolate(published, {"SITEWATCH_METRICS_BIND": "10.0.0.5"})
+        assert opened == f"10.0.0.5:{port}:{port}"
+
+
+def test_a_plain_up_needs_no_metrics_variable(services):
+    """Compose interpolates services of every profile: a required variable there would stop
+    `docker compose up` for everyone."""
+    for name in METRICS_SERVICES:
+        interpolate(json.dumps(services[name]), {})  # no KeyError
+    env = env_of(services["airflow-apiserver"])
+    assert env["SITEWATCH_METRICS_TOKEN"] == ""  # no static token: Airflow API tokens only
+    assert env["SITEWATCH_METRICS_ANONYMOUS"] == "false"
+
+
+def test_only_the_api_server_knows_the_scrape_token_and_only_from_the_env(services):
+    raw = services["airflow-apiserver"]["environment"]
+    assert raw["SITEWATCH_METRICS_TOKEN"] == "${SITEWATCH_METRICS_TOKEN:-}"  # never a literal
+    env = env_of(services["airflow-apiserver"], {"SITEWATCH_METRICS_TOKEN": "t0ken"})
+    assert env["SITEWATCH_METRICS_TOKEN"] == "t0ken"
+    for name, svc in services.items():
+        if name != "airflow-apiserver":
+            assert "SITEWATCH_METRICS_TOKEN" not in (svc.get("environment") or {}), name
+
+
+def test_the_metrics_mounts_are_read_only_files_of_the_repo_or_the_users_token(services):
+    for name in METRICS_SERVICES:
+        for bind in binds(services[name]):
+            assert bind["read_only"], (name, bind)
+            if bind["source"] in LOCAL_FILES:
+                assert not bind["create"], bind  # missing: fail, not an empty folder
+            else:
+                assert (ROOT / bind["source"]).exists(), (name, bind)
+
+
+def test_the_users_files_are_git_ignored():
+    for path in LOCAL_FILES:
+        done = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT, check=False)
+        assert done.returncode == 0, f"{path} is not git-ignored"
+
+
+def mounted_at(service: dict, target: str) -> str:
+    """The host source of the bind mount at ``target``."""
+    (source,) = [b["source"] for b in binds(service) if b["target"] == target]
+    return source
+
+
+def test_prometheus_scrapes_the_plugins_path_on_the_api_server(services):
+    job = scrape_job()
+    assert job["metrics_path"] == metrics_path()
+    assert job.get("scheme", "http") == "http"
+    ((target,),) = [c["targets"] for c in job["static_configs"]]
+    host, port = target.rsplit(":", 1)
+    assert command_words(services[host])[:1] == ["api-server"]
+    (published,) = services[host]["ports"]
+    assert interpolate(published).rsplit(":", 1)[1] == port  # the port it listens on
+
+
+def test_prometheus_reads_its_config_rules_and_token_from_the_mounts(services):
+    prometheus = services["prometheus"]
+    assert ROOT / mounted_at(prometheus, "/etc/prometheus/prometheus.yml") == PROMETHEUS_YML
+    (rules,) = prometheus_config()["rule_files"]
+    assert ROOT / mounted_at(prometheus, rules) == ALERTS_YML
+    authorization = scrape_job()["authorization"]
+    assert authorization["type"] == "Bearer"
+    assert "credentials" not in authorization  # the token never sits in the config
+    assert mounted_at(prometheus, authorization["credentials_file"]) in LOCAL_FILES
+
+
+def test_prometheus_config_and_rules_pass_promtool():
+    # --syntax-only: the token file is the user's, and the rules file sits elsewhere in Docker
+    promtool("check", "config", "--syntax-only", PROMETHEUS_YML)
+    promtool("check", "rules", ALERTS_YML)
+
+
+def test_the_alert_rules_use_only_metrics_of_families_and_the_scrape_job():
+    (group,) = yaml.safe_load(ALERTS_YML.read_text())["groups"]
+    for rule in group["rules"]:
+        expr = rule["expr"]
+        assert metric_names(expr) <= FAMILY_BY_NAME.keys(), rule["alert"]
+        for job in re.findall(r'\bup\{job="([^"]+)"\}', expr):
+            assert job == scrape_job()["job_name"], rule["alert"]
+        assert rule["for"] and rule["labels"]["severity"] and rule["annotations"]["summary"]
+
+
+def test_grafana_is_read_only_without_a_login(services):
+    env = env_of(services["grafana"], secrets={})
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert env["GF_AUTH_DISABLE_LOGIN_FORM"] == "true"
+    assert env["GF_AUTH_BASIC_ENABLED"] == "false"

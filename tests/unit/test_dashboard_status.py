@@ -255,3 +255,55 @@ def test_site_page_of_a_site_with_one_location_has_no_matrix_nor_location_column
     html = render.site_page("shop", SUMMARY, status.UP, [], attempts, NOW)
     assert "id=runs" not in html and "<th>Location</th>" not in html
     assert not re.search(r"quorum \d", html)
+
+
+# --- a site's state for /sitewatch/metrics --------------------------------------------------------
+
+
+def latest_check(location="local", *, ago=timedelta(minutes=5), up=True, ms=120.0):
+    from sitewatch.storage.metrics import Latest
+
+    at = NOW - ago
+    return Latest(
+        site="shop", location=location, scheduled_at=at, checked_at=at, up=up,
+        status_code=200 if up else 503, response_time_ms=ms, dns_ms=None, connect_ms=None,
+        tls_ms=None, ttfb_ms=None, error=None if up else "http_status", maintenance=False,
+        tls_expires_at=None, tls_seen_at=None, stored=1, stored_at=at, checks=1, ups=int(up),
+    )  # fmt: skip
+
+
+def site_config(**changes):
+    from sitewatch.config.site import Site
+
+    return Site(name="shop", url="https://shop.example/", schedule=timedelta(minutes=5), **changes)
+
+
+@pytest.mark.parametrize(
+    ("site", "checks", "verdict", "maintenance", "expected"),
+    [
+        ({}, [], None, False, (status.NO_DATA, None)),
+        ({}, [latest_check()], None, False, (status.UP, True)),
+        ({}, [latest_check(up=False)], None, False, (status.DOWN, False)),
+        # the last check is older than 3 schedules (15 min at least): stale, its verdict kept
+        ({}, [latest_check(ago=timedelta(minutes=16))], None, False, (status.STALE, True)),
+        ({"degraded_ms": 100}, [latest_check(ms=120.0)], None, False, (status.DEGRADED, True)),
+        ({"degraded_ms": 200}, [latest_check(ms=120.0)], None, False, (status.UP, True)),
+        ({"degraded_ms": 100}, [latest_check(up=False)], None, False, (status.DOWN, False)),
+        # in a window whatever the checks say, and the verdict is still told
+        ({}, [latest_check(up=False)], None, True, (status.MAINTENANCE, False)),
+        # several locations: the runs' verdict, partial counting as up
+        ({"locations": ("east", "west"), "quorum": 2},
+         [latest_check("east"), latest_check("west", up=False)],
+         (NOW - timedelta(minutes=5), "partial", {}), False, (status.PARTIAL, True)),
+        ({"locations": ("east", "west"), "quorum": 1},
+         [latest_check("east", up=False)],
+         (NOW - timedelta(minutes=5), "down", {}), False, (status.DOWN, False)),
+        ({"locations": ("east", "west"), "quorum": 1, "degraded_ms": 100},
+         [latest_check("east", ms=500.0), latest_check("west")],
+         (NOW - timedelta(minutes=5), "up", {}), False, (status.DEGRADED, True)),
+        ({"locations": ("east", "west"), "quorum": 1}, [latest_check("east")], None, False,
+         (status.NO_DATA, None)),
+    ],
+)  # fmt: skip
+def test_site_state_for_the_metrics(site, checks, verdict, maintenance, expected):
+    assert status.site_state(site_config(**site), checks, verdict, maintenance, NOW) == expected

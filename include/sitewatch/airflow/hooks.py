@@ -29,7 +29,8 @@ from sitewatch.airflow.connection_errors import (
     kafka_build_cause,
 )
 from sitewatch.errors import ConnectionConfigError, StorageError
-from sitewatch.names import KAFKA_CONN_ID, POSTGRES_CONN_ID
+from sitewatch.names import DRAIN_GROUP, KAFKA_CONN_ID, POSTGRES_CONN_ID, topic
+from sitewatch.pipeline.lag import LagReader
 from sitewatch.pipeline.publish import PRODUCER_DEFAULTS, PRODUCER_GUARANTEES, delivery_wait
 
 
@@ -99,6 +100,20 @@ class GroupConsumerHook(KafkaConsumerHook):
             "auto.offset.reset": "earliest",
         }
         return build(RecordingConsumer, config, self.kafka_config_id)
+
+
+def drain_lag_reader(conn_id: str = KAFKA_CONN_ID) -> LagReader:
+    """A LagReader of the drain group (``DRAIN_GROUP``) on ``names.topic()`` via ``conn_id``.
+
+    Its consumers are the drain's (``GroupConsumerHook``: the same config, TLS file checks and
+    ``errors``) taken from ``get_conn``, before any subscribe, so reading the lag never joins
+    the drain's group. The connection is looked up for each new consumer, that is on the first
+    read and after a failed one.
+    """
+    observed = topic()
+    return LagReader(
+        lambda: GroupConsumerHook([observed], DRAIN_GROUP, conn_id).get_conn, observed, DRAIN_GROUP
+    )
 
 
 class AdminHook(KafkaAdminClientHook):

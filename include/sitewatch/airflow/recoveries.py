@@ -24,6 +24,7 @@ from sitewatch.airflow.callbacks import judge
 from sitewatch.airflow.hooks import results_connection
 from sitewatch.alerting import store as alert_store
 from sitewatch.alerting.rules import Event, Verdict
+from sitewatch.config import objectives
 from sitewatch.config.loader import SitesFile, cached_sites
 from sitewatch.names import POSTGRES_ALERTING_CONN_ID
 from sitewatch.observation import COLUMNS
@@ -54,9 +55,7 @@ def latest_ups(rows: Iterable[tuple]) -> dict[str, tuple[datetime, float | None]
 
 def slow(site, response_ms: float | None) -> bool:
     """Whether an up check of ``site`` that took ``response_ms`` is degraded (``degraded_ms``)."""
-    return (
-        site.degraded_ms is not None and response_ms is not None and response_ms > site.degraded_ms
-    )
+    return objectives.slow(site.degraded_ms, response_ms)
 
 
 class Recoveries:

@@ -11,6 +11,7 @@ token is redirected to the login page (and back here after it); any other client
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -20,10 +21,11 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from sitewatch.airflow import slo_figures
+from sitewatch.airflow import metrics_page, slo_figures
 from sitewatch.airflow.hooks import results_connection
 from sitewatch.dashboard import maintenance, render, report
 from sitewatch.dashboard import status as site_status
+from sitewatch.dashboard.metrics import exposition
 from sitewatch.errors import StorageError
 from sitewatch.names import POSTGRES_READER_CONN_ID, site_dag_id
 from sitewatch.observation import SITE_NAME
@@ -105,18 +107,6 @@ def _several(site) -> bool:
     return site is not None and len(site.locations) > 1
 
 
-def _in_maintenance(configured: Mapping, names, mutes: Mapping, now) -> dict:
-    """``{name: InMaintenance}`` of the sites of ``names`` in a window now: their sites-file
-    windows (a site no longer configured has none) and their mutes in force."""
-    found = {}
-    for name in names:
-        windows = configured[name].maintenance if name in configured else ()
-        current = maintenance.current(windows, mutes.get(name, ()), now)
-        if current is not None:
-            found[name] = current
-    return found
-
-
 def _report_period(month: str | None, fmt: str) -> tuple:
     """The UTC days (first, after) of ``month``; HTTP 400 naming the problem for a missing or
     malformed month or an unknown format."""
@@ -194,12 +184,16 @@ def create_app(
     ui_base: Callable[[], str] = _ui_base,
     auth: Callable = authorized,
     objectives: Callable[[], Mapping] = report_objectives,
+    lag: Callable | None = None,
+    scrape_auth: Callable = metrics_page.scrape_authorized,
 ) -> FastAPI:
     """Build the app. The arguments exist for tests: the database connection factory, the
     configured sites (``{name: Site}``: schedules for staleness, locations and quorums, SLOs and
-    maintenance windows), the clock, the UI's base path, the auth dependency and the SLO of
-    every site for the report (``{name: Slo or None}``).
+    maintenance windows), the clock, the UI's base path, the auth dependency, the SLO of
+    every site for the report (``{name: Slo or None}``), the drain group's Kafka lag (a
+    ``KafkaLag``; default: read on the Kafka connection) and the metrics' auth dependency.
     """
+    lag = lag or metrics_page.DrainLag().read
     app = FastAPI(title="sitewatch dashboard", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.exception_handler(StorageError)
@@ -236,7 +230,7 @@ def create_app(
         finally:
             conn.close()
         rows, views = _listing_rows(configured, summaries, latest, verdicts, now)
-        in_maintenance = _in_maintenance(configured, names, mutes, now)
+        in_maintenance = maintenance.in_maintenance(configured, names, mutes, now)
         return render.listing(
             rows, now, ui_base(), views, budgets=budgets, maintenance=in_maintenance, sort=sort
         )
@@ -297,5 +291,20 @@ def create_app(
             media_type=_MEDIA_TYPES[fmt],
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
+
+    @app.get("/metrics", dependencies=[Depends(scrape_auth)])
+    def scrape(request: Request) -> Response:
+        """What Prometheus scrapes (docs/metrics.md), as OpenMetrics when it asks for it."""
+        started = time.perf_counter()
+        now = clock()
+        configured = sites()
+        kafka = lag()
+        conn = open_results(connect)
+        try:
+            snapshot = metrics_page.gather(conn, configured, now, kafka, started)
+        finally:
+            conn.close()
+        body, content_type = exposition(snapshot, request.headers.get("accept"))
+        return Response(body, media_type=content_type)
 
     return app

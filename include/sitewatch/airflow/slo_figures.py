@@ -21,9 +21,13 @@ from sitewatch.storage.slo import SloAlert, Tally
 _NONE = Tally(0, 0)
 
 
-def budgets(conn, sites: Mapping[str, object], now: datetime) -> dict[str, Budget]:
+def budgets(
+    conn, sites: Mapping[str, object], now: datetime, burn: bool = True
+) -> dict[str, Budget]:
     """The ``Budget`` of each of ``sites`` (name -> ``Site``) that has an ``slo``, as of ``now``.
 
+    burn: read the burn rates too (raw checks of each site's ``burn_window``); without them the
+    figures come from the rollup and ``site_slo_alerts`` alone, and ``Budget.burn`` is None.
     Raises StorageError when PostgreSQL fails.
     """
     objectives = {name: site.slo for name, site in sites.items() if site.slo is not None}
@@ -32,7 +36,11 @@ def budgets(conn, sites: Mapping[str, object], now: datetime) -> dict[str, Budge
     windows = {name: slo.window for name, slo in objectives.items()}
     tallies = store.availability(conn, windows, now)
     lengths = {name: burn_window(slo) for name, slo in objectives.items()}
-    counts = store.burn_counts(conn, list(objectives), sorted(set(lengths.values())), now)
+    counts = (
+        store.burn_counts(conn, list(objectives), sorted(set(lengths.values())), now)
+        if burn
+        else {}
+    )
     alerts = store.slo_alerts(conn, list(objectives))
     return {
         name: _budget(

@@ -244,3 +244,9 @@ def _check_reachable(slo: Slo, rule: BurnRule, index: int | None) -> None:
         f" never fire: it needs {failing}; write burn rules that fit the target",
         item=("target",),
     )
+
+
+def slow(degraded_ms: float | None, response_ms: float | None) -> bool:
+    """Whether an up check that took ``response_ms`` is degraded for a site whose
+    ``degraded_ms`` is this (None: never degraded)."""
+    return degraded_ms is not None and response_ms is not None and response_ms > degraded_ms

@@ -11,7 +11,7 @@ database. Reasons and user names are escaped here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
@@ -55,6 +55,21 @@ def current(
     if mute is not None:
         found.append(InMaintenance(mute.starts_at, mute.ends_at, mute.reason, _muted_by(mute)))
     return max(found, key=lambda m: m.until, default=None)
+
+
+def in_maintenance(
+    configured: Mapping, names: Iterable[str], mutes: Mapping[str, Sequence[Mute]], now: datetime
+) -> dict[str, InMaintenance]:
+    """``{name: InMaintenance}`` of the sites of ``names`` in a window now: their sites-file
+    windows (``configured``: name -> ``Site``; a site no longer configured has none) and their
+    ``mutes`` in force (name -> mutes)."""
+    found = {}
+    for name in names:
+        windows = configured[name].maintenance if name in configured else ()
+        now_in = current(windows, mutes.get(name, ()), now)
+        if now_in is not None:
+            found[name] = now_in
+    return found
 
 
 def status_badge(maintenance: InMaintenance, state: str, now: datetime) -> str:

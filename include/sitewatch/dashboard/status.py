@@ -12,7 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sitewatch.config.objectives import slow
 from sitewatch.storage import verdicts
+from sitewatch.storage.metrics import Latest
 from sitewatch.storage.queries import LocationCheck, Run, RunLocation, SiteSummary
 
 MIN_STALE_AFTER = timedelta(minutes=15)
@@ -29,6 +31,8 @@ MISSING, RETRYING = "missing", "retrying"
 MAINTENANCE = "maintenance"
 """A site in a maintenance window now (the sites file's or an ad-hoc mute), whatever its checks
 say: they still run, and alerts are held (``dashboard.maintenance``)."""
+DEGRADED = "degraded"
+"""Up, but its latest up check was slower than its ``degraded_ms``."""
 
 _VERDICT_STATES = {verdicts.UP: UP, verdicts.DOWN: DOWN, verdicts.PARTIAL: PARTIAL}
 
@@ -72,6 +76,32 @@ def state(summary: SiteSummary | None, schedule: timedelta | str | None, now: da
     if now - summary.last_scheduled_at > stale_after(schedule):
         return STALE
     return UP if summary.last_up else DOWN
+
+
+def site_state(
+    site, checks: Sequence[Latest], verdict: LatestVerdict | None, maintenance: bool, now: datetime
+) -> tuple[str, bool | None]:
+    """A configured site's (state, latest final verdict) from its ``site_latest`` rows, for
+    ``/sitewatch/metrics``: ``maintenance`` while in a window, ``degraded`` when up but a
+    location's latest check was slower than its ``degraded_ms``, else as the Sites page shows
+    it. The verdict is None before the first; a site checked from several locations takes its
+    runs' verdict (``partial`` counts as up: fewer locations saw it down than its quorum).
+    """
+    decided = [c for c in checks if c.scheduled_at is not None]
+    if len(site.locations) > 1:
+        state = verdict_state(verdict, site.schedule, now)
+        up = None if verdict is None else verdict[1] != verdicts.DOWN
+    elif decided:
+        newest = max(decided, key=lambda c: (c.scheduled_at, c.location))
+        stale = now - newest.scheduled_at > stale_after(site.schedule)
+        state, up = STALE if stale else UP if newest.up else DOWN, newest.up
+    else:
+        state, up = NO_DATA, None
+    if maintenance:
+        return MAINTENANCE, up
+    if state == UP and any(c.up and slow(site.degraded_ms, c.response_time_ms) for c in decided):
+        return DEGRADED, up
+    return state, up
 
 
 def verdict_state(
