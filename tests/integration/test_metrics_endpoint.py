@@ -108,7 +108,7 @@ def sites(migrated):
 
 
 def test_a_scrape_shows_each_configured_site_and_the_pipeline(pg_connect, sites):
-    found = scrape(TestClient(app(pg_connect, sites)))
+    found = scrape(TestClient(app(pg_connect, sites, problems=lambda: 2)))
     states = {
         dict(labels)["site"]: dict(labels)["state"]
         for (name, labels), v in found.items()
@@ -146,6 +146,7 @@ def test_a_scrape_shows_each_configured_site_and_the_pipeline(pg_connect, sites)
         -49
     )
     assert value(found, "sitewatch_sites_configured") == 6
+    assert value(found, "sitewatch_sites_file_problems") == 2
     assert value(found, "sitewatch_checks_stored_total") == 9  # every attempt, gone's too
     assert value(found, "sitewatch_rejected_messages_total") == 1
     assert value(found, "sitewatch_drain_lag_seconds") == (4 * MINUTE - MINUTE / 6).seconds
@@ -168,6 +169,27 @@ def test_every_family_is_declared_even_before_any_check(pg_connect, migrated):
     answer = TestClient(app(pg_connect, {})).get("/metrics")
     declared = {line.split()[2] for line in answer.text.splitlines() if line.startswith("# TYPE")}
     assert declared == {family.name for family in FAMILIES}
+
+
+def test_the_sites_file_problems_are_counted_from_the_file(
+    pg_connect, migrated, tmp_path, monkeypatch
+):
+    sites_file = tmp_path / "sites.yaml"
+    sites_file.write_text(
+        "sites:\n  - name: shop\n    url: https://shop.example/\n"
+        "  - name: Bad Name\n    url: https://bad.example/\n"
+        "  - name: blog\n    url: ftp://blog.example/\n"
+    )
+    monkeypatch.setenv("SITEWATCH_SITES_FILE", str(sites_file))
+    client = TestClient(
+        app(pg_connect, sites_page.configured_sites(), problems=sites_page.sites_file_problems)
+    )
+    found = scrape(client)
+    assert value(found, "sitewatch_sites_configured") == 1
+    assert value(found, "sitewatch_sites_file_problems") == 2
+    sites_file.write_text("sites: [unclosed\n")  # a file that cannot be parsed: every site goes
+    found = scrape(TestClient(app(pg_connect, {}, problems=sites_page.sites_file_problems)))
+    assert value(found, "sitewatch_sites_file_problems") >= 1
 
 
 def test_kafka_trouble_is_kafka_up_0_not_a_failed_scrape(pg_connect, sites):

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
 import pytest
+from psycopg.pq import TransactionStatus
 
 from sitewatch.errors import StorageError
 from sitewatch.observation import FIELDS, Observation
@@ -20,7 +21,7 @@ from sitewatch.storage.checks import (
     store_batch,
     store_rows,
 )
-from sitewatch.storage.schema import SCHEMA_VERSION, migrate
+from sitewatch.storage.schema import SCHEMA_VERSION, migrate, transaction
 
 pytestmark = pytest.mark.services
 
@@ -446,18 +447,58 @@ def test_closed_connection_raises_storage_error(db):
     assert "closed" in str(e.value)
 
 
-def test_server_side_disconnect_raises_storage_error_and_stores_nothing(db, pg_connect):
-    with db.cursor() as cur:
-        cur.execute("SELECT pg_backend_pid()")
-        (pid,) = cur.fetchone()
-    db.commit()
-    killer = pg_connect()
-    with killer.cursor() as cur:
-        cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+def terminate(killer, conn) -> None:
+    """End ``conn``'s server process from ``killer`` and wait until it is gone."""
+    pid = conn.info.backend_pid
+    killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
     killer.commit()
+    for _ in range(500):
+        gone = killer.execute(
+            "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = %s)", (pid,)
+        )
+        if gone.fetchone()[0]:
+            killer.commit()
+            return
+        killer.commit()
+        threading.Event().wait(0.01)
+    raise AssertionError(f"backend {pid} still there after 5 s")
+
+
+def test_server_side_disconnect_raises_storage_error_and_stores_nothing(db, pg_connect):
+    killer = pg_connect()
+    terminate(killer, db)
 
     with pytest.raises(StorageError, match="^PostgreSQL could not store") as e:
         store_batch(db, [observation(0)])
     assert isinstance(e.value.__cause__, psycopg.OperationalError)
+    assert db.closed
+    assert stored(killer) == []
+
+
+@pytest.mark.timeout(30)
+def test_a_connection_left_in_a_command_by_an_error_is_closed(db):
+    # What a server gone mid-COPY can leave (seen once in CI): psycopg's connection still open,
+    # stuck in the COPY. Put it in one at the protocol level, then fail the transaction.
+    db.pgconn.send_query(b"COPY site_checks_rejected (topic) FROM STDIN")
+    assert db.info.transaction_status == TransactionStatus.ACTIVE
+    with pytest.raises(StorageError, match="went away"), transaction(db, "could not go on") as cur:
+        assert cur is not None
+        raise psycopg.OperationalError("the server went away")
+    assert db.closed
+
+
+def test_the_server_gone_in_the_middle_of_a_copy_leaves_the_connection_closed(db, pg_connect):
+    # psycopg stays in the COPY when the server goes mid-stream: the connection must be closed
+    # for the caller to reconnect, not left open and stuck.
+    killer = pg_connect()
+    rows = list(observation_rows([observation(i) for i in range(20_000)]))
+
+    def streamed():
+        yield from rows[:5_000]
+        terminate(killer, db)
+        yield from rows[5_000:]
+
+    with pytest.raises(StorageError, match="^PostgreSQL could not store"):
+        store_rows(db, streamed())
     assert db.closed
     assert stored(killer) == []

@@ -291,8 +291,9 @@ def test_pipeline_figures(fmt):
         stored_total=7,
         rejected_total=0,
     )
-    parsed = scrape(snapshot(pipeline=pipeline, configured=4, duration=0.5), fmt)
+    parsed = scrape(snapshot(pipeline=pipeline, configured=4, duration=0.5, problems=2), fmt)
     assert samples(parsed, "sitewatch_sites_configured") == {(): 4}
+    assert samples(parsed, "sitewatch_sites_file_problems") == {(): 2}
     assert samples(parsed, "sitewatch_drain_lag_seconds") == {(): 90}
     stored = (NOW - timedelta(seconds=85)).timestamp()
     assert samples(parsed, "sitewatch_drain_last_stored_timestamp_seconds") == {(): stored}

@@ -141,13 +141,19 @@ class DrainLag:
 
 
 def gather(
-    conn, configured: Mapping, now: datetime, kafka: KafkaLag | None, started: float
+    conn,
+    configured: Mapping,
+    now: datetime,
+    kafka: KafkaLag | None,
+    started: float,
+    problems: int = 0,
 ) -> Snapshot:
     """One scrape's ``Snapshot`` of the ``configured`` sites (name -> ``Site``: the enabled ones
     of the sites file; a site removed from it drops out of the metrics, as its DAG does).
 
     kafka: the lag already read (None: not read). started: ``time.perf_counter()`` when the
-    scrape began, for ``sitewatch_metrics_duration_seconds``. Raises StorageError.
+    scrape began, for ``sitewatch_metrics_duration_seconds``. problems: how many the sites file
+    has (a file that cannot be parsed has no sites: this says why). Raises StorageError.
     """
     names = sorted(configured)
     several = [name for name, site in configured.items() if len(site.locations) > 1]
@@ -169,4 +175,4 @@ def gather(
             SiteFigures(name, state, up, uptimes.get(name, {}), budgets.get(name), checks[name])
         )
     duration = time.perf_counter() - started
-    return Snapshot(now, len(configured), sites, pipeline, kafka, duration)
+    return Snapshot(now, len(configured), sites, pipeline, kafka, duration, problems)

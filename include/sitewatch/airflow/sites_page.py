@@ -83,6 +83,14 @@ def configured_sites() -> dict:
     return {s.name: s for s in cached_sites().sites if s.enabled}
 
 
+def sites_file_problems() -> int:
+    """How many problems the sites file has (each drops its entry, or every site when the file
+    cannot be read or parsed), through the validated-sites cache."""
+    from sitewatch.config.loader import cached_sites
+
+    return len(cached_sites().issues)
+
+
 def report_objectives() -> dict:
     """``{site name: Slo or None}`` of every valid site of the sites file, disabled ones too (a
     month's report covers what they did while enabled), as ``sitewatch report`` reads them."""
@@ -186,12 +194,14 @@ def create_app(
     objectives: Callable[[], Mapping] = report_objectives,
     lag: Callable | None = None,
     scrape_auth: Callable = metrics_page.scrape_authorized,
+    problems: Callable[[], int] = sites_file_problems,
 ) -> FastAPI:
     """Build the app. The arguments exist for tests: the database connection factory, the
     configured sites (``{name: Site}``: schedules for staleness, locations and quorums, SLOs and
     maintenance windows), the clock, the UI's base path, the auth dependency, the SLO of
     every site for the report (``{name: Slo or None}``), the drain group's Kafka lag (a
-    ``KafkaLag``; default: read on the Kafka connection) and the metrics' auth dependency.
+    ``KafkaLag``; default: read on the Kafka connection), the metrics' auth dependency and the
+    sites file's problem count.
     """
     lag = lag or metrics_page.DrainLag().read
     app = FastAPI(title="sitewatch dashboard", docs_url=None, redoc_url=None, openapi_url=None)
@@ -301,7 +311,7 @@ def create_app(
         kafka = lag()
         conn = open_results(connect)
         try:
-            snapshot = metrics_page.gather(conn, configured, now, kafka, started)
+            snapshot = metrics_page.gather(conn, configured, now, kafka, started, problems())
         finally:
             conn.close()
         body, content_type = exposition(snapshot, request.headers.get("accept"))

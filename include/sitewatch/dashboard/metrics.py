@@ -94,6 +94,9 @@ FAMILIES: tuple[Family, ...] = (
     # the pipeline
     Family("sitewatch_sites_configured", "gauge", (),
            "Enabled sites in the sites file"),
+    Family("sitewatch_sites_file_problems", "gauge", (),
+           "Problems in the sites file, each dropping its own entry, or every site when the "
+           "file cannot be read or parsed (0: none)"),
     Family("sitewatch_drain_lag_seconds", "gauge", (),
            "Age of the newest stored check (now less its check time)"),
     Family("sitewatch_drain_last_stored_timestamp_seconds", "gauge", (),
@@ -133,7 +136,7 @@ class SiteFigures:
 class Snapshot:
     """Everything one scrape shows. configured: enabled sites in the sites file. kafka: the
     drain group's lag (None: not read, say no Kafka connection). duration: seconds the figures
-    took to gather."""
+    took to gather. problems: the sites file's problems (``SitesFile.issues``)."""
 
     now: datetime
     configured: int
@@ -141,6 +144,7 @@ class Snapshot:
     pipeline: Pipeline
     kafka: KafkaLag | None
     duration: float
+    problems: int = 0
 
 
 def exposition(snapshot: Snapshot, accept: str | None) -> tuple[bytes, str]:
@@ -264,6 +268,7 @@ def _check(out: _Families, site: str, latest: Latest, now: datetime) -> None:
 def _pipeline(out: _Families, snapshot: Snapshot) -> None:
     pipeline, now = snapshot.pipeline, snapshot.now
     out.add("sitewatch_sites_configured", snapshot.configured)
+    out.add("sitewatch_sites_file_problems", snapshot.problems)
     if pipeline.newest_checked_at is not None:
         # A check stamped ahead of this clock (skew between workers) is no lag, not a negative one.
         lag = max(0.0, (now - pipeline.newest_checked_at).total_seconds())

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 from psycopg.rows import tuple_row
 
 from sitewatch.errors import SchemaError, StorageError
@@ -759,3 +760,8 @@ def _rollback(conn) -> None:
         conn.rollback()
     except psycopg.Error:
         log.debug("rollback failed after an earlier error", exc_info=True)
+    # The server gone in the middle of a COPY leaves psycopg's connection open but stuck in it
+    # (libpq notices only at the next read): closed here, so that callers who reconnect when
+    # ``conn.closed`` do, instead of failing on it batch after batch.
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        conn.close()
