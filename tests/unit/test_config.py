@@ -76,6 +76,42 @@ sites:
     ]
 
 
+def test_a_check_that_fails_unforeseen_costs_one_entry(monkeypatch):
+    """Whatever a check or a rule between keys raises becomes a problem of that entry alone."""
+    from sitewatch.config import reader
+
+    def owner(value):
+        raise OverflowError("date value out of range")
+
+    def rule(values):
+        if values["tags"] == ("boom",):
+            raise KeyError("boom")
+
+    monkeypatch.setattr(reader, "FIELDS", {**reader.FIELDS, "owner": owner})
+    rules = (*reader.CROSS_KEY_RULES, reader.Rule("tags", (), rule))
+    monkeypatch.setattr(reader, "CROSS_KEY_RULES", rules)
+    text = """\
+sites:
+  - name: first
+    url: https://example.com/
+  - name: owned
+    url: https://example.com/
+    owner: ops
+  - name: tagged
+    url: https://example.com/
+    tags: [boom]
+  - name: last
+    url: https://example.org/
+"""
+    result = load_text(text, "sites.yaml")
+    assert [site.name for site in result.sites] == ["first", "last"]
+    assert [str(issue) for issue in result.issues] == [
+        "sites.yaml:6: sites[1].owner: could not be checked (OverflowError: date value out of "
+        "range); please report this bug",
+        "sites.yaml:7: sites[2]: could not be checked (KeyError: 'boom'); please report this bug",
+    ]
+
+
 def test_a_bad_default_is_reported_once_and_the_rest_still_apply():
     result = load_sites(FIXTURES / "invalid" / "defaults_errors.yaml")
     assert len(result.issues) == 3  # one per bad default, none repeated per site
@@ -295,6 +331,13 @@ def test_site_for_url_reports_every_problem():
     ]
     with pytest.raises(ConfigError, match="a body needs method POST"):
         site_for_url("https://a.test/", body="x")
+
+
+def test_site_for_url_applies_every_rule_between_keys():
+    with pytest.raises(ConfigError, match="quorum: "):
+        site_for_url("https://a.test/", locations=["eu", "us"], quorum=3)
+    with pytest.raises(ConfigError, match="timeout: 1m is longer than the schedule's interval"):
+        site_for_url("https://a.test/", schedule="30s", timeout="1m")
 
 
 def test_compile_pattern_is_cached_and_names_the_position():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from collections.abc import Mapping
 from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
@@ -18,8 +19,8 @@ from urllib.parse import urlsplit
 import regex
 
 from sitewatch.config import variables
-from sitewatch.config.schedule import check_cron
-from sitewatch.config.values import describe, duration, text
+from sitewatch.config.schedule import check_cron, format_duration, shortest_gap
+from sitewatch.config.values import describe, duration, free_text, text
 from sitewatch.config.yamltree import Invalid
 from sitewatch.observation import SITE_NAME as NAME
 
@@ -197,14 +198,18 @@ def check_headers(value: Any) -> MappingProxyType:
         raise Invalid(f"expected a mapping of header names to strings, got {describe(value)}")
     if len(value) > MAX_HEADERS:
         raise Invalid(f"too many headers: {len(value)} (at most {MAX_HEADERS})")
+    problems = []
     for name, header in value.items():
         if not _TOKEN.fullmatch(name):
-            raise Invalid(f"invalid header name {name!r}", item=name)
+            problems.append(Invalid(f"invalid header name {name!r}", item=name))
+            continue
         try:
             _check_header_value(header)
         except Invalid as exc:
             exc.item = name
-            raise
+            problems.append(exc)
+    if problems:
+        raise Invalid(problems[0].message, item=problems[0].item, also=tuple(problems[1:]))
     return MappingProxyType(dict(value))
 
 
@@ -239,7 +244,7 @@ def check_tags(value: Any) -> tuple[str, ...]:
         raise Invalid(f"expected a list of strings, got {describe(value)}")
     for index, tag in enumerate(value):
         try:
-            if not text(tag, MAX_TAG).strip():
+            if not free_text(tag, MAX_TAG).strip():
                 raise Invalid("empty tag")
         except Invalid as exc:
             exc.item = index
@@ -254,7 +259,7 @@ def check_bool(value: Any) -> bool:
 
 
 def check_owner(value: Any) -> str:
-    owner = text(value, 100)
+    owner = free_text(value, 100)
     if not owner.strip():
         raise Invalid("owner must not be empty")
     return owner
@@ -266,3 +271,21 @@ def check_body(value: Any) -> str:
 
 def check_timeout(value: Any) -> float:
     return duration(value, timedelta(milliseconds=1), timedelta(seconds=300)).total_seconds()
+
+
+def timeout_problem(values: Mapping[str, Any]) -> str | None:
+    """The message when a complete set of site values has a ``timeout`` longer than the shortest
+    time between two of its runs: a site that hangs would then have every run's attempt waiting
+    at once, each holding a probe slot, and the next run would start before the last one knew."""
+    timeout, gap = timedelta(seconds=values["timeout"]), shortest_gap(values["schedule"])
+    if timeout <= gap:
+        return None
+    between = (
+        "the schedule's interval"
+        if isinstance(values["schedule"], timedelta)
+        else ("the shortest time between two runs of the cron schedule")
+    )
+    return (
+        f"{format_duration(timeout)} is longer than {between}, {format_duration(gap)}"
+        " (shorten the timeout, or check less often)"
+    )

@@ -25,9 +25,7 @@ import yaml
 from sitewatch.config import diskcache
 from sitewatch.config.checks import ascii_host, compile_pattern
 from sitewatch.config.keys import BUILTIN_DEFAULTS, FIELDS
-from sitewatch.config.objectives import degraded_problem
-from sitewatch.config.offset import offset_problem
-from sitewatch.config.reader import Reader, body_problem, subfield
+from sitewatch.config.reader import CROSS_KEY_RULES, Reader, subfield
 from sitewatch.config.site import ConfigIssue, Site, SitesFile
 from sitewatch.config.values import unknown_key
 from sitewatch.config.yamltree import Invalid, TooComplex, compose, line_of, no_gc
@@ -215,14 +213,14 @@ def site_for_url(url: str, *, regex: str | None = None, **overrides: Any) -> Sit
         try:
             values[key] = FIELDS[key](raw)
         except Invalid as exc:
-            issues.append(ConfigIssue(CLI_FILE, 0, subfield(key, exc.item), exc.message))
+            for problem in exc.all():
+                field_name = subfield(key, problem.item)
+                issues.append(ConfigIssue(CLI_FILE, 0, field_name, problem.message))
     merged = BUILTIN_DEFAULTS | values
-    if not issues and (problem := body_problem(merged)):
-        issues.append(ConfigIssue(CLI_FILE, 0, "body", problem))
-    if not issues and (problem := offset_problem(merged)):
-        issues.append(ConfigIssue(CLI_FILE, 0, "offset", problem))
-    if not issues and (problem := degraded_problem(merged)):
-        issues.append(ConfigIssue(CLI_FILE, 0, "degraded_ms", problem))
+    if not issues:
+        for rule in CROSS_KEY_RULES:
+            if problem := rule.problem(merged):
+                issues.append(ConfigIssue(CLI_FILE, 0, rule.key, problem))
     if issues:
         raise ConfigError(issues)
     return Site(**merged)

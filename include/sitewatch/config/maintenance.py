@@ -19,7 +19,15 @@ from typing import Any
 
 from sitewatch.config.crontime import latest_fire, zone
 from sitewatch.config.schedule import check_cron, format_duration
-from sitewatch.config.values import checked, describe, duration, item_path, only_keys, text
+from sitewatch.config.values import (
+    checked,
+    describe,
+    duration,
+    free_text,
+    item_path,
+    only_keys,
+    text,
+)
 from sitewatch.config.yamltree import Invalid
 
 RECURRING_KEYS = ("cron", "duration", "timezone", "reason")
@@ -29,6 +37,9 @@ MAX_WINDOWS = 50
 MIN_DURATION, MAX_DURATION = timedelta(minutes=1), timedelta(days=7)
 MAX_ONE_OFF = timedelta(days=366)
 MAX_REASON, MAX_CRON = 200, 1000
+# One-off windows lie in this range: wide enough for any real plan, narrow enough that every
+# instant of a window, and a day either side of it, stays representable (datetime ends at 9999).
+EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
 DEFAULT_TIMEZONE = "UTC"
 # Keys the zoneinfo search path may hold that name no zone of their own: the host's setting
 # (which differs between the machine that validates and the one that checks) and tzdata files.
@@ -154,7 +165,7 @@ def _duration(value: Any) -> timedelta:
 
 
 def _reason(value: Any) -> str | None:
-    return None if value is None else text(value, MAX_REASON)
+    return None if value is None else free_text(value, MAX_REASON)
 
 
 def _instant(value: Any) -> datetime:
@@ -170,7 +181,16 @@ def _instant(value: Any) -> datetime:
         raise Invalid(f"expected a date and time {example}, got {describe(value)}")
     if instant.tzinfo is None:
         raise Invalid(f"{value!r} has no UTC offset: add one or Z, {example}")
-    return instant.astimezone(UTC)
+    try:
+        instant = instant.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-12:00 is past the last instant datetime holds
+        instant = None
+    if instant is None or not EARLIEST <= instant < LATEST:
+        raise Invalid(
+            f"{value!r} is out of range: a window lies between {EARLIEST:%Y-%m-%d} and"
+            f" {LATEST:%Y-%m-%d} (UTC)"
+        )
+    return instant
 
 
 def check_timezone(value: Any) -> str:

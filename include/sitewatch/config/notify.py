@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 from sitewatch.config.checks import check_bool
-from sitewatch.config.values import describe, duration, unknown_key
+from sitewatch.config.values import describe, duration, unknown_key, unsafe_character
 from sitewatch.config.yamltree import Invalid
 
 FORMATS = ("json", "slack")
@@ -225,6 +225,8 @@ def _address(value: Any, key: str | tuple) -> str:
         raise Invalid(
             f"expected an e-mail address like ops@example.com, got {describe(value)}", item=key
         )
+    if problem := unsafe_character(value):  # an address is shown in every mail's header
+        raise Invalid(problem, item=key)
     return value
 
 

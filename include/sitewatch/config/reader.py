@@ -7,11 +7,12 @@ which key goes where, which line an issue names, and how defaults merge into ent
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from sitewatch.config.checks import timeout_problem
 from sitewatch.config.dependencies import Hints, cycles, self_problem
 from sitewatch.config.keys import BUILTIN_DEFAULTS, FIELDS, REQUIRED
 from sitewatch.config.locations import quorum_problem
@@ -19,7 +20,7 @@ from sitewatch.config.objectives import degraded_problem
 from sitewatch.config.offset import offset_problem
 from sitewatch.config.site import ConfigIssue, Site
 from sitewatch.config.values import describe, unknown_key
-from sitewatch.config.yamltree import Invalid, Walker, line_of, scalar
+from sitewatch.config.yamltree import Invalid, TooComplex, Walker, line_of, scalar
 
 _SEQUENCE = "sequence"
 
@@ -107,6 +108,34 @@ def body_problem(values: Mapping[str, Any]) -> str | None:
     return None
 
 
+class Rule(NamedTuple):
+    """A check of one key against others, on a complete set of site values: ``problem`` returns
+    the message for ``key``, or None. It is skipped when one of ``reads`` was given a value that
+    failed its own check (that was reported already, and a default in its place would only
+    mislead); the issue names the line of the first of ``key`` and ``reads`` the entry has."""
+
+    key: str
+    reads: tuple[str, ...]
+    problem: Callable[[Mapping[str, Any]], str | None]
+
+
+CROSS_KEY_RULES = (
+    Rule("body", ("method",), body_problem),
+    Rule("offset", ("schedule",), offset_problem),
+    Rule("quorum", ("locations",), quorum_problem),
+    Rule("degraded_ms", ("max_response_ms",), degraded_problem),
+    Rule("timeout", ("schedule",), timeout_problem),
+)
+"""Every rule between keys of one entry; the sites file and ``site_for_url`` both apply them."""
+
+
+def unexpected(exc: Exception) -> str:
+    """The message for a check that failed in a way nobody wrote a message for: it costs one
+    entry, never the file, and the operator learns that it is sitewatch's fault."""
+    detail = " ".join(str(exc).split())[:200]
+    return f"could not be checked ({type(exc).__name__}: {detail}); please report this bug"
+
+
 class _Parents(NamedTuple):
     """What the cross-site checks need of one entry's ``depends_on``."""
 
@@ -152,10 +181,23 @@ class Reader:
             return []
         sites = []
         for index, entry in enumerate(sites_node.value):
-            site = self.read_entry(f"sites[{index}]", entry, defaults)
+            try:
+                site = self.read_entry(f"sites[{index}]", entry, defaults)
+            except TooComplex:
+                raise
+            except Exception as exc:  # whatever one entry holds, the others keep their sites
+                self.report(line_of(entry), f"sites[{index}]", unexpected(exc))
+                site = None
             if site is not None:
                 sites.append(site)
-        return self.check_dependencies(sites) if self.parents else sites
+        if not self.parents:
+            return sites
+        try:
+            return self.check_dependencies(sites)
+        except Exception as exc:  # refuse only the sites whose parents could not be checked
+            for entry in self.parents.values():
+                self.report(entry.line, f"{entry.where}.depends_on", unexpected(exc))
+            return [site for site in sites if site.name not in self.parents]
 
     def pairs(self, node: MappingNode, prefix: str) -> list[tuple[str, Node, Node]]:
         """Mapping pairs; a duplicate key is reported as ``<prefix><key>``."""
@@ -175,8 +217,14 @@ class Reader:
         try:
             value = FIELDS[key](self.walker.value(node))
         except Invalid as exc:
-            line = exc.line or _item_line(node, exc.item)
-            self.report(line, subfield(field_name, exc.item), exc.message)
+            for problem in exc.all():
+                line = problem.line or _item_line(node, problem.item)
+                self.report(line, subfield(field_name, problem.item), problem.message)
+            return False, None
+        except TooComplex:
+            raise
+        except Exception as exc:  # a value no check foresaw: one problem, like any other
+            self.report(line_of(node), field_name, unexpected(exc))
             return False, None
         if memo_key is not None:
             self.memo[memo_key] = value
@@ -228,20 +276,12 @@ class Reader:
         if "name" in values:
             self.check_unique(where, values["name"], lines["name"])
         merged = defaults | values
-        if problem := body_problem(merged):
-            line = lines.get("body", lines.get("method", line_of(node)))
-            self.report(line, f"{where}.body", problem)
-        schedule_failed = "schedule" in present and "schedule" not in values  # reported already
-        if not schedule_failed and (problem := offset_problem(merged)):
-            line = lines.get("offset", lines.get("schedule", line_of(node)))
-            self.report(line, f"{where}.offset", problem)
-        locations_failed = "locations" in present and "locations" not in values
-        if not locations_failed and (problem := quorum_problem(merged)):
-            line = lines.get("quorum", lines.get("locations", line_of(node)))
-            self.report(line, f"{where}.quorum", problem)
-        if problem := degraded_problem(merged):
-            line = lines.get("degraded_ms", lines.get("max_response_ms", line_of(node)))
-            self.report(line, f"{where}.degraded_ms", problem)
+        failed = present - values.keys()  # reported already
+        for rule in CROSS_KEY_RULES:
+            keys = (rule.key, *rule.reads)
+            if failed.isdisjoint(keys) and (problem := rule.problem(merged)):
+                line = next((lines[key] for key in keys if key in lines), line_of(node))
+                self.report(line, f"{where}.{rule.key}", problem)
         if "name" in values and not ("depends_on" in present and "depends_on" not in values):
             self.note_parents(where, values["name"], merged["depends_on"], nodes, line_of(node))
         if len(self.issues) > issues_before:

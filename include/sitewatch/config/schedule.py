@@ -8,6 +8,7 @@ scheduler agrees on, so an expression that passes here also means the same thing
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from datetime import timedelta
 from typing import NamedTuple
@@ -17,8 +18,10 @@ MAX_DURATION = timedelta(days=365)
 MAX_DURATION_TEXT = 40
 
 # Units largest first, each at most once: "1h30m" reads one way only, "30m1h" is rejected.
+# ASCII digits only: int() reads '٣' as 3, but nobody reading the file would.
 _DURATION = re.compile(
-    r"(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m(?!s))?(?:(?P<s>\d+)s)?(?:(?P<ms>\d+)ms)?"
+    r"(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m(?!s))?(?:(?P<s>\d+)s)?(?:(?P<ms>\d+)ms)?",
+    re.ASCII,
 )
 _UNIT_MS = {"d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
 
@@ -34,9 +37,11 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(
             f"too long for a duration: {len(text)} characters (at most {MAX_DURATION_TEXT})"
         )
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         raise ValueError(f"invalid duration {text!r}: missing unit, e.g. '{text}s'")
     match = _DURATION.fullmatch(text)
+    if not text.isascii() and any(char.isdigit() for char in text):
+        raise ValueError(f"invalid duration {text!r}: write its digits as 0-9")
     if not text or match is None:
         raise ValueError(f"invalid duration {text!r}: expected {DURATION_HINT}")
     total_ms = sum(int(v) * _UNIT_MS[unit] for unit, v in match.groupdict().items() if v)
@@ -124,6 +129,19 @@ def cron_fields(text: str) -> CronFields:
     weekdays = frozenset(day % 7 for day in values[4])  # 7 is Sunday too
     either = all("*" not in fields[i].split(",") for i in (2, 4))
     return CronFields(*values[:4], weekdays, either)
+
+
+def shortest_gap(schedule: timedelta | str) -> timedelta:
+    """The shortest time between two runs of ``schedule`` (an interval, or a cron expression
+    ``check_cron`` accepts): the interval itself, or the two closest times of day a cron fires
+    at. Days and months a cron leaves out only ever lengthen a gap, so this is exact whenever
+    some day has two runs, and a day for a cron that fires once a day."""
+    if isinstance(schedule, timedelta):
+        return schedule
+    fields = cron_fields(schedule)
+    times = sorted(hour * 60 + minute for hour in fields.hours for minute in fields.minutes)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    return timedelta(minutes=min([*gaps, times[0] + 24 * 60 - times[-1]]))
 
 
 def _missing_day(weekday_field: str, days: set[int], months: set[int]) -> int | None:

@@ -8,6 +8,7 @@ imports none of them, so messages read the same whichever module raises them.
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Callable, Collection
 from datetime import timedelta
 from typing import Any
@@ -44,6 +45,35 @@ def text(value: Any, limit: int, what: str = "a string") -> str:
     if len(value) > limit:
         raise Invalid(f"too long: {len(value)} characters (at most {limit})")
     return value
+
+
+# Characters that reorder the text around them on screen (Unicode's bidi formatting controls).
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def unsafe_character(value: str) -> str | None:
+    """The message for the first character of ``value`` that free text must not hold, or None.
+
+    Control characters (NUL ends a PostgreSQL text, ESC drives the terminal a log is read in),
+    bidi controls (they reorder a line, so what is shown is not what is stored) and lone
+    surrogates (no character at all).
+    """
+    for position, char in enumerate(value):
+        kind = unicodedata.category(char)
+        if kind in ("Cc", "Cs") or char in _BIDI:
+            what = "a bidi control" if char in _BIDI else "a control character"
+            return f"contains U+{ord(char):04X} ({what}) at position {position + 1}; remove it"
+    return None
+
+
+def free_text(value: Any, limit: int, what: str = "a string") -> str:
+    """``text`` for what people write and others read (reasons, owners, tags, names of senders):
+    also raises Invalid for a character ``unsafe_character`` refuses. The same rule for every
+    such key, in the sites file and in the trigger forms."""
+    checked_text = text(value, limit, what)
+    if problem := unsafe_character(checked_text):
+        raise Invalid(problem)
+    return checked_text
 
 
 def integer(value: Any, low: int, high: int) -> int:

@@ -71,12 +71,23 @@ class Invalid(Exception):
     """A value is wrong.
 
     ``item`` names the list index or mapping key inside the value that is wrong (it becomes part of
-    the field, ``tags[1]``); ``line`` overrides the line of the value being checked.
+    the field, ``tags[1]``); ``line`` overrides the line of the value being checked. ``also``
+    holds more problems found in the same value (every bad header of a site, not the first).
     """
 
-    def __init__(self, message: str, line: int | None = None, item: int | str | None = None):
+    def __init__(
+        self,
+        message: str,
+        line: int | None = None,
+        item: int | str | None = None,
+        also: tuple[Invalid, ...] = (),
+    ):
         super().__init__(message)
-        self.message, self.line, self.item = message, line, item
+        self.message, self.line, self.item, self.also = message, line, item, also
+
+    def all(self) -> tuple[Invalid, ...]:
+        """This problem and those in ``also``."""
+        return (self, *self.also)
 
 
 def line_of(node: Node) -> int:
