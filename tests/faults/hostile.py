@@ -224,7 +224,8 @@ def redirect_to_itself(sock, _stopping):
 
 # --- secrets: a site that wants the headers it was not meant to get ---------------------------
 
-SECRET = "hostile-secret-4f1c9a7e"  # what the worker expands ${SITEWATCH_SECRET_HOSTILE} to
+# What the worker expands ${SITEWATCH_SECRET_HOSTILE} to; "/", "+" and "=" stay encoded in a URL.
+SECRET = "hostile/secret+4f1c9a7e=="
 SECRET_ENV = {"SITEWATCH_SECRET_HOSTILE": SECRET}
 SECRET_HEADERS = {
     "headers": {
@@ -257,6 +258,28 @@ def echo_headers(sock, _stopping):
         f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len(request)}\r\n"
         "Connection: close\r\n\r\n".encode()
         + request
+    )
+
+
+def echo_secret_encoded(sock, _stopping):
+    """``/`` redirects to ``/login/`` and the secret key it was sent, every byte percent-encoded;
+    there it answers 200 with the key again in JSON, every character ``\\u``-escaped."""
+    request = _read_request(sock)
+    head = request.decode("latin-1").split("\r\n")
+    key = next(
+        (line.split(":", 1)[1].strip() for line in head if line.lower().startswith("x-api")), ""
+    )
+    if request.startswith(b"GET /login/"):
+        body = ('{"key": "' + "".join(f"\\u{ord(c):04x}" for c in key) + '"}').encode()
+        sock.sendall(
+            f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        return
+    path = "/login/" + "".join(f"%{byte:02X}" for byte in key.encode())
+    sock.sendall(
+        f"HTTP/1.1 302 Found\r\nLocation: {path}\r\nContent-Length: 0\r\n"
+        "Connection: close\r\n\r\n".encode()
     )
 
 
@@ -499,6 +522,14 @@ TARGETS: tuple[Target, ...] = (
         "regex",
         "Bearer ***",
         overrides={**SECRET_HEADERS, "forbid_regex": "Bearer [^\\r\\n]+"},
+    ),
+    # the same, encoded: percent-encoded into a redirect, then JSON-escaped in the body
+    Target(
+        "echo_of_secret_encoded",
+        echo_secret_encoded,
+        "regex",
+        """'"key": "***""",
+        overrides={**SECRET_HEADERS, "forbid_regex": '"key": "[^"]+'},
     ),
     Target("redirect_to_itself", redirect_to_itself, "redirects", "redirect loop"),
     Target("redirect_gzip_bomb_10gib", redirect_gzip_bomb, "status", "status 503 not in 200-399"),

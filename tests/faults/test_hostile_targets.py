@@ -14,10 +14,12 @@ import gzip
 import io
 import itertools
 import json
+import re
 import ssl
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 
 import hostile  # tests/faults is on sys.path (rootdir-relative imports, like tests/unit)
 import pytest
@@ -102,6 +104,17 @@ def test_no_secret_reaches_another_origin_or_the_record(runs):
     assert runs["results"]["redirect_harvesting_secrets"]["status_code"] == 503
     for name, seen in runs["results"].items():
         assert hostile.SECRET not in json.dumps(seen), name
+        # nor in the forms a site may write it in: percent-encoded, JSON-escaped
+        for value in seen.values():
+            if isinstance(value, str):
+                assert hostile.SECRET[:5] not in _decoded(value), (name, value)
+    assert runs["results"]["echo_of_secret_encoded"]["final_url"].endswith("/login/***")
+
+
+def _decoded(text: str) -> str:
+    """``text`` with percent-encoding and JSON escapes (however often escaped again) undone."""
+    text = re.sub(r"\\+u([0-9a-fA-F]{4})", lambda m: chr(int(m[1], 16)), unquote(text))
+    return re.sub(r"\\+/", "/", text)
 
 
 def test_bombs_stop_at_the_body_cap(runs):

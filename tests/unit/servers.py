@@ -4,6 +4,7 @@ socket servers that misbehave on purpose. Everything listens on 127.0.0.1 with a
 
 from __future__ import annotations
 
+import json
 import socket
 import socketserver
 import ssl
@@ -13,7 +14,7 @@ import zlib
 from collections.abc import Callable
 from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, quote_plus, unquote, urlsplit
 
 DRIP_INTERVAL = 0.5  # seconds between bytes: each read succeeds, only a deadline can stop it
 BOMB_BYTES = 1 << 30  # the gzip bomb's decoded size
@@ -313,8 +314,12 @@ def malformed_location(sock: socket.socket, _stopping: threading.Event) -> None:
 class _RecordingHandler(BaseHTTPRequestHandler):
     """Records each request as ``(path, headers)`` in ``server.seen``.
 
-    ``?to=URL`` answers a 302 to URL; any other request gets 200 with the request's headers as the
-    body (``Name: value`` lines), so a site that echoes what it was sent can be imitated.
+    ``?to=URL`` answers a 302 to URL; ``?login=quote`` (or ``quote_plus``) a 302 to
+    ``/login?next=`` and the request's ``X-Api-Key`` URL-encoded that way, ``?login=path`` a 302 to
+    ``/login/`` and the key percent-encoded as one path segment. Any other request gets 200 with the
+    request's headers as the body: ``Name: value`` lines, or with ``?json=1`` a JSON object with
+    ``/`` escaped as PHP's ``json_encode`` does. So a site that echoes what it was sent can be
+    imitated.
     """
 
     protocol_version = "HTTP/1.1"
@@ -325,14 +330,25 @@ class _RecordingHandler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         self.server.seen.append((self.path, dict(self.headers)))
-        target = parse_qs(urlsplit(self.path).query).get("to")
-        body = "".join(f"{name}: {value}\n" for name, value in self.headers.items()).encode()
+        query = parse_qs(urlsplit(self.path).query)
+        target = query.get("to", [None])[0] or self._login(query.get("login", [""])[0])
+        if "json" in query:
+            body = json.dumps(dict(self.headers)).replace("/", "\\/").encode()
+        else:
+            body = "".join(f"{name}: {value}\n" for name, value in self.headers.items()).encode()
         self.send_response(302 if target else 200)
         if target:
-            self.send_header("Location", target[0])
+            self.send_header("Location", target)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _login(self, how: str) -> str | None:
+        key = self.headers.get("X-Api-Key", "")
+        if how == "path":
+            return "/login/" + quote(key, safe="")
+        encode = {"quote": quote, "quote_plus": quote_plus}.get(how)
+        return f"/login?next={encode(key)}" if encode else None
 
 
 def start_recorder(context: ssl.SSLContext | None = None) -> _Server:

@@ -6,10 +6,12 @@ Same style as ``test_probe.py``: real local servers, and every probe bounded by 
 
 from __future__ import annotations
 
+import dataclasses
 import encodings
 import pkgutil
 import ssl
 import tracemalloc
+from urllib.parse import unquote
 
 import pytest
 import servers  # tests/unit is on sys.path (pytest rootdir-relative import mode)
@@ -195,7 +197,49 @@ def test_a_secret_echoed_in_a_redirect_is_redacted_from_the_final_url(recorders)
     )
     obs = run(site, secrets)
     fails(obs, "regex")
-    assert obs.final_url == url(first, "/next?token=***")
+    assert obs.final_url == url(first, "/next?…")  # after a redirect, no query is kept
+
+
+# --- issue 24 item 7: a secret echoed URL-encoded or JSON-escaped is masked too ------------------
+
+LIVE = "sk/LIVE+9f8e7d6c5b4a3210=="  # "/", "+" and "=" all change when URL-encoded
+
+
+def live_site(path: str, **fields) -> tuple[Site, Secrets]:
+    site = make_site(path, headers={"X-Api-Key": "${SITEWATCH_SECRET_API_TOKEN}"}, **fields)
+    return expand_headers(site, {"SITEWATCH_SECRET_API_TOKEN": LIVE})
+
+
+def assert_no_trace_of(secret: str, obs) -> None:
+    """No text field holds ``secret``'s first 5 characters, decoded from any of its forms."""
+    for name, value in dataclasses.asdict(obs).items():
+        if isinstance(value, str):
+            decoded = unquote(unquote(value)).replace("\\\\", "\\").replace("\\/", "/")
+            assert secret[:5] not in decoded, f"{name}: {value}"
+
+
+@pytest.mark.parametrize("encoding", ["quote", "quote_plus"])
+def test_a_secret_url_encoded_into_a_redirect_query_leaves_no_trace(recorders, encoding):
+    site, secrets = live_site(url(recorders[0], f"/?login={encoding}"))
+    obs = run(site, secrets)
+    assert (obs.up, obs.status_code) == (True, 200)
+    assert obs.final_url == url(recorders[0], "/login?…")  # a redirect's query is not kept
+    assert_no_trace_of(LIVE, obs)
+
+
+def test_a_secret_url_encoded_into_a_redirect_path_is_masked(recorders):
+    site, secrets = live_site(url(recorders[0], "/?login=path"))
+    obs = run(site, secrets)
+    assert obs.final_url == url(recorders[0], "/login/***")
+    assert_no_trace_of(LIVE, obs)
+
+
+def test_a_secret_echoed_json_escaped_is_masked_in_the_detail(recorders):
+    site, secrets = live_site(url(recorders[0], "/?json=1"), forbid_regex=r'"X-Api-Key": "[^"]+')
+    obs = run(site, secrets)
+    fails(obs, "regex", """forbidden pattern matched""")
+    assert obs.error_detail.endswith("""'"X-Api-Key": "***'"""), obs.error_detail
+    assert_no_trace_of(LIVE, obs)
 
 
 # --- item 12b: a Location that is not a URL -----------------------------------------------------

@@ -2,6 +2,10 @@
 reported as ``Secrets`` (which headers, which values) for the probe to protect."""
 
 import dataclasses
+import html
+import json
+import re
+from urllib.parse import quote, quote_plus
 
 import pytest
 
@@ -53,6 +57,32 @@ def test_secret_values_are_masked_whole_or_truncated():
     assert secrets.redact("cut at tok-3f9…") == "cut at ***…"  # a truncated copy is masked too
     assert secrets.redact("tok-3 s3cr") == "*** s3cr"  # 5 characters are masked, 4 are not
     assert NO_SECRETS.redact("s3cr3t") == "s3cr3t"
+
+
+LIVE = "sk/LIVE+9f8e7d6c5b4a3210=="
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        pytest.param(quote(LIVE), id="quote"),  # sk/LIVE%2B…%3D%3D
+        pytest.param(quote(LIVE, safe=""), id="quote-safe-none"),
+        pytest.param(quote_plus(LIVE), id="quote_plus"),
+        pytest.param(re.sub("%..", lambda m: m[0].lower(), quote(LIVE, safe="")), id="lower-hex"),
+        pytest.param(quote(quote(LIVE, safe=""), safe=""), id="quoted-twice"),
+        pytest.param(LIVE.replace("+", " "), id="form-decoded"),
+        pytest.param(json.dumps(LIVE).replace("/", "\\/"), id="json-escaped-slash"),
+        pytest.param(repr(json.dumps(LIVE).replace("/", "\\/")), id="repr-of-json"),
+        pytest.param(json.dumps(LIVE, ensure_ascii=False).replace("s", "\\u0073"), id="json-u"),
+        pytest.param(html.escape(LIVE).replace("/", "&#x2F;"), id="html-reference"),
+        pytest.param(quote(LIVE)[:12], id="truncated-encoded"),
+    ],
+)
+def test_a_secret_is_masked_in_any_form_it_is_written(written):
+    secrets = Secrets(frozenset({"x-key"}), (LIVE,))
+    masked = secrets.redact(f"next={written}&x=1")
+    # the whole copy is masked, and only it: the quotes of the JSON and repr() forms stay
+    assert masked.replace('"', "").replace("'", "") == "next=***&x=1", masked
 
 
 def test_the_loaded_site_keeps_the_reference_not_the_value():

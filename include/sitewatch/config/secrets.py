@@ -13,7 +13,9 @@ the probe can keep them from another origin and out of what it records.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -39,10 +41,12 @@ class Secrets:
     values: tuple[str, ...] = ()
 
     def redact(self, text: str) -> str:
-        """``text`` with each secret value, and each truncated copy of one, replaced by ``MASK``.
+        """``text`` with each secret value, and each truncated copy of one, replaced by ``MASK``,
+        in whatever form it was written (``_spelling``: URL-encoded, JSON-escaped, HTML-escaped).
 
         A truncated copy (details and URLs are cut to length) is the secret's first ``MIN_MASKED``
-        characters or more. Trade-off: a cut that keeps fewer than that leaves them visible.
+        characters or more. Trade-offs: a cut that keeps fewer than that leaves them visible; a
+        transformed copy (base64, hashed) is not recognised.
         """
         for value in self.values:
             text = _mask(text, value)
@@ -53,16 +57,62 @@ NO_SECRETS = Secrets()
 
 
 def _mask(text: str, value: str) -> str:
-    head = value[:MIN_MASKED]
+    head = _pattern("".join(_spelling(char) for char in value[:MIN_MASKED]))
     pieces: list[str] = []
     start = 0
-    while (found := text.find(head, start)) >= 0:
-        end = found + len(head)
-        while end < len(text) and end - found < len(value) and text[end] == value[end - found]:
-            end += 1
-        pieces += [text[start:found], MASK]
+    while (found := head.search(text, start)) is not None:
+        end = found.end()
+        for char in value[MIN_MASKED:]:
+            more = _pattern(_spelling(char)).match(text, end)
+            if more is None:
+                break
+            end = more.end()
+        pieces += [text[start : found.start()], MASK]
         start = end
     return "".join(pieces) + text[start:] if pieces else text
+
+
+# A backslash escape: each JSON or repr() layer around it doubles the backslash. Bounded (four
+# layers) so that a run of backslashes costs linear time to search, not quadratic.
+_ESCAPE = r"\\{1,16}"
+_HTML_NAMES = {"&": "amp", "<": "lt", ">": "gt", '"': "quot", "'": "apos"}
+_FORM_DECODED = {" ": r"\+", "+": " "}  # a query's space is "+"; form decoding reads "+" as " "
+
+
+@functools.cache
+def _spelling(char: str) -> str:
+    """A regular expression for the ways one character of a secret can be written in text a site
+    sends back: as itself; URL-encoded (``%2F`` in either case, again ``%252F`` for each layer,
+    ``+`` for a space and a space for ``+`` as form decoding reads them); JSON- or
+    JavaScript-escaped (``\\/``, ``\\u002f``, ``\\x2f``, with the backslash doubled by each
+    further layer); as an HTML character reference (``&#47;``, ``&#x2f;``, ``&amp;``).
+
+    Each alternative matches one character in one form, so a value written half in one form and
+    half in another (``quote`` leaves ``/`` as is, ``quote_plus`` does not) is still found.
+    """
+    code = ord(char)
+    raw = char.encode("utf-8", "surrogatepass")
+    units = char.encode("utf-16-be", "surrogatepass")
+    forms = [
+        re.escape(char),
+        "".join(f"%(?:25)*(?i:{byte:02x})" for byte in raw),
+        "".join(f"{_ESCAPE}u(?i:{units[i : i + 2].hex()})" for i in range(0, len(units), 2)),
+        f"&#(?:0*{code}|(?i:x0*{code:x}));",
+    ]
+    if code < 0x100:
+        forms.append(f"{_ESCAPE}x(?i:{code:02x})")
+    if char in "/\\\"'":
+        forms.append(_ESCAPE + re.escape(char))
+    if char in _HTML_NAMES:
+        forms.append(f"&{_HTML_NAMES[char]};")
+    if char in _FORM_DECODED:
+        forms.append(_FORM_DECODED[char])
+    return "(?:" + "|".join(forms) + ")"
+
+
+@functools.lru_cache(maxsize=1024)
+def _pattern(source: str) -> re.Pattern[str]:
+    return re.compile(source)
 
 
 def expand_headers(

@@ -21,7 +21,7 @@ from urllib3.exceptions import InsecureRequestWarning
 from sitewatch.config.secrets import NO_SECRETS, Secrets
 from sitewatch.names import LOCAL_LOCATION
 from sitewatch.observation import MAX_TEXT, Observation
-from sitewatch.probe.failures import Failure
+from sitewatch.probe.failures import Failure, redact_url, strip_userinfo
 from sitewatch.probe.fetch import Fetched, fetch
 from sitewatch.probe.patterns import check_patterns, decode
 from sitewatch.probe.timing import Deadline, Trace, watchdog
@@ -63,7 +63,8 @@ def probe(
     environment settings (proxies, ``.netrc``) are deliberately ignored. ``secrets`` says which
     headers of ``site`` came from ``${VAR}`` and with what values (``expand_headers``): those
     headers do not follow a redirect to another origin, and those values are masked in every text
-    field of the observation (a site may echo them in its body, a redirect or an error).
+    field of the observation, in any of their written forms (a site may echo them in its body, a
+    redirect or an error; see ``Secrets.redact``); after a redirect, ``final_url`` keeps no query.
     ``location`` is where this attempt runs (one of ``site.locations``; the caller knows, being
     on that location's queue): it goes on the observation and in the User-Agent
     (``transport.user_agent``), unless the site sets a User-Agent header of its own.
@@ -146,6 +147,10 @@ def _observe(
 
 
 def _redact(obs: Observation, secrets: Secrets) -> None:
+    if obs.final_url and obs.final_url != strip_userinfo(obs.url):
+        # Redirected after being sent a secret: the target's query (``/login?next=…``) is where a
+        # site puts what it was sent, possibly in a form no mask recognises (base64, signed).
+        obs.final_url = redact_url(obs.final_url)
     for f in dataclasses.fields(obs):
         value = getattr(obs, f.name)
         if isinstance(value, str) and f.name not in _NOT_REDACTED:
