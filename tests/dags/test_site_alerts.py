@@ -137,7 +137,7 @@ def test_first_run_up_is_silent_and_a_run_that_never_started_is_a_pipeline_probl
     (slack,) = receiver.payloads
     assert slack["text"] == (
         f"[sitewatch] PIPELINE PROBLEM: {name} "
-        "(run failed: the run failed (x) without a verdict from task probe)"
+        "`run failed: the run failed (x) without a verdict from task probe`"
     )
     # ... and the task callback the scheduler sends for a lost worker (no exception): same problem
     dag.get_task("probe").on_failure_callback[0]({"run_id": "scheduled__worker-lost"})

@@ -129,7 +129,7 @@ def test_webhook_slack_payload(receiver, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_OPS_WEBHOOK", receiver.conn())
     WebhookNotifier(ALERT, "ops_webhook", format="slack").notify({})
     (doc,) = receiver.payloads
-    assert doc["text"] == "[sitewatch] DOWN: shop (status: status 500 not in 200-399)"
+    assert doc["text"] == "[sitewatch] DOWN: shop `status: status 500 not in 200-399`"
     assert [block["type"] for block in doc["blocks"]] == ["header", "section"]
     assert "*url:* https://shop.example.com/" in doc["blocks"][1]["text"]["text"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -154,11 +155,32 @@ def test_down_message_document_and_slack_payloads():
     }
     assert doc["text"].splitlines()[0] == alert.title
     slack = alert.slack()
-    assert slack["text"] == alert.title
+    assert slack["text"] == "[sitewatch] DOWN: shop `status: status 500 not in 200-399 &lt;b&gt;`"
     section = slack["blocks"][1]["text"]
     assert section["type"] == "mrkdwn"
-    assert "*detail:* status 500 not in 200-399 &lt;b&gt;" in section["text"]
+    assert "*detail:* `status 500 not in 200-399 &lt;b&gt;`" in section["text"]
     assert "*run:* http://localhost:8080/dags/site_shop/runs/r1/tasks/probe" in section["text"]
+
+
+def test_what_a_site_wrote_cannot_link_or_mention_in_chat():
+    """A redirect target crafted as Slack's link and mention syntax, and as Mattermost's
+    Markdown: in the slack payload it is inert text in code spans, wherever it appears."""
+    target = (
+        "http://[<!channel> <https://evil.example/|Ack here>] [Ack](https://evil.example/) @all`x`/"
+    )
+    alert = Alert(
+        "shop", "https://s/", Kind.DOWN, T0, T0, "invalid_redirect",
+        f"invalid redirect target {target!r}",
+    )  # fmt: skip
+    slack = alert.slack()
+    texts = [slack["text"], slack["blocks"][1]["text"]["text"]]
+    for text in texts:
+        assert "<" not in text.replace("&lt;", "") and ">" not in text.replace("&gt;", "")
+        spans = re.findall(r"`[^`]*`", text)
+        outside = re.sub(r"`[^`]*`", "", text)
+        assert "evil.example" not in outside and "@all" not in outside, text
+        assert any("&lt;!channel&gt;" in span for span in spans), text
+    assert slack["blocks"][0]["text"]["type"] == "plain_text"
 
 
 def test_pipeline_message_says_it_is_not_the_site():

@@ -233,10 +233,16 @@ class Alert:
     @property
     def title(self) -> str:
         """``[sitewatch] DOWN: shop (status: status 500 not in 200-399)``"""
-        cause = ""
-        if self.error and self.kind != Kind.RECOVERED:
-            cause = f" ({self.error}: {self.detail})" if self.detail else f" ({self.error})"
+        cause = f" ({self.cause})" if self.cause else ""
         return _one_line(f"[sitewatch] {self.kind.value}: {self.site}{cause}", 300)
+
+    @property
+    def cause(self) -> str | None:
+        """``status: status 500 not in 200-399``: the error and its detail, which hold what the
+        site sent (a redirect target, a status line); None when there is none to give."""
+        if not self.error or self.kind == Kind.RECOVERED:
+            return None
+        return _one_line(f"{self.error}: {self.detail}" if self.detail else self.error, 250)
 
     def lines(self) -> list[tuple[str, str]]:
         """The message body as (label, value) rows; absent values are left out."""
@@ -277,10 +283,22 @@ class Alert:
         }
 
     def slack(self) -> dict:
-        """The ``slack`` webhook payload (incoming-webhook format): ``text`` plus one block."""
-        body = "\n".join(f"*{label}:* {_mrkdwn(value)}" for label, value in self.lines())
+        """The ``slack`` webhook payload (incoming-webhook format): ``text`` plus one block.
+
+        Slack reads ``text`` and the section as mrkdwn (``<url|label>`` links, ``<!channel>``);
+        Mattermost shows only ``text``, as Markdown that also links ``[label](url)`` and
+        ``@channel``. So what a site wrote (the error and its detail) goes into code spans,
+        escaped for Slack: neither reads it as a link, a mention or formatting. The header block
+        is plain text, which nothing parses.
+        """
+        rows = [
+            (label, _code(value) if label in _SITE_WRITTEN else _mrkdwn(value))
+            for label, value in self.lines()
+        ]
+        body = "\n".join(f"*{label}:* {value}" for label, value in rows)
+        cause = f" {_code(self.cause)}" if self.cause else ""
         return {
-            "text": self.title,
+            "text": f"[sitewatch] {self.kind.value}: {self.site}{cause}",
             "blocks": [
                 {"type": "header", "text": {"type": "plain_text", "text": self.title[:150]}},
                 {"type": "section", "text": {"type": "mrkdwn", "text": body[:3000]}},
@@ -326,3 +344,12 @@ def _one_line(value: str, limit: int) -> str:
 def _mrkdwn(value: str) -> str:
     # Slack's only escapes; without them a detail containing "<" could become a link.
     return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# The rows of ``Alert.lines`` whose values hold what a site sent.
+_SITE_WRITTEN = frozenset({"error", "detail"})
+
+
+def _code(value: str) -> str:
+    """``value`` as a code span for chat: no backtick inside can close it early."""
+    return "`" + _mrkdwn(value.replace("`", "'")) + "`"
