@@ -4,7 +4,10 @@ is docker/prometheus/alerts.yml's."""
 
 from __future__ import annotations
 
+import os
 import re
+import stat
+import subprocess
 
 import yaml
 
@@ -103,3 +106,24 @@ def test_the_alert_list_is_the_rules_file():
 def test_the_cost_section_leaves_room_for_the_benchmark():
     assert "Measured: see bench/results.md, section 5" in section("Cost")
     assert "never reads `site_checks`" in section("Cost")
+
+
+def test_the_docker_steps_leave_the_token_readable_by_prometheus_alone(tmp_path):
+    """The doc's shell steps, run as written (without ``docker compose``; ``sudo`` only when not
+    root already): the token file and .env end up private, the token owned by the container's
+    user, nobody (65534)."""
+    (block,) = re.findall(r"```sh\n(.*?)```", section("Prometheus and Grafana on Docker"), re.S)
+    steps = [line for line in block.splitlines() if not line.startswith("docker compose")]
+    script = "\n".join(steps)
+    if os.geteuid() == 0:
+        script = script.replace("sudo ", "")
+    (tmp_path / "docker" / "prometheus").mkdir(parents=True)
+    (tmp_path / ".env").write_text("AIRFLOW_UID=1000\n")
+    (tmp_path / ".env").chmod(0o644)  # made earlier, readable by all
+    subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, check=True)
+    token = (tmp_path / "docker" / "prometheus" / "token").stat()
+    assert stat.S_IMODE(token.st_mode) == 0o400
+    if os.geteuid() == 0:
+        assert (token.st_uid, token.st_gid) == (65534, 65534)
+    assert stat.S_IMODE((tmp_path / ".env").stat().st_mode) == 0o600
+    assert "SITEWATCH_METRICS_TOKEN=" in (tmp_path / ".env").read_text()
