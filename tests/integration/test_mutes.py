@@ -16,17 +16,20 @@ from sitewatch.airflow.mute_dag import mute_dag, unmute_dag
 from sitewatch.errors import StorageError
 from sitewatch.names import ALERTING_ROLE, READER_ROLE
 from sitewatch.storage.mutes import (
+    CapReached,
     Mute,
+    add_capped_mutes,
     add_mutes,
     covered,
     end_mutes,
     mutes_in_force,
     mutes_overlapping,
+    stretch_start,
 )
 from sitewatch.storage.schema import SCHEMA_VERSION, migrate
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-H, M = timedelta(hours=1), timedelta(minutes=1)
+H, M, D = timedelta(hours=1), timedelta(minutes=1), timedelta(days=1)
 SITES = ("shop", "blog", "api")
 
 
@@ -163,6 +166,52 @@ def test_only_alerting_may_write_mutes(pg_dsn, pg_schema, db):
             add_mutes(conn, ["shop"], T0, T0 + H, "as reader", None)
 
 
+# --- the cap on a stretch of muted time (issue 24 item 9) ---------------------------------------
+
+
+def test_stretch_start_chains_overlapping_and_touching_mutes_back_from_now():
+    windows = [(T0 - 5 * D, T0 - 3 * D), (T0 - 3 * D, T0 + H), (T0 - H, T0 + D)]
+    assert stretch_start(windows, T0) == T0 - 5 * D  # touching at T0 - 3d chains on
+    assert stretch_start([(T0 - 5 * D, T0 - 3 * D), (T0 - 2 * D, T0 + H)], T0) == T0 - 2 * D
+    assert stretch_start([(T0 - 2 * D, T0 - D)], T0) == T0  # over: a new stretch starts now
+    assert stretch_start([(T0 - 2 * D, T0)], T0) == T0  # ended just now (ends_at is exclusive)
+    assert stretch_start([], T0) == T0
+
+
+def test_capped_mutes_end_at_most_the_longest_stretch_after_it_began(db):
+    add_mutes(db, ["shop"], T0 - 6 * D, T0 + H, "long job", "alice")  # muted for 6 days already
+    stored = add_capped_mutes(db, ["shop", "blog"], T0, T0 + 7 * D, "again", "bob", 7 * D)
+    assert [(m.site, m.starts_at, m.ends_at) for m in stored.values()] == [
+        ("shop", T0, T0 + D),  # clamped: 6 days done, one left
+        ("blog", T0, T0 + 7 * D),  # not muted: the whole duration
+    ]
+    assert rows(db)[-2:] == [
+        ("shop", T0, T0 + D, "again", "bob"),
+        ("blog", T0, T0 + 7 * D, "again", "bob"),
+    ]
+    # muting again and again never reaches past the first mute's start + 7 days
+    later = add_capped_mutes(db, ["shop"], T0 + 12 * H, T0 + 12 * H + 7 * D, "more", "bob", 7 * D)
+    assert later["shop"].ends_at == T0 + D
+
+
+def test_a_site_muted_for_the_longest_stretch_is_refused_and_nothing_is_stored(db):
+    add_mutes(db, ["shop"], T0 - 7 * D - H, T0 - 2 * D, "first", "alice")
+    add_mutes(db, ["shop"], T0 - 2 * D, T0 + H, "touching", "alice")
+    before = rows(db)
+    with pytest.raises(CapReached) as refused:
+        add_capped_mutes(db, ["blog", "shop"], T0, T0 + H, "once more", "bob", 7 * D)
+    assert str(refused.value) == (
+        "already muted for the longest stretch allowed: shop (muted since "
+        "2026-10-26T08:00:00+00:00, so at most until 2026-11-02T08:00:00+00:00); end the mute "
+        "first (sitewatch_unmute) or plan a longer pause in the sites file (maintenance)"
+    )
+    assert rows(db) == before  # blog was fine, but the request stores all or nothing
+    assert end_mutes(db, ["shop"], T0) == 1  # ending it starts a new stretch
+    assert add_capped_mutes(db, ["shop"], T0, T0 + H, "fresh", "bob", 7 * D)["shop"].ends_at == (
+        T0 + H
+    )
+
+
 # --- the DAGs, through dag.test() ---------------------------------------------------------------
 
 
@@ -190,6 +239,10 @@ def dag_env(pg_dsn, pg_schema, db, tmp_path, monkeypatch):
             }
         )
 
+    # dag.test() runs as the user "dag_test": Airflow's SimpleAuthManager knows it as a USER,
+    # who may edit every DAG (tests below change its role)
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "dag_test:user")
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "False")
     path_option = f"-c search_path={pg_schema}"
     monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_POSTGRES", conn(path_option))
     monkeypatch.setenv(
@@ -278,3 +331,44 @@ def test_unmute_dag_ends_the_named_sites_mutes_or_all(dag_env, run):
 
     state, logs = run(unmute_dag(), {"sites": ["nope"]})
     assert state == "failed" and "not in the sites file: 'nope'" in logs
+
+
+# --- who may mute, and for how long (issue 24 item 9) --------------------------------------------
+
+
+@pytest.mark.parametrize("dag", [mute_dag, unmute_dag])
+def test_a_user_who_may_not_edit_the_sites_dags_cannot_mute_or_unmute(
+    dag_env, run, monkeypatch, dag
+):
+    assert run(mute_dag(), {"sites": ["shop"], "duration": "1h", "reason": "deploy"})[0] == (
+        "success"
+    )
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "dag_test:viewer")
+    conf = {"sites": ["shop", "api"], "duration": "2h", "reason": "not mine"}
+    state, logs = run(dag(), conf if dag is mute_dag else {"sites": ["shop", "api"]})
+    assert state == "failed"
+    assert (
+        "user 'dag_test' may not edit the DAGs of these sites, so may not mute or unmute them: "
+        "shop (site_shop), api (site_api)"
+    ) in logs
+    [(site, starts_at, ends_at, *_)] = dag_env()  # nothing added, nothing ended
+    assert (site, ends_at - starts_at) == ("shop", H)
+
+
+def test_muting_again_never_keeps_a_site_muted_past_seven_days(db, dag_env, run):
+    now = datetime.now(UTC)
+    add_mutes(db, ["shop"], now - 6 * D, now + H, "long job", "alice")
+    conf = {"sites": ["shop", "blog"], "duration": "7d", "reason": "still at it"}
+    state, logs = run(mute_dag(), conf)
+    assert state == "success"
+    shop, blog = dag_env()[1:]
+    assert shop[2] == now - 6 * D + 7 * D  # the stretch's start + 7 days, not now + 7 days
+    assert blog[2] - blog[1] == 7 * D
+    assert f"mute: site=shop until={shop[2].isoformat(timespec='seconds')} instead of" in logs
+    assert "muted for at most 7d at a stretch" in logs
+
+    add_mutes(db, ["api"], now - 7 * D, now + H, "forever", "alice")
+    state, logs = run(mute_dag(), {"sites": ["api"], "duration": "1h", "reason": "more"})
+    assert state == "failed"
+    assert "already muted for the longest stretch allowed: api (muted since" in logs
+    assert len(dag_env()) == 4

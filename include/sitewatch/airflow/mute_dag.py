@@ -1,7 +1,9 @@
 """The ``sitewatch_mute`` and ``sitewatch_unmute`` DAGs: ad-hoc maintenance from the Airflow UI.
 
 Both run only when triggered. Their params are Airflow ``Param``s, so the trigger form is the
-one-click form: pick sites, give a duration and a reason, press Trigger. A mute is a row of
+one-click form: pick sites, give a duration and a reason, press Trigger. Only a user who may edit
+a site's DAG may mute or unmute it (``mute_access``), and a site stays muted at most MAX_MUTE at
+a stretch however often it is muted again (``storage.mutes.add_capped_mutes``). A mute is a row of
 ``site_mutes`` (sitewatch.storage.mutes): the sites' checks keep running and are stored marked
 as maintenance, and their alerts are held until it ends. Both tasks check every value before
 touching the database, so a bad request fails the run with a message naming what is wrong and
@@ -35,15 +37,18 @@ log = logging.getLogger(__name__)
 
 MIN_MUTE = timedelta(minutes=1)
 MAX_MUTE = timedelta(days=7)
-"""A mute's shortest and longest duration; a longer pause belongs in the sites file
-(``maintenance``) or ``enabled: false``, where it is reviewed like any other change."""
+"""A mute's shortest and longest duration (MAX_MUTE also caps a site's stretch of muted time, mutes
+added while it is muted included); a longer pause belongs in the sites file (``maintenance``) or
+``enabled: false``, where it is reviewed like any other change."""
 MAX_REASON = 500
 """Characters of a reason: a sentence for the record, not a document."""
 
 MUTE_DOC = f"""### Mute sites for a while (ad-hoc maintenance)
 
 Trigger with the form: the **sites** to mute, a **duration** from now (`30m`, `2h`, `1d12h`;
-{format_duration(MIN_MUTE)} to {format_duration(MAX_MUTE)}) and a **reason**. Checks keep running
+{format_duration(MIN_MUTE)} to {format_duration(MAX_MUTE)}) and a **reason**. You need permission
+to edit each site's DAG. A site stays muted at most {format_duration(MAX_MUTE)} at a stretch:
+muting it again ends no later than that. Checks keep running
 and are stored marked as maintenance; alerts are held until the mute ends (then a site still
 down alerts once). `sitewatch_unmute` ends it early. See docs/alerts.md, "Maintenance from the
 UI".
@@ -51,7 +56,8 @@ UI".
 
 UNMUTE_DOC = """### End mutes now
 
-Trigger with the **sites** whose mutes end now; leave it empty to end every mute. The record of
+Trigger with the **sites** whose mutes end now; leave it empty to end every mute (that takes
+permission to edit every site's DAG, as naming a site takes its DAG's). The record of
 each mute stays (its end moves to now). See docs/alerts.md, "Maintenance from the UI".
 """
 
@@ -116,12 +122,19 @@ def _sites_param(names: list[str], *, optional: bool, description: str) -> Param
 
 @task
 def mute() -> dict:
-    """Mute the form's sites from now for its duration; returns ``{"ids": {site: id}, "until"}``.
+    """Mute the form's sites from now for its duration; returns ``{"ids": {site: id}, "until":
+    {site: end}}``.
 
-    Raises ValueError for no or unknown sites, a bad duration or a blank reason (nothing
-    stored), SchemaError when the tables are not migrated, StorageError when PostgreSQL fails.
+    The triggering user must be allowed to edit each site's DAG (``mute_access``). A site already
+    muted gets a mute that ends at most MAX_MUTE after its stretch of muted time began, so that
+    triggering again never keeps it muted longer (a warning says when the end was brought
+    forward). Raises ValueError for no or unknown sites, a bad duration or a blank reason,
+    AccessRefused when the user may not mute a site, CapReached when a site has been muted for
+    MAX_MUTE already (nothing stored in any of these cases), SchemaError when the tables are not
+    migrated, StorageError when PostgreSQL fails.
     """
-    from sitewatch.storage.mutes import add_mutes
+    from sitewatch.airflow.mute_access import check_access
+    from sitewatch.storage.mutes import add_capped_mutes
 
     context = get_current_context()
     params = context["params"]
@@ -130,27 +143,44 @@ def mute() -> dict:
         raise ValueError("name at least one site to mute")
     duration, reason = check_duration(params["duration"]), check_reason(params["reason"])
     by = getattr(context["dag_run"], "triggering_user_name", None)
+    check_access(by, sites)
     starts_at = datetime.now(UTC)
-    until = starts_at + duration
+    asked = starts_at + duration
     with _alerting_db() as conn:
-        ids = add_mutes(conn, sites, starts_at, until, reason, by)
-    shown = until.isoformat(timespec="seconds")
-    for site in sites:
+        stored = add_capped_mutes(conn, sites, starts_at, asked, reason, by, MAX_MUTE)
+    for site, row in stored.items():
+        shown = row.ends_at.isoformat(timespec="seconds")
         log.info("mute: site=%s until=%s reason=%r by=%s", site, shown, reason, by)
-    return {"ids": dict(zip(sites, ids, strict=True)), "until": until.isoformat()}
+        if row.ends_at < asked:
+            log.warning(
+                "mute: site=%s until=%s instead of %s: muted for at most %s at a stretch",
+                site,
+                shown,
+                asked.isoformat(timespec="seconds"),
+                format_duration(MAX_MUTE),
+            )
+    return {
+        "ids": {site: row.id for site, row in stored.items()},
+        "until": {site: row.ends_at.isoformat() for site, row in stored.items()},
+    }
 
 
 @task
 def unmute() -> int:
     """End now the mutes of the form's sites (none named: of every site); returns how many.
 
-    Raises ValueError for an unknown site, SchemaError when the tables are not migrated,
-    StorageError when PostgreSQL fails.
+    The triggering user must be allowed to edit each site's DAG (every site's, when none is
+    named). Raises ValueError for an unknown site, AccessRefused when the user may not unmute a
+    site, SchemaError when the tables are not migrated, StorageError when PostgreSQL fails.
     """
+    from sitewatch.airflow.mute_access import check_access
     from sitewatch.storage.mutes import end_mutes
 
-    requested = get_current_context()["params"]["sites"] or []
-    sites = check_sites(requested, known_sites()) or None
+    context = get_current_context()
+    requested = context["params"]["sites"] or []
+    known = known_sites()
+    sites = check_sites(requested, known) or None
+    check_access(getattr(context["dag_run"], "triggering_user_name", None), sites or known)
     now = datetime.now(UTC)
     with _alerting_db() as conn:
         ended = end_mutes(conn, sites, now)

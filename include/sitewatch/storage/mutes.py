@@ -2,7 +2,8 @@
 
 A mute says that a site's checks from ``starts_at`` (inclusive) to ``ends_at`` (exclusive) fall in
 maintenance: they still run and are stored, marked ``maintenance``, and their alerts are held.
-The ``sitewatch_mute`` DAG adds mutes and ``sitewatch_unmute`` ends them early; the drain asks
+The ``sitewatch_mute`` DAG adds mutes (``add_capped_mutes``, which keeps a site from staying
+muted past a cap by re-muting) and ``sitewatch_unmute`` ends them early; the drain asks
 which of a batch's checks fell in one (``mutes_overlapping`` once per batch, then ``covered`` per
 check, in memory). A mute is never deleted, only ended (``end_mutes`` moves ``ends_at``), so the
 record of who muted what, when and why stays.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sitewatch.storage.schema import transaction
 
@@ -82,11 +83,7 @@ def add_mutes(
     (refused before touching the database), StorageError when PostgreSQL fails (nothing stored).
     """
     wanted = list(dict.fromkeys(sites))
-    _aware(starts_at, ends_at)
-    if ends_at <= starts_at:
-        raise ValueError(f"a mute must end after it starts: {starts_at} to {ends_at}")
-    if not reason or not reason.strip():
-        raise ValueError("a mute needs a reason")
+    _check_window(starts_at, ends_at, reason)
     if not wanted:
         return []
     params = {
@@ -100,6 +97,107 @@ def add_mutes(
         cur.execute(_ADD, params)
         ids = dict(cur.fetchall())
     return [ids[site] for site in wanted]
+
+
+# One transaction at a time may add capped mutes for a site, so two runs muting it at once cannot
+# both read the stretch before either stored its mute. The lock's first key names this use.
+_LOCK = """
+    SELECT pg_advisory_xact_lock(%(lock)s, hashtext(s.site))
+    FROM unnest(%(sites)s::text[]) AS s(site) ORDER BY s.site
+"""
+_LOCK_CLASS = 0x6D757465  # "mute"
+
+# The mutes that may chain into a stretch through `at`: started by then and ended no earlier than
+# `oldest` (a stretch reaching further back is over the cap whatever else it holds).
+_RECENT = """
+    SELECT site, starts_at, ends_at FROM site_mutes
+    WHERE site = ANY(%(sites)s::text[]) AND ends_at >= %(oldest)s AND starts_at <= %(at)s
+    ORDER BY site, ends_at DESC
+"""
+
+
+def add_capped_mutes(
+    conn,
+    sites: Iterable[str],
+    at: datetime,
+    ends_at: datetime,
+    reason: str,
+    created_by: str | None,
+    longest: timedelta,
+) -> dict[str, Mute]:
+    """Mute each of ``sites`` from ``at`` to ``ends_at``, but keep every site's stretch of muted
+    time within ``longest``; return the stored mutes by site, in the order of ``sites``.
+
+    A site's stretch is its mute in force at ``at`` and every earlier one that overlaps or
+    touches it, chained back. A site already muted since ``since`` gets a mute ending at
+    ``min(ends_at, since + longest)``: muting it again never keeps it muted longer than
+    ``longest`` at a stretch (ending it first, with ``end_mutes``, starts a new stretch and lets
+    a site that is still down alert). Mutes that start after ``at`` are not counted (only this
+    module's callers make them). Raises CapReached naming every site with no time left (nothing
+    stored), ValueError as ``add_mutes``, StorageError when PostgreSQL fails.
+    """
+    wanted = list(dict.fromkeys(sites))
+    _check_window(at, ends_at, reason)
+    if not wanted:
+        return {}
+    params = {"sites": wanted, "at": at, "oldest": at - longest, "lock": _LOCK_CLASS}
+    with transaction(conn, f"could not mute {', '.join(wanted)}") as cur:
+        cur.execute(_LOCK, params)
+        cur.execute(_RECENT, params)
+        recent: dict[str, list[tuple[datetime, datetime]]] = {}
+        for site, starts, ends in cur.fetchall():
+            recent.setdefault(site, []).append((starts, ends))
+        since = {site: stretch_start(recent.get(site, ()), at) for site in wanted}
+        ends = {site: min(ends_at, since[site] + longest) for site in wanted}
+        full = {site: since[site] for site in wanted if ends[site] <= at}
+        if full:
+            raise CapReached(full, longest)
+        stored: dict[str, Mute] = {}
+        for site in wanted:
+            row = (site, at, ends[site], reason, created_by)
+            cur.execute(_ADD_ONE, row)
+            stored[site] = Mute(cur.fetchone()[0], *row)
+    return stored
+
+
+_ADD_ONE = """
+    INSERT INTO site_mutes (site, starts_at, ends_at, reason, created_by)
+    VALUES (%s, %s, %s, %s, %s)
+    RETURNING id
+"""
+
+
+class CapReached(ValueError):
+    """Sites already muted for the longest stretch allowed: ``since`` maps each to the start of
+    its stretch. Nothing was stored."""
+
+    def __init__(self, since: dict[str, datetime], longest: timedelta):
+        self.since = since
+        named = ", ".join(
+            f"{site} (muted since {_shown(start)}, so at most until {_shown(start + longest)})"
+            for site, start in since.items()
+        )
+        super().__init__(
+            f"already muted for the longest stretch allowed: {named}; end the mute first "
+            "(sitewatch_unmute) or plan a longer pause in the sites file (maintenance)"
+        )
+
+
+def stretch_start(windows: Iterable[tuple[datetime, datetime]], at: datetime) -> datetime:
+    """The start of the stretch of muted time through ``at``: the earliest start among the
+    ``(starts_at, ends_at)`` windows in force at ``at`` and those chained back from them by
+    overlapping or touching ends. ``at`` itself when none is in force. Pure: no database."""
+    start = at
+    for starts, ends in sorted(windows, key=lambda w: w[1], reverse=True):
+        # ends_at is exclusive: a mute that ended at ``at`` is over (ended, then muted again,
+        # starts a new stretch), while one that ended where the stretch began is part of it
+        if ends > start if start == at else ends >= start:
+            start = min(start, starts)
+    return start
+
+
+def _shown(at: datetime) -> str:
+    return at.isoformat(timespec="seconds")
 
 
 def end_mutes(conn, sites: Sequence[str] | None, at: datetime) -> int:
@@ -158,6 +256,15 @@ def covered(mutes: Iterable[Mute], at: datetime) -> Mute | None:
     (what a person wants to see: until when the site is muted). Pure: no database."""
     covering = [m for m in mutes if m.covers(at)]
     return max(covering, key=lambda m: (m.ends_at, m.id)) if covering else None
+
+
+def _check_window(starts_at: datetime, ends_at: datetime, reason: str) -> None:
+    """Refuse, before touching the database, what the table would refuse or store wrongly."""
+    _aware(starts_at, ends_at)
+    if ends_at <= starts_at:
+        raise ValueError(f"a mute must end after it starts: {starts_at} to {ends_at}")
+    if not reason or not reason.strip():
+        raise ValueError("a mute needs a reason")
 
 
 def _aware(*times: datetime) -> None:
