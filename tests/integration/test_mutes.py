@@ -294,6 +294,10 @@ def test_mute_dag_mutes_each_site_from_now(dag_env, run):
         ({"duration": "8d"}, "duration '8d' is out of range 1m to 7d"),
         ({"duration": "2 hours"}, "invalid duration '2 hours'"),
         ({"reason": "   "}, "a mute needs a reason"),
+        # (a NUL never gets this far: Airflow's own JSONB column refuses it in the run's conf)
+        ({"reason": "a\x1b[31mb\u202e"}, "reason contains U+001B (a control character) at"),
+        ({"reason": "rollout \u202eevil"}, "reason contains U+202E (a bidi control) at"),
+        ({"duration": "\u0663h"}, "write its digits as 0-9"),
     ],
 )
 def test_mute_dag_refuses_a_bad_request_and_stores_nothing(dag_env, run, conf, message):

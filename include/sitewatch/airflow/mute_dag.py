@@ -25,6 +25,7 @@ from airflow.sdk import DAG, Param, get_current_context, task
 from sitewatch.airflow.hooks import results_connection
 from sitewatch.config.loader import cached_sites
 from sitewatch.config.schedule import format_duration, parse_duration
+from sitewatch.config.values import unsafe_character
 from sitewatch.names import (
     DAG_DEFAULTS,
     DAG_TAG,
@@ -98,12 +99,15 @@ def check_duration(text: str) -> timedelta:
 
 
 def check_reason(text: str | None) -> str:
-    """The reason, stripped; raises ValueError when blank or longer than MAX_REASON."""
+    """The reason, stripped; raises ValueError when blank, longer than MAX_REASON, or holding a
+    character free text may not (``config.values.unsafe_character``, as in the sites file)."""
     reason = (text or "").strip()
     if not reason:
         raise ValueError("a mute needs a reason (say why, for the record)")
     if len(reason) > MAX_REASON:
         raise ValueError(f"reason is {len(reason)} characters long (at most {MAX_REASON})")
+    if problem := unsafe_character(reason):
+        raise ValueError(f"reason {problem}")
     return reason
 
 
