@@ -215,7 +215,7 @@ def test_a_burst_of_failures_fires_both_rules_and_a_healthy_history_none(conn):
     slo = Slo(99.9)
     lengths = objectives.burn_lengths(slo)
     assert lengths == {5 * MINUTE, 30 * MINUTE, HOUR, 6 * HOUR}
-    counts = store.burn_counts(conn, ["burning", "calm", "silent"], lengths, NOW)
+    counts = store.burn_counts(conn, dict.fromkeys(["burning", "calm", "silent"], lengths), NOW)
     assert counts["burning"] == {
         5 * MINUTE: Tally(5, 4),
         30 * MINUTE: Tally(30, 28),
@@ -245,7 +245,7 @@ def test_custom_rules_are_counted_over_their_own_windows(conn):
     store_batch(conn, minutes_back("burning", {2, 10, 40}))
     rule = BurnRule("warn", 2.0, long=2 * HOUR, short=15 * MINUTE)
     slo = Slo(99.0, burn=(rule,))
-    counts = store.burn_counts(conn, ["burning"], objectives.burn_lengths(slo), NOW)
+    counts = store.burn_counts(conn, {"burning": objectives.burn_lengths(slo)}, NOW)
     (burn,) = objectives.evaluate(slo, counts["burning"])
     # 2 h: 3/120 = 2.5% -> 2.5x; 15 min: 2/15 = 13.3% -> 13.3x
     assert (burn.long, burn.short) == (pytest.approx(2.5), pytest.approx(40 / 3))
@@ -307,6 +307,6 @@ def test_the_severity_column_refuses_what_no_rule_names(conn):
 
 def test_naive_times_are_refused_before_the_database():
     with pytest.raises(ValueError, match="timezone-aware"):
-        store.burn_counts(None, ["alpha"], [HOUR], datetime(2026, 1, 1))
+        store.burn_counts(None, {"alpha": [HOUR]}, datetime(2026, 1, 1))
     with pytest.raises(ValueError, match="at least one"):
-        store.burn_counts(None, ["alpha"], [], NOW)
+        store.burn_counts(None, {"alpha": []}, NOW)

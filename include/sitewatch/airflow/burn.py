@@ -3,7 +3,11 @@
 Each site with an ``slo`` has its rules (``slo.burn``: by default page at 14.4x over 1 h and
 5 min, warn at 6x over 6 h and 30 min) evaluated at most every ``EVERY`` seconds, while the drain
 has read everything there is, so a lagging drain never judges a budget from checks that wait in
-Kafka. One query counts every site's checks over every window length (``storage.slo``); the
+Kafka. One query counts every site's checks over its own rules' window lengths
+(``storage.slo``: a site's rows are read over its own longest window, so one site with a 90-day
+rule costs its own 90 days, not everyone's), each statement limited to
+``SITEWATCH_QUERY_TIMEOUT_SECONDS`` (``storage.timeouts``: past it the evaluation fails with
+StorageError, which the drain logs before it goes on; the next one runs a minute later); the
 state of each alert is a ``site_slo_alerts`` row (``alerting.slo.step``): SLO BURN goes out once
 when a rule starts firing, SLO BURN OVER once when it stops, through the same notifiers as every
 alert. A send that failed is released and tried again at the next evaluation that finds it firing.
@@ -25,6 +29,7 @@ from sitewatch.config.loader import SitesFile, cached_sites
 from sitewatch.config.schedule import format_duration
 from sitewatch.names import POSTGRES_ALERTING_CONN_ID
 from sitewatch.storage import slo as slo_store
+from sitewatch.storage.timeouts import query_timeout
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +42,10 @@ class BurnAlerts:
     connect: opens the alerting connection (default ``results_connection`` on
     ``POSTGRES_ALERTING_CONN_ID``), at the first evaluation with a site that has an ``slo``.
     sites: reads the sites file (default ``cached_sites``). clock: the time of an evaluation.
-    Raises what the connection or the queries raise (StorageError); the drain logs it and goes
-    on. Close it when the drain is done.
+    timeout: seconds each statement may run (None: ``query_timeout()``, read at each
+    evaluation). Raises what the connection or the queries raise (StorageError; SettingError
+    for an unusable timeout setting); the drain logs it and goes on. Close it when the drain is
+    done.
     """
 
     def __init__(
@@ -47,9 +54,11 @@ class BurnAlerts:
         sites: Callable[[], SitesFile] = cached_sites,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         every: float = EVERY,
+        timeout: float | None = None,
     ) -> None:
         self._connect = connect or partial(results_connection, POSTGRES_ALERTING_CONN_ID)
         self._sites, self._clock, self._every = sites, clock, every
+        self._timeout = timeout
         self._conn = None
         self._last = float("-inf")
 
@@ -63,12 +72,12 @@ class BurnAlerts:
 
     def evaluate(self, sites, now: datetime) -> list[Alert]:
         """Evaluate every rule of ``sites`` at ``now``; return the alerts sent or tried."""
+        timeout = self._timeout if self._timeout is not None else query_timeout()
         if self._conn is None or self._conn.closed:  # closed: also when it broke
             self._conn = self._connect()
-        names = [site.name for site in sites]
-        lengths = set().union(*(burn_lengths(site.slo) for site in sites))
-        counts = slo_store.burn_counts(self._conn, names, sorted(lengths), now)
-        firing = slo_store.slo_alerts(self._conn, names)
+        lengths = {site.name: burn_lengths(site.slo) for site in sites}
+        counts = slo_store.burn_counts(self._conn, lengths, now, timeout=timeout)
+        firing = slo_store.slo_alerts(self._conn, list(lengths), timeout=timeout)
         alerts = []
         for site in sites:
             for burn in evaluate(site.slo, counts.get(site.name, {})):

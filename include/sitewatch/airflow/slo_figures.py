@@ -4,7 +4,10 @@ the dashboard's ``Budget`` (listing) and ``SiteBudget`` (a site's page).
 Here because this layer may import both: the dashboard draws the figures but may not import
 the alerting layer that owns their arithmetic. The listing costs three queries for every site
 with an ``slo`` together, whatever their number (availability from the hourly rollup, the burn
-counts over each site's ``burn_window``, the firing alerts); a site's page five.
+counts over each site's own ``burn_window``, the firing alerts); a site's page five. Each
+statement stops after ``SITEWATCH_QUERY_TIMEOUT_SECONDS`` (``storage.timeouts``): a page load
+runs in the API server's shared thread pool, and past the limit it shows the results as
+unavailable (StorageError) instead of holding a thread.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from sitewatch.config.objectives import Slo
 from sitewatch.dashboard.budget import Budget, RuleBurn, SiteBudget, burn_window
 from sitewatch.storage import slo as store
 from sitewatch.storage.slo import SloAlert, Tally
+from sitewatch.storage.timeouts import query_timeout
 
 _NONE = Tally(0, 0)
 
@@ -26,22 +30,26 @@ def budgets(
 ) -> dict[str, Budget]:
     """The ``Budget`` of each of ``sites`` (name -> ``Site``) that has an ``slo``, as of ``now``.
 
-    burn: read the burn rates too (raw checks of each site's ``burn_window``); without them the
-    figures come from the rollup and ``site_slo_alerts`` alone, and ``Budget.burn`` is None.
-    Raises StorageError when PostgreSQL fails.
+    burn: read the burn rates too (raw checks of each site's own ``burn_window``); without them
+    the figures come from the rollup and ``site_slo_alerts`` alone, and ``Budget.burn`` is None.
+    Raises StorageError when PostgreSQL fails or a statement passes the timeout, SettingError
+    when ``SITEWATCH_QUERY_TIMEOUT_SECONDS`` is unusable.
     """
     objectives = {name: site.slo for name, site in sites.items() if site.slo is not None}
     if not objectives:
         return {}
+    timeout = query_timeout()
     windows = {name: slo.window for name, slo in objectives.items()}
-    tallies = store.availability(conn, windows, now)
+    tallies = store.availability(conn, windows, now, timeout=timeout)
     lengths = {name: burn_window(slo) for name, slo in objectives.items()}
     counts = (
-        store.burn_counts(conn, list(objectives), sorted(set(lengths.values())), now)
+        store.burn_counts(
+            conn, {name: [length] for name, length in lengths.items()}, now, timeout=timeout
+        )
         if burn
         else {}
     )
-    alerts = store.slo_alerts(conn, list(objectives))
+    alerts = store.slo_alerts(conn, list(objectives), timeout=timeout)
     return {
         name: _budget(
             slo,
@@ -59,16 +67,18 @@ def site_budget(conn, name: str, slo: Slo, now: datetime) -> SiteBudget:
 
     Trade-off: the p95 sorts the raw checks of the whole window (43,200 for 30 days at one a
     minute): fine for one site's page, which is why the listing does not show it.
-    Raises StorageError when PostgreSQL fails.
+    Raises StorageError when PostgreSQL fails or a statement passes the timeout, SettingError
+    when ``SITEWATCH_QUERY_TIMEOUT_SECONDS`` is unusable.
     """
+    timeout = query_timeout()
     window = {name: slo.window}
-    tally = store.availability(conn, window, now).get(name, _NONE)
-    p95 = store.latency_p95(conn, window, now).get(name)
+    tally = store.availability(conn, window, now, timeout=timeout).get(name, _NONE)
+    p95 = store.latency_p95(conn, window, now, timeout=timeout).get(name)
     length = burn_window(slo)
-    lengths = sorted(arithmetic.burn_lengths(slo) | {length})
-    counts = store.burn_counts(conn, [name], lengths, now).get(name, {})
-    alerts = store.slo_alerts(conn, [name])
-    days = store.daily_tallies(conn, name, *arithmetic.window_days(slo, now))
+    lengths = {name: arithmetic.burn_lengths(slo) | {length}}
+    counts = store.burn_counts(conn, lengths, now, timeout=timeout).get(name, {})
+    alerts = store.slo_alerts(conn, [name], timeout=timeout)
+    days = store.daily_tallies(conn, name, *arithmetic.window_days(slo, now), timeout=timeout)
     firing = _firing(alerts, name)
     rules = tuple(
         RuleBurn(b.rule, b.long, b.short, b.firing, alerts.get((name, b.rule.severity)))
