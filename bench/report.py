@@ -335,6 +335,46 @@ def _upgrade_lines(db: dict) -> list[str]:
     ]
 
 
+def burn_section(b: dict) -> list[str]:
+    """Section 6: the burn-rate query before and after each site's own windows."""
+    data = b["data"]
+    out = [
+        "## 6. Burn-rate query",
+        "",
+        f"Run {b['machine']['date']}. `storage.slo.burn_counts` (issue 24, item 3) at "
+        f"{data['sites']:,} sites with an SLO over {data['rows']:,} stored checks (each site "
+        f"{data['slots']:,} slots, one every {data['every_minutes']} minutes, 90.3 days; ~1% with "
+        "a retry, ~0.5% in maintenance; `bench/burn.py`, in a scratch schema migrated as the "
+        f"drain's). Before: commit `{b['baseline']}`'s code, every site read over the widest "
+        "window any site asks for; after: each site over its own. Each called as its caller calls "
+        "it: the drain's burn check (every site's rule lengths) and the Sites page listing (each "
+        "site's shortest long window); the 90d site has only the issue's rule `{severity: warn, "
+        f"factor: 1.01, long: 90d, short: 89d}}`. {b['rounds']} rounds, the ways alternating; rows "
+        "read (returned plus removed by a filter), scans, buffers and JIT from one EXPLAIN "
+        "(ANALYZE, BUFFERS) of each. Before and after returned the same counts for every site "
+        "and length asked (checked in the run). After also turns JIT off for this read; "
+        '"before, no JIT" is the old read with JIT off (median of 3), to tell the two apart.',
+        "",
+        "| case | before ms | after ms | before / after | before, no JIT ms | rows read "
+        "before · after | rows ratio | scans before · after | buffers before · after | "
+        "JIT before · after | load |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for label, row in b["cases"].items():
+        before, after = row["plans"]["before"], row["plans"]["after"]
+        ms_before, ms_after = row["median_ms"]["before"], row["median_ms"]["after"]
+        out.append(
+            f"| {label} | {ms_before:,.1f} | {ms_after:,.1f} | {times(row['speedup'])} | "
+            f"{row['before_without_jit_ms']:,.1f} | "
+            f"{before['rows_read']:,} · {after['rows_read']:,} | {times(row['rows_ratio'])} | "
+            f"{before['scans']:,} · {after['scans']:,} | "
+            f"{before['buffers']:,} · {after['buffers']:,} | "
+            f"{'yes' if before['jit'] else 'no'} · {'yes' if after['jit'] else 'no'} | "
+            f"{row['load']} |"
+        )
+    return [*out, ""]
+
+
 def times(ratio: float) -> str:
     return f"{ratio:,.0f}×" if ratio >= 100 else f"{ratio:.1f}×"
 
@@ -351,7 +391,7 @@ def main() -> None:
     metrics = load("metrics")  # its section names its own run's date
     sustained = [json.loads(p.read_text()) for p in (OUT / "sustained").glob("*.json")]
     sustained.sort(key=lambda r: min(s["window"][0] for s in r["ks"].values()))  # run order
-    first = next((p for p in [*parts.values(), *sustained, metrics] if p), None)
+    first = next((p for p in [*parts.values(), *sustained, metrics, load("burn")] if p), None)
     if first is None:
         sys.exit("no results in bench/out: run `make bench` first")
     sections += [
@@ -374,6 +414,9 @@ def main() -> None:
     sections += sustained_section(sustained)
     if metrics:
         sections += metrics_section(metrics)
+    burn = load("burn")
+    if burn:
+        sections += burn_section(burn)
     notes = BENCH / "notes.md"
     if notes.exists():
         sections += [notes.read_text()]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the benchmarks and write bench/results.md.
-# Usage: bench/run.sh [all|drain|probe|parse|sustained|metrics|report]
+# Usage: bench/run.sh [all|drain|probe|parse|sustained|metrics|burn|report]
 # (make bench runs all; make bench PART=drain runs one part, then the report).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -62,6 +62,7 @@ case "$part" in
   parse) shared_env; "$PY" bench/parse.py ;;
   sustained) sustained ;;  # its own stack on private ports, stopped at the end
   metrics) shared_env; "$PY" bench/metrics.py ;;  # loads 10M checks into a scratch schema
+  burn) shared_env; "$PY" bench/burn.py --keep ;;  # 10M checks in bench_burn, kept for reruns
   report) ;;
   all)
     shared_env
@@ -69,8 +70,9 @@ case "$part" in
     "$PY" bench/probe.py
     "$PY" bench/parse.py
     "$PY" bench/metrics.py
+    "$PY" bench/burn.py
     sustained
     ;;
-  *) echo "usage: bench/run.sh [all|drain|probe|parse|sustained|metrics|report]" >&2; exit 2 ;;
+  *) echo "usage: bench/run.sh [all|drain|probe|parse|sustained|metrics|burn|report]" >&2; exit 2 ;;
 esac
 "$PY" bench/report.py
