@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sitewatch.airflow.burn import BurnAlerts
+from sitewatch.airflow.hooks import BOUNDED_CONN_IDS, results_connection
 from sitewatch.config.loader import load_text
 from sitewatch.errors import StorageError
 from sitewatch.names import ALERTING_ROLE
@@ -134,3 +135,24 @@ def test_the_sites_page_past_the_limit_says_the_results_are_unavailable(
 
     assert page.status_code == 503
     assert "could not read the SLO alerts" in page.text and "statement timeout" in page.text
+
+
+@pytest.mark.parametrize("conn_id", sorted(BOUNDED_CONN_IDS))
+def test_every_statement_on_alerting_and_the_sites_page_is_bounded(conn_id, monkeypatch):
+    """Alerting's and the Sites page's connections (here falling back to the owner's, as in a
+    deployment with one connection) bound every statement, not only the burn-rate reads; the
+    owner's own connection keeps the server's limit."""
+    monkeypatch.setenv(TIMEOUT_VAR, "0.2")
+    bounded_conn, owner = results_connection(conn_id), results_connection()
+    try:
+        assert bounded_conn.execute("SHOW statement_timeout").fetchone() == ("200ms",)
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            bounded_conn.execute("SELECT pg_sleep(1)")
+        bounded_conn.rollback()
+        assert owner.execute("SHOW statement_timeout").fetchone() == ("0",)
+        # a transaction with a limit of its own (the report's) still has it
+        with bounded(bounded_conn, "sleep", 2.0) as cur:
+            cur.execute("SELECT pg_sleep(0.5)")
+    finally:
+        bounded_conn.close()
+        owner.close()

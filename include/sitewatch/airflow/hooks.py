@@ -29,7 +29,14 @@ from sitewatch.airflow.connection_errors import (
     kafka_build_cause,
 )
 from sitewatch.errors import ConnectionConfigError, StorageError
-from sitewatch.names import DRAIN_GROUP, KAFKA_CONN_ID, POSTGRES_CONN_ID, topic
+from sitewatch.names import (
+    DRAIN_GROUP,
+    KAFKA_CONN_ID,
+    POSTGRES_ALERTING_CONN_ID,
+    POSTGRES_CONN_ID,
+    POSTGRES_READER_CONN_ID,
+    topic,
+)
 from sitewatch.pipeline.lag import LagReader
 from sitewatch.pipeline.publish import PRODUCER_DEFAULTS, PRODUCER_GUARANTEES, delivery_wait
 
@@ -123,25 +130,41 @@ class AdminHook(KafkaAdminClientHook):
         return build(RecordingAdminClient, config, self.kafka_config_id)
 
 
+# The connections whose every statement stops after SITEWATCH_QUERY_TIMEOUT_SECONDS: alerting's
+# reads run in the drain, which waits for them, and the Sites page's in the API server's shared
+# thread pool; both grow with the sites and the history, not with one request. The drain's own
+# writes and the owner's migrations and maintenance keep the server's limit: their work grows
+# with a batch or a table, and nothing else waits on it.
+BOUNDED_CONN_IDS = frozenset({POSTGRES_ALERTING_CONN_ID, POSTGRES_READER_CONN_ID})
+
+
 def results_connection(conn_id: str = POSTGRES_CONN_ID):
     """A psycopg 3 connection to the results database on Airflow connection ``conn_id``.
 
     The one way sitewatch opens it: ``POSTGRES_CONN_ID`` (the tables' owner) for migrations and
     maintenance, a narrower one for the drain, alerting and the Sites page (``names``). A narrower
     connection that is not defined falls back to ``POSTGRES_CONN_ID``, so a deployment with one
-    connection keeps working. Raises StorageError saying why it could not connect, with a TLS
-    problem (a missing CA file, a certificate that does not match the host) named as such.
+    connection keeps working. One opened for ``BOUNDED_CONN_IDS`` (fallback or not) bounds each
+    statement by ``SITEWATCH_QUERY_TIMEOUT_SECONDS``. Raises StorageError saying why it could not
+    connect, with a TLS problem (a missing CA file, a certificate that does not match the host)
+    named as such, and SettingError for an unusable timeout.
     """
     import psycopg
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
+    from sitewatch.storage.timeouts import bound_session, query_timeout
+
+    timeout = query_timeout() if conn_id in BOUNDED_CONN_IDS else None
     conn_id = _defined_or_owner(conn_id)
     hook = PostgresHook(postgres_conn_id=conn_id)
     try:
-        return hook.get_conn()
+        conn = hook.get_conn()
     except psycopg.OperationalError as exc:
         why = explain_postgres(hook.get_connection(conn_id), exc)
         raise StorageError(f"PostgreSQL unreachable on {conn_id}: {why}") from exc
+    if timeout is not None:
+        bound_session(conn, timeout)
+    return conn
 
 
 def _defined_or_owner(conn_id: str) -> str:

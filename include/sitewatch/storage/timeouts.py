@@ -2,8 +2,10 @@
 ``statement_timeout`` on one transaction.
 
 The reads that run over and over on a shared process need a bound, because their cost grows with
-the sites file and the history, not with the request: the drain's once-a-minute burn-rate check
-(the drain waits for it) and the Sites page's SLO figures (the API server's thread pool). A read
+the sites file and the history, not with the request: every read of alerting (the drain waits
+for it) and of the Sites page (the API server's thread pool). ``bound_session`` bounds every
+statement of a connection (the Airflow layer opens alerting's and the page's so); ``bounded`` one
+transaction, with a limit of its own where a read needs another. A read
 that passes the limit is cancelled by PostgreSQL and surfaces as StorageError naming the limit;
 its caller goes on as for any failed read (the drain logs it, the page says the results are
 unavailable). Nothing here imports Airflow.
@@ -71,3 +73,14 @@ def bounded(conn, failure: str | Callable[[], str], timeout: float | None) -> It
         if timeout is None or not isinstance(exc.__cause__, QueryCanceled):
             raise
         raise StorageError(f"{exc} (limit {timeout:g} s, {TIMEOUT_VAR})") from exc.__cause__
+
+
+def bound_session(conn, timeout: float) -> None:
+    """Stop each later statement on ``conn`` after ``timeout`` seconds, for the connection's life
+    (a transaction's ``SET LOCAL``, as in ``bounded``, still overrides it). Raises StorageError
+    when PostgreSQL refuses."""
+    if not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    with transaction(conn, "could not set the statement timeout") as cur:
+        milliseconds = max(1, round(timeout * 1000))
+        cur.execute("SELECT set_config('statement_timeout', %s, false)", (str(milliseconds),))
