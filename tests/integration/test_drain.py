@@ -152,6 +152,27 @@ def test_a_drain_with_idle_seconds_waits_out_a_gap_between_bursts(setup):
     assert (again.messages, again.inserted) == (5, 5)
 
 
+def test_a_drain_told_to_stop_ends_after_the_batch_in_hand_is_stored_and_committed(setup):
+    """The drain task's SIGTERM: the batch being read is stored and its offsets committed, the
+    rest is left for the next drain, and the drain says why it ended."""
+    topic, conn = setup
+    obs = observations(30)
+    produce(topic, obs)
+    asked = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) > 1  # told after the first batch
+
+    result = run_drain(topic, conn, batch_size=10, idle_seconds=60.0, stop=stop)
+    assert (result.ended, result.messages, result.inserted) == ("stopped", 10, 10)
+    assert sum(o for o in committed(topic).values() if o >= 0) == 10  # -1001: none yet
+    assert len(rows(conn)) == 10
+    rest = run_drain(topic, conn)
+    assert (rest.ended, rest.messages, rest.inserted) == ("quiet", 20, 20)
+    assert rows(conn) == expected_rows(obs)
+
+
 def test_crash_between_database_commit_and_offset_commit(setup):
     topic, conn = setup
     obs = observations(200)

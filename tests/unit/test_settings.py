@@ -8,7 +8,7 @@ from sitewatch.pipeline.settings import DrainSettings
 
 def test_unset_or_empty_variables_take_the_defaults():
     defaults = DrainSettings(
-        batch_size=5000, poll_seconds=2.0, max_seconds=300.0, look_seconds=120.0
+        batch_size=5000, poll_seconds=2.0, max_seconds=86_400.0, look_seconds=120.0
     )
     assert DrainSettings.from_env({}) == defaults
     blank = {
@@ -30,7 +30,7 @@ def test_unset_or_empty_variables_take_the_defaults():
         ({"SITEWATCH_DRAIN_IDLE_SECONDS": "0"}, {"idle_seconds": 0.0}),
         ({"SITEWATCH_DRAIN_IDLE_SECONDS": "90"}, {"idle_seconds": 90.0}),
         ({"SITEWATCH_DRAIN_MAX_SECONDS": "1"}, {"max_seconds": 1.0}),
-        ({"SITEWATCH_DRAIN_MAX_SECONDS": "86400"}, {"max_seconds": 86_400.0}),
+        ({"SITEWATCH_DRAIN_MAX_SECONDS": "604800"}, {"max_seconds": 604_800.0}),
         ({"SITEWATCH_SENSOR_LOOK_SECONDS": "5"}, {"look_seconds": 5.0}),
         ({"SITEWATCH_SENSOR_LOOK_SECONDS": "3600"}, {"look_seconds": 3600.0}),
         ({"SITEWATCH_SENSOR_LOOK_SECONDS": "1e2"}, {"look_seconds": 100.0}),
@@ -51,9 +51,9 @@ BAD = [
     ("SITEWATCH_DRAIN_POLL_SECONDS", "0", "a number of seconds from 0.1 to 60 (default 2)"),
     ("SITEWATCH_DRAIN_POLL_SECONDS", "2s", "a number of seconds from 0.1 to 60 (default 2)"),
     ("SITEWATCH_DRAIN_POLL_SECONDS", "nan", "a number of seconds from 0.1 to 60 (default 2)"),
-    ("SITEWATCH_DRAIN_MAX_SECONDS", "-5", "a number of seconds from 1 to 86400 (default 300)"),
-    ("SITEWATCH_DRAIN_MAX_SECONDS", "inf", "a number of seconds from 1 to 86400 (default 300)"),
-    ("SITEWATCH_DRAIN_IDLE_SECONDS", "-1", "a number of seconds from 0 to 86400 (default 30)"),
+    ("SITEWATCH_DRAIN_MAX_SECONDS", "-5", "a number of seconds from 1 to 604800 (default 86400)"),
+    ("SITEWATCH_DRAIN_MAX_SECONDS", "inf", "a number of seconds from 1 to 604800 (default 86400)"),
+    ("SITEWATCH_DRAIN_IDLE_SECONDS", "-1", "a number of seconds from 0 to 604800 (default 30)"),
     ("SITEWATCH_SENSOR_LOOK_SECONDS", "2", "a number of seconds from 5 to 3600 (default 120)"),
     ("SITEWATCH_SENSOR_LOOK_SECONDS", "3601", "a number of seconds from 5 to 3600 (default 120)"),
 ]

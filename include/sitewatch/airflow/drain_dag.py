@@ -2,18 +2,25 @@
 
 It runs ``@continuous`` with one active run, so it loops: each run migrates the schema (a no-op
 once current), defers in the triggerer until the topic holds something the drain has not stored,
-then drains in batches until caught up, judging each stored up check on the way (RECOVERED).
+then drains in batches, judging each stored up check on the way (RECOVERED). The drain task lasts
+the run: between bursts of checks it waits in the triggerer itself (``DrainOperator``), so that
+storing never waits for the scheduler to get round to the drain's run.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import threading
+import time
+from dataclasses import asdict
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, BaseOperator, task
 
 from sitewatch.airflow.hooks import GroupConsumerHook, results_connection
-from sitewatch.airflow.sensor import UndrainedMessageSensor
+from sitewatch.airflow.sensor import UndrainedMessageSensor, UndrainedMessageTrigger
 from sitewatch.names import (
     DAG_DEFAULTS,
     DAG_TAG,
@@ -23,6 +30,15 @@ from sitewatch.names import (
     POSTGRES_DRAIN_CONN_ID,
     topic,
 )
+from sitewatch.pipeline.settings import DrainSettings
+
+if TYPE_CHECKING:
+    from sitewatch.pipeline.drain import DrainResult
+
+log = logging.getLogger(__name__)
+
+PRIORITY = 1000
+"""The drain DAG's tasks' ``priority_weight`` (absolute): queued before any site task (1)."""
 
 
 @task
@@ -37,25 +53,59 @@ def create_tables() -> int:
         conn.close()
 
 
-@task
-def drain() -> dict:
+class DrainOperator(BaseOperator):
     """Store every undrained observation, judge the up ones (RECOVERED and DEGRADED, see
     sitewatch.airflow.recoveries) and the runs of sites checked from several locations
     (sitewatch.airflow.verdicts), and, once caught up, the error budgets' burn rates
-    (sitewatch.airflow.burn); returns the counts of what was stored.
+    (sitewatch.airflow.burn); wait in the triggerer while the topic is quiet, and go on.
 
-    Batch size, poll timeout and the run's time limit are the ``SITEWATCH_DRAIN_*`` settings
-    (sitewatch.pipeline.settings); an unusable value raises SettingError naming it.
+    One drain task lasts the run: it reads until no message came for ``idle_seconds``, then
+    defers on ``UndrainedMessageTrigger`` and resumes, in a new process, when a message comes.
+    A deferred task that its trigger wakes is queued by the scheduler's critical section (site
+    tasks after it: ``priority_weight``), so the drain never waits for its run to be examined,
+    which takes minutes when thousands of site runs are due. Past ``max_seconds`` it ends the
+    run at the first quiet moment instead, so that the next run applies migrations. On SIGTERM
+    it stores and commits the batch in hand, closes its clients and ends.
+    Returns the counts of what its run stored. Settings are the ``SITEWATCH_DRAIN_*`` ones
+    (sitewatch.pipeline.settings), read at each start; an unusable value raises SettingError
+    naming it.
     """
-    from dataclasses import asdict
 
+    def execute(self, context) -> dict:
+        settings = DrainSettings.from_env()
+        return self._drain(time.time() + settings.max_seconds, {})
+
+    def resume(self, context, until: float, totals: dict, event=None) -> dict:
+        """Where the trigger's event resumes the drain (``event``: the first undrained message)."""
+        return self._drain(until, totals)
+
+    def on_kill(self) -> None:
+        stopping = getattr(self, "_stopping", None)
+        if stopping is not None:
+            stopping.set()
+
+    def _drain(self, until: float, totals: dict) -> dict:
+        settings = DrainSettings.from_env()
+        self._stopping = threading.Event()
+        result = _drain_once(settings, self._stopping.is_set)
+        totals = {k: totals.get(k, 0) + v for k, v in asdict(result).items() if k != "ended"}
+        if result.ended == "stopped" or time.time() >= until:
+            log.info("drain: run ends (%s) %s", result.ended, totals)
+            return totals
+        self.defer(
+            trigger=UndrainedMessageTrigger([topic()], KAFKA_CONN_ID, settings.look_seconds),
+            method_name="resume",
+            kwargs={"until": until, "totals": totals},
+        )
+
+
+def _drain_once(settings: DrainSettings, stop) -> DrainResult:
+    """Drain until quiet (``idle_seconds``) or ``stop()``, with the judges as hooks."""
     from sitewatch.airflow.burn import BurnAlerts
     from sitewatch.airflow.recoveries import Recoveries
     from sitewatch.airflow.verdicts import Verdicts
     from sitewatch.pipeline.drain import drain as drain_topic
-    from sitewatch.pipeline.settings import DrainSettings
 
-    settings = DrainSettings.from_env()
     conn = results_connection(POSTGRES_DRAIN_CONN_ID)
     consumer = GroupConsumerHook([topic()], DRAIN_GROUP, KAFKA_CONN_ID).get_consumer()
     recoveries, verdicts, burn = Recoveries(), Verdicts(), BurnAlerts()
@@ -66,22 +116,22 @@ def drain() -> dict:
                 try:
                     hook(*args)
                 except Exception:
-                    logging.getLogger(__name__).exception("drain: %s failed", hook)
+                    log.exception("drain: %s failed", hook)
 
         return call
 
     try:
-        result = drain_topic(
+        return drain_topic(
             consumer,
             conn,
             batch_size=settings.batch_size,
             poll_timeout=settings.poll_seconds,
-            max_seconds=settings.max_seconds,
+            max_seconds=math.inf,  # the run's end waits for a quiet moment: see DrainOperator
             idle_seconds=settings.idle_seconds,
             on_stored=each(recoveries, verdicts),
             on_caught_up=each(verdicts.sweep, burn),
+            stop=stop,
         )
-        return asdict(result)
     finally:
         for hook in (recoveries, verdicts, burn):
             hook.close()
@@ -95,7 +145,13 @@ def drain_dag() -> DAG:
         schedule="@continuous",
         tags=[DAG_TAG],
         doc_md=__doc__,
-        default_args={"owner": "sitewatch", "retries": 3, "retry_delay": timedelta(seconds=10)},
+        default_args={
+            "owner": "sitewatch",
+            "retries": 3,
+            "retry_delay": timedelta(seconds=10),
+            "priority_weight": PRIORITY,
+            "weight_rule": "absolute",
+        },
         **DAG_DEFAULTS,
     ) as dag:
         wait = UndrainedMessageSensor(
@@ -105,5 +161,5 @@ def drain_dag() -> DAG:
             timeout=timedelta(hours=1),
             soft_fail=True,
         )
-        create_tables() >> wait >> drain()
+        create_tables() >> wait >> DrainOperator(task_id="drain")
     return dag

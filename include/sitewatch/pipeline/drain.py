@@ -79,13 +79,16 @@ class Window:
 
 @dataclass
 class DrainResult:
-    """What one drain stored: batches, rows inserted, duplicates skipped, messages rejected."""
+    """What one drain stored: batches, rows inserted, duplicates skipped, messages rejected;
+    and why it ended: ``quiet`` (no message for ``idle_seconds``), ``deadline`` (``max_seconds``
+    passed) or ``stopped`` (``stop`` said so)."""
 
     batches: int = 0
     messages: int = 0
     inserted: int = 0
     duplicates: int = 0
     rejected: int = 0
+    ended: str = ""
 
 
 def drain(
@@ -99,9 +102,11 @@ def drain(
     retention_days: int | None = None,
     on_stored: OnStored | None = None,
     on_caught_up: Callable[[], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> DrainResult:
     """Consume until no message came for ``idle_seconds`` (0: the first empty poll, the topic is
-    caught up) or ``max_seconds`` passed.
+    caught up), ``max_seconds`` passed, or ``stop()`` returns true; ``DrainResult.ended`` says
+    which.
 
     consumer: a subscribed ``confluent_kafka.Consumer`` with auto-commit off.
     conn: a psycopg connection to the results database.
@@ -122,6 +127,8 @@ def drain(
     on_caught_up: called after a poll that returned less than a full batch (the drain has read
     what there was), for work that must not run on a lagging drain; logged and ignored when it
     raises, like ``on_stored``.
+    stop: asked before each read (at least every ``poll_timeout``), so a drain told to stop (the
+    task's SIGTERM) ends after the batch in hand is stored and committed.
     Raises ConsumeError when the broker returns an error, or when an empty poll came with a
     recognised connection failure (a TLS or SASL problem recorded by the consumer's ``errors``,
     see sitewatch.airflow.hooks) rather than a caught-up topic; lets StorageError through (the
@@ -134,7 +141,13 @@ def drain(
     deadline = time.monotonic() + max_seconds
     errors = getattr(consumer, "errors", None)
     last_message = time.monotonic()
-    while time.monotonic() < deadline:
+    while True:
+        if stop is not None and stop():
+            result.ended = "stopped"
+            break
+        if time.monotonic() >= deadline:
+            result.ended = "deadline"
+            break
         messages = consumer.consume(batch_size, poll_timeout)
         if not messages:
             why = errors.explain(recognised_only=True) if errors is not None else ""
@@ -143,6 +156,7 @@ def drain(
             if on_caught_up is not None:
                 _call(on_caught_up, "on_caught_up")
             if time.monotonic() - last_message >= idle_seconds:
+                result.ended = "quiet"
                 break
             continue
         last_message = time.monotonic()

@@ -25,7 +25,7 @@ LOOK_SECONDS_VAR = "SITEWATCH_SENSOR_LOOK_SECONDS"
 # are ~100 MB, and the client library refuses more than 1 000 000 per read anyway.
 MAX_BATCH_SIZE = 100_000
 MAX_POLL_SECONDS = 60.0
-MAX_RUN_SECONDS = 86_400.0
+MAX_RUN_SECONDS = 604_800.0
 # Every look starts a Python process that imports Airflow (~1.7 CPU-seconds), so looks much
 # shorter than that would mostly be start-up.
 MIN_LOOK_SECONDS = 5.0
@@ -37,16 +37,19 @@ class DrainSettings:
     """How the drain DAG reads the topic.
 
     batch_size: messages per batch, each batch one transaction (``SITEWATCH_DRAIN_BATCH_SIZE``).
-    poll_seconds: how long one read waits to fill a batch; a read that returns nothing ends the
-    run as caught up (``SITEWATCH_DRAIN_POLL_SECONDS``).
-    max_seconds: a drain task stops starting new batches after this long, so that a run ends
-    and the next one begins, even under a constant stream (``SITEWATCH_DRAIN_MAX_SECONDS``).
-    idle_seconds: a drain task ends once no message came for this long
-    (``SITEWATCH_DRAIN_IDLE_SECONDS``; 0: at the first empty read). Checks arrive in bursts (the
-    scheduler starts runs in batches), and a drain that ended between two bursts would leave the
-    next ones waiting for a whole new cycle of the DAG (three tasks to schedule), which under load
-    takes minutes: measured at 600 checks a minute, each run stored one burst and the drain fell
-    minutes behind.
+    poll_seconds: how long one read waits to fill a batch; a read that returns nothing means
+    the drain is caught up (``SITEWATCH_DRAIN_POLL_SECONDS``).
+    max_seconds: how long one run of the drain DAG lasts at least; past it, the drain ends its
+    run at the first quiet moment (no message for ``idle_seconds``) instead of waiting in the
+    triggerer again, and the next run applies pending migrations (``SITEWATCH_DRAIN_MAX_SECONDS``).
+    Never while checks flow: a new run needs the scheduler to examine it several times, and with
+    thousands of site runs due each examination waits minutes for its turn.
+    idle_seconds: how long the drain keeps reading after the last message before it waits in the
+    triggerer for the next one (``SITEWATCH_DRAIN_IDLE_SECONDS``; 0: at the first empty read).
+    Checks arrive in bursts (the scheduler starts runs in batches); reading through the gaps
+    keeps a burst sequence in one task process, and verdict sweeps and burn checks
+    (``on_caught_up``) run on every empty read meanwhile. A waiting drain is woken by the trigger
+    and resumes in a fresh process without the scheduler examining its run.
     look_seconds: how long one look of the sensor (one subprocess) waits for an undrained message
     before the next look starts (``SITEWATCH_SENSOR_LOOK_SECONDS``); a message ends a look at
     once, so this is a CPU-for-freshness trade-off (new partitions are seen from the next look),
@@ -55,7 +58,7 @@ class DrainSettings:
 
     batch_size: int = 5000
     poll_seconds: float = 2.0
-    max_seconds: float = 300.0
+    max_seconds: float = 86_400.0
     idle_seconds: float = 30.0
     look_seconds: float = 120.0
 

@@ -1,0 +1,155 @@
+"""The drain keeps storing while thousands of site runs are due.
+
+The scheduler examines running DAG runs a batch per loop, the least recently examined first, and
+new runs before all others; with thousands of site runs due, a run waits minutes for its turn. A
+drain whose next step needs that turn (a task to schedule after the one that ended, a run to end
+and the next to begin) stores nothing meanwhile, although every check is in Kafka.
+
+The test lets the drain catch up and go quiet, registers ``SITES`` site DAGs with the scheduler
+stopped so that all are due at once when it starts, then publishes a marker observation every
+``EVERY`` seconds while the backlog lasts and measures how long each takes to reach
+``site_checks`` (its ``stored_at`` minus the moment it was published).
+"""
+
+from __future__ import annotations
+
+import signal
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from confluent_kafka import Producer
+
+from sitewatch.observation import Observation
+from sitewatch.pipeline.publish import PRODUCER_GUARANTEES
+from tests.faults.stack import (  # noqa: F401
+    Stack,
+    private_airflow,
+    private_stack,
+    record,
+    site_server,
+)
+
+SITES = 2000
+EVERY = 5.0
+WINDOW = 180.0
+BOUND = 60.0  # seconds from publish to stored; before the fix the drain stood still for minutes
+
+
+def drain_waiting(stack: Stack, timeout: float = 300) -> None:
+    """Wait until the drain DAG waits in the triggerer (its sensor or its drain deferred)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with stack.metadata() as db:
+            deferred = db.execute(
+                "SELECT count(*) FROM task_instance WHERE dag_id = 'sitewatch_drain' "
+                "AND state = 'deferred'"
+            ).fetchone()[0]
+        if deferred:
+            return
+        time.sleep(2)
+    raise AssertionError(f"the drain never waited in the triggerer; {stack.diagnose()}")
+
+
+def run_states(stack: Stack, dag_like: str) -> dict[str, int]:
+    with stack.metadata() as db:
+        rows = db.execute(
+            "SELECT state, count(*) FROM dag_run WHERE dag_id LIKE %s GROUP BY 1", (dag_like,)
+        ).fetchall()
+    return dict(rows)
+
+
+def stored_at(stack: Stack, site: str) -> dict[datetime, datetime]:
+    """scheduled_at -> stored_at of the marker site's rows."""
+    with stack.results() as db:
+        rows = db.execute(
+            "SELECT scheduled_at, stored_at FROM site_checks WHERE site = %s", (site,)
+        ).fetchall()
+    return dict(rows)
+
+
+@pytest.mark.timeout(1500)
+def test_checks_are_stored_within_seconds_while_thousands_of_runs_are_due(
+    private_airflow: Stack,  # noqa: F811
+    site_server,  # noqa: F811
+):
+    stack, server = private_airflow, site_server
+    prefix = f"bl{uuid.uuid4().hex[:4]}"
+    dag_like, marker = f"site_{prefix}-%", f"{prefix}marker"
+    producer = Producer(
+        {"bootstrap.servers": stack.env["SITEWATCH_KAFKA_BOOTSTRAP"], **PRODUCER_GUARANTEES}
+    )
+    published: dict[datetime, float] = {}  # scheduled_at -> wall time of the publish
+
+    def publish() -> datetime:
+        now = datetime.now(UTC)
+        obs = Observation(site=marker, url=server.url, checked_at=now, up=True, scheduled_at=now)
+        producer.produce(stack.env["SITEWATCH_TOPIC"], key=marker.encode(), value=obs.to_message())
+        assert producer.flush(30) == 0
+        published[now] = time.time()
+        return now
+
+    started = time.monotonic()
+    # 1. the drain has stored something and gone quiet, as between bursts of checks
+    warm_up = publish()
+    deadline = time.monotonic() + 300
+    while len(stored_at(stack, marker)) < 1:
+        assert time.monotonic() < deadline, f"warm-up never stored; {stack.diagnose()}"
+        time.sleep(1)
+    drain_waiting(stack)
+    time.sleep(40)  # past SITEWATCH_DRAIN_IDLE_SECONDS: a drain that ends would have ended
+    drain_waiting(stack)
+
+    # 2. SITES site DAGs registered with the scheduler stopped: all due when it starts
+    try:
+        stack.stop_component("scheduler", signal.SIGTERM)
+        stack.set_sites(
+            "sites:\n"
+            + "".join(
+                f"  - name: {prefix}-{i:04d}\n    url: {server.url}\n    schedule: '0 0 * * *'\n"
+                f"    retries: 0\n"
+                for i in range(SITES)
+            )
+        )
+        stack.wait_dags({f"site_{prefix}-{i:04d}" for i in range(SITES)}, timeout=600)
+        stack.start_component("scheduler")
+        backlog_from = time.monotonic()
+
+        # 3. a marker every EVERY seconds while the backlog lasts
+        due: list[int] = []  # site runs not yet done (none, queued or running), each sample
+        while time.monotonic() - backlog_from < WINDOW:
+            publish()
+            states = run_states(stack, dag_like)
+            due.append(SITES - states.get("success", 0) - states.get("failed", 0))
+            time.sleep(EVERY)
+        settle = time.monotonic() + BOUND
+        while len(stored_at(stack, marker)) < len(published) and time.monotonic() < settle:
+            time.sleep(1)
+        stored = stored_at(stack, marker)
+    finally:
+        stack.set_sites("sites: []\n")
+
+    del published[warm_up]
+    lags = sorted(
+        (stored[at] - datetime.fromtimestamp(sent, UTC)).total_seconds()
+        if at in stored
+        else float("inf")
+        for at, sent in published.items()
+    )
+    figures = {
+        "sites_due_at_once": SITES,
+        "window_s": WINDOW,
+        "markers": len(published),
+        "markers_never_stored": sum(1 for lag in lags if lag == float("inf")),
+        "lag_p50_s": round(statistics.median(lags), 1),
+        "lag_max_s": round(lags[-1], 1),
+        "site_runs_not_done_first_last": [due[0], due[-1]],
+        "site_runs_not_done_min": min(due),
+        "test_minutes": round((time.monotonic() - started) / 60, 1),
+    }
+    print(f"drain_under_backlog: {figures}")
+    record("drain_under_backlog", figures)
+    assert lags[-1] <= BOUND, f"a check waited {lags[-1]:.0f} s to be stored: {figures}"
+    assert min(due) >= SITES // 4, f"the backlog did not last the window: {figures}"
