@@ -34,6 +34,11 @@ class DeliveryError(SitewatchError):
     """Kafka did not confirm delivery of an observation, so the attempt cannot count."""
 
 
+class TriggerTimeout(SitewatchError):
+    """An attempt started in the triggerer did not end within its trigger timeout (it waited
+    behind an earlier probe of the same site, or no triggerer ran it); nothing was published."""
+
+
 class StorageError(SitewatchError):
     """PostgreSQL failed (unreachable, or a statement failed); nothing of the transaction stayed."""
 

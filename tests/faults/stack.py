@@ -529,8 +529,6 @@ def _airflow(stack: Stack) -> Iterator[Stack]:
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
         # a crashing component (the triggerer's runner once died of SIGSEGV here) leaves a trace
         "PYTHONFAULTHANDLER": "true",
-        # tests/faults/test_triggerer_path.py holds 100 probes in flight in one triggerer
-        "SITEWATCH_PROBE_THREADS": "128",
     }
     with stack.airflow(**extra):
         yield stack

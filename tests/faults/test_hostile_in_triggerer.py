@@ -1,9 +1,11 @@
 """Hostile sites beside healthy ones in one triggerer: the healthy checks do not wait for them.
 
-A probe in the triggerer holds a thread of the trigger pool (``SITEWATCH_PROBE_THREADS``) for its
-whole attempt, so a site that drips or stays silent holds one for its full timeout. 200 healthy
-sites are checked every minute, first alone, then beside 50 hostile ones from ``hostile.py``'s
-catalogue (10 s timeout, no retries).
+A probe in the triggerer holds a thread of the trigger pool for its whole attempt, so a site that
+drips or stays silent holds one for its full timeout. 200 healthy sites are checked every minute,
+first alone, then beside 50 hostile ones from ``hostile.py``'s catalogue (10 s timeout, no
+retries), then beside 100 sites that accept and never answer, with a 60 s timeout: more than the
+64 threads the pool once had, held for a minute each (the pool now has a thread for each trigger
+the triggerer may hold, and a site one probe in flight at most).
 
 Had the hostile probes starved the pool, a healthy probe would have queued behind them, and had
 one blocked the triggerer's event loop, every trigger would have stalled with it; either costs up
@@ -45,13 +47,48 @@ MINUTE = timedelta(minutes=1)
 # second of the minute is measured, and the test stays near 4 minutes.
 WINDOW = timedelta(seconds=90)
 DRIP_OR_SILENT = ("drip_body", "drip_headers", "never_answers", "tls_silent")
+HUNG = 100
+HUNG_TIMEOUT = timedelta(seconds=60)
+# Each healthy site's offset comes round once (200 checks) while the hung probes hold threads.
+HUNG_WINDOW = timedelta(seconds=60)
+OLD_POOL = 64  # SITEWATCH_PROBE_THREADS' default before the pool followed the triggerer's capacity
 SETTINGS = "defaults:\n  schedule: 1m\n  timeout: 10s\n  retries: 0\nsites:\n"
 BLOCKED = re.compile(r"async thread was blocked for ([0-9.]+) seconds")
 DEADLOCKED = "event loop appears deadlocked"
 
 
-def sites_yaml(urls: dict[str, str]) -> str:
-    return SETTINGS + "".join(f"  - name: {n}\n    url: {u}\n" for n, u in urls.items())
+def sites_yaml(urls: dict[str, str], hung: dict[str, str] | None = None) -> str:
+    timeout = f"    timeout: {HUNG_TIMEOUT.seconds}s\n"
+    return SETTINGS + "".join(
+        [f"  - name: {n}\n    url: {u}\n" for n, u in urls.items()]
+        + [f"  - name: {n}\n    url: {u}\n{timeout}" for n, u in (hung or {}).items()]
+    )
+
+
+class HungServer(hostile.HostileServer):
+    """``hostile.never_answers`` for any number of sites at once; ``connected`` holds when each
+    probe connected (it hangs up ``HUNG_TIMEOUT`` later)."""
+
+    request_queue_size = 256  # every hung site connects at once
+
+    def __init__(self) -> None:
+        self.connected: list[datetime] = []
+        super().__init__(hostile.never_answers)
+
+    def process_request(self, request, client_address):
+        self.connected.append(datetime.now(UTC))
+        super().process_request(request, client_address)
+
+    def wait_connected(self, count: int, stack: Stack, timeout: float = 240) -> datetime:
+        """Wait until ``count`` probes have connected (every hung site's first one is in flight);
+        return that moment."""
+        deadline = time.monotonic() + timeout
+        while len(self.connected) < count:
+            assert time.monotonic() < deadline, (
+                f"{len(self.connected)} of {count} hung probes connected; {stack.diagnose()}"
+            )
+            time.sleep(1)
+        return datetime.now(UTC)
 
 
 def settle(stack: Stack, dag_like: str, count: int, timeout: float = 300) -> datetime:
@@ -75,15 +112,15 @@ def sleep_until(moment: datetime) -> None:
     time.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
 
 
-def due(names: list[str], start: datetime) -> set[tuple]:
-    """(site, scheduled_at, 1) of every check due in ``[start, start + WINDOW)``: whole minutes
+def due(names: list[str], start: datetime, window: timedelta = WINDOW) -> set[tuple]:
+    """(site, scheduled_at, 1) of every check due in ``[start, start + window)``: whole minutes
     plus each site's automatic offset."""
     keys = set()
     for name in names:
         offset = auto_offset(name, MINUTE)
         at = (start - offset).replace(second=0, microsecond=0) + offset
         at += MINUTE if at < start else timedelta(0)
-        while at < start + WINDOW:
+        while at < start + window:
             keys.add((name, at, 1))
             at += MINUTE
     return keys
@@ -125,7 +162,7 @@ def figures(seconds: list[float]) -> dict:
     }
 
 
-@pytest.mark.timeout(900)  # about 4 minutes, plus the private stack's start when it runs first
+@pytest.mark.timeout(1200)  # about 7 minutes, plus the private stack's start when it runs first
 def test_hostile_sites_do_not_delay_healthy_ones_in_the_triggerer(
     private_airflow: Stack,  # noqa: F811
     site_server,  # noqa: F811
@@ -136,6 +173,10 @@ def test_hostile_sites_do_not_delay_healthy_ones_in_the_triggerer(
     targets = {f"{prefix}-bad-{i:02d}": catalogue[i % len(catalogue)] for i in range(HOSTILE)}
     servers = {name: hostile.HostileServer(t.behaviour) for name, t in targets.items()}
     bad = {name: hostile.url_of(t, servers[name]) for name, t in targets.items()}
+    hung_server = HungServer()
+    hung = {
+        f"{prefix}-hung-{i:03d}": f"http://127.0.0.1:{hung_server.port}/{i}" for i in range(HUNG)
+    }
     previous = (stack.state / "sites.yaml").read_text()
     triggerer_log = stack.state / "airflow" / "triggerer.log"
     log_from = triggerer_log.stat().st_size
@@ -149,6 +190,12 @@ def test_hostile_sites_do_not_delay_healthy_ones_in_the_triggerer(
         windows = {"alone": due(list(healthy), alone), "beside_hostile": due(list(healthy), beside)}
         due_hostile = due(list(bad), beside)
         stack.wait_stored(f"{prefix}-%", windows["alone"] | windows["beside_hostile"] | due_hostile)
+        stack.set_sites(sites_yaml(healthy, hung))
+        hung_from = hung_server.wait_connected(HUNG, stack)
+        sleep_until(hung_from + HUNG_WINDOW)
+        windows["beside_hung"] = due(list(healthy), hung_from, HUNG_WINDOW)
+        stack.wait_stored(f"{prefix}-ok-%", windows["beside_hung"])
+        hung_spans = [(t, t + HUNG_TIMEOUT) for t in list(hung_server.connected)]
         runs = {
             (t["dag_id"].removeprefix("site_"), t["logical_date"]): (t["dag_id"], t["run_id"])
             for t in stack.tries(f"site_{prefix}-ok-%")
@@ -156,7 +203,7 @@ def test_hostile_sites_do_not_delay_healthy_ones_in_the_triggerer(
         started = {k: trigger_started(stack, *runs[k[:2]]) for w in windows.values() for k in w}
     finally:
         stack.set_sites(previous)
-        for server in servers.values():
+        for server in [*servers.values(), hung_server]:
             server.stop()
     with triggerer_log.open("rb") as log:
         log.seek(log_from)
@@ -174,8 +221,10 @@ def test_hostile_sites_do_not_delay_healthy_ones_in_the_triggerer(
         any(s <= found[k][0] < e for s, e in spans) for k in windows["beside_hostile"]
     )
     errors = Counter((found[k][2], targets[k[0]].name) for k in due_hostile)
+    # hung probes in flight as each healthy check of the last window started
+    beside_hung = [sum(s <= found[k][0] < e for s, e in hung_spans) for k in windows["beside_hung"]]
 
-    for k in windows["alone"] | windows["beside_hostile"]:
+    for k in set().union(*windows.values()):
         assert found[k][1], f"{k[0]} was down at {k[1]}: {found[k][2:]}"
     for k in due_hostile:
         _, up, error, detail = found[k]
@@ -184,6 +233,8 @@ def test_hostile_sites_do_not_delay_healthy_ones_in_the_triggerer(
         assert target.detail in detail, (target.name, detail)
     # the hostile probes were in flight while the healthy ones started, not at other moments
     assert started_beside > len(windows["beside_hostile"]) // 2, started_beside
+    # more hung probes than the old pool's threads were in flight as the healthy checks started
+    assert statistics.median(beside_hung) > OLD_POOL, Counter(beside_hung)
     for window, seconds in wait.items():
         assert max(seconds) < TIMEOUT.total_seconds(), (window, figures(seconds))
     assert blocked < TIMEOUT.total_seconds() and DEADLOCKED not in loop_log, blocked
@@ -202,5 +253,13 @@ def test_hostile_sites_do_not_delay_healthy_ones_in_the_triggerer(
                 sum(s <= start < e for s, e in spans) for start, _ in spans
             ),
             "hostile_checks": {f"{error} ({name})": n for (error, name), n in errors.items()},
+            "hung_sites": HUNG,
+            "hung_timeout_s": HUNG_TIMEOUT.total_seconds(),
+            "hung_window_s": HUNG_WINDOW.total_seconds(),
+            "hung_probes_in_flight_at_healthy_starts": {
+                "min": min(beside_hung),
+                "median": statistics.median(beside_hung),
+                "max": max(beside_hung),
+            },
         },
     )

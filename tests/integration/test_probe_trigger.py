@@ -10,18 +10,29 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
+import logging
 import threading
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
+from airflow.sdk.exceptions import TaskDeferralError
 from airflow.triggers.base import TaskSuccessEvent
 
 from sitewatch.airflow import probe_trigger
-from sitewatch.airflow.operators import ProbeOperator, probe_in
+from sitewatch.airflow.factory import site_dag
+from sitewatch.airflow.operators import ProbeOperator, attempt_timeout, probe_in
 from sitewatch.airflow.probe_trigger import ProbeTrigger, probe_threads
 from sitewatch.config.loader import site_for_url
-from sitewatch.errors import ConfigError, DeliveryError, SettingError, SiteDown, SitewatchError
+from sitewatch.errors import (
+    ConfigError,
+    DeliveryError,
+    SettingError,
+    SiteDown,
+    SitewatchError,
+    TriggerTimeout,
+)
 from sitewatch.observation import Observation
 from sitewatch.pipeline.publish import SharedPublisher
 from tests.conftest import free_ports, read_topic
@@ -60,13 +71,13 @@ def ti(try_number: int, retries: int):
 
 
 def run(trigger: ProbeTrigger, try_number: int = 1, retries: int = 2):
+    return asyncio.run(first_event(trigger, try_number, retries))
+
+
+async def first_event(trigger: ProbeTrigger, try_number: int = 1, retries: int = 2):
     trigger.task_instance = ti(try_number, retries)
-
-    async def first_event():
-        async for event in trigger.run():
-            return event
-
-    return asyncio.run(first_event())
+    async for event in trigger.run():
+        return event
 
 
 def test_an_up_site_ends_the_task_and_its_observation_is_on_the_topic(web, topic, sites_file):
@@ -227,8 +238,9 @@ def test_the_probe_settings_name_what_is_wrong():
     assert probe_in({"SITEWATCH_PROBE_IN": "worker"}) == "worker"
     with pytest.raises(SettingError, match="SITEWATCH_PROBE_IN='workers'"):
         probe_in({"SITEWATCH_PROBE_IN": "workers"})
-    assert probe_threads({}) == probe_trigger.DEFAULT_THREADS
-    assert probe_threads({"SITEWATCH_PROBE_THREADS": "8"}) == 8
+    assert probe_threads({}) == probe_trigger.DEFAULT_CAPACITY
+    assert probe_threads({}, capacity=250) == 250  # a thread for every trigger the triggerer holds
+    assert probe_threads({"SITEWATCH_PROBE_THREADS": "8"}, capacity=250) == 8
     for bad in ("0", "-1", "2.5", "many", "5000"):
         with pytest.raises(SettingError, match="SITEWATCH_PROBE_THREADS"):
             probe_threads({"SITEWATCH_PROBE_THREADS": bad})
@@ -236,3 +248,165 @@ def test_the_probe_settings_name_what_is_wrong():
 
 def _operator(path: str, name: str, url: str) -> ProbeOperator:
     return ProbeOperator(task_id="probe", site=site_for_url(url, name=name), sites_file=path)
+
+
+class _Holding(http.server.ThreadingHTTPServer):
+    """Notes when each request arrives (``arrived``, monotonic), then holds it ``hold`` seconds
+    before answering 200, or until ``stop`` when ``hold`` is None (a site that never answers)."""
+
+    daemon_threads = True
+    request_queue_size = 128  # the 70 hung probes connect at once
+
+    def __init__(self, hold: float | None):
+        super().__init__(("127.0.0.1", 0), _HoldingHandler)
+        self.hold = hold
+        self.arrived: dict[str, list[float]] = {}  # by path
+        self.stopping = threading.Event()
+        self.url = f"http://127.0.0.1:{self.server_port}/"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.stopping.set()
+        self.shutdown()
+        self.server_close()
+
+
+class _HoldingHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        self.server.arrived.setdefault(self.path, []).append(time.monotonic())
+        self.server.stopping.wait(self.server.hold)
+        if self.server.hold is not None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fresh_pool(monkeypatch):
+    """The trigger pool as a triggerer starts it: created on first use, default size."""
+    monkeypatch.delenv("SITEWATCH_PROBE_THREADS", raising=False)
+    monkeypatch.setattr(probe_trigger, "_pool", None)
+    yield
+    if probe_trigger._pool is not None:
+        probe_trigger._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def test_one_probe_per_site_and_location_is_in_flight(sites_file, fresh_pool):
+    """Three runs of a site that never answers, due at once, reach it one after the other, each
+    after the one before timed out; its other location's probe goes alongside."""
+    hung = _Holding(hold=None)
+    path = sites_file(("tr-one", hung.url), extra="    timeout: 1s\n")
+
+    async def main():
+        local = [first_event(ProbeTrigger("tr-one", path), try_number=i) for i in (1, 2, 3)]
+        east = first_event(ProbeTrigger("tr-one", path, location="east"))
+        return await asyncio.gather(*local, east)
+
+    try:
+        events = asyncio.run(main())
+    finally:
+        hung.stop()
+    assert all(json.loads(e.payload["down"])["error"] == "timeout" for e in events)
+    arrived = hung.arrived["/"]
+    assert len(arrived) == 4
+    gaps = [round(b - a, 1) for a, b in zip(arrived, arrived[1:], strict=False)]
+    # east with the first local probe, then local 2 and 3 once the one before timed out (1 s)
+    assert gaps[0] < 0.5 and min(gaps[1:]) >= 0.9, gaps
+    assert not probe_trigger._turns  # nothing left behind
+
+
+def test_hung_sites_do_not_delay_a_healthy_check(web, topic, sites_file, fresh_pool):
+    """70 sites that never answer (5 s timeout), more than the 64 threads the pool once had: a
+    healthy site checked while all of them hang still ends at once (it took 5 s then)."""
+    hung = _Holding(hold=None)
+    names = [f"tr-hung-{i:02d}" for i in range(70)]
+    path = sites_file(
+        ("tr-healthy", web.url),
+        *[(n, f"{hung.url}{n}") for n in names],
+        extra="    timeout: 5s\n",
+    )
+
+    async def main():
+        hanging = [asyncio.create_task(first_event(ProbeTrigger(n, path))) for n in names]
+        in_flight = -1
+        while in_flight != (in_flight := sum(map(len, hung.arrived.values()))):
+            await asyncio.sleep(0.5)  # until every hung probe that can start has started
+        started = time.monotonic()
+        event = await first_event(ProbeTrigger("tr-healthy", path))
+        took = time.monotonic() - started
+        return event, took, in_flight, await asyncio.gather(*hanging)
+
+    try:
+        event, took, in_flight, hanging = asyncio.run(main())
+    finally:
+        hung.stop()
+    assert isinstance(event, TaskSuccessEvent)
+    assert took < 2.0, f"the healthy check took {took:.1f} s beside {in_flight} hung probes"
+    assert in_flight == len(names)
+    assert all(json.loads(e.payload["down"])["error"] == "timeout" for e in hanging)
+
+
+def test_a_probe_cancelled_in_flight_keeps_its_turn_and_publishes_nothing(
+    topic, sites_file, fresh_pool
+):
+    """The trigger timeout (or a cleared task) cancels a trigger whose probe is in flight: the
+    thread cannot be stopped, so the site's next probe waits until it ends, and the cancelled
+    attempt, which Airflow failed, is not published."""
+    slow = _Holding(hold=1.5)
+    path = sites_file(("tr-cancel", slow.url))
+
+    async def main():
+        first = asyncio.create_task(first_event(ProbeTrigger("tr-cancel", path), try_number=1))
+        while not slow.arrived:
+            await asyncio.sleep(0.01)
+        second = asyncio.create_task(first_event(ProbeTrigger("tr-cancel", path), try_number=2))
+        await asyncio.sleep(0.2)
+        first.cancel()
+        return await second
+
+    try:
+        event = asyncio.run(main())
+    finally:
+        slow.stop()
+    assert isinstance(event, TaskSuccessEvent)
+    first, second = slow.arrived["/"]
+    assert second - first >= 1.4  # after the cancelled probe's answer
+    (msg,) = read_topic(topic, 1)  # the cancelled attempt ended first: had it published, here
+    assert json.loads(msg.value())["attempt"] == 2
+
+
+def test_a_trigger_that_times_out_fails_the_attempt_as_trigger_timeout(sites_file, web):
+    """The trigger's timeout is the attempt's (the site's timeout plus 2 minutes, as a worker's
+    execution_timeout); when Airflow fires it, the worker fails the attempt with TriggerTimeout,
+    which Airflow retries, instead of its bare TaskDeferralTimeout."""
+    from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR
+
+    path = sites_file(("tr-late", web.url), extra="    timeout: 30s\n")
+    site = site_for_url(web.url, name="tr-late", timeout="30s")
+    operator = ProbeOperator(task_id="probe", site=site, sites_file=path)
+    assert operator.start_trigger_args.timeout == attempt_timeout(site) == timedelta(seconds=150)
+    task = site_dag(site, path).get_task("probe")
+    assert task.execution_timeout == task.start_trigger_args.timeout
+
+    # what the scheduler's check_trigger_timeouts stores, as the worker reads it back
+    timed_out = {"error": "Trigger timeout"}
+    with pytest.raises(TriggerTimeout, match=r"site tr-late: .* within 0:02:30 .*no triggerer"):
+        operator.resume_execution(TRIGGER_FAIL_REPR, timed_out, {})
+    with pytest.raises(TaskDeferralError, match="Trigger failure"):
+        operator.resume_execution(TRIGGER_FAIL_REPR, {"error": "Trigger failure"}, {})
+    with pytest.raises(DeliveryError, match="no ack"):
+        operator.resume_execution(
+            "resume", {"event": {"error": "DeliveryError", "detail": "no ack"}}, {}
+        )
+
+
+def test_a_pool_below_the_triggerers_capacity_says_what_it_risks(monkeypatch, caplog, fresh_pool):
+    monkeypatch.setenv("SITEWATCH_PROBE_THREADS", "16")
+    monkeypatch.setenv("AIRFLOW__TRIGGERER__CAPACITY", "100")
+    with caplog.at_level(logging.WARNING, logger=probe_trigger.__name__):
+        assert probe_trigger._threads()._max_workers == 16
+    assert "SITEWATCH_PROBE_THREADS=16 is below the triggerer's capacity (100)" in caplog.text

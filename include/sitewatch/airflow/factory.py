@@ -15,7 +15,7 @@ from datetime import timedelta
 from airflow.sdk import DAG, TaskGroup, get_parsing_context
 
 from sitewatch.airflow.callbacks import dag_callbacks, task_callbacks
-from sitewatch.airflow.operators import ProbeOperator, probe_in
+from sitewatch.airflow.operators import ProbeOperator, attempt_timeout, probe_in
 from sitewatch.airflow.timetables import SiteTimetable
 from sitewatch.config.loader import Site, SitesFile, cached_sites, default_sites_path
 from sitewatch.config.locations import run_deadline, verdict_grace
@@ -103,7 +103,7 @@ def site_dag(site: Site, sites_file: str | None = None, *, in_triggerer: bool = 
             "retries": site.retries,
             "retry_delay": site.retry_delay,
             # the probe bounds itself; this only guards against a wedged worker
-            "execution_timeout": timedelta(seconds=site.timeout + 120),
+            "execution_timeout": attempt_timeout(site),
             **task_callbacks(site),
         },
     ) as dag:

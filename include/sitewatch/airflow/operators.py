@@ -12,8 +12,13 @@ when the DAGs are parsed) runs every attempt on a worker in ``execute`` instead.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 from airflow.sdk import BaseOperator
+
+# Airflow's own marks for a trigger that timed out (the scheduler's check_trigger_timeouts); the
+# task runner hands them to resume_execution. tests/integration/test_probe_trigger.py pins them.
+from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR, TriggerFailureReason
 from airflow.triggers.base import StartTriggerArgs
 
 from sitewatch.config.site import Site
@@ -23,6 +28,7 @@ from sitewatch.errors import (
     DeliveryError,
     SettingError,
     SitewatchError,
+    TriggerTimeout,
 )
 from sitewatch.names import KAFKA_CONN_ID, LOCAL_LOCATION, location_queue
 
@@ -30,6 +36,16 @@ PROBE_IN_VAR = "SITEWATCH_PROBE_IN"
 PLACES = ("triggerer", "worker")
 # The errors a trigger's attempt reports by name and the worker raises again as such.
 _RAISED_AGAIN = {cls.__name__: cls for cls in (DeliveryError, ConnectionConfigError, SettingError)}
+# What one attempt may take beyond the site's ``timeout``: Kafka's delivery wait (35 s by default),
+# the sites-file lookup and, in the triggerer, the wait for a triggerer and for the site's turn.
+ATTEMPT_MARGIN = timedelta(minutes=2)
+
+
+def attempt_timeout(site: Site) -> timedelta:
+    """The longest one attempt may take: the site's ``timeout`` plus ``ATTEMPT_MARGIN``. On a
+    worker it is the task's ``execution_timeout``; in the triggerer the trigger's timeout, after
+    which the attempt fails with ``TriggerTimeout`` and Airflow's retries apply."""
+    return timedelta(seconds=site.timeout) + ATTEMPT_MARGIN
 
 
 def probe_in(environ=os.environ) -> str:
@@ -81,6 +97,7 @@ class ProbeOperator(BaseOperator):
                     "location": location,
                 },
                 next_method="resume",
+                timeout=attempt_timeout(site),
             )
 
     def execute(self, context) -> None:
@@ -103,6 +120,21 @@ class ProbeOperator(BaseOperator):
             deliver=lambda observation: publish(producer, observation),
             location=self.location,
         )
+
+    def resume_execution(self, next_method: str, next_kwargs: dict | None, context):
+        """Airflow's entry on a worker after a deferral: a trigger that timed out fails the attempt
+        as ``TriggerTimeout``, naming the site and the likely cause, instead of Airflow's bare
+        ``TaskDeferralTimeout``; anything else goes on as Airflow does it (to ``resume``)."""
+        error = (next_kwargs or {}).get("error")
+        if next_method == TRIGGER_FAIL_REPR and error == TriggerFailureReason.TRIGGER_TIMEOUT:
+            raise TriggerTimeout(
+                f"site {self.site.name}: the attempt did not end in the triggerer within "
+                f"{attempt_timeout(self.site)} (its timeout {self.site.timeout:g}s plus "
+                f"{ATTEMPT_MARGIN}): it waited behind an earlier probe of the site at location "
+                f"{self.location}, or no triggerer ran it. Nothing was published; a retry checks "
+                "the site again."
+            )
+        return super().resume_execution(next_method, next_kwargs, context)
 
     def resume(self, context, event: dict) -> None:
         """On a worker, after the triggerer's attempt did not end the task: a down attempt is

@@ -2,7 +2,7 @@
 
 A site's ``probe`` task starts deferred on this trigger (``ProbeOperator``, start_from_trigger),
 so a healthy check needs no worker: the trigger probes the site and publishes the observation in
-a thread of a bounded pool (``requests`` blocks, and the triggerer's event loop must not), then
+a pool thread (``requests`` blocks, and the triggerer's event loop must not), then
 
 - up: yields ``TaskSuccessEvent`` and the task ends in the triggerer;
 - down: yields the observation; the task resumes on a worker, which publishes it and raises
@@ -10,6 +10,12 @@ a thread of a bounded pool (``requests`` blocks, and the triggerer's event loop 
   and a run turns red only after its last attempt, exactly as on the worker path;
 - the attempt cannot count (Kafka did not confirm, a header's secret is not set, the site left the
   sites file): yields the error, raised again on the worker under its own name.
+
+A site that does not answer holds its thread for its whole ``timeout``, so two rules keep it from
+delaying the others: at most one probe per site and location is in flight (a second one waits for
+its turn in the event loop, holding no thread), and the pool has a thread for every trigger the
+triggerer may hold (its ``[triggerer] capacity``). A trigger that waits too long fails its attempt
+with ``TriggerTimeout`` on a worker (``ProbeOperator.resume_execution``).
 
 The summary line of each attempt goes to the attempt's log (the UI shows the trigger's part with
 it). One Kafka producer per connection serves every probe of the process (``SharedPublisher``);
@@ -36,10 +42,8 @@ from sitewatch.names import KAFKA_CONN_ID, LOCAL_LOCATION
 log = logging.getLogger(__name__)
 
 THREADS_VAR = "SITEWATCH_PROBE_THREADS"
-# Probes in flight per triggerer process. A probe holds its thread for at most the site's timeout
-# plus the delivery wait; a healthy one for milliseconds. 64 keeps ~50 silent sites with a 10 s
-# timeout (~8 threads busy on average at one check a minute each) from delaying the others.
-DEFAULT_THREADS = 64
+# Airflow's default [triggerer] capacity, for a triggerer whose configuration cannot be read.
+DEFAULT_CAPACITY = 1000
 MAX_THREADS = 1024
 REPLACE_AFTER_SECONDS = 60.0
 # The triggerer closes a trigger's log file as soon as the trigger is reported finished, which can
@@ -54,6 +58,8 @@ _lock = threading.Lock()
 # The event loop takes this one (``_threads``), never ``_lock``: a pool thread holds ``_lock`` while
 # it builds a producer, whose connection lookup waits for the event loop.
 _pool_lock = threading.Lock()
+# (site, location) -> [its lock, the triggers holding or waiting for it]; event loop only.
+_turns: dict[tuple[str, str], list] = {}
 
 
 class ProbeTrigger(BaseTrigger):
@@ -88,28 +94,77 @@ class ProbeTrigger(BaseTrigger):
         context = self.task_instance.get_template_context()
         ti, run = context["ti"], context["dag_run"]
         attempt = contextvars.copy_context().run  # the thread logs into this attempt's log
-        yield await asyncio.get_running_loop().run_in_executor(
-            _threads(),
-            attempt,
-            check,
-            self.site,
-            self.sites_file,
-            self.kafka_config_id,
-            run.logical_date or run.run_after,
-            ti.try_number,
-            self.location,
-        )
+        cancelled = threading.Event()
+        try:
+            event = await _in_turn(
+                (self.site, self.location),
+                attempt,
+                check,
+                self.site,
+                self.sites_file,
+                self.kafka_config_id,
+                run.logical_date or run.run_after,
+                ti.try_number,
+                self.location,
+                cancelled,
+            )
+        except asyncio.CancelledError:  # trigger timeout, a cleared task, the triggerer stopping
+            cancelled.set()
+            raise
+        yield event
         await asyncio.sleep(LOG_GRACE_SECONDS)  # unless cancelled first, once the event is handled
 
 
+async def _in_turn(key: tuple[str, str], call, *args):
+    """``call(*args)`` in a pool thread, once no other probe of ``key`` (site, location) is in
+    flight in this triggerer.
+
+    A probe waits for its turn here, in the event loop, holding no thread: a site that hangs holds
+    one thread however many of its runs are due, and never two connections to itself. The turn
+    ends when the thread is done, not when the trigger is cancelled: a thread cannot be stopped,
+    and the site's next probe must not overlap it.
+    """
+    entry = _turns.setdefault(key, [asyncio.Lock(), 0])
+    lock = entry[0]
+    entry[1] += 1
+    try:
+        await lock.acquire()
+    except BaseException:
+        _leave(key)
+        raise
+    try:
+        done = asyncio.wrap_future(_threads().submit(call, *args))
+    except BaseException:
+        lock.release()
+        _leave(key)
+        raise
+    done.add_done_callback(lambda _: (lock.release(), _leave(key)))
+    return await asyncio.shield(done)
+
+
+def _leave(key: tuple[str, str]) -> None:
+    entry = _turns[key]
+    entry[1] -= 1
+    if not entry[1]:
+        del _turns[key]
+
+
 def check(
-    site_name, sites_file, kafka_config_id, scheduled_at, attempt, location=LOCAL_LOCATION
+    site_name,
+    sites_file,
+    kafka_config_id,
+    scheduled_at,
+    attempt,
+    location=LOCAL_LOCATION,
+    cancelled: threading.Event | None = None,
 ) -> TriggerEvent:
     """One attempt, in a pool thread: the event that ends the task or resumes it on a worker.
 
     An up attempt is published here, final (it ends the run). A down one is not: the worker that
     fails it publishes it, because only the worker knows whether a retry remains (a cleared task
     gets more tries than its ``retries``, and the triggerer sees only the latter).
+    cancelled: set once the trigger is cancelled; the attempt then publishes nothing, since
+    Airflow has already failed it (``TriggerTimeout``) or taken it elsewhere.
     """
     from airflow.sdk.log import mask_secret
 
@@ -118,11 +173,18 @@ def check(
     from sitewatch.probe.http import probe
 
     try:
+        if cancelled is not None and cancelled.is_set():  # while it waited for a thread
+            return TriggerEvent({"error": "cancelled"})
         site, secrets = expand_headers(_site(site_name, sites_file), on_secret=mask_secret)
         observation = probe(site, secrets=secrets, location=location)
         place(observation, site, scheduled_at, attempt)
         if not observation.up:
             return TriggerEvent({"down": observation.to_message().decode()})
+        if cancelled is not None and cancelled.is_set():
+            log.warning(
+                "site=%s attempt=%s not published: its trigger was cancelled", site_name, attempt
+            )
+            return TriggerEvent({"error": "cancelled"})
         observation.final = True
         record(observation, _publisher(kafka_config_id).publish)
     except Exception as exc:  # raised again on the worker, where Airflow's retries apply
@@ -147,21 +209,48 @@ def _threads() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(probe_threads(), thread_name_prefix="sitewatch-probe")
+            capacity = triggerer_capacity()
+            threads = probe_threads(capacity=capacity)
+            if threads < capacity:
+                log.warning(
+                    "%s=%s is below the triggerer's capacity (%s): more than %s sites that do not "
+                    "answer can delay every other check in this triggerer",
+                    THREADS_VAR,
+                    threads,
+                    capacity,
+                    threads,
+                )
+            _pool = ThreadPoolExecutor(threads, thread_name_prefix="sitewatch-probe")
         return _pool
 
 
-def probe_threads(environ=os.environ) -> int:
-    """``SITEWATCH_PROBE_THREADS``: probes in flight per triggerer, 1..1024 (default 64)."""
+def probe_threads(environ=os.environ, *, capacity: int = DEFAULT_CAPACITY) -> int:
+    """The most probe threads of one triggerer: ``SITEWATCH_PROBE_THREADS`` (1..1024), by default
+    ``capacity``, the triggerer's ``[triggerer] capacity``.
+
+    With one probe per site and location in flight, ``capacity`` threads leave every trigger the
+    triggerer holds a thread of its own, so probes that hang cannot starve the others. The pool
+    starts a thread only when every other is busy: a large size costs nothing while sites answer.
+    A lower setting bounds the threads of a small machine, at the price that as many sites that
+    do not answer delay the others' checks by up to their ``timeout``.
+    """
     text = environ.get(THREADS_VAR, "").strip()
     if not text:
-        return DEFAULT_THREADS
+        return capacity
     if not text.isdigit() or not 1 <= int(text) <= MAX_THREADS:
         raise SettingError(
             f"{THREADS_VAR}={text!r}: expected a whole number from 1 to {MAX_THREADS} "
-            f"(default {DEFAULT_THREADS})"
+            "(default: the triggerer's capacity)"
         )
     return int(text)
+
+
+def triggerer_capacity() -> int:
+    """``[triggerer] capacity``: the most triggers one triggerer runs at once. (A triggerer
+    started with ``--capacity`` overrides it unseen here; set ``SITEWATCH_PROBE_THREADS`` then.)"""
+    from airflow.sdk.configuration import conf
+
+    return conf.getint("triggerer", "capacity", fallback=DEFAULT_CAPACITY)
 
 
 def _publisher(conn_id: str):
