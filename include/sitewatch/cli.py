@@ -24,7 +24,7 @@ from sitewatch.config.keys import KEYS
 from sitewatch.config.loader import default_sites_path, load_sites, site_for_url
 from sitewatch.config.secrets import expand_headers
 from sitewatch.config.site import Site
-from sitewatch.errors import ConfigError, StorageError
+from sitewatch.errors import ConfigError, SettingError, StorageError
 from sitewatch.names import DEFAULT_QUEUE, LOCAL_LOCATION, location_queue
 from sitewatch.observation import LOCATION_NAME
 
@@ -96,7 +96,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Per site: uptime, downtime minutes, incidents, maintenance minutes left out,"
         " SLO target and whether it was met, then the incidents. Reads the results database"
         " through libpq's PG* environment variables (PGHOST, PGDATABASE, PGUSER, PGPASSWORD or"
-        " ~/.pgpass, PGSERVICE) or --dsn. Exit 0 printed, 1 database error, 2 usage error.",
+        " ~/.pgpass, PGSERVICE) or --dsn. Each query stops after"
+        " $SITEWATCH_REPORT_TIMEOUT_SECONDS (default 120). Exit 0 printed, 1 database error or"
+        " timeout, 2 usage error.",
     )
     report.add_argument("--month", required=True, metavar="YYYY-MM", help="the month, in UTC")
     report.add_argument("--format", default="csv", help="csv (default), md or html")
@@ -200,9 +202,13 @@ def _read_period(args: argparse.Namespace, first: date, after: date):
     for tables missing or too old) when PostgreSQL cannot answer."""
     import psycopg
 
-    from sitewatch.storage.incidents import period
+    from sitewatch.storage.incidents import period, report_timeout
     from sitewatch.storage.schema import require_current
 
+    try:
+        timeout = report_timeout()
+    except SettingError as exc:
+        args.usage_error(str(exc))
     dsn = args.dsn or ""
     try:
         given = psycopg.conninfo.conninfo_to_dict(dsn)
@@ -217,7 +223,7 @@ def _read_period(args: argparse.Namespace, first: date, after: date):
         raise StorageError(f"PostgreSQL could not be reached: {cause}") from exc
     with conn:
         require_current(conn)
-        return period(conn, first, after, datetime.now(UTC))
+        return period(conn, first, after, datetime.now(UTC), timeout=timeout)
 
 
 def _adhoc_site(args: argparse.Namespace) -> Site | None:

@@ -73,3 +73,12 @@ class NotificationError(SitewatchError):
 
 class SettingError(SitewatchError):
     """An environment variable holds an unusable value; the message names it and what is valid."""
+
+
+class Busy(SitewatchError):
+    """As much of one kind of work as is allowed at once is running already; ``retry_after``
+    is how many seconds to wait before asking again."""
+
+    def __init__(self, message: str, retry_after: int):
+        self.retry_after = retry_after
+        super().__init__(message)

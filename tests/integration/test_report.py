@@ -19,9 +19,17 @@ from psycopg.conninfo import conninfo_to_dict
 
 from sitewatch.config.objectives import Slo
 from sitewatch.dashboard import report
+from sitewatch.errors import SettingError, StorageError
 from sitewatch.observation import Observation
 from sitewatch.storage.checks import store_batch
-from sitewatch.storage.incidents import Incident, Period, SitePeriod, period
+from sitewatch.storage.incidents import (
+    REPORT_TIMEOUT_VAR,
+    Incident,
+    Period,
+    SitePeriod,
+    period,
+    report_timeout,
+)
 from sitewatch.storage.schema import migrate
 from sitewatch.storage.verdicts import record_verdict
 
@@ -337,3 +345,129 @@ def test_the_command_fails_with_the_reason_when_the_database_cannot_answer(
     result = sitewatch("report", "--month", "2026-11", "--sites", str(sites_file), "--dsn", closed)
     assert result.returncode == 1
     assert result.stderr.startswith("sitewatch report: PostgreSQL could not be reached: ")
+
+
+# --- the rollups where they suffice, and the timeout (issue 24, item 4) ---------------------------
+
+
+def test_sites_the_rollup_calls_quiet_keep_what_happened_at_the_months_edges(pg_conn):
+    # Each site's November is all up outside maintenance in the daily rollup, yet the raw runs
+    # say otherwise, so each must still be read from them:
+    #   late: a maintenance run Oct 31 23:50 lasts until the next run, Nov 1 00:10: 10 minutes
+    #   edge: down Oct 31 23:40, up Nov 1 00:20: an incident of 20 minutes in November
+    #   judged: east up, west and north missing, judged down at Nov 3 12:00 (quorum 2); up at
+    #   12:05: an incident of 5 minutes that no stored check shows
+    migrate(pg_conn)
+    store_batch(pg_conn, [
+        check("late", at(10, 31, 23, 50), maintenance=True), check("late", at(11, 1, 0, 10)),
+        check("edge", at(10, 31, 23, 40), up=False), check("edge", at(11, 1, 0, 20)),
+        check("judged", at(11, 3, 12, 0), location="east"),
+        check("judged", at(11, 3, 12, 5), location="east"),
+    ])  # fmt: skip
+    missing = {"east": "up", "west": "missing", "north": "missing"}
+    record_verdict(pg_conn, "judged", at(11, 3, 12, 0), "down", 2, missing)
+    record_verdict(pg_conn, "judged", at(11, 3, 12, 5), "up", 2, missing)
+    sites = {s.site: s for s in period(pg_conn, *NOVEMBER, NOW).sites}
+    assert {name: (s.checks, s.ups, s.maint_checks) for name, s in sites.items()} == {
+        "late": (1, 1, 0), "edge": (1, 1, 0), "judged": (2, 2, 0)
+    }  # fmt: skip
+    assert (sites["late"].maintenance, sites["late"].incidents) == (10 * MINUTE, ())
+    assert [(i.start, i.end, i.downtime) for i in sites["edge"].incidents] == [
+        (at(10, 31, 23, 40), at(11, 1, 0, 20), 20 * MINUTE)
+    ]
+    assert [(i.start, i.end, i.downtime) for i in sites["judged"].incidents] == [
+        (at(11, 3, 12, 0), at(11, 3, 12, 5), 5 * MINUTE)
+    ]
+
+
+def raw_rows_read(conn) -> int:
+    """Rows the test schema's raw partitions have returned so far (sequential scans and index
+    entries), by PostgreSQL's own counters."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_stat_force_next_flush()")  # the counters of this backend
+    conn.commit()
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT (SELECT coalesce(sum(seq_tup_read), 0) FROM pg_stat_user_tables"
+            "        WHERE schemaname = current_schema() AND relname LIKE 'site\\_checks\\_p%%')"
+            "     + (SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes"
+            "        WHERE schemaname = current_schema() AND relname LIKE 'site\\_checks\\_p%%')"
+        )
+        (count,) = cur.fetchone()
+    conn.commit()
+    return count
+
+
+def test_a_month_of_healthy_sites_is_read_from_the_rollup_not_the_raw_checks(pg_conn):
+    # Five sites up every 30 minutes all November (7,200 raw rows) and one site with one
+    # incident: before, the report read every raw row of the month; now the healthy sites
+    # cost a few index probes and only the troubled one's runs are read.
+    migrate(pg_conn)
+    every = [at(11, 1, 0, 0) + n * 30 * MINUTE for n in range(30 * 48)]
+    for name in ("a", "b", "c", "d", "e"):
+        store_batch(pg_conn, [check(name, when) for when in every])
+    store_batch(pg_conn, [
+        check("shop", at(11, 2, 10, 0)), check("shop", at(11, 2, 10, 5), up=False),
+        check("shop", at(11, 2, 10, 10)),
+    ])  # fmt: skip
+    before = raw_rows_read(pg_conn)
+    got = period(pg_conn, *NOVEMBER, NOW)
+    read = raw_rows_read(pg_conn) - before
+    assert [(s.site, s.checks, s.ups, len(s.incidents)) for s in got.sites] == [
+        *((name, 1440, 1440, 0) for name in "abcde"),
+        ("shop", 3, 2, 1),
+    ]
+    assert read < 200, f"{read} raw rows read for 3 troubled checks"
+
+
+@pytest.fixture
+def locked_rollup(pg_connect, history):
+    """Another session holds the daily rollup locked, so any read of it waits (until the test
+    ends): a report that takes too long, on demand."""
+    other = pg_connect()
+    other.execute("LOCK TABLE site_checks_daily IN ACCESS EXCLUSIVE MODE")
+    yield history
+    other.rollback()
+
+
+def test_a_report_past_its_timeout_stops_with_a_message_that_names_the_setting(locked_rollup):
+    with pytest.raises(StorageError) as raised:
+        period(locked_rollup, *NOVEMBER, NOW, timeout=0.2)
+    assert str(raised.value) == (
+        "PostgreSQL could not read the report of 2026-11-01 to 2026-12-01: the report's read "
+        "took longer than 0.2 s and was stopped (SITEWATCH_REPORT_TIMEOUT_SECONDS sets the limit)"
+    )
+    # the connection is usable, at its own isolation level again
+    assert locked_rollup.isolation_level is None and locked_rollup.read_only is None
+    locked_rollup.execute("SELECT 1")
+
+
+def test_the_command_stops_a_report_past_its_timeout(locked_rollup, pg_dsn, pg_schema, sites_file):
+    env = {"PGOPTIONS": f"-c search_path={pg_schema}", "SITEWATCH_REPORT_TIMEOUT_SECONDS": "0.5"}
+    result = sitewatch(
+        "report", "--month", "2026-11", "--sites", str(sites_file), "--dsn", pg_dsn, env=env
+    )
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        "sitewatch report: PostgreSQL could not read the report of 2026-11-01 to 2026-12-01: the"
+        " report's read took longer than 0.5 s and was stopped (SITEWATCH_REPORT_TIMEOUT_SECONDS"
+        " sets the limit)\n"
+    )
+    bad = sitewatch("report", "--month", "2026-11", env={"SITEWATCH_REPORT_TIMEOUT_SECONDS": "0"})
+    assert bad.returncode == 2
+    assert "SITEWATCH_REPORT_TIMEOUT_SECONDS='0': expected a number of seconds from 0.1 to" in (
+        bad.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [(None, 120.0), ("", 120.0), ("0.5", 0.5), ("3600", 3600.0)]
+)
+def test_the_report_timeout_setting(value, seconds):
+    assert report_timeout({} if value is None else {REPORT_TIMEOUT_VAR: value}) == seconds
+
+
+@pytest.mark.parametrize("value", ["0", "0.05", "3601", "nan", "inf", "two minutes", "-1"])
+def test_the_report_timeout_setting_refuses_what_is_not_a_sane_number(value):
+    with pytest.raises(SettingError, match=f"^{REPORT_TIMEOUT_VAR}="):
+        report_timeout({REPORT_TIMEOUT_VAR: value})

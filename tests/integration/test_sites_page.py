@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -15,6 +18,7 @@ from sitewatch.config.site import Site
 from sitewatch.dashboard import report
 from sitewatch.names import READER_ROLE
 from sitewatch.observation import Observation
+from sitewatch.storage import incidents
 from sitewatch.storage.checks import store_batch
 from sitewatch.storage.incidents import period
 from sitewatch.storage.mutes import add_mutes
@@ -498,3 +502,121 @@ def test_the_pages_role_can_serve_every_route(pg_dsn, owned_schema, monkeypatch)
     for path in ("/?sort=budget", "/sites/shop", "/report?month=2026-06&format=html"):
         assert client.get(path).status_code == 200, path
     assert 'data-budget="0.500000"' in client.get("/").text  # 0.5% down: half of a 1% budget
+
+
+# --- the report: one read per month, a few at once, closed months cached (issue 24, item 4) ------
+
+
+class Gate:
+    """``storage.incidents.period`` counted, each read waiting until ``open()``: reads that
+    overlap in time, on demand."""
+
+    def __init__(self, monkeypatch):
+        self.calls: list[date] = []
+        self._open = threading.Event()
+        real = incidents.period
+
+        def period(conn, first, *args, **kwargs):
+            self.calls.append(first)
+            assert self._open.wait(10), "the gate was never opened"
+            return real(conn, first, *args, **kwargs)
+
+        monkeypatch.setattr(incidents, "period", period)
+
+    def open(self) -> None:
+        self._open.set()
+
+    def wait_for(self, count: int) -> None:
+        deadline = time.monotonic() + 10
+        while len(self.calls) < count:
+            assert time.monotonic() < deadline, f"{len(self.calls)} reads began, not {count}"
+            time.sleep(0.01)
+
+
+@pytest.fixture
+def gate(monkeypatch):
+    return Gate(monkeypatch)
+
+
+def test_concurrent_requests_for_a_closed_month_read_it_once_then_never_again(may, gate):
+    client, objectives = may
+    paths = [f"/report?month=2026-05&format={fmt}" for fmt in ("csv", "md", "html", "csv") * 2]
+    with ThreadPoolExecutor(len(paths)) as pool:
+        answers = [pool.submit(client.get, path) for path in paths]
+        gate.wait_for(1)
+        time.sleep(0.3)  # the others arrive meanwhile (or later: then the cache answers)
+        gate.open()
+        answers = [answer.result() for answer in answers]
+    assert [answer.status_code for answer in answers] == [200] * len(paths)
+    assert gate.calls == [date(2026, 5, 1)]  # one read for all eight, whatever the format
+    assert answers[0].text == answers[3].text and answers[0].text.splitlines()[1] == (
+        "shop,66.66,5.0,1,0.0,99,no"
+    )
+    # May ended more than the verdict sweep's horizon ago: later requests read nothing
+    objectives["shop"] = Slo(50.0)  # the sites file's targets are applied per request
+    later = client.get("/report?month=2026-05")
+    assert later.text.splitlines()[1] == "shop,66.66,5.0,1,0.0,50,yes"
+    assert gate.calls == [date(2026, 5, 1)]
+
+
+def test_a_cached_month_is_read_again_once_its_data_changed(may, migrated, gate):
+    gate.open()
+    client, _ = may
+    assert client.get("/report?month=2026-05").status_code == 200
+    assert client.get("/report?month=2026-05").status_code == 200
+    assert len(gate.calls) == 1
+    # a check of May stored late (a drain that caught up): the rollup's sums changed
+    store_batch(migrated, [check("shop", NOW - datetime(2026, 5, 20, 8, tzinfo=UTC))])
+    assert client.get("/report?month=2026-05").text.splitlines()[1] == "shop,75.00,5.0,1,0.0,99,no"
+    assert len(gate.calls) == 2
+    # retention dropped the day with the incident: raw_since moved, the incident went with it
+    with transaction(migrated, "drop a day") as cur:
+        cur.execute("DROP TABLE site_checks_p20260510")
+    text = client.get("/report?month=2026-05").text
+    assert text.splitlines()[1] == "shop,75.00,0.0,0,0.0,99,no" and len(gate.calls) == 3
+    # the month not over yet (June, at NOW) is read for every request
+    client.get("/report?month=2026-06")
+    client.get("/report?month=2026-06")
+    assert len(gate.calls) == 5
+
+
+def test_a_report_past_the_concurrency_limit_is_a_503_with_retry_after(may, gate, monkeypatch):
+    monkeypatch.setenv("SITEWATCH_REPORT_CONCURRENCY", "1")
+    client, _ = may
+    with ThreadPoolExecutor(2) as pool:
+        reading = pool.submit(client.get, "/report?month=2026-05")
+        gate.wait_for(1)
+        refused = client.get("/report?month=2026-04&format=html")
+        joining = pool.submit(client.get, "/report?month=2026-05&format=md")  # no new read
+        time.sleep(0.2)
+        gate.open()
+        assert (reading.result().status_code, joining.result().status_code) == (200, 200)
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "30"
+    assert refused.json()["detail"] == (
+        "the Sites page computes at most 1 report at once (SITEWATCH_REPORT_CONCURRENCY) and is "
+        "computing 2026-05; try again in 30 s"
+    )
+    assert gate.calls == [date(2026, 5, 1)]
+    assert client.get("/report?month=2026-04").status_code == 200  # a slot is free again
+    monkeypatch.setenv("SITEWATCH_REPORT_CONCURRENCY", "0")
+    answer = client.get("/report?month=2026-03")
+    assert answer.status_code == 500
+    assert answer.json()["detail"].startswith("SITEWATCH_REPORT_CONCURRENCY='0': expected a")
+
+
+def test_a_report_past_its_timeout_is_a_503_that_says_so(may, pg_connect, monkeypatch):
+    monkeypatch.setenv("SITEWATCH_REPORT_TIMEOUT_SECONDS", "0.3")
+    client, _ = may
+    other = pg_connect()
+    other.execute("LOCK TABLE site_checks_daily IN ACCESS EXCLUSIVE MODE")  # a read that waits
+    try:
+        answer = client.get("/report?month=2026-05")
+    finally:
+        other.rollback()
+    assert answer.status_code == 503
+    assert (
+        "could not read the report of 2026-05-01 to 2026-06-01: the report&#x27;s read took"
+        " longer than 0.3 s and was stopped (SITEWATCH_REPORT_TIMEOUT_SECONDS sets the limit)"
+    ) in answer.text
+    assert client.get("/report?month=2026-05").status_code == 200  # a failure is not kept

@@ -10,6 +10,7 @@ token is redirected to the login page (and back here after it); any other client
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -18,19 +19,21 @@ from typing import Annotated
 from urllib.parse import urlparse
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from sitewatch.airflow import metrics_page, slo_figures
 from sitewatch.airflow.hooks import results_connection
-from sitewatch.dashboard import maintenance, render, report
+from sitewatch.airflow.verdicts import HORIZON
+from sitewatch.dashboard import maintenance, render, report, report_cache
 from sitewatch.dashboard import status as site_status
 from sitewatch.dashboard.metrics import exposition
-from sitewatch.errors import StorageError
+from sitewatch.errors import Busy, SettingError, StorageError
 from sitewatch.names import POSTGRES_READER_CONN_ID, site_dag_id
 from sitewatch.observation import SITE_NAME
 from sitewatch.storage import queries
-from sitewatch.storage.incidents import period
+from sitewatch.storage.incidents import report_timeout
 from sitewatch.storage.mutes import mutes_in_force, mutes_overlapping
 from sitewatch.storage.schema import require_current
 from sitewatch.storage.verdicts import latest_verdicts
@@ -204,6 +207,8 @@ def create_app(
     sites file's problem count.
     """
     lag = lag or metrics_page.DrainLag().read
+    # a month's figures may still change until the verdict sweep has judged its last runs
+    reports = report_cache.MonthReports(lambda: open_results(connect), settle=HORIZON)
     app = FastAPI(title="sitewatch dashboard", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.exception_handler(StorageError)
@@ -280,24 +285,36 @@ def create_app(
         )  # fmt: skip
 
     @app.get("/report", dependencies=[Depends(auth)])
-    def report_download(
+    async def report_download(
         month: str | None = None, fmt: Annotated[str, Query(alias="format")] = "csv"
     ) -> Response:
         """``?month=YYYY-MM&format=csv|md|html``: what ``sitewatch report`` prints, as a file.
 
-        Trade-off: it reads the month's raw checks (``storage.incidents``: about a second for
-        20 sites checked every 5 minutes), in the thread pool like every route here.
+        Trade-off: a month's read can take minutes (``storage.incidents``), so it goes through
+        ``report_cache``: a closed month is read once and kept, a request for a month being
+        read waits for that read (on the event loop, holding no thread), and a read past
+        ``SITEWATCH_REPORT_CONCURRENCY`` is a 503 with Retry-After. Its statements stop after
+        ``SITEWATCH_REPORT_TIMEOUT_SECONDS``: a 503 that says so.
         """
         first, after = _report_period(month, fmt)
         now = clock()
-        conn = open_results(connect)
         try:
-            read = period(conn, first, after, now)
-        finally:
-            conn.close()
+            limit, timeout = report_cache.concurrency(), report_timeout()
+        except SettingError as exc:
+            raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc)) from exc
+        try:
+            future = await run_in_threadpool(
+                reports.read, first, after, now, limit=limit, timeout=timeout
+            )
+        except Busy as exc:
+            log.warning("sites page: report of %s refused: %s", month, exc)
+            headers = {"Retry-After": str(exc.retry_after)}
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers) from exc
+        read = await asyncio.wrap_future(future)
+        text = await run_in_threadpool(lambda: report.render(read, objectives(), fmt))
         name = f"sitewatch-report-{first:%Y-%m}.{fmt}"
         return Response(
-            report.render(read, objectives(), fmt),
+            text,
             media_type=_MEDIA_TYPES[fmt],
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
