@@ -200,11 +200,12 @@ class Stack:
     def pidfile(self, name: str) -> Path:
         return self.state / "airflow" / f"{name}.pid"
 
-    def start_component(self, name: str) -> None:
+    def start_component(self, name: str, **extra: str) -> None:
+        """Start component ``name`` again; ``extra`` is added to its environment this time."""
         log = (self.state / "airflow" / f"{name}.log").open("a")
         proc = subprocess.Popen(
             ["airflow", name],
-            env=self.airflow_env(**self._extra),
+            env=self.airflow_env(**self._extra, **extra),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stopping it stops its children
