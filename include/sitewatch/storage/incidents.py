@@ -38,7 +38,6 @@ and the Sites page computes a month once and caches it (``dashboard.report_cache
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -48,9 +47,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from psycopg import IsolationLevel
 from psycopg.errors import QueryCanceled
 
-from sitewatch.errors import SettingError, StorageError
+from sitewatch.errors import StorageError
 from sitewatch.storage.partitions import partition_days
-from sitewatch.storage.timeouts import bounded
+from sitewatch.storage.timeouts import bounded, seconds_setting
 
 REPORT_TIMEOUT_VAR = "SITEWATCH_REPORT_TIMEOUT_SECONDS"
 # A month of 1,000 sites checked every minute, every one of them with trouble, reads in about
@@ -58,7 +57,6 @@ REPORT_TIMEOUT_VAR = "SITEWATCH_REPORT_TIMEOUT_SECONDS"
 # that would pin a database backend and a thread for longer from doing so, and is raised for
 # bigger installations.
 DEFAULT_REPORT_TIMEOUT = 120.0
-MIN_REPORT_TIMEOUT, MAX_REPORT_TIMEOUT = 0.1, 3_600.0
 
 
 def report_timeout(environ: Mapping[str, str] = os.environ) -> float:
@@ -68,19 +66,7 @@ def report_timeout(environ: Mapping[str, str] = os.environ) -> float:
 
     Raises SettingError naming the variable, the range and the default for any other value.
     """
-    text = environ.get(REPORT_TIMEOUT_VAR, "").strip()
-    if not text:
-        return DEFAULT_REPORT_TIMEOUT
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not MIN_REPORT_TIMEOUT <= value <= MAX_REPORT_TIMEOUT:  # False for NaN
-        raise SettingError(
-            f"{REPORT_TIMEOUT_VAR}={text!r}: expected a number of seconds from "
-            f"{MIN_REPORT_TIMEOUT:g} to {MAX_REPORT_TIMEOUT:g} (default {DEFAULT_REPORT_TIMEOUT:g})"
-        )
-    return value
+    return seconds_setting(environ, REPORT_TIMEOUT_VAR, DEFAULT_REPORT_TIMEOUT)
 
 
 @dataclass(frozen=True)

@@ -34,17 +34,24 @@ def query_timeout(environ: Mapping[str, str] = os.environ) -> float:
 
     Raises SettingError naming the variable, the range and the default for any other value.
     """
-    text = environ.get(TIMEOUT_VAR, "").strip()
+    return seconds_setting(environ, TIMEOUT_VAR, DEFAULT_TIMEOUT)
+
+
+def seconds_setting(environ: Mapping[str, str], name: str, default: float) -> float:
+    """A statement timeout read from variable ``name``: seconds from ``MIN_TIMEOUT`` to
+    ``MAX_TIMEOUT`` in ASCII digits, ``default`` when unset or empty. Raises SettingError naming
+    the variable, the range and the default for any other value."""
+    text = environ.get(name, "").strip()
     if not text:
-        return DEFAULT_TIMEOUT
+        return default
     try:
         value = float(text) if text.isascii() else math.nan  # float() reads '٣' as 3
     except ValueError:
         value = math.nan
     if not MIN_TIMEOUT <= value <= MAX_TIMEOUT:  # False for NaN
         raise SettingError(
-            f"{TIMEOUT_VAR}={text!r}: expected a number of seconds from {MIN_TIMEOUT:g} to "
-            f"{MAX_TIMEOUT:g} (default {DEFAULT_TIMEOUT:g})"
+            f"{name}={text!r}: expected a number of seconds from {MIN_TIMEOUT:g} to "
+            f"{MAX_TIMEOUT:g} (default {default:g})"
         )
     return value
 
