@@ -198,12 +198,12 @@ def _objectives(path: Path) -> dict:
 
 
 def _read_period(args: argparse.Namespace, first: date, after: date):
-    """The month's ``storage.incidents.Period``, as of now. Raises StorageError (SchemaError
+    """The month's ``storage.sla.Period``, as of now. Raises StorageError (SchemaError
     for tables missing or too old) when PostgreSQL cannot answer."""
     import psycopg
 
-    from sitewatch.storage.incidents import period, report_timeout
     from sitewatch.storage.schema import require_current
+    from sitewatch.storage.sla import period, report_timeout
 
     try:
         timeout = report_timeout()

@@ -1,4 +1,4 @@
-"""The monthly SLA report (issue 17): sitewatch.storage.incidents against a real PostgreSQL, its
+"""The monthly SLA report (issue 17): sitewatch.storage.sla against a real PostgreSQL, its
 rendering (sitewatch.dashboard.report) and ``sitewatch report`` through the real command line.
 
 The history below is sparse on purpose: a run's state holds until the next run, so every figure
@@ -22,7 +22,8 @@ from sitewatch.dashboard import report
 from sitewatch.errors import SettingError, StorageError
 from sitewatch.observation import Observation
 from sitewatch.storage.checks import store_batch
-from sitewatch.storage.incidents import (
+from sitewatch.storage.schema import migrate
+from sitewatch.storage.sla import (
     REPORT_TIMEOUT_VAR,
     Incident,
     Period,
@@ -30,7 +31,6 @@ from sitewatch.storage.incidents import (
     period,
     report_timeout,
 )
-from sitewatch.storage.schema import migrate
 from sitewatch.storage.verdicts import record_verdict
 
 pytestmark = pytest.mark.services

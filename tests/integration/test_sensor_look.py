@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from sitewatch.airflow.connection_errors import UNTRUSTED
 from sitewatch.airflow.hooks import GroupConsumerHook, ObservationProducerHook
 from sitewatch.airflow.sensor import UndrainedMessageTrigger
+from sitewatch.config.connection_errors import UNTRUSTED
 from sitewatch.errors import ConnectionConfigError, ConsumeError
 from sitewatch.names import DRAIN_GROUP
 from sitewatch.observation import Observation

@@ -18,12 +18,12 @@ from sitewatch.config.site import Site
 from sitewatch.dashboard import report
 from sitewatch.names import READER_ROLE
 from sitewatch.observation import Observation
-from sitewatch.storage import incidents
+from sitewatch.storage import sla
 from sitewatch.storage.checks import store_batch
-from sitewatch.storage.incidents import period
 from sitewatch.storage.mutes import add_mutes
 from sitewatch.storage.schema import MIGRATIONS, SCHEMA_VERSION, migrate, transaction
 from sitewatch.storage.schema import version as schema_version
+from sitewatch.storage.sla import period
 from sitewatch.storage.slo import SloAlert, save_slo_alert
 from sitewatch.storage.verdicts import record_verdict
 from tests.integration import test_roles as roles
@@ -508,20 +508,20 @@ def test_the_pages_role_can_serve_every_route(pg_dsn, owned_schema, monkeypatch)
 
 
 class Gate:
-    """``storage.incidents.period`` counted, each read waiting until ``open()``: reads that
+    """``storage.sla.period`` counted, each read waiting until ``open()``: reads that
     overlap in time, on demand."""
 
     def __init__(self, monkeypatch):
         self.calls: list[date] = []
         self._open = threading.Event()
-        real = incidents.period
+        real = sla.period
 
         def period(conn, first, *args, **kwargs):
             self.calls.append(first)
             assert self._open.wait(10), "the gate was never opened"
             return real(conn, first, *args, **kwargs)
 
-        monkeypatch.setattr(incidents, "period", period)
+        monkeypatch.setattr(sla, "period", period)
 
     def open(self) -> None:
         self._open.set()

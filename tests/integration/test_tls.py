@@ -25,9 +25,9 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from sitewatch.airflow.connection_errors import EXPIRED, HOSTNAME, REFUSED, UNTRUSTED
 from sitewatch.airflow.drain_dag import drain_dag
 from sitewatch.airflow.hooks import GroupConsumerHook, ObservationProducerHook, results_connection
+from sitewatch.config.connection_errors import EXPIRED, HOSTNAME, REFUSED, UNTRUSTED
 from sitewatch.errors import ConnectionConfigError, ConsumeError, DeliveryError, StorageError
 from sitewatch.names import DRAIN_GROUP
 from sitewatch.observation import Observation

@@ -16,7 +16,7 @@ from airflow.providers.pagerduty.notifications.pagerduty import PagerdutyNotifie
 from apprise import NotifyType
 
 from sitewatch.airflow.notifiers import notifier_for, wants
-from sitewatch.alerting.incidents import Action, Incident, incident_for
+from sitewatch.alerting.incident_keys import Action, Incident, incident_for
 from sitewatch.alerting.rules import Alert, Kind
 from sitewatch.config.notify import (
     AppriseTarget,

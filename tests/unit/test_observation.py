@@ -268,9 +268,9 @@ def test_the_longest_location_is_accepted():
 
 
 def test_the_site_name_rule_is_the_sites_files():
-    from sitewatch.config import checks
+    from sitewatch.config import key_checks
 
-    assert checks.NAME is SITE_NAME
+    assert key_checks.NAME is SITE_NAME
 
 
 def test_a_repeated_key_keeps_the_last_value_in_both():

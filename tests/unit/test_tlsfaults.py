@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from confluent_kafka import KafkaError
 
-from sitewatch.airflow.connection_errors import (
+from sitewatch.config.connection_errors import (
     EXPIRED,
     HOSTNAME,
     REFUSED,

@@ -22,7 +22,7 @@ from airflow.providers.apache.kafka.hooks.produce import KafkaProducerHook
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from sitewatch.airflow.connection_errors import (
+from sitewatch.config.connection_errors import (
     ClientErrors,
     check_files,
     explain_postgres,

@@ -17,13 +17,13 @@ import apprise
 from airflow.providers.apprise.notifications.apprise import AppriseNotifier
 from apprise import AppriseResultStatus, NotifyFormat, NotifyType
 
-from sitewatch.alerting.incidents import incident_for
+from sitewatch.alerting.incident_keys import incident_for
 from sitewatch.alerting.rules import Alert
 from sitewatch.errors import NotificationError
 
 log = logging.getLogger(__name__)
 
-# The incident severity of the alert's kind (sitewatch.alerting.incidents) as Apprise's message
+# The incident severity of the alert's kind (sitewatch.alerting.incident_keys) as Apprise's message
 # type, which services show as a colour or an icon.
 _NOTIFY_TYPES = {
     "critical": NotifyType.FAILURE,

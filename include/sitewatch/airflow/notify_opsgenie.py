@@ -1,6 +1,6 @@
 """Alerts as Opsgenie alerts through the Airflow Opsgenie provider.
 
-The same mapping as PagerDuty (``sitewatch.alerting.incidents``): a trigger creates an alert
+The same mapping as PagerDuty (``sitewatch.alerting.incident_keys``): a trigger creates an alert
 whose alias is the incident key, so Opsgenie deduplicates a repeated DOWN onto the open alert; a
 resolve closes the alert by that alias. The provider's hook builds the SDK client from the
 connection (type opsgenie: the API integration's key as password; host, with scheme, for another
@@ -14,7 +14,7 @@ from __future__ import annotations
 from airflow.providers.opsgenie.notifications.opsgenie import OpsgenieNotifier
 from opsgenie_sdk import CloseAlertPayload, CreateAlertPayload
 
-from sitewatch.alerting.incidents import Action, incident_for
+from sitewatch.alerting.incident_keys import Action, incident_for
 from sitewatch.alerting.rules import Alert
 from sitewatch.errors import NotificationError
 

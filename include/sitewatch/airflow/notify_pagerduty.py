@@ -1,6 +1,6 @@
 """Alerts as PagerDuty incidents (Events API v2) through the Airflow PagerDuty provider.
 
-Each alert triggers or resolves the incident that ``sitewatch.alerting.incidents`` names (one
+Each alert triggers or resolves the incident that ``sitewatch.alerting.incident_keys`` names (one
 dedup key per site and concern). The provider's notifier carries the event, its hook reads the
 routing key from the connection (type pagerduty_events, the key as password) and its
 ``prepare_event_data`` builds the event. Two things the provider's own ``notify`` cannot do are
@@ -22,7 +22,7 @@ import pagerduty
 from airflow.providers.pagerduty.hooks.pagerduty_events import prepare_event_data
 from airflow.providers.pagerduty.notifications.pagerduty import PagerdutyNotifier
 
-from sitewatch.alerting.incidents import incident_for
+from sitewatch.alerting.incident_keys import incident_for
 from sitewatch.alerting.rules import Alert
 from sitewatch.errors import NotificationError
 

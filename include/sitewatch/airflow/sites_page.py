@@ -33,9 +33,9 @@ from sitewatch.errors import Busy, SettingError, StorageError
 from sitewatch.names import POSTGRES_READER_CONN_ID, site_dag_id
 from sitewatch.observation import SITE_NAME
 from sitewatch.storage import queries
-from sitewatch.storage.incidents import report_timeout
 from sitewatch.storage.mutes import mutes_in_force, mutes_overlapping
 from sitewatch.storage.schema import require_current
+from sitewatch.storage.sla import report_timeout
 from sitewatch.storage.verdicts import latest_verdicts
 
 log = logging.getLogger(__name__)
@@ -290,7 +290,7 @@ def create_app(
     ) -> Response:
         """``?month=YYYY-MM&format=csv|md|html``: what ``sitewatch report`` prints, as a file.
 
-        Trade-off: a month's read can take minutes (``storage.incidents``), so it goes through
+        Trade-off: a month's read can take minutes (``storage.sla``), so it goes through
         ``report_cache``: a closed month is read once and kept, a request for a month being
         read waits for that read (on the event loop, holding no thread), and a read past
         ``SITEWATCH_REPORT_CONCURRENCY`` is a 503 with Retry-After. Its statements stop after

@@ -13,7 +13,7 @@ import difflib
 from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
-from sitewatch.config.checks import check_name
+from sitewatch.config.key_checks import check_name
 from sitewatch.config.values import describe
 from sitewatch.config.yamltree import Invalid
 

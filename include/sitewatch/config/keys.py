@@ -14,7 +14,8 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
-from sitewatch.config.checks import (
+from sitewatch.config.dependencies import MAX_PARENTS, check_depends_on
+from sitewatch.config.key_checks import (
     check_body,
     check_bool,
     check_expect_status,
@@ -28,7 +29,6 @@ from sitewatch.config.checks import (
     check_timeout,
     check_url,
 )
-from sitewatch.config.dependencies import MAX_PARENTS, check_depends_on
 from sitewatch.config.locations import check_locations, check_quorum
 from sitewatch.config.maintenance import MAX_WINDOWS, Window, check_maintenance
 from sitewatch.config.notify import check_notify, check_remind_every

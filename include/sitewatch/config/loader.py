@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from sitewatch.config import diskcache
-from sitewatch.config.checks import ascii_host, compile_pattern
+from sitewatch.config.key_checks import ascii_host, compile_pattern
 from sitewatch.config.keys import BUILTIN_DEFAULTS, FIELDS
 from sitewatch.config.reader import CROSS_KEY_RULES, Reader, subfield
 from sitewatch.config.site import ConfigIssue, Site, SitesFile

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from sitewatch.config.checks import check_bool
+from sitewatch.config.key_checks import check_bool
 from sitewatch.config.values import describe, duration, unknown_key, unsafe_character
 from sitewatch.config.yamltree import Invalid
 

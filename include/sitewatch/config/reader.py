@@ -12,8 +12,8 @@ from typing import Any, NamedTuple
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from sitewatch.config.checks import timeout_problem
 from sitewatch.config.dependencies import Hints, cycles, self_problem
+from sitewatch.config.key_checks import timeout_problem
 from sitewatch.config.keys import BUILTIN_DEFAULTS, FIELDS, REQUIRED
 from sitewatch.config.locations import quorum_problem
 from sitewatch.config.objectives import degraded_problem

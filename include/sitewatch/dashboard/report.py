@@ -1,10 +1,10 @@
 """The SLA report of a calendar month (UTC): per site, uptime, downtime, incidents, maintenance
 left out and whether its SLO was met; as CSV, Markdown or one self-contained HTML page.
 
-Built from ``storage.incidents.Period`` and each site's objective (site -> ``Slo`` or None, from
+Built from ``storage.sla.Period`` and each site's objective (site -> ``Slo`` or None, from
 the sites file), so the ``sitewatch report`` command and the Sites page render the same
 document. Uptime counts final checks outside maintenance (the rollup's); downtime is the
-incidents' time within the month less maintenance (``storage.incidents``). A site met its SLO
+incidents' time within the month less maintenance (``storage.sla``). A site met its SLO
 when its uptime reaches the target; a site without an SLO, or without checks, shows ``-``.
 Nothing here reads the database or imports Airflow.
 """
@@ -23,8 +23,8 @@ from html import escape
 from sitewatch.config.objectives import Slo
 from sitewatch.dashboard.html import page, timestamp
 from sitewatch.dashboard.status import uptime
-from sitewatch.storage.incidents import Incident, Period, SitePeriod
 from sitewatch.storage.retention import RETENTION_VAR
+from sitewatch.storage.sla import Incident, Period, SitePeriod
 
 FORMATS = ("csv", "md", "html")
 """What ``render`` writes: CSV, Markdown (GitHub tables) or HTML."""

@@ -1,7 +1,7 @@
 """The Sites page's monthly reports: one computation per month at a time, a few at most, and a
 closed month kept once computed.
 
-A month's read (``storage.incidents.period``) can take minutes on a big installation, and any
+A month's read (``storage.sla.period``) can take minutes on a big installation, and any
 user who may read DAGs can ask for one, so the page must not start one per request:
 
 - Single flight: a request for a month being computed waits for that computation and shares
@@ -22,7 +22,7 @@ When a month's figures can still change, and what invalidates a cached one:
 - An incident still open when computed: its end and length change with time; not cached.
 - A check stored late, or rollup days pruned: the daily rollup's rows and sums for the month
   change; raw days dropped by retention: ``raw_since`` changes. Each hit compares
-  ``storage.incidents.period_version`` (one small read of the rollup) with the one read before
+  ``storage.sla.period_version`` (one small read of the rollup) with the one read before
   the computation, and recomputes on a difference.
 - Anything else (a late check just outside the month that moves an incident's start or end, a
   verdict stored after ``settle``): an entry is recomputed after ``MAX_AGE`` at the latest.
@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from sitewatch.errors import Busy, SettingError
-from sitewatch.storage import incidents
-from sitewatch.storage.incidents import Period
+from sitewatch.storage import sla
+from sitewatch.storage.sla import Period
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class MonthReports:
             return False
         conn = self._connect()
         try:
-            version = incidents.period_version(conn, *key, timeout=timeout)
+            version = sla.period_version(conn, *key, timeout=timeout)
         finally:
             conn.close()
         if version != entry.version:
@@ -176,8 +176,8 @@ class MonthReports:
             conn = self._connect()
             try:
                 # read before the period: a change in between makes the next hit recompute
-                version = incidents.period_version(conn, *key, timeout=timeout) if closed else ()
-                period = incidents.period(conn, first, after, now, timeout=timeout)
+                version = sla.period_version(conn, *key, timeout=timeout) if closed else ()
+                period = sla.period(conn, first, after, now, timeout=timeout)
             finally:
                 conn.close()
         except BaseException as exc:

@@ -13,7 +13,7 @@ import codecs
 import threading
 from email.message import Message
 
-from sitewatch.config.checks import compile_pattern
+from sitewatch.config.key_checks import compile_pattern
 from sitewatch.probe.failures import Failure
 from sitewatch.probe.timing import Deadline
 

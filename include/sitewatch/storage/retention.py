@@ -6,7 +6,7 @@ is dropping whole partitions: no DELETE, no vacuum, no bloat. Their figures outl
 current by the insert trigger since migration 9; response time p50/p95/max, computed here), which
 lives much longer; ``site_checks_daily`` (kept by the same trigger), ``site_verdicts`` (a run's
 verdict across locations, migration 6) and ``site_latest`` (migration 9) are pruned on the
-same longer retention. The maintenance DAG (sitewatch.airflow.maintenance_dag) runs
+same longer retention. The maintenance DAG (sitewatch.airflow.retention_dag) runs
 ``maintain`` hourly; docs/retention.md is the operator's view.
 
 Every function takes a psycopg 3 connection and ``now`` (so tests choose the clock), runs in its

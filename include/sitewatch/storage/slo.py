@@ -10,7 +10,7 @@ and the burn-rate counts need raw rows: percentiles do not merge across hours, a
 short windows (5 minutes) are finer than any rollup (each site's rows are read over its own
 longest window only). Raw rows are kept ``SITEWATCH_RETENTION_DAYS`` (default 90), so a latency
 window longer than that covers only what is kept. The monthly report's reads are in
-``sitewatch.storage.incidents``.
+``sitewatch.storage.sla``.
 
 Every function takes a psycopg 3 connection, runs in its own transaction (``schema.transaction``,
 StorageError on failure) and imports nothing from Airflow. Times must be timezone-aware. The

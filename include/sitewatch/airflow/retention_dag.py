@@ -44,7 +44,7 @@ def maintain() -> dict:
         conn.close()
 
 
-def maintenance_dag() -> DAG:
+def retention_dag() -> DAG:
     with DAG(
         dag_id=MAINTENANCE_DAG_ID,
         schedule="@hourly",

@@ -1,5 +1,5 @@
 """The sitewatch_maintenance DAG for Airflow: partitions ahead, rollups, expired data dropped."""
 
-from sitewatch.airflow.maintenance_dag import maintenance_dag
+from sitewatch.airflow.retention_dag import retention_dag
 
-dag = maintenance_dag()
+dag = retention_dag()
