@@ -98,3 +98,39 @@ def test_a_run_nobody_reported_gets_no_verdict_and_stale_locations_are_ignored()
     )
     assert decision.verdict is RunVerdict.UP
     assert list(decision.locations) == ["eu", "us"]
+
+
+def test_a_kept_silent_location_counts_as_its_last_word_marked_stale():
+    # issue 29: west saw the site down, then went silent; east sees it up
+    two = ("east", "west")
+    before = {"east": UP, "west": DOWN}
+    decision = decide_run(two, 1, {"east": UP}, deadline_passed=True, previous=before)
+    assert decision.verdict is RunVerdict.DOWN  # not a recovery: nobody saw it come back
+    assert dict(decision.locations) == {"east": UP, "west": "missing, last down"}
+    assert decision.silent == ["west"] and decision.where(DOWN) == []
+    assert decision.summary == (
+        "down from 1 of 2 locations (quorum 1): west (silent, last down); up: east"
+    )
+    # the stale word carries over run after run while the location stays silent
+    later = decide_run(two, 1, {"east": UP}, deadline_passed=True, previous=decision.locations)
+    assert later.verdict is RunVerdict.DOWN
+    assert dict(later.locations) == dict(decision.locations)
+    # below the quorum it is partial, as it was
+    partial = decide_run(two, 2, {"east": UP}, deadline_passed=True, previous=before)
+    assert partial.verdict is RunVerdict.PARTIAL
+    # a silent location that never decided, or ignore (previous=None), counts neither way
+    unknown = decide_run(two, 1, {"east": UP}, deadline_passed=True, previous={"east": UP})
+    assert unknown.verdict is RunVerdict.UP and unknown.locations["west"] == MISSING
+    ignored = decide_run(two, 1, {"east": UP}, deadline_passed=True, previous=None)
+    assert ignored.verdict is RunVerdict.UP and ignored.silent == ["west"]
+    # a kept word never stands in for a location that may still report
+    assert decide_run(two, 1, {"east": UP}, deadline_passed=False, previous=before) is None
+
+
+def test_a_silent_location_that_was_up_keeps_a_down_site_from_reading_down():
+    three = ("eu", "us", "ap")
+    before = {"eu": UP, "us": UP, "ap": DOWN}
+    decision = decide_run(three, 2, {"ap": DOWN, "eu": DOWN}, deadline_passed=True,
+                          previous=before)  # fmt: skip
+    assert decision.verdict is RunVerdict.DOWN  # two fresh downs meet quorum 2 anyway
+    assert decision.locations["us"] == "missing, last up"

@@ -29,7 +29,7 @@ from sitewatch.config.key_checks import (
     check_timeout,
     check_url,
 )
-from sitewatch.config.locations import check_locations, check_quorum
+from sitewatch.config.locations import check_locations, check_quorum, check_silent_location
 from sitewatch.config.maintenance import MAX_WINDOWS, Window, check_maintenance
 from sitewatch.config.notify import check_notify, check_remind_every
 from sitewatch.config.objectives import (
@@ -184,6 +184,12 @@ _DECLARED = (
         doc="How many locations must see the site down (after their retries) for the run to"
         " count as down: 1..the number of locations, or majority (more than half: 1 of 1, 2 of 2,"
         " 2 of 3). Fewer is a partial verdict, which sends no DOWN."),
+    Key("silent_location", str, check_silent_location, default="keep", example="keep",
+        doc="What a location that stored nothing final by a run's deadline counts as in the"
+        " run's verdict. keep: what it last decided, shown as stale (missing, last down), so"
+        " a site neither recovers nor goes down because a place lost sight of it; ignore: it"
+        " counts neither way (a site down from that place only reads as up while it is"
+        " silent). Either way the silent location is one PIPELINE PROBLEM of its own."),
     Key("tags", tuple[str, ...], check_tags, default=[], example="[reference]",
         doc="Extra DAG tags (the tag `sitewatch` is always added); each at most 100 chars."),
     Key("owner", str, check_owner, default="sitewatch", example="sitewatch",

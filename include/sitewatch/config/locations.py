@@ -22,6 +22,9 @@ from sitewatch.observation import LOCATION_NAME
 
 MAJORITY = "majority"
 MAX_LOCATIONS = 16
+KEEP, IGNORE = "keep", "ignore"
+"""The ``silent_location`` choices: what a location that stored nothing by a run's deadline
+counts as in the run's verdict (docs/alerts.md, "Sites checked from several locations")."""
 
 
 def check_locations(value: Any) -> tuple[str, ...]:
@@ -58,6 +61,15 @@ def check_quorum(value: Any) -> int | None:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_LOCATIONS:
         expected = f"expected 'majority' or a whole number from 1 to {MAX_LOCATIONS}"
         raise Invalid(f"{expected}, got {describe(value)}")
+    return value
+
+
+def check_silent_location(value: Any) -> str:
+    """``keep`` (a silent location counts as what it last decided, so a site neither recovers
+    nor goes down because a location went silent) or ``ignore`` (it counts neither way). Raises
+    Invalid."""
+    if value not in (KEEP, IGNORE):
+        raise Invalid(f"expected {KEEP!r} or {IGNORE!r}, got {describe(value)}")
     return value
 
 

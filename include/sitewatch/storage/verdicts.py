@@ -28,6 +28,9 @@ UP, DOWN, PARTIAL = "up", "down", "partial"
 """A location's outcome is UP or DOWN; a run's verdict is one of ``VERDICTS``."""
 MISSING = "missing"
 """The outcome recorded in a verdict's ``locations`` for a location that decided nothing."""
+STALE = "missing, last "
+"""The prefix of a silent location's outcome that counted as what it last decided
+(``silent_location: keep``): ``missing, last down``, ``missing, last up``."""
 VERDICTS = (UP, DOWN, PARTIAL)
 """What ``site_verdicts.verdict`` may hold (its CHECK constraint, migration 6)."""
 
@@ -67,6 +70,17 @@ _UNDECIDED = """
         SELECT 1 FROM site_verdicts v WHERE v.site = r.site AND v.scheduled_at = r.scheduled_at
     )
     ORDER BY r.site, r.scheduled_at
+"""
+
+# For each run, one backward probe of site_verdicts' key: the site's verdict before it.
+_PREVIOUS = """
+    SELECT r.site, r.scheduled_at, v.locations
+    FROM unnest(%(sites)s::text[], %(times)s::timestamptz[]) AS r(site, scheduled_at)
+    CROSS JOIN LATERAL (
+        SELECT locations FROM site_verdicts v
+        WHERE v.site = r.site AND v.scheduled_at < r.scheduled_at
+        ORDER BY v.scheduled_at DESC LIMIT 1
+    ) v
 """
 
 # One backward probe of site_verdicts' key per site.
@@ -152,6 +166,22 @@ def undecided_runs(conn, sites: Sequence[str], since: datetime, before: datetime
     with transaction(conn, "could not read the runs without a verdict") as cur:
         cur.execute(_UNDECIDED, params)
         return cur.fetchall()
+
+
+def previous_outcomes(conn, runs: Sequence[RunKey]) -> dict[RunKey, dict[str, str]]:
+    """For each run, the ``locations`` of its site's latest verdict before it (location ->
+    outcome as stored); a run whose site has none before it is left out. One index probe per
+    run.
+
+    Raises ValueError for a naive ``scheduled_at``, StorageError when PostgreSQL fails.
+    """
+    wanted = list(dict.fromkeys(runs))
+    if not wanted:
+        return {}
+    params = {"sites": [site for site, _ in wanted], "times": _aware([at for _, at in wanted])}
+    with transaction(conn, "could not read the previous verdicts") as cur:
+        cur.execute(_PREVIOUS, params)
+        return {(site, at): dict(locations) for site, at, locations in cur}
 
 
 def latest_verdicts(conn, sites: Sequence[str]) -> dict[str, tuple[datetime, str, dict]]:
