@@ -156,7 +156,7 @@ def test_only_sites_with_targets_get_callbacks(make_dag):
     assert dag.on_failure_callback is not None
     task = dag.get_task("probe")
     assert len(task.on_failure_callback) == 1
-    assert not task.on_success_callback  # UP is judged by the drain (sitewatch.airflow.recoveries)
+    assert not task.on_success_callback  # UP is judged by the drain (sitewatch.judge.recoveries)
     assert "| notify | `webhook ops_webhook` |" in dag.doc_md
 
 

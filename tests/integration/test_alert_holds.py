@@ -2,26 +2,29 @@
 its children's DOWN, an ad-hoc mute or a window of the sites file holds alerts, a flapping site
 sends one FLAPPING, and every message decided, sent or held, is in ``site_alert_log``.
 
-Verdicts go through ``sitewatch.airflow.callbacks.judge``, the path of every verdict (the task
-callbacks' and the drain's), on a connection as the alerting role.
+Verdicts go through ``sitewatch.judge.alerts.judge``, the path of every verdict (the task
+callbacks' and the drain's), with Airflow's notifiers, on a connection as the alerting role.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import psycopg
 import pytest
 
-from sitewatch.airflow.callbacks import judge
+from sitewatch.airflow.notifiers import send
 from sitewatch.alerting import store as alert_store
 from sitewatch.alerting.rules import Event, Kind, Verdict
 from sitewatch.config.loader import load_text
+from sitewatch.judge import alerts
 from sitewatch.names import ALERTING_ROLE
 from sitewatch.observation import Observation
 from sitewatch.storage.checks import observation_rows, store_rows
 from sitewatch.storage.schema import migrate
 
+judge = partial(alerts.judge, send=send)  # with Airflow's notifiers, as the callbacks call it
 T0 = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
 NOTIFY = "    notify:\n      - webhook: ops_webhook\n"
 SITES = (

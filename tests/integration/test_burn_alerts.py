@@ -1,4 +1,4 @@
-"""Burn-rate alerts from the drain's ``on_caught_up`` hook (``sitewatch.airflow.burn``) on the
+"""Burn-rate alerts from the drain's ``on_caught_up`` hook (``sitewatch.judge.burn``) on the
 real PostgreSQL, as the alerting role, with a local webhook: a synthetic history that burns the
 budget 20 times too fast pages once and says when it is over; a healthy one never fires."""
 
@@ -9,8 +9,10 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from sitewatch.airflow.burn import BurnAlerts
+from sitewatch.airflow.notifiers import send
 from sitewatch.config.loader import load_text
+from sitewatch.judge.burn import BurnAlerts
+from sitewatch.judge.session import Session
 from sitewatch.names import ALERTING_ROLE
 from sitewatch.observation import Observation
 from sitewatch.storage.checks import observation_rows, store_rows
@@ -59,9 +61,9 @@ def burn(pg_dsn, pg_schema, pg_conn, tmp_path):
     store_rows(pg_conn, observation_rows(history("burning", 5) + history("healthy", 0)), [])
     sites = load_text(SITES).sites
     options = f"-c role={ALERTING_ROLE} -c search_path={pg_schema}"
-    hook = BurnAlerts(lambda: psycopg.connect(pg_dsn, options=options), every=0)
-    yield hook, sites
-    hook.close()
+    session = Session(lambda: psycopg.connect(pg_dsn, options=options), send)
+    yield BurnAlerts(session, every=0), sites
+    session.close()
 
 
 def test_a_fast_burn_pages_and_warns_once_then_says_it_is_over(burn, pg_conn, receiver):
@@ -102,7 +104,7 @@ def test_a_fast_burn_pages_and_warns_once_then_says_it_is_over(burn, pg_conn, re
 def test_the_hook_evaluates_at_most_every_interval(burn, receiver, monkeypatch):
     _, sites = burn
     calls = []
-    hook = BurnAlerts(lambda: None, sites=lambda: load_text(SITES), every=3600)
+    hook = BurnAlerts(Session(lambda: None, send, lambda: load_text(SITES)), every=3600)
     monkeypatch.setattr(hook, "evaluate", lambda s, now: calls.append(len(s)))
     hook()
     hook()

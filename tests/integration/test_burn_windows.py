@@ -11,10 +11,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sitewatch.airflow import slo_figures
-from sitewatch.airflow.burn import BurnAlerts
+from sitewatch.airflow.notifiers import send
 from sitewatch.alerting.slo import burn_lengths
 from sitewatch.config.loader import load_text
 from sitewatch.config.objectives import BurnRule, Slo
+from sitewatch.judge.burn import BurnAlerts
+from sitewatch.judge.session import Session
 from sitewatch.observation import Observation
 from sitewatch.storage import slo as store
 from sitewatch.storage.checks import store_batch
@@ -163,7 +165,8 @@ def test_a_90_day_rule_does_not_make_the_drain_read_the_other_sites_old_rows(
         opened.append(pg_connect())
         return opened[-1]
 
-    hook = BurnAlerts(connect)
+    session = Session(connect, send)
+    hook = BurnAlerts(session)
     before = tuples_read(conn, pg_schema, old_rows)
     hook.evaluate(load_text(SITES).sites, NOW)
     flush_stats(opened[0])
@@ -171,7 +174,7 @@ def test_a_90_day_rule_does_not_make_the_drain_read_the_other_sites_old_rows(
     assert tuples_read(conn, pg_schema, old_rows) == before  # not one of them read
     counts = store.burn_counts(conn, {"slow": [90 * DAY], "alpha": [6 * HOUR]}, NOW)
     assert counts == {"slow": {90 * DAY: Tally(1800, 1782)}, "alpha": {6 * HOUR: Tally(360, 342)}}
-    hook.close()
+    session.close()
 
 
 def test_a_90_day_rule_does_not_make_the_sites_page_read_the_other_sites_old_rows(

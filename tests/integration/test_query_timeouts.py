@@ -13,10 +13,12 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from sitewatch.airflow.burn import BurnAlerts
 from sitewatch.airflow.hooks import BOUNDED_CONN_IDS, results_connection
+from sitewatch.airflow.notifiers import send
 from sitewatch.config.loader import load_text
 from sitewatch.errors import StorageError
+from sitewatch.judge.burn import BurnAlerts
+from sitewatch.judge.session import Session
 from sitewatch.names import ALERTING_ROLE
 from sitewatch.storage.checks import store_batch
 from sitewatch.storage.schema import migrate
@@ -84,7 +86,8 @@ def test_a_statement_past_the_limit_is_a_storage_error_and_the_connection_goes_o
 
 def test_a_burn_evaluation_past_the_limit_fails_alone_and_the_next_one_runs(conn, alerting, locked):
     sites = load_text(SITES).sites
-    hook = BurnAlerts(alerting, timeout=0.2)
+    session = Session(alerting, send)
+    hook = BurnAlerts(session, timeout=0.2)
     release = locked("site_checks")
     counting = "could not count the checks for burn rates: "
     with pytest.raises(StorageError, match=counting + LIMIT_SAYS):
@@ -94,7 +97,7 @@ def test_a_burn_evaluation_past_the_limit_fails_alone_and_the_next_one_runs(conn
     # on the same connection, its transaction rolled back
     (alert,) = hook.evaluate(sites, NOW)
     assert (alert.site, alert.kind.value, alert.severity) == ("slow", "SLO BURN", "warn")
-    hook.close()
+    session.close()
 
 
 def test_a_burn_evaluation_past_the_limit_does_not_stop_the_drain(
@@ -103,7 +106,8 @@ def test_a_burn_evaluation_past_the_limit_does_not_stop_the_drain(
     topic = new_topic()
     sites = load_text(SITES)
     monkeypatch.setenv(TIMEOUT_VAR, "0.2")  # the hook reads the setting at each evaluation
-    hook = BurnAlerts(alerting, sites=lambda: sites, every=0)
+    session = Session(alerting, send, sites=lambda: sites)
+    hook = BurnAlerts(session, every=0)
     locked("site_slo_alerts")  # the burn check's second read; the drain never touches it
     produce(topic, [check("alpha", NOW - k * MINUTE - MINUTE / 2) for k in range(50)])
 
@@ -119,7 +123,7 @@ def test_a_burn_evaluation_past_the_limit_does_not_stop_the_drain(
     assert "could not read the SLO alerts: canceling statement due to statement timeout" in str(
         failures[0]
     )
-    hook.close()
+    session.close()
 
 
 def test_the_sites_page_past_the_limit_says_the_results_are_unavailable(

@@ -1,4 +1,4 @@
-"""The UP verdict judged by the drain (``on_stored`` and ``sitewatch.airflow.recoveries``): real
+"""The UP verdict judged by the drain (``on_stored`` and ``sitewatch.judge.recoveries``): real
 Kafka, real PostgreSQL with alerting's own role, and a local webhook receiver."""
 
 from __future__ import annotations
@@ -8,17 +8,20 @@ import tempfile
 import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import psycopg
 import pytest
 from psycopg import pq
 
-from sitewatch.airflow.hooks import GroupConsumerHook
-from sitewatch.airflow.recoveries import Recoveries, latest_ups
+from sitewatch.airflow.hooks import GroupConsumerHook, results_connection
+from sitewatch.airflow.notifiers import send
 from sitewatch.alerting import store as alert_store
 from sitewatch.alerting.rules import Event, Verdict
 from sitewatch.config.loader import cached_sites
-from sitewatch.names import ALERTING_ROLE
+from sitewatch.judge.recoveries import Recoveries, latest_ups
+from sitewatch.judge.session import Session
+from sitewatch.names import ALERTING_ROLE, POSTGRES_ALERTING_CONN_ID
 from sitewatch.observation import Observation
 from sitewatch.pipeline.drain import drain
 from sitewatch.storage.checks import observation_rows
@@ -95,10 +98,11 @@ def recoveries(pg_dsn, pg_schema, tmp_path):
         opened.append(psycopg.connect(pg_dsn, options=options))
         return opened[-1]
 
-    hook = Recoveries(connect, lambda: cached_sites(path))
+    session = Session(connect, send, lambda: cached_sites(path))
+    hook = Recoveries(session)
     hook.opened = opened  # for the tests' eyes only
     yield hook
-    hook.close()
+    session.close()
     assert all(conn.closed for conn in opened)
 
 
@@ -204,9 +208,11 @@ def test_a_failing_hook_never_stops_the_drain(setup, monkeypatch, caplog):
     dead = {"conn_type": "postgres", "host": "127.0.0.1", "port": 9, "login": "x", "schema": "x"}
     monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_POSTGRES_ALERTING", json.dumps(dead))
     produce(topic, [check("shop", minute) for minute in range(30)])
-    hook = Recoveries()  # the drain DAG's: results_connection on the alerting connection
+    # the drain DAG's: results_connection on the alerting connection
+    session = Session(partial(results_connection, POSTGRES_ALERTING_CONN_ID), send)
+    hook = Recoveries(session)
     result = run_drain(topic, conn, batch_size=10, on_stored=hook)
-    hook.close()
+    session.close()
     assert (result.inserted, stored_offsets(topic)) == (30, 30)
     failures = [r for r in caplog.records if "on_stored failed" in r.getMessage()]
     assert len(failures) == result.batches >= 3

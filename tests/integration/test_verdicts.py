@@ -1,4 +1,4 @@
-"""Verdicts across locations, judged by the drain (``sitewatch.airflow.verdicts``): real Kafka,
+"""Verdicts across locations, judged by the drain (``sitewatch.judge.runs``): real Kafka,
 real PostgreSQL as alerting's own role, a local webhook receiver, and a clock the test moves."""
 
 from __future__ import annotations
@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from sitewatch.airflow.verdicts import Verdicts, location_key
+from sitewatch.airflow.notifiers import send
 from sitewatch.alerting import store as alert_store
 from sitewatch.config.loader import cached_sites
+from sitewatch.judge.runs import Verdicts, location_key
+from sitewatch.judge.session import Session
 from sitewatch.names import ALERTING_ROLE
 from sitewatch.observation import Observation
 from sitewatch.storage.schema import migrate
@@ -87,9 +89,9 @@ def verdicts(pg_dsn, pg_schema, tmp_path, clock):
         options = f"-c role={ALERTING_ROLE} -c search_path={pg_schema}"
         return psycopg.connect(pg_dsn, options=options)
 
-    hook = Verdicts(connect, lambda: cached_sites(path), grace=GRACE, clock=clock)
-    yield hook
-    hook.close()
+    session = Session(connect, send, lambda: cached_sites(path))
+    yield Verdicts(session, grace=GRACE, clock=clock)
+    session.close()
 
 
 def drained(topic, conn, verdicts, observations):

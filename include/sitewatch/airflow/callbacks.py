@@ -1,5 +1,5 @@
-"""Airflow callbacks that turn a site DAG's failed runs into alerts, and the one path every
-verdict takes to an alert (``judge``).
+"""Airflow callbacks that turn a site DAG's failed runs into verdicts for the judge
+(``sitewatch.judge.alerts.judge``, the one path every verdict takes to an alert).
 
 Where they run, and why these two (Airflow 3):
 
@@ -14,20 +14,19 @@ Where they run, and why these two (Airflow 3):
 
 A site checked from several locations has no task callback: one location's failure is not the
 site's verdict. The drain judges each of its runs across the locations
-(``sitewatch.airflow.verdicts``) and sends what the verdict calls for through ``judge`` below.
+(``sitewatch.judge.runs``) and sends what the verdict calls for through the same path.
 Its DAG callback speaks only for a run Airflow timed out with nothing stored from any location,
 which the drain never sees (``_unreported``).
 
 There is no success callback. A healthy check may end in the triggerer, where task callbacks never
 run, so the UP verdict (RECOVERED) is judged by the drain when it stores the up check
-(``sitewatch.airflow.recoveries``): one home for it, whichever process ran the check, and one
+(``sitewatch.judge.recoveries``): one home for it, whichever process ran the check, and one
 query per drained batch instead of a database round trip per healthy check.
 
-Order of work: the state change is committed first, then the message is sent. A crash between
-the two loses that one message, but never sends it twice and never loses the state (so no storm
-follows). A DOWN or STILL DOWN message that no target accepted releases its claim, so the site's
-next down run sends it again. Nothing here raises: alerting's failure must not change a task's
-state or stop the drain.
+What is Airflow's here: the context becomes an ``Event`` with its run's log link, alerting's
+connection comes from an Airflow Connection, and messages go out through Airflow's notifiers
+(``sitewatch.airflow.notifiers.send``). Nothing here raises: alerting's failure must not change a
+task's state.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from sitewatch.alerting.rules import Event, Kind, Verdict, alert_for
+from sitewatch.alerting.rules import Event, Kind, Verdict
 from sitewatch.errors import SiteDown
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ log = logging.getLogger(__name__)
 
 def task_callbacks(site) -> dict:
     """``on_failure_callback`` for task ``probe``; {} without targets, and for a site checked from
-    several locations, whose runs the drain judges across them (``sitewatch.airflow.verdicts``)."""
+    several locations, whose runs the drain judges across them (``sitewatch.judge.runs``)."""
     if not site.notify or len(site.locations) > 1:
         return {}
 
@@ -135,7 +134,9 @@ def event_from(context, verdict: Verdict, error=None, detail=None) -> Event:
 
 def _handle(site, event: Event, context) -> Kind | None:
     from sitewatch.airflow.hooks import results_connection
+    from sitewatch.airflow.notifiers import send
     from sitewatch.errors import StorageError
+    from sitewatch.judge.alerts import judge
     from sitewatch.names import POSTGRES_ALERTING_CONN_ID
 
     try:
@@ -144,67 +145,9 @@ def _handle(site, event: Event, context) -> Kind | None:
         log.error("handle: alert state NOT updated site=%s: %s", site.name, exc)
         return None
     try:
-        return judge(conn, site, event, _run_url(context), context)
+        return judge(conn, site, event, send=send, run_url=_run_url(context), context=context)
     finally:
         conn.close()
-
-
-def judge(
-    conn, site, event: Event, run_url: str | None = None, context=None, *, key: str | None = None
-) -> Kind | None:
-    """Apply ``event`` to ``site``'s alert state on ``conn`` (the alerting connection) and send
-    the message it calls for: the path of every verdict, the callbacks' and the drain's.
-
-    run_url: the run's log, when known (the drain knows no run: its messages have no link).
-    context: the Airflow context handed to the notifiers ({} when there is none).
-    key: the alert state's row, when not the site's own (``<site>@<location>``: a location's
-    pipeline problem, kept apart from the site's verdict; ``sitewatch.airflow.verdicts``).
-    Returns the kind sent (None: nothing to say, or the state could not be stored). Never raises.
-    """
-    try:
-        context = {} if context is None else context
-        return _judge(conn, site, event, run_url, context, key or site.name)
-    except Exception:
-        log.exception("judge: alerting failed site=%s verdict=%s", site.name, event.verdict.value)
-        return None
-
-
-def _judge(conn, site, event: Event, run_url, context, key: str) -> Kind | None:
-    from sitewatch.airflow.notifiers import send
-    from sitewatch.alerting import store as alert_store
-    from sitewatch.errors import StorageError
-
-    try:
-        previous, new, kind = alert_store.apply(
-            conn,
-            key,
-            event,
-            site.remind_every,
-            flapping=site.flapping,
-            windows=site.maintenance,
-            parents=site.depends_on,
-        )
-    except StorageError as exc:
-        log.error("judge: alert state NOT updated site=%s: %s", key, exc)
-        return None
-    log.info(
-        "judge: site=%s verdict=%s run=%s state=%s->%s alert=%s held=%s",
-        key,
-        event.verdict.value,
-        event.run_id,
-        previous.state,
-        new.state,
-        kind.value if kind else None,
-        new.held,
-    )
-    if kind is None:
-        return None
-    alert = alert_for(site, kind, previous, new, event, run_url)
-    delivered = send(alert, site.notify, context)
-    retryable = kind in (Kind.DOWN, Kind.STILL_DOWN)
-    if not delivered and retryable and alert_store.release(conn, key, new.last_notified_at):
-        log.warning("judge: site=%s %s will be sent again next run", key, kind.value)
-    return kind
 
 
 def _run_url(context) -> str | None:

@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import asdict
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 from airflow.sdk import DAG, BaseOperator, task
@@ -27,6 +28,7 @@ from sitewatch.names import (
     DRAIN_DAG_ID,
     DRAIN_GROUP,
     KAFKA_CONN_ID,
+    POSTGRES_ALERTING_CONN_ID,
     POSTGRES_DRAIN_CONN_ID,
     topic,
 )
@@ -54,10 +56,9 @@ def create_tables() -> int:
 
 
 class DrainOperator(BaseOperator):
-    """Store every undrained observation, judge the up ones (RECOVERED and DEGRADED, see
-    sitewatch.airflow.recoveries) and the runs of sites checked from several locations
-    (sitewatch.airflow.verdicts), and, once caught up, the error budgets' burn rates
-    (sitewatch.airflow.burn); wait in the triggerer while the topic is quiet, and go on.
+    """Store every undrained observation and have them judged (``sitewatch.judge.session.Judge``:
+    RECOVERED and DEGRADED, the runs of sites checked from several locations, and, once caught
+    up, the error budgets' burn rates); wait in the triggerer while the topic is quiet, and go on.
 
     One drain task lasts the run: it reads until no message came for ``idle_seconds``, then
     defers on ``UndrainedMessageTrigger`` and resumes, in a new process, when a message comes.
@@ -100,26 +101,15 @@ class DrainOperator(BaseOperator):
 
 
 def _drain_once(settings: DrainSettings, stop) -> DrainResult:
-    """Drain until quiet (``idle_seconds``) or ``stop()``, with the judges as hooks."""
-    from sitewatch.airflow.burn import BurnAlerts
-    from sitewatch.airflow.recoveries import Recoveries
-    from sitewatch.airflow.verdicts import Verdicts
+    """Drain until quiet (``idle_seconds``) or ``stop()``, with one Judge on alerting's own
+    connection as its hooks: two PostgreSQL connections in all."""
+    from sitewatch.airflow.notifiers import send
+    from sitewatch.judge.session import Judge
     from sitewatch.pipeline.drain import drain as drain_topic
 
+    judge = Judge(partial(results_connection, POSTGRES_ALERTING_CONN_ID), send)  # opens nothing
     conn = results_connection(POSTGRES_DRAIN_CONN_ID)
     consumer = GroupConsumerHook([topic()], DRAIN_GROUP, KAFKA_CONN_ID).get_consumer()
-    recoveries, verdicts, burn = Recoveries(), Verdicts(), BurnAlerts()
-
-    def each(*hooks):
-        def call(*args) -> None:
-            for hook in hooks:  # one failing must not keep another from its work
-                try:
-                    hook(*args)
-                except Exception:
-                    log.exception("drain: %s failed", hook)
-
-        return call
-
     try:
         return drain_topic(
             consumer,
@@ -128,13 +118,12 @@ def _drain_once(settings: DrainSettings, stop) -> DrainResult:
             poll_timeout=settings.poll_seconds,
             max_seconds=math.inf,  # the run's end waits for a quiet moment: see DrainOperator
             idle_seconds=settings.idle_seconds,
-            on_stored=each(recoveries, verdicts),
-            on_caught_up=each(verdicts.sweep, burn),
+            on_stored=judge.on_stored,
+            on_caught_up=judge.on_caught_up,
             stop=stop,
         )
     finally:
-        for hook in (recoveries, verdicts, burn):
-            hook.close()
+        judge.close()
         consumer.close()
         conn.close()
 

@@ -25,11 +25,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from sitewatch.airflow import metrics_page, slo_figures
 from sitewatch.airflow.hooks import results_connection
-from sitewatch.airflow.verdicts import HORIZON
 from sitewatch.dashboard import maintenance, render, report, report_cache
 from sitewatch.dashboard import status as site_status
 from sitewatch.dashboard.metrics import exposition
 from sitewatch.errors import Busy, SettingError, StorageError
+from sitewatch.judge.runs import HORIZON
 from sitewatch.names import POSTGRES_READER_CONN_ID, site_dag_id
 from sitewatch.observation import SITE_NAME
 from sitewatch.storage import queries

@@ -162,7 +162,7 @@ def release(conn, site: str, claimed_at: datetime) -> bool:
 def awaiting_up(conn, sites: Sequence[str]) -> list[str]:
     """The few of ``sites`` for which an UP verdict means something: down, or with a pipeline
     problem open. One query whatever the number of sites, so that judging every up check costs
-    one statement per drained batch, not one per site (sitewatch.airflow.recoveries). Read-only;
+    one statement per drained batch, not one per site (sitewatch.judge.recoveries). Read-only;
     raises StorageError."""
     with transaction(conn, f"could not read the alert state of {len(sites)} sites") as cur:
         cur.execute(_AWAITING_UP, (list(sites),))

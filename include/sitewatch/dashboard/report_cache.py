@@ -17,7 +17,7 @@ user who may read DAGs can ask for one, so the page must not start one per reque
 When a month's figures can still change, and what invalidates a cached one:
 
 - The month itself: until it is over, and for ``settle`` after (the page gives the verdict
-  sweep's horizon, ``airflow.verdicts.HORIZON``: runs scheduled before the end are still being
+  sweep's horizon, ``judge.runs.HORIZON``: runs scheduled before the end are still being
   retried, stored and judged), a month is computed per request (single flight still applies).
 - An incident still open when computed: its end and length change with time; not cached.
 - A check stored late, or rollup days pruned: the daily rollup's rows and sums for the month

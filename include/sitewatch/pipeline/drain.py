@@ -16,7 +16,7 @@ core, while the rest are decoded (see ``sitewatch.storage.checks.store_rows``).
 
 Since the drain sees every observation exactly once, it is also where a verdict that needs every
 check can be judged without a cost per check elsewhere: ``on_stored`` hands each stored batch to
-such a judge (the Airflow layer's UP verdict, ``sitewatch.airflow.recoveries``).
+such a judge (``sitewatch.judge.session.Judge``).
 """
 
 from __future__ import annotations

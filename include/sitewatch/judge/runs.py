@@ -6,8 +6,8 @@ failure is not the site's verdict. The drain stores every location's checks, so 
 whose checks did not arrive, once the run's deadline has passed (``run_deadline``: the attempts'
 timeouts and retry waits plus ``SITEWATCH_VERDICT_GRACE_SECONDS``; the DAG's ``dagrun_timeout`` is
 the same figure, so Airflow gives up on such a run at the same time). Each decision is stored once
-in ``site_verdicts``; only the call that stored it sends what it calls for, through the callbacks'
-own path (``sitewatch.airflow.callbacks.judge``):
+in ``site_verdicts``; only the call that stored it sends what it calls for, through the one path
+of every verdict (``sitewatch.judge.alerts.judge``):
 
 - down: DOWN (then STILL DOWN on ``remind_every``), naming each location's error;
 - up or partial: the site is not down by its quorum, so RECOVERED if it was;
@@ -28,16 +28,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from functools import partial
 
-from sitewatch.airflow.callbacks import judge
-from sitewatch.airflow.hooks import results_connection
 from sitewatch.alerting import store as alert_store
 from sitewatch.alerting.quorum import DOWN, MISSING, Decision, RunVerdict, decide_run
 from sitewatch.alerting.rules import Event, Verdict
-from sitewatch.config.loader import SitesFile, cached_sites
 from sitewatch.config.locations import run_deadline, verdict_grace
-from sitewatch.names import POSTGRES_ALERTING_CONN_ID, location_queue
+from sitewatch.judge.alerts import judge
+from sitewatch.names import location_queue
 from sitewatch.observation import COLUMNS
 from sitewatch.storage import verdicts as verdict_store
 
@@ -64,27 +61,22 @@ def settled_runs(rows: Iterable[tuple], sites: Iterable[str]) -> set[tuple[str, 
 class Verdicts:
     """The drain's verdict hooks; see the module doc.
 
-    connect: opens the alerting connection (default ``results_connection`` on
-    ``POSTGRES_ALERTING_CONN_ID``, whose role reads ``site_checks`` and writes ``site_verdicts``
-    and ``site_alert_state``), opened at first need and again after it broke. sites: reads the
-    sites file (default ``cached_sites``). grace: ``verdict_grace()`` by default. clock: now, UTC.
-    Raises what the connection or the queries raise (StorageError); the drain logs it and goes
-    on. Close it when the drain is done.
+    session: the drain run's alerting session (``sitewatch.judge.session.Session``), whose
+    connection is opened at first need. grace: ``verdict_grace()`` by default. clock: now, UTC.
+    Raises what the connection or the queries raise (StorageError); the caller logs it and goes
+    on.
     """
 
     def __init__(
         self,
-        connect: Callable[[], object] | None = None,
-        sites: Callable[[], SitesFile] = cached_sites,
+        session,
         grace: timedelta | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._connect = connect or partial(results_connection, POSTGRES_ALERTING_CONN_ID)
-        self._sites = sites
+        self._session = session
         self._grace = verdict_grace() if grace is None else grace
         self._clock = clock
-        self._conn = None
-        self._file: SitesFile | None = None
+        self._index: dict | None = None
         self._multi: dict = {}
         self._last_sweep = float("-inf")
 
@@ -106,34 +98,24 @@ class Verdicts:
         now = self._clock()
         earliest = min(run_deadline(site, self._grace) for site in multi.values())
         candidates = verdict_store.undecided_runs(
-            self._connection(), list(multi), since=now - HORIZON, before=now - earliest
+            self._session.connection(), list(multi), since=now - HORIZON, before=now - earliest
         )
         due = [(name, at) for name, at in candidates if self._deadline_passed(multi[name], at, now)]
         if due:
             self._decide(due, multi)
 
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
     def _multi_sites(self) -> dict:
-        sites_file = self._sites()
-        if sites_file is not self._file:  # cached_sites returns the same object while unchanged
-            self._file = sites_file
-            self._multi = {s.name: s for s in sites_file.sites if len(s.locations) > 1}
+        index = self._session.sites()
+        if index is not self._index:  # the same dict while the sites file is unchanged
+            self._index = index
+            self._multi = {name: s for name, s in index.items() if len(s.locations) > 1}
         return self._multi
-
-    def _connection(self):
-        if self._conn is None or self._conn.closed:  # closed: also when it broke
-            self._conn = self._connect()
-        return self._conn
 
     def _deadline_passed(self, site, scheduled_at: datetime, now: datetime) -> bool:
         return scheduled_at + run_deadline(site, self._grace) <= now
 
     def _decide(self, runs: Sequence[tuple[str, datetime]], multi: dict) -> None:
-        conn = self._connection()
+        conn = self._session.connection()
         seen = verdict_store.location_outcomes(conn, runs)
         now = self._clock()
         for name, at in runs:
@@ -168,7 +150,7 @@ class Verdicts:
         else:
             detail = decision.summary if decision.verdict is RunVerdict.PARTIAL else None
             event = Event(Verdict.UP, now, run_after=at, detail=detail, locations=locations)
-        judge(conn, site, event)
+        judge(conn, site, event, send=self._session.send)
         self._location_problems(conn, site, at, decision, now)
 
     def _location_problems(self, conn, site, at, decision: Decision, now) -> None:
@@ -181,11 +163,12 @@ class Verdicts:
             )
             event = Event(Verdict.PIPELINE, now, run_after=at,
                           error=f"no checks from location {loc}", detail=detail)  # fmt: skip
-            judge(conn, site, event, key=location_key(site.name, loc))
+            judge(conn, site, event, send=self._session.send, key=location_key(site.name, loc))
         reported = [loc for loc, seen in decision.locations.items() if seen != MISSING]
         keys = {location_key(site.name, loc): loc for loc in reported}
         for key in alert_store.awaiting_up(conn, list(keys)):
-            judge(conn, site, Event(Verdict.UP, now, run_after=at), key=key)
+            event = Event(Verdict.UP, now, run_after=at)
+            judge(conn, site, event, send=self._session.send, key=key)
 
 
 def location_key(site: str, location: str) -> str:

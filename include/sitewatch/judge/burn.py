@@ -7,7 +7,7 @@ Kafka. One query counts every site's checks over its own rules' window lengths
 (``storage.slo``: a site's rows are read over its own longest window, so one site with a 90-day
 rule costs its own 90 days, not everyone's), each statement limited to
 ``SITEWATCH_QUERY_TIMEOUT_SECONDS`` (``storage.timeouts``: past it the evaluation fails with
-StorageError, which the drain logs before it goes on; the next one runs a minute later); the
+StorageError, logged while the drain goes on; the next one runs a minute later); the
 state of each alert is a ``site_slo_alerts`` row (``alerting.slo.step``): SLO BURN goes out once
 when a rule starts firing, SLO BURN OVER once when it stops, through the same notifiers as every
 alert. A send that failed is released and tried again at the next evaluation that finds it firing.
@@ -19,15 +19,10 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import partial
 
-from sitewatch.airflow.hooks import results_connection
-from sitewatch.airflow.notifiers import send
 from sitewatch.alerting.rules import Alert, Kind
 from sitewatch.alerting.slo import Burn, Notice, burn_lengths, evaluate, step
-from sitewatch.config.loader import SitesFile, cached_sites
 from sitewatch.config.schedule import format_duration
-from sitewatch.names import POSTGRES_ALERTING_CONN_ID
 from sitewatch.storage import slo as slo_store
 from sitewatch.storage.timeouts import query_timeout
 
@@ -39,67 +34,63 @@ EVERY = 60.0
 class BurnAlerts:
     """``drain``'s ``on_caught_up`` hook for burn-rate alerts; see the module doc.
 
-    connect: opens the alerting connection (default ``results_connection`` on
-    ``POSTGRES_ALERTING_CONN_ID``), at the first evaluation with a site that has an ``slo``.
-    sites: reads the sites file (default ``cached_sites``). clock: the time of an evaluation.
-    timeout: seconds each statement may run (None: ``query_timeout()``, read at each
-    evaluation). Raises what the connection or the queries raise (StorageError; SettingError
-    for an unusable timeout setting); the drain logs it and goes on. Close it when the drain is
-    done.
+    session: the drain run's alerting session (``sitewatch.judge.session.Session``), whose
+    connection is opened at the first evaluation with a site that has an ``slo`` and whose
+    ``send`` delivers the messages. clock: the time of an evaluation. timeout: seconds each
+    statement may run (None: ``query_timeout()``, read at each evaluation). Raises what the
+    connection or the queries raise (StorageError; SettingError for an unusable timeout
+    setting); the caller logs it and goes on.
     """
 
     def __init__(
         self,
-        connect: Callable[[], object] | None = None,
-        sites: Callable[[], SitesFile] = cached_sites,
+        session,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         every: float = EVERY,
         timeout: float | None = None,
     ) -> None:
-        self._connect = connect or partial(results_connection, POSTGRES_ALERTING_CONN_ID)
-        self._sites, self._clock, self._every = sites, clock, every
+        self._session, self._clock, self._every = session, clock, every
         self._timeout = timeout
-        self._conn = None
         self._last = float("-inf")
 
     def __call__(self) -> None:
         if time.monotonic() - self._last < self._every:
             return
         self._last = time.monotonic()
-        sites = [s for s in self._sites().sites if s.enabled and s.slo is not None and s.slo.burn]
+        sites = self._session.sites().values()
+        sites = [s for s in sites if s.enabled and s.slo is not None and s.slo.burn]
         if sites:
             self.evaluate(sites, self._clock())
 
     def evaluate(self, sites, now: datetime) -> list[Alert]:
         """Evaluate every rule of ``sites`` at ``now``; return the alerts sent or tried."""
         timeout = self._timeout if self._timeout is not None else query_timeout()
-        if self._conn is None or self._conn.closed:  # closed: also when it broke
-            self._conn = self._connect()
+        conn = self._session.connection()
         lengths = {site.name: burn_lengths(site.slo) for site in sites}
-        counts = slo_store.burn_counts(self._conn, lengths, now, timeout=timeout)
-        firing = slo_store.slo_alerts(self._conn, list(lengths), timeout=timeout)
+        counts = slo_store.burn_counts(conn, lengths, now, timeout=timeout)
+        firing = slo_store.slo_alerts(conn, list(lengths), timeout=timeout)
         alerts = []
         for site in sites:
             for burn in evaluate(site.slo, counts.get(site.name, {})):
                 current = firing.get((site.name, burn.rule.severity))
-                alert = self._step(site, burn, current, now)
+                alert = self._step(conn, site, burn, current, now)
                 if alert is not None:
                     alerts.append(alert)
         return alerts
 
-    def _step(self, site, burn: Burn, current, now: datetime) -> Alert | None:
+    def _step(self, conn, site, burn: Burn, current, now: datetime) -> Alert | None:
         row, notice = step(current, site.name, burn, now)
         if row is None:
-            if current is None or slo_store.delete_slo_alert(self._conn, *_key(current)) is None:
+            if current is None or slo_store.delete_slo_alert(conn, *_key(current)) is None:
                 return None  # not firing, or another evaluator ended it and says so
         else:
-            inserted = slo_store.save_slo_alert(self._conn, row)
+            inserted = slo_store.save_slo_alert(conn, row)
             if notice is Notice.FIRING and current is None and not inserted:
                 return None  # another evaluator started it and sends the message
         if notice is None:
             return None
         alert = _alert(site, burn, notice, current.firing_since if current else now, now)
-        delivered = send(alert, site.notify, {})
+        delivered = self._session.send(alert, site.notify, {})
         log.info(
             "burn: site=%s rule=%s long=%s short=%s notice=%s delivered=%s",
             site.name,
@@ -110,13 +101,8 @@ class BurnAlerts:
             delivered,
         )
         if not delivered and notice is Notice.FIRING and site.notify:
-            slo_store.release_slo_alert(self._conn, site.name, burn.rule.severity, now)
+            slo_store.release_slo_alert(conn, site.name, burn.rule.severity, now)
         return alert
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
 
 def _key(alert) -> tuple[str, str]:

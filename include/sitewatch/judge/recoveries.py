@@ -5,8 +5,8 @@ RECOVERED cannot come from the site's task. The drain stores every observation e
 whichever process made it, so it judges UP for all of them at a cost that does not grow with the
 number of healthy checks: per batch, one query on the alerting connection finds the few sites with
 an up check whose state an UP verdict changes (down, or a pipeline problem open); only those are
-looked up in the sites file and judged, through the callbacks' own path
-(``sitewatch.airflow.callbacks.judge``). A redelivered batch judges again and changes nothing,
+looked up in the sites file and judged, through the one path of every verdict
+(``sitewatch.judge.alerts.judge``). A redelivered batch judges again and changes nothing,
 since the state machine ignores what it has seen (``sitewatch.alerting.rules.decide``).
 
 The message goes out one drain cycle after the up check: the sensor's wake-up, the drain task's
@@ -16,17 +16,13 @@ start and its first batch. It carries no run link, since an observation does not
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from functools import partial
 
-from sitewatch.airflow.callbacks import judge
-from sitewatch.airflow.hooks import results_connection
 from sitewatch.alerting import store as alert_store
 from sitewatch.alerting.rules import Event, Verdict
 from sitewatch.config import objectives
-from sitewatch.config.loader import SitesFile, cached_sites
-from sitewatch.names import POSTGRES_ALERTING_CONN_ID
+from sitewatch.judge.alerts import judge
 from sitewatch.observation import COLUMNS
 
 log = logging.getLogger(__name__)
@@ -61,35 +57,24 @@ def slow(site, response_ms: float | None) -> bool:
 class Recoveries:
     """``drain``'s ``on_stored`` hook: judge UP for the sites whose up checks a batch stored.
 
-    connect: opens the alerting connection; by default ``results_connection`` on
-    ``POSTGRES_ALERTING_CONN_ID``, whose role may read and write ``site_alert_state``. Called at
-    the first batch with an up check and again after the connection broke, so a drain that stores
-    only down checks never opens it. sites: reads the sites file (default ``cached_sites``, a
-    stat while the file is unchanged), for each batch with an up check: a slow one of a site with
-    ``degraded_ms`` is judged too (DEGRADED), whatever its stored state. Raises what the
-    connection or the query raise (StorageError); the drain logs it and goes on. Close it when
-    the drain is done.
+    session: the drain run's alerting session (``sitewatch.judge.session.Session``). Its
+    connection is opened at the first batch with an up check, so a drain that stores only down
+    checks never opens it; its sites are read for each batch with an up check: a slow one of a
+    site with ``degraded_ms`` is judged too (DEGRADED), whatever its stored state. Raises what the
+    connection or the query raise (StorageError); the caller logs it and goes on.
     """
 
-    def __init__(
-        self,
-        connect: Callable[[], object] | None = None,
-        sites: Callable[[], SitesFile] = cached_sites,
-    ) -> None:
-        self._connect = connect or partial(results_connection, POSTGRES_ALERTING_CONN_ID)
-        self._sites = sites
-        self._conn = None
-        self._file, self._index = None, {}
+    def __init__(self, session) -> None:
+        self._session = session
 
     def __call__(self, rows: Sequence[tuple]) -> None:
         ups = latest_ups(rows)
         if not ups:
             return
-        if self._conn is None or self._conn.closed:  # closed: also when it broke
-            self._conn = self._connect()
-        sites = self._by_name()
+        conn = self._session.connection()
+        sites = self._session.sites()
         degraded = {n for n, (_, ms) in ups.items() if n in sites and slow(sites[n], ms)}
-        names = sorted(set(alert_store.awaiting_up(self._conn, list(ups))) | degraded)
+        names = sorted(set(alert_store.awaiting_up(conn, list(ups))) | degraded)
         now = datetime.now(UTC)
         for name in names:
             site = sites.get(name)
@@ -100,16 +85,5 @@ class Recoveries:
             if len(site.locations) > 1:  # one location's up check is not the run's verdict
                 continue
             at, _ = ups[name]
-            judge(self._conn, site, Event(Verdict.UP, now, run_after=at, degraded=name in degraded))
-
-    def _by_name(self) -> dict:
-        """The sites file's sites by name, rebuilt only when the file was read anew."""
-        current = self._sites()
-        if current is not self._file:
-            self._file, self._index = current, {site.name: site for site in current.sites}
-        return self._index
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+            event = Event(Verdict.UP, now, run_after=at, degraded=name in degraded)
+            judge(conn, site, event, send=self._session.send)

@@ -1,0 +1,89 @@
+"""The one path every verdict takes to the alert state and the message it calls for.
+
+The Airflow callbacks (``sitewatch.airflow.callbacks``: DOWN, STILL DOWN, PIPELINE PROBLEM of a
+failed run) and the drain's hooks (``sitewatch.judge.session.Judge``: UP, DEGRADED, the verdicts
+across locations) all end in ``judge``, so the holds, the alert kind and its delivery are decided
+in one place.
+
+Order of work: the state change is committed first, then the message is sent. A crash between
+the two loses that one message, but never sends it twice and never loses the state (so no storm
+follows). A DOWN or STILL DOWN message that no target accepted releases its claim, so the site's
+next down run sends it again. Nothing here raises: alerting's failure must not change a task's
+state or stop the drain.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+
+from sitewatch.alerting import store as alert_store
+from sitewatch.alerting.rules import Alert, Event, Kind, alert_for
+from sitewatch.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[Alert, Sequence, Mapping], int]
+"""``send(alert, targets, context)``: deliver ``alert`` to a site's ``notify`` targets; returns
+how many accepted it (``sitewatch.airflow.notifiers.send``)."""
+
+
+def judge(
+    conn,
+    site,
+    event: Event,
+    *,
+    send: Send,
+    run_url: str | None = None,
+    context=None,
+    key: str | None = None,
+) -> Kind | None:
+    """Apply ``event`` to ``site``'s alert state on ``conn`` (the alerting connection) and send
+    the message it calls for with ``send``.
+
+    run_url: the run's log, when known (the drain knows no run: its messages have no link).
+    context: the Airflow context handed to the notifiers ({} when there is none).
+    key: the alert state's row, when not the site's own (``<site>@<location>``: a location's
+    pipeline problem, kept apart from the site's verdict; ``sitewatch.judge.runs``).
+    Returns the kind sent (None: nothing to say, or the state could not be stored). Never raises.
+    """
+    try:
+        context = {} if context is None else context
+        return _judge(conn, site, event, send, run_url, context, key or site.name)
+    except Exception:
+        log.exception("judge: alerting failed site=%s verdict=%s", site.name, event.verdict.value)
+        return None
+
+
+def _judge(conn, site, event: Event, send: Send, run_url, context, key: str) -> Kind | None:
+    try:
+        previous, new, kind = alert_store.apply(
+            conn,
+            key,
+            event,
+            site.remind_every,
+            flapping=site.flapping,
+            windows=site.maintenance,
+            parents=site.depends_on,
+        )
+    except StorageError as exc:
+        log.error("judge: alert state NOT updated site=%s: %s", key, exc)
+        return None
+    log.info(
+        "judge: site=%s verdict=%s run=%s state=%s->%s alert=%s held=%s",
+        key,
+        event.verdict.value,
+        event.run_id,
+        previous.state,
+        new.state,
+        kind.value if kind else None,
+        new.held,
+    )
+    if kind is None:
+        return None
+    alert = alert_for(site, kind, previous, new, event, run_url)
+    delivered = send(alert, site.notify, context)
+    retryable = kind in (Kind.DOWN, Kind.STILL_DOWN)
+    if not delivered and retryable and alert_store.release(conn, key, new.last_notified_at):
+        log.warning("judge: site=%s %s will be sent again next run", key, kind.value)
+    return kind

@@ -1,0 +1,104 @@
+"""One alerting session per drain run, and the drain's hooks on it (``Judge``).
+
+The drain's judges (``recoveries``, ``runs``, ``burn``) share a ``Session``: one alerting
+connection, opened at first need, and one index of the sites by name, rebuilt only when the sites
+file was read anew. A drain run so holds two PostgreSQL connections, its own and alerting's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from sitewatch.config.loader import SitesFile, cached_sites
+from sitewatch.config.site import Site
+from sitewatch.judge.alerts import Send
+from sitewatch.judge.burn import BurnAlerts
+from sitewatch.judge.recoveries import Recoveries
+from sitewatch.judge.runs import Verdicts
+
+log = logging.getLogger(__name__)
+
+
+class Session:
+    """What the drain's judges share for one run.
+
+    connect: opens the alerting connection (the drain DAG's: ``results_connection`` on
+    ``POSTGRES_ALERTING_CONN_ID``, whose role reads ``site_checks`` and writes ``site_verdicts``,
+    ``site_alert_state`` and ``site_slo_alerts``). send: delivers a message (``alerts.Send``).
+    sites: reads the sites file (default ``cached_sites``, a stat while the file is unchanged).
+    Close it when the drain is done.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], object],
+        send: Send,
+        sites: Callable[[], SitesFile] = cached_sites,
+    ) -> None:
+        self._connect, self.send, self._sites = connect, send, sites
+        self._conn = None
+        self._file: SitesFile | None = None
+        self._index: dict[str, Site] = {}
+
+    def connection(self):
+        """The alerting connection, opened now if it is not open yet or broke (so a drain with
+        nothing to judge never opens it). Raises what ``connect`` raises (StorageError)."""
+        if self._conn is None or self._conn.closed:  # closed: also when it broke
+            self._conn = self._connect()
+        return self._conn
+
+    def sites(self) -> dict[str, Site]:
+        """The sites file's sites by name: the same dict while ``sites()`` returns the same file
+        (``cached_sites`` does while it is unchanged), so callers may cache what they derive from
+        it by its identity. Read-only."""
+        current = self._sites()
+        if current is not self._file:
+            self._file, self._index = current, {site.name: site for site in current.sites}
+        return self._index
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class Judge:
+    """The drain's hooks on one ``Session``: pass ``on_stored`` and ``on_caught_up`` to
+    ``sitewatch.pipeline.drain.drain``, and ``close()`` when it returns.
+
+    connect, send, sites: as for ``Session``. Each judge runs on its own: one that raises (the
+    alerting database unreachable, a query past its time limit) is logged and keeps neither the
+    others nor the drain from their work.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], object],
+        send: Send,
+        sites: Callable[[], SitesFile] = cached_sites,
+    ) -> None:
+        self._session = Session(connect, send, sites)
+        self._ups = Recoveries(self._session)
+        self._runs = Verdicts(self._session)
+        self._burn = BurnAlerts(self._session)
+
+    def on_stored(self, rows: Sequence[tuple]) -> None:
+        """UP and DEGRADED of the sites checked from one location, then the runs of those checked
+        from several that this batch completed."""
+        _each("on_stored", {"recoveries": self._ups, "runs": self._runs}, rows)
+
+    def on_caught_up(self) -> None:
+        """The runs whose deadline passed with a location missing, then the burn rates."""
+        _each("on_caught_up", {"runs sweep": self._runs.sweep, "burn": self._burn})
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def _each(hook: str, judges: dict[str, Callable], *args) -> None:
+    for name, judge in judges.items():
+        try:
+            judge(*args)
+        except Exception:
+            log.exception("judge: %s failed in %s", name, hook)
