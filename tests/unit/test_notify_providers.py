@@ -7,7 +7,7 @@ tests/unit/fixtures/invalid/notify_providers_wrong.yaml.
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from airflow.providers.apprise.notifications.apprise import AppriseNotifier
@@ -78,6 +78,7 @@ def test_opsgenie_priority_follows_the_severity():
         Kind.DEGRADED: "P3",
         Kind.SLO_BURN: "P3",
         Kind.SLO_BURN_OVER: "P5",
+        Kind.PIPELINE_OVER: "P5",
     }
 
 
@@ -143,3 +144,25 @@ def test_apprise_notifier_is_the_providers_with_title_body_and_tag(kind, notify_
     assert notifier.title == message.title
     assert notifier.body.splitlines()[0] == "site: shop"  # the title is not repeated
     assert notifier_for(message, AppriseTarget("chat")).tag == "all"
+
+
+def test_an_alert_about_a_location_has_an_incident_of_its_own_that_its_over_resolves():
+    at = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    problem = Alert("location west", "", Kind.PIPELINE, at, at, "no checks from location west",
+                    "3 of 3 sites", concern="location/west")  # fmt: skip
+    over = dataclasses.replace(problem, kind=Kind.PIPELINE_OVER, at=at + timedelta(minutes=7))
+    assert incident_for(problem) == Incident(Action.TRIGGER, "sitewatch/location/west", "warning")
+    assert incident_for(over) == Incident(Action.RESOLVE, "sitewatch/location/west", "info")
+    assert problem.title == (
+        "[sitewatch] PIPELINE PROBLEM: location west (no checks from location west: 3 of 3 sites)"
+    )
+    assert over.title == "[sitewatch] PIPELINE PROBLEM OVER: location west"
+    doc = over.document()
+    assert doc["site"] is None and doc["concern"] == "location/west"
+    assert doc["since"] == "2026-06-01T12:00:00+00:00" and doc["at"] == "2026-06-01T12:07:00+00:00"
+    assert ("about", "location west") in problem.lines()
+    assert ("note", "sitewatch itself failed; this says nothing about any site") in problem.lines()
+    # a site's own alert is unchanged: its name under "site", no concern
+    site = dataclasses.replace(problem, site="shop", url="https://shop.example/", concern=None)
+    assert site.document()["site"] == "shop" and site.document()["concern"] is None
+    assert incident_for(site).key == "sitewatch/shop/pipeline"

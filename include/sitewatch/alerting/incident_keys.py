@@ -9,10 +9,12 @@ has the table): a page and a warning of one site's budget are two incidents.
 
 STILL DOWN re-triggers the open incident (the tool counts it; it opens nothing new). FLAPPING
 shares the site's key: when the site settles, the DOWN or RECOVERED that follows updates or
-resolves the same incident. SLO BURN OVER resolves its SLO BURN's incident. Pipeline and degraded
-incidents are never resolved by sitewatch: no message says that they ended (a pipeline problem
-closes silently at the next verdict), so they are resolved by hand, or by the tool's own
-auto-resolve. Nothing here touches the network.
+resolves the same incident. SLO BURN OVER resolves its SLO BURN's incident. A message about no
+single site (``Alert.concern``: a location that stopped reporting, the pipeline) has an incident
+of its own, ``sitewatch/location/<name>`` or ``sitewatch/pipeline``, which its PIPELINE PROBLEM
+OVER resolves. A site's own pipeline and degraded incidents are never resolved by sitewatch: no
+message says that they ended (a site's pipeline problem closes silently at its next verdict), so
+they are resolved by hand, or by the tool's own auto-resolve. Nothing here touches the network.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ _RULES = MappingProxyType(
         Kind.DEGRADED: (Action.TRIGGER, "/degraded", "warning"),
         Kind.SLO_BURN: (Action.TRIGGER, "/slo", None),
         Kind.SLO_BURN_OVER: (Action.RESOLVE, "/slo", "info"),
+        Kind.PIPELINE_OVER: (Action.RESOLVE, "/pipeline", "info"),
     }
 )
 # A burn alert without a known severity pages: missing a page costs more than an extra one.
@@ -71,4 +74,6 @@ def incident_for(alert: Alert) -> Incident:
         rule = alert.severity if alert.severity in SLO_SEVERITIES else "page"
         concern = f"/slo/{rule}"
         severity = severity or SLO_SEVERITIES[rule]
+    if alert.concern:  # a location or the pipeline: one incident of its own
+        return Incident(action, f"{KEY_PREFIX}/{alert.concern}", severity)
     return Incident(action, f"{KEY_PREFIX}/{alert.site}{concern}", severity)

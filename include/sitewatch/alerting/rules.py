@@ -49,6 +49,7 @@ class Kind(StrEnum):
     FLAPPING = "FLAPPING"  # too many state changes; silence until stable
     SLO_BURN = "SLO BURN"  # the error budget burns too fast (severity page or warn)
     SLO_BURN_OVER = "SLO BURN OVER"  # it no longer does (sent only after its SLO BURN)
+    PIPELINE_OVER = "PIPELINE PROBLEM OVER"  # a location or the pipeline works again
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,9 @@ class Alert:
     RECOVERED, when the site went down). at: when this was judged. run_url: the Airflow log of the
     run, when known. locations: what each location saw, for a site checked from several.
     severity: for SLO BURN, the burn rule's severity (``page`` or ``warn``); None otherwise.
+    concern: for a message about no single site, what it is about: ``location/<name>`` (a
+    location that stopped reporting) or ``pipeline`` (the judge cannot run); ``site`` then holds
+    its readable name (``location west``) and ``url`` is empty.
     """
 
     site: str
@@ -229,6 +233,7 @@ class Alert:
     run_url: str | None = None
     locations: Mapping[str, str] | None = None
     severity: str | None = None
+    concern: str | None = None
 
     @property
     def title(self) -> str:
@@ -240,17 +245,21 @@ class Alert:
     def cause(self) -> str | None:
         """``status: status 500 not in 200-399``: the error and its detail, which hold what the
         site sent (a redirect target, a status line); None when there is none to give."""
-        if not self.error or self.kind == Kind.RECOVERED:
+        if not self.error or self.kind in (Kind.RECOVERED, Kind.PIPELINE_OVER):
             return None
         return _one_line(f"{self.error}: {self.detail}" if self.detail else self.error, 250)
 
     def lines(self) -> list[tuple[str, str]]:
         """The message body as (label, value) rows; absent values are left out."""
-        rows = [("site", self.site), ("state", self.kind.value), ("url", self.url)]
+        subject = "about" if self.concern else "site"
+        rows = [(subject, self.site), ("state", self.kind.value), ("url", self.url)]
         if self.kind == Kind.RECOVERED:
             rows += [("down since", _time(self.since)), ("recovered at", _time(self.at))]
             if self.since is not None:
                 rows.append(("downtime", _span(self.at - self.since)))
+        elif self.kind == Kind.PIPELINE_OVER:
+            rows += [("problem since", _time(self.since)), ("over at", _time(self.at))]
+            rows.append(("detail", self.detail))
         else:
             rows.append(("since", _time(self.since or self.at)))
             rows += [("error", self.error), ("detail", self.detail)]
@@ -258,7 +267,8 @@ class Alert:
             seen = ", ".join(f"{loc} {outcome}" for loc, outcome in self.locations.items())
             rows.append(("locations", seen))
         if self.kind == Kind.PIPELINE:
-            rows.append(("note", "sitewatch itself failed; this says nothing about the site"))
+            about = "any site" if self.concern else "the site"
+            rows.append(("note", f"sitewatch itself failed; this says nothing about {about}"))
         rows.append(("run", self.run_url))
         return [(label, _one_line(value, 2000)) for label, value in rows if value]
 
@@ -270,7 +280,8 @@ class Alert:
         """The ``json`` webhook payload: a flat, versioned object."""
         return {
             "v": 1,
-            "site": self.site,
+            "site": None if self.concern else self.site,
+            "concern": self.concern,
             "state": self.kind.value,
             "url": self.url,
             "since": _time(self.since),
