@@ -1,16 +1,19 @@
 """Fixtures for integration tests against the real PostgreSQL the project starts.
 
 The results database comes from ``SITEWATCH_PG_DSN`` (the project's test command sets it). Each test
-gets its own schema ``t_<random>``, so tests never see each other's tables and can run in parallel.
+gets its own schema ``t_<random>``, so tests never see each other's tables and can run in parallel:
+empty (``pg_schema``, ``pg_conn``), or with the tables already at the current version
+(``migrated_schema``, ``migrated_conn``: a copy of a template, see tests/schemas.py).
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 
 import psycopg
 import pytest
+
+from tests import schemas
 
 
 @pytest.fixture(scope="session")
@@ -29,13 +32,18 @@ def pg_dsn() -> str:
 @pytest.fixture
 def pg_schema(pg_dsn):
     """A fresh empty schema, dropped (with everything in it) after the test."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    # psycopg 3 closes the connection when its ``with`` block ends.
-    with psycopg.connect(pg_dsn, autocommit=True) as admin:
-        admin.execute(f"CREATE SCHEMA {schema}")
+    schema = schemas.create(pg_dsn)
     yield schema
-    with psycopg.connect(pg_dsn, autocommit=True) as admin:
-        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+    schemas.drop(pg_dsn, schema)
+
+
+@pytest.fixture
+def migrated_schema(pg_dsn, pg_schema):
+    """``pg_schema`` with the tables at the current version, as ``migrate`` leaves them (the
+    roles' privileges included), copied from a template; ``pg_connect`` and ``pg_conn`` use it.
+    Tests of ``migrate`` and of upgrades take ``pg_schema`` and migrate it themselves."""
+    schemas.clone(pg_dsn, pg_schema)
+    return pg_schema
 
 
 @pytest.fixture
@@ -57,3 +65,9 @@ def pg_connect(pg_dsn, pg_schema):
 def pg_conn(pg_connect):
     """A psycopg connection (autocommit off, like PostgresHook's) to an empty schema of its own."""
     return pg_connect()
+
+
+@pytest.fixture
+def migrated_conn(migrated_schema, pg_conn):
+    """``pg_conn`` on ``migrated_schema``: a connection to tables at the current version."""
+    return pg_conn

@@ -52,9 +52,8 @@ def event(verdict: Verdict, minute: int) -> Event:
 # --- state in PostgreSQL --------------------------------------------------------------------------
 
 
-def test_state_is_stored_and_read_back_by_another_connection(pg_connect):
+def test_state_is_stored_and_read_back_by_another_connection(pg_connect, migrated_schema):
     first, second = pg_connect(), pg_connect()
-    migrate(first)
     previous, new, kind = alert_store.apply(first, "shop", event(Verdict.DOWN, 0))
     assert (previous, kind) == (AlertState(), Kind.DOWN)
     assert alert_store.load(second, "shop") == new
@@ -75,9 +74,8 @@ def test_apply_never_migrates_and_names_what_does(pg_conn):
 
 
 @pytest.mark.parametrize("existing", [False, True], ids=["new-site", "known-site"])
-def test_concurrent_transitions_notify_once(pg_connect, existing):
+def test_concurrent_transitions_notify_once(pg_connect, migrated_schema, existing):
     setup = pg_connect()
-    migrate(setup)
     workers = [pg_connect() for _ in range(8)]
     for round_ in range(10):
         site = f"site-{round_}"
@@ -100,8 +98,7 @@ def test_concurrent_transitions_notify_once(pg_connect, existing):
         assert sorted(kinds, key=str) == [Kind.DOWN] + [None] * (len(workers) - 1)
 
 
-def test_release_lets_the_next_down_run_send_again(pg_conn):
-    migrate(pg_conn)
+def test_release_lets_the_next_down_run_send_again(pg_conn, migrated_schema):
     _, new, _ = alert_store.apply(pg_conn, "shop", event(Verdict.DOWN, 0))
     assert alert_store.release(pg_conn, "shop", new.last_notified_at)
     assert alert_store.release(pg_conn, "shop", new.last_notified_at) is False  # already released

@@ -22,7 +22,6 @@ from sitewatch.judge import alerts
 from sitewatch.names import ALERTING_ROLE
 from sitewatch.observation import Observation
 from sitewatch.storage.checks import observation_rows, store_rows
-from sitewatch.storage.schema import migrate
 
 judge = partial(alerts.judge, send=send)  # with Airflow's notifiers, as the callbacks call it
 T0 = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
@@ -45,10 +44,9 @@ SITES = (
 
 
 @pytest.fixture
-def alerting(pg_dsn, pg_schema, pg_conn):
+def alerting(pg_dsn, migrated_schema):
     """A connection as the alerting role (only what its PRIVILEGES allow) and the sites."""
-    migrate(pg_conn)
-    options = f"-c role={ALERTING_ROLE} -c search_path={pg_schema}"
+    options = f"-c role={ALERTING_ROLE} -c search_path={migrated_schema}"
     conn = psycopg.connect(pg_dsn, options=options)
     sites = {site.name: site for site in load_text(SITES).sites}
     yield conn, sites

@@ -16,7 +16,6 @@ from sitewatch.judge.session import Session
 from sitewatch.names import ALERTING_ROLE
 from sitewatch.observation import Observation
 from sitewatch.storage.checks import observation_rows, store_rows
-from sitewatch.storage.schema import migrate
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 SITES = """\
@@ -55,12 +54,11 @@ def history(site: str, down_every: int) -> list[Observation]:
 
 
 @pytest.fixture
-def burn(pg_dsn, pg_schema, pg_conn, tmp_path):
-    migrate(pg_conn)
+def burn(pg_dsn, migrated_schema, pg_conn, tmp_path):
     # burning: 1 in 5 down (20% bad, 20x a 1% budget) over every window; healthy: none
     store_rows(pg_conn, observation_rows(history("burning", 5) + history("healthy", 0)), [])
     sites = load_text(SITES).sites
-    options = f"-c role={ALERTING_ROLE} -c search_path={pg_schema}"
+    options = f"-c role={ALERTING_ROLE} -c search_path={migrated_schema}"
     session = Session(lambda: psycopg.connect(pg_dsn, options=options), send)
     yield BurnAlerts(session, every=0), sites
     session.close()

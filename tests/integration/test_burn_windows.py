@@ -20,7 +20,6 @@ from sitewatch.judge.session import Session
 from sitewatch.observation import Observation
 from sitewatch.storage import slo as store
 from sitewatch.storage.checks import store_batch
-from sitewatch.storage.schema import migrate
 from sitewatch.storage.slo import Tally
 
 pytestmark = pytest.mark.services
@@ -59,8 +58,7 @@ def check(site, at, *, up=True, final=True, attempt=1, maintenance=False, locati
 
 
 @pytest.fixture
-def conn(pg_conn):
-    migrate(pg_conn)
+def conn(pg_conn, migrated_schema):
     days = [(NOW - d * DAY).date() for d in range(-1, 100)]
     pg_conn.execute("SELECT site_checks_create_partitions(%s::date[])", (days,))
     pg_conn.commit()

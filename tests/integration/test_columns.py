@@ -11,7 +11,6 @@ from __future__ import annotations
 import pytest
 
 from sitewatch.observation import COLUMNS
-from sitewatch.storage.schema import migrate
 
 pytestmark = pytest.mark.services
 
@@ -30,9 +29,8 @@ def table_columns(conn, schema: str) -> dict[str, tuple[str, str, str | None]]:
     return found
 
 
-def test_the_declared_columns_are_the_tables_columns(pg_conn, pg_schema):
-    migrate(pg_conn)
-    table = table_columns(pg_conn, pg_schema)
+def test_the_declared_columns_are_the_tables_columns(pg_conn, migrated_schema):
+    table = table_columns(pg_conn, migrated_schema)
     declared = {c.name: (c.kind.pg_type, "NO" if c.required else "YES") for c in COLUMNS}
     assert set(declared) - set(table) == set(), "declared, but not in site_checks"
     # A column the record does not carry must be one PostgreSQL fills itself (stored_at).

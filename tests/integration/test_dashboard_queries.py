@@ -50,9 +50,8 @@ def check(
 
 
 @pytest.fixture
-def conn(pg_conn):
-    migrate(pg_conn)
-    return pg_conn
+def conn(migrated_conn):
+    return migrated_conn
 
 
 def test_summaries_count_final_attempts_per_window(conn):

@@ -20,7 +20,6 @@ from sitewatch.observation import Observation
 from sitewatch.pipeline.drain import drain
 from sitewatch.storage.partitions import MAX_NEW_PARTITIONS
 from sitewatch.storage.retention import RETENTION_VAR
-from sitewatch.storage.schema import migrate
 
 # Recent, so that every check lies in the window the drain stores (see test_the_window_...).
 T0 = (datetime.now(UTC) - timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
@@ -92,9 +91,8 @@ def expected_rows(obs) -> list[tuple]:
 
 
 @pytest.fixture
-def setup(new_topic, pg_conn):
-    migrate(pg_conn)
-    return new_topic(), pg_conn
+def setup(new_topic, migrated_conn):
+    return new_topic(), migrated_conn
 
 
 def test_redelivered_observations_are_stored_once(setup):

@@ -27,7 +27,6 @@ from sitewatch.airflow.mute_dag import mute_dag
 from sitewatch.config.keys import KEYS
 from sitewatch.config.loader import ENV_VAR, cached_sites, load_sites
 from sitewatch.pipeline.lag import KafkaLag
-from sitewatch.storage.schema import migrate
 
 EXTREMES = [
     None, True, 0, -1, 2**63, 10**400, 1e308, float("inf"), float("nan"), -0.0, 1e-320,
@@ -147,9 +146,8 @@ def test_factory_cache_lookup_and_mute_form_keep_every_valid_site(configured):
 
 
 def test_sites_page_and_metrics_answer_for_every_valid_site(
-    sites_file, configured, pg_connect, pg_conn
+    sites_file, configured, pg_connect, migrated_schema
 ):
-    migrate(pg_conn)
     app = sites_page.create_app(
         connect=pg_connect, ui_base=str, auth=lambda: None, scrape_auth=lambda: None,
         lag=lambda: LAG,

@@ -11,7 +11,6 @@ from sitewatch.config.loader import load_text
 from sitewatch.observation import Observation
 from sitewatch.storage.mutes import add_mutes
 from sitewatch.storage.retention import refresh_hourly
-from sitewatch.storage.schema import migrate
 from tests.integration.test_drain import produce, run_drain
 
 T0 = (datetime.now(UTC) - timedelta(hours=5)).replace(minute=0, second=0, microsecond=0)
@@ -31,8 +30,9 @@ def check(site: str, minute: int, up: bool, maintenance: bool = False) -> Observ
     )
 
 
-def test_the_drain_marks_checks_in_a_mute_and_uptime_leaves_them_out(new_topic, pg_conn):
-    migrate(pg_conn)
+def test_the_drain_marks_checks_in_a_mute_and_uptime_leaves_them_out(
+    new_topic, pg_conn, migrated_schema
+):
     add_mutes(
         pg_conn, ["shop"], T0 + timedelta(minutes=2), T0 + timedelta(minutes=5), "deploy", None
     )

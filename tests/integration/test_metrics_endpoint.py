@@ -20,7 +20,6 @@ from sitewatch.observation import Observation
 from sitewatch.pipeline.lag import KafkaLag
 from sitewatch.storage.checks import Rejected, store_batch
 from sitewatch.storage.mutes import add_mutes
-from sitewatch.storage.schema import migrate
 from sitewatch.storage.verdicts import record_verdict
 from tests.conftest import free_ports
 from tests.integration import test_kafka_lag as kafka_lag
@@ -67,10 +66,9 @@ def app(connect, configured, **kwargs):
 
 
 @pytest.fixture
-def migrated(pg_conn, monkeypatch):
+def migrated(migrated_conn, monkeypatch):
     monkeypatch.setattr(sites_page._Schema, "current", False)
-    migrate(pg_conn)
-    return pg_conn
+    return migrated_conn
 
 
 @pytest.fixture

@@ -29,9 +29,8 @@ COUNTS = "SELECT site, hour, location, checks, ups FROM site_checks_hourly ORDER
 
 
 @pytest.fixture
-def db(pg_conn):
-    migrate(pg_conn)
-    return pg_conn
+def db(migrated_conn):
+    return migrated_conn
 
 
 def tls(obs, expires: datetime | None):

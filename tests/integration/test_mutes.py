@@ -26,7 +26,7 @@ from sitewatch.storage.mutes import (
     mutes_overlapping,
     stretch_start,
 )
-from sitewatch.storage.schema import SCHEMA_VERSION, migrate
+from sitewatch.storage.schema import SCHEMA_VERSION
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 H, M, D = timedelta(hours=1), timedelta(minutes=1), timedelta(days=1)
@@ -34,9 +34,8 @@ SITES = ("shop", "blog", "api")
 
 
 @pytest.fixture
-def db(pg_conn):
-    migrate(pg_conn)  # also grants the roles their privileges in the test's schema
-    return pg_conn
+def db(migrated_conn):
+    return migrated_conn
 
 
 def rows(conn) -> list[tuple]:

@@ -21,7 +21,6 @@ from sitewatch.judge.burn import BurnAlerts
 from sitewatch.judge.session import Session
 from sitewatch.names import ALERTING_ROLE
 from sitewatch.storage.checks import store_batch
-from sitewatch.storage.schema import migrate
 from sitewatch.storage.timeouts import TIMEOUT_VAR, bounded
 from tests.integration.test_burn_windows import SITES, check
 from tests.integration.test_drain import produce, run_drain
@@ -35,10 +34,9 @@ LIMIT_SAYS = rf"canceling statement due to statement timeout \(limit 0.2 s, {TIM
 
 
 @pytest.fixture
-def conn(pg_conn):
+def conn(pg_conn, migrated_schema):
     """A migrated schema; slow, alpha and beta checked every minute for 6 hours, every 20th
     check down (slow's 90-day rule burns at 50x)."""
-    migrate(pg_conn)
     rows = [
         check(site, NOW - k * MINUTE, up=k % 20 != 0)
         for site in ("slow", "alpha", "beta")

@@ -25,7 +25,6 @@ from sitewatch.names import ALERTING_ROLE, POSTGRES_ALERTING_CONN_ID
 from sitewatch.observation import Observation
 from sitewatch.pipeline.drain import drain
 from sitewatch.storage.checks import observation_rows
-from sitewatch.storage.schema import migrate
 from tests.integration.test_drain import committed, execute, long_url, produce, run_drain
 
 T0 = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
@@ -80,9 +79,8 @@ def state(conn, site: str) -> tuple | None:
 
 
 @pytest.fixture
-def setup(new_topic, pg_conn):
-    migrate(pg_conn)  # grants the alerting role its privileges in the test's schema
-    return new_topic(), pg_conn
+def setup(new_topic, migrated_conn):
+    return new_topic(), migrated_conn
 
 
 @pytest.fixture

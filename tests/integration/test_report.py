@@ -22,7 +22,6 @@ from sitewatch.dashboard import report
 from sitewatch.errors import SettingError, StorageError
 from sitewatch.observation import Observation
 from sitewatch.storage.checks import store_batch
-from sitewatch.storage.schema import migrate
 from sitewatch.storage.sla import (
     REPORT_TIMEOUT_VAR,
     Incident,
@@ -124,8 +123,7 @@ def blog(conn) -> None:
 
 
 @pytest.fixture
-def history(pg_conn):
-    migrate(pg_conn)
+def history(pg_conn, migrated_schema):
     store_batch(pg_conn, SHOP)
     api(pg_conn)
     blog(pg_conn)
@@ -177,8 +175,7 @@ def test_an_incident_open_now_runs_until_now_and_later_months_see_only_their_par
     assert shop.maintenance == 5 * MINUTE
 
 
-def test_a_down_streak_across_maintenance_is_one_incident_less_the_window(pg_conn):
-    migrate(pg_conn)
+def test_a_down_streak_across_maintenance_is_one_incident_less_the_window(pg_conn, migrated_schema):
     # down 08:00, maintenance 08:10-08:40 (down), down 08:40, up 09:00: one incident of 60 min,
     # 30 of them maintenance; a maintenance run that is up neither ends nor starts one
     runs = [(0, False, False), (10, False, True), (20, True, True), (30, False, True)]
@@ -350,14 +347,15 @@ def test_the_command_fails_with_the_reason_when_the_database_cannot_answer(
 # --- the rollups where they suffice, and the timeout (issue 24, item 4) ---------------------------
 
 
-def test_sites_the_rollup_calls_quiet_keep_what_happened_at_the_months_edges(pg_conn):
+def test_sites_the_rollup_calls_quiet_keep_what_happened_at_the_months_edges(
+    pg_conn, migrated_schema
+):
     # Each site's November is all up outside maintenance in the daily rollup, yet the raw runs
     # say otherwise, so each must still be read from them:
     #   late: a maintenance run Oct 31 23:50 lasts until the next run, Nov 1 00:10: 10 minutes
     #   edge: down Oct 31 23:40, up Nov 1 00:20: an incident of 20 minutes in November
     #   judged: east up, west and north missing, judged down at Nov 3 12:00 (quorum 2); up at
     #   12:05: an incident of 5 minutes that no stored check shows
-    migrate(pg_conn)
     store_batch(pg_conn, [
         check("late", at(10, 31, 23, 50), maintenance=True), check("late", at(11, 1, 0, 10)),
         check("edge", at(10, 31, 23, 40), up=False), check("edge", at(11, 1, 0, 20)),
@@ -398,11 +396,12 @@ def raw_rows_read(conn) -> int:
     return count
 
 
-def test_a_month_of_healthy_sites_is_read_from_the_rollup_not_the_raw_checks(pg_conn):
+def test_a_month_of_healthy_sites_is_read_from_the_rollup_not_the_raw_checks(
+    pg_conn, migrated_schema
+):
     # Five sites up every 30 minutes all November (7,200 raw rows) and one site with one
     # incident: before, the report read every raw row of the month; now the healthy sites
     # cost a few index probes and only the troubled one's runs are read.
-    migrate(pg_conn)
     every = [at(11, 1, 0, 0) + n * 30 * MINUTE for n in range(30 * 48)]
     for name in ("a", "b", "c", "d", "e"):
         store_batch(pg_conn, [check(name, when) for when in every])

@@ -127,9 +127,8 @@ DIRECT_SITE_DAILY = """
 
 
 @pytest.fixture
-def db(pg_conn):
-    migrate(pg_conn)
-    return pg_conn
+def db(migrated_conn):
+    return migrated_conn
 
 
 # --- partitions ----------------------------------------------------------------------------------

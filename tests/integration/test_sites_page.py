@@ -94,8 +94,7 @@ def test_a_name_no_site_can_have_is_a_404_without_a_query(pg_connect, monkeypatc
     assert connections == []  # refused before touching the database
 
 
-def test_an_unknown_valid_name_is_still_a_404(client, pg_conn):
-    migrate(pg_conn)
+def test_an_unknown_valid_name_is_still_a_404(client, migrated_schema):
     answer = client.get("/sites/nosuchsite")
     assert answer.status_code == 404
 
@@ -109,9 +108,10 @@ def observation(site, location, ago, *, up=True, attempt=1, final=True, error=No
     )  # fmt: skip
 
 
-def test_a_site_with_several_locations_shows_them_and_its_verdict(pg_connect, pg_conn, monkeypatch):
+def test_a_site_with_several_locations_shows_them_and_its_verdict(
+    pg_connect, pg_conn, migrated_schema, monkeypatch
+):
     monkeypatch.setattr(sites_page._Schema, "current", False)
-    migrate(pg_conn)
     five = timedelta(minutes=5)
     store_batch(
         pg_conn,
@@ -214,10 +214,9 @@ def add_hourly(conn, site, rows):
 
 
 @pytest.fixture
-def migrated(pg_conn, monkeypatch):
+def migrated(migrated_conn, monkeypatch):
     monkeypatch.setattr(sites_page._Schema, "current", False)
-    migrate(pg_conn)
-    return pg_conn
+    return migrated_conn
 
 
 def test_a_mute_in_force_shows_maintenance_until_when_and_why(pg_connect, migrated):

@@ -16,7 +16,6 @@ from sitewatch.observation import Observation
 from sitewatch.storage import slo as store
 from sitewatch.storage.checks import store_batch
 from sitewatch.storage.retention import refresh_hourly
-from sitewatch.storage.schema import migrate
 from sitewatch.storage.slo import SloAlert, Tally
 
 pytestmark = pytest.mark.services
@@ -55,9 +54,8 @@ def check(
 
 
 @pytest.fixture
-def conn(pg_conn):
-    migrate(pg_conn)
-    return pg_conn
+def conn(migrated_conn):
+    return migrated_conn
 
 
 # --- availability, latency, the daily series ------------------------------------------------------

@@ -22,6 +22,7 @@ from sitewatch.storage.checks import (
     store_rows,
 )
 from sitewatch.storage.schema import SCHEMA_VERSION, migrate, transaction
+from tests import schemas
 
 pytestmark = pytest.mark.services
 
@@ -89,9 +90,8 @@ def key(obs: Observation):
 
 
 @pytest.fixture
-def db(pg_conn):
-    migrate(pg_conn)
-    return pg_conn
+def db(migrated_conn):
+    return migrated_conn
 
 
 # --- migrate -------------------------------------------------------------------------------------
@@ -162,6 +162,29 @@ def test_migrate_twice_applies_nothing_the_second_time(pg_conn):
     assert migrate(pg_conn) == SCHEMA_VERSION
     assert stored(pg_conn, "sitewatch_schema_version", "version") == before
     assert [row[0] for row in before] == list(range(1, SCHEMA_VERSION + 1))
+
+
+def test_a_cloned_schema_is_what_migrate_makes(pg_dsn, pg_conn, pg_schema):
+    """tests/schemas.clone, behind the migrated_schema fixture, stands in for migrate."""
+    assert migrate(pg_conn) == SCHEMA_VERSION
+    copy = schemas.create(pg_dsn)
+    try:
+        schemas.clone(pg_dsn, copy)
+
+        def definitions(schema):  # tables, functions, triggers, privileges; \restrict is psql's
+            text = schemas.dump(pg_dsn, schema, data=False).replace(schema, "<schema>")
+            return [line for line in text.splitlines() if not line.startswith("\\")]
+
+        assert definitions(copy) == definitions(pg_schema)
+        with psycopg.connect(pg_dsn, options=f"-c search_path={copy}") as conn:
+            assert migrate(conn) == SCHEMA_VERSION
+            for rows in (
+                "SELECT version FROM sitewatch_schema_version ORDER BY 1",
+                "SELECT name, value FROM sitewatch_counters ORDER BY 1",
+            ):
+                assert conn.execute(rows).fetchall() == pg_conn.execute(rows).fetchall()
+    finally:
+        schemas.drop(pg_dsn, copy)
 
 
 def test_concurrent_migrations_both_succeed_and_apply_once(pg_connect):

@@ -15,7 +15,6 @@ from sitewatch.judge.runs import Verdicts, location_key
 from sitewatch.judge.session import Session
 from sitewatch.names import ALERTING_ROLE
 from sitewatch.observation import Observation
-from sitewatch.storage.schema import migrate
 from tests.integration.test_drain import produce, run_drain
 from tests.integration.test_recoveries import replay
 
@@ -70,9 +69,8 @@ class Clock:
 
 
 @pytest.fixture
-def setup(new_topic, pg_conn):
-    migrate(pg_conn)  # grants the alerting role its privileges in the test's schema
-    return new_topic(), pg_conn
+def setup(new_topic, migrated_conn):
+    return new_topic(), migrated_conn
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import pytest
 from sitewatch.observation import Observation
 from sitewatch.storage import verdicts
 from sitewatch.storage.checks import store_batch
-from sitewatch.storage.schema import migrate
 from sitewatch.storage.verdicts import (
     latest_verdicts,
     location_outcomes,
@@ -49,9 +48,8 @@ def retried(site: str, at: datetime, location: str, ups: list[bool], *, done=Tru
 
 
 @pytest.fixture
-def db(pg_conn):
-    migrate(pg_conn)
-    return pg_conn
+def db(migrated_conn):
+    return migrated_conn
 
 
 def plan(conn, statement: str, params) -> str:
