@@ -11,7 +11,7 @@ side by side with the Sites page listing, where its time goes, and what migratio
    so migration 9's time is what an upgrade of such a database costs (its backfill recounts only
    the last 48 hours). With ``--keep`` the schema stays, with its timings, and the next run
    reuses it while the load script and the schema version are unchanged.
-2. Scrape: ``sites_page.create_app`` on that schema with 1,000 configured sites (a third with an
+2. Scrape: ``web.app.create_app`` on that schema with 1,000 configured sites (a third with an
    SLO), through fastapi's TestClient, in rounds after a warm-up: the scrape and the listing
    ``GET /`` alternately first, then the scrape's parts alone (``metrics_page.gather``;
    ``exposition``, and ``families``, its part before prometheus_client encodes) and each read.
@@ -34,6 +34,7 @@ import re
 import sys
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -44,7 +45,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import cpu_busy, loadavg, machine, median, percentile, save  # noqa: E402, I001
 from metrics_schema import connect, data_now, from_migration, prepared  # noqa: E402
 
-from sitewatch.airflow import metrics_page, sites_page, slo_figures  # noqa: E402
+from sitewatch.airflow.web_app import AIRFLOW_HOST  # noqa: E402
 from sitewatch.config.objectives import Slo  # noqa: E402
 from sitewatch.config.site import Site  # noqa: E402
 from sitewatch.dashboard.metrics import exposition, families  # noqa: E402
@@ -54,6 +55,8 @@ from sitewatch.storage import metrics, queries, schema  # noqa: E402
 from sitewatch.storage.checks import store_batch  # noqa: E402
 from sitewatch.storage.mutes import mutes_in_force  # noqa: E402
 from sitewatch.storage.verdicts import latest_verdicts  # noqa: E402
+from sitewatch.web import app as sites_app  # noqa: E402
+from sitewatch.web import metrics_page, slo_figures  # noqa: E402
 
 LAG = KafkaLag("sitewatch.checks", "sitewatch-drain", {0: 12, 1: 0, 2: 3})
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
@@ -120,11 +123,10 @@ def scrape_bench(dsn: str, name: str, rounds: int, warmup: int) -> dict:
     with connect(dsn, name) as conn:
         now = data_now(conn)
         configured = configured_sites(conn)
-    app = sites_page.create_app(
-        connect=lambda: connect(dsn, name),
+    app = sites_app.create_app(
+        replace(AIRFLOW_HOST, connect=lambda: connect(dsn, name), ui_base=str),
         sites=lambda: configured,
         clock=lambda: now,
-        ui_base=str,
         auth=lambda: None,
         scrape_auth=lambda: None,
         lag=lambda: LAG,

@@ -203,7 +203,7 @@ def metrics_section(m: dict) -> list[str]:
         f"{db['rows']:,} stored "
         "checks (`bench/dashboard_load.sql`: 10,000 runs of each site, every 5 minutes, ~1% "
         "with a retry), "
-        "beside the Sites page listing `GET /` of the same app (`sites_page.create_app` "
+        "beside the Sites page listing `GET /` of the same app (`web.app.create_app` "
         "through fastapi's TestClient, a new PostgreSQL connection per request as in the "
         f"route). {sc['rounds']} rounds after {sc['warmup']} of warm-up: each round the scrape "
         "and the listing (alternately first), then the scrape's parts alone on one "

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sitewatch.airflow import slo_figures
 from sitewatch.airflow.notifiers import send
 from sitewatch.alerting.slo import burn_lengths
 from sitewatch.config.loader import load_text
@@ -21,6 +20,7 @@ from sitewatch.observation import Observation
 from sitewatch.storage import slo as store
 from sitewatch.storage.checks import store_batch
 from sitewatch.storage.slo import Tally
+from sitewatch.web import slo_figures
 
 pytestmark = pytest.mark.services
 

@@ -21,12 +21,14 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from sitewatch.airflow import probe_trigger, sites_page
+from sitewatch.airflow import probe_trigger
 from sitewatch.airflow.factory import site_dags
 from sitewatch.airflow.mute_dag import mute_dag
 from sitewatch.config.keys import KEYS
 from sitewatch.config.loader import ENV_VAR, cached_sites, load_sites
 from sitewatch.pipeline.lag import KafkaLag
+from sitewatch.web import app as sites_app
+from tests.integration.test_sites_page import host
 
 EXTREMES = [
     None, True, 0, -1, 2**63, 10**400, 1e308, float("inf"), float("nan"), -0.0, 1e-320,
@@ -148,16 +150,15 @@ def test_factory_cache_lookup_and_mute_form_keep_every_valid_site(configured):
 def test_sites_page_and_metrics_answer_for_every_valid_site(
     sites_file, configured, pg_connect, migrated_schema
 ):
-    app = sites_page.create_app(
-        connect=pg_connect, ui_base=str, auth=lambda: None, scrape_auth=lambda: None,
-        lag=lambda: LAG,
-    )  # fmt: skip
+    app = sites_app.create_app(
+        host(pg_connect), auth=lambda: None, scrape_auth=lambda: None, lag=lambda: LAG
+    )
     client = TestClient(app)
     listing = client.get("/")
     assert listing.status_code == 200, listing.text[-2000:]
     assert "home" in listing.text
     # A site page per key: the first valid entry that tried an extreme value of that key.
-    valid, shown = sites_page.configured_sites(), {"": "home"}
+    valid, shown = sites_app.configured_sites(), {"": "home"}
     for key, _, entry in sites_file[1]:
         if _name(entry) in valid:
             shown.setdefault(key, entry["name"])

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from sitewatch.airflow import metrics_page, sites_page
+from sitewatch.airflow.web_app import AIRFLOW_HOST
 from sitewatch.config.maintenance import Window
 from sitewatch.config.objectives import Slo
 from sitewatch.config.site import Site
@@ -21,9 +21,12 @@ from sitewatch.pipeline.lag import KafkaLag
 from sitewatch.storage.checks import Rejected, store_batch
 from sitewatch.storage.mutes import add_mutes
 from sitewatch.storage.verdicts import record_verdict
+from sitewatch.web import app as sites_app
+from sitewatch.web import metrics_page
 from tests.conftest import free_ports
 from tests.integration import test_kafka_lag as kafka_lag
 from tests.integration import test_roles as roles
+from tests.integration.test_sites_page import host
 
 NOW = datetime(2026, 6, 1, 12, 30, tzinfo=UTC)
 MINUTE, HOUR = timedelta(minutes=1), timedelta(hours=1)
@@ -59,15 +62,14 @@ def app(connect, configured, **kwargs):
     kwargs.setdefault("scrape_auth", lambda: None)
     if "lag" not in kwargs:
         kwargs["lag"] = lambda: LAG
-    return sites_page.create_app(
-        connect=connect, sites=lambda: configured, clock=lambda: NOW, ui_base=str,
-        auth=lambda: None, **kwargs,
-    )  # fmt: skip
+    return sites_app.create_app(
+        host(connect), sites=lambda: configured, clock=lambda: NOW, auth=lambda: None, **kwargs
+    )
 
 
 @pytest.fixture
 def migrated(migrated_conn, monkeypatch):
-    monkeypatch.setattr(sites_page._Schema, "current", False)
+    monkeypatch.setattr(sites_app._Schema, "current", False)
     return migrated_conn
 
 
@@ -180,13 +182,13 @@ def test_the_sites_file_problems_are_counted_from_the_file(
     )
     monkeypatch.setenv("SITEWATCH_SITES_FILE", str(sites_file))
     client = TestClient(
-        app(pg_connect, sites_page.configured_sites(), problems=sites_page.sites_file_problems)
+        app(pg_connect, sites_app.configured_sites(), problems=sites_app.sites_file_problems)
     )
     found = scrape(client)
     assert value(found, "sitewatch_sites_configured") == 1
     assert value(found, "sitewatch_sites_file_problems") == 2
     sites_file.write_text("sites: [unclosed\n")  # a file that cannot be parsed: every site goes
-    found = scrape(TestClient(app(pg_connect, {}, problems=sites_page.sites_file_problems)))
+    found = scrape(TestClient(app(pg_connect, {}, problems=sites_app.sites_file_problems)))
     assert value(found, "sitewatch_sites_file_problems") >= 1
 
 
@@ -205,7 +207,7 @@ def test_results_unavailable_is_a_503(pg_connect):
 def test_the_pages_role_can_serve_the_metrics(pg_dsn, owned_schema, monkeypatch):
     with roles.as_role(pg_dsn, roles.OWNER_ROLE, owned_schema) as owner:
         store_batch(owner, [check("shop", 5 * MINUTE)])
-    monkeypatch.setattr(sites_page._Schema, "current", False)
+    monkeypatch.setattr(sites_app._Schema, "current", False)
     configured = {"shop": Site(name="shop", url="https://shop.example/", slo=Slo(99.0))}
     client = TestClient(app(lambda: roles.as_role(pg_dsn, READER_ROLE, owned_schema), configured))
     assert value(scrape(client), "sitewatch_site_up", site="shop") == 1
@@ -234,7 +236,7 @@ def airflow_tokens(tmp_path, monkeypatch):
 
 @pytest.fixture
 def guarded(pg_connect, migrated, airflow_tokens):
-    return TestClient(app(pg_connect, {}, scrape_auth=metrics_page.scrape_authorized))
+    return TestClient(app(pg_connect, {}, scrape_auth=metrics_page.scrape_auth(AIRFLOW_HOST)))
 
 
 @pytest.mark.parametrize(
@@ -296,7 +298,7 @@ def test_the_default_lag_reads_the_drain_group_and_logs_kafka_trouble_once(
     (port,) = free_ports(1)  # the broker gone: nothing listens there
     monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_KAFKA", kafka_lag.kafka_conn(f"127.0.0.1:{port}"))
     client = TestClient(app(pg_connect, {}, lag=None))
-    with caplog.at_level("WARNING", logger="sitewatch.airflow.metrics_page"):
+    with caplog.at_level("WARNING", logger="sitewatch.web.metrics_page"):
         for _ in range(2):
             assert value(scrape(client), "sitewatch_kafka_up") == 0
     warned = [r for r in caplog.records if "Kafka lag" in r.getMessage()]

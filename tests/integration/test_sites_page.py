@@ -6,12 +6,13 @@ import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 
-from sitewatch.airflow import sites_page
+from sitewatch.airflow.web_app import AIRFLOW_HOST
 from sitewatch.config.maintenance import Window
 from sitewatch.config.objectives import Slo
 from sitewatch.config.site import Site
@@ -26,22 +27,26 @@ from sitewatch.storage.schema import version as schema_version
 from sitewatch.storage.sla import period
 from sitewatch.storage.slo import SloAlert, save_slo_alert
 from sitewatch.storage.verdicts import record_verdict
+from sitewatch.web import app as sites_app
 from tests.integration import test_roles as roles
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
 
+def host(connect):
+    """Airflow's host of the app with the results database on ``connect``, the UI at ``/``."""
+    return replace(AIRFLOW_HOST, connect=connect, ui_base=str)
+
+
 def app_on(connect, sites=dict):
     """The Sites page app on ``connect``, at ``NOW``, with the configured ``sites`` (none by
     default: no sites file) and no login."""
-    return sites_page.create_app(
-        connect=connect, sites=sites, clock=lambda: NOW, ui_base=str, auth=lambda: None
-    )
+    return sites_app.create_app(host(connect), sites=sites, clock=lambda: NOW, auth=lambda: None)
 
 
 @pytest.fixture
 def client(pg_connect, monkeypatch):
-    monkeypatch.setattr(sites_page._Schema, "current", False)
+    monkeypatch.setattr(sites_app._Schema, "current", False)
     app = app_on(pg_connect)
     return TestClient(app)
 
@@ -80,7 +85,7 @@ def test_the_page_answers_once_the_drain_migrated(client, pg_conn):
 )
 def test_a_name_no_site_can_have_is_a_404_without_a_query(pg_connect, monkeypatch, path):
     # PostgreSQL refuses a NUL in text: querying with it was a 500 and a traceback in the log.
-    monkeypatch.setattr(sites_page._Schema, "current", False)
+    monkeypatch.setattr(sites_app._Schema, "current", False)
     connections = []
 
     def connect():
@@ -111,7 +116,7 @@ def observation(site, location, ago, *, up=True, attempt=1, final=True, error=No
 def test_a_site_with_several_locations_shows_them_and_its_verdict(
     pg_connect, pg_conn, migrated_schema, monkeypatch
 ):
-    monkeypatch.setattr(sites_page._Schema, "current", False)
+    monkeypatch.setattr(sites_app._Schema, "current", False)
     five = timedelta(minutes=5)
     store_batch(
         pg_conn,
@@ -215,7 +220,7 @@ def add_hourly(conn, site, rows):
 
 @pytest.fixture
 def migrated(migrated_conn, monkeypatch):
-    monkeypatch.setattr(sites_page._Schema, "current", False)
+    monkeypatch.setattr(sites_app._Schema, "current", False)
     return migrated_conn
 
 
@@ -430,8 +435,8 @@ def may(pg_connect, migrated):
         check("shop", NOW - day - 10 * MINUTE),
     ])  # fmt: skip
     objectives = {"shop": Slo(99.0)}
-    app = sites_page.create_app(
-        connect=pg_connect, sites=dict, clock=lambda: NOW, ui_base=str, auth=lambda: None,
+    app = sites_app.create_app(
+        host(pg_connect), sites=dict, clock=lambda: NOW, auth=lambda: None,
         objectives=lambda: objectives,
     )  # fmt: skip
     return TestClient(app), objectives
@@ -489,13 +494,13 @@ def test_the_pages_role_can_serve_every_route(pg_dsn, owned_schema, monkeypatch)
         store_batch(owner, [check("shop", 5 * MINUTE, up=False), check("shop", 10 * MINUTE)])
         add_hourly(owner, "shop", [(NOW - 2 * HOUR, 998, 994)])  # with the 2 above: 1,000
         add_mutes(owner, ["shop"], NOW - HOUR, NOW + HOUR, "upgrade", "admin")
-    monkeypatch.setattr(sites_page._Schema, "current", False)
+    monkeypatch.setattr(sites_app._Schema, "current", False)
     slo = Slo(99.0, timedelta(days=1))
     configured = {"shop": Site(name="shop", url="https://shop.example/", slo=slo)}
-    app = sites_page.create_app(
-        connect=lambda: roles.as_role(pg_dsn, READER_ROLE, owned_schema),
+    app = sites_app.create_app(
+        host(lambda: roles.as_role(pg_dsn, READER_ROLE, owned_schema)),
         sites=lambda: configured,
-        clock=lambda: NOW, ui_base=str, auth=lambda: None, objectives=lambda: {"shop": slo},
+        clock=lambda: NOW, auth=lambda: None, objectives=lambda: {"shop": slo},
     )  # fmt: skip
     client = TestClient(app)
     for path in ("/?sort=budget", "/sites/shop", "/report?month=2026-06&format=html"):

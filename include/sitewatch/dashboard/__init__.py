@@ -6,6 +6,6 @@ maintenance, uptimes, budgets), ``render`` writes the HTML and the inline SVG ch
 ``locations`` the cells and run matrix of a site checked from several locations,
 ``maintenance`` the maintenance badge and a site's windows, ``budget`` the error budget's cells,
 SLO section and chart, ``report`` the monthly SLA report, all on ``html``'s primitives;
-``sitewatch.airflow.sites_page`` is the FastAPI app, behind Airflow's own login, that
+``sitewatch.web.app`` is the FastAPI app, behind Airflow's own login, that
 ``plugins/sitewatch_dashboard.py`` mounts. Nothing here imports Airflow.
 """

@@ -1,7 +1,7 @@
 """The error budget on the dashboard: the listing's "Budget left" and "Burn" cells, and a site's
 SLO section with the chart of its budget over the window.
 
-The figures arrive computed (``Budget``, ``SiteBudget``): ``sitewatch.airflow.slo_figures``
+The figures arrive computed (``Budget``, ``SiteBudget``): ``sitewatch.web.slo_figures``
 reads them with ``storage.slo`` and works them out with ``alerting.slo``, which this layer may
 not import. What counts is the SLO's: final checks outside maintenance, every location's own.
 Nothing here reads the database or imports Airflow.

@@ -1,11 +1,13 @@
-"""The dashboard's FastAPI app, mounted by the Airflow plugin, behind Airflow's own login.
+"""The dashboard's FastAPI app: the Sites page, a site's page, the report download and the
+metrics, all read from storage, behind the login of the platform that serves it.
 
 Airflow mounts plugin apps without authentication, so every route here depends on
-``authorized``: it resolves the caller with Airflow's ``get_user`` (the ``Authorization: Bearer``
-JWT of API clients, or the ``_token`` cookie the UI sets at login, which the browser also sends to
-this page in the UI's iframe or a tab of its own) and asks the auth manager whether that user may
-read DAGs: all DAGs for the listing, ``site_<name>`` for a site's page. A browser without a valid
-token is redirected to the login page (and back here after it); any other client gets 401.
+``authorized``: it resolves the caller with the host's ``user`` (Airflow's ``get_user``: the
+``Authorization: Bearer`` JWT of API clients, or the ``_token`` cookie the UI sets at login,
+which the browser also sends to this page in the UI's iframe or a tab of its own) and asks
+``may_read`` whether that user may read DAGs: all DAGs for the listing, ``site_<name>`` for a
+site's page. A browser without a valid token is redirected to the login page (and back here
+after it); any other client gets 401. Airflow's side of it is ``sitewatch.airflow.web_app``.
 """
 
 from __future__ import annotations
@@ -16,27 +18,26 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
-from urllib.parse import urlparse
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from sitewatch.airflow import metrics_page, slo_figures
-from sitewatch.airflow.hooks import results_connection
 from sitewatch.dashboard import maintenance, render, report, report_cache
 from sitewatch.dashboard import status as site_status
 from sitewatch.dashboard.metrics import exposition
 from sitewatch.errors import Busy, SettingError, StorageError
 from sitewatch.judge.runs import HORIZON
-from sitewatch.names import POSTGRES_READER_CONN_ID, site_dag_id
+from sitewatch.names import site_dag_id
 from sitewatch.observation import SITE_NAME
 from sitewatch.storage import queries
 from sitewatch.storage.mutes import mutes_in_force, mutes_overlapping
 from sitewatch.storage.schema import require_current
 from sitewatch.storage.sla import report_timeout
 from sitewatch.storage.verdicts import latest_verdicts
+from sitewatch.web import metrics_page, slo_figures
+from sitewatch.web.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,6 @@ _bearer = HTTPBearer(auto_error=False)
 class _LoginRequired(Exception):
     def __init__(self, login_url: str):
         self.login_url = login_url
-
-
-def reader_connection():
-    """The page's connection: read-only role ``sitewatch_postgres_reader``, else the owner's."""
-    return results_connection(POSTGRES_READER_CONN_ID)
 
 
 class _Schema:
@@ -153,60 +149,56 @@ def _listing_rows(configured: Mapping, summaries: Mapping, latest: Mapping, verd
     return rows, views
 
 
-async def authenticated_user(
-    request: Request,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-):
-    """The Airflow user of this request; redirect a browser to the login page, 401 otherwise."""
-    from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.core_api.security import get_user
+def page_auth(host: Host) -> Callable:
+    """The dependency of every page route: the caller (``host.user``) may read DAGs
+    (``host.may_read``), any DAG for the listing, ``site_<name>`` for a site page; 403 when not.
+    Without a valid token a browser is redirected to ``host.login_url``, any other client gets
+    401."""
 
-    try:
-        return await get_user(request, None, bearer)
-    except HTTPException as exc:
-        if exc.status_code in (401, 403) and "text/html" in request.headers.get("accept", ""):
-            login = get_auth_manager().get_url_login(next_url=str(request.url))
-            raise _LoginRequired(login) from exc
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, exc.detail) from exc
+    async def authorized(
+        request: Request,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ):
+        try:
+            user = await host.user(request, bearer)
+        except HTTPException as exc:
+            if exc.status_code in (401, 403) and "text/html" in request.headers.get("accept", ""):
+                raise _LoginRequired(host.login_url(str(request.url))) from exc
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, exc.detail) from exc
+        name = request.path_params.get("name")
+        dag_id = site_dag_id(name) if name else None
+        # in the thread pool, as a plain ``def`` dependency was: an auth manager may block
+        if not await run_in_threadpool(host.may_read, user, dag_id):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden")
+        return user
 
-
-def authorized(request: Request, user: Annotated[object, Depends(authenticated_user)]):
-    """Require read access to DAGs: any DAG for the listing, ``site_<name>`` for a site page."""
-    from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
-
-    name = request.path_params.get("name")
-    details = DagDetails(id=site_dag_id(name)) if name else None
-    if not get_auth_manager().is_authorized_dag(method="GET", user=user, details=details):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden")
-    return user
-
-
-def _ui_base() -> str:
-    from airflow.configuration import conf
-
-    return urlparse(conf.get("api", "base_url", fallback="/")).path.rstrip("/")
+    return authorized
 
 
 def create_app(
-    connect: Callable = reader_connection,
+    host: Host,
     sites: Callable[[], Mapping] = configured_sites,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ui_base: Callable[[], str] = _ui_base,
-    auth: Callable = authorized,
+    auth: Callable | None = None,
     objectives: Callable[[], Mapping] = report_objectives,
     lag: Callable | None = None,
-    scrape_auth: Callable = metrics_page.scrape_authorized,
+    scrape_auth: Callable | None = None,
     problems: Callable[[], int] = sites_file_problems,
 ) -> FastAPI:
-    """Build the app. The arguments exist for tests: the database connection factory, the
-    configured sites (``{name: Site}``: schedules for staleness, locations and quorums, SLOs and
-    maintenance windows), the clock, the UI's base path, the auth dependency, the SLO of
-    every site for the report (``{name: Slo or None}``), the drain group's Kafka lag (a
-    ``KafkaLag``; default: read on the Kafka connection), the metrics' auth dependency and the
-    sites file's problem count.
+    """Build the app on ``host``: the database connection, the login and the permissions, the
+    UI's base path and the Kafka lag reader of the platform that serves it.
+
+    The other arguments exist for tests: the configured sites (``{name: Site}``: schedules for
+    staleness, locations and quorums, SLOs and maintenance windows), the clock, the pages' auth
+    dependency (default: ``page_auth(host)``), the SLO of every site for the report
+    (``{name: Slo or None}``), the drain group's Kafka lag (a ``KafkaLag``; default: read with
+    ``host.lag_reader``), the metrics' auth dependency (default: ``metrics_page.scrape_auth``)
+    and the sites file's problem count.
     """
-    lag = lag or metrics_page.DrainLag().read
+    connect, ui_base = host.connect, host.ui_base
+    auth = auth or page_auth(host)
+    scrape_auth = scrape_auth or metrics_page.scrape_auth(host)
+    lag = lag or metrics_page.DrainLag(host.lag_reader).read
     # a month's figures may still change until the verdict sweep has judged its last runs
     reports = report_cache.MonthReports(lambda: open_results(connect), settle=HORIZON)
     app = FastAPI(title="sitewatch dashboard", docs_url=None, redoc_url=None, openapi_url=None)

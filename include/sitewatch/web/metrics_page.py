@@ -29,15 +29,16 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from sitewatch.airflow import slo_figures
 from sitewatch.dashboard import maintenance
 from sitewatch.dashboard.metrics import SiteFigures, Snapshot
 from sitewatch.dashboard.status import site_state
 from sitewatch.errors import SettingError
-from sitewatch.pipeline.lag import KafkaLag
+from sitewatch.pipeline.lag import KafkaLag, LagReader
 from sitewatch.storage import metrics
 from sitewatch.storage.mutes import mutes_in_force
 from sitewatch.storage.verdicts import latest_verdicts
+from sitewatch.web import slo_figures
+from sitewatch.web.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -74,32 +75,34 @@ def _unauthorized(detail: str) -> HTTPException:
     )
 
 
-async def scrape_authorized(
-    request: Request,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """Let a scrape through, or answer 401 (no or a wrong token) or 403 (a user who may not
-    read DAGs). A malformed ``$SITEWATCH_METRICS_ANONYMOUS`` refuses every scrape with a 500
-    naming it, rather than guessing which way the operator meant."""
-    from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.core_api.security import get_user
+def scrape_auth(host: Host) -> Callable:
+    """The dependency of ``/metrics``: let a scrape through, or answer 401 (no or a wrong token)
+    or 403 (a user who may not read DAGs), asking ``host`` who the caller is and what they may
+    read. A malformed ``$SITEWATCH_METRICS_ANONYMOUS`` refuses every scrape with a 500 naming
+    it, rather than guessing which way the operator meant."""
 
-    try:
-        settings = ScrapeSettings.from_env()
-    except SettingError as exc:
-        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc)) from exc
-    if settings.anonymous:
-        return
-    if _static_token(bearer, settings.token):
-        return
-    try:
-        user = await get_user(request, None, bearer)
-    except HTTPException as exc:
-        raise _unauthorized(
-            "a Bearer token is required: an Airflow API token or $SITEWATCH_METRICS_TOKEN"
-        ) from exc
-    if not get_auth_manager().is_authorized_dag(method="GET", user=user):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden")
+    async def scrape_authorized(
+        request: Request,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> None:
+        try:
+            settings = ScrapeSettings.from_env()
+        except SettingError as exc:
+            raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc)) from exc
+        if settings.anonymous:
+            return
+        if _static_token(bearer, settings.token):
+            return
+        try:
+            user = await host.user(request, bearer)
+        except HTTPException as exc:
+            raise _unauthorized(
+                "a Bearer token is required: an Airflow API token or $SITEWATCH_METRICS_TOKEN"
+            ) from exc
+        if not host.may_read(user, None):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden")
+
+    return scrape_authorized
 
 
 def _static_token(bearer: HTTPAuthorizationCredentials | None, token: str | None) -> bool:
@@ -110,20 +113,20 @@ def _static_token(bearer: HTTPAuthorizationCredentials | None, token: str | None
 
 
 class DrainLag:
-    """The drain group's lag reader of this process (``pipeline.lag.LagReader``: one Kafka
-    consumer kept between scrapes), made at the first scrape. A failed read is a scrape with
-    ``sitewatch_kafka_up 0``, logged when its reason changes (not at every scrape)."""
+    """The drain group's lag reader of this process (``pipeline.lag.LagReader``, from ``make``:
+    one Kafka consumer kept between scrapes), made at the first scrape. A failed read is a
+    scrape with ``sitewatch_kafka_up 0``, logged when its reason changes (not at every scrape)."""
 
-    def __init__(self, make: Callable | None = None) -> None:
+    def __init__(self, make: Callable[[], LagReader]) -> None:
         self._make = make
-        self._reader = None
+        self._reader: LagReader | None = None
         self._lock = threading.Lock()
         self._error: str | None = None
 
     def read(self) -> KafkaLag:
         with self._lock:
             if self._reader is None:
-                self._reader = self._build()
+                self._reader = self._make()
             reader = self._reader
         lag = reader.read(KAFKA_TIMEOUT)
         if lag.error != self._error:
@@ -131,13 +134,6 @@ class DrainLag:
             if lag.error is not None:
                 log.warning("metrics: cannot read the drain group's Kafka lag: %s", lag.error)
         return lag
-
-    def _build(self):
-        if self._make is not None:
-            return self._make()
-        from sitewatch.airflow.hooks import drain_lag_reader
-
-        return drain_lag_reader()
 
 
 def gather(
