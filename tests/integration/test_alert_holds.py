@@ -20,8 +20,8 @@ from sitewatch.alerting.rules import Event, Kind, Verdict
 from sitewatch.config.loader import load_text
 from sitewatch.judge import alerts
 from sitewatch.names import ALERTING_ROLE
-from sitewatch.observation import Observation
 from sitewatch.storage.checks import observation_rows, store_rows
+from tests.builders import observation
 
 judge = partial(alerts.judge, send=send)  # with Airflow's notifiers, as the callbacks call it
 T0 = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
@@ -63,15 +63,7 @@ def event(verdict: Verdict, minute: int) -> Event:
 
 def store_check(conn, site: str, minute: int, up: bool) -> None:
     """What the drain stores for the site's final check of the run at ``minute``."""
-    observation = Observation(
-        site=site,
-        url=f"https://{site}.example.com/",
-        checked_at=at(minute),
-        up=up,
-        scheduled_at=at(minute),
-        status_code=200 if up else 500,
-    )
-    store_rows(conn, observation_rows([observation]), [])
+    store_rows(conn, observation_rows([observation(site, at(minute), up=up)]), [])
 
 
 def log_rows(conn, site: str) -> list[tuple]:

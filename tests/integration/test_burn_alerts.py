@@ -16,6 +16,7 @@ from sitewatch.judge.session import Session
 from sitewatch.names import ALERTING_ROLE
 from sitewatch.observation import Observation
 from sitewatch.storage.checks import observation_rows, store_rows
+from tests.builders import observation
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 SITES = """\
@@ -39,17 +40,7 @@ def history(site: str, down_every: int) -> list[Observation]:
     checks = []
     for minute in range(1, 361):
         at = NOW - timedelta(minutes=minute - 0.5)
-        up = down_every == 0 or minute % down_every != 0
-        checks.append(
-            Observation(
-                site=site,
-                url=f"https://{site}.example.com/",
-                checked_at=at,
-                up=up,
-                scheduled_at=at,
-                status_code=200 if up else 503,
-            )
-        )
+        checks.append(observation(site, at, up=down_every == 0 or minute % down_every != 0))
     return checks
 
 

@@ -16,11 +16,11 @@ from sitewatch.config.loader import load_text
 from sitewatch.config.objectives import BurnRule, Slo
 from sitewatch.judge.burn import BurnAlerts
 from sitewatch.judge.session import Session
-from sitewatch.observation import Observation
 from sitewatch.storage import slo as store
 from sitewatch.storage.checks import store_batch
 from sitewatch.storage.slo import Tally
 from sitewatch.web import slo_figures
+from tests.builders import observation
 
 pytestmark = pytest.mark.services
 
@@ -40,21 +40,6 @@ sites:
     url: https://beta.example.com/
     slo: {target: 99, window: 30d}
 """
-
-
-def check(site, at, *, up=True, final=True, attempt=1, maintenance=False, location="local"):
-    return Observation(
-        site=site,
-        location=location,
-        url=f"https://{site}.example.com/",
-        checked_at=at,
-        up=up,
-        scheduled_at=at,
-        attempt=attempt,
-        final=final,
-        status_code=200 if up else 503,
-        maintenance=maintenance,
-    )
 
 
 @pytest.fixture
@@ -98,11 +83,11 @@ def test_each_sites_counts_equal_a_brute_force_count_of_its_rows(conn):
         for at in sorted(times):
             retried, kept_out = rng.random() < 0.2, rng.random() < 0.05
             if retried:  # the first attempt down and not final, the second one final
-                observations.append(check(site, at, up=False, final=False))
+                observations.append(observation(site, at, up=False, final=False))
             up, attempt = rng.random() < (0.5 if retried else 0.98), 2 if retried else 1
-            observations.append(check(site, at, up=up, attempt=attempt, maintenance=kept_out))
+            observations.append(observation(site, at, up=up, attempt=attempt, maintenance=kept_out))
             if site == "custom":  # two locations, each its own final check
-                observations.append(check(site, at, up=rng.random() < 0.9, location="east"))
+                observations.append(observation(site, at, up=rng.random() < 0.9, location="east"))
     save(conn, observations)
 
     counts = store.burn_counts(conn, lengths, NOW)
@@ -143,10 +128,10 @@ def old_rows(conn, pg_schema):
     old = (NOW - 30 * DAY).replace(hour=0, minute=0)
     rows = []
     for site in ("alpha", "beta"):
-        rows += [check(site, old + k * MINUTE, up=k % 10 != 0) for k in range(1440)]
-    rows += [check("slow", NOW - 60 * DAY + k * MINUTE) for k in range(1440)]
+        rows += [observation(site, old + k * MINUTE, up=k % 10 != 0) for k in range(1440)]
+    rows += [observation("slow", NOW - 60 * DAY + k * MINUTE) for k in range(1440)]
     for site in ("alpha", "beta", "slow"):
-        rows += [check(site, NOW - k * MINUTE, up=k % 20 != 0) for k in range(360)]
+        rows += [observation(site, NOW - k * MINUTE, up=k % 20 != 0) for k in range(360)]
     save(conn, rows)
     conn.autocommit = True
     conn.execute("ANALYZE site_checks")  # as autovacuum would: the planner knows their sizes

@@ -14,38 +14,25 @@ from sitewatch.storage import queries
 from sitewatch.storage.checks import store_batch
 from sitewatch.storage.schema import migrate
 from sitewatch.storage.verdicts import record_verdict
+from tests.builders import observation
 
 pytestmark = pytest.mark.services
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
-def check(
-    site: str,
-    ago: timedelta,
-    *,
-    up=True,
-    attempt=1,
-    final=True,
-    ms=100.0,
-    error=None,
-    location="local",
-):
-    at = NOW - ago
-    return Observation(
-        site=site,
-        location=location,
-        url=f"https://{site}.example/",
-        checked_at=at,
+def check(site: str, ago: timedelta, *, up=True, ms=100.0, error=None, **fields) -> Observation:
+    """A check of ``site`` ``ago`` before NOW; one that is down names ``error`` (by default none),
+    one that is up saw a certificate valid for 30 more days."""
+    return observation(
+        site,
+        NOW - ago,
         up=up,
-        scheduled_at=at,
-        attempt=attempt,
-        final=final,
-        status_code=200 if up else 503,
         response_time_ms=ms,
         error=error,
         error_detail=f"{error} detail" if error else None,
         tls_expires_at=NOW + timedelta(days=30) if up else None,
+        **fields,
     )
 
 

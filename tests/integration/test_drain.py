@@ -20,6 +20,7 @@ from sitewatch.observation import Observation
 from sitewatch.pipeline.drain import drain
 from sitewatch.storage.partitions import MAX_NEW_PARTITIONS
 from sitewatch.storage.retention import RETENTION_VAR
+from tests.builders import observation
 
 # Recent, so that every check lies in the window the drain stores (see test_the_window_...).
 T0 = (datetime.now(UTC) - timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
@@ -27,15 +28,11 @@ T0 = (datetime.now(UTC) - timedelta(days=2)).replace(minute=0, second=0, microse
 
 def observations(n: int, site: str = "s") -> list[Observation]:
     return [
-        Observation(
-            site=f"{site}{i % 7}",
-            url=f"https://example.com/{i}",
-            checked_at=T0,
+        observation(
+            f"{site}{i % 7}",
+            T0 + timedelta(minutes=i),
             up=i % 3 != 0,
-            scheduled_at=T0 + timedelta(minutes=i),
             attempt=1 + i % 2,
-            final=True,
-            status_code=200,
             response_time_ms=12.5 + i,
         )
         for i in range(n)

@@ -11,23 +11,15 @@ from sitewatch.config.loader import load_text
 from sitewatch.observation import Observation
 from sitewatch.storage.mutes import add_mutes
 from sitewatch.storage.retention import refresh_hourly
+from tests.builders import observation
 from tests.integration.test_drain import produce, run_drain
 
 T0 = (datetime.now(UTC) - timedelta(hours=5)).replace(minute=0, second=0, microsecond=0)
 
 
 def check(site: str, minute: int, up: bool, maintenance: bool = False) -> Observation:
-    at = T0 + timedelta(minutes=minute)
-    return Observation(
-        site=site,
-        url=f"https://{site}.example.com/",
-        checked_at=at,
-        up=up,
-        scheduled_at=at,
-        status_code=200 if up else 503,
-        response_time_ms=20.0,
-        maintenance=maintenance,
-    )
+    """The final check of ``site`` in the run ``minute`` minutes after T0."""
+    return observation(site, T0 + timedelta(minutes=minute), up=up, maintenance=maintenance)
 
 
 def test_the_drain_marks_checks_in_a_mute_and_uptime_leaves_them_out(

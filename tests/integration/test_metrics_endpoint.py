@@ -16,13 +16,13 @@ from sitewatch.config.objectives import Slo
 from sitewatch.config.site import Site
 from sitewatch.dashboard.metrics import FAMILIES
 from sitewatch.names import DRAIN_GROUP, READER_ROLE
-from sitewatch.observation import Observation
 from sitewatch.pipeline.lag import KafkaLag
 from sitewatch.storage.checks import Rejected, store_batch
 from sitewatch.storage.mutes import add_mutes
 from sitewatch.storage.verdicts import record_verdict
 from sitewatch.web import app as sites_app
 from sitewatch.web import metrics_page
+from tests.builders import observation
 from tests.conftest import free_ports
 from tests.integration import test_kafka_lag as kafka_lag
 from tests.integration import test_roles as roles
@@ -33,13 +33,13 @@ MINUTE, HOUR = timedelta(minutes=1), timedelta(hours=1)
 LAG = KafkaLag("sitewatch.checks", "sitewatch-drain", {0: 3, 1: 0})
 
 
-def check(site, ago, *, up=True, location="local", ms=100.0, final=True, attempt=1, **extra):
+def check(site, ago, *, ms=100.0, **fields):
+    """A check of ``site`` scheduled ``ago`` before NOW, started 10 s into its run, every phase
+    timed."""
     at = NOW - ago
-    return Observation(
-        site=site, location=location, url=f"https://{site}.example/", checked_at=at + MINUTE / 6,
-        up=up, scheduled_at=at, attempt=attempt, final=final,
-        status_code=200 if up else 503, response_time_ms=ms, dns_ms=1.0, connect_ms=2.0,
-        tls_ms=3.0, ttfb_ms=ms - 10, error=None if up else "http_status", **extra,
+    return observation(
+        site, at, checked_at=at + MINUTE / 6, response_time_ms=ms, dns_ms=1.0, connect_ms=2.0,
+        tls_ms=3.0, ttfb_ms=ms - 10, **fields,
     )  # fmt: skip
 
 

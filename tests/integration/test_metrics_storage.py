@@ -14,11 +14,11 @@ from sitewatch.storage.checks import Rejected, store_batch
 from sitewatch.storage.retention import prune_rollups, refresh_hourly
 from sitewatch.storage.schema import SCHEMA_VERSION, migrate
 from sitewatch.storage.slo import Tally
+from tests.builders import observation
 from tests.integration.test_retention import (
     DIRECT_HOURLY,
     apply,
     at_version,
-    check,
     query,
     varied_checks,
 )
@@ -44,14 +44,14 @@ def rejected(offset: int) -> Rejected:
 def test_latest_holds_each_location_s_newest_final_attempt(db):
     expiry = datetime(2026, 9, 1, tzinfo=UTC)
     store_batch(db, [
-        tls(check(NOW - 10 * MINUTE, "shop", ms=120.0), expiry),
-        check(NOW - 5 * MINUTE, "shop", up=False, final=False),  # retrying: not final
-        check(NOW - 20 * MINUTE, "shop", location="east"),
-        check(NOW - 20 * MINUTE, "blog", up=False, final=False),  # nothing final yet
+        tls(observation("shop", NOW - 10 * MINUTE, response_time_ms=120.0), expiry),
+        observation("shop", NOW - 5 * MINUTE, up=False, final=False),  # retrying: not final
+        observation("shop", NOW - 20 * MINUTE, location="east"),
+        observation("blog", NOW - 20 * MINUTE, up=False, final=False),  # nothing final yet
     ])  # fmt: skip
     store_batch(db, [
-        check(NOW - 30 * MINUTE, "shop", up=False),  # late, older: changes nothing
-        check(NOW - 5 * MINUTE, "shop", up=False, attempt=2),  # the retry's end, no TLS seen
+        observation("shop", NOW - 30 * MINUTE, up=False),  # late, older: changes nothing
+        observation("shop", NOW - 5 * MINUTE, up=False, attempt=2),  # the retry's end, no TLS seen
     ])  # fmt: skip
     rows = {(r.site, r.location): r for r in metrics.latest(db)}
     assert set(rows) == {("blog", "local"), ("shop", "east"), ("shop", "local")}
@@ -68,9 +68,9 @@ def test_latest_holds_each_location_s_newest_final_attempt(db):
 
 
 def test_a_redelivered_batch_is_not_counted_twice(db):
-    batch = [check(NOW - k * MINUTE, "shop") for k in range(1, 6)]
+    batch = [observation("shop", NOW - k * MINUTE) for k in range(1, 6)]
     store_batch(db, batch)
-    store_batch(db, batch + [check(NOW, "shop", up=False)])  # five duplicates and one new
+    store_batch(db, batch + [observation("shop", NOW, up=False)])  # five duplicates and one new
     shop = metrics.latest(db, ["shop"])[0]
     assert shop.stored == 6 and shop.scheduled_at == NOW and shop.up is False
     assert query(db, COUNTS) == [
@@ -94,16 +94,17 @@ def test_hourly_counts_are_current_without_maintenance(db):
 
 def test_uptimes_over_24_hours_7_and_30_days(db):
     store_batch(db, [
-        check(NOW - 10 * MINUTE, "shop"),  # this hour: counted
-        check(NOW - 23 * HOUR, "shop", up=False),
-        check(NOW - 23 * HOUR, "shop", up=False, location="east"),
-        check(NOW - 25 * HOUR, "shop"),  # 24 h ago and more: 7 and 30 days only
-        check(NOW - 5 * DAY, "shop", up=False),
-        check(NOW - 20 * DAY, "shop"),  # 30 days only
-        check(NOW - 40 * DAY, "shop", up=False),  # in none
-        check(NOW - 2 * HOUR, "shop", up=False, final=False),  # retried: not counted
-        dataclasses.replace(check(NOW - HOUR, "shop", up=False), maintenance=True),  # left out
-        check(NOW - 40 * DAY, "old"),
+        observation("shop", NOW - 10 * MINUTE),  # this hour: counted
+        observation("shop", NOW - 23 * HOUR, up=False),
+        observation("shop", NOW - 23 * HOUR, up=False, location="east"),
+        observation("shop", NOW - 25 * HOUR),  # 24 h ago and more: 7 and 30 days only
+        observation("shop", NOW - 5 * DAY, up=False),
+        observation("shop", NOW - 20 * DAY),  # 30 days only
+        observation("shop", NOW - 40 * DAY, up=False),  # in none
+        observation("shop", NOW - 2 * HOUR, up=False, final=False),  # retried: not counted
+        # left out
+        dataclasses.replace(observation("shop", NOW - HOUR, up=False), maintenance=True),
+        observation("old", NOW - 40 * DAY),
     ])  # fmt: skip
     got = metrics.uptimes(db, ["shop", "old", "none"], NOW)
     assert got == {
@@ -117,7 +118,11 @@ def test_uptimes_over_24_hours_7_and_30_days(db):
 def test_pipeline_figures(db):
     empty = metrics.pipeline(db)
     assert empty == metrics.Pipeline(None, None, 0, 0)
-    store_batch(db, [check(NOW - MINUTE, "shop"), check(NOW - 3 * MINUTE, "blog")], [rejected(1)])
+    store_batch(
+        db,
+        [observation("shop", NOW - MINUTE), observation("blog", NOW - 3 * MINUTE)],
+        [rejected(1)],
+    )
     store_batch(db, [], [rejected(1), rejected(2), rejected(3)])  # offset 1 again: no new row
     figures = metrics.pipeline(db)
     assert figures.newest_checked_at == NOW - MINUTE
@@ -126,7 +131,7 @@ def test_pipeline_figures(db):
 
 
 def test_latest_rows_of_sites_gone_for_the_rollup_retention_are_pruned(db):
-    store_batch(db, [check(NOW, "shop")])
+    store_batch(db, [observation("shop", NOW)])
     db.execute("UPDATE site_latest SET stored_at = %s", (NOW - 800 * DAY,))
     db.commit()
     assert prune_rollups(db, NOW, 730) >= 1
@@ -138,11 +143,11 @@ def test_migration_9_fills_the_tables_from_what_is_stored(pg_conn):
     now = datetime.now(UTC).replace(microsecond=0)
     expiry = now + 30 * DAY
     store_batch(pg_conn, [
-        tls(check(now - 3 * HOUR, "shop"), expiry),
-        check(now - 2 * HOUR, "shop", up=False),
-        check(now - HOUR, "shop", up=False, final=False),  # not final: not the latest
-        check(now - 2 * HOUR, "shop", location="east"),
-        check(now - 40 * DAY, "gone"),  # nothing in 30 days
+        tls(observation("shop", now - 3 * HOUR), expiry),
+        observation("shop", now - 2 * HOUR, up=False),
+        observation("shop", now - HOUR, up=False, final=False),  # not final: not the latest
+        observation("shop", now - 2 * HOUR, location="east"),
+        observation("gone", now - 40 * DAY),  # nothing in 30 days
     ], [rejected(1), rejected(2)])  # fmt: skip
     pg_conn.execute("DELETE FROM site_checks_hourly")  # as if maintenance never ran
     pg_conn.commit()
@@ -157,6 +162,6 @@ def test_migration_9_fills_the_tables_from_what_is_stored(pg_conn):
     direct = [row[:5] for row in query(pg_conn, DIRECT_HOURLY)]
     assert query(pg_conn, COUNTS) == direct
     # from here on the trigger keeps them
-    store_batch(pg_conn, [check(now, "shop")], [rejected(3)])
+    store_batch(pg_conn, [observation("shop", now)], [rejected(3)])
     assert metrics.latest(pg_conn, ["shop"])[1].stored == 1
     assert metrics.pipeline(pg_conn).rejected_total == 3

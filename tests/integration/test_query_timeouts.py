@@ -22,7 +22,8 @@ from sitewatch.judge.session import Session
 from sitewatch.names import ALERTING_ROLE
 from sitewatch.storage.checks import store_batch
 from sitewatch.storage.timeouts import TIMEOUT_VAR, bounded
-from tests.integration.test_burn_windows import SITES, check
+from tests.builders import observation
+from tests.integration.test_burn_windows import SITES
 from tests.integration.test_drain import produce, run_drain
 from tests.integration.test_sites_page import app_on
 
@@ -38,7 +39,7 @@ def conn(pg_conn, migrated_schema):
     """A migrated schema; slow, alpha and beta checked every minute for 6 hours, every 20th
     check down (slow's 90-day rule burns at 50x)."""
     rows = [
-        check(site, NOW - k * MINUTE, up=k % 20 != 0)
+        observation(site, NOW - k * MINUTE, up=k % 20 != 0)
         for site in ("slow", "alpha", "beta")
         for k in range(360)
     ]
@@ -107,7 +108,7 @@ def test_a_burn_evaluation_past_the_limit_does_not_stop_the_drain(
     session = Session(alerting, send, sites=lambda: sites)
     hook = BurnAlerts(session, every=0)
     locked("site_slo_alerts")  # the burn check's second read; the drain never touches it
-    produce(topic, [check("alpha", NOW - k * MINUTE - MINUTE / 2) for k in range(50)])
+    produce(topic, [observation("alpha", NOW - k * MINUTE - MINUTE / 2) for k in range(50)])
 
     with caplog.at_level(logging.ERROR):
         result = run_drain(topic, conn, on_caught_up=hook)

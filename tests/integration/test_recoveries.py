@@ -25,6 +25,7 @@ from sitewatch.names import ALERTING_ROLE, POSTGRES_ALERTING_CONN_ID
 from sitewatch.observation import Observation
 from sitewatch.pipeline.drain import drain
 from sitewatch.storage.checks import observation_rows
+from tests.builders import observation
 from tests.integration.test_drain import committed, execute, long_url, produce, run_drain
 
 T0 = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
@@ -40,17 +41,8 @@ sites:
 
 
 def check(site: str, minute: int, up: bool = True) -> Observation:
-    at = T0 + timedelta(minutes=minute)
-    return Observation(
-        site=site,
-        url=f"https://{site}.example.com/",
-        checked_at=at,
-        up=up,
-        scheduled_at=at,
-        attempt=1,
-        final=True,
-        status_code=200 if up else 500,
-    )
+    """The final check of ``site`` in the run ``minute`` minutes after T0 (no response time)."""
+    return observation(site, T0 + timedelta(minutes=minute), up=up, response_time_ms=None)
 
 
 def judged(conn, site: str, verdict: Verdict, minute: int) -> None:

@@ -20,7 +20,6 @@ from psycopg.conninfo import conninfo_to_dict
 from sitewatch.config.objectives import Slo
 from sitewatch.dashboard import report
 from sitewatch.errors import SettingError, StorageError
-from sitewatch.observation import Observation
 from sitewatch.storage.checks import store_batch
 from sitewatch.storage.sla import (
     REPORT_TIMEOUT_VAR,
@@ -31,6 +30,7 @@ from sitewatch.storage.sla import (
     report_timeout,
 )
 from sitewatch.storage.verdicts import record_verdict
+from tests.builders import observation
 
 pytestmark = pytest.mark.services
 
@@ -45,35 +45,6 @@ def at(month: int, day: int, hour: int, minute: int) -> datetime:
     return datetime(2026, month, day, hour, minute, tzinfo=UTC)
 
 
-def check(
-    site: str,
-    when: datetime,
-    *,
-    up=True,
-    final=True,
-    attempt=1,
-    maintenance=False,
-    location="local",
-    error="http_status",
-    detail="status 503",
-) -> Observation:
-    return Observation(
-        site=site,
-        location=location,
-        url=f"https://{site}.example/",
-        checked_at=when,
-        up=up,
-        scheduled_at=when,
-        attempt=attempt,
-        final=final,
-        status_code=200 if up else 503,
-        response_time_ms=100.0,
-        error=None if up else error,
-        error_detail=None if up else detail,
-        maintenance=maintenance,
-    )
-
-
 # shop, one location: three incidents touch November.
 #   A: down Oct 31 23:30, up Nov 1 00:30: 60 min long, 30 of them in November.
 #   B: down Nov 10 10:10 (a retried failure), 10:20 down in maintenance, 10:30 down, up 10:40:
@@ -83,19 +54,23 @@ def check(
 #   November's final checks outside maintenance: 00:30, 10:00, 10:10, 10:30, 10:40, Nov 20
 #   02:10, 23:50: 7, 4 up (57.14%); 2 in maintenance. Downtime 30 + 20 + 10 = 60 min.
 SHOP = [
-    check("shop", at(10, 31, 23, 0)),
-    check("shop", at(10, 31, 23, 30), up=False, error="timeout", detail="no answer in 10 s"),
-    check("shop", at(11, 1, 0, 30)),
-    check("shop", at(11, 10, 10, 0)),
-    check("shop", at(11, 10, 10, 10), up=False, final=False, error="connect", detail="refused"),
-    check("shop", at(11, 10, 10, 10), up=False, attempt=2, detail=HOSTILE),
-    check("shop", at(11, 10, 10, 20), up=False, maintenance=True),
-    check("shop", at(11, 10, 10, 30), up=False),
-    check("shop", at(11, 10, 10, 40)),
-    check("shop", at(11, 20, 2, 0), maintenance=True),
-    check("shop", at(11, 20, 2, 10)),
-    check("shop", at(11, 30, 23, 50), up=False, error="connect", detail="refused"),
-    check("shop", at(12, 1, 0, 20)),
+    observation("shop", at(10, 31, 23, 0)),
+    observation(
+        "shop", at(10, 31, 23, 30), up=False, error="timeout", error_detail="no answer in 10 s"
+    ),
+    observation("shop", at(11, 1, 0, 30)),
+    observation("shop", at(11, 10, 10, 0)),
+    observation(
+        "shop", at(11, 10, 10, 10), up=False, final=False, error="connect", error_detail="refused"
+    ),
+    observation("shop", at(11, 10, 10, 10), up=False, attempt=2, error_detail=HOSTILE),
+    observation("shop", at(11, 10, 10, 20), up=False, maintenance=True),
+    observation("shop", at(11, 10, 10, 30), up=False),
+    observation("shop", at(11, 10, 10, 40)),
+    observation("shop", at(11, 20, 2, 0), maintenance=True),
+    observation("shop", at(11, 20, 2, 10)),
+    observation("shop", at(11, 30, 23, 50), up=False, error="connect", error_detail="refused"),
+    observation("shop", at(12, 1, 0, 20)),
 ]
 
 
@@ -109,8 +84,10 @@ def api(conn) -> None:
     batch = []
     for minute, east, west in runs:
         when = at(11, 5, 12, minute)
-        batch.append(check("api", when, up=east, location="east", error="tls", detail="expired"))
-        batch.append(check("api", when, up=west, location="west"))
+        batch.append(
+            observation("api", when, up=east, location="east", error="tls", error_detail="expired")
+        )
+        batch.append(observation("api", when, up=west, location="west"))
     store_batch(conn, batch)
     for minute, verdict in ((0, "up"), (5, "partial"), (10, "down")):
         outcomes = {"east": "down" if minute else "up", "west": "up"}
@@ -119,7 +96,7 @@ def api(conn) -> None:
 
 def blog(conn) -> None:
     """Up all along: one check a day of November."""
-    store_batch(conn, [check("blog", at(11, 1 + d, 6, 0)) for d in range(30)])
+    store_batch(conn, [observation("blog", at(11, 1 + d, 6, 0)) for d in range(30)])
 
 
 @pytest.fixture
@@ -183,7 +160,7 @@ def test_a_down_streak_across_maintenance_is_one_incident_less_the_window(pg_con
     store_batch(
         pg_conn,
         [
-            check("db", at(11, 3, 8, 0) + m * MINUTE, up=up, maintenance=maint)
+            observation("db", at(11, 3, 8, 0) + m * MINUTE, up=up, maintenance=maint)
             for m, up, maint in runs
         ],
     )
@@ -357,10 +334,11 @@ def test_sites_the_rollup_calls_quiet_keep_what_happened_at_the_months_edges(
     #   judged: east up, west and north missing, judged down at Nov 3 12:00 (quorum 2); up at
     #   12:05: an incident of 5 minutes that no stored check shows
     store_batch(pg_conn, [
-        check("late", at(10, 31, 23, 50), maintenance=True), check("late", at(11, 1, 0, 10)),
-        check("edge", at(10, 31, 23, 40), up=False), check("edge", at(11, 1, 0, 20)),
-        check("judged", at(11, 3, 12, 0), location="east"),
-        check("judged", at(11, 3, 12, 5), location="east"),
+        observation("late", at(10, 31, 23, 50), maintenance=True),
+        observation("late", at(11, 1, 0, 10)),
+        observation("edge", at(10, 31, 23, 40), up=False), observation("edge", at(11, 1, 0, 20)),
+        observation("judged", at(11, 3, 12, 0), location="east"),
+        observation("judged", at(11, 3, 12, 5), location="east"),
     ])  # fmt: skip
     missing = {"east": "up", "west": "missing", "north": "missing"}
     record_verdict(pg_conn, "judged", at(11, 3, 12, 0), "down", 2, missing)
@@ -404,10 +382,10 @@ def test_a_month_of_healthy_sites_is_read_from_the_rollup_not_the_raw_checks(
     # cost a few index probes and only the troubled one's runs are read.
     every = [at(11, 1, 0, 0) + n * 30 * MINUTE for n in range(30 * 48)]
     for name in ("a", "b", "c", "d", "e"):
-        store_batch(pg_conn, [check(name, when) for when in every])
+        store_batch(pg_conn, [observation(name, when) for when in every])
     store_batch(pg_conn, [
-        check("shop", at(11, 2, 10, 0)), check("shop", at(11, 2, 10, 5), up=False),
-        check("shop", at(11, 2, 10, 10)),
+        observation("shop", at(11, 2, 10, 0)), observation("shop", at(11, 2, 10, 5), up=False),
+        observation("shop", at(11, 2, 10, 10)),
     ])  # fmt: skip
     before = raw_rows_read(pg_conn)
     got = period(pg_conn, *NOVEMBER, NOW)

@@ -23,35 +23,11 @@ from sitewatch.storage.retention import (
 )
 from sitewatch.storage.schema import MIGRATIONS, SCHEMA_VERSION, migrate
 from sitewatch.storage.verdicts import record_verdict
+from tests.builders import observation
 
 pytestmark = pytest.mark.services
 
 NOW = datetime(2026, 6, 10, 0, 0, tzinfo=UTC)  # midnight: day boundaries fall on the cutoff
-
-
-def check(
-    at: datetime,
-    site: str = "alpha",
-    *,
-    attempt=1,
-    final=True,
-    up=True,
-    ms=100.0,
-    location="local",
-):
-    return Observation(
-        site=site,
-        location=location,
-        url=f"https://{site}.example/",
-        checked_at=at,
-        up=up,
-        scheduled_at=at,
-        attempt=attempt,
-        final=final,
-        status_code=200 if up else 503,
-        response_time_ms=ms,
-        error=None if up else "http_status",
-    )
 
 
 def varied_checks(
@@ -70,7 +46,9 @@ def varied_checks(
                     final = attempt == tries
                     up = final and rng.random() < 0.8
                     ms = None if rng.random() < 0.15 else round(rng.uniform(5, 3000), 3)
-                    obs = check(at, site, attempt=attempt, final=final, up=up, ms=ms)
+                    obs = observation(
+                        site, at, attempt=attempt, final=final, up=up, response_time_ms=ms
+                    )
                     checks.append(dataclasses.replace(obs, location=location))
     return checks
 
@@ -165,24 +143,29 @@ def test_maintenance_creates_today_and_the_next_seven_days_once(db):
 def test_store_batch_into_a_day_without_a_partition_creates_it(db):
     days = [datetime(2001, 1, 1, 12, tzinfo=UTC), datetime(2040, 12, 31, 23, 59, tzinfo=UTC)]
     assert name(days[0].date()) not in partitions(db)
-    assert store_batch(db, [check(at) for at in days]) == StoreResult(2, 0, 0)
+    assert store_batch(db, [observation("alpha", at) for at in days]) == StoreResult(2, 0, 0)
     assert {name(d.date()) for d in days} <= set(partitions(db))
     assert query(db, "SELECT count(*) FROM site_checks") == [(2,)]
 
 
 def test_a_partition_is_made_on_the_scheduled_time_s_utc_day(db):
     # 23:30 at UTC-5 is 04:30 the next day in UTC: it belongs to that UTC day's partition.
-    store_batch(db, [check(datetime(2030, 5, 1, 23, 30, tzinfo=timezone(timedelta(hours=-5))))])
+    store_batch(
+        db,
+        [observation("alpha", datetime(2030, 5, 1, 23, 30, tzinfo=timezone(timedelta(hours=-5))))],
+    )
     assert query(db, "SELECT tableoid::regclass::text FROM site_checks") == [
         ("site_checks_p20300502",)
     ]
 
 
 def test_redelivery_dedups_across_partitions(db, pg_connect):
-    batch = [check(NOW + timedelta(hours=h), site) for h in range(-30, 30, 3) for site in "ab"]
+    batch = [
+        observation(site, NOW + timedelta(hours=h)) for h in range(-30, 30, 3) for site in "ab"
+    ]
     assert store_batch(db, batch) == StoreResult(40, 0, 0)
     assert query(db, "SELECT count(DISTINCT tableoid) FROM site_checks") == [(4,)]
-    extra = [check(NOW + timedelta(days=3), "c")]
+    extra = [observation("c", NOW + timedelta(days=3))]
     assert store_batch(db, batch + extra) == StoreResult(1, 40, 0)
     # a new connection (which knows no partition yet) sees the same
     assert store_batch(pg_connect(), batch[::-1] + batch[:5]) == StoreResult(0, 45, 0)
@@ -192,10 +175,12 @@ def test_redelivery_dedups_across_partitions(db, pg_connect):
 
 def test_a_day_dropped_after_the_connection_stored_into_it_is_made_again(db):
     old = datetime(2020, 1, 5, 10, tzinfo=UTC)
-    store_batch(db, [check(old)])
+    store_batch(db, [observation("alpha", old)])
     assert drop_expired_partitions(db, NOW, 90) == [name(old.date())]
     # this connection remembers the day; the batch must still be stored
-    assert store_batch(db, [check(old + timedelta(minutes=5))]) == StoreResult(1, 0, 0)
+    assert store_batch(db, [observation("alpha", old + timedelta(minutes=5))]) == StoreResult(
+        1, 0, 0
+    )
     assert query(db, "SELECT count(*) FROM site_checks") == [(1,)]
 
 
@@ -205,7 +190,7 @@ def test_a_day_dropped_after_the_connection_stored_into_it_is_made_again(db):
 def test_only_days_wholly_past_the_retention_are_dropped(db):
     retention = 10  # cutoff: 2026-05-31 00:00
     days = [date(2026, 5, 29), date(2026, 5, 30), date(2026, 5, 31), date(2026, 6, 1)]
-    store_batch(db, [check(datetime(d.year, d.month, d.day, tzinfo=UTC) + timedelta(hours=h))
+    store_batch(db, [observation("alpha", datetime(d.year, d.month, d.day, h, tzinfo=UTC))
                      for d in days for h in (0, 12, 23)])  # fmt: skip
     # 05-30 ends exactly at the cutoff: every row of it is older, so it goes
     dropped = drop_expired_partitions(db, NOW, retention)
@@ -363,7 +348,7 @@ def test_migration_4_moves_a_populated_table_without_losing_a_row(pg_conn):
     assert {name(date(2026, 3, 1) + timedelta(days=i)) for i in range(10)} <= names
     assert query(pg_conn, "SELECT to_regclass('site_checks_unpartitioned')") == [(None,)]
     # the trigger is back: new rows (and redelivered ones) keep the daily rollup exact
-    late = [check(datetime(2026, 3, 4, 1, 2, 3, tzinfo=UTC), f"site-{i}", up=i % 2 == 0)
+    late = [observation(f"site-{i}", datetime(2026, 3, 4, 1, 2, 3, tzinfo=UTC), up=i % 2 == 0)
             for i in range(12)]  # fmt: skip
     assert store_batch(pg_conn, late + late[:3]) == StoreResult(12, 3, 0)
     assert store_batch(pg_conn, late) == StoreResult(0, 12, 0)
@@ -437,7 +422,9 @@ def test_migration_6_makes_every_stored_row_local_and_keeps_the_rollups(pg_conn)
     ]
     # A second location's checks of the same runs are new rows; the rollups count them apart.
     late = [
-        check(datetime(2026, 3, 10, 1, 2, 3, tzinfo=UTC), f"site-{i}", up=i % 2 == 0, location=loc)
+        observation(
+            f"site-{i}", datetime(2026, 3, 10, 1, 2, 3, tzinfo=UTC), up=i % 2 == 0, location=loc
+        )
         for i in range(1, 4)
         for loc in ("local", "east")
     ]
@@ -495,13 +482,17 @@ def test_migration_7_marks_up_attempts_final_and_recounts_the_kept_days(pg_conn)
     at_version(pg_conn, 6)
     days = [date(2026, 3, 1) + timedelta(days=i) for i in range(3)]
     healthy = [  # as versions before 7 stored them: up on try 1 of 3, so not final
-        check(datetime(2026, 3, 1 + d, h, 0, 5, tzinfo=UTC), f"site-{s}", up=True, final=False)
+        observation(
+            f"site-{s}", datetime(2026, 3, 1 + d, h, 0, 5, tzinfo=UTC), up=True, final=False
+        )
         for d in range(3)
         for h in range(0, 24, 6)
         for s in (1, 2)
     ]
     retried = [  # down on try 1, up on try 2 (also not final then), each once a day
-        check(datetime(2026, 3, 1 + d, 12, 30, tzinfo=UTC), "site-3", up=up, final=False, attempt=a)
+        observation(
+            "site-3", datetime(2026, 3, 1 + d, 12, 30, tzinfo=UTC), up=up, final=False, attempt=a
+        )
         for d in range(3)
         for a, up in ((1, False), (2, True))
     ]
@@ -513,7 +504,7 @@ def test_migration_7_marks_up_attempts_final_and_recounts_the_kept_days(pg_conn)
             " VALUES ('site-1', '2026-01-01', 'local', 100, 99)"
         )
     pg_conn.commit()
-    down = check(datetime(2026, 3, 3, 12, 0, tzinfo=UTC), "site-4", up=False)  # final
+    down = observation("site-4", datetime(2026, 3, 3, 12, 0, tzinfo=UTC), up=False)  # final
     store_before_8(pg_conn, [*healthy, *retried, down])
     with pg_conn.cursor() as cur:  # as maintenance did before migration 8
         cur.execute(REFRESH_HOURLY_BEFORE_8)

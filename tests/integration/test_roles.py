@@ -22,7 +22,6 @@ from sqlalchemy.engine import make_url
 from sitewatch.alerting import store as alert_store
 from sitewatch.alerting.rules import Event, Verdict
 from sitewatch.names import ALERTING_ROLE, DRAIN_ROLE, READER_ROLE
-from sitewatch.observation import Observation
 from sitewatch.storage.checks import Rejected, store_batch
 from sitewatch.storage.schema import migrate
 from sitewatch.storage.verdicts import (
@@ -31,6 +30,7 @@ from sitewatch.storage.verdicts import (
     record_verdict,
     undecided_runs,
 )
+from tests.builders import observation
 
 OWNER_ROLE = "sitewatch_owner"  # docker/postgres/sitewatch-roles.psql
 AIRFLOW_ROLE = "sitewatch_airflow"
@@ -62,20 +62,6 @@ def refused(conn: psycopg.Connection, statement: str, params=()) -> bool:
     except InsufficientPrivilege:
         return True
     return False
-
-
-def observation(site: str, scheduled_at: datetime, location: str = "local") -> Observation:
-    return Observation(
-        site=site,
-        location=location,
-        url="https://example.com/",
-        checked_at=scheduled_at,
-        up=True,
-        scheduled_at=scheduled_at,
-        attempt=1,
-        final=True,
-        status_code=200,
-    )
 
 
 def test_the_roles_exist_and_none_is_a_superuser(pg_dsn):
@@ -163,7 +149,7 @@ def test_the_drain_role_stores_checks_and_makes_a_missing_day_but_cannot_drop(pg
 def test_the_alerting_role_keeps_alert_state_and_verdicts_and_nothing_else(pg_dsn, owned_schema):
     now = datetime.now(UTC)
     with as_role(pg_dsn, DRAIN_ROLE, owned_schema) as drain:
-        store_batch(drain, [observation("roles", now), observation("roles", now, "east")])
+        store_batch(drain, [observation("roles", now), observation("roles", now, location="east")])
     with as_role(pg_dsn, ALERTING_ROLE, owned_schema) as alerting:
         event = Event(Verdict.DOWN, at=now, run_id="r1", error="HTTP", detail="500")
         _, new, _ = alert_store.apply(alerting, "roles", event, timedelta(hours=1))

@@ -24,6 +24,7 @@ from sitewatch.errors import ConnectionConfigError, ConsumeError
 from sitewatch.names import DRAIN_GROUP
 from sitewatch.observation import Observation
 from sitewatch.pipeline.drain import drain
+from tests.builders import observation
 from tests.unit.servers import start_handshake_only
 
 pytestmark = pytest.mark.services
@@ -192,7 +193,4 @@ def test_the_connections_oauth_cb_reaches_the_looks_clients(monkeypatch, tmp_pat
 
 
 def _observation() -> Observation:
-    t0 = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0)
-    return Observation(
-        site="s", url="https://example.com/", checked_at=t0, up=True, scheduled_at=t0
-    )
+    return observation("s", (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0))

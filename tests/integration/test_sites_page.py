@@ -18,7 +18,6 @@ from sitewatch.config.objectives import Slo
 from sitewatch.config.site import Site
 from sitewatch.dashboard import report
 from sitewatch.names import READER_ROLE
-from sitewatch.observation import Observation
 from sitewatch.storage import sla
 from sitewatch.storage.checks import store_batch
 from sitewatch.storage.mutes import add_mutes
@@ -28,6 +27,7 @@ from sitewatch.storage.sla import period
 from sitewatch.storage.slo import SloAlert, save_slo_alert
 from sitewatch.storage.verdicts import record_verdict
 from sitewatch.web import app as sites_app
+from tests.builders import observation
 from tests.integration import test_roles as roles
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -104,15 +104,6 @@ def test_an_unknown_valid_name_is_still_a_404(client, migrated_schema):
     assert answer.status_code == 404
 
 
-def observation(site, location, ago, *, up=True, attempt=1, final=True, error=None):
-    at = NOW - ago
-    return Observation(
-        site=site, location=location, url=f"https://{site}.example/", checked_at=at, up=up,
-        scheduled_at=at, attempt=attempt, final=final, status_code=200 if up else 503,
-        response_time_ms=100.0, error=error, error_detail=f"{error} <b>" if error else None,
-    )  # fmt: skip
-
-
 def test_a_site_with_several_locations_shows_them_and_its_verdict(
     pg_connect, pg_conn, migrated_schema, monkeypatch
 ):
@@ -121,11 +112,18 @@ def test_a_site_with_several_locations_shows_them_and_its_verdict(
     store_batch(
         pg_conn,
         [
-            observation("multi", "eu", five),
-            observation("multi", "us", five, up=False, error="status"),
-            observation("multi", "eu", 2 * five),
-            observation("multi", "us", 2 * five),
-            observation("shop", "local", five),
+            observation("multi", NOW - five, location="eu"),
+            observation(
+                "multi",
+                NOW - five,
+                location="us",
+                up=False,
+                error="status",
+                error_detail="status <b>",
+            ),
+            observation("multi", NOW - 2 * five, location="eu"),
+            observation("multi", NOW - 2 * five, location="us"),
+            observation("shop", NOW - five),
         ],
     )
     outcomes = {"eu": "up", "us": "down", "ap": "missing"}
@@ -181,15 +179,10 @@ def cells(html: str) -> list[tuple[str, str]]:
 HOUR, MINUTE = timedelta(hours=1), timedelta(minutes=1)
 
 
-def check(site, ago, *, up=True, final=True, attempt=1, ms=100.0, maintenance=False):
-    """A single-location check of ``site`` scheduled ``ago`` before NOW."""
-    at = NOW - ago
-    return Observation(
-        site=site, location="local", url=f"https://{site}.example/", checked_at=at, up=up,
-        scheduled_at=at, attempt=attempt, final=final, status_code=200 if up else 503,
-        response_time_ms=ms if up else None, error=None if up else "http_status",
-        error_detail=None if up else "status 503", maintenance=maintenance,
-    )  # fmt: skip
+def check(site, ago, *, up=True, ms=100.0, **fields):
+    """A single-location check of ``site`` scheduled ``ago`` before NOW; no response time when
+    down."""
+    return observation(site, NOW - ago, up=up, response_time_ms=ms if up else None, **fields)
 
 
 def listing_order(html: str) -> list[str]:

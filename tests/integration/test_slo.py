@@ -12,45 +12,17 @@ import pytest
 from sitewatch.alerting import slo as objectives
 from sitewatch.alerting.slo import Burn, Notice
 from sitewatch.config.objectives import DEFAULT_BURN_RULES, BurnRule, Slo
-from sitewatch.observation import Observation
 from sitewatch.storage import slo as store
 from sitewatch.storage.checks import store_batch
 from sitewatch.storage.retention import refresh_hourly
 from sitewatch.storage.slo import SloAlert, Tally
+from tests.builders import observation
 
 pytestmark = pytest.mark.services
 
 NOW = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
 MINUTE, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
 PAGE, WARN = DEFAULT_BURN_RULES
-
-
-def check(
-    site: str,
-    at: datetime,
-    *,
-    up=True,
-    final=True,
-    attempt=1,
-    maintenance=False,
-    ms=100.0,
-    location="local",
-) -> Observation:
-    return Observation(
-        site=site,
-        location=location,
-        url=f"https://{site}.example/",
-        checked_at=at,
-        up=up,
-        scheduled_at=at,
-        attempt=attempt,
-        final=final,
-        status_code=200 if up else 503,
-        response_time_ms=ms,
-        error=None if up else "http_status",
-        error_detail=None if up else "status 503",
-        maintenance=maintenance,
-    )
 
 
 @pytest.fixture
@@ -66,16 +38,17 @@ def test_availability_sums_the_hourly_rollup_without_maintenance(conn):
     store_batch(
         conn,
         [
-            check("alpha", start + 5 * MINUTE),
-            check("alpha", start + 65 * MINUTE, up=False, final=False),  # retried: not counted
-            check("alpha", start + 65 * MINUTE, up=False, attempt=2),
-            check("alpha", start + 125 * MINUTE, location="east"),
-            check("alpha", start + 125 * MINUTE, location="west", up=False),
-            check("alpha", start + 130 * MINUTE, up=False, maintenance=True),  # left out
-            check("alpha", start - 5 * MINUTE, up=False),  # before the 3 h window
-            check("alpha", NOW + 65 * MINUTE),  # the hour after NOW's
-            check("beta", NOW - 30 * MINUTE - DAY),
-            check("beta", NOW - 90 * MINUTE - DAY, up=False),
+            observation("alpha", start + 5 * MINUTE),
+            # retried: not counted
+            observation("alpha", start + 65 * MINUTE, up=False, final=False),
+            observation("alpha", start + 65 * MINUTE, up=False, attempt=2),
+            observation("alpha", start + 125 * MINUTE, location="east"),
+            observation("alpha", start + 125 * MINUTE, location="west", up=False),
+            observation("alpha", start + 130 * MINUTE, up=False, maintenance=True),  # left out
+            observation("alpha", start - 5 * MINUTE, up=False),  # before the 3 h window
+            observation("alpha", NOW + 65 * MINUTE),  # the hour after NOW's
+            observation("beta", NOW - 30 * MINUTE - DAY),
+            observation("beta", NOW - 90 * MINUTE - DAY, up=False),
         ],
     )
     refresh_hourly(conn, NOW + HOUR)  # percentiles: the counts stay the trigger's
@@ -102,10 +75,10 @@ def test_availability_from_days_and_hours_equals_the_raw_rows(conn, hours):
         for location in ("east", "west"):
             down = (k + len(location)) % 7 == 0
             if down and k % 2:
-                batch.append(check("alpha", at, up=False, final=False, location=location))
+                batch.append(observation("alpha", at, up=False, final=False, location=location))
             maintenance = k % 11 == 0
-            batch.append(check("alpha", at, up=not down, attempt=2 if down else 1,
-                               location=location, maintenance=maintenance))  # fmt: skip
+            batch.append(observation("alpha", at, up=not down, attempt=2 if down else 1,
+                                     location=location, maintenance=maintenance))  # fmt: skip
     store_batch(conn, batch)
     until = NOW.replace(minute=0) + HOUR
     got = store.availability(conn, {"alpha": hours * HOUR}, NOW)["alpha"]
@@ -117,12 +90,15 @@ def test_availability_from_days_and_hours_equals_the_raw_rows(conn, hours):
 
 def test_p95_latency_counts_final_up_checks_outside_maintenance(conn):
     # 21 up checks of 0, 100, ..., 2000 ms: percentile_cont(0.95) is the 20th, 1900 ms
-    batch = [check("alpha", NOW - (i + 1) * MINUTE, ms=100.0 * i) for i in range(21)]
+    batch = [
+        observation("alpha", NOW - (i + 1) * MINUTE, response_time_ms=100.0 * i) for i in range(21)
+    ]
     batch += [
-        check("alpha", NOW - 30 * MINUTE, up=False, ms=9000.0),  # down
-        check("alpha", NOW - 31 * MINUTE, maintenance=True, ms=9000.0),  # in maintenance
-        check("alpha", NOW - 2 * HOUR, ms=9000.0),  # outside the window
-        check("beta", NOW - MINUTE, up=False),
+        observation("alpha", NOW - 30 * MINUTE, up=False, response_time_ms=9000.0),  # down
+        # in maintenance
+        observation("alpha", NOW - 31 * MINUTE, maintenance=True, response_time_ms=9000.0),
+        observation("alpha", NOW - 2 * HOUR, response_time_ms=9000.0),  # outside the window
+        observation("beta", NOW - MINUTE, up=False),
     ]
     store_batch(conn, batch)
     got = store.latency_p95(conn, {"alpha": HOUR, "beta": HOUR}, NOW)
@@ -137,13 +113,16 @@ def test_budget_series_from_the_daily_rollup(conn):
     first, last = objectives.window_days(slo, NOW)
     assert (first, last) == (date(2026, 6, 7), date(2026, 6, 10))
     day1 = datetime(2026, 6, 7, 13, tzinfo=UTC)
-    batch = [check("alpha", day1 + i * MINUTE) for i in range(100)]  # 100 up on June 7
-    batch += [check("alpha", day1 + DAY + i * MINUTE, up=i >= 1) for i in range(100)]  # 1 down
+    batch = [observation("alpha", day1 + i * MINUTE) for i in range(100)]  # 100 up on June 7
+    # 1 down
+    batch += [observation("alpha", day1 + DAY + i * MINUTE, up=i >= 1) for i in range(100)]
     in_maintenance = day1 + DAY + 200 * MINUTE
     batch += [
-        check("alpha", in_maintenance + i * MINUTE, up=False, maintenance=True) for i in range(5)
+        observation("alpha", in_maintenance + i * MINUTE, up=False, maintenance=True)
+        for i in range(5)
     ]
-    batch += [check("alpha", NOW - i * MINUTE, up=i >= 1) for i in range(200)]  # 1 down June 10
+    # 1 down June 10
+    batch += [observation("alpha", NOW - i * MINUTE, up=i >= 1) for i in range(200)]
     store_batch(conn, batch)
     days = store.daily_tallies(conn, "alpha", first, last)
     assert days == [
@@ -196,7 +175,7 @@ def test_a_rule_fires_only_when_both_windows_burn_fast_enough():
 def minutes_back(site: str, down: set[int], *, maintenance: set[int] = frozenset()) -> list:
     """One check a minute at NOW - k minutes, k = 0..359 (6 h), down where ``k in down``."""
     return [
-        check(site, NOW - k * MINUTE, up=k not in down, maintenance=k in maintenance)
+        observation(site, NOW - k * MINUTE, up=k not in down, maintenance=k in maintenance)
         for k in range(360)
     ]
 

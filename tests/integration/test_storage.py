@@ -23,6 +23,7 @@ from sitewatch.storage.checks import (
 )
 from sitewatch.storage.schema import SCHEMA_VERSION, migrate, transaction
 from tests import schemas
+from tests.builders import observation
 
 pytestmark = pytest.mark.services
 
@@ -31,14 +32,13 @@ NAMES = [f.name for f in FIELDS]
 ODD_TEXT = 'tab\there\nnew line\r\\backslash \\N None "quoted" \n\\.\n ünïcødé ✓ 🐘 \x01\x1f'
 
 
-def observation(i: int = 0, **changes) -> Observation:
+def full(i: int = 0, **changes) -> Observation:
     """A fully populated observation; ``i`` makes its key unique."""
-    obs = Observation(
-        site=f"site-{i % 7}",
+    obs = observation(
+        f"site-{i % 7}",
+        T0 + timedelta(minutes=i),
         url=f"https://example.com/{i}",
         checked_at=T0 + timedelta(seconds=i, microseconds=123_457),
-        up=True,
-        scheduled_at=T0 + timedelta(minutes=i),
         attempt=1 + i % 3,
         final=i % 3 == 2,
         status_code=200,
@@ -49,8 +49,6 @@ def observation(i: int = 0, **changes) -> Observation:
         ttfb_ms=99.0,
         regex="ok|healthy",
         regex_matched=True,
-        error=None,
-        error_detail=None,
         final_url=f"https://www.example.com/{i}",
         body_bytes=5_000_000_000,
         tls_expires_at=datetime(2026, 1, 1, 12, tzinfo=UTC),
@@ -60,13 +58,16 @@ def observation(i: int = 0, **changes) -> Observation:
 
 def sparse(i: int) -> Observation:
     """An observation with every optional field None (a connection error)."""
-    return Observation(
-        site="down",
+    return observation(
+        "down",
+        T0 + timedelta(minutes=i),
+        up=False,
         url="http://10.255.255.1/",
         checked_at=T0,
-        up=False,
-        scheduled_at=T0 + timedelta(minutes=i),
+        status_code=None,
+        response_time_ms=None,
         error="connect_timeout",
+        error_detail=None,
     )
 
 
@@ -220,11 +221,11 @@ def test_migrate_on_a_closed_connection_raises_storage_error(pg_conn):
 
 def test_stored_rows_match_the_observations_field_by_field(db):
     batch = [
-        observation(1),
-        observation(2, error="status", error_detail=ODD_TEXT, up=False, regex_matched=False),
-        observation(3, regex="None", final_url="", url="https://example.com/\\path\t"),
+        full(1),
+        full(2, error="status", error_detail=ODD_TEXT, up=False, regex_matched=False),
+        full(3, regex="None", final_url="", url="https://example.com/\\path\t"),
         # the same instant written with another UTC offset
-        observation(4, scheduled_at=T0.astimezone(timezone(timedelta(hours=-7)))),
+        full(4, scheduled_at=T0.astimezone(timezone(timedelta(hours=-7)))),
         sparse(5),
     ]
     assert store_batch(db, batch) == StoreResult(inserted=5, duplicates=0, rejected=0)
@@ -250,7 +251,7 @@ def test_timestamps_are_stored_as_utc_instants_whatever_the_session_time_zone(db
         cur.execute("SET TIME ZONE 'America/New_York'")
     db.commit()
     plus_two = timezone(timedelta(hours=2))
-    obs = observation(0, checked_at=datetime(2025, 6, 1, 16, 0, 0, 1, tzinfo=plus_two))
+    obs = full(0, checked_at=datetime(2025, 6, 1, 16, 0, 0, 1, tzinfo=plus_two))
     store_batch(db, [obs])
     with db.cursor() as cur:
         cur.execute(
@@ -261,16 +262,16 @@ def test_timestamps_are_stored_as_utc_instants_whatever_the_session_time_zone(db
 
 
 def test_redelivered_batch_makes_no_second_row(db):
-    batch = [observation(i) for i in range(20)]
+    batch = [full(i) for i in range(20)]
     assert store_batch(db, batch) == StoreResult(20, 0, 0)
     assert store_batch(db, batch) == StoreResult(0, 20, 0)
     assert len(stored(db)) == 20
 
 
 def test_two_locations_of_one_attempt_are_two_rows_and_each_is_stored_once(db):
-    east, west = observation(0, location="east"), observation(0, location="west", up=False)
+    east, west = full(0, location="east"), full(0, location="west", up=False)
     assert store_batch(db, [east, west]) == StoreResult(2, 0, 0)  # the COPY path
-    assert store_batch(db, [west, east, observation(1, location="east")]) == StoreResult(1, 2, 0)
+    assert store_batch(db, [west, east, full(1, location="east")]) == StoreResult(1, 2, 0)
     assert store_batch(db, [east, west, west]) == StoreResult(0, 3, 0)  # the staging path
     assert [(o.location, o.up) for o in as_observations(stored(db))] == [
         ("east", True),
@@ -291,29 +292,29 @@ def test_a_location_sent_by_no_producer_is_the_column_default(db):
     db.commit()
     assert [(o.site, o.location) for o in as_observations(stored(db))] == [("old", "local")]
     # ...and the same attempt stored again by the new drain is a duplicate of it
-    obs = observation(0, site="old", scheduled_at=T0, attempt=1)
+    obs = full(0, site="old", scheduled_at=T0, attempt=1)
     assert store_batch(db, [obs]) == StoreResult(0, 1, 0)
 
 
 def test_duplicates_within_one_batch_are_counted_once(db):
-    store_batch(db, [observation(0)])
-    batch = [observation(0), observation(1), observation(1), observation(2), observation(1)]
+    store_batch(db, [full(0)])
+    batch = [full(0), full(1), full(1), full(2), full(1)]
     assert store_batch(db, batch) == StoreResult(inserted=2, duplicates=3, rejected=0)
     assert sorted(key(o) for o in as_observations(stored(db))) == sorted(
-        key(observation(i)) for i in range(3)
+        key(full(i)) for i in range(3)
     )
 
 
 def test_large_batch_spanning_several_copy_chunks(db):
-    batch = [observation(i) for i in range(3500)] + [observation(5), observation(3499)]
+    batch = [full(i) for i in range(3500)] + [full(5), full(3499)]
     assert store_batch(db, batch) == StoreResult(3500, 2, 0)
     rows = as_observations(stored(db))
     assert len(rows) == 3500
-    assert {key(o): o for o in rows}[key(observation(3499))] == observation(3499)
+    assert {key(o): o for o in rows}[key(full(3499))] == full(3499)
 
 
 def test_text_postgresql_cannot_hold_is_replaced_not_fatal(db):
-    store_batch(db, [observation(0, error_detail="nul\x00byte", regex="lone \udcff surrogate")])
+    store_batch(db, [full(0, error_detail="nul\x00byte", regex="lone \udcff surrogate")])
     (row,) = as_observations(stored(db))
     assert row.error_detail == "nul\ufffdbyte"
     assert row.regex == "lone ? surrogate"
@@ -331,7 +332,7 @@ def test_text_postgresql_cannot_hold_is_replaced_not_fatal(db):
 )
 def test_invalid_observation_raises_value_error_and_stores_nothing(db, change, message):
     with pytest.raises(ValueError, match=message):
-        store_batch(db, [observation(0), observation(1, **change)])
+        store_batch(db, [full(0), full(1, **change)])
     assert stored(db) == []
 
 
@@ -341,7 +342,7 @@ def test_empty_batch_is_a_no_op(db):
 
 def test_autocommit_connection_is_stored_atomically_and_restored(db):
     db.autocommit = True
-    assert store_batch(db, [observation(0)]) == StoreResult(1, 0, 0)
+    assert store_batch(db, [full(0)]) == StoreResult(1, 0, 0)
     assert db.autocommit is True
     assert len(stored(db)) == 1
 
@@ -377,7 +378,7 @@ def test_rejected_messages_keep_their_raw_bytes_and_are_deduplicated(db):
             reason="not UTF-8 JSON",
         ),
     ]
-    assert store_batch(db, [observation(0)], batch) == StoreResult(1, 0, rejected=2)
+    assert store_batch(db, [full(0)], batch) == StoreResult(1, 0, rejected=2)
     assert store_batch(db, [], batch[:1]) == StoreResult(0, 0, rejected=0)
 
     with db.cursor() as cur:
@@ -407,12 +408,12 @@ def test_failure_after_the_copy_rolls_back_the_whole_batch(db):
     fine = Rejected(raw=b"y", key=None, topic="t", partition=0, offset=2, reason="ok")
 
     with pytest.raises(StorageError, match=r"^PostgreSQL could not store .*check constraint") as e:
-        store_batch(db, [observation(i) for i in range(10)], [fine, boom])
+        store_batch(db, [full(i) for i in range(10)], [fine, boom])
     assert isinstance(e.value.__cause__, psycopg.Error)
     assert stored(db) == []
     assert stored(db, "site_checks_rejected", "id") == []
     # the connection is usable again and the same batch can be retried
-    assert store_batch(db, [observation(i) for i in range(10)], [fine]) == StoreResult(10, 0, 1)
+    assert store_batch(db, [full(i) for i in range(10)], [fine]) == StoreResult(10, 0, 1)
 
 
 def test_failure_at_commit_rolls_back_the_whole_batch(db):
@@ -429,7 +430,7 @@ def test_failure_at_commit_rolls_back_the_whole_batch(db):
     db.commit()
     rejected = [Rejected(raw=b"x", key=None, topic="t", partition=0, offset=1, reason="r")]
     with pytest.raises(StorageError, match="^PostgreSQL .*refused at commit"):
-        store_batch(db, [observation(0)], rejected)
+        store_batch(db, [full(0)], rejected)
     assert stored(db) == []
     assert stored(db, "site_checks_rejected", "id") == []
 
@@ -439,9 +440,9 @@ def test_rows_postgresql_refuses_are_refused_alone_and_the_rest_is_stored(db):
     # refuses such a name, but whatever else a row does to PostgreSQL must cost only that row.
     chars = string.ascii_letters + string.punctuation
     huge = ["".join(random.Random(i).choices(chars, k=4096)) for i in range(2)]
-    observations = [observation(i) for i in range(50)]
-    observations[7:7] = [observation(100, site=huge[0])]
-    observations[40:40] = [observation(101, site=huge[1])]
+    observations = [full(i) for i in range(50)]
+    observations[7:7] = [full(100, site=huge[0])]
+    observations[40:40] = [full(101, site=huge[1])]
     rows = observation_rows(observations)
 
     def refuse(position: int, reason: str) -> Rejected:
@@ -464,7 +465,7 @@ def test_rows_postgresql_refuses_are_refused_alone_and_the_rest_is_stored(db):
 def test_closed_connection_raises_storage_error(db):
     db.close()
     with pytest.raises(StorageError, match="^PostgreSQL could not store 1 observations") as e:
-        store_batch(db, [observation(0)])
+        store_batch(db, [full(0)])
     # psycopg 3 reports a connection closed on the client side as an OperationalError.
     assert isinstance(e.value.__cause__, psycopg.OperationalError)
     assert "closed" in str(e.value)
@@ -492,7 +493,7 @@ def test_server_side_disconnect_raises_storage_error_and_stores_nothing(db, pg_c
     terminate(killer, db)
 
     with pytest.raises(StorageError, match="^PostgreSQL could not store") as e:
-        store_batch(db, [observation(0)])
+        store_batch(db, [full(0)])
     assert isinstance(e.value.__cause__, psycopg.OperationalError)
     assert db.closed
     assert stored(killer) == []
@@ -514,7 +515,7 @@ def test_the_server_gone_in_the_middle_of_a_copy_leaves_the_connection_closed(db
     # psycopg stays in the COPY when the server goes mid-stream: the connection must be closed
     # for the caller to reconnect, not left open and stuck.
     killer = pg_connect()
-    rows = list(observation_rows([observation(i) for i in range(20_000)]))
+    rows = list(observation_rows([full(i) for i in range(20_000)]))
 
     def streamed():
         yield from rows[:5_000]

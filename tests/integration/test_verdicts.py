@@ -15,6 +15,7 @@ from sitewatch.judge.runs import Verdicts, location_key
 from sitewatch.judge.session import Session
 from sitewatch.names import ALERTING_ROLE
 from sitewatch.observation import Observation
+from tests.builders import observation
 from tests.integration.test_drain import produce, run_drain
 from tests.integration.test_recoveries import replay
 
@@ -43,21 +44,14 @@ sites:
 DEADLINE = timedelta(seconds=39)
 
 
-def check(site, location, minute, up=True, attempt=1, final=True) -> Observation:
+def check(site, location, minute, up=True, attempt=1, **fields) -> Observation:
+    """Attempt ``attempt`` of ``site`` from ``location`` in the run ``minute`` minutes after T0."""
     at = T0 + timedelta(minutes=minute)
-    return Observation(
-        site=site,
-        url=f"https://{site}.example.com/",
-        checked_at=at + timedelta(seconds=attempt),
-        up=up,
-        scheduled_at=at,
-        attempt=attempt,
-        final=final,
-        location=location,
-        status_code=200 if up else 503,
-        error=None if up else "status",
-        error_detail=None if up else "status 503 not in 200-399",
-    )
+    return observation(
+        site, at, location=location, attempt=attempt, checked_at=at + timedelta(seconds=attempt),
+        up=up, error=None if up else "status",
+        error_detail=None if up else "status 503 not in 200-399", **fields,
+    )  # fmt: skip
 
 
 class Clock:

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from sitewatch.observation import Observation
 from sitewatch.storage import verdicts
 from sitewatch.storage.checks import store_batch
 from sitewatch.storage.verdicts import (
@@ -17,24 +16,13 @@ from sitewatch.storage.verdicts import (
     record_verdict,
     undecided_runs,
 )
+from tests.builders import observation
 
 pytestmark = pytest.mark.services
 
 T0 = datetime(2026, 4, 2, 12, 0, tzinfo=UTC)
 RUN = ("shop", T0)
-
-
-def check(site: str, at: datetime, location: str, attempt: int = 1, *, up=True, final=True):
-    return Observation(
-        site=site,
-        location=location,
-        url=f"https://{site}.example/",
-        checked_at=at + timedelta(seconds=attempt),
-        up=up,
-        scheduled_at=at,
-        attempt=attempt,
-        final=final,
-    )
+SECOND, DAY = timedelta(seconds=1), timedelta(days=1)
 
 
 def retried(site: str, at: datetime, location: str, ups: list[bool], *, done=True):
@@ -42,7 +30,15 @@ def retried(site: str, at: datetime, location: str, ups: list[bool], *, done=Tru
     ``done`` (no retry left), else the location is still retrying."""
     last = len(ups)
     return [
-        check(site, at, location, i, up=up, final=done and i == last)
+        observation(
+            site,
+            at,
+            location=location,
+            attempt=i,
+            checked_at=at + i * SECOND,
+            up=up,
+            final=done and i == last,
+        )
         for i, up in enumerate(ups, start=1)
     ]
 
@@ -118,7 +114,7 @@ def test_a_naive_time_is_refused_before_the_query(db):
 def three_days(db) -> None:
     """Checks on the day of T0 and on the days around it, so that each has a partition."""
     days = (-1, 0, 1)
-    store_batch(db, [check("shop", T0 + timedelta(days=d), "east") for d in days])
+    store_batch(db, [observation("shop", T0 + d * DAY, location="east") for d in days])
 
 
 def test_outcomes_walk_the_primary_key_of_the_runs_days_only(db):

@@ -6,14 +6,13 @@ gives up after its message timeout and reports, and publish must still be waitin
 
 import json
 import time
-from datetime import UTC, datetime
 
 import pytest
 
 from sitewatch.airflow.hooks import ObservationProducerHook
 from sitewatch.errors import DeliveryError
-from sitewatch.observation import Observation
 from sitewatch.pipeline.publish import PRODUCER_DEFAULTS, delivery_wait, publish
+from tests.builders import observation
 from tests.conftest import free_ports
 
 
@@ -61,7 +60,7 @@ def test_publish_waits_for_librdkafkas_own_report(monkeypatch):
     assert producer.delivery_wait == 7.0
     started = time.monotonic()
     with pytest.raises(DeliveryError) as failure:
-        publish(producer, _observation(), to_topic="sitewatch.wait-test")
+        publish(producer, observation("wait"), to_topic="sitewatch.wait-test")
     elapsed = time.monotonic() - started
     # librdkafka's report came first (its own error, not "within 7s"), after its 2 s
     assert "Kafka did not confirm delivery to sitewatch.wait-test: Local: Message timed out" in str(
@@ -74,12 +73,5 @@ def test_an_explicit_timeout_still_wins(monkeypatch):
     producer = _producer(monkeypatch)
     started = time.monotonic()
     with pytest.raises(DeliveryError, match=r"within 1s \(1 message\(s\) still queued\)"):
-        publish(producer, _observation(), to_topic="sitewatch.wait-test", timeout=1.0)
+        publish(producer, observation("wait"), to_topic="sitewatch.wait-test", timeout=1.0)
     assert time.monotonic() - started < 5
-
-
-def _observation() -> Observation:
-    t0 = datetime(2026, 11, 1, tzinfo=UTC)
-    return Observation(
-        site="wait", url="https://example.com/", checked_at=t0, up=True, scheduled_at=t0
-    )
