@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sitewatch.config.offset import auto_offset
-from tests.faults import hostile
+from tests import hostile
 from tests.faults.stack import (  # noqa: F401
     Stack,
     private_airflow,

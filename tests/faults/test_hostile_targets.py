@@ -21,12 +21,12 @@ import sys
 from pathlib import Path
 from urllib.parse import unquote
 
-import hostile  # tests/faults is on sys.path (rootdir-relative imports, like tests/unit)
 import pytest
 import report
 import trustme
 
 from sitewatch.probe.http import ERROR_KINDS
+from tests import hostile
 
 WORKER = Path(__file__).with_name("probe_worker.py")
 MARGIN = 0.5  # seconds a probe may take past its timeout

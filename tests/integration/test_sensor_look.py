@@ -25,7 +25,7 @@ from sitewatch.names import DRAIN_GROUP
 from sitewatch.observation import Observation
 from sitewatch.pipeline.drain import drain
 from tests.builders import observation
-from tests.unit.servers import start_handshake_only
+from tests.servers import start_handshake_only
 
 pytestmark = pytest.mark.services
 

@@ -1,7 +1,8 @@
 """Fixtures the unit suites share."""
 
 import pytest
-import servers  # tests/unit is on sys.path (pytest rootdir-relative import mode)
+
+from tests import servers
 
 
 @pytest.fixture(scope="module")

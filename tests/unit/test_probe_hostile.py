@@ -14,15 +14,15 @@ import tracemalloc
 from urllib.parse import unquote
 
 import pytest
-import servers  # tests/unit is on sys.path (pytest rootdir-relative import mode)
 import trustme
 from probing import fails, make_site, run
-from servers import url
 
 from sitewatch.config.secrets import Secrets, expand_headers
 from sitewatch.config.site import Site
 from sitewatch.probe.fetch import origin
 from sitewatch.probe.patterns import decode
+from tests import hostile, servers
+from tests.servers import url
 
 CAP = 1 << 20
 MEMORY_BOUND = 16 * CAP  # the hostile bodies below decode to 64 MiB or more
@@ -54,10 +54,10 @@ def expanded(site: Site) -> tuple[Site, Secrets]:
 
 @pytest.fixture(scope="module")
 def raw():
-    with servers.raw_servers(
-        bomb=servers.redirect_gzip_bomb,
-        flood=servers.redirect_huge_content_length,
-        bad_location=servers.malformed_location,
+    with hostile.raw_servers(
+        bomb=hostile.redirect_gzip_bomb_to_ok,
+        flood=hostile.redirect_huge_content_length_to_ok,
+        bad_location=hostile.malformed_location,
     ) as urls:
         yield urls
 

@@ -21,7 +21,7 @@ from sitewatch.config.connection_errors import (
     explain_postgres,
 )
 from sitewatch.errors import ConnectionConfigError
-from tests.unit.servers import start_handshake_only
+from tests.servers import start_handshake_only
 
 ROOT = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("tls_certs", ROOT / "scripts" / "tls_certs.py")

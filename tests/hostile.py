@@ -1,8 +1,10 @@
 """Hostile targets: raw-socket servers on 127.0.0.1 that misbehave on purpose, and their catalog.
 
 Each behaviour is a function ``(sock, stopping)`` run in its own thread for each connection the
-probe opens. ``TARGETS`` lists every hostile target with the error the probe must classify it as;
-the faults suite probes all of them in one worker process to measure its peak memory.
+probe opens (``HostileServer``, or ``raw_servers`` for several at once). ``TARGETS`` lists every
+hostile target with the error the probe must classify it as: the faults suite probes all of them in
+one worker process to measure its peak memory; the unit suite probes some of these behaviours one
+at a time (tests/unit/test_probe.py, test_probe_hostile.py).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 DRIP_SECONDS = 0.2  # between bytes: every read succeeds, only the deadline can end the probe
@@ -106,65 +108,44 @@ def silent_from_the_start(sock, stopping):
     stopping.wait()
 
 
-def drip_body(sock, stopping):
+def _endless(head: bytes, again: bytes, pause: float = 0) -> Behaviour:
+    """Read the request, send ``head``, then ``again`` over and over (``pause`` seconds apart)
+    until the client hangs up: a response that never ends, wherever in it."""
+
+    def serve(sock, stopping):
+        _read_request(sock)
+        sock.sendall(head)
+        _forever(sock, stopping, again, pause)
+
+    return serve
+
+
+_OK = b"HTTP/1.1 200 OK\r\n"
+_CHUNKED = _OK + b"Transfer-Encoding: chunked\r\n\r\n"
+
+drip_body = _endless(
+    _OK + b"Content-Type: text/plain\r\nConnection: close\r\n\r\n", b"x", DRIP_SECONDS
+)
+drip_headers = _endless(_OK, b"X-Drip: y\r\n", DRIP_SECONDS)
+# a valid status line, then a header line that never ends, one byte at a time
+drip_header_line = _endless(_OK + b"X-Drip: ", b"x", DRIP_SECONDS)
+# header lines as fast as the socket takes them, never the blank line that ends them
+endless_headers = _endless(_OK, b"X-Hostile: " + b"y" * 100 + b"\r\n")
+endless_header_line = _endless(_OK + b"X-Endless: ", b"y" * 65536)
+endless_status_line = _endless(b"HTTP/1.1 200 ", b"O" * 65536)
+# ``100 Continue`` after ``100 Continue``: the final response never comes
+endless_interim_responses = _endless(b"", b"HTTP/1.1 100 Continue\r\n\r\n" * 256)
+# a chunked body that ends properly, then trailer fields forever
+endless_trailers = _endless(_CHUNKED + b"2\r\nok\r\n0\r\n", b"X-Trailer: y\r\n" * 1000)
+endless_chunk_size = _endless(_CHUNKED + b"1", b"0" * 65536)
+# a chunked body of one-byte chunks that never ends (hits the body cap)
+endless_tiny_chunks = _endless(_CHUNKED, b"1\r\nx\r\n" * 10000)
+
+
+def truncated_body(sock, _stopping):
+    """Announce 100 body bytes, send 5, hang up."""
     _read_request(sock)
-    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n")
-    _forever(sock, stopping, b"x", DRIP_SECONDS)
-
-
-def drip_headers(sock, stopping):
-    _read_request(sock)
-    sock.sendall(b"HTTP/1.1 200 OK\r\n")
-    _forever(sock, stopping, b"X-Drip: y\r\n", DRIP_SECONDS)
-
-
-def endless_headers(sock, stopping):
-    """Header lines as fast as the socket takes them, never the blank line that ends them."""
-    _read_request(sock)
-    sock.sendall(b"HTTP/1.1 200 OK\r\n")
-    _forever(sock, stopping, b"X-Hostile: " + b"y" * 100 + b"\r\n")
-
-
-def endless_header_line(sock, stopping):
-    """One header line that never ends."""
-    _read_request(sock)
-    sock.sendall(b"HTTP/1.1 200 OK\r\nX-Endless: ")
-    _forever(sock, stopping, b"y" * 65536)
-
-
-def endless_status_line(sock, stopping):
-    _read_request(sock)
-    sock.sendall(b"HTTP/1.1 200 ")
-    _forever(sock, stopping, b"O" * 65536)
-
-
-def endless_interim_responses(sock, stopping):
-    """``100 Continue`` after ``100 Continue``: the final response never comes."""
-    _read_request(sock)
-    _forever(sock, stopping, b"HTTP/1.1 100 Continue\r\n\r\n" * 256)
-
-
-def endless_trailers(sock, stopping):
-    """A chunked body that ends properly, then trailer fields forever."""
-    _read_request(sock)
-    sock.sendall(
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
-        + b"X-Trailer: y\r\n" * 1000
-    )
-    _forever(sock, stopping, b"X-Trailer: y\r\n" * 1000)
-
-
-def endless_chunk_size(sock, stopping):
-    _read_request(sock)
-    sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1")
-    _forever(sock, stopping, b"0" * 65536)
-
-
-def endless_tiny_chunks(sock, stopping):
-    """A chunked body of one-byte chunks that never ends (hits the body cap)."""
-    _read_request(sock)
-    sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-    _forever(sock, stopping, b"1\r\nx\r\n" * 10000)
+    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
 
 
 def bad_chunk_length(sock, _stopping):
@@ -283,17 +264,23 @@ def echo_secret_encoded(sock, _stopping):
     )
 
 
-def _redirect_with(head: bytes, body: Callable[[], Iterator[bytes]]) -> Behaviour:
-    """``/landed`` answers 503; any other path a 302 to it with ``head`` and a hostile ``body``.
+def _redirect_with(
+    head: bytes, body: Callable[[], Iterator[bytes]], landed: str = "503 Unavailable"
+) -> Behaviour:
+    """``/landed`` answers ``landed``; any other path a 302 to it with ``head`` and a hostile
+    ``body``.
 
-    Followed, the redirect's body must not be read at all (the probe reports the 503); unfollowed,
-    it must stop at the body cap.
+    Followed, the redirect's body must not be read at all (the probe reports what ``/landed``
+    answered); unfollowed, it must stop at the body cap.
     """
 
     def serve(sock, stopping):
         request = _read_request(sock)
         if request.startswith(b"GET /landed "):
-            sock.sendall(b"HTTP/1.1 503 Unavailable\r\nContent-Length: 0\r\n\r\n")
+            sock.sendall(
+                f"HTTP/1.1 {landed}\r\nContent-Length: 6\r\nConnection: close\r\n\r\n".encode()
+                + b"landed"
+            )
             return
         sock.sendall(b"HTTP/1.1 302 Found\r\nLocation: /landed\r\n" + head + b"\r\n")
         for piece in body():
@@ -308,8 +295,13 @@ def _zeros_forever() -> Iterator[bytes]:
     return itertools.repeat(_UNIT[: 2**20])
 
 
-redirect_gzip_bomb = _redirect_with(b"Content-Encoding: gzip\r\nConnection: close\r\n", gzip_bomb)
-redirect_huge_content_length = _redirect_with(b"Content-Length: 5000000000\r\n", _zeros_forever)
+_GZIPPED = b"Content-Encoding: gzip\r\nConnection: close\r\n"
+_HUGE = b"Content-Length: 5000000000\r\n"
+redirect_gzip_bomb = _redirect_with(_GZIPPED, gzip_bomb)
+redirect_huge_content_length = _redirect_with(_HUGE, _zeros_forever)
+# the same, to a page that is fine: a followed redirect is up
+redirect_gzip_bomb_to_ok = _redirect_with(_GZIPPED, gzip_bomb, "200 OK")
+redirect_huge_content_length_to_ok = _redirect_with(_HUGE, _zeros_forever, "200 OK")
 
 
 def _reply(data: bytes) -> Behaviour:
@@ -638,6 +630,18 @@ TARGETS: tuple[Target, ...] = (
         "https",
     ),
 )
+
+
+@contextmanager
+def raw_servers(**behaviours: Behaviour) -> Iterator[dict[str, str]]:
+    """Start a ``HostileServer`` for each named behaviour; yield ``{name: its http URL}``; stop
+    them."""
+    started = {name: HostileServer(behaviour) for name, behaviour in behaviours.items()}
+    try:
+        yield {name: f"http://127.0.0.1:{server.port}/" for name, server in started.items()}
+    finally:
+        for server in started.values():
+            server.stop()
 
 
 def start_all(context: ssl.SSLContext) -> dict[str, HostileServer]:

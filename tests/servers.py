@@ -1,23 +1,22 @@
-"""Real local servers for the probe tests: a well-behaved HTTP(S) server with test routes, and raw
-socket servers that misbehave on purpose. Everything listens on 127.0.0.1 with an ephemeral port.
+"""Real local servers for the probe tests: a well-behaved HTTP(S) server with test routes (two of
+them hostile: ``/drip`` and ``/gzip-bomb``), a server that records the headers it was sent, and
+listeners that refuse or never accept. Everything listens on 127.0.0.1 with an ephemeral port.
+Servers that misbehave at the socket level are tests/hostile.py's.
 """
 
 from __future__ import annotations
 
 import json
 import socket
-import socketserver
 import ssl
 import threading
 import time
-import zlib
 from collections.abc import Callable
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, quote_plus, unquote, urlsplit
 
-DRIP_INTERVAL = 0.5  # seconds between bytes: each read succeeds, only a deadline can stop it
-BOMB_BYTES = 1 << 30  # the gzip bomb's decoded size
+from tests.hostile import DRIP_SECONDS, gzip_bomb
 
 
 class _Server(ThreadingHTTPServer):
@@ -90,17 +89,7 @@ class Handler(BaseHTTPRequestHandler):
 def _drip():
     while True:
         yield b"x"
-        time.sleep(DRIP_INTERVAL)
-
-
-def _gzip_bomb():
-    """1 GiB of zeros, gzip-compressed on the fly: about 1 MiB on the wire, never held whole."""
-    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: gzip container
-    zeros = bytes(1 << 20)
-    for _ in range(BOMB_BYTES // len(zeros)):
-        if data := compressor.compress(zeros):
-            yield data
-    yield compressor.flush()
+        time.sleep(DRIP_SECONDS)
 
 
 def _delay(handler: Handler, arg: str, _body: str) -> None:
@@ -123,7 +112,7 @@ _ROUTES: dict[str, Callable[[Handler, str, str], None]] = {
     "delay": _delay,
     "big": lambda h, a, b: h.reply(200, b"x" * int(a), content_type="text/plain"),
     "drip": lambda h, a, b: h.stream(_drip()),
-    "gzip-bomb": lambda h, a, b: h.stream(_gzip_bomb(), content_encoding="gzip"),
+    "gzip-bomb": lambda h, a, b: h.stream(gzip_bomb(), content_encoding="gzip"),
     "latin1": lambda h, a, b: h.reply(
         200, "café señor".encode("latin-1"), content_type="text/plain; charset=ISO-8859-1"
     ),
@@ -139,37 +128,16 @@ _ROUTES: dict[str, Callable[[Handler, str, str], None]] = {
 
 def start_http(context: ssl.SSLContext | None = None) -> _Server:
     """Start the routed server (TLS when ``context`` is given); stop it with ``stop``."""
-    server = _Server(("127.0.0.1", 0), Handler)
+    return _start(Handler, context)
+
+
+def _start(handler: type[BaseHTTPRequestHandler], context: ssl.SSLContext | None) -> _Server:
+    server = _Server(("127.0.0.1", 0), handler)
     if context is not None:
         # Handshakes happen lazily in each handler thread, so a failing client cannot stall accept.
         server.socket = context.wrap_socket(
             server.socket, server_side=True, do_handshake_on_connect=False
         )
-    return _run(server)
-
-
-class _RawHandler(socketserver.BaseRequestHandler):
-    def handle(self):
-        self.request.settimeout(10)
-        with suppress(OSError):  # the probe hangs up on purpose
-            self.server.behaviour(self.request, self.server.stopping)
-
-
-class _RawServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    behaviour: Callable[[socket.socket, threading.Event], None]
-    stopping: threading.Event
-
-
-def start_raw(behaviour: Callable[[socket.socket, threading.Event], None]) -> _RawServer:
-    """Start a TCP server that runs ``behaviour(sock, stopping)`` for each connection."""
-    server = _RawServer(("127.0.0.1", 0), _RawHandler)
-    server.behaviour = behaviour
-    return _run(server)
-
-
-def _run(server):
     server.stopping = threading.Event()
     server.seen = []
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
@@ -198,17 +166,6 @@ def start_handshake_only(pem) -> socket.socket:
     return listener
 
 
-@contextmanager
-def raw_servers(**behaviours):
-    """Start a raw server for each named behaviour; yield ``{name: its http URL}``; stop them."""
-    started = {name: start_raw(behaviour) for name, behaviour in behaviours.items()}
-    try:
-        yield {name: f"http://127.0.0.1:{s.server_address[1]}/" for name, s in started.items()}
-    finally:
-        for server in started.values():
-            stop(server)
-
-
 def stop(server) -> None:
     server.stopping.set()
     server.shutdown()
@@ -219,33 +176,6 @@ def stop(server) -> None:
 def url(server, path: str = "/", host: str = "127.0.0.1") -> str:
     scheme = "https" if isinstance(server.socket, ssl.SSLSocket) else "http"
     return f"{scheme}://{host}:{server.server_address[1]}{path}"
-
-
-def drip_headers(sock: socket.socket, stopping: threading.Event) -> None:
-    """A valid status line, then a header that never ends, one byte at a time."""
-    sock.recv(65536)
-    sock.sendall(b"HTTP/1.1 200 OK\r\nX-Drip: ")
-    while not stopping.wait(DRIP_INTERVAL):
-        sock.sendall(b"x")
-
-
-def bad_status_line(sock: socket.socket, _stopping: threading.Event) -> None:
-    sock.recv(65536)
-    sock.sendall(b"HELLO I AM NOT HTTP\r\n\r\n")
-
-
-def truncated_body(sock: socket.socket, _stopping: threading.Event) -> None:
-    """Announce 100 body bytes, send 5, hang up."""
-    sock.recv(65536)
-    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
-
-
-def drip_tls_handshake(sock: socket.socket, stopping: threading.Event) -> None:
-    """Announce a 16 KiB TLS handshake record, then send it one byte at a time."""
-    sock.recv(65536)
-    sock.sendall(b"\x16\x03\x03\x40\x00")
-    while not stopping.wait(DRIP_INTERVAL):
-        sock.sendall(b"\x00")
 
 
 def refused_port() -> socket.socket:
@@ -268,47 +198,7 @@ def full_backlog() -> tuple[socket.socket, socket.socket]:
     return listener, filler
 
 
-# --- hostile redirects and a header recorder (issue 14) -------------------------------------------
-
-REDIRECT_FLOOD_BYTES = 64 * 2**20  # what the huge-Content-Length redirect sends before idling
-
-
-def _request_path(sock: socket.socket) -> str:
-    request = sock.recv(65536).decode("latin-1")
-    parts = request.split(" ", 2)
-    return parts[1] if len(parts) > 2 else "/"
-
-
-def _redirect_with_body(sock, stopping, head: str, body) -> None:
-    """``/landed`` answers 200; any other path a 302 to it with ``head`` headers and ``body``."""
-    if _request_path(sock) == "/landed":
-        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nlanded")
-        return
-    sock.sendall(f"HTTP/1.1 302 Found\r\nLocation: /landed\r\n{head}\r\n".encode())
-    for chunk in body:
-        if stopping.is_set():
-            return
-        sock.sendall(chunk)
-    stopping.wait()  # sent all it had: hold the connection open, as a slow server would
-
-
-def redirect_gzip_bomb(sock: socket.socket, stopping: threading.Event) -> None:
-    """A 302 whose body is the 1 GiB gzip bomb (about 1 MiB on the wire)."""
-    head = "Content-Encoding: gzip\r\nConnection: close\r\n"
-    _redirect_with_body(sock, stopping, head, _gzip_bomb())
-
-
-def redirect_huge_content_length(sock: socket.socket, stopping: threading.Event) -> None:
-    """A 302 announcing 5 GB of body and sending ``REDIRECT_FLOOD_BYTES`` of it."""
-    chunk = bytes(1 << 20)
-    flood = (chunk for _ in range(REDIRECT_FLOOD_BYTES // len(chunk)))
-    _redirect_with_body(sock, stopping, "Content-Length: 5000000000\r\n", flood)
-
-
-def malformed_location(sock: socket.socket, _stopping: threading.Event) -> None:
-    """A 302 whose Location is not a URL (an unterminated IPv6 literal)."""
-    sock.recv(65536)
-    sock.sendall(b"HTTP/1.1 302 Found\r\nLocation: http://[::1/x\r\nContent-Length: 5\r\n\r\nmoved")
+# --- a header recorder (issue 14) -----------------------------------------------------------------
 
 
 class _RecordingHandler(BaseHTTPRequestHandler):
@@ -353,9 +243,4 @@ class _RecordingHandler(BaseHTTPRequestHandler):
 
 def start_recorder(context: ssl.SSLContext | None = None) -> _Server:
     """Start a header-recording server (TLS when ``context`` is given); stop it with ``stop``."""
-    server = _Server(("127.0.0.1", 0), _RecordingHandler)
-    if context is not None:
-        server.socket = context.wrap_socket(
-            server.socket, server_side=True, do_handshake_on_connect=False
-        )
-    return _run(server)
+    return _start(_RecordingHandler, context)
