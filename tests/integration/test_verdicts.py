@@ -73,17 +73,28 @@ def clock():
 
 
 @pytest.fixture
-def verdicts(pg_dsn, pg_schema, tmp_path, clock):
-    path = tmp_path / "sites.yaml"
-    path.write_text(SITES)
+def judges(pg_dsn, pg_schema, tmp_path, clock):
+    """Factory: ``Verdicts`` over a sites file of ``text``, on alerting's own role."""
+    sessions = []
 
     def connect():
         options = f"-c role={ALERTING_ROLE} -c search_path={pg_schema}"
         return psycopg.connect(pg_dsn, options=options)
 
-    session = Session(connect, send, lambda: cached_sites(path))
-    yield Verdicts(session, grace=GRACE, clock=clock)
-    session.close()
+    def make(text: str) -> Verdicts:
+        path = tmp_path / f"sites{len(sessions)}.yaml"
+        path.write_text(text)
+        sessions.append(Session(connect, send, lambda: cached_sites(path)))
+        return Verdicts(sessions[-1], grace=GRACE, clock=clock)
+
+    yield make
+    for session in sessions:
+        session.close()
+
+
+@pytest.fixture
+def verdicts(judges):
+    return judges(SITES)
 
 
 def drained(topic, conn, verdicts, observations):
@@ -165,12 +176,14 @@ def test_a_silent_location_is_missing_after_the_deadline_and_alerts_once(
     assert stored_verdicts(conn) == [
         ("both", timedelta(0), "up", 2, {"east": "up", "west": "missing"}),
     ]
-    (problem,) = receiver.payloads
-    assert (problem["site"], problem["state"]) == ("both", "PIPELINE PROBLEM")
+    (problem,) = receiver.payloads  # one alert about the location, not about the site
+    assert (problem["site"], problem["concern"]) == (None, "location/west")
+    assert problem["state"] == "PIPELINE PROBLEM"
     assert problem["error"] == "no checks from location west"
+    assert "1 of its 2 sites (both)" in problem["detail"]
     assert "workers of sitewatch-west" in problem["detail"]
     assert alert_store.load(conn, "both") is None or alert_store.load(conn, "both").state == "up"
-    assert alert_store.load(conn, location_key("both", "west")).pipeline_since is not None
+    assert alert_store.load(conn, location_key("west")).pipeline_since is not None
 
     # west stays silent for the next run: no second message while the problem is open
     clock.now = T0 + timedelta(minutes=1, seconds=10)
@@ -181,15 +194,90 @@ def test_a_silent_location_is_missing_after_the_deadline_and_alerts_once(
     assert [v[4]["west"] for v in stored_verdicts(conn)] == ["missing", "missing"]
     assert len(receiver.payloads) == 1
 
-    # west is back: the problem closes without a message; its late check of run 0 is stored
+    # west is back: one all-clear for the location; its late check of run 0 is stored
     drained(topic, conn, verdicts, [
         check("both", "west", 0), check("both", "east", 2), check("both", "west", 2),
     ])  # fmt: skip
-    assert alert_store.load(conn, location_key("both", "west")).pipeline_since is None
-    assert len(receiver.payloads) == 1
+    assert alert_store.load(conn, location_key("west")).pipeline_since is None
+    over = receiver.payloads[1]
+    assert (over["state"], over["concern"]) == ("PIPELINE PROBLEM OVER", "location/west")
+    assert over["since"] == problem["since"]
+    assert len(receiver.payloads) == 2
     assert stored_verdicts(conn)[0][4] == {"east": "up", "west": "missing"}  # decided stays
     count = conn.execute("SELECT count(*) FROM site_checks WHERE site = 'both'").fetchone()[0]
     assert count == 5
+
+
+def sweep_at(verdicts, clock, when):
+    clock.now = when
+    verdicts._last_sweep = float("-inf")  # the sweep runs at most every 15 s of real time
+    verdicts.sweep()
+
+
+def test_a_site_down_from_a_location_that_goes_silent_stays_down(setup, verdicts, receiver, clock):
+    # issue 29: "either" (quorum 1) is down from west only; then west goes silent
+    topic, conn = setup
+    clock.now = T0 + timedelta(seconds=20)
+    drained(
+        topic, conn, verdicts, [check("either", "east", 0), check("either", "west", 0, up=False)]
+    )
+    for minute in (1, 2):  # east keeps seeing it up, west says nothing
+        drained(topic, conn, verdicts, [check("either", "east", minute)])
+        sweep_at(verdicts, clock, T0 + timedelta(minutes=minute) + DEADLINE + timedelta(seconds=1))
+    assert [(v[2], v[4]) for v in stored_verdicts(conn)] == [
+        ("down", {"east": "up", "west": "down"}),
+        ("down", {"east": "up", "west": "missing, last down"}),
+        ("down", {"east": "up", "west": "missing, last down"}),
+    ]
+    sent = [(p["site"] or p["concern"], p["state"]) for p in receiver.payloads]
+    assert sent == [("either", "DOWN"), ("location/west", "PIPELINE PROBLEM")]  # no RECOVERED
+
+    # west reports again and still sees it down: no second DOWN; the location's all-clear
+    clock.now = T0 + timedelta(minutes=3, seconds=20)
+    drained(
+        topic, conn, verdicts, [check("either", "east", 3), check("either", "west", 3, up=False)]
+    )
+    sent = [(p["site"] or p["concern"], p["state"]) for p in receiver.payloads]
+    assert sent[2:] == [("location/west", "PIPELINE PROBLEM OVER")]
+    # and when west sees it up, it recovers, for real
+    drained(topic, conn, verdicts, [check("either", "east", 4), check("either", "west", 4)])
+    assert receiver.payloads[-1]["state"] == "RECOVERED"
+    assert len(receiver.payloads) == 4
+
+
+def test_ignore_lets_a_silent_location_count_neither_way(setup, judges, receiver, clock):
+    topic, conn = setup
+    ignoring = judges(SITES.replace("  retries:", "  silent_location: ignore\n  retries:"))
+    clock.now = T0 + timedelta(seconds=20)
+    first = [check("either", "east", 0), check("either", "west", 0, up=False)]
+    drained(topic, conn, ignoring, first)
+    drained(topic, conn, ignoring, [check("either", "east", 1)])
+    sweep_at(ignoring, clock, T0 + timedelta(minutes=1) + DEADLINE + timedelta(seconds=1))
+    assert [v[4]["west"] for v in stored_verdicts(conn)] == ["down", "missing"]
+    states = [p["state"] for p in receiver.payloads]
+    assert states == ["DOWN", "RECOVERED", "PIPELINE PROBLEM"]  # the trade-off ignore makes
+
+
+def test_fifty_sites_on_a_silent_location_make_one_location_alert(setup, judges, receiver, clock):
+    topic, conn = setup
+    names = [f"s{i:02d}" for i in range(50)]
+    entries = "".join(f"  - name: {n}\n    url: https://{n}.example.com/\n" for n in names)
+    fifty = judges(SITES.split("sites:")[0] + "sites:\n" + entries)
+    both = ("east", "west")
+    clock.now = T0 + timedelta(seconds=20)
+    drained(topic, conn, fifty, [check(n, loc, 0) for n in names for loc in both])
+    drained(topic, conn, fifty, [check(n, "east", 1) for n in names])
+    sweep_at(fifty, clock, T0 + timedelta(minutes=1) + DEADLINE + timedelta(seconds=1))
+    assert len(stored_verdicts(conn)) == 100
+    (problem,) = receiver.payloads
+    assert (problem["concern"], problem["state"]) == ("location/west", "PIPELINE PROBLEM")
+    assert "50 of its 50 sites (s00, s01, s02, s03, s04 and 45 more)" in problem["detail"]
+    # half of them report again: still one open problem, no all-clear yet
+    clock.now = T0 + timedelta(minutes=2, seconds=20)
+    drained(topic, conn, fifty, [check(n, loc, 2) for n in names[:25] for loc in both])
+    assert len(receiver.payloads) == 1
+    drained(topic, conn, fifty, [check(n, loc, 2) for n in names[25:] for loc in both])
+    assert [p["state"] for p in receiver.payloads] == ["PIPELINE PROBLEM", "PIPELINE PROBLEM OVER"]
 
 
 def test_single_location_sites_and_unknown_sites_get_no_verdict_row(

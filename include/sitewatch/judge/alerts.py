@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 
 from sitewatch.alerting import store as alert_store
-from sitewatch.alerting.rules import Alert, Event, Kind, alert_for
+from sitewatch.alerting.rules import Alert, Event, Kind, Verdict, alert_for
 from sitewatch.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -86,4 +86,34 @@ def _judge(conn, site, event: Event, send: Send, run_url, context, key: str) -> 
     retryable = kind in (Kind.DOWN, Kind.STILL_DOWN)
     if not delivered and retryable and alert_store.release(conn, key, new.last_notified_at):
         log.warning("judge: site=%s %s will be sent again next run", key, kind.value)
+    return kind
+
+
+def judge_concern(
+    conn, key: str, subject: str, concern: str, event: Event, targets: Sequence, send: Send
+) -> Kind | None:
+    """Apply ``event`` (PIPELINE, or UP: it works again) to the alert state of something that is
+    no single site, row ``key``, and send what it calls for to ``targets``: PIPELINE PROBLEM once
+    while it lasts, PIPELINE PROBLEM OVER when an UP closes it. subject: the readable name
+    (``location west``); concern: the message's ``Alert.concern`` (``location/west``). No holds
+    apply: maintenance and mutes are a site's. Returns the kind sent (None: nothing to say, or
+    the state could not be stored). Never raises."""
+    try:
+        previous, new, _ = alert_store.apply(conn, key, event)
+    except Exception:
+        log.exception("judge: alert state NOT updated for %s", subject)
+        return None
+    if event.verdict is Verdict.PIPELINE and previous.pipeline_since is None:
+        kind, since = Kind.PIPELINE, new.pipeline_since
+    elif event.verdict is Verdict.UP and previous.pipeline_since is not None:
+        kind, since = Kind.PIPELINE_OVER, previous.pipeline_since
+    else:
+        return None
+    alert = Alert(subject, "", kind, event.at, since, event.error, event.detail, concern=concern)
+    try:
+        delivered = send(alert, targets, {})
+    except Exception:
+        log.exception("judge: %s about %s could not be sent", kind.value, subject)
+        delivered = 0
+    log.info("judge: %s %s delivered=%s", subject, kind.value, delivered)
     return kind

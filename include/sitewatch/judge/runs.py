@@ -11,8 +11,12 @@ of every verdict (``sitewatch.judge.alerts.judge``):
 
 - down: DOWN (then STILL DOWN on ``remind_every``), naming each location's error;
 - up or partial: the site is not down by its quorum, so RECOVERED if it was;
-- a missing location: PIPELINE PROBLEM for that location (state row ``<site>@<location>``, so it
-  is sent once while the location stays silent and is closed quietly when it reports again).
+- a silent location (nothing final stored by the deadline) counts, with ``silent_location: keep``
+  (the default), as what it last decided (``missing, last down``), so losing sight of a site
+  neither recovers it nor takes it down; with ``ignore`` it counts neither way;
+- a location is one alert, whatever the number of its sites (state row ``@<location>``):
+  PIPELINE PROBLEM once while the latest verdict of any of its sites has it silent, PIPELINE
+  PROBLEM OVER once none does, to every notify target of its sites.
 
 Two hooks of ``sitewatch.pipeline.drain.drain``: ``on_stored`` (a batch that holds a location's
 last word decides the runs it completes) and ``on_caught_up`` (``sweep``: runs whose deadline
@@ -29,11 +33,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from sitewatch.alerting import store as alert_store
-from sitewatch.alerting.quorum import DOWN, MISSING, Decision, RunVerdict, decide_run
+from sitewatch.alerting.quorum import DOWN, MISSING, UP, Decision, RunVerdict, decide_run
 from sitewatch.alerting.rules import Event, Verdict
-from sitewatch.config.locations import run_deadline, verdict_grace
-from sitewatch.judge.alerts import judge
+from sitewatch.config.locations import KEEP, run_deadline, verdict_grace
+from sitewatch.judge.alerts import judge, judge_concern
 from sitewatch.names import location_queue
 from sitewatch.observation import COLUMNS
 from sitewatch.storage import verdicts as verdict_store
@@ -118,11 +121,17 @@ class Verdicts:
         conn = self._session.connection()
         seen = verdict_store.location_outcomes(conn, runs)
         now = self._clock()
-        for name, at in runs:
-            site = multi[name]
-            passed = self._deadline_passed(site, at, now)
-            decision = decide_run(site.locations, site.quorum, seen.get((name, at), {}),
-                                  deadline_passed=passed)  # fmt: skip
+        passed = {run: self._deadline_passed(multi[run[0]], run[1], now) for run in runs}
+        kept = [run for run in runs if passed[run] and multi[run[0]].silent_location == KEEP
+                and len(seen.get(run, {})) < len(multi[run[0]].locations)]  # fmt: skip
+        before = verdict_store.previous_outcomes(conn, kept) if kept else {}
+        silent: dict[str, list[str]] = {}
+        reported: set[str] = set()
+        for run in runs:
+            (name, at), site = run, multi[run[0]]
+            previous = before.get(run, {}) if run in kept else None
+            decision = decide_run(site.locations, site.quorum, seen.get(run, {}),
+                                  deadline_passed=passed[run], previous=previous)  # fmt: skip
             if decision is None:
                 continue
             stored = verdict_store.record_verdict(
@@ -137,8 +146,13 @@ class Verdicts:
                 decision.verdict.value,
                 decision.summary,
             )
+            for loc in decision.silent:
+                silent.setdefault(loc, []).append(name)
+            reported.update(loc for loc in decision.locations if loc not in decision.silent)
             if site.notify:
                 self._alert(conn, site, at, decision, now)
+        for loc in sorted(silent.keys() | reported):
+            self._location(conn, loc, now)
 
     def _alert(self, conn, site, at: datetime, decision: Decision, now: datetime) -> None:
         locations = dict(decision.locations)
@@ -151,26 +165,35 @@ class Verdicts:
             detail = decision.summary if decision.verdict is RunVerdict.PARTIAL else None
             event = Event(Verdict.UP, now, run_after=at, detail=detail, locations=locations)
         judge(conn, site, event, send=self._session.send)
-        self._location_problems(conn, site, at, decision, now)
 
-    def _location_problems(self, conn, site, at, decision: Decision, now) -> None:
-        """PIPELINE PROBLEM once per missing location; quietly close those that reported."""
-        for loc in decision.where(MISSING):
-            queue = location_queue(loc) or "the default queue"
+    def _location(self, conn, loc: str, now: datetime) -> None:
+        """One alert state per location (row ``@<location>``): PIPELINE PROBLEM once while the
+        latest verdict of any of its sites has it silent, naming how many and its queue;
+        PIPELINE PROBLEM OVER once none does. It goes to every notify target of its sites."""
+        sites = [s for s in self._session.sites().values()
+                 if loc in s.locations and len(s.locations) > 1 and s.enabled]  # fmt: skip
+        if not sites:
+            return
+        latest = verdict_store.latest_verdicts(conn, [s.name for s in sites])
+        quiet = sorted(name for name, (_, _, seen) in latest.items()
+                       if seen.get(loc, MISSING) not in (UP, DOWN))  # fmt: skip
+        queue = location_queue(loc) or "the default queue"
+        targets = list(dict.fromkeys(t for s in sites for t in s.notify))
+        if quiet:
+            named = ", ".join(quiet[:5]) + (f" and {len(quiet) - 5} more" if len(quiet) > 5 else "")
             detail = (
-                f"nothing final from {loc} for the run scheduled {at.isoformat()} within"
-                f" {run_deadline(site, self._grace)}; are the workers of {queue} running?"
+                f"nothing final from {loc} by the deadline of the latest run of {len(quiet)} of"
+                f" its {len(sites)} sites ({named}); are the workers of {queue} running?"
             )
-            event = Event(Verdict.PIPELINE, now, run_after=at,
-                          error=f"no checks from location {loc}", detail=detail)  # fmt: skip
-            judge(conn, site, event, send=self._session.send, key=location_key(site.name, loc))
-        reported = [loc for loc, seen in decision.locations.items() if seen != MISSING]
-        keys = {location_key(site.name, loc): loc for loc in reported}
-        for key in alert_store.awaiting_up(conn, list(keys)):
-            event = Event(Verdict.UP, now, run_after=at)
-            judge(conn, site, event, send=self._session.send, key=key)
+            event = Event(Verdict.PIPELINE, now, error=f"no checks from location {loc}",
+                          detail=detail)  # fmt: skip
+        else:
+            detail = f"{loc} reports again for all its {len(sites)} sites"
+            event = Event(Verdict.UP, now, detail=detail)
+        judge_concern(conn, location_key(loc), f"location {loc}", f"location/{loc}", event,
+                      targets, self._session.send)  # fmt: skip
 
 
-def location_key(site: str, location: str) -> str:
-    """The alert-state row of one location of a site: ``<site>@<location>``."""
-    return f"{site}@{location}"
+def location_key(location: str) -> str:
+    """The alert-state row of a location: ``@<location>`` (no site name has an ``@``)."""
+    return f"@{location}"
