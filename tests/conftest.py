@@ -14,6 +14,41 @@ import pytest
 # the webhook fixture ``receiver`` (a module may still define a ``receiver`` of its own)
 pytest_plugins = ["tests.receivers"]
 
+# --- Groups --------------------------------------------------------------------------------------
+# make test runs the suites in two pytest processes (pytest-xdist, ``--dist loadgroup``; see
+# scripts/dev.sh). A group's tests run in one process, one after another in file order; a process
+# takes the next group when it is done with one. A test's group:
+# - "stack-1": the faults suite's private PostgreSQL, Kafka and Airflow (tests/faults/stack.py),
+#   which its tests share and which a process starts once (and stops after its last test);
+# - "stack-2": the other suites that start an Airflow of their own (STACK_2), so that at most two
+#   Airflow stacks run at once, and timing-sensitive fault tests share the cores with one other;
+# - "kafka": tests on the shared broker (``new_topic``). Their topics are their own, but not the
+#   drain's consumer group (names.DRAIN_GROUP): a drain joining it in one process would make the
+#   group rebalance under a drain in the other, whose offset commit then fails;
+# - any other test file is a group of its own, so its module fixtures start once.
+# The two stack groups come first (one process each: they are the longest); then the rest.
+STACK_2 = ("tests/browser/test_ui.py", "tests/faults/test_location_outage.py")
+FIRST = ("stack-1", "stack-2", "kafka")
+
+
+def group(item: pytest.Item) -> str:
+    """The group ``item`` runs in (see above)."""
+    path = item.nodeid.split("::")[0]
+    if path in STACK_2:
+        return "stack-2"
+    if "private_stack" in item.fixturenames:
+        return "stack-1"
+    if "new_topic" in item.fixturenames:
+        return "kafka"
+    return path.rsplit("/", 1)[-1].removesuffix(".py")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group(item)))
+    if hasattr(config, "workerinput"):  # a process of make test's: the long groups first
+        items.sort(key=lambda item: FIRST.index(g) if (g := group(item)) in FIRST else len(FIRST))
+
 
 @pytest.fixture
 def new_topic():

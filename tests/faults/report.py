@@ -6,6 +6,7 @@ run of the whole faults suite leaves one report (``docs/reliability.md`` quotes 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import platform
 from datetime import UTC, datetime
@@ -16,14 +17,32 @@ ARTIFACT = Path(__file__).resolve().parents[1] / "artifacts" / "reliability-inpu
 
 def record(section: str, figures: dict) -> None:
     """Store ``figures`` under ``section`` (replacing that section only)."""
-    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        report = json.loads(ARTIFACT.read_text())
-    except (OSError, ValueError):
-        report = {}
-    report[section] = {
-        **figures,
-        "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-    }
-    ARTIFACT.write_text(json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    merge(
+        ARTIFACT,
+        section,
+        {
+            **figures,
+            "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "python": platform.python_version(),
+        },
+    )
+
+
+def merge(artifact: Path, section: str, entry: dict) -> None:
+    """Set ``section`` of the JSON file ``artifact`` to ``entry``, keeping the other sections.
+
+    make test's two processes record into the same files: each merge holds a lock (a file beside
+    the artifact) from its read to its write, and replaces the file whole, so no section is lost
+    and no reader sees half a file.
+    """
+    artifact.parent.mkdir(parents=True, exist_ok=True)
+    with artifact.with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            report = json.loads(artifact.read_text())
+        except (OSError, ValueError):
+            report = {}
+        report[section] = entry
+        written = artifact.with_suffix(".tmp")
+        written.write_text(json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        written.replace(artifact)

@@ -27,13 +27,14 @@ import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from tests.conftest import free_ports
+from tests.faults import report
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV = ROOT / "scripts" / "dev.sh"
@@ -468,10 +469,8 @@ def _wait_gone(pid: int, timeout: float = 30) -> bool:
 
 def record(section: str, figures: dict) -> None:
     """Merge ``figures`` under ``section`` into the reliability artifact (JSON)."""
-    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
-    data = json.loads(ARTIFACT.read_text()) if ARTIFACT.exists() else {}
-    data[section] = {**figures, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    ARTIFACT.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    recorded_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    report.merge(ARTIFACT, section, {**figures, "recorded_at": recorded_at})
 
 
 @pytest.fixture(scope="session")
@@ -487,21 +486,22 @@ def site_server() -> Iterator[HoldingServer]:
 
 # Test modules import these fixtures by name, which makes each module's copy a fixture of its own
 # that pytest would set up once per module. They share one instance through _SHARED instead: the
-# first copy set up starts it, and (being set up first, so torn down last) stops it.
+# first copy set up starts it, and stop_shared() stops it: after the last test that uses it
+# (tests/faults/conftest.py), or at the end of the session.
 _SHARED: dict[str, object] = {}
+_STARTED = ExitStack()
 
 
-@contextmanager
-def _shared(name: str, start) -> Iterator:
-    if name in _SHARED:
-        yield _SHARED[name]
-        return
-    with start() as value:
-        _SHARED[name] = value
-        try:
-            yield value
-        finally:
-            del _SHARED[name]
+def _shared(name: str, start):
+    if name not in _SHARED:
+        _SHARED[name] = _STARTED.enter_context(start())
+    return _SHARED[name]
+
+
+def stop_shared() -> None:
+    """Stop the private stack's Airflow, then its services (nothing if they do not run)."""
+    _SHARED.clear()
+    _STARTED.close()
 
 
 @pytest.fixture(scope="session")
@@ -511,11 +511,12 @@ def private_airflow(private_stack: Stack) -> Iterator[Stack]:
     Shared by every module; each module that uses it first gets its components checked, and any
     that died or stopped heartbeating restarted (``Stack.ensure_airflow``): a module before it
     may have restarted PostgreSQL under them, which a component may not survive."""
-    with _shared("airflow", lambda: _airflow(private_stack)) as stack:
-        restarted = stack.ensure_airflow()
-        if restarted:
-            warnings.warn(f"private Airflow: restarted {restarted}", stacklevel=1)
-        yield stack
+    stack = _shared("airflow", lambda: _airflow(private_stack))
+    restarted = stack.ensure_airflow()
+    if restarted:
+        warnings.warn(f"private Airflow: restarted {restarted}", stacklevel=1)
+    yield stack
+    stop_shared()
 
 
 @contextmanager
@@ -537,9 +538,9 @@ def _airflow(stack: Stack) -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 def private_stack() -> Iterator[Stack]:
-    """Kafka and PostgreSQL of our own for the whole session, stopped and deleted at the end."""
-    with _shared("stack", _services) as stack:
-        yield stack
+    """Kafka and PostgreSQL of our own, stopped and deleted after the last test that uses them."""
+    yield _shared("stack", _services)
+    stop_shared()
 
 
 @contextmanager
