@@ -165,6 +165,26 @@ def test_a_site_with_several_locations_shows_them_and_its_verdict(
     assert "<table id=runs>" not in single and "<th>Location</th>" not in single
 
 
+def test_a_silent_locations_kept_word_shows_in_the_runs_matrix(
+    pg_connect, pg_conn, migrated_schema, monkeypatch
+):
+    # issue 29: west stored nothing for the run; the verdict counted its last word
+    monkeypatch.setattr(sites_app._Schema, "current", False)
+    store_batch(pg_conn, [observation("split", NOW - timedelta(minutes=1), location="east")])
+    kept = {"east": "up", "west": "missing, last down"}
+    record_verdict(pg_conn, "split", NOW - timedelta(minutes=1), "down", 1, kept)
+    site = Site(name="split", url="https://split.example/", locations=("east", "west"), quorum=1)
+    client = TestClient(app_on(pg_connect, sites=lambda: {"split": site}))
+    page = client.get("/sites/split").text
+    matrix = page[
+        page.index("<table id=runs>") : page.index("</table>", page.index("<table id=runs>"))
+    ]
+    assert cells(matrix) == [("east", "up"), ("west", "missing")]
+    assert ">missing, last down</span>" in matrix
+    assert "the verdict counted its last word" in matrix
+    assert "west missing, last down" in client.get("/").text  # the verdict's tip in the listing
+
+
 def row_of(html: str, site: str) -> str:
     start = html.index(f'<tr data-site="{site}">')
     return html[start : html.index("</tr>", start)]

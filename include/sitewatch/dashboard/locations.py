@@ -16,6 +16,7 @@ from html import escape
 from sitewatch.dashboard import status
 from sitewatch.dashboard.html import badge, timestamp
 from sitewatch.storage.queries import LocationCheck, Run, RunLocation
+from sitewatch.storage.verdicts import STALE
 
 
 def status_cell(
@@ -54,7 +55,7 @@ def runs_table(where: status.SiteLocations) -> str:
     rows = [
         f'<tr data-run="{run.scheduled_at.astimezone(UTC).isoformat()}">'
         f"<td>{timestamp(run.scheduled_at)}</td>"
-        + "".join(_run_cell(loc, run.locations.get(loc)) for loc in columns)
+        + "".join(_run_cell(loc, run.locations.get(loc), run.outcomes) for loc in columns)
         + f"<td>{_run_verdict(run)}</td></tr>"
         for run in where.runs
     ]
@@ -99,8 +100,12 @@ def _outcomes(outcomes: Mapping[str, str]) -> str:
     return ", ".join(f"{loc} {outcome}" for loc, outcome in sorted(outcomes.items()))
 
 
-def _run_cell(location: str, part: RunLocation | None) -> str:
+def _run_cell(location: str, part: RunLocation | None, outcomes: Mapping[str, str] | None) -> str:
     state = status.run_state(part)
+    kept = (outcomes or {}).get(location, "")
+    if part is None and kept.startswith(STALE):  # silent; the verdict counted its last word
+        tip = f"{location}: nothing stored for this run; the verdict counted its last word"
+        return f"<td class=cell>{_cell(location, state, tip, label=kept)}</td>"
     if part is None:
         tip = f"{location}: no attempt stored for this run"
     else:

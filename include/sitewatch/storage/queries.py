@@ -118,12 +118,14 @@ class RunLocation:
 @dataclass(frozen=True)
 class Run:
     """One run of a site: the part of each location with stored attempts (a location without
-    any is absent), and the run's verdict and quorum from ``site_verdicts`` (None: undecided)."""
+    any is absent), and the run's verdict, quorum and each location's outcome in it from
+    ``site_verdicts`` (None: undecided)."""
 
     scheduled_at: datetime
     locations: Mapping[str, RunLocation]
     verdict: str | None
     quorum: int | None
+    outcomes: Mapping[str, str] | None = None
 
 
 # The recursive CTE is a loose index scan: each step asks the primary key for the first site
@@ -292,7 +294,7 @@ _RUNS = """
         ORDER BY scheduled_at DESC LIMIT %(limit)s
     )
     SELECT r.scheduled_at, c.location, c.up, c.final, c.attempts, c.checked_at, c.error,
-           c.error_detail, v.verdict, v.quorum
+           c.error_detail, v.verdict, v.quorum, v.locations
     FROM runs r
     CROSS JOIN LATERAL (
         SELECT c.location, bool_or(c.up) AS up, bool_or(c.final) AS final, count(*) AS attempts,
@@ -344,8 +346,8 @@ def recent_runs(conn, site: str, now: datetime, limit: int = RUNS_LIMIT) -> list
         cur.execute(_RUNS, params)
         rows = cur.fetchall()
     runs: dict[datetime, Run] = {}
-    for at, location, *part, verdict, quorum in rows:
-        run = runs.setdefault(at, Run(at, {}, verdict, quorum))
+    for at, location, *part, verdict, quorum, outcomes in rows:
+        run = runs.setdefault(at, Run(at, {}, verdict, quorum, outcomes))
         run.locations[location] = RunLocation(location, *part)
     return list(runs.values())
 
