@@ -156,6 +156,17 @@ def test_a_scrape_shows_each_configured_site_and_the_pipeline(pg_connect, sites)
     assert value(found, "sitewatch_metrics_duration_seconds") > 0
 
 
+def test_a_silent_location_of_the_latest_verdict_is_exposed(pg_connect, migrated):
+    # issue 29: west stored nothing for the latest run; the verdict kept its last word
+    kept = {"east": "up", "west": "missing, last down"}
+    record_verdict(migrated, "split", NOW - 5 * MINUTE, "down", 1, kept)
+    split = Site(name="split", url="https://split.example/", locations=("east", "west"), quorum=1)
+    found = scrape(TestClient(app(pg_connect, {"split": split})))
+    assert value(found, "sitewatch_site_location_silent", site="split", location="west") == 1
+    assert value(found, "sitewatch_site_location_silent", site="split", location="east") == 0
+    assert value(found, "sitewatch_site_up", site="split") == 0  # still down: not a recovery
+
+
 def test_openmetrics_when_prometheus_asks_for_it(pg_connect, sites):
     answer = TestClient(app(pg_connect, sites)).get(
         "/metrics", headers={"Accept": "application/openmetrics-text;version=1.0.0"}

@@ -10,7 +10,7 @@ reads the database or imports Airflow.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry
@@ -61,6 +61,9 @@ FAMILIES: tuple[Family, ...] = (
     Family("sitewatch_site_up", "gauge", ("site",),
            "1 when the site's latest final verdict was up (a run checked from several locations "
            "that reached no quorum of downs counts as up), 0 when it was down"),
+    Family("sitewatch_site_location_silent", "gauge", ("site", "location"),
+           "For a site checked from several locations: 1 when the location stored nothing final "
+           "for the site's latest verdict (it counted as its last word, or not at all), else 0"),
     Family("sitewatch_site_state", "gauge", ("site", "state"),
            "1 for the site's state now, 0 for the others: " + ", ".join(STATES)),
     Family("sitewatch_uptime_ratio", "gauge", ("site", "window"),
@@ -121,7 +124,8 @@ class SiteFigures:
     name: the site. state: a ``dashboard.status`` state (``site_state``). up: its latest final
     verdict (None before the first). uptime: ``{window: Tally}`` (``storage.metrics.WINDOWS``; a
     window without checks is absent). budget: its SLO's figures (None: no ``slo``). checks: its
-    ``site_latest`` rows, one per location with stored attempts.
+    ``site_latest`` rows, one per location with stored attempts. locations: for a site checked
+    from several, each location of its latest verdict -> whether it was silent there.
     """
 
     name: str
@@ -130,6 +134,7 @@ class SiteFigures:
     uptime: Mapping[str, Tally]
     budget: Budget | None
     checks: Sequence[Latest]
+    locations: Mapping[str, bool] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -227,6 +232,8 @@ def _site(out: _Families, site: SiteFigures) -> None:
         raise ValueError(f"site {site.name!r}: state {site.state!r} is not one of {STATES}")
     name = site.name
     out.add("sitewatch_site_up", site.up, site=name)
+    for location, silent in site.locations.items():
+        out.add("sitewatch_site_location_silent", silent, site=name, location=location)
     for state in STATES:
         out.add("sitewatch_site_state", state == now, site=name, state=state)
     for window, tally in site.uptime.items():

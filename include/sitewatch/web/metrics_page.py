@@ -36,7 +36,7 @@ from sitewatch.errors import SettingError
 from sitewatch.pipeline.lag import KafkaLag, LagReader
 from sitewatch.storage import metrics
 from sitewatch.storage.mutes import mutes_in_force
-from sitewatch.storage.verdicts import latest_verdicts
+from sitewatch.storage.verdicts import DOWN, UP, latest_verdicts
 from sitewatch.web import slo_figures
 from sitewatch.web.host import Host
 
@@ -167,8 +167,9 @@ def gather(
         state, up = site_state(
             configured[name], checks[name], verdicts.get(name), name in in_window, now
         )
-        sites.append(
-            SiteFigures(name, state, up, uptimes.get(name, {}), budgets.get(name), checks[name])
-        )
+        outcomes = verdicts[name][2] if name in verdicts else {}
+        silent = {loc: outcome not in (UP, DOWN) for loc, outcome in outcomes.items()}
+        figures = (uptimes.get(name, {}), budgets.get(name), checks[name], silent)
+        sites.append(SiteFigures(name, state, up, *figures))
     duration = time.perf_counter() - started
     return Snapshot(now, len(configured), sites, pipeline, kafka, duration, problems)
