@@ -1,11 +1,12 @@
 """Hostile sites beside healthy ones in one triggerer: the healthy checks do not wait for them.
 
 A probe in the triggerer holds a thread of the trigger pool for its whole attempt, so a site that
-drips or stays silent holds one for its full timeout. 200 healthy sites are checked every minute,
-first alone, then beside 50 hostile ones from ``hostile.py``'s catalogue (10 s timeout, no
-retries), then beside 100 sites that accept and never answer, with a 60 s timeout: more than the
-64 threads the pool once had, held for a minute each (the pool now has a thread for each trigger
-the triggerer may hold, and a site one probe in flight at most).
+drips or stays silent holds one for its full timeout. 100 healthy sites are checked every minute
+beside 50 hostile ones from ``hostile.py``'s catalogue (10 s timeout, no retries) and 100 sites
+that accept and never answer, with a 60 s timeout: more than the 64 threads the pool once had,
+held for a minute each (the pool now has a thread for each trigger the triggerer may hold, and a
+site one probe in flight at most). The window is the minute in which every hung probe is in
+flight, so each healthy and each hostile site is due once in it.
 
 Had the hostile probes starved the pool, a healthy probe would have queued behind them, and had
 one blocked the triggerer's event loop, every trigger would have stalled with it; either costs up
@@ -14,7 +15,8 @@ triggerer's "trigger … starting" line) and the probe starting (``checked_at``)
 watchdog may never see the loop blocked that long, and every check due in either window must be
 stored, the healthy ones up, the hostile ones down with the error the catalogue names. The whole
 lag, ``checked_at − scheduled_at``, also carries the scheduler's delay, which follows the
-machine's load: its distributions are recorded, not asserted.
+machine's load: its distributions are recorded, not asserted. (The healthy sites' lag with no
+hostile site beside them is the sustained benchmark's, bench/README.md.)
 """
 
 from __future__ import annotations
@@ -39,18 +41,16 @@ from tests.faults.stack import (  # noqa: F401
     site_server,
 )
 
-HEALTHY = 200
+HEALTHY = 100
 HOSTILE = 50
 TIMEOUT = timedelta(seconds=10)
 MINUTE = timedelta(minutes=1)
-# Every site's offset comes round once in a window, half of them twice (300 healthy checks): each
-# second of the minute is measured, and the test stays near 4 minutes.
-WINDOW = timedelta(seconds=90)
 DRIP_OR_SILENT = ("drip_body", "drip_headers", "never_answers", "tls_silent")
 HUNG = 100
 HUNG_TIMEOUT = timedelta(seconds=60)
-# Each healthy site's offset comes round once (200 checks) while the hung probes hold threads.
-HUNG_WINDOW = timedelta(seconds=60)
+# Each site's offset comes round once (100 healthy checks, 50 hostile ones, each second of the
+# minute) while the hung probes hold their threads.
+WINDOW = timedelta(seconds=60)
 OLD_POOL = 64  # SITEWATCH_PROBE_THREADS' default before the pool followed the triggerer's capacity
 SETTINGS = "defaults:\n  schedule: 1m\n  timeout: 10s\n  retries: 0\nsites:\n"
 BLOCKED = re.compile(r"async thread was blocked for ([0-9.]+) seconds")
@@ -162,7 +162,7 @@ def figures(seconds: list[float]) -> dict:
     }
 
 
-@pytest.mark.timeout(1200)  # about 7 minutes, plus the private stack's start when it runs first
+@pytest.mark.timeout(900)  # about 3 minutes, plus the private stack's start when it runs first
 def test_hostile_sites_do_not_delay_healthy_ones_in_the_triggerer(
     private_airflow: Stack,  # noqa: F811
     site_server,  # noqa: F811
@@ -181,20 +181,16 @@ def test_hostile_sites_do_not_delay_healthy_ones_in_the_triggerer(
     triggerer_log = stack.state / "airflow" / "triggerer.log"
     log_from = triggerer_log.stat().st_size
     try:
-        stack.set_sites(sites_yaml(healthy))
-        alone = settle(stack, f"site_{prefix}-ok-%", HEALTHY)
-        sleep_until(alone + WINDOW)
+        # the first runs of sites just added are due at once: the window starts after that burst
         stack.set_sites(sites_yaml({**healthy, **bad}))
-        beside = settle(stack, f"site_{prefix}-bad-%", HOSTILE)
-        sleep_until(beside + WINDOW)
-        windows = {"alone": due(list(healthy), alone), "beside_hostile": due(list(healthy), beside)}
-        due_hostile = due(list(bad), beside)
-        stack.wait_stored(f"{prefix}-%", windows["alone"] | windows["beside_hostile"] | due_hostile)
-        stack.set_sites(sites_yaml(healthy, hung))
-        hung_from = hung_server.wait_connected(HUNG, stack)
-        sleep_until(hung_from + HUNG_WINDOW)
-        windows["beside_hung"] = due(list(healthy), hung_from, HUNG_WINDOW)
-        stack.wait_stored(f"{prefix}-ok-%", windows["beside_hung"])
+        settle(stack, f"site_{prefix}-ok-%", HEALTHY)
+        settle(stack, f"site_{prefix}-bad-%", HOSTILE)
+        stack.set_sites(sites_yaml({**healthy, **bad}, hung))
+        start = hung_server.wait_connected(HUNG, stack)
+        sleep_until(start + WINDOW)
+        windows = {"beside_hostile_and_hung": due(list(healthy), start)}
+        due_hostile = due(list(bad), start)
+        stack.wait_stored(f"{prefix}-%", windows["beside_hostile_and_hung"] | due_hostile)
         hung_spans = [(t, t + HUNG_TIMEOUT) for t in list(hung_server.connected)]
         runs = {
             (t["dag_id"].removeprefix("site_"), t["logical_date"]): (t["dag_id"], t["run_id"])
@@ -217,14 +213,13 @@ def test_hostile_sites_do_not_delay_healthy_ones_in_the_triggerer(
     blocked = max((float(s) for s in BLOCKED.findall(loop_log)), default=0.0)
     # a hostile probe holds its thread from its start until its timeout
     spans = [(found[k][0], found[k][0] + TIMEOUT) for k in due_hostile]
-    started_beside = sum(
-        any(s <= found[k][0] < e for s, e in spans) for k in windows["beside_hostile"]
-    )
+    healthy_due = windows["beside_hostile_and_hung"]
+    started_beside = sum(any(s <= found[k][0] < e for s, e in spans) for k in healthy_due)
     errors = Counter((found[k][2], targets[k[0]].name) for k in due_hostile)
-    # hung probes in flight as each healthy check of the last window started
-    beside_hung = [sum(s <= found[k][0] < e for s, e in hung_spans) for k in windows["beside_hung"]]
+    # hung probes in flight as each healthy check of the window started
+    beside_hung = [sum(s <= found[k][0] < e for s, e in hung_spans) for k in healthy_due]
 
-    for k in set().union(*windows.values()):
+    for k in healthy_due:
         assert found[k][1], f"{k[0]} was down at {k[1]}: {found[k][2:]}"
     for k in due_hostile:
         _, up, error, detail = found[k]
@@ -232,7 +227,7 @@ def test_hostile_sites_do_not_delay_healthy_ones_in_the_triggerer(
         assert (up, error) == (False, target.kind), (target.name, found[k])
         assert target.detail in detail, (target.name, detail)
     # the hostile probes were in flight while the healthy ones started, not at other moments
-    assert started_beside > len(windows["beside_hostile"]) // 2, started_beside
+    assert started_beside > len(healthy_due) // 2, started_beside
     # more hung probes than the old pool's threads were in flight as the healthy checks started
     assert statistics.median(beside_hung) > OLD_POOL, Counter(beside_hung)
     for window, seconds in wait.items():
@@ -255,7 +250,6 @@ def test_hostile_sites_do_not_delay_healthy_ones_in_the_triggerer(
             "hostile_checks": {f"{error} ({name})": n for (error, name), n in errors.items()},
             "hung_sites": HUNG,
             "hung_timeout_s": HUNG_TIMEOUT.total_seconds(),
-            "hung_window_s": HUNG_WINDOW.total_seconds(),
             "hung_probes_in_flight_at_healthy_starts": {
                 "min": min(beside_hung),
                 "median": statistics.median(beside_hung),

@@ -1,6 +1,6 @@
 """Kafka over mutual TLS and PostgreSQL with verify-full, against servers of the test's own.
 
-A session fixture starts a second broker and PostgreSQL with ``SITEWATCH_TLS=1 scripts/dev.sh
+A module fixture starts a second broker and PostgreSQL with ``SITEWATCH_TLS=1 scripts/dev.sh
 services`` in a state directory of its own (the shared stack is untouched) and stops them at the
 end. Beside the broker's SSL listener it adds two more with deliberately bad certificates (one
 expired, one for another host) through ``SITEWATCH_KAFKA_PROPERTIES``.
@@ -74,7 +74,7 @@ def _bad_certificates(certs, state: Path) -> Path:
 SCRAM_USER, SCRAM_PASSWORD = "sitewatch", "scram-pw-5d1e8a"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tls():
     """The TLS stack: ``kafka`` and ``postgres`` connection dicts, ports, certificate dirs."""
     certs = _certs_module()
@@ -323,7 +323,8 @@ def test_drain_names_the_problem_and_loses_nothing(tls, tls_topic, monkeypatch, 
         monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_KAFKA", kafka_conn(tls))
         good = GroupConsumerHook([tls_topic], DRAIN_GROUP).get_consumer()
         try:
-            assert drain(good, conn, poll_timeout=6.0).inserted == 1  # still there, stored once
+            # still there, stored once: up to 6 s for the handshake and the group, then caught up
+            assert drain(good, conn, poll_timeout=1.0, idle_seconds=6.0).inserted == 1
         finally:
             good.close()
     finally:
@@ -433,8 +434,10 @@ def test_sasl_scram_publishes_and_drains(tls, tls_topic, monkeypatch):
 
 
 def test_sasl_wrong_password_is_named(tls, tls_topic, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_KAFKA", scram_conn(tls, password="wrong"))
+    conn = json.loads(scram_conn(tls, password="wrong"))
+    conn["extra"]["message.timeout.ms"] = 5000  # the rejection comes at once, not in 30 s
+    monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_KAFKA", json.dumps(conn))
     producer = ObservationProducerHook(kafka_config_id="sitewatch_kafka").get_producer()
     with pytest.raises(DeliveryError) as failure:
-        publish(producer, observation("scram"), timeout=40)
+        publish(producer, observation("scram"))
     assert "SASL: the broker rejected the username or password" in str(failure.value)
