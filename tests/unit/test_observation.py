@@ -23,6 +23,7 @@ from sitewatch.observation import (
     FIELDS,
     LOCATION_NAME,
     MAX_TEXT,
+    POSITION,
     SITE_NAME,
     Observation,
     fast_row,
@@ -76,6 +77,13 @@ def test_a_valid_message_takes_the_fast_path_with_the_strict_values():
     assert row is not None
     assert row == strict_row(data)
     assert dict(zip(NAMES, row, strict=True))["connect_ms"] == 2.0  # JSON 2 stored as float8
+
+
+def test_a_rows_fields_are_found_by_their_declared_position():
+    obs = Observation.from_message(encode(full_doc()))
+    row = fast_row(encode(full_doc()))
+    assert list(POSITION) == NAMES
+    assert all(row[POSITION[name]] == getattr(obs, name) for name in NAMES)
 
 
 def test_offsets_are_converted_to_utc_like_the_strict_decoder():

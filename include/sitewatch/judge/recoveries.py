@@ -23,13 +23,12 @@ from sitewatch.alerting import store as alert_store
 from sitewatch.alerting.rules import Event, Verdict
 from sitewatch.config import objectives
 from sitewatch.judge.alerts import judge
-from sitewatch.observation import COLUMNS
+from sitewatch.observation import POSITION
 
 log = logging.getLogger(__name__)
 
-_NAMES = [c.name for c in COLUMNS]
 _SITE, _UP, _SCHEDULED, _MS = (
-    _NAMES.index(n) for n in ("site", "up", "scheduled_at", "response_time_ms")
+    POSITION[n] for n in ("site", "up", "scheduled_at", "response_time_ms")
 )
 
 

@@ -38,7 +38,7 @@ from sitewatch.alerting.rules import Event, Verdict
 from sitewatch.config.locations import KEEP, run_deadline, verdict_grace
 from sitewatch.judge.alerts import judge, judge_concern
 from sitewatch.names import location_queue
-from sitewatch.observation import COLUMNS
+from sitewatch.observation import POSITION
 from sitewatch.storage import verdicts as verdict_store
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,7 @@ log = logging.getLogger(__name__)
 SWEEP_SECONDS = 15.0
 HORIZON = timedelta(hours=6)
 
-_NAMES = [c.name for c in COLUMNS]
-_SITE, _UP, _FINAL, _SCHEDULED = (_NAMES.index(n) for n in ("site", "up", "final", "scheduled_at"))
+_SITE, _UP, _FINAL, _SCHEDULED = (POSITION[n] for n in ("site", "up", "final", "scheduled_at"))
 
 
 def settled_runs(rows: Iterable[tuple], sites: Iterable[str]) -> set[tuple[str, datetime]]:

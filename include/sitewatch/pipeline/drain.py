@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from confluent_kafka import KafkaError, TopicPartition
 
 from sitewatch.errors import ConsumeError, MessageError
-from sitewatch.observation import COLUMNS, MAX_MESSAGE_BYTES, Observation, fast_row
+from sitewatch.observation import MAX_MESSAGE_BYTES, POSITION, Observation, fast_row
 from sitewatch.pipeline.settings import DrainSettings
 from sitewatch.storage.checks import Refuse, Rejected, observation_rows, store_rows
 from sitewatch.storage.mutes import Mute, covered, mutes_overlapping
@@ -40,9 +40,7 @@ log = logging.getLogger(__name__)
 
 AHEAD = timedelta(days=1)
 """How far past the drain's clock a check may be scheduled: clocks differ by seconds, not days."""
-_SITE, _SCHEDULED, _MAINTENANCE = (
-    [c.name for c in COLUMNS].index(n) for n in ("site", "scheduled_at", "maintenance")
-)
+_SITE, _SCHEDULED, _MAINTENANCE = (POSITION[n] for n in ("site", "scheduled_at", "maintenance"))
 
 OnStored = Callable[[Sequence[tuple]], None]
 """``on_stored(rows)``: told the rows of a batch once it is stored and its offsets committed."""

@@ -30,7 +30,7 @@ from operator import attrgetter
 
 import psycopg
 
-from sitewatch.observation import COLUMNS, Observation
+from sitewatch.observation import COLUMNS, POSITION, Observation
 from sitewatch.storage.partitions import make_missing
 from sitewatch.storage.schema import transaction
 
@@ -206,7 +206,7 @@ _INSERT_STAGED = (
 _INT_BOUND = {"integer": 2**31, "bigint": 2**63}  # a column holds -bound <= value < bound
 _INT_LIMITS = {n: _INT_BOUND[t] for n, t in _PG_TYPES.items() if t in _INT_BOUND}
 _GETTERS = {name: attrgetter(name) for name in _NAMES}
-_SCHEDULED = _NAMES.index("scheduled_at")
+_SCHEDULED = POSITION["scheduled_at"]
 _TZINFO = attrgetter("tzinfo")
 
 
