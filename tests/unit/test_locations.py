@@ -35,6 +35,12 @@ def test_an_explicit_quorum_is_kept_and_the_default_location_is_local():
     assert (plain.locations, plain.quorum) == (("local",), 1)
 
 
+def test_several_locations_means_more_than_one():
+    assert not site().several_locations
+    assert not site(locations=["eu"]).several_locations
+    assert site(locations=["eu", "us"]).several_locations
+
+
 def test_queues_and_task_ids_follow_the_locations():
     assert location_queue("local") is None  # Airflow's default queue
     assert location_queue("eu") == "sitewatch-eu"

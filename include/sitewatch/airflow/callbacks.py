@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 def task_callbacks(site) -> dict:
     """``on_failure_callback`` for task ``probe``; {} without targets, and for a site checked from
     several locations, whose runs the drain judges across them (``sitewatch.judge.runs``)."""
-    if not site.notify or len(site.locations) > 1:
+    if not site.notify or site.several_locations:
         return {}
 
     def on_failure(context) -> None:
@@ -65,7 +65,7 @@ def dag_callbacks(site) -> dict:
     speaks only for a run no location reported (``_unreported``)."""
     if not site.notify:
         return {}
-    if len(site.locations) > 1:
+    if site.several_locations:
         return {"on_failure_callback": lambda context: _unreported(site, context)}
 
     def on_run_failure(context) -> None:

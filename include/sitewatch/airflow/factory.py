@@ -107,12 +107,12 @@ def site_dag(site: Site, sites_file: str | None = None, *, in_triggerer: bool = 
             **task_callbacks(site),
         },
     ) as dag:
-        if len(site.locations) == 1:
-            _probe(PROBE_TASK_ID, site, site.locations[0], sites_file, in_triggerer)
-        else:
+        if site.several_locations:
             with TaskGroup(PROBE_TASK_ID, tooltip="one probe per location"):
                 for location in site.locations:
                     _probe(location, site, location, sites_file, in_triggerer)
+        else:
+            _probe(PROBE_TASK_ID, site, site.locations[0], sites_file, in_triggerer)
     return dag
 
 
@@ -131,7 +131,7 @@ def _concurrency(site: Site) -> dict:
     every location, and a location whose workers are down would hold it until Airflow times it
     out (``dagrun_timeout``, the verdict's deadline); enough runs may overlap meanwhile that the
     other locations keep every tick."""
-    if len(site.locations) == 1:
+    if not site.several_locations:
         return {"max_active_tasks": 1}
     deadline = run_deadline(site, verdict_grace())
     period = schedule_period(site.schedule)
@@ -164,7 +164,7 @@ def site_doc(site: Site) -> str:
         ("headers", ", ".join(sorted(site.headers)) or None),
         ("retries", f"{site.retries} (every {site.retry_delay})"),
         ("locations", ", ".join(site.locations)),
-        ("quorum", f"{site.quorum} of {len(site.locations)}" if len(site.locations) > 1 else None),
+        ("quorum", f"{site.quorum} of {len(site.locations)}" if site.several_locations else None),
         ("owner", site.owner),
         ("notify", ", ".join(label(t) for t in site.notify) or None),  # no addresses
         ("remind_every", site.remind_every),

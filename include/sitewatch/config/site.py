@@ -38,6 +38,12 @@ def _freeze(self) -> None:
         object.__setattr__(self, "expect_status", tuple(map(tuple, self.expect_status)))
 
 
+def _several_locations(self) -> bool:
+    """Whether the site is checked from more than one location: then a run's verdict is decided
+    across them (``quorum``, ``sitewatch.judge.runs``), never by one location's check."""
+    return len(self.locations) > 1
+
+
 def _field(name: str) -> dataclasses.Field:
     """The Site field of key ``name``: no default for a required key, else its checked default."""
     if name not in BUILTIN_DEFAULTS:
@@ -55,7 +61,8 @@ v1), declared in ``sitewatch.config.keys``.
 
 ``schedule`` is a timedelta for an interval or a normalised 5-field cron string. ``offset`` is
 always a timedelta: ``auto`` (None when given) becomes the name's offset on construction, and
-``quorum`` always a number: ``majority`` (None) becomes more than half of ``locations``.
+``quorum`` always a number: ``majority`` (None) becomes more than half of ``locations``;
+``several_locations`` says whether there is more than one.
 ``timeout`` is seconds. ``expect_status`` holds inclusive (low, high) ranges. ``max_body_bytes``
 caps how much of the body is read and searched. ``notify`` holds alert targets
 (``sitewatch.config.notify``). ``line`` is where the entry starts in its file (0 when built in
@@ -70,7 +77,12 @@ Site = dataclasses.make_dataclass(
     ],
     frozen=True,
     slots=True,
-    namespace={"__module__": __name__, "__doc__": _SITE_DOC, "__post_init__": _post_init},
+    namespace={
+        "__module__": __name__,
+        "__doc__": _SITE_DOC,
+        "__post_init__": _post_init,
+        "several_locations": property(_several_locations),
+    },
 )
 
 

@@ -66,7 +66,7 @@ def runs_table(where: status.SiteLocations) -> str:
 def show_location(where: status.SiteLocations | None, attempts: Sequence) -> bool:
     """Whether a site's attempts table needs a location column: the site has several
     locations, or its attempts come from more than one."""
-    if where is not None and len(where.locations) > 1:
+    if where is not None:
         return True
     return len({a.location for a in attempts}) > 1
 

@@ -211,7 +211,7 @@ def site_page(
     mutes: its ad-hoc mutes not over yet.
     """
     s = summary
-    several = where is not None and len(where.locations) > 1
+    several = where is not None
     windows = site.maintenance if site else ()
     window = maint.current(windows, mutes, now)
     cards = [

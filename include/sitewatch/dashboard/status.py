@@ -88,7 +88,7 @@ def site_state(
     runs' verdict (``partial`` counts as up: fewer locations saw it down than its quorum).
     """
     decided = [c for c in checks if c.scheduled_at is not None]
-    if len(site.locations) > 1:
+    if site.several_locations:
         state = verdict_state(verdict, site.schedule, now)
         up = None if verdict is None else verdict[1] != verdicts.DOWN
     elif decided:
@@ -178,7 +178,8 @@ def locations_view(
 @dataclass(frozen=True)
 class SiteLocations:
     """What a site's page shows of a site checked from several locations: its configured
-    ``locations`` and ``quorum``, and its recent ``runs`` (``queries.recent_runs``)."""
+    ``locations`` and ``quorum``, and its recent ``runs`` (``queries.recent_runs``). Only such a
+    site has one (``Site.several_locations``); a page without it is of a single-location site."""
 
     locations: tuple[str, ...]
     quorum: int

@@ -81,7 +81,7 @@ class Recoveries:
                 why = "not in the sites file" if site is None else "no notify targets"
                 log.info("recoveries: skipped site=%s: %s", name, why)
                 continue
-            if len(site.locations) > 1:  # one location's up check is not the run's verdict
+            if site.several_locations:  # one location's up check is not the run's verdict
                 continue
             at, _ = ups[name]
             event = Event(Verdict.UP, now, run_after=at, degraded=name in degraded)

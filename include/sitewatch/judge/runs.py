@@ -110,7 +110,7 @@ class Verdicts:
         index = self._session.sites()
         if index is not self._index:  # the same dict while the sites file is unchanged
             self._index = index
-            self._multi = {name: s for name, s in index.items() if len(s.locations) > 1}
+            self._multi = {name: s for name, s in index.items() if s.several_locations}
         return self._multi
 
     def _deadline_passed(self, site, scheduled_at: datetime, now: datetime) -> bool:
@@ -170,7 +170,7 @@ class Verdicts:
         latest verdict of any of its sites has it silent, naming how many and its queue;
         PIPELINE PROBLEM OVER once none does. It goes to every notify target of its sites."""
         sites = [s for s in self._session.sites().values()
-                 if loc in s.locations and len(s.locations) > 1 and s.enabled]  # fmt: skip
+                 if loc in s.locations and s.several_locations and s.enabled]  # fmt: skip
         if not sites:
             return
         latest = verdict_store.latest_verdicts(conn, [s.name for s in sites])

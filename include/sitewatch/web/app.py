@@ -111,7 +111,7 @@ _FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
 def _several(site) -> bool:
     """Whether a configured site (None: not in the sites file) is checked from several
     locations, so that its state is its runs' verdict, not one location's check."""
-    return site is not None and len(site.locations) > 1
+    return site is not None and site.several_locations
 
 
 def _report_period(month: str | None, fmt: str) -> tuple:

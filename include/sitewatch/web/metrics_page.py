@@ -152,7 +152,7 @@ def gather(
     has (a file that cannot be parsed has no sites: this says why). Raises StorageError.
     """
     names = sorted(configured)
-    several = [name for name, site in configured.items() if len(site.locations) > 1]
+    several = [name for name, site in configured.items() if site.several_locations]
     checks = defaultdict(list)
     for row in metrics.latest(conn, names):
         checks[row.site].append(row)
