@@ -175,7 +175,8 @@ def _report(args: argparse.Namespace) -> int:
         args.usage_error(f"--month: {exc}")
     if args.format not in report.FORMATS:
         args.usage_error(f"--format {args.format!r}: use one of {', '.join(report.FORMATS)}")
-    objectives = _objectives(Path(args.sites) if args.sites else _relative(default_sites_path()))
+    path = Path(args.sites) if args.sites else _relative(default_sites_path())
+    objectives = report.objectives(_valid_sites(path))
     try:
         period = _read_period(args, first, after)
     except StorageError as exc:
@@ -188,13 +189,13 @@ def _report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _objectives(path: Path) -> dict:
-    """Each site's SLO (None: it has none) from the sites file; its problems go to stderr, and
-    the sites it could read still count (a bad entry never hides the others' targets)."""
+def _valid_sites(path: Path) -> list:
+    """The valid sites of the sites file, for their SLOs; its problems go to stderr, and the
+    sites it could read still count (a bad entry never hides the others' targets)."""
     loaded = load_sites(path)
     for issue in loaded.issues:
         print(f"sitewatch report: {issue}", file=sys.stderr)
-    return {site.name: site.slo for site in loaded.sites}
+    return loaded.sites
 
 
 def _read_period(args: argparse.Namespace, first: date, after: date):
@@ -278,7 +279,7 @@ def _configured_site(args: argparse.Namespace) -> Site | None:
         args.usage_error("--site probes the site as configured: give no URL or URL options")
     path = Path(args.sites_file) if args.sites_file else _relative(default_sites_path())
     loaded = load_sites(path)
-    sites = {site.name: site for site in loaded.sites}
+    sites = loaded.by_name
     if args.site in sites:
         site = sites[args.site]
         if not site.enabled:

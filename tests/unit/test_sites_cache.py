@@ -88,6 +88,19 @@ def test_default_path_is_the_one_load_sites_reads(cache, monkeypatch, tmp_path):
     assert cached_sites() == load_sites() == load_sites(path)
 
 
+def test_the_sites_by_name_are_indexed_once_per_file(cache, tmp_path):
+    path = tmp_path / "sites.yaml"
+    paused = "  - {name: paused, url: 'https://paused.example/', enabled: false}\n"
+    path.write_text(sites_text("alpha", "beta") + paused)
+    first = cached_sites(path)
+    assert list(first.by_name) == ["alpha", "beta", "paused"]
+    assert list(first.enabled_by_name) == ["alpha", "beta"]
+    assert first.by_name["beta"] is first.sites[1]
+    assert cached_sites(path).by_name is first.by_name  # the same file, the same index
+    path.write_text(sites_text("gamma"))
+    assert list(cached_sites(path).by_name) == ["gamma"]
+
+
 def test_a_content_change_is_validated_again(cache, tmp_path, validations):
     path = tmp_path / "sites.yaml"
     path.write_text(sites_text("alpha"))

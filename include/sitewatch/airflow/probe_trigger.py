@@ -199,9 +199,9 @@ def check(
 def _site(name: str, sites_file: str):
     from sitewatch.config.loader import cached_sites
 
-    for site in cached_sites(sites_file).sites:
-        if site.name == name:
-            return site
+    site = cached_sites(sites_file).by_name.get(name)
+    if site is not None:
+        return site
     raise ConfigError([f"{sites_file}: site {name!r} is no longer in the sites file (or invalid)"])
 
 

@@ -8,6 +8,7 @@ what construction does: freeze the collections and resolve ``offset: auto``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -102,8 +103,23 @@ class ConfigIssue:
 
 @dataclass
 class SitesFile:
-    """The result of loading: every valid site (enabled or not) and every issue, in file order."""
+    """The result of loading: every valid site (enabled or not) and every issue, in file order.
+
+    ``by_name`` and ``enabled_by_name`` index the sites by name, built at first use and kept with
+    the file (``cached_sites`` hands out the same ``SitesFile`` while the file is unchanged, so
+    an index lives as long as its file). Treat them as read-only, like the lists.
+    """
 
     path: str
     sites: list[Site]
     issues: list[ConfigIssue]
+
+    @functools.cached_property
+    def by_name(self) -> dict[str, Site]:
+        """Every valid site, enabled or not, by name (names are unique in a file)."""
+        return {site.name: site for site in self.sites}
+
+    @functools.cached_property
+    def enabled_by_name(self) -> dict[str, Site]:
+        """The enabled sites by name: those with a DAG, on the Sites page and in the metrics."""
+        return {name: site for name, site in self.by_name.items() if site.enabled}

@@ -14,13 +14,14 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 from html import escape
 
 from sitewatch.config.objectives import Slo
+from sitewatch.config.site import Site
 from sitewatch.dashboard.html import page, timestamp
 from sitewatch.dashboard.status import uptime
 from sitewatch.storage.retention import RETENTION_VAR
@@ -74,6 +75,12 @@ def met(site: SitePeriod, slo: Slo | None) -> bool | None:
     if slo is None or not site.checks:
         return None
     return Fraction(100 * site.ups, site.checks) >= Fraction(str(slo.target))
+
+
+def objectives(sites: Iterable[Site]) -> dict[str, Slo | None]:
+    """Each site's SLO by name (None: it has none), for ``render``: pass every valid site of the
+    sites file, disabled ones too, since a month's report covers what they did while enabled."""
+    return {site.name: site.slo for site in sites}
 
 
 def rows(period: Period, objectives: Mapping[str, Slo | None]) -> list[Row]:

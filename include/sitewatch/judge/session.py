@@ -38,8 +38,6 @@ class Session:
     ) -> None:
         self._connect, self.send, self._sites = connect, send, sites
         self._conn = None
-        self._file: SitesFile | None = None
-        self._index: dict[str, Site] = {}
 
     def connection(self):
         """The alerting connection, opened now if it is not open yet or broke (so a drain with
@@ -49,13 +47,10 @@ class Session:
         return self._conn
 
     def sites(self) -> dict[str, Site]:
-        """The sites file's sites by name: the same dict while ``sites()`` returns the same file
-        (``cached_sites`` does while it is unchanged), so callers may cache what they derive from
-        it by its identity. Read-only."""
-        current = self._sites()
-        if current is not self._file:
-            self._file, self._index = current, {site.name: site for site in current.sites}
-        return self._index
+        """The sites file's sites by name (``SitesFile.by_name``): the same dict while ``sites()``
+        returns the same file (``cached_sites`` does while it is unchanged), so callers may cache
+        what they derive from it by its identity. Read-only."""
+        return self._sites().by_name
 
     def close(self) -> None:
         if self._conn is not None:

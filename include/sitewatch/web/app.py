@@ -79,7 +79,7 @@ def configured_sites() -> dict:
     validated-sites cache, so a page load costs a ``stat`` of the file while it is unchanged."""
     from sitewatch.config.loader import cached_sites
 
-    return {s.name: s for s in cached_sites().sites if s.enabled}
+    return cached_sites().enabled_by_name
 
 
 def sites_file_problems() -> int:
@@ -95,7 +95,7 @@ def report_objectives() -> dict:
     month's report covers what they did while enabled), as ``sitewatch report`` reads them."""
     from sitewatch.config.loader import cached_sites
 
-    return {s.name: s.slo for s in cached_sites().sites}
+    return report.objectives(cached_sites().sites)
 
 
 # A report's media type by format (``dashboard.report.FORMATS``).
