@@ -117,6 +117,12 @@ def test_slo_defaults_and_burn_rules():
     assert one(slo={"target": 99.9, "burn": []}).slo.burn == ()
 
 
+def test_an_slo_reads_as_its_target_over_its_window():
+    assert one(slo={"target": 99.9}).slo.label == "99.9% over 30d"
+    assert Slo(99.0, timedelta(days=7)).label == "99% over 7d"
+    assert Slo(99.95, timedelta(hours=36)).label == "99.95% over 1d12h"
+
+
 def test_degraded_ms_below_max_response_ms_and_alone():
     assert one(degraded_ms=1500, max_response_ms=2000).degraded_ms == 1500
     assert one(degraded_ms=300_000).degraded_ms == 300_000

@@ -171,10 +171,7 @@ def site_doc(site: Site) -> str:
         ("degraded_ms", site.degraded_ms),
         ("depends_on", ", ".join(site.depends_on) or None),
         ("maintenance", "; ".join(_window_text(w) for w in site.maintenance) or None),
-        (
-            "slo",
-            f"{site.slo.target:g}% over {format_duration(site.slo.window)}" if site.slo else None,
-        ),
+        ("slo", site.slo.label if site.slo else None),
     ]
     lines = [f"### Site `{site.name}`", "", "| setting | value |", "| --- | --- |"]
     lines += [f"| {key} | `{value}` |" for key, value in rows if value is not None]

@@ -70,6 +70,11 @@ class Slo:
         """The error budget as a fraction of checks (0.001 for 99.9)."""
         return 1 - self.target / 100
 
+    @property
+    def label(self) -> str:
+        """The objective as people read it everywhere it is shown: ``99.9% over 30d``."""
+        return f"{self.target:g}% over {format_duration(self.window)}"
+
 
 FLAPPING_KEYS = ("changes", "window", "stable")
 SLO_KEYS = ("target", "window", "p95_ms", "burn")

@@ -121,7 +121,7 @@ def _budget_tip(budget: Budget) -> str:
     slo, tally = budget.slo, budget.tally
     allowed = slo.window / timedelta(minutes=1) * slo.budget
     return (
-        f"target {slo.target:g}% over {format_duration(slo.window)}: "
+        f"target {slo.label}: "
         f"{status.minutes(allowed)} of downtime allowed; {tally.bad:,} of {tally.checks:,} "
         "checks down (final checks outside maintenance, by hours)"
     )
@@ -137,7 +137,7 @@ def section(site: SiteBudget | None, slo: Slo | None, now: datetime) -> str:
         )
     b = site.budget
     cards = [
-        ("Target", f"{slo.target:g}% over {format_duration(slo.window)}"),
+        ("Target", slo.label),
         ("Attainment", "—" if site.attainment is None else f"{site.attainment:.3f}%"),
         ("Budget left", "—" if b.left is None else status.budget_percent(b.left)),
         ("Downtime left", "—" if b.minutes is None else status.minutes(b.minutes)),

@@ -114,7 +114,7 @@ def _alert(site, burn: Burn, notice: Notice, since: datetime, now: datetime) -> 
     detail = (
         f"{_rate(burn.long)} over {format_duration(rule.long)} and {_rate(burn.short)} over"
         f" {format_duration(rule.short)} (alert at {rule.factor:g}x); objective"
-        f" {site.slo.target:g}% over {format_duration(site.slo.window)}"
+        f" {site.slo.label}"
     )
     kind = Kind.SLO_BURN if notice is Notice.FIRING else Kind.SLO_BURN_OVER
     error = f"{rule.severity} burn rate" if kind is Kind.SLO_BURN else None
