@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from sitewatch.config.crontime import latest_fire
+from sitewatch.config.crontime import latest_fire, next_fire
 from sitewatch.config.loader import Site, load_text
 from sitewatch.config.maintenance import MAX_WINDOWS, Window, active_window
 from sitewatch.config.objectives import DEFAULT_BURN_RULES, BurnRule, Flapping, Slo
@@ -350,6 +350,77 @@ def test_fire_times_agree_with_croniter_which_airflow_schedules_with(cron):
         previous = croniter(cron, at.replace(tzinfo=None)).get_prev(datetime).replace(tzinfo=UTC)
         expected = previous if at - previous < lookback else None
         assert latest_fire(cron, "UTC", at, lookback) == expected, at
+
+
+@pytest.mark.parametrize(
+    "cron",
+    [
+        "0 2 * * 0",
+        "*/7 */5 * * *",
+        "15 3 1,15 * *",
+        "0 0 13 * fri",
+        "45 23 * * mon-fri",
+        "0 12 29 2 *",
+        "5 4 * jan,jul 7",
+    ],
+)
+def test_next_fire_agrees_with_croniter_which_airflow_schedules_with(cron):
+    croniter = pytest.importorskip("croniter").croniter
+    rng = random.Random(cron)
+    for _ in range(200):
+        at = utc(2024, 1, 1) + timedelta(minutes=rng.randrange(3 * 365 * 24 * 60))
+        at += timedelta(seconds=rng.choice((0, 30)))  # on a fire time: the next one
+        following = croniter(cron, at.replace(tzinfo=None)).get_next(datetime)
+        assert next_fire(cron, "UTC", at) == following.replace(tzinfo=UTC), at
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe"])
+@pytest.mark.parametrize("cron", ["*/15 * * * *", "30 2 * * *", "0 1-3 * * *", "0 0 29 2 *"])
+def test_next_fire_is_the_fire_after_latest_fire_across_clock_changes(zone, cron):
+    """latest_fire(at) <= at < next_fire(at), and nothing fires in between: both read the wall
+    times of a DST change alike (once, at the first occurrence; at the end of a gap)."""
+    rng = random.Random(zone + cron)
+    changes = [utc(2026, 3, 29, 1), utc(2026, 10, 25, 1), utc(2026, 3, 8, 7), utc(2026, 11, 1, 6)]
+    changes += [utc(2026, 4, 4, 15), utc(2026, 10, 3, 16)]  # Lord Howe: half an hour
+    for _ in range(150):
+        at = rng.choice(changes) + timedelta(minutes=rng.randrange(-180, 180), seconds=7)
+        following = next_fire(cron, zone, at)
+        assert following > at
+        assert latest_fire(cron, zone, following, timedelta(days=1)) == following
+        before = following - timedelta(microseconds=1)
+        lookback = before - at
+        assert latest_fire(cron, zone, before, lookback) is None, (at, following)
+
+
+@pytest.mark.parametrize(
+    ("zone", "at", "cron", "fires"),
+    [
+        # spring forward, Berlin: 02:30 does not exist; it fires at 03:00 CEST (01:00 UTC)
+        ("Europe/Berlin", utc(2026, 3, 29, 0, 10), "30 2 * * *", utc(2026, 3, 29, 1)),
+        # fall back, Berlin: the second 02:40 (CET) is past every fire of the repeated hour,
+        # which fired the first time the clocks showed it; the next is 03:00 CET
+        ("Europe/Berlin", utc(2026, 10, 25, 1, 40), "*/15 * * * *", utc(2026, 10, 25, 2)),
+        ("Europe/Berlin", utc(2026, 10, 25, 0, 40), "*/15 * * * *", utc(2026, 10, 25, 0, 45)),
+        ("America/New_York", utc(2026, 11, 1, 6, 20), "30 1 * * *", utc(2026, 11, 2, 6, 30)),
+    ],
+)
+def test_next_fire_on_dst_days(zone, at, cron, fires):
+    assert next_fire(cron, zone, at) == fires
+
+
+def test_a_windows_next_start_is_its_crons_next_fire_or_its_start_to_come():
+    nightly = recurring("0 2 * * *", H, "Europe/Berlin")
+    assert nightly.next_start(utc(2026, 6, 1, 12)) == utc(2026, 6, 2, 0)  # 02:00 CEST
+    # The page once read this with croniter on the wall clock and showed 00:45 UTC, an instant
+    # already past, for a window asked about in the repeated hour of a fall-back.
+    quarter = recurring("*/15 * * * *", M, "Europe/Berlin")
+    assert quarter.next_start(utc(2026, 10, 25, 1, 40)) == utc(2026, 10, 25, 2)
+    move = Window(start=utc(2026, 12, 24, 21), end=utc(2026, 12, 25, 5))
+    assert move.next_start(utc(2026, 12, 24, 20)) == utc(2026, 12, 24, 21)
+    assert move.next_start(utc(2026, 12, 24, 21)) is None
+    for window in (nightly, move):
+        with pytest.raises(ValueError, match="aware"):
+            window.next_start(datetime(2026, 12, 24, 20))
 
 
 def test_covering_is_cheap_enough_to_ask_at_every_check():

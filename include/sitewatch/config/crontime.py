@@ -11,7 +11,10 @@ that is not one-to-one, and this module decides, as Vixie cron does:
   fires once, at its first occurrence (summer time).
 
 Both rules keep the mapping monotonic: a later wall time never fires at an earlier instant, which
-is what lets ``latest_fire`` walk wall times backwards and stop at the first one not after ``at``.
+is what lets ``latest_fire`` walk wall times backwards and stop at the first one not after ``at``,
+and ``next_fire`` walk them forwards and stop at the first one after it. Airflow's timetables read
+crons with croniter; these two are sitewatch's one reading of a maintenance window's cron (when
+it last started, when it next starts) and of a schedule's interval on the Sites page.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ Island, two hours in Antarctica/Troll; a fire time up to that much later on the 
 can be earlier in time, during the repeated hour."""
 _DAY = timedelta(days=1)
 _SECOND = timedelta(seconds=1)
+_HORIZON = timedelta(days=8 * 366)
+"""How far ahead ``next_fire`` looks: a cron ``check_cron`` accepts fires within it (the rarest,
+29 February, fires again after at most 8 years: 2100 is no leap year)."""
 
 
 @functools.lru_cache(maxsize=512)
@@ -57,6 +63,28 @@ def latest_fire(cron: str, zone_name: str, at: datetime, lookback: timedelta) ->
         instant = instant_of(wall, here)
         if instant <= at:
             return instant if instant > at - lookback else None
+    return None
+
+
+def next_fire(cron: str, zone_name: str, at: datetime) -> datetime | None:
+    """The first instant after ``at`` at which ``cron`` fires on the clocks of ``zone_name``;
+    aware UTC. So ``latest_fire(...) <= at < next_fire(...)``, by the same DST rules.
+
+    ``at`` must be aware (ValueError otherwise). None only when the cron does not fire within
+    ``_HORIZON``, which no cron ``check_cron`` accepts does. Cost: one pass over the days until it
+    fires, each rejected by its day-of-month, month and weekday alone or searched from its
+    earliest hour and minute up; a wall time of the repeated hour after a fall-back that fired
+    already, the first time the clocks showed it, is skipped (it fires once).
+    """
+    if at.tzinfo is None:
+        raise ValueError(f"expected an aware datetime, got {at!r}")
+    here = zone(zone_name)
+    # No wall time before ``at``'s own fires after ``at`` (the mapping is monotonic).
+    oldest = at.astimezone(here).replace(tzinfo=None)
+    for wall in _walls_forward(_fields(cron), oldest, oldest.date() + _HORIZON):
+        instant = instant_of(wall, here)
+        if instant > at:
+            return instant
     return None
 
 
@@ -105,6 +133,24 @@ def _walls_back(parsed, newest: datetime, oldest: date):
                     if wall <= newest:
                         yield wall
         day -= _DAY
+
+
+def _walls_forward(parsed, oldest: datetime, newest: date):
+    """The cron's wall-clock fire times from ``oldest`` on to the end of day ``newest``, earliest
+    first."""
+    fields, hours, minutes = parsed
+    hours, minutes = hours[::-1], minutes[::-1]
+    day = oldest.date()
+    while day <= newest:
+        if _fires_on(fields, day):
+            for hour in hours:
+                if day == oldest.date() and hour < oldest.hour:
+                    continue
+                for minute in minutes:
+                    wall = datetime(day.year, day.month, day.day, hour, minute)
+                    if wall >= oldest:
+                        yield wall
+        day += _DAY
 
 
 def _fires_on(fields: CronFields, day: date) -> bool:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sitewatch.config.crontime import latest_fire, zone
+from sitewatch.config.crontime import latest_fire, next_fire, zone
 from sitewatch.config.schedule import check_cron, format_duration
 from sitewatch.config.values import (
     checked,
@@ -74,6 +74,17 @@ class Window:
             return (self.start, self.end) if self.start <= at < self.end else None
         start = latest_fire(self.cron, self.timezone, at, self.duration)
         return None if start is None else (start, start + self.duration)
+
+    def next_start(self, at: datetime) -> datetime | None:
+        """When the window next starts after ``at`` (aware; ValueError otherwise), aware UTC: a
+        recurring one when its cron next fires on the clocks of ``timezone``, by the rules that
+        ``covering`` reads its last start with (``crontime.next_fire``); a one-off one its
+        ``start`` if that is still to come, else None."""
+        if self.cron is None:
+            if at.tzinfo is None:
+                raise ValueError(f"expected an aware datetime, got {at!r}")
+            return self.start if self.start > at else None
+        return next_fire(self.cron, self.timezone, at)
 
 
 def active_window(

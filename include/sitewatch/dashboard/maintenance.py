@@ -16,9 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
 
-from croniter import croniter
-
-from sitewatch.config.crontime import instant_of, zone
 from sitewatch.config.maintenance import Window, active_window
 from sitewatch.config.schedule import format_duration
 from sitewatch.dashboard.html import badge, timestamp
@@ -109,10 +106,9 @@ def _window_row(window: Window, now: datetime) -> str:
             f"<code>{escape(window.cron)}</code> ({escape(window.timezone)}) for "
             f"{format_duration(window.duration)}"
         )
-        later = None if span else next_start(window, now)
     else:
         when = f"{timestamp(window.start)} to {timestamp(window.end)}"
-        later = None if span else window.start
+    later = None if span else window.next_start(now)
     return _row("window", SITES_FILE, when, window.reason, _now(span, later))
 
 
@@ -133,16 +129,6 @@ def _now(span: tuple[datetime, datetime] | None, later: datetime | None) -> str:
     if span is not None:
         return f"{badge(MAINTENANCE)} until {timestamp(span[1])}"
     return "—" if later is None else f'<span class="muted">next from {timestamp(later)}</span>'
-
-
-def next_start(window: Window, now: datetime) -> datetime | None:
-    """When a recurring ``window`` next starts after ``now`` (aware UTC), read on the clocks of
-    its time zone as ``config.crontime`` reads them (DST included); None for a one-off window."""
-    if window.cron is None:
-        return None
-    here = zone(window.timezone)
-    wall = now.astimezone(here).replace(tzinfo=None)
-    return instant_of(croniter(window.cron, wall).get_next(datetime), here)
 
 
 def _muted_by(mute: Mute) -> str:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+from sitewatch.config.crontime import next_fire
 from sitewatch.config.objectives import slow
 from sitewatch.storage import verdicts
 from sitewatch.storage.metrics import Latest
@@ -21,7 +22,7 @@ MIN_STALE_AFTER = timedelta(minutes=15)
 STALE_INTERVALS = 3
 # A cron schedule is measured by two consecutive fire times from this instant: any fixed instant
 # works for regular expressions, and a fixed one keeps the threshold stable between page loads.
-_CRON_ORIGIN = datetime(2026, 1, 5, 0, 0)
+_CRON_ORIGIN = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
 
 UP, DOWN, STALE, NO_DATA = "up", "down", "stale", "no data"
 PARTIAL = "partial"
@@ -50,11 +51,8 @@ def schedule_interval(schedule: timedelta | str | None) -> timedelta | None:
     """
     if schedule is None or isinstance(schedule, timedelta):
         return schedule
-    from croniter import croniter
-
-    it = croniter(schedule, _CRON_ORIGIN)
-    first = it.get_next(datetime)
-    return it.get_next(datetime) - first
+    first = next_fire(schedule, "UTC", _CRON_ORIGIN)
+    return next_fire(schedule, "UTC", first) - first
 
 
 def stale_after(schedule: timedelta | str | None) -> timedelta:
