@@ -58,6 +58,11 @@ MUTE_DAG_ID = "sitewatch_mute"
 """Manual DAG whose trigger form mutes sites for a while (an ad-hoc maintenance window)."""
 UNMUTE_DAG_ID = "sitewatch_unmute"
 """Manual DAG that ends the mutes of some sites, or of all, now."""
+WATCH_DAG_ID = "sitewatch_watch"
+"""Every minute, says when sitewatch itself cannot judge (PIPELINE PROBLEM about the pipeline)."""
+WATCH_STATE_VARIABLE = "sitewatch_watch_state"
+"""The Airflow Variable (JSON) where ``WATCH_DAG_ID`` keeps what it saw: in Airflow's metadata
+database, so a results database that is down cannot take it along."""
 DAG_TAG = "sitewatch"
 DAG_START = datetime(2026, 1, 1, tzinfo=UTC)
 """start_date of every sitewatch DAG; with catchup off it only has to lie in the past."""

@@ -7,6 +7,7 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.serialization.serialized_objects import DagSerialization
 
+from sitewatch.airflow.drain_dag import PRIORITY
 from sitewatch.airflow.timetables import SiteTimetable
 from sitewatch.config.loader import load_sites
 from sitewatch.config.offset import auto_offset
@@ -35,6 +36,7 @@ def test_shipped_sites_file_builds_dags_without_import_errors():
         "sitewatch_maintenance",
         "sitewatch_mute",
         "sitewatch_unmute",
+        "sitewatch_watch",
     } == set(bag.dag_ids)
     for dag_id in enabled:
         dag = bag.dags[dag_id]
@@ -60,6 +62,19 @@ def test_maintenance_dag_runs_hourly_one_at_a_time():
         "maintain",
     ]
     assert all(t.retries > 0 for t in dag.tasks)
+
+
+def test_watch_dag_looks_every_minute_ahead_of_the_sites():
+    dag = DagBag(DAGS).dags["sitewatch_watch"]
+    assert set(dag.tags) == {"sitewatch"}
+    assert (dag.max_active_runs, dag.catchup, dag.is_paused_upon_creation) == (1, False, False)
+    assert dag.schedule == timedelta(minutes=1)
+    assert dag.doc_md
+    (watch,) = dag.tasks
+    assert watch.task_id == "watch"
+    assert (watch.priority_weight, watch.weight_rule) == (PRIORITY, "absolute")
+    assert watch.retries == 0
+    assert watch.execution_timeout < timedelta(minutes=1)
 
 
 def test_mute_dags_run_only_when_triggered_with_a_form(sites_file):
@@ -120,6 +135,7 @@ def test_site_settings_reach_the_dag(sites_file):
         "sitewatch_maintenance",
         "sitewatch_mute",
         "sitewatch_unmute",
+        "sitewatch_watch",
     }
     shop, blog = bag.dags["site_shop"], bag.dags["site_blog"]
     assert set(shop.tags) == {"sitewatch", "team-a", "prod"}

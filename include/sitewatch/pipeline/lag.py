@@ -16,7 +16,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -28,13 +28,16 @@ class KafkaLag:
     topic, group: what was read. partitions: ``{partition: lag in messages}`` (the partition's
     end offset less the group's committed offset; from the partition's start when the group
     committed nothing there). error: why it could not be read (None when it was), in which case
-    partitions is empty.
+    partitions is empty. committed: ``{partition: the group's committed offset}`` as the broker
+    gave it (-1: none), for telling a drain that moves from one that does not
+    (``sitewatch.judge.watch``); left out of comparisons, which are about the lag.
     """
 
     topic: str
     group: str
     partitions: Mapping[int, int]
     error: str | None = None
+    committed: Mapping[int, int] = field(default_factory=dict, compare=False)
 
 
 class _Failed(Exception):
@@ -113,7 +116,7 @@ class LagReader:
             except Exception as exc:  # a connection undefined or unusable fails this read only
                 return self._failure(f"no Kafka client: {exc}")
         try:
-            lags = _retrying(self._consumer, self.topic, deadline, timeout)
+            lags, committed = _retrying(self._consumer, self.topic, deadline, timeout)
         except _Missing:  # the consumer is fine; the drain has nothing to read yet
             return self._failure(f"topic {self.topic} does not exist")
         except (KafkaException, _Failed) as exc:
@@ -121,7 +124,7 @@ class LagReader:
             self._drop()
             return self._failure(reason)
         _forget_errors(self._consumer)
-        return KafkaLag(self.topic, self.group, lags)
+        return KafkaLag(self.topic, self.group, lags, committed=committed)
 
     def _failure(self, reason: str) -> KafkaLag:
         return KafkaLag(self.topic, self.group, {}, error=reason)
@@ -134,7 +137,7 @@ class LagReader:
                 consumer.close()
 
 
-def _retrying(consumer, topic: str, deadline: float, timeout: float) -> dict[int, int]:
+def _retrying(consumer, topic: str, deadline: float, timeout: float):
     """``_lags``, tried again after a transient answer (``_TRANSIENT``) while time is left."""
     while True:
         try:
@@ -161,10 +164,11 @@ def _partitions(consumer, topic: str, deadline: float, timeout: float) -> list[i
 
 
 def _lags(consumer, topic: str, partitions: list[int], deadline: float, timeout: float):
-    """``{partition: lag}``: each partition's end less where the group resumes there."""
+    """``({partition: lag}, {partition: committed offset})``: each partition's end less where
+    the group resumes there, and what the group committed there."""
     asked = [TopicPartition(topic, p) for p in partitions]
     committed = consumer.committed(asked, timeout=_left(deadline, timeout))
-    lags = {}
+    lags, offsets = {}, {}
     for tp in committed:
         if tp.error is not None:
             raise _kafka(tp.error, f"reading {topic}[{tp.partition}]'s committed offset failed")
@@ -175,7 +179,8 @@ def _lags(consumer, topic: str, partitions: list[int], deadline: float, timeout:
             raise _Failed(f"no watermarks for {topic}[{tp.partition}] within {timeout:g}s")
         start, end = marks
         lags[tp.partition] = max(0, end - _resume(tp.offset, start))
-    return dict(sorted(lags.items()))
+        offsets[tp.partition] = max(tp.offset, -1)  # librdkafka says "none" as -1001
+    return dict(sorted(lags.items())), dict(sorted(offsets.items()))
 
 
 def _resume(committed: int, start: int) -> int:
