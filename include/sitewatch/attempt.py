@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from sitewatch.config.maintenance import active_window
+from sitewatch.config.maintenance import maintenance_at
 from sitewatch.config.secrets import NO_SECRETS, Secrets
 from sitewatch.errors import SiteDown
 from sitewatch.names import LOCAL_LOCATION
@@ -55,7 +55,7 @@ def place(observation: Observation, site, scheduled_at: datetime, attempt: int) 
     """Set what the probe cannot know: the run's time and try, and whether the run fell in one
     of the site's maintenance windows (the sites file's; the drain adds ad-hoc ones)."""
     observation.scheduled_at, observation.attempt = scheduled_at, attempt
-    observation.maintenance = active_window(site.maintenance, scheduled_at) is not None
+    observation.maintenance = maintenance_at(site.maintenance, (), scheduled_at) is not None
 
 
 def record(observation: Observation, deliver: Callable[[Observation], None]) -> Observation:

@@ -18,12 +18,15 @@ from sitewatch.airflow.notifiers import send
 from sitewatch.alerting import store as alert_store
 from sitewatch.alerting.rules import Event, Kind, Verdict
 from sitewatch.config.loader import load_text
+from sitewatch.config.maintenance import maintenance_at
 from sitewatch.judge import alerts
 from sitewatch.names import ALERTING_ROLE
 from sitewatch.storage.checks import observation_rows, store_rows
+from sitewatch.storage.mutes import add_mutes, mutes_in_force
 from tests.builders import observation
 
 judge = partial(alerts.judge, send=send)  # with Airflow's notifiers, as the callbacks call it
+HOUR = timedelta(hours=1)
 T0 = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
 NOTIFY = "    notify:\n      - webhook: ops_webhook\n"
 SITES = (
@@ -120,6 +123,29 @@ def test_a_window_of_the_sites_file_holds_the_alert(alerting, pg_conn, receiver)
     assert "backups" in alert_store.load(conn, "nightly").held
     recovered = Event(Verdict.UP, two + timedelta(minutes=20), "r2", two + timedelta(minutes=20))
     assert judge(conn, sites["nightly"], recovered) is None  # recovered within: nothing to say
+    assert receiver.payloads == []
+
+
+def test_a_hold_lasts_until_the_window_or_mute_that_ends_last_as_the_badge_says(
+    alerting, pg_conn, receiver
+):
+    """A mute longer than the sites file's window: the hold names the mute's end, the instant the
+    Sites page's badge names (both ``maintenance_at``), not the window's."""
+    conn, sites = alerting
+    two = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)  # nightly's window: 02:00-03:00 UTC
+    add_mutes(pg_conn, ["nightly"], two - timedelta(minutes=30), two + 2 * HOUR, "disk swap", None)
+    at = two + timedelta(minutes=10)
+    assert judge(conn, sites["nightly"], Event(Verdict.DOWN, at, "r1", at, "status")) is None
+    assert (
+        alert_store.load(conn, "nightly").held
+        == "maintenance until 2026-03-01 04:00 UTC: disk swap"
+    )
+    badge = maintenance_at(
+        sites["nightly"].maintenance, mutes_in_force(pg_conn, ["nightly"], at)["nightly"], at
+    )
+    assert badge.until == two + 2 * HOUR and badge.reason == "disk swap"
+    later = two + timedelta(minutes=90)  # the window is over, the mute is not: still held
+    assert judge(conn, sites["nightly"], Event(Verdict.DOWN, later, "r2", later, "status")) is None
     assert receiver.payloads == []
 
 

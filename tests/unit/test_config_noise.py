@@ -15,9 +15,17 @@ import yaml
 
 from sitewatch.config.crontime import latest_fire, next_fire
 from sitewatch.config.loader import Site, load_text
-from sitewatch.config.maintenance import MAX_WINDOWS, Window, active_window
+from sitewatch.config.maintenance import (
+    MAX_WINDOWS,
+    SITES_FILE,
+    InMaintenance,
+    Window,
+    active_window,
+    maintenance_at,
+)
 from sitewatch.config.objectives import DEFAULT_BURN_RULES, BurnRule, Flapping, Slo
 from sitewatch.config.schedule import cron_fields
+from sitewatch.storage.mutes import Mute
 
 H, M = timedelta(hours=1), timedelta(minutes=1)
 
@@ -326,6 +334,37 @@ def test_active_window_is_the_one_ending_last():
     assert active_window([], utc(2026, 1, 1, 1)) is None
     same = Window(start=utc(2026, 1, 1), end=utc(2026, 1, 1, 4))
     assert active_window([same, long], utc(2026, 1, 1, 1))[0] is same  # the first among equals
+
+
+def mute(id: int, starts: datetime, ends: datetime, reason="drill", by: str | None = "ops"):
+    return Mute(id, "s", starts, ends, reason, by)
+
+
+def test_maintenance_at_is_the_window_or_mute_that_ends_last():
+    """The one precedence the probe task, the drain, the judge and the Sites page share. Before
+    it, the judge took a sites-file window over a longer mute, so an alert's hold said the site
+    was in maintenance until the window ended while the badge said until the mute did."""
+    nightly = Window(cron="0 2 * * *", duration=H, reason="backups")  # 02:00-03:00 UTC
+    at = utc(2026, 3, 1, 2, 10)
+    longer = mute(1, utc(2026, 3, 1, 1, 30), utc(2026, 3, 1, 4), "disk swap")
+    shorter = mute(2, utc(2026, 3, 1, 1, 30), utc(2026, 3, 1, 2, 30), by=None)
+    window = InMaintenance(utc(2026, 3, 1, 2), utc(2026, 3, 1, 3), "backups", SITES_FILE)
+    assert maintenance_at([nightly], [], at) == window
+    assert maintenance_at([nightly], [shorter], at) == window
+    assert maintenance_at([nightly], [longer, shorter], at) == InMaintenance(
+        utc(2026, 3, 1, 1, 30), utc(2026, 3, 1, 4), "disk swap", "mute by ops"
+    )
+    assert maintenance_at([], [shorter], at).source == "mute"  # no user recorded
+    # among equal ends: the sites file's, then the mute stored last
+    same = mute(3, utc(2026, 3, 1, 1), utc(2026, 3, 1, 3), "same end")
+    assert maintenance_at([nightly], [same], at) == window
+    later = mute(4, utc(2026, 3, 1, 2), utc(2026, 3, 1, 3), "stored later")
+    assert maintenance_at([], [later, same], at).reason == "stored later"
+    # a mute not in force at ``at`` is none of its business; the end is exclusive
+    assert maintenance_at([], [shorter], utc(2026, 3, 1, 2, 30)) is None
+    assert maintenance_at([nightly], [longer], utc(2026, 3, 1, 4)) is None
+    with pytest.raises(ValueError, match="aware"):
+        maintenance_at([], [longer], datetime(2026, 3, 1, 2))
 
 
 @pytest.mark.parametrize(

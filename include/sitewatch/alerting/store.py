@@ -15,9 +15,10 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from sitewatch.alerting.rules import AlertState, Event, Kind, Verdict, decide
-from sitewatch.config.maintenance import Window, active_window
+from sitewatch.config.maintenance import Window, maintenance_at
 from sitewatch.config.objectives import Flapping
 from sitewatch.errors import StorageError
+from sitewatch.storage.mutes import mutes_covering
 from sitewatch.storage.schema import require_current, transaction
 
 _COLUMNS = tuple(f.name for f in dataclasses.fields(AlertState))
@@ -40,11 +41,6 @@ _RELEASE = (
 _AWAITING_UP = (
     "SELECT site FROM site_alert_state WHERE site = ANY(%s) AND (state = 'down' "
     "OR pipeline_since IS NOT NULL OR degraded OR flapping_since IS NOT NULL)"
-)
-# An ad-hoc maintenance window (sitewatch_mute) in force at the run's time.
-_MUTED = (
-    "SELECT reason, ends_at FROM site_mutes WHERE site = %s AND starts_at <= %s AND ends_at > %s "
-    "ORDER BY ends_at DESC LIMIT 1"
 )
 # A parent is down when its latest verdict across locations says so, or, for a site checked from
 # one place, its latest final check. Both are one backward index probe.
@@ -129,15 +125,13 @@ def _values(state: AlertState) -> list:
 
 
 def _hold_reason(cur, site: str, at: datetime, windows, parents) -> str | None:
-    """Why messages about ``site`` are held for a run at ``at``; None when they are not."""
-    found = active_window(windows, at)
-    if found is not None:
-        window, _, ends = found
-        return _maintenance(window.reason, ends)
-    cur.execute(_MUTED, (site, at, at))
-    muted = cur.fetchone()
-    if muted is not None:
-        return _maintenance(muted[0], muted[1])
+    """Why messages about ``site`` are held for a run at ``at``; None when they are not.
+
+    Maintenance first (``maintenance_at`` of its sites-file ``windows`` and its mutes in force:
+    the one that ends last, as the Sites page's badge says), then a parent down."""
+    maintenance = maintenance_at(windows, mutes_covering(cur, site, at), at)
+    if maintenance is not None:
+        return _maintenance(maintenance.reason, maintenance.until)
     if parents:
         cur.execute(_PARENTS_DOWN, (list(parents),))
         down = [name for (name,) in cur.fetchall()]

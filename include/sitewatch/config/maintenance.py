@@ -1,9 +1,14 @@
 """The ``maintenance`` site key: windows in which checks run but alerts are held (issue 17).
 
 A window is recurring (``cron`` + ``duration``, in ``timezone``, default UTC) or one-off
-(``start`` + ``end``). ``Window.covering(at)`` is the one question the rest of sitewatch asks;
-``active_window`` asks it of a site's list. How a cron's wall-clock times become instants across
-DST changes is ``crontime``'s.
+(``start`` + ``end``). ``Window.covering(at)`` asks whether one covers an instant; how a cron's
+wall-clock times become instants across DST changes is ``crontime``'s.
+
+Whether a site is in maintenance, since and until when and why, is ``maintenance_at``'s alone:
+of its windows and its ad-hoc mutes (``sitewatch_mute``, rows of ``storage.mutes``, handed in as
+plain values since configuration reads no database), the one that ends last. The probe task
+marks a check, the drain marks a muted one, the judge holds an alert and the Sites page shows
+the badge by it, so an alert's "until" and the badge's are the same instant.
 """
 
 from __future__ import annotations
@@ -12,10 +17,10 @@ import difflib
 import functools
 import re
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sitewatch.config.crontime import latest_fire, next_fire, zone
 from sitewatch.config.schedule import check_cron, format_duration
@@ -41,6 +46,8 @@ MAX_REASON, MAX_CRON = 200, 1000
 # instant of a window, and a day either side of it, stays representable (datetime ends at 9999).
 EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
 DEFAULT_TIMEZONE = "UTC"
+SITES_FILE = "sites file"
+"""The ``source`` of maintenance from the sites file's windows (a mute's is ``mute by <user>``)."""
 # Keys the zoneinfo search path may hold that name no zone of their own: the host's setting
 # (which differs between the machine that validates and the one that checks) and tzdata files.
 _NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
@@ -92,8 +99,8 @@ def active_window(
 ) -> tuple[Window, datetime, datetime] | None:
     """The window of ``windows`` covering ``at`` with its occurrence (window, start, end), or None.
 
-    When several cover it, the one ending last (the first listed among equals): alerts stay
-    held until every window is over, as for ad-hoc mutes (``storage.mutes``).
+    When several cover it, the one ending last (the first listed among equals), as
+    ``maintenance_at`` decides; that is the question to ask of a site.
     """
     found = None
     for window in windows:
@@ -101,6 +108,66 @@ def active_window(
         if span is not None and (found is None or span[1] > found[2]):
             found = (window, *span)
     return found
+
+
+class Mute(Protocol):
+    """What ``maintenance_at`` reads of an ad-hoc mute: ``storage.mutes.Mute`` is one (the
+    configuration layer may not import storage, so it is described here, not imported)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def starts_at(self) -> datetime: ...
+    @property
+    def ends_at(self) -> datetime: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def created_by(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class InMaintenance:
+    """A site's maintenance at an instant: from ``since`` to ``until`` (aware UTC, the occurrence
+    or the mute that decided it), its ``reason`` (None: the window gives none) and its
+    ``source``: ``SITES_FILE``, or ``mute by <user>`` (``mute`` when the user is unknown)."""
+
+    since: datetime
+    until: datetime
+    reason: str | None
+    source: str
+
+
+def maintenance_at(
+    windows: Sequence[Window], mutes: Iterable[Mute], at: datetime
+) -> InMaintenance | None:
+    """Whether a site is in maintenance at ``at`` (aware; ValueError otherwise), and until when.
+
+    windows: the site's sites-file windows (``Site.maintenance``). mutes: its ad-hoc mutes, any
+    that may cover ``at`` (those that do not are ignored). None when none covers ``at``.
+
+    The one precedence: of every window occurrence and every mute covering ``at``, the one that
+    ends last, since a site's alerts stay held until every one is over; among equal ends a
+    sites-file window before a mute, the first window listed, the mute stored last (highest id).
+    """
+    if at.tzinfo is None:
+        raise ValueError(f"expected an aware datetime, got {at!r}")
+    found = None
+    window = active_window(windows, at)
+    if window is not None:
+        entry, start, end = window
+        found = InMaintenance(start, end, entry.reason, SITES_FILE)
+    covering = [m for m in mutes if m.starts_at <= at < m.ends_at]
+    if covering:
+        mute = max(covering, key=lambda m: (m.ends_at, m.id))
+        if found is None or mute.ends_at > found.until:
+            found = InMaintenance(mute.starts_at, mute.ends_at, mute.reason, muted_by(mute))
+    return found
+
+
+def muted_by(mute: Mute) -> str:
+    """A mute's ``source``: ``mute by <user>``, or ``mute`` when the user is unknown."""
+    return f"mute by {mute.created_by}" if mute.created_by else "mute"
 
 
 def check_maintenance(value: Any) -> tuple[Window, ...]:

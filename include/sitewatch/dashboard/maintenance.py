@@ -1,57 +1,35 @@
-"""Maintenance on the dashboard: whether a site is in a window now, until when and why, and its
+"""Maintenance on the dashboard: the badge of a site in a window now, until when and why, and its
 windows in force or to come.
 
 Two sources, as for the alerts: the sites file's windows (``site.maintenance``, each a
 ``config.maintenance.Window``) and ad-hoc mutes (``storage.mutes.Mute``, from the
-``sitewatch_mute`` DAG). A site in either shows the ``maintenance`` badge instead of its state,
-with the end and the reason on hover and in a small line; its checks still run and its page
-lists every window. Pure functions of the windows, the mutes and ``now``: nothing here reads the
+``sitewatch_mute`` DAG). Whether one covers now, and which, is decided by
+``config.maintenance.maintenance_at``, as for the alerts, so the badge and an alert's hold name
+the same end. A site in maintenance shows the ``maintenance`` badge instead of its state, with
+the end and the reason on hover and in a small line; its checks still run and its page lists
+every window. Pure functions of the windows, the mutes and ``now``: nothing here reads the
 database. Reasons and user names are escaped here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
 
-from sitewatch.config.maintenance import Window, active_window
+from sitewatch.config.maintenance import (
+    SITES_FILE,
+    InMaintenance,
+    Window,
+    maintenance_at,
+    muted_by,
+)
 from sitewatch.config.schedule import format_duration
 from sitewatch.dashboard.html import badge, timestamp
 from sitewatch.dashboard.status import MAINTENANCE
-from sitewatch.storage.mutes import Mute, covered
+from sitewatch.storage.mutes import Mute
 
-SITES_FILE = "sites file"
 _SHORT_REASON = 60  # characters of the reason in the listing's line; all of it on hover
-
-
-@dataclass(frozen=True)
-class InMaintenance:
-    """A site's maintenance now: ``since`` to ``until`` (aware UTC), its ``reason`` (None: the
-    window gives none) and where it comes from (``sites file``, or ``mute by <user>``)."""
-
-    since: datetime
-    until: datetime
-    reason: str | None
-    source: str
-
-
-def current(
-    windows: Sequence[Window], mutes: Sequence[Mute], now: datetime
-) -> InMaintenance | None:
-    """The maintenance covering ``now``, None if none: of the sites file's ``windows`` and the
-    site's ``mutes``, the one that ends last (its alerts are held until every one is over); the
-    sites file's on a tie."""
-    found = []
-    window = active_window(windows, now)
-    if window is not None:
-        entry, start, end = window
-        found.append(InMaintenance(start, end, entry.reason, SITES_FILE))
-    mute = covered(mutes, now)
-    if mute is not None:
-        found.append(InMaintenance(mute.starts_at, mute.ends_at, mute.reason, _muted_by(mute)))
-    return max(found, key=lambda m: m.until, default=None)
 
 
 def in_maintenance(
@@ -63,7 +41,7 @@ def in_maintenance(
     found = {}
     for name in names:
         windows = configured[name].maintenance if name in configured else ()
-        now_in = current(windows, mutes.get(name, ()), now)
+        now_in = maintenance_at(windows, mutes.get(name, ()), now)
         if now_in is not None:
             found[name] = now_in
     return found
@@ -115,7 +93,7 @@ def _window_row(window: Window, now: datetime) -> str:
 def _mute_row(mute: Mute, now: datetime) -> str:
     when = f"{timestamp(mute.starts_at)} to {timestamp(mute.ends_at)}"
     span = (mute.starts_at, mute.ends_at) if mute.covers(now) else None
-    return _row("mute", _muted_by(mute), when, mute.reason, _now(span, mute.starts_at))
+    return _row("mute", muted_by(mute), when, mute.reason, _now(span, mute.starts_at))
 
 
 def _row(kind: str, source: str, when: str, reason: str | None, now_cell: str) -> str:
@@ -129,10 +107,6 @@ def _now(span: tuple[datetime, datetime] | None, later: datetime | None) -> str:
     if span is not None:
         return f"{badge(MAINTENANCE)} until {timestamp(span[1])}"
     return "—" if later is None else f'<span class="muted">next from {timestamp(later)}</span>'
-
-
-def _muted_by(mute: Mute) -> str:
-    return f"mute by {mute.created_by}" if mute.created_by else "mute"
 
 
 def _when(at: datetime, now: datetime) -> str:

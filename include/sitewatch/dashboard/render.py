@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from html import escape
 from urllib.parse import quote
 
+from sitewatch.config.maintenance import InMaintenance, maintenance_at
 from sitewatch.config.site import Site
 from sitewatch.dashboard import budget, locations, status
 from sitewatch.dashboard import maintenance as maint
@@ -85,7 +86,7 @@ def listing(
     several: Mapping[str, status.LocationsView] | None = None,
     *,
     budgets: Mapping[str, budget.Budget] | None = None,
-    maintenance: Mapping[str, maint.InMaintenance] | None = None,
+    maintenance: Mapping[str, InMaintenance] | None = None,
     sort: str = "name",
 ) -> str:
     """The Sites page: one table row per (site name, summary or None, state), in the order
@@ -144,7 +145,7 @@ def _listing_row(
     ui_base: str,
     view: status.LocationsView | None,
     slo: budget.Budget | None,
-    window: maint.InMaintenance | None,
+    window: InMaintenance | None,
 ) -> str:
     link = f'<a href="sites/{quote(name)}">{escape(name)}</a>'
     head = maint.status_badge(window, state, now) if window else None
@@ -213,7 +214,7 @@ def site_page(
     s = summary
     several = where is not None
     windows = site.maintenance if site else ()
-    window = maint.current(windows, mutes, now)
+    window = maintenance_at(windows, mutes, now)
     cards = [
         ("Status", maint.status_badge(window, state, now) if window else badge(state)),
         ("Uptime 24 h", status.uptime(s.ups_24h, s.checks_24h) if s else "—"),

@@ -29,11 +29,12 @@ from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import KafkaError, TopicPartition
 
+from sitewatch.config.maintenance import maintenance_at
 from sitewatch.errors import ConsumeError, MessageError
 from sitewatch.observation import MAX_MESSAGE_BYTES, POSITION, Observation, fast_row
 from sitewatch.pipeline.settings import DrainSettings
 from sitewatch.storage.checks import Refuse, Rejected, observation_rows, store_rows
-from sitewatch.storage.mutes import Mute, covered, mutes_overlapping
+from sitewatch.storage.mutes import Mute, mutes_overlapping
 from sitewatch.storage.retention import RETENTION_VAR, RetentionSettings
 
 log = logging.getLogger(__name__)
@@ -197,10 +198,12 @@ def drain(
 
 def _muting(rows: Iterator[tuple], mutes: dict[str, list[Mute]]) -> Iterator[tuple]:
     """``rows``, each of a check scheduled within an ad-hoc maintenance window of its site (one of
-    ``mutes``) marked ``maintenance``. The task marks those of the sites file's windows; a mute
-    lives in the database, which only the drain reads."""
+    ``mutes``) marked ``maintenance``, as ``config.maintenance.maintenance_at`` decides. The task
+    marks those of the sites file's windows (the same function); a mute lives in the database,
+    which only the drain reads."""
     for row in rows:
-        if not row[_MAINTENANCE] and covered(mutes.get(row[_SITE], ()), row[_SCHEDULED]):
+        site, at = row[_SITE], row[_SCHEDULED]
+        if not row[_MAINTENANCE] and maintenance_at((), mutes.get(site, ()), at) is not None:
             row = (*row[:_MAINTENANCE], True, *row[_MAINTENANCE + 1 :])
         yield row
 

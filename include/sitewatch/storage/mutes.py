@@ -4,9 +4,11 @@ A mute says that a site's checks from ``starts_at`` (inclusive) to ``ends_at`` (
 maintenance: they still run and are stored, marked ``maintenance``, and their alerts are held.
 The ``sitewatch_mute`` DAG adds mutes (``add_capped_mutes``, which keeps a site from staying
 muted past a cap by re-muting) and ``sitewatch_unmute`` ends them early; the drain asks
-which of a batch's checks fell in one (``mutes_overlapping`` once per batch, then ``covered`` per
-check, in memory). A mute is never deleted, only ended (``end_mutes`` moves ``ends_at``), so the
-record of who muted what, when and why stays.
+which of a batch's checks fell in one (``mutes_overlapping`` once per batch, then
+``config.maintenance.maintenance_at`` per check, in memory), and so do the judge
+(``mutes_covering``, inside its own transaction) and the Sites page (``mutes_in_force``): which
+mute, if any, puts a site in maintenance is ``maintenance_at``'s alone. A mute is never deleted,
+only ended (``end_mutes`` moves ``ends_at``), so the record of who muted what, when and why stays.
 
 Every function takes a psycopg 3 connection, runs in its own transaction
 (``schema.transaction``) and refuses naive datetimes (PostgreSQL would read them in the
@@ -233,7 +235,8 @@ def mutes_overlapping(
     ``until`` (both inclusive): site -> its mutes, by start. Sites with none are left out.
 
     One query for all sites, meant for the drain: ask once with a batch's earliest and latest
-    ``scheduled_at``, then ``covered(result.get(site, ()), scheduled_at)`` for each check.
+    ``scheduled_at``, then ``maintenance_at((), result.get(site, ()), scheduled_at)`` for each
+    check.
     Raises ValueError for a naive bound or ``until < since``, StorageError when PostgreSQL fails.
     """
     _aware(since, until)
@@ -251,11 +254,14 @@ def mutes_overlapping(
     return found
 
 
-def covered(mutes: Iterable[Mute], at: datetime) -> Mute | None:
-    """The mute among ``mutes`` that covers ``at``, or None. Of several, the one that ends last
-    (what a person wants to see: until when the site is muted). Pure: no database."""
-    covering = [m for m in mutes if m.covers(at)]
-    return max(covering, key=lambda m: (m.ends_at, m.id)) if covering else None
+def mutes_covering(cur, site: str, at: datetime) -> list[Mute]:
+    """The mutes of ``site`` that cover ``at``, by start, read with the caller's cursor ``cur``:
+    inside its transaction, for the judge, which decides an alert under the lock of the site's
+    alert state (``sitewatch.alerting.store``). Raises ValueError for a naive ``at``; a
+    PostgreSQL error is the caller's transaction's to report."""
+    _aware(at)
+    cur.execute(_OVERLAPPING, {"sites": [site], "since": at, "until": at})
+    return [Mute(*row) for row in cur.fetchall()]
 
 
 def _check_window(starts_at: datetime, ends_at: datetime, reason: str) -> None:
