@@ -27,6 +27,7 @@ from sitewatch.storage.sla import period
 from sitewatch.storage.slo import SloAlert, save_slo_alert
 from sitewatch.storage.verdicts import record_verdict
 from sitewatch.web import app as sites_app
+from sitewatch.web import metrics_page
 from tests.builders import observation
 from tests.integration import test_roles as roles
 
@@ -266,6 +267,38 @@ def test_a_mute_in_force_shows_maintenance_until_when_and_why(pg_connect, migrat
     (upcoming,) = re.findall(r'<tr data-maintenance="mute">.*?</tr>', blog_page)
     assert "cdn switch" in upcoming and "next from 2026-06-01 13:00:00 UTC" in upcoming
     assert "over already" not in blog_page and 'data-state="up"' in blog_page
+
+
+def test_the_pages_and_the_metrics_give_a_site_one_state_degraded_included(pg_connect, migrated):
+    """One function (``dashboard.status.site_state``) gives the state everywhere. The Sites page
+    once had its own, which never said ``degraded``: a slow site was ``up`` on the page and
+    ``degraded`` in ``sitewatch_site_state``."""
+    multi = dict(locations=("eu", "us"), quorum=1, degraded_ms=500)
+    configured = {
+        "slow": Site(name="slow", url="https://slow.example/", degraded_ms=500),
+        "fast": Site(name="fast", url="https://fast.example/", degraded_ms=500),
+        "down": Site(name="down", url="https://down.example/", degraded_ms=500),
+        "multi": Site(name="multi", url="https://multi.example/", **multi),
+    }
+    store_batch(migrated, [
+        check("slow", 5 * MINUTE, ms=900.0), check("fast", 5 * MINUTE, ms=90.0),
+        check("down", 5 * MINUTE, up=False), check("gone", 30 * MINUTE),
+        check("multi", 5 * MINUTE, ms=90.0, location="eu"),
+        check("multi", 5 * MINUTE, ms=700.0, location="us"),
+    ])  # fmt: skip
+    record_verdict(migrated, "multi", NOW - 5 * MINUTE, "up", 1, {"eu": "up", "us": "up"})
+    client = TestClient(app_on(pg_connect, sites=lambda: configured))
+
+    listing = client.get("/?sort=status").text
+    shown = {name: state_of(row_of(listing, name)) for name in listing_order(listing)}
+    expected = {"down": "down", "multi": "degraded", "slow": "degraded", "gone": "stale"}
+    assert shown == expected | {"fast": "up"}  # worst first: degraded after down, before stale
+    assert list(shown) == ["down", "multi", "slow", "gone", "fast"]
+    assert 'class="badge degraded"' in row_of(listing, "slow")
+    for name, state in shown.items():
+        assert f'data-state="{state}"' in client.get(f"/sites/{name}").text, name
+    figures = metrics_page.gather(migrated, configured, NOW, None, 0.0).sites
+    assert {f.name: f.state for f in figures} == {n: s for n, s in shown.items() if n != "gone"}
 
 
 def test_a_window_of_the_sites_file_shows_maintenance(pg_connect, migrated):

@@ -53,13 +53,21 @@ def test_stale_after_is_three_intervals_and_at_least_15_minutes(schedule, expect
 
 
 def test_state_follows_the_last_final_check_and_its_age():
-    five_min = timedelta(minutes=5)
-    assert status.state(SUMMARY, five_min, NOW) == status.UP
-    assert status.state(replace(SUMMARY, last_up=False), five_min, NOW) == status.DOWN
-    old = replace(SUMMARY, last_scheduled_at=NOW - timedelta(minutes=16))
-    assert status.state(old, five_min, NOW) == status.STALE
-    assert status.state(old, timedelta(hours=1), NOW) == status.UP
-    assert status.state(None, five_min, NOW) == status.NO_DATA
+    def state(site, *checks):
+        return status.site_state(site, checks, None, False, NOW)[0]
+
+    five_min = site_config()
+    hourly = replace(five_min, schedule=timedelta(hours=1))
+    assert state(five_min, latest_check()) == status.UP
+    assert state(five_min, latest_check(up=False)) == status.DOWN
+    old = latest_check(ago=timedelta(minutes=16))
+    assert state(five_min, old) == status.STALE
+    assert state(hourly, old) == status.UP
+    assert state(five_min) == status.NO_DATA
+    # a site no longer in the sites file: its newest check of any location, stale after 15 min
+    assert state(None, old, latest_check("eu", ago=timedelta(minutes=20), up=False)) == "stale"
+    assert state(None, latest_check(up=False), old) == status.DOWN
+    assert state(None, latest_check(ms=90_000.0)) == status.UP  # no degraded_ms to exceed
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ font-weight:600;font-size:12px}.up{background:#c6f6d5;color:#22543d}.down{backgr
 color:#822727}.stale{background:#feebc8;color:#7b341e}.nodata{background:#e2e8f0;color:#4a5568}
 .partial{background:#fefcbf;color:#744210}.missing{background:#fff;color:#718096}
 .retrying{background:#ebf8ff;color:#2c5282}.maintenance{background:#e9d8fd;color:#44337a}
+.degraded{background:#fbd38d;color:#744210}
 .small{font-size:11px}.burning{color:#c53030;font-weight:600}th a{color:inherit}
 h3{font-size:14px;margin:14px 0 6px}code{font-size:12px}#reports a{margin:0 2px}
 .muted{color:#718096}.err{color:#822727}.cards{display:flex;gap:12px;flex-wrap:wrap}
@@ -46,7 +47,7 @@ def page(title: str, body: str) -> str:
 
 
 def badge(state: str, title: str | None = None) -> str:
-    """A state's badge (``up``, ``down``, ``partial``, ``stale``, ``no data``,
+    """A state's badge (``up``, ``degraded``, ``down``, ``partial``, ``stale``, ``no data``,
     ``maintenance``), with an optional tooltip; ``data-state`` holds the state for tests and
     scripts."""
     css, tip = escape(state.replace(" ", "")), f' title="{escape(title)}"' if title else ""

@@ -1,8 +1,9 @@
 """What the dashboard says about a site: its state now and its figures, as text.
 
-Plain functions of a ``SiteSummary``, the site's configured schedule and ``now``; for a site
-checked from several locations, of its latest verdict and each location's latest check. Nothing
-here reads the database or imports Airflow.
+A site's state is ``site_state``'s alone, for the Sites page, a site's page and the metrics
+alike: a function of each location's latest final check (``site_latest``), for a site checked
+from several locations its latest verdict, and ``now``. The figures are plain functions of a
+``SiteSummary`` and ``now``. Nothing here reads the database or imports Airflow.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from datetime import UTC, datetime, timedelta
 
 from sitewatch.config.crontime import next_fire
 from sitewatch.config.objectives import slow
+from sitewatch.config.site import Site
 from sitewatch.storage import verdicts
 from sitewatch.storage.metrics import Latest
-from sitewatch.storage.queries import LocationCheck, Run, RunLocation, SiteSummary
+from sitewatch.storage.queries import LocationCheck, Run, RunLocation
 
 MIN_STALE_AFTER = timedelta(minutes=15)
 STALE_INTERVALS = 3
@@ -67,37 +69,45 @@ def stale_after(schedule: timedelta | str | None) -> timedelta:
     return max(STALE_INTERVALS * interval, MIN_STALE_AFTER)
 
 
-def state(summary: SiteSummary | None, schedule: timedelta | str | None, now: datetime) -> str:
-    """``up``/``down`` from the last final check, ``stale`` when it is too old, or ``no data``."""
-    if summary is None or summary.last_up is None:
-        return NO_DATA
-    if now - summary.last_scheduled_at > stale_after(schedule):
-        return STALE
-    return UP if summary.last_up else DOWN
-
-
 def site_state(
-    site, checks: Sequence[Latest], verdict: LatestVerdict | None, maintenance: bool, now: datetime
+    site: Site | None,
+    checks: Sequence[Latest],
+    verdict: LatestVerdict | None,
+    maintenance: bool,
+    now: datetime,
 ) -> tuple[str, bool | None]:
-    """A configured site's (state, latest final verdict) from its ``site_latest`` rows, for
-    ``/sitewatch/metrics``: ``maintenance`` while in a window, ``degraded`` when up but a
-    location's latest check was slower than its ``degraded_ms``, else as the Sites page shows
-    it. The verdict is None before the first; a site checked from several locations takes its
-    runs' verdict (``partial`` counts as up: fewer locations saw it down than its quorum).
+    """A site's (state, latest final verdict) now: the one answer of the Sites page, a site's
+    page and ``/sitewatch/metrics``.
+
+    site: the configured site; None for one no longer in the sites file (its checks are still
+    shown: one location's rules, no ``degraded_ms``, ``stale`` after ``MIN_STALE_AFTER``).
+    checks: its ``site_latest`` rows (``storage.metrics.latest``), one per location. verdict:
+    its latest verdict across locations, read only for a site checked from several. maintenance:
+    whether it is in a window now (``config.maintenance.maintenance_at``); the pages pass False
+    and show the window's badge over the state.
+
+    The state is ``maintenance`` while in a window; else ``up``/``down`` from the newest final
+    check (several locations: ``up``/``partial``/``down`` from the runs' verdict), ``stale`` when
+    that is older than ``stale_after``, ``no data`` before the first; and ``degraded`` when it is
+    up but a location's latest check was up and slower than the site's ``degraded_ms``. The
+    verdict is None before the first; ``partial`` counts as up (fewer locations saw it down than
+    its quorum).
     """
+    schedule = site.schedule if site is not None else None
     decided = [c for c in checks if c.scheduled_at is not None]
-    if site.several_locations:
-        state = verdict_state(verdict, site.schedule, now)
+    if site is not None and site.several_locations:
+        state = verdict_state(verdict, schedule, now)
         up = None if verdict is None else verdict[1] != verdicts.DOWN
     elif decided:
         newest = max(decided, key=lambda c: (c.scheduled_at, c.location))
-        stale = now - newest.scheduled_at > stale_after(site.schedule)
+        stale = now - newest.scheduled_at > stale_after(schedule)
         state, up = STALE if stale else UP if newest.up else DOWN, newest.up
     else:
         state, up = NO_DATA, None
     if maintenance:
         return MAINTENANCE, up
-    if state == UP and any(c.up and slow(site.degraded_ms, c.response_time_ms) for c in decided):
+    limit = site.degraded_ms if site is not None else None
+    if state == UP and any(c.up and slow(limit, c.response_time_ms) for c in decided):
         return DEGRADED, up
     return state, up
 
@@ -187,7 +197,7 @@ class SiteLocations:
 SORTS = ("name", "status", "budget", "burn")
 """The listing's orders (``?sort=``): by name; worst state first; least error budget left first;
 fastest burn first. Sites without the figure (no SLO, no checks) go last, by name."""
-_STATE_RANK = {DOWN: 0, PARTIAL: 1, STALE: 2, MAINTENANCE: 3, NO_DATA: 4, UP: 5}
+_STATE_RANK = {DOWN: 0, PARTIAL: 1, DEGRADED: 2, STALE: 3, MAINTENANCE: 4, NO_DATA: 5, UP: 6}
 
 
 def sort_key(by: str, name: str, state: str, left: float | None, burn: float | None) -> tuple:

@@ -90,6 +90,15 @@ def latest(conn, sites: Sequence[str] | None = None) -> list[Latest]:
         return cur.fetchall()
 
 
+def latest_by_site(conn, sites: Sequence[str]) -> dict[str, list[Latest]]:
+    """``latest`` of ``sites`` grouped by site, each site's rows by location; a site without
+    rows is left out. Raises StorageError when PostgreSQL fails."""
+    grouped: dict[str, list[Latest]] = {}
+    for row in latest(conn, sites):
+        grouped.setdefault(row.site, []).append(row)
+    return grouped
+
+
 # Per site, a range scan of each rollup's key: 24 rows of the hourly one (per location), 30 of
 # the daily one.
 _UPTIMES = """

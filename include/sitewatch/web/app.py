@@ -31,7 +31,7 @@ from sitewatch.errors import Busy, SettingError, StorageError
 from sitewatch.judge.runs import HORIZON
 from sitewatch.names import site_dag_id
 from sitewatch.observation import SITE_NAME
-from sitewatch.storage import queries
+from sitewatch.storage import metrics, queries
 from sitewatch.storage.mutes import mutes_in_force, mutes_overlapping
 from sitewatch.storage.schema import require_current
 from sitewatch.storage.sla import report_timeout
@@ -130,21 +130,20 @@ def _report_period(month: str | None, fmt: str) -> tuple:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
 
 
-def _listing_rows(configured: Mapping, summaries: Mapping, latest: Mapping, verdicts: Mapping, now):
-    """The listing's (name, summary, state) rows, every configured or stored site by name, and
-    the ``LocationsView`` of each site with several locations, whose state is its verdict's."""
+def _listing_rows(
+    names, configured: Mapping, summaries: Mapping, checks: Mapping, latest: Mapping, verdicts, now
+):
+    """The listing's (name, summary, state) rows of ``names`` (every configured or stored site,
+    by name), each state ``site_status.site_state``'s, and the ``LocationsView`` of each site
+    with several locations."""
     rows, views = [], {}
-    for name in sorted(set(summaries) | set(configured)):
-        summary, site = summaries.get(name), configured.get(name)
-        schedule = site.schedule if site else None
+    for name in names:
+        summary, site, verdict = summaries.get(name), configured.get(name), verdicts.get(name)
         if _several(site):
-            verdict = verdicts.get(name)
             views[name] = site_status.locations_view(
-                site.locations, site.quorum, latest.get(name, {}), verdict, schedule, now
+                site.locations, site.quorum, latest.get(name, {}), verdict, site.schedule, now
             )
-            state = site_status.verdict_state(verdict, schedule, now)
-        else:
-            state = site_status.state(summary, schedule, now)
+        state, _ = site_status.site_state(site, checks.get(name, ()), verdict, False, now)
         rows.append((name, summary, state))
     return rows, views
 
@@ -232,11 +231,12 @@ def create_app(
             latest = queries.latest_by_location(conn, several, now)
             verdicts = latest_verdicts(conn, list(several))
             names = sorted(set(summaries) | set(configured))
+            checks = metrics.latest_by_site(conn, names)
             mutes = mutes_in_force(conn, names, now)
             budgets = slo_figures.budgets(conn, configured, now)
         finally:
             conn.close()
-        rows, views = _listing_rows(configured, summaries, latest, verdicts, now)
+        rows, views = _listing_rows(names, configured, summaries, checks, latest, verdicts, now)
         in_maintenance = maintenance.in_maintenance(configured, names, mutes, now)
         return render.listing(
             rows, now, ui_base(), views, budgets=budgets, maintenance=in_maintenance, sort=sort
@@ -248,8 +248,8 @@ def create_app(
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site named {name!r}")
         now = clock()
         configured = sites().get(name)
-        schedule = configured.schedule if configured else None
         several = _several(configured)
+        verdict = None
         conn = open_results(connect)
         try:
             summary = queries.site_summary(conn, name, now)
@@ -257,6 +257,7 @@ def create_app(
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site named {name!r}")
             series = queries.response_series(conn, name, now - timedelta(hours=24), now)
             attempts = queries.recent_attempts(conn, name, now)
+            checks = metrics.latest(conn, [name])
             if several:
                 runs = queries.recent_runs(conn, name, now)
                 verdict = latest_verdicts(conn, [name]).get(name)
@@ -265,12 +266,10 @@ def create_app(
             objective = slo_figures.site_budget(conn, name, slo, now) if slo else None
         finally:
             conn.close()
+        state, _ = site_status.site_state(configured, checks, verdict, False, now)
         where = None
         if several:
-            state = site_status.verdict_state(verdict, schedule, now)
             where = site_status.SiteLocations(configured.locations, configured.quorum, runs)
-        else:
-            state = site_status.state(summary, schedule, now)
         return render.site_page(
             name, summary, state, series, attempts, now, ui_base(), where,
             site=configured, objective=objective, mutes=mutes,

@@ -20,7 +20,6 @@ import logging
 import os
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -153,9 +152,7 @@ def gather(
     """
     names = sorted(configured)
     several = [name for name, site in configured.items() if site.several_locations]
-    checks = defaultdict(list)
-    for row in metrics.latest(conn, names):
-        checks[row.site].append(row)
+    checks = metrics.latest_by_site(conn, names)
     verdicts = latest_verdicts(conn, several)
     uptimes = metrics.uptimes(conn, names, now)
     mutes = mutes_in_force(conn, names, now)
@@ -164,12 +161,11 @@ def gather(
     in_window = maintenance.in_maintenance(configured, names, mutes, now)
     sites = []
     for name in names:
-        state, up = site_state(
-            configured[name], checks[name], verdicts.get(name), name in in_window, now
-        )
+        latest = checks.get(name, [])
+        state, up = site_state(configured[name], latest, verdicts.get(name), name in in_window, now)
         outcomes = verdicts[name][2] if name in verdicts else {}
         silent = {loc: outcome not in (UP, DOWN) for loc, outcome in outcomes.items()}
-        figures = (uptimes.get(name, {}), budgets.get(name), checks[name], silent)
+        figures = (uptimes.get(name, {}), budgets.get(name), latest, silent)
         sites.append(SiteFigures(name, state, up, *figures))
     duration = time.perf_counter() - started
     return Snapshot(now, len(configured), sites, pipeline, kafka, duration, problems)
