@@ -46,7 +46,7 @@ def judge(new_topic, pg_conn, pg_dsn, pg_schema, tmp_path):
         opened.append(psycopg.connect(pg_dsn, options=options))
         return opened[-1]
 
-    hooks = Judge(connect, send, lambda: cached_sites(path))
+    hooks = Judge(Session(connect, send, lambda: cached_sites(path)))
     yield hooks, opened, new_topic()
     hooks.close()
     assert all(conn.closed for conn in opened)

@@ -60,20 +60,14 @@ class Session:
 
 class Judge:
     """The drain's hooks on one ``Session``: pass ``on_stored`` and ``on_caught_up`` to
-    ``sitewatch.pipeline.drain.drain``, and ``close()`` when it returns.
+    ``sitewatch.pipeline.drain.drain``, and ``close()`` when it returns (it closes the session).
 
-    connect, send, sites: as for ``Session``. Each judge runs on its own: one that raises (the
-    alerting database unreachable, a query past its time limit) is logged and keeps neither the
-    others nor the drain from their work.
+    Each judge runs on its own: one that raises (the alerting database unreachable, a query past
+    its time limit) is logged and keeps neither the others nor the drain from their work.
     """
 
-    def __init__(
-        self,
-        connect: Callable[[], object],
-        send: Send,
-        sites: Callable[[], SitesFile] = cached_sites,
-    ) -> None:
-        self._session = Session(connect, send, sites)
+    def __init__(self, session: Session) -> None:
+        self._session = session
         self._ups = Recoveries(self._session)
         self._runs = Verdicts(self._session)
         self._burn = BurnAlerts(self._session)
