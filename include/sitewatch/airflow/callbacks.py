@@ -145,12 +145,14 @@ def _handle(site, event: Event, context) -> Kind | None:
         log.error("handle: alert state NOT updated site=%s: %s", site.name, exc)
         return None
     try:
-        return judge(conn, site, event, send=send, run_url=_run_url(context), context=context)
+        return judge(conn, site, event, send=send, run_url=run_url(context), context=context)
     finally:
         conn.close()
 
 
-def _run_url(context) -> str | None:
+def run_url(context) -> str | None:
+    """The log URL of the task instance of an Airflow ``context``, for an alert's link; None
+    when the context has none or cannot give it."""
     ti = context.get("ti")
     try:
         return ti.log_url if ti is not None else None

@@ -19,6 +19,7 @@ from functools import partial
 
 from airflow.sdk import DAG, Variable, get_current_context, task
 
+from sitewatch.airflow.callbacks import run_url
 from sitewatch.airflow.drain_dag import PRIORITY
 from sitewatch.airflow.hooks import drain_lag_reader, results_connection
 from sitewatch.names import (
@@ -62,7 +63,7 @@ def watch() -> dict:
     )
     if alert is not None:
         context = get_current_context()
-        alert = dataclasses.replace(alert, run_url=_log_url(context))
+        alert = dataclasses.replace(alert, run_url=run_url(context))
         targets = pipeline_targets(cached_sites().sites)
         if not targets:
             log.warning("watch: %s not sent: no enabled site has a notify target", alert.title)
@@ -88,14 +89,6 @@ def _load_state():
     except ValueError as exc:
         log.warning("watch: Variable %s ignored, starting afresh: %s", WATCH_STATE_VARIABLE, exc)
         return WatchState()
-
-
-def _log_url(context) -> str | None:
-    ti = context.get("ti")
-    try:
-        return ti.log_url if ti is not None else None
-    except Exception:  # the link is a courtesy; a context without it must not cost the alert
-        return None
 
 
 def watch_dag() -> DAG:
