@@ -28,8 +28,8 @@ from sitewatch.config.values import (
     checked,
     describe,
     duration,
+    entries,
     free_text,
-    item_path,
     only_keys,
     text,
 )
@@ -173,20 +173,7 @@ def muted_by(mute: Mute) -> str:
 def check_maintenance(value: Any) -> tuple[Window, ...]:
     """A list of windows (``null`` or ``[]``: none). Raises Invalid with ``item`` a path tuple
     like ``(0, "timezone")``."""
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise Invalid(f"expected a list of maintenance windows, got {describe(value)}")
-    if len(value) > MAX_WINDOWS:
-        raise Invalid(f"too many maintenance windows: {len(value)} (at most {MAX_WINDOWS})")
-    windows = []
-    for index, entry in enumerate(value):
-        try:
-            windows.append(_window(entry))
-        except Invalid as exc:
-            exc.item = (index, *item_path(exc.item))
-            raise
-    return tuple(windows)
+    return entries(value, _window, MAX_WINDOWS, "maintenance windows")
 
 
 def _window(entry: Any) -> Window:

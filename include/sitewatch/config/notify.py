@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 from sitewatch.config.key_checks import check_bool
-from sitewatch.config.values import describe, duration, unknown_key, unsafe_character
+from sitewatch.config.values import describe, duration, entries, unknown_key, unsafe_character
 from sitewatch.config.yamltree import Invalid
 
 FORMATS = ("json", "slack")
@@ -99,29 +99,12 @@ def label(target: Target) -> str:
 def check_notify(value: Any) -> tuple[Target, ...]:
     """A list of targets (``null`` or ``[]``: none). Raises Invalid with ``item`` a path tuple
     like ``(0, "webhook")``."""
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise Invalid(f"expected a list of alert targets ({_or(TYPES)}), got {describe(value)}")
-    if len(value) > MAX_TARGETS:
-        raise Invalid(f"too many alert targets: {len(value)} (at most {MAX_TARGETS})")
-    targets = []
-    for index, entry in enumerate(value):
-        try:
-            targets.append(_target(entry))
-        except Invalid as exc:
-            exc.item = (index, *_path(exc.item))
-            raise
-    return tuple(targets)
+    return entries(value, _target, MAX_TARGETS, "alert targets", f" ({_or(TYPES)})")
 
 
 def check_remind_every(value: Any) -> timedelta | None:
     """``null`` (no reminders) or a duration from 1m to 30d."""
     return None if value is None else duration(value, timedelta(minutes=1), timedelta(days=30))
-
-
-def _path(item: Any) -> tuple:
-    return () if item is None else item if isinstance(item, tuple) else (item,)
 
 
 def _target(entry: Any) -> Target:

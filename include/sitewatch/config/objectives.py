@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from sitewatch.config.schedule import format_duration
@@ -17,8 +18,8 @@ from sitewatch.config.values import (
     checked,
     describe,
     duration,
+    entries,
     integer,
-    item_path,
     only_keys,
 )
 from sitewatch.config.yamltree import Invalid
@@ -175,20 +176,7 @@ def _target(value: Any) -> float:
 
 
 def _burn_rules(value: Any, window: timedelta) -> tuple[BurnRule, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise Invalid(f"expected a list of burn-rate rules, got {describe(value)}")
-    if len(value) > MAX_BURN_RULES:
-        raise Invalid(f"too many burn-rate rules: {len(value)} (at most {MAX_BURN_RULES})")
-    rules = []
-    for index, entry in enumerate(value):
-        try:
-            rules.append(_burn_rule(entry, window))
-        except Invalid as exc:
-            exc.item = (index, *item_path(exc.item))
-            raise
-    return tuple(rules)
+    return entries(value, partial(_burn_rule, window=window), MAX_BURN_RULES, "burn-rate rules")
 
 
 def _burn_rule(entry: Any, window: timedelta) -> BurnRule:

@@ -122,6 +122,33 @@ def checked(check: Callable[[Any], Any], entry: dict, key: str, default: Any = N
         raise
 
 
+def entries(
+    value: Any, check: Callable[[Any], Any], limit: int, noun: str, kinds: str = ""
+) -> tuple:
+    """A list key's entries, each ``check(entry)``: ``null`` or ``[]`` is none, else at most
+    ``limit`` of them, as a tuple. ``noun`` names them in messages (``maintenance windows``),
+    ``kinds`` may add what they may be (`` (webhook, email)``).
+
+    Raises Invalid: "expected a list of <noun><kinds>, got ...", "too many <noun>: N (at most
+    <limit>)", or an entry's own Invalid with its index put in front of ``item``, so it names the
+    nested field (``maintenance[0].timezone``).
+    """
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise Invalid(f"expected a list of {noun}{kinds}, got {describe(value)}")
+    if len(value) > limit:
+        raise Invalid(f"too many {noun}: {len(value)} (at most {limit})")
+    found = []
+    for index, entry in enumerate(value):
+        try:
+            found.append(check(entry))
+        except Invalid as exc:
+            exc.item = (index, *item_path(exc.item))
+            raise
+    return tuple(found)
+
+
 def item_path(item: Any) -> tuple:
     """An Invalid's ``item`` as a path tuple: None -> (), ``"x"`` -> ``("x",)``."""
     return () if item is None else item if isinstance(item, tuple) else (item,)
