@@ -18,27 +18,36 @@ pytest_plugins = ["tests.receivers"]
 # --- Groups --------------------------------------------------------------------------------------
 # make test runs the suites in two pytest processes (pytest-xdist, ``--dist loadgroup``; see
 # scripts/dev.sh). A group's tests run in one process, one after another in file order; a process
-# takes the next group when it is done with one. A test's group:
-# - "stack-1": the faults suite's private PostgreSQL, Kafka and Airflow (tests/faults/stack.py),
-#   which its tests share and which a process starts once (and stops after its last test);
-# - "stack-2": the other suites that start an Airflow of their own (STACK_2), so that at most two
-#   Airflow stacks run at once, and timing-sensitive fault tests share the cores with one other;
+# takes the next group when it is done with one. Every test that starts an Airflow is in one of
+# the two stack groups, which come first, one in each process: at most two Airflow stacks run at
+# once. A test's group:
+# - "stack-1": the tests that load Airflow hardest, and are timed (many sites at once, a Celery
+#   stack, the browser's Airflow), one after another, so none of them shares the cores with
+#   another (HEAVY). Those on the faults suite's private stack (tests/faults/stack.py) share one,
+#   which the process starts once and stops after the group's last test that uses it;
+# - "stack-2": the other tests on a private stack, with one of their own in the other process:
+#   a few sites each, mostly waiting for Airflow to act;
 # - "kafka": tests on the shared broker (``new_topic``). Their topics are their own, but not the
 #   drain's consumer group (names.DRAIN_GROUP): a drain joining it in one process would make the
 #   group rebalance under a drain in the other, whose offset commit then fails;
 # - any other test file is a group of its own, so its module fixtures start once.
-# The two stack groups come first (one process each: they are the longest); then the rest.
-STACK_2 = ("tests/browser/test_ui.py", "tests/faults/test_location_outage.py")
+HEAVY = (
+    "tests/browser/test_ui.py",
+    "tests/faults/test_cold_start.py",
+    "tests/faults/test_drain_under_backlog.py",
+    "tests/faults/test_hostile_in_triggerer.py",
+    "tests/faults/test_location_outage.py",
+)
 FIRST = ("stack-1", "stack-2", "kafka")
 
 
 def group(item: pytest.Item) -> str:
     """The group ``item`` runs in (see above)."""
     path = item.nodeid.split("::")[0]
-    if path in STACK_2:
-        return "stack-2"
-    if "private_stack" in item.fixturenames:
+    if path in HEAVY:
         return "stack-1"
+    if "private_stack" in item.fixturenames:
+        return "stack-2"
     if "new_topic" in item.fixturenames:
         return "kafka"
     return path.rsplit("/", 1)[-1].removesuffix(".py")

@@ -2,7 +2,8 @@
 
 Fault tests kill brokers and restart databases, so they never touch the shared stack. The session
 fixture ``private_stack`` starts Kafka and PostgreSQL with ``scripts/dev.sh services`` in a fresh
-state directory on free ports, and stops them (``scripts/dev.sh stop``) at the end. Airflow is
+state directory on free ports, and stops them (``scripts/dev.sh stop``) after the last test of its
+group that uses them (tests/faults/conftest.py; one stack per process of make test). Airflow is
 started per test with ``Stack.airflow()``: api-server, scheduler, dag-processor and triggerer as
 separate processes (what ``airflow standalone`` runs in one process group), so that a test can
 restart one of them alone. Every process is ours, found by its pid file; nothing is killed by name.

@@ -6,7 +6,7 @@ beside 50 hostile ones from ``hostile.py``'s catalogue (10 s timeout, no retries
 that accept and never answer, with a 60 s timeout: more than the 64 threads the pool once had,
 held for a minute each (the pool now has a thread for each trigger the triggerer may hold, and a
 site one probe in flight at most). The window is the minute in which every hung probe is in
-flight, so each healthy and each hostile site is due once in it.
+flight (each hung site is checked once), and each healthy and each hostile site is due once in it.
 
 Had the hostile probes starved the pool, a healthy probe would have queued behind them, and had
 one blocked the triggerer's event loop, every trigger would have stalled with it; either costs up
@@ -58,7 +58,10 @@ DEADLOCKED = "event loop appears deadlocked"
 
 
 def sites_yaml(urls: dict[str, str], hung: dict[str, str] | None = None) -> str:
-    timeout = f"    timeout: {HUNG_TIMEOUT.seconds}s\n"
+    # A hung site's one attempt is due at once (a daily schedule's last tick) and holds its thread
+    # through the window; then it resumes on a worker to fail, once: a run every minute would put
+    # a hundred failing attempts a minute on the workers, where the hostile ones are published.
+    timeout = f"    timeout: {HUNG_TIMEOUT.seconds}s\n    schedule: '0 0 * * *'\n"
     return SETTINGS + "".join(
         [f"  - name: {n}\n    url: {u}\n" for n, u in urls.items()]
         + [f"  - name: {n}\n    url: {u}\n{timeout}" for n, u in (hung or {}).items()]
