@@ -16,27 +16,26 @@ from _pytest.nodeid import NodeId
 pytest_plugins = ["tests.receivers"]
 
 # --- Groups --------------------------------------------------------------------------------------
-# make test runs the suites in two pytest processes (pytest-xdist, ``--dist loadgroup``; see
-# scripts/dev.sh). A group's tests run in one process, one after another in file order; a process
-# takes the next group when it is done with one. Every test that starts an Airflow is in one of
-# the two stack groups, which come first, one in each process: at most two Airflow stacks run at
-# once. A test's group:
-# - "stack-1": the tests that load Airflow hardest, and are timed (many sites at once, a Celery
-#   stack, the browser's Airflow), one after another, so none of them shares the cores with
-#   another (HEAVY). Those on the faults suite's private stack (tests/faults/stack.py) share one,
-#   which the process starts once and stops after the group's last test that uses it;
-# - "stack-2": the other tests on a private stack, with one of their own in the other process:
-#   a few sites each, mostly waiting for Airflow to act;
+# make test runs the suites in three pytest processes (pytest-xdist, ``--dist loadgroup``; see
+# scripts/dev.sh): they mostly wait. A group's tests run in one process, one after another in
+# file order; a process takes the next group when it is done with one. Every test that starts an
+# Airflow is in one of the two stack groups, which come first, in a process each: at most two
+# Airflow stacks run at once. A test's group:
+# - "stack-1": the suites with an Airflow of their own (OWN_AIRFLOW: the browser's, a Celery
+#   stack), then the faults suite's tests on its private stack (tests/faults/stack.py), which the
+#   process starts once and stops after the group's last test that uses it. The tests that load
+#   Airflow hardest (hundreds of sites at once) are here, so none shares the cores with another;
+# - "stack-2": the tests that wait minutes for Airflow to act on a few sites (WAITING), on a
+#   private stack of their own in another process;
 # - "kafka": tests on the shared broker (``new_topic``). Their topics are their own, but not the
 #   drain's consumer group (names.DRAIN_GROUP): a drain joining it in one process would make the
-#   group rebalance under a drain in the other, whose offset commit then fails;
+#   group rebalance under a drain in another, whose offset commit then fails;
 # - any other test file is a group of its own, so its module fixtures start once.
-HEAVY = (
-    "tests/browser/test_ui.py",
-    "tests/faults/test_cold_start.py",
-    "tests/faults/test_drain_under_backlog.py",
-    "tests/faults/test_hostile_in_triggerer.py",
-    "tests/faults/test_location_outage.py",
+OWN_AIRFLOW = ("tests/browser/test_ui.py", "tests/faults/test_location_outage.py")
+WAITING = (
+    "tests/faults/test_noise_on_airflow.py",
+    "tests/faults/test_recovery_latency.py",
+    "tests/faults/test_watcher.py",
 )
 FIRST = ("stack-1", "stack-2", "kafka")
 
@@ -44,13 +43,20 @@ FIRST = ("stack-1", "stack-2", "kafka")
 def group(item: pytest.Item) -> str:
     """The group ``item`` runs in (see above)."""
     path = item.nodeid.split("::")[0]
-    if path in HEAVY:
-        return "stack-1"
-    if "private_stack" in item.fixturenames:
+    if path in WAITING:
         return "stack-2"
+    if path in OWN_AIRFLOW or "private_stack" in item.fixturenames:
+        return "stack-1"
     if "new_topic" in item.fixturenames:
         return "kafka"
     return path.rsplit("/", 1)[-1].removesuffix(".py")
+
+
+def _order(item: pytest.Item) -> tuple[int, bool]:
+    """The long groups first; in stack-1, the Airflows of their own before the private stack."""
+    name = group(item)
+    first = FIRST.index(name) if name in FIRST else len(FIRST)
+    return first, item.nodeid.split("::")[0] not in OWN_AIRFLOW
 
 
 def pytest_collection_modifyitems(config, items):
@@ -60,7 +66,7 @@ def pytest_collection_modifyitems(config, items):
         # --dist loadgroup schedules by a "@group" suffix of each test's id, which pytest-xdist
         # 3.8 writes to item._nodeid, an attribute pytest 9 no longer reads: set it on the id.
         item._id = NodeId.parse(f"{item.nodeid}@{group(item)}")
-    items.sort(key=lambda item: FIRST.index(g) if (g := group(item)) in FIRST else len(FIRST))
+    items.sort(key=_order)
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ def record(section: str, figures: dict) -> None:
 def merge(artifact: Path, section: str, entry: dict) -> None:
     """Set ``section`` of the JSON file ``artifact`` to ``entry``, keeping the other sections.
 
-    make test's two processes record into the same files: each merge holds a lock (a file beside
+    make test's processes record into the same files: each merge holds a lock (a file beside
     the artifact) from its read to its write, and replaces the file whole, so no section is lost
     and no reader sees half a file.
     """
