@@ -27,7 +27,7 @@ from tests.faults.stack import (  # noqa: F401
 from tests.receivers import WebhookReceiver
 
 BOUND = 300.0  # seconds from the stall to PIPELINE PROBLEM, as issue 25 asks
-QUIET = 150.0  # seconds after the all-clear in which nothing more may come
+QUIET = 75.0  # seconds after the all-clear in which nothing more may come: one more look at least
 SETTLE = 20.0  # seconds for a failed drain task to be told to stop, and store its batch in hand
 
 
