@@ -163,8 +163,11 @@ def read_topic(topic: str, count: int, timeout: float = 30.0) -> list:
 
 # Private stacks take ports below the kernel's ephemeral range (32768 and up on Linux), so that
 # no outgoing connection of the machine (Kafka and PostgreSQL clients make many) can take one
-# between this check and the server's bind; each pytest process starts at its own offset.
+# between this check and the server's bind; each pytest process starts at its own offset. The
+# offsets of processes started together (make test's, whose pids follow each other) lie STRIDE
+# ports apart: a process hands out a few dozen, so none takes another's before that one binds.
 _PORTS = range(20000, 32000)
+STRIDE = 397  # prime to len(_PORTS): pids up to 30 apart start at least 90 ports apart
 _handed_out: set[int] = set()
 
 
@@ -172,7 +175,7 @@ def free_ports(count: int) -> list[int]:
     """``count`` distinct ports on 127.0.0.1 that nothing uses now (a bind succeeds), below the
     ephemeral range, and never handed out before by this process (for private stacks)."""
     ports: list[int] = []
-    start = os.getpid() % len(_PORTS)
+    start = os.getpid() * STRIDE % len(_PORTS)
     for i in range(len(_PORTS)):
         port = _PORTS[(start + i) % len(_PORTS)]
         if port in _handed_out:
