@@ -174,7 +174,9 @@ def test_a_cloned_schema_is_what_migrate_makes(pg_dsn, pg_conn, pg_schema):
 
         def definitions(schema):  # tables, functions, triggers, privileges; \restrict is psql's
             text = schemas.dump(pg_dsn, schema, data=False).replace(schema, "<schema>")
-            return [line for line in text.splitlines() if not line.startswith("\\")]
+            # sorted: the GRANTs on one table come out in the order of its ACL's items, which
+            # follows the order the grants were made in, not what they grant
+            return sorted(line for line in text.splitlines() if not line.startswith("\\"))
 
         assert definitions(copy) == definitions(pg_schema)
         with psycopg.connect(pg_dsn, options=f"-c search_path={copy}") as conn:
