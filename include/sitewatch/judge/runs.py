@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
+from sitewatch.alerting import store as alert_store
 from sitewatch.alerting.quorum import DOWN, MISSING, UP, Decision, RunVerdict, decide_run
 from sitewatch.alerting.rules import Event, Verdict
 from sitewatch.config.locations import KEEP, run_deadline, verdict_grace
@@ -151,7 +152,7 @@ class Verdicts:
             if site.notify:
                 self._alert(conn, site, at, decision, now)
         for loc in sorted(silent.keys() | reported):
-            self._location(conn, loc, now)
+            self._location(conn, loc, loc in silent, now)
 
     def _alert(self, conn, site, at: datetime, decision: Decision, now: datetime) -> None:
         locations = dict(decision.locations)
@@ -165,10 +166,16 @@ class Verdicts:
             event = Event(Verdict.UP, now, run_after=at, detail=detail, locations=locations)
         judge(conn, site, event, send=self._session.send)
 
-    def _location(self, conn, loc: str, now: datetime) -> None:
+    def _location(self, conn, loc: str, silent_now: bool, now: datetime) -> None:
         """One alert state per location (row ``@<location>``): PIPELINE PROBLEM once while the
         latest verdict of any of its sites has it silent, naming how many and its queue;
-        PIPELINE PROBLEM OVER once none does. It goes to every notify target of its sites."""
+        PIPELINE PROBLEM OVER once none does. It goes to every notify target of its sites.
+        silent_now: whether this batch decided a run with ``loc`` silent. The sites' verdicts are
+        read only when that can change the state (silent with no problem open, or reporting
+        with one open), so a batch of healthy runs costs one row read per location."""
+        state = alert_store.load(conn, location_key(loc))
+        if silent_now == (state is not None and state.pipeline_since is not None):
+            return
         sites = [s for s in self._session.sites().values()
                  if loc in s.locations and s.several_locations and s.enabled]  # fmt: skip
         if not sites:
