@@ -3,16 +3,20 @@
 The results database comes from ``SITEWATCH_PG_DSN`` (the project's test command sets it). Each test
 gets its own schema ``t_<random>``, so tests never see each other's tables and can run in parallel:
 empty (``pg_schema``, ``pg_conn``), or with the tables already at the current version
-(``migrated_schema``, ``migrated_conn``: a copy of a template, see tests/schemas.py).
+(``migrated_schema``, ``migrated_conn``: a copy of a template, see tests/schemas.py). Connections
+as the alerting role, as the DAGs' alerting connection logs in, come from ``alerting_connect``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
 
+from sitewatch.names import ALERTING_ROLE
 from tests import schemas
 
 
@@ -46,19 +50,38 @@ def migrated_schema(pg_dsn, pg_schema):
     return pg_schema
 
 
-@pytest.fixture
-def pg_connect(pg_dsn, pg_schema):
-    """Open more connections whose search_path is the test's schema; all closed after the test."""
+@contextmanager
+def _connections(dsn: str, options: str) -> Iterator[Callable[[], psycopg.Connection]]:
+    """A ``connect()`` that opens a connection to ``dsn`` with ``options``; the ones it opened are
+    listed on ``connect.opened`` and closed at the end."""
     opened = []
 
     def connect():
-        conn = psycopg.connect(pg_dsn, options=f"-c search_path={pg_schema}")
-        opened.append(conn)
-        return conn
+        opened.append(psycopg.connect(dsn, options=options))
+        return opened[-1]
 
-    yield connect
-    for conn in opened:
-        conn.close()
+    connect.opened = opened
+    try:
+        yield connect
+    finally:
+        for conn in opened:
+            conn.close()
+
+
+@pytest.fixture
+def pg_connect(pg_dsn, pg_schema):
+    """Open more connections whose search_path is the test's schema; all closed after the test."""
+    with _connections(pg_dsn, f"-c search_path={pg_schema}") as connect:
+        yield connect
+
+
+@pytest.fixture
+def alerting_connect(pg_dsn, pg_schema):
+    """Open connections as the alerting role on the test's schema: only what the PRIVILEGES that
+    ``migrate`` grants allow, as the DAGs' alerting connection. ``alerting_connect.opened`` lists
+    them, for tests of who closes them; any still open are closed after the test."""
+    with _connections(pg_dsn, f"-c role={ALERTING_ROLE} -c search_path={pg_schema}") as connect:
+        yield connect
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-import psycopg
 import pytest
 
 from sitewatch.airflow.notifiers import send
@@ -20,7 +19,6 @@ from sitewatch.alerting.rules import Event, Kind, Verdict
 from sitewatch.config.loader import load_text
 from sitewatch.config.maintenance import maintenance_at
 from sitewatch.judge import alerts
-from sitewatch.names import ALERTING_ROLE
 from sitewatch.storage.checks import observation_rows, store_rows
 from sitewatch.storage.mutes import add_mutes, mutes_in_force
 from tests.builders import observation
@@ -47,13 +45,9 @@ SITES = (
 
 
 @pytest.fixture
-def alerting(pg_dsn, migrated_schema):
+def alerting(migrated_schema, alerting_connect):
     """A connection as the alerting role (only what its PRIVILEGES allow) and the sites."""
-    options = f"-c role={ALERTING_ROLE} -c search_path={migrated_schema}"
-    conn = psycopg.connect(pg_dsn, options=options)
-    sites = {site.name: site for site in load_text(SITES).sites}
-    yield conn, sites
-    conn.close()
+    return alerting_connect(), {site.name: site for site in load_text(SITES).sites}
 
 
 def at(minute: int) -> datetime:

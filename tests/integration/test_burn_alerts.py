@@ -6,14 +6,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
 
 from sitewatch.airflow.notifiers import send
 from sitewatch.config.loader import load_text
 from sitewatch.judge.burn import BurnAlerts
 from sitewatch.judge.session import Session
-from sitewatch.names import ALERTING_ROLE
 from sitewatch.observation import Observation
 from sitewatch.storage.checks import observation_rows, store_rows
 from tests.builders import observation
@@ -45,12 +43,11 @@ def history(site: str, down_every: int) -> list[Observation]:
 
 
 @pytest.fixture
-def burn(pg_dsn, migrated_schema, pg_conn, tmp_path):
+def burn(migrated_schema, alerting_connect, pg_conn, tmp_path):
     # burning: 1 in 5 down (20% bad, 20x a 1% budget) over every window; healthy: none
     store_rows(pg_conn, observation_rows(history("burning", 5) + history("healthy", 0)), [])
     sites = load_text(SITES).sites
-    options = f"-c role={ALERTING_ROLE} -c search_path={migrated_schema}"
-    session = Session(lambda: psycopg.connect(pg_dsn, options=options), send)
+    session = Session(alerting_connect, send)
     yield BurnAlerts(session, every=0), sites
     session.close()
 

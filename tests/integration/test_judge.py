@@ -3,7 +3,6 @@ real PostgreSQL as alerting's own role, and a local webhook receiver."""
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 
 from sitewatch.airflow.notifiers import send
@@ -13,7 +12,6 @@ from sitewatch.judge.burn import BurnAlerts
 from sitewatch.judge.recoveries import Recoveries
 from sitewatch.judge.runs import Verdicts
 from sitewatch.judge.session import Judge, Session
-from sitewatch.names import ALERTING_ROLE
 from sitewatch.storage.schema import migrate
 from tests.integration.test_drain import produce, run_drain
 from tests.integration.test_recoveries import judged
@@ -34,22 +32,15 @@ sites:
 
 
 @pytest.fixture
-def judge(new_topic, pg_conn, pg_dsn, pg_schema, tmp_path):
+def judge(new_topic, pg_conn, alerting_connect, tmp_path):
     """A Judge whose alerting connections are counted, and a topic to drain."""
     migrate(pg_conn)  # grants the alerting role its privileges in the test's schema
     path = tmp_path / "sites.yaml"
     path.write_text(SITES)
-    opened = []
-
-    def connect():
-        options = f"-c role={ALERTING_ROLE} -c search_path={pg_schema}"
-        opened.append(psycopg.connect(pg_dsn, options=options))
-        return opened[-1]
-
-    hooks = Judge(Session(connect, send, lambda: cached_sites(path)))
-    yield hooks, opened, new_topic()
+    hooks = Judge(Session(alerting_connect, send, lambda: cached_sites(path)))
+    yield hooks, alerting_connect.opened, new_topic()
     hooks.close()
-    assert all(conn.closed for conn in opened)
+    assert all(conn.closed for conn in alerting_connect.opened)
 
 
 def drained(judge, conn, observations):

@@ -27,6 +27,7 @@ from sitewatch.storage.mutes import (
     stretch_start,
 )
 from sitewatch.storage.schema import SCHEMA_VERSION
+from tests.integration import test_roles as roles
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 H, M, D = timedelta(hours=1), timedelta(minutes=1), timedelta(days=1)
@@ -154,14 +155,11 @@ def test_end_mutes_ends_those_in_force_and_keeps_the_record(db):
     ]
 
 
-def test_only_alerting_may_write_mutes(pg_dsn, pg_schema, db):
-    def as_role(role):
-        return psycopg.connect(pg_dsn, options=f"-c role={role} -c search_path={pg_schema}")
-
-    with as_role(ALERTING_ROLE) as conn:
+def test_only_alerting_may_write_mutes(pg_dsn, pg_schema, alerting_connect, db):
+    with alerting_connect() as conn:
         (mute_id,) = add_mutes(conn, ["shop"], T0, T0 + H, "as alerting", None)
         assert end_mutes(conn, ["shop"], T0 + 30 * M) == 1
-    with as_role(READER_ROLE) as conn:
+    with roles.as_role(pg_dsn, READER_ROLE, pg_schema) as conn:
         assert mutes_in_force(conn, ["shop"], T0)["shop"][0].id == mute_id
         with pytest.raises(StorageError, match="could not mute shop: permission denied"):
             add_mutes(conn, ["shop"], T0, T0 + H, "as reader", None)

@@ -19,7 +19,6 @@ from sitewatch.config.loader import load_text
 from sitewatch.errors import StorageError
 from sitewatch.judge.burn import BurnAlerts
 from sitewatch.judge.session import Session
-from sitewatch.names import ALERTING_ROLE
 from sitewatch.storage.checks import store_batch
 from sitewatch.storage.timeouts import TIMEOUT_VAR, bounded
 from tests.builders import observation
@@ -61,12 +60,6 @@ def locked(pg_connect):
     holder.rollback()
 
 
-@pytest.fixture
-def alerting(pg_dsn, pg_schema):
-    options = f"-c role={ALERTING_ROLE} -c search_path={pg_schema}"
-    return lambda: psycopg.connect(pg_dsn, options=options)
-
-
 def test_a_statement_past_the_limit_is_a_storage_error_and_the_connection_goes_on(conn):
     sleeping = bounded(conn, "could not sleep", 0.2)
     with pytest.raises(StorageError, match=LIMIT_SAYS) as raised, sleeping as cur:
@@ -83,9 +76,11 @@ def test_a_statement_past_the_limit_is_a_storage_error_and_the_connection_goes_o
         pass
 
 
-def test_a_burn_evaluation_past_the_limit_fails_alone_and_the_next_one_runs(conn, alerting, locked):
+def test_a_burn_evaluation_past_the_limit_fails_alone_and_the_next_one_runs(
+    conn, alerting_connect, locked
+):
     sites = load_text(SITES).sites
-    session = Session(alerting, send)
+    session = Session(alerting_connect, send)
     hook = BurnAlerts(session, timeout=0.2)
     release = locked("site_checks")
     counting = "could not count the checks for burn rates: "
@@ -100,12 +95,12 @@ def test_a_burn_evaluation_past_the_limit_fails_alone_and_the_next_one_runs(conn
 
 
 def test_a_burn_evaluation_past_the_limit_does_not_stop_the_drain(
-    conn, alerting, locked, new_topic, monkeypatch, caplog
+    conn, alerting_connect, locked, new_topic, monkeypatch, caplog
 ):
     topic = new_topic()
     sites = load_text(SITES)
     monkeypatch.setenv(TIMEOUT_VAR, "0.2")  # the hook reads the setting at each evaluation
-    session = Session(alerting, send, sites=lambda: sites)
+    session = Session(alerting_connect, send, sites=lambda: sites)
     hook = BurnAlerts(session, every=0)
     locked("site_slo_alerts")  # the burn check's second read; the drain never touches it
     produce(topic, [observation("alpha", NOW - k * MINUTE - MINUTE / 2) for k in range(50)])

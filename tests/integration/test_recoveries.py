@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-import psycopg
 import pytest
 from psycopg import pq
 
@@ -21,7 +20,7 @@ from sitewatch.alerting.rules import Event, Verdict
 from sitewatch.config.loader import cached_sites
 from sitewatch.judge.recoveries import Recoveries, latest_ups
 from sitewatch.judge.session import Session
-from sitewatch.names import ALERTING_ROLE, POSTGRES_ALERTING_CONN_ID
+from sitewatch.names import POSTGRES_ALERTING_CONN_ID
 from sitewatch.observation import Observation
 from sitewatch.pipeline.drain import drain
 from sitewatch.storage.checks import observation_rows
@@ -76,24 +75,17 @@ def setup(new_topic, migrated_conn):
 
 
 @pytest.fixture
-def recoveries(pg_dsn, pg_schema, tmp_path):
+def recoveries(alerting_connect, tmp_path):
     """Recoveries on connections as the alerting role (only what its PRIVILEGES allow), with a
     sites file where ``shop`` has a webhook target and ``quiet`` none."""
     path = tmp_path / "sites.yaml"
     path.write_text(SITES)
-    opened = []
-
-    def connect():
-        options = f"-c role={ALERTING_ROLE} -c search_path={pg_schema}"
-        opened.append(psycopg.connect(pg_dsn, options=options))
-        return opened[-1]
-
-    session = Session(connect, send, lambda: cached_sites(path))
+    session = Session(alerting_connect, send, lambda: cached_sites(path))
     hook = Recoveries(session)
-    hook.opened = opened  # for the tests' eyes only
+    hook.opened = alerting_connect.opened  # for the tests' eyes only
     yield hook
     session.close()
-    assert all(conn.closed for conn in opened)
+    assert all(conn.closed for conn in alerting_connect.opened)
 
 
 def test_a_drained_up_check_of_a_down_site_sends_recovered_once(setup, recoveries, receiver):

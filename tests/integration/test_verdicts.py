@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
 
 from sitewatch.airflow.notifiers import send
@@ -13,7 +12,6 @@ from sitewatch.alerting import store as alert_store
 from sitewatch.config.loader import cached_sites
 from sitewatch.judge.runs import Verdicts, location_key
 from sitewatch.judge.session import Session
-from sitewatch.names import ALERTING_ROLE
 from sitewatch.observation import Observation
 from tests.builders import observation
 from tests.integration.test_drain import produce, run_drain
@@ -73,18 +71,14 @@ def clock():
 
 
 @pytest.fixture
-def judges(pg_dsn, pg_schema, tmp_path, clock):
+def judges(alerting_connect, tmp_path, clock):
     """Factory: ``Verdicts`` over a sites file of ``text``, on alerting's own role."""
     sessions = []
-
-    def connect():
-        options = f"-c role={ALERTING_ROLE} -c search_path={pg_schema}"
-        return psycopg.connect(pg_dsn, options=options)
 
     def make(text: str) -> Verdicts:
         path = tmp_path / f"sites{len(sessions)}.yaml"
         path.write_text(text)
-        sessions.append(Session(connect, send, lambda: cached_sites(path)))
+        sessions.append(Session(alerting_connect, send, lambda: cached_sites(path)))
         return Verdicts(sessions[-1], grace=GRACE, clock=clock)
 
     yield make
