@@ -77,6 +77,17 @@ def test_watch_dag_looks_every_minute_ahead_of_the_sites():
     assert watch.execution_timeout < timedelta(minutes=1)
 
 
+def test_the_watchers_settings_are_read_where_its_dag_is_parsed(monkeypatch):
+    monkeypatch.setenv("SITEWATCH_WATCH_EVERY_SECONDS", "10")
+    assert DagBag(DAGS).dags["sitewatch_watch"].schedule == timedelta(seconds=10)
+    # a bad value is the DAG file's import error, naming the variable, before any look
+    monkeypatch.setenv("SITEWATCH_WATCH_STALL_SECONDS", "10")
+    bag = DagBag(DAGS)
+    assert "sitewatch_watch" not in bag.dags
+    (error,) = [e for path, e in bag.import_errors.items() if path.endswith("watch.py")]
+    assert "SITEWATCH_WATCH_STALL_SECONDS='10': expected whole seconds from 30 to 3600" in error
+
+
 def test_mute_dags_run_only_when_triggered_with_a_form(sites_file):
     sites_file("""
         sites:

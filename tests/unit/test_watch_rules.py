@@ -15,8 +15,12 @@ from sitewatch.alerting.incident_keys import Action, Incident, incident_for
 from sitewatch.alerting.rules import Kind
 from sitewatch.config.loader import load_sites
 from sitewatch.config.notify import WebhookTarget
+from sitewatch.errors import SettingError
 from sitewatch.judge.watch import (
+    EVERY,
+    STALL,
     Look,
+    WatchSettings,
     WatchState,
     decide,
     look,
@@ -347,3 +351,91 @@ def test_a_database_that_never_answers_costs_the_look_its_timeout_not_more():
     assert 0.9 < time.monotonic() - started < 3
     assert seen.database_error == "no answer to SELECT 1 within 1s"
     hang.set()
+
+
+def seconds(s: float) -> datetime:
+    return T0 + timedelta(seconds=s)
+
+
+def test_a_short_threshold_sees_a_stall_once_it_has_lasted_that_long():
+    # SITEWATCH_WATCH_STALL_SECONDS=30, SITEWATCH_WATCH_EVERY_SECONDS=10: looks 10 s apart,
+    # each starting up to a second early
+    stall = timedelta(seconds=30)
+    looks = [Look(seconds(9.8 * i), lag={0: 1 + i}, committed={0: 4}) for i in range(1, 7)]
+    looks += [Look(seconds(9.8 * i), lag={0: 0}, committed={0: 20}) for i in range(7, 12)]
+    state, sent = WatchState(), []
+    for seen in looks:
+        state, alert = decide(state, seen, stall)
+        if alert is not None:
+            sent.append((round((seen.at - T0).total_seconds(), 1), alert.kind, alert.detail))
+    # waiting first seen at 9.8 s: sure at 39.2 s (29.4 s on), not at 29.4 s (19.6 s on);
+    # healthy at 68.6 and 78.4 s: over at 78.4 s
+    assert [(s, kind) for s, kind, _ in sent] == [(39.2, PROBLEM), (78.4, OVER)]
+    assert sent[0][2] == (
+        "the drain's committed offsets have not moved for 29s while 5 messages wait (partitions 0)"
+    )
+    # the default threshold sees nothing in these looks
+    assert play(looks)[1] == []
+
+
+def test_the_settings_default_to_three_minutes_and_a_look_a_minute():
+    assert WatchSettings.from_env({}) == WatchSettings(STALL, EVERY)
+    assert (timedelta(minutes=3), timedelta(minutes=1)) == (STALL, EVERY)
+    blank = {"SITEWATCH_WATCH_STALL_SECONDS": " ", "SITEWATCH_WATCH_EVERY_SECONDS": ""}
+    assert WatchSettings.from_env(blank) == WatchSettings()
+
+
+def test_the_settings_read_whole_seconds_in_range():
+    environ = {"SITEWATCH_WATCH_STALL_SECONDS": "30", "SITEWATCH_WATCH_EVERY_SECONDS": " 10 "}
+    assert WatchSettings.from_env(environ) == WatchSettings(
+        stall=timedelta(seconds=30), every=timedelta(seconds=10)
+    )
+    environ = {"SITEWATCH_WATCH_STALL_SECONDS": "3600", "SITEWATCH_WATCH_EVERY_SECONDS": "60"}
+    assert WatchSettings.from_env(environ) == WatchSettings(
+        timedelta(hours=1), timedelta(seconds=60)
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (
+            "SITEWATCH_WATCH_STALL_SECONDS",
+            "29",
+            "SITEWATCH_WATCH_STALL_SECONDS='29': expected whole seconds from 30 to 3600"
+            " (default 180)",
+        ),
+        (
+            "SITEWATCH_WATCH_STALL_SECONDS",
+            "3601",
+            "SITEWATCH_WATCH_STALL_SECONDS='3601': expected whole seconds from 30 to 3600"
+            " (default 180)",
+        ),
+        (
+            "SITEWATCH_WATCH_STALL_SECONDS",
+            "3m",
+            "SITEWATCH_WATCH_STALL_SECONDS='3m': expected whole seconds from 30 to 3600"
+            " (default 180)",
+        ),
+        (
+            "SITEWATCH_WATCH_EVERY_SECONDS",
+            "9",
+            "SITEWATCH_WATCH_EVERY_SECONDS='9': expected whole seconds from 10 to 60 (default 60)",
+        ),
+        (
+            "SITEWATCH_WATCH_EVERY_SECONDS",
+            "61",
+            "SITEWATCH_WATCH_EVERY_SECONDS='61': expected whole seconds from 10 to 60 (default 60)",
+        ),
+    ],
+)
+def test_a_setting_out_of_range_is_an_error_naming_it(name, value, message):
+    with pytest.raises(SettingError) as raised:
+        WatchSettings.from_env({name: value})
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize("value", ["-30", "30.5", "1e2", "٣٠", "9" * 5000, "nan"])
+def test_a_setting_that_is_not_whole_seconds_is_an_error(value):
+    with pytest.raises(SettingError, match=r"^SITEWATCH_WATCH_STALL_SECONDS='"):
+        WatchSettings.from_env({"SITEWATCH_WATCH_STALL_SECONDS": value})

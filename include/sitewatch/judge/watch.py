@@ -1,17 +1,17 @@
 """Watch the watcher: whether the judge can run at all, decided one look at a time.
 
 Every verdict is reached in the drain (``sitewatch.judge.session``) or in Airflow's callbacks, on
-the results database. When the drain stalls, Kafka cannot be read or that database does not
-answer, no verdict is reached and no site's alert can go out, so nobody would hear of it. An
-independent path (the ``sitewatch_watch`` DAG: its own task every minute, its state in an Airflow
-Variable) takes a ``Look`` (``look``) and hands it, with the ``WatchState`` the looks before it
-left, to ``decide``, which says when to send one PIPELINE PROBLEM and one PIPELINE PROBLEM OVER
-about the pipeline as a whole (``Alert.concern`` ``pipeline``).
+the results database. When the drain stalls, Kafka cannot be read or that database does not answer,
+no verdict is reached and no site's alert can go out, so nobody would hear of it. An independent
+path (the ``sitewatch_watch`` DAG: its own task every ``EVERY``, its state in an Airflow Variable)
+takes a ``Look`` (``look``) and hands it, with the ``WatchState`` the looks before it left, to
+``decide``, which says when to send one PIPELINE PROBLEM and one PIPELINE PROBLEM OVER about the
+pipeline as a whole (``Alert.concern`` ``pipeline``).
 
 A problem is reported once it is sure, never on one bad look:
 
 - the drain is stalled: on some partition messages wait while the drain group's committed offset
-  there has not moved for ``STALL``;
+  there has not moved for ``STALL`` (``WatchSettings.stall``);
 - Kafka (the drain group's lag cannot be read) or the results database (no answer to
   ``SELECT 1`` on alerting's connection) failed at two looks in a row.
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -36,24 +37,83 @@ from datetime import UTC, datetime, timedelta
 
 from sitewatch.alerting.rules import Alert, Kind
 from sitewatch.config.schedule import format_duration
+from sitewatch.errors import SettingError
 from sitewatch.pipeline.lag import LagReader
 
 STALL = timedelta(minutes=3)
-"""A drain whose committed offset stays put this long while messages wait there is stalled."""
+"""A drain whose committed offset stays put this long while messages wait there is stalled
+(the default of ``SITEWATCH_WATCH_STALL_SECONDS``)."""
+EVERY = timedelta(minutes=1)
+"""How often the watcher looks (the default of ``SITEWATCH_WATCH_EVERY_SECONDS``)."""
 REOPEN = timedelta(hours=1)
 SETTLE = timedelta(minutes=15)
 """A problem back within REOPEN of the last all-clear is over only after SETTLE of health."""
 STALE = timedelta(minutes=5)
 """A look this long after the previous one does not continue its row of looks."""
 JITTER = timedelta(seconds=10)
-"""Looks are a minute apart as the scheduler starts them, give or take a few seconds: a span
-short of STALL or SETTLE by less than this counts as reaching it (else a look that starts a
-second early would put the message off by a whole minute)."""
+"""Looks are EVERY apart as the scheduler starts them, give or take a few seconds: a span short
+of the stall threshold or SETTLE by less than this (at most a sixth of it) counts as reaching it,
+else a look that starts a second early would put the message off by a whole EVERY."""
 LOOK_SECONDS = 15.0
 """How long a look may wait for Kafka and for the database (both at once)."""
 SUBJECT = "sitewatch pipeline"
 """What the messages are about, as they name it (``Alert.site``)."""
 CONCERN = "pipeline"
+
+STALL_VAR = "SITEWATCH_WATCH_STALL_SECONDS"
+EVERY_VAR = "SITEWATCH_WATCH_EVERY_SECONDS"
+# Below 30 s a drain that is only slow would pass for stalled: a drain that waited in the triggerer
+# resumes in a new task process, which on a busy machine takes tens of seconds to start.
+MIN_STALL, MAX_STALL = timedelta(seconds=30), timedelta(hours=1)
+# Every look starts a task process that imports Airflow (a few CPU-seconds), so looks much more
+# often would mostly be start-up; looks further apart than a minute would let STALE (5 minutes)
+# come within a few looks and let Kafka or database trouble go unsaid for longer.
+MIN_EVERY, MAX_EVERY = timedelta(seconds=10), timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """The watcher's tuning values, read from environment variables (README, "Settings").
+
+    stall: how long the drain's committed offset may stay put while messages wait before the
+    drain counts as stalled (``SITEWATCH_WATCH_STALL_SECONDS``, whole seconds, 30 to 3600,
+    default 180); read by the worker that runs the watch task, at every look. every: how often
+    the watcher looks, its DAG's schedule (``SITEWATCH_WATCH_EVERY_SECONDS``, whole seconds, 10
+    to 60, default 60); read where the DAG is parsed. Shorter values make the messages come
+    sooner, and take less to set them off: the message for a stall comes at the first look
+    ``stall`` after a look saw messages wait, Kafka or database trouble is said at its second
+    look, so ``every`` to twice that after it began.
+    """
+
+    stall: timedelta = STALL
+    every: timedelta = EVERY
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> WatchSettings:
+        """Read the settings; an unset or empty variable takes its default.
+
+        Raises SettingError naming the first variable whose value is not whole seconds in its
+        range (the message gives the range and the default).
+        """
+        return cls(
+            stall=_seconds(environ, STALL_VAR, STALL, MIN_STALL, MAX_STALL),
+            every=_seconds(environ, EVERY_VAR, EVERY, MIN_EVERY, MAX_EVERY),
+        )
+
+
+def _seconds(environ, name: str, default: timedelta, low: timedelta, high: timedelta):
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    # isascii: str.isdigit() and int() also take other scripts' digits ('٣' is 3); len: int()
+    # refuses thousands of digits with its own error
+    digits = text.isascii() and text.isdigit() and len(text) < 10
+    if not digits or not low <= timedelta(seconds=int(text)) <= high:
+        raise SettingError(
+            f"{name}={text!r}: expected whole seconds from {low.total_seconds():g} to"
+            f" {high.total_seconds():g} (default {default.total_seconds():g})"
+        )
+    return timedelta(seconds=int(text))
 
 
 @dataclass(frozen=True)
@@ -122,8 +182,11 @@ _TIMES = ("looked_at", "failing_since", "healthy_since", "problem_since", "over_
 _FIELDS = (*_TIMES, "error", "detail", "announced", "settle")
 
 
-def decide(state: WatchState, look: Look) -> tuple[WatchState, Alert | None]:
-    """The state after ``look`` and the message it calls for (None: stay silent).
+def decide(
+    state: WatchState, look: Look, stall: timedelta = STALL
+) -> tuple[WatchState, Alert | None]:
+    """The state after ``look`` and the message it calls for (None: stay silent); ``stall`` is
+    how long messages may wait at an unmoved committed offset (``WatchSettings.stall``).
 
     PIPELINE PROBLEM when a problem is sure and none is open, or one is open that no target
     accepted yet (``undelivered``); PIPELINE PROBLEM OVER when an announced problem has cleared
@@ -136,7 +199,7 @@ def decide(state: WatchState, look: Look) -> tuple[WatchState, Alert | None]:
         state = dataclasses.replace(state, waiting={}, failing_since=None, healthy_since=None)
     if look.kafka_error is None:
         waiting = _waiting(state.waiting, look)
-        stalled = {p: w for p, w in waiting.items() if _reached(look.at - w[1], STALL)}
+        stalled = {p: w for p, w in waiting.items() if _reached(look.at - w[1], stall)}
     else:  # offsets unseen: what waited is kept, but whether it moved is not known
         waiting, stalled = state.waiting, {}
     failing = look.kafka_error is not None or look.database_error is not None
@@ -217,7 +280,8 @@ def _cleared(state: WatchState, at: datetime) -> bool:
 
 
 def _reached(span: timedelta, threshold: timedelta) -> bool:
-    return span >= threshold - JITTER
+    # a sixth: a short threshold (30 s, looks 10 s apart) is not cut by a third
+    return span >= threshold - min(JITTER, threshold / 6)
 
 
 def _alert(state: WatchState, kind: Kind, at: datetime, detail: str | None) -> Alert:
