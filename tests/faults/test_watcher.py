@@ -1,6 +1,13 @@
 """Watch the watcher on a real Airflow: the drain stalls while a site keeps publishing, and the
-``sitewatch_watch`` DAG sends one PIPELINE PROBLEM about the pipeline within 5 minutes; the drain
-resumes, and it sends one PIPELINE PROBLEM OVER. Both delays go to the reliability artifact.
+``sitewatch_watch`` DAG sends one PIPELINE PROBLEM about the pipeline within the bound its stall
+threshold implies; the drain resumes, and it sends one PIPELINE PROBLEM OVER. Both delays go to
+the reliability artifact.
+
+The watcher runs with its shortest settings (a 30 s stall threshold, a look every 10 s), not the
+defaults (3 minutes, a minute), which would keep the test waiting minutes for the same decisions
+(``sitewatch.judge.watch.decide``, whose timing with either threshold the unit tests pin down).
+Its DAG processor (the schedule) and scheduler (whose LocalExecutor runs the looks) are restarted
+with them, and again without them afterwards, for the tests after this one on the same Airflow.
 
 The drain is stalled as an operator would stop it: its DAG paused, its active task marked failed
 (which ends it, running or waiting in the triggerer, and so its run), so nothing stores the
@@ -12,10 +19,13 @@ from __future__ import annotations
 import time
 import urllib.error
 import uuid
+from collections.abc import Iterator
+from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
 
+from sitewatch.judge.watch import EVERY_VAR, STALL_VAR
 from sitewatch.names import DRAIN_DAG_ID, WATCH_DAG_ID, WATCH_STATE_VARIABLE
 from tests.faults.stack import (  # noqa: F401
     Stack,
@@ -26,9 +36,15 @@ from tests.faults.stack import (  # noqa: F401
 )
 from tests.receivers import WebhookReceiver
 
-BOUND = 300.0  # seconds from the stall to PIPELINE PROBLEM, as issue 25 asks
-QUIET = 75.0  # seconds after the all-clear in which nothing more may come: one more look at least
+STALL_S, EVERY_S = 30, 10  # the watcher's settings here, the shortest allowed
+SETTINGS = {STALL_VAR: str(STALL_S), EVERY_VAR: str(EVERY_S)}
 SETTLE = 20.0  # seconds for a failed drain task to be told to stop, and store its batch in hand
+# Seconds from the stall to PIPELINE PROBLEM: the drain's batch in hand (SETTLE), the site's next
+# check (10 s) waiting, a look seeing it (EVERY_S), the threshold, the look after it (EVERY_S), and
+# a minute for looks that start late on a machine busy with other stacks. (With the defaults,
+# issue 25 asks for 5 minutes: docs/alerts.md, "When sitewatch itself cannot judge", has runs.)
+BOUND = SETTLE + 10 + 2 * EVERY_S + STALL_S + 60.0
+RESTARTED = ("dag-processor", "scheduler")  # what reads SETTINGS (see the module doc)
 
 
 class Pipeline:
@@ -101,6 +117,32 @@ def fresh_watcher(stack: Stack) -> None:
     stack.unpause(WATCH_DAG_ID)
 
 
+def looks(stack: Stack) -> int:
+    return task_states(stack, WATCH_DAG_ID).get("success", 0)
+
+
+@pytest.fixture
+def short_watcher(private_airflow: Stack) -> Iterator[Stack]:  # noqa: F811
+    """The private Airflow, its watcher on SETTINGS until the test ends (see the module doc)."""
+    stack = private_airflow
+    for name in RESTARTED:
+        stack.stop_component(name)
+        stack.start_component(name, **SETTINGS)
+    try:
+        every = str(timedelta(seconds=EVERY_S))  # how the API writes a timedelta schedule
+        wait_for(
+            f"the watcher to look every {EVERY_S} s",
+            lambda: stack.api("GET", f"/api/v2/dags/{WATCH_DAG_ID}")["timetable_summary"] == every,
+            120,
+            stack,
+        )
+        yield stack
+    finally:
+        for name in RESTARTED:
+            stack.stop_component(name)
+            stack.start_component(name)
+
+
 def stall_drain(stack: Stack) -> None:
     """Pause the drain and fail its active tasks; return once its run has ended.
 
@@ -125,12 +167,12 @@ def stall_drain(stack: Stack) -> None:
     )
 
 
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(900)
 def test_a_stalled_drain_is_one_pipeline_problem_and_its_resumption_one_all_clear(
-    private_airflow: Stack,  # noqa: F811
+    short_watcher: Stack,
     site_server,  # noqa: F811
 ):
-    stack, name = private_airflow, f"watched-{uuid.uuid4().hex[:6]}"
+    stack, name = short_watcher, f"watched-{uuid.uuid4().hex[:6]}"
     receiver = WebhookReceiver()
     pipeline = Pipeline(receiver)
     conn_id = f"watch_{uuid.uuid4().hex[:8]}"
@@ -144,13 +186,8 @@ def test_a_stalled_drain_is_one_pipeline_problem_and_its_resumption_one_all_clea
         )
         # healthy first: the site's checks are stored, and the watcher has looked twice since
         wait_for("a stored check", lambda: stack.stored(name), 300, stack)
-        looked = task_states(stack, WATCH_DAG_ID).get("success", 0)
-        wait_for(
-            "two looks of the watcher",
-            lambda: task_states(stack, WATCH_DAG_ID).get("success", 0) >= looked + 2,
-            240,
-            stack,
-        )
+        looked = looks(stack)
+        wait_for("two looks of the watcher", lambda: looks(stack) >= looked + 2, 240, stack)
         assert pipeline.poll() == [], "a healthy pipeline was reported"
 
         stalled_at = time.monotonic()  # counted from here, although its task may end later
@@ -162,8 +199,12 @@ def test_a_stalled_drain_is_one_pipeline_problem_and_its_resumption_one_all_clea
 
         stack.unpause(DRAIN_DAG_ID)
         resumed_at = time.monotonic()
-        over, over_at = pipeline.wait("PIPELINE PROBLEM OVER", 600, stack)
-        time.sleep(QUIET)
+        over, over_at = pipeline.wait("PIPELINE PROBLEM OVER", 300, stack)
+        # nothing more comes: the look that sent it ends, then one more looks
+        looked = looks(stack)
+        wait_for(
+            "one more look after the all-clear", lambda: looks(stack) >= looked + 2, 120, stack
+        )
     finally:
         stack.unpause(DRAIN_DAG_ID)
         stack.set_sites("sites: []\n")
@@ -181,6 +222,8 @@ def test_a_stalled_drain_is_one_pipeline_problem_and_its_resumption_one_all_clea
     assert len(stack.stored(name)) > stored, "the resumed drain stored the checks that waited"
     figures = {
         "fault": "drain paused and its active task failed while a site publishes every 10 s",
+        "stall_threshold_s": STALL_S,
+        "look_every_s": EVERY_S,
         "stall_to_problem_s": round(problem_at - stalled_at, 1),
         "resume_to_all_clear_s": round(over_at - resumed_at, 1),
         "bound_s": BOUND,
