@@ -1,9 +1,10 @@
 """A live Airflow of the tests' own, a local site to watch, and headless Chromium.
 
-The session starts the whole stack with ``scripts/dev.sh run`` in a temporary state directory on
-free ports, so it never touches the developer's stack (``make run``, ports 8080/15432/19092), and
-stops it with ``scripts/dev.sh stop`` at the end. The browser is Debian's ``/usr/bin/chromium``
-driven by Playwright (Playwright's own browser downloads are not used).
+The module starts the whole stack with ``scripts/dev.sh run`` on a private stack (tests/stack.py:
+a temporary state directory, free ports), so it never touches the developer's stack (``make
+run``, ports 8080/15432/19092), and stops it with ``scripts/dev.sh stop`` at the end. The browser
+is Debian's ``/usr/bin/chromium`` driven by Playwright (Playwright's own browser downloads are
+not used).
 
 The sites file also names ``MULTI_SITE``, checked from three locations with a quorum of two. The
 LocalExecutor runs every location's probe here, and the watched site refuses one location (by the
@@ -18,17 +19,13 @@ Sites page has error budgets to show (its screenshot is the README's).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 import requests
 
@@ -40,7 +37,9 @@ from sitewatch.storage.retention import refresh_hourly
 from sitewatch.storage.schema import SCHEMA_VERSION
 from sitewatch.storage.schema import version as schema_version
 from sitewatch.storage.verdicts import record_verdict
-from tests.conftest import LocalSite, free_ports
+from tests.builders import observation
+from tests.conftest import LocalSite
+from tests.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -72,21 +71,18 @@ HISTORY_CHECKS = 288
 site: every 5 minutes, one of SITE's down (99% over 30 days: 65.2% of its budget left)."""
 
 
-@dataclass
 class Airflow:
-    url: str
-    password: str
-    env: dict
-    state: Path
+    """The browser tests' handle on their stack (a ``tests.stack.Stack``): ``url`` the UI's
+    address, ``api`` calls relative to /api/v2 with requests' keywords (``params``, ``json``),
+    ``cli`` the airflow CLI (its output), ``results`` the results database as its owner."""
 
-    def token(self) -> str:
-        reply = requests.post(
-            f"{self.url}/auth/token",
-            json={"username": "admin", "password": self.password},
-            timeout=10,
-        )
-        reply.raise_for_status()
-        return reply.json()["access_token"]
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.url = stack.url("")
+        self.password = stack.password()
+        self.token = stack.token
+        self.cli = stack.airflow_cli
+        self.results = stack.owner
 
     def api(self, method: str, path: str, **kwargs) -> dict:
         headers = {"Authorization": f"Bearer {self.token()}"}
@@ -95,28 +91,6 @@ class Airflow:
         )
         reply.raise_for_status()
         return reply.json()
-
-    def cli(self, *args: str, timeout: float = 180) -> str:
-        """Run the airflow CLI against this stack (its env.sh); return its output."""
-        command = 'source "$1/env.sh" && shift && exec airflow "$@"'
-        done = subprocess.run(
-            ["bash", "-c", command, "airflow", str(self.state), *args],
-            env=self.env, capture_output=True, text=True, timeout=timeout,
-        )  # fmt: skip
-        assert done.returncode == 0, f"airflow {' '.join(args)}:\n{done.stdout}{done.stderr}"
-        return done.stdout + done.stderr
-
-    def results(self) -> psycopg.Connection:
-        """A connection to this stack's results database as its owner (env.sh's libpq
-        variables, the ones psql uses), where the drain's create_tables made the tables."""
-        names = ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD")
-        command = 'source "$1/env.sh" && shift && for v in "$@"; do printf "%s\\n" "${!v}"; done'
-        done = subprocess.run(
-            ["bash", "-c", command, "env", str(self.state), *names],
-            env=self.env, capture_output=True, text=True, timeout=30, check=True,
-        )  # fmt: skip
-        host, port, user, dbname, password = done.stdout.splitlines()
-        return psycopg.connect(host=host, port=port, user=user, dbname=dbname, password=password)
 
 
 def wait_for(what: str, probe, timeout: float, every: float = 1.0):
@@ -144,22 +118,30 @@ def watched_site():
 
 
 @pytest.fixture(scope="module")
-def airflow(watched_site) -> Airflow:
-    """Kafka, PostgreSQL and Airflow standalone of this session; stopped afterwards.
-
-    The state lives in a directory of its own, not pytest's tmp_path (other pytest runs on the
-    machine prune those while this stack runs); readable by the postgres user, so the cluster
-    lives there too, and removed at the end unless a test failed to start it.
-    """
+def airflow(watched_site) -> Iterator[Airflow]:
+    """Kafka, PostgreSQL and Airflow standalone of this module (``dev.sh run``); stopped
+    afterwards, its logs kept in tests/artifacts."""
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (make test does, as root)")
-    state = Path(tempfile.mkdtemp(prefix="sitewatch-browser-"))
-    state.chmod(0o755)
-    sites = state / "sites.yaml"
+    with Stack.temporary("sitewatch-browser-") as stack:
+        try:
+            stack.set_sites(sites_file(watched_site))
+            stack.run(timeout=420)
+            yield Airflow(stack)
+        finally:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            logs = {"dev.log": "dev-run.log", "airflow/standalone.log": "standalone.log"}
+            for name, kept in logs.items():
+                if (stack.state / name).exists():
+                    shutil.copyfile(stack.state / name, ARTIFACTS / kept)
+
+
+def sites_file(watched_site: str) -> str:
+    """``SITE``, ``MULTI_SITE`` and ``MAINT_SITE`` (in maintenance for the whole session)."""
     now = datetime.now(UTC).replace(microsecond=0)
     start, end = (now + timedelta(hours=h) for h in (-1, 3))  # the whole session, and more
     window = f"{{start: '{start.isoformat()}', end: '{end.isoformat()}', reason: {MAINT_REASON}}}"
-    sites.write_text(
+    return (
         "sites:\n"
         f"  - name: {SITE}\n"
         f"    url: {watched_site}\n"
@@ -185,47 +167,6 @@ def airflow(watched_site) -> Airflow:
         "    slo: {target: 99.5, window: 30d}\n"
         f"    maintenance: [{window}]\n"
     )
-    ui, pg, kafka, controller, worker_logs, trigger_logs = free_ports(6)
-    # The developer's stack environment (from `make test`) must not leak into this one.
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AIRFLOW", "PG"))
-        and key not in ("SITEWATCH_PG_DSN", "SITEWATCH_TOPIC")
-    }
-    env.update(
-        SITEWATCH_STATE_DIR=str(state),
-        SITEWATCH_UI_PORT=str(ui),
-        SITEWATCH_PG_PORT=str(pg),
-        SITEWATCH_KAFKA_PORT=str(kafka),
-        SITEWATCH_KAFKA_CONTROLLER_PORT=str(controller),
-        SITEWATCH_SITES_FILE=str(sites),
-        # log servers of the worker and triggerer, off the defaults another Airflow may hold
-        AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(worker_logs),
-        AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(trigger_logs),
-    )
-    log = state / "dev-run.log"
-    stack = Airflow(f"http://localhost:{ui}", "", env, state)
-    try:
-        with log.open("w") as out:
-            subprocess.run(
-                [ROOT / "scripts" / "dev.sh", "run"], env=env, stdout=out, stderr=out,
-                check=True, timeout=420,
-            )  # fmt: skip
-        passwords = state / "airflow" / "passwords.json"
-        stack.password = json.loads(passwords.read_text())["admin"]
-        yield stack
-    except subprocess.SubprocessError:
-        pytest.fail(f"scripts/dev.sh run failed:\n{log.read_text()[-3000:]}")
-    finally:
-        subprocess.run(
-            [ROOT / "scripts" / "dev.sh", "stop"], env=env, capture_output=True, timeout=120
-        )
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        for name in ("dev-run.log", "airflow/standalone.log"):
-            if (state / name).exists():
-                shutil.copyfile(state / name, ARTIFACTS / Path(name).name)
-        shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -285,19 +226,14 @@ def slo_history(airflow, watched_site, several_locations) -> None:
     """
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=49)
     observations = [
-        Observation(
-            site=site,
-            url=watched_site,
-            scheduled_at=at,
-            attempt=1,
-            final=True,
-            checked_at=at + timedelta(seconds=1),
+        observation(
+            site,
+            at,
             up=up,
-            status_code=200 if up else 503,
+            url=watched_site,
+            checked_at=at + timedelta(seconds=1),
             response_time_ms=80.0 + 9 * (i % 7) if up else None,
-            error=None if up else "http_status",
-            error_detail=None if up else "status 503",
-        )  # fmt: skip
+        )
         for i in range(HISTORY_CHECKS)
         for at in [start + timedelta(minutes=5 * i)]
         for site, up in ((SITE, i != 100), (MAINT_SITE, True))
@@ -312,9 +248,9 @@ def _attempts(url: str, at: datetime, location: str, ms: float, down: bool, retr
     (retried), or one up attempt. ``final`` as the probe task sets it: up, or no retry remains."""
 
     def attempt(n: int, up: bool) -> Observation:
-        return Observation(
-            site=MULTI_SITE, url=url, location=location, scheduled_at=at, attempt=n,
-            final=up or n > MULTI_RETRIES, up=up,
+        return observation(
+            MULTI_SITE, at, up=up, url=url, location=location, attempt=n,
+            final=up or n > MULTI_RETRIES,
             checked_at=at + timedelta(seconds=3 + 31 * (n - 1)),
             status_code=200 if up else None, response_time_ms=ms if up else None,
             error=None if up else "timeout",

@@ -1,12 +1,11 @@
-"""A private sitewatch stack for fault tests: its own PostgreSQL, Kafka and Airflow, real processes.
+"""The fault suite's private stack: its own PostgreSQL, Kafka and Airflow, real processes.
 
 Fault tests kill brokers and restart databases, so they never touch the shared stack. The session
-fixture ``private_stack`` starts Kafka and PostgreSQL with ``scripts/dev.sh services`` in a fresh
-state directory on free ports, and stops them (``scripts/dev.sh stop``) after the last test of its
-group that uses them (tests/faults/conftest.py; one stack per process of make test). Airflow is
-started per test with ``Stack.airflow()``: api-server, scheduler, dag-processor and triggerer as
-separate processes (what ``airflow standalone`` runs in one process group), so that a test can
-restart one of them alone. Every process is ours, found by its pid file; nothing is killed by name.
+fixture ``private_stack`` starts Kafka and PostgreSQL of a ``Stack`` (the one harness,
+tests/stack.py, with what the fault tests break, read and wait for) and stops them after the last
+test of its group that uses them (tests/faults/conftest.py; one stack per process of make test).
+``private_airflow`` runs Airflow's four components on it as separate processes (what ``airflow
+standalone`` runs in one process group), so that a test can restart one of them alone.
 
 Figures for the reliability report go through ``record()`` into
 ``tests/artifacts/reliability-faults.json``.
@@ -14,17 +13,13 @@ Figures for the reliability report go through ``record()`` into
 
 from __future__ import annotations
 
-import hashlib
 import http.server
 import json
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
-import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Iterator
@@ -34,52 +29,17 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import free_ports
+import tests.stack
 from tests.faults import report
+from tests.stack import COMPONENTS, ROOT, wait_gone
 
-ROOT = Path(__file__).resolve().parents[2]
-DEV = ROOT / "scripts" / "dev.sh"
 ARTIFACT = ROOT / "tests" / "artifacts" / "reliability-faults.json"
-COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 # Lowered for the fault tests only: a dead broker fails an attempt in 5 s instead of 30 s.
 KAFKA_MESSAGE_TIMEOUT_MS = 5000
 
 
-class Stack:
-    """Our own Kafka, PostgreSQL and (per test) Airflow in ``state``; see the module doc."""
-
-    def __init__(self, state: Path) -> None:
-        self.state = state
-        names = ("PG_PORT", "KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "UI_PORT", "REDIS_PORT")
-        self.ports = dict(zip(names, free_ports(len(names)), strict=True))
-        self.env: dict[str, str] = {}
-        self._token: str | None = None
-
-    # --- services ------------------------------------------------------------------------------
-    def dev(self, command: str, timeout: float = 600, **extra: str) -> None:
-        """Run ``scripts/dev.sh command`` for this stack (its state directory and ports);
-        ``extra`` is added to its environment (and so to the Airflow it starts)."""
-        env = {**os.environ, "SITEWATCH_STATE_DIR": str(self.state)}
-        env.update({f"SITEWATCH_{k}": str(v) for k, v in self.ports.items()})
-        for leaked in [k for k in env if k.startswith(("AIRFLOW", "SITEWATCH_TOPIC"))]:
-            env.pop(leaked)  # never inherit the shared stack's settings
-        env["SITEWATCH_EXECUTOR"] = "local"  # unless a test asks for celery in ``extra``
-        env.update(extra)
-        subprocess.run(["bash", str(DEV), command], env=env, check=True, timeout=timeout, cwd=ROOT)
-
-    def services(self) -> None:
-        """Start (or restart the missing parts of) Kafka and PostgreSQL; load ``env.sh``."""
-        self.dev("services")
-        self.load_env()
-
-    def load_env(self) -> None:
-        """Read the environment ``dev.sh`` wrote (``env.sh``) into ``self.env``."""
-        out = subprocess.run(
-            ["bash", "-c", f"source {self.state / 'env.sh'} && env -0"],
-            capture_output=True,
-            check=True,
-        ).stdout
-        self.env = dict(line.split("=", 1) for line in out.decode().split("\0") if "=" in line)
+class Stack(tests.stack.Stack):
+    """The private stack (tests/stack.py) with what fault tests do to it and read from it."""
 
     def kafka_pid(self) -> int:
         return int((self.state / "kafka" / "pid").read_text())
@@ -88,16 +48,7 @@ class Stack:
         """SIGKILL the broker (its whole process group) and wait until it is gone."""
         pid = self.kafka_pid()
         os.killpg(pid, signal.SIGKILL)
-        _wait_gone(pid)
-
-    def pg_dir(self) -> Path:
-        """The cluster directory dev.sh chose (its pg_dir(): under /var/tmp when the postgres user
-        cannot reach the state directory)."""
-        local = self.state / "pg"
-        if (local / "data" / "PG_VERSION").exists():
-            return local
-        digest = hashlib.sha256(f"{self.state}\n".encode()).hexdigest()[:12]
-        return Path(f"/var/tmp/sitewatch-pg-{digest}")
+        wait_gone(pid)
 
     def pg_ctl(self, *args: str) -> None:
         """Run pg_ctl on our cluster, as its owner (``postgres`` when we are root)."""
@@ -108,80 +59,6 @@ class Stack:
             command = ["runuser", "-u", "postgres", "--", *command]
         subprocess.run(command, check=True, timeout=120, stdout=subprocess.DEVNULL)
 
-    def results(self, **kwargs) -> psycopg.Connection:
-        """A connection to the results database (``sitewatch``)."""
-        return psycopg.connect(self.env["SITEWATCH_PG_DSN"], **kwargs)
-
-    def metadata(self) -> psycopg.Connection:
-        """A connection to Airflow's metadata database (``airflow``), autocommit."""
-        dsn = self.env["SITEWATCH_PG_DSN"].rsplit("/", 1)[0] + "/airflow"
-        return psycopg.connect(dsn, autocommit=True)
-
-    def stored(self, site_like: str) -> list[tuple]:
-        """(site, scheduled_at, attempt, up) of every site_checks row of the matching sites."""
-        with self.results() as db:
-            return db.execute(
-                "SELECT site, scheduled_at, attempt, up FROM site_checks WHERE site LIKE %s",
-                (site_like,),
-            ).fetchall()
-
-    def wait_stored(self, site_like: str, keys: set[tuple], timeout: float = 240) -> list[tuple]:
-        """Wait until rows for every (site, scheduled_at, attempt) in ``keys`` are stored (the
-        drain DAG stores them); return all rows of the matching sites."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                rows = self.stored(site_like)
-            except psycopg.errors.UndefinedTable:
-                rows = []  # the drain DAG has not created its tables yet
-            if keys <= {r[:3] for r in rows}:
-                return rows
-            if time.monotonic() > deadline:
-                missing = keys - {r[:3] for r in rows}
-                dead = [n for n in COMPONENTS if self.pidfile(n).exists() and not self.alive(n)]
-                raise AssertionError(
-                    f"{len(missing)} never stored: {sorted(missing)[:5]}"
-                    + (f"; Airflow components dead: {dead} (see their logs)" if dead else "")
-                )
-            time.sleep(2)
-
-    # --- Airflow -------------------------------------------------------------------------------
-    def airflow_env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-        env.update(self.env)
-        env.update(extra)
-        return env
-
-    def airflow_cli(self, *args: str, timeout: float = 300, **extra: str) -> None:
-        log = self.state / "airflow" / "cli.log"
-        with log.open("a") as out:
-            subprocess.run(
-                ["airflow", *args],
-                env=self.airflow_env(**extra),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                check=True,
-                timeout=timeout,
-            )
-
-    @contextmanager
-    def airflow(self, **extra: str) -> Iterator[Stack]:
-        """Run Airflow's four components on this stack; ``extra`` is added to their environment.
-
-        Yields when the API answers; stops every component afterwards, whatever happened.
-        """
-        self._extra = extra
-        self._token = None
-        self.airflow_cli("db", "migrate", **extra)
-        try:
-            for name in COMPONENTS:
-                self.start_component(name)
-            self.wait_api()
-            yield self
-        finally:
-            for name in reversed(COMPONENTS):
-                self.stop_component(name)
-
     def restart_airflow(self) -> None:
         """Stop every component, then start them all again (a cold start on the same DB)."""
         for name in reversed(COMPONENTS):
@@ -190,56 +67,6 @@ class Stack:
         for name in COMPONENTS:
             self.start_component(name)
         self.wait_api()
-
-    def alive(self, name: str) -> bool:
-        """Whether the component's process still runs (a zombie counts as dead)."""
-        try:
-            status = Path(f"/proc/{int(self.pidfile(name).read_text())}/status").read_text()
-        except (FileNotFoundError, ValueError):
-            return False
-        return "\nState:\tZ" not in status
-
-    def pidfile(self, name: str) -> Path:
-        return self.state / "airflow" / f"{name}.pid"
-
-    def start_component(self, name: str, **extra: str) -> None:
-        """Start component ``name`` again; ``extra`` is added to its environment this time."""
-        log = (self.state / "airflow" / f"{name}.log").open("a")
-        proc = subprocess.Popen(
-            ["airflow", name],
-            env=self.airflow_env(**self._extra, **extra),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stopping it stops its children
-        )
-        log.close()
-        self.pidfile(name).write_text(str(proc.pid))
-
-    def stop_component(self, name: str, sig: int = signal.SIGTERM) -> None:
-        """Signal a component's process group; wait (SIGKILL after 60 s) until it is gone."""
-        path = self.pidfile(name)
-        if not path.exists():
-            return
-        pid = int(path.read_text())
-        with suppress(ProcessLookupError):
-            os.killpg(pid, sig)
-        if not _wait_gone(pid, 60):
-            with suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            _wait_gone(pid)
-        with suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)  # children that outlived their parent
-        path.unlink()
-
-    def wait_api(self, timeout: float = 240) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(self.url("/api/v2/version"), timeout=5).read()
-                return
-            except OSError:
-                time.sleep(1)
-        raise RuntimeError(f"Airflow API did not answer on {self.url('')}")
 
     def health(self) -> dict[str, str]:
         """Each heartbeating component's status from the API (``/api/v2/monitor/health``):
@@ -294,30 +121,33 @@ class Stack:
             for name in COMPONENTS
         )
 
-    def url(self, path: str) -> str:
-        return f"http://localhost:{self.ports['UI_PORT']}{path}"
+    def stored(self, site_like: str) -> list[tuple]:
+        """(site, scheduled_at, attempt, up) of every site_checks row of the matching sites."""
+        with self.results() as db:
+            return db.execute(
+                "SELECT site, scheduled_at, attempt, up FROM site_checks WHERE site LIKE %s",
+                (site_like,),
+            ).fetchall()
 
-    def api(self, method: str, path: str, body=None, timeout: float = 60):
-        """Call the REST API as admin (token from ``POST /auth/token``); returns decoded JSON."""
-        if self._token is None:
-            passwords = json.loads((self.state / "airflow" / "passwords.json").read_text())
-            self._token = _json_call(
-                "POST",
-                self.url("/auth/token"),
-                {"username": "admin", "password": passwords["admin"]},
-                None,
-                timeout,
-            )["access_token"]
-        return _json_call(method, self.url(path), body, self._token, timeout)
-
-    def unpause(self, dag_id: str) -> None:
-        self.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
-
-    def set_sites(self, text: str) -> None:
-        """Replace the sites file the running Airflow reads (re-parsed every few seconds)."""
-        path = self.state / "sites.yaml"
-        path.with_suffix(".tmp").write_text(text)
-        path.with_suffix(".tmp").replace(path)
+    def wait_stored(self, site_like: str, keys: set[tuple], timeout: float = 240) -> list[tuple]:
+        """Wait until rows for every (site, scheduled_at, attempt) in ``keys`` are stored (the
+        drain DAG stores them); return all rows of the matching sites."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                rows = self.stored(site_like)
+            except psycopg.errors.UndefinedTable:
+                rows = []  # the drain DAG has not created its tables yet
+            if keys <= {r[:3] for r in rows}:
+                return rows
+            if time.monotonic() > deadline:
+                missing = keys - {r[:3] for r in rows}
+                dead = [n for n in COMPONENTS if self.pidfile(n).exists() and not self.alive(n)]
+                raise AssertionError(
+                    f"{len(missing)} never stored: {sorted(missing)[:5]}"
+                    + (f"; Airflow components dead: {dead} (see their logs)" if dead else "")
+                )
+            time.sleep(2)
 
     def ti_states(self, dag_like: str) -> dict[str, int]:
         """Task instances of the matching DAGs by state (current tries only)."""
@@ -371,18 +201,6 @@ class Stack:
         )
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def wait_dags(self, dag_ids: set[str], timeout: float = 240) -> None:
-        """Wait until the dag-processor has serialized every DAG in ``dag_ids``."""
-        deadline = time.monotonic() + timeout
-        found: set[str] = set()
-        while time.monotonic() < deadline:
-            with self.metadata() as db:
-                found = {r[0] for r in db.execute("SELECT dag_id FROM serialized_dag")}
-            if dag_ids <= found:
-                return
-            time.sleep(2)
-        raise AssertionError(f"DAGs never parsed: {sorted(dag_ids - found)[:5]}...")
-
 
 class HoldingServer(http.server.ThreadingHTTPServer):
     """A local site that answers 200 "ok"; ``hold(n)`` makes the next ``n`` requests wait for
@@ -430,42 +248,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-def _json_call(method: str, url: str, body, token: str | None, timeout: float):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    for attempt in range(5):  # the API may be briefly busy while the machine is loaded
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                return json.loads(response.read() or b"null")
-        except urllib.error.HTTPError:
-            raise
-        except OSError:
-            if attempt == 4:
-                raise
-            time.sleep(2)
-    return None
-
-
-def _wait_gone(pid: int, timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        # a child of ours (started with Popen) stays a zombie until reaped
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return True
-        except ChildProcessError:
-            pass
-        time.sleep(0.2)
-    return False
 
 
 def record(section: str, figures: dict) -> None:
@@ -526,7 +308,6 @@ def _airflow(stack: Stack) -> Iterator[Stack]:
     kafka = json.loads(stack.env["AIRFLOW_CONN_SITEWATCH_KAFKA"])
     kafka["extra"]["message.timeout.ms"] = KAFKA_MESSAGE_TIMEOUT_MS
     extra = {
-        "SITEWATCH_SITES_FILE": str(stack.state / "sites.yaml"),
         "AIRFLOW_CONN_SITEWATCH_KAFKA": json.dumps(kafka),
         # tests edit the sites file: have it re-parsed within seconds, not 30 s
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
@@ -546,15 +327,6 @@ def private_stack() -> Iterator[Stack]:
 
 @contextmanager
 def _services() -> Iterator[Stack]:
-    state = Path(tempfile.mkdtemp(prefix="sitewatch-faults-"))
-    os.chmod(state, 0o755)  # as root, the postgres user must reach the cluster below it
-    stack = Stack(state)
-    try:
+    with Stack.temporary("sitewatch-faults-") as stack:
         stack.services()
         yield stack
-    finally:
-        stack.dev("stop")
-        pg = stack.pg_dir()
-        if pg != state / "pg":
-            shutil.rmtree(pg, ignore_errors=True)
-        shutil.rmtree(state, ignore_errors=True)

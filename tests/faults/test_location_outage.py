@@ -19,20 +19,18 @@ User-Agent). Then:
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from sitewatch.probe.transport import user_agent
 from tests.conftest import LocalSite
-from tests.faults.stack import Stack, _wait_gone, record
+from tests.faults.stack import record
 from tests.receivers import WebhookReceiver
+from tests.stack import Stack, wait_gone
 
 SITES = """\
 defaults:
@@ -78,28 +76,16 @@ def receiver() -> Iterator[WebhookReceiver]:
 @pytest.fixture(scope="module")
 def celery_stack(site_url, fine_url, receiver) -> Iterator[tuple[Stack, dict]]:
     """A stack of its own, run with the CeleryExecutor by ``dev.sh run``; stopped at the end."""
-    state = Path(tempfile.mkdtemp(prefix="sitewatch-locations-"))
-    os.chmod(state, 0o755)  # as root, the postgres user must reach the cluster below it
-    stack = Stack(state)
-    (state / "sites.yaml").write_text(SITES.format(url=site_url, fine=fine_url))
     env = {
-        "SITEWATCH_EXECUTOR": "celery",
         "SITEWATCH_WORKERS": "1",
-        "SITEWATCH_SITES_FILE": str(state / "sites.yaml"),
         "SITEWATCH_VERDICT_GRACE_SECONDS": str(GRACE_SECONDS),
         "AIRFLOW_CONN_OPS_WEBHOOK": receiver.conn(),
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
     }
-    try:
-        stack.dev("run", timeout=900, **env)
-        stack.load_env()
+    with Stack.temporary("sitewatch-locations-", executor="celery", settings=env) as stack:
+        stack.set_sites(SITES.format(url=site_url, fine=fine_url))
+        stack.run()
         yield stack, env
-    finally:
-        stack.dev("stop", timeout=300)
-        pg = stack.pg_dir()
-        if pg != state / "pg":
-            shutil.rmtree(pg, ignore_errors=True)
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def verdicts(stack: Stack) -> list[tuple]:
@@ -186,7 +172,7 @@ def test_quorum_verdicts_a_killed_location_and_its_return(celery_stack, receiver
     pid = int(pidfile.read_text())
     killed_at = datetime.now(UTC)
     os.killpg(pid, signal.SIGKILL)
-    assert _wait_gone(pid)
+    assert wait_gone(pid)
 
     def missing_after_kill():
         gone = {

@@ -9,60 +9,27 @@ started here: a whole ``make run`` takes minutes of the shared machine's two cor
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import stat
-import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import redis
 
-from tests.conftest import free_ports
-
-ROOT = Path(__file__).resolve().parents[2]
-DEV = str(ROOT / "scripts" / "dev.sh")
+from tests.stack import Stack
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    state = tmp_path_factory.mktemp("state")
-    pg, kafka, controller, ui, broker = free_ports(5)
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AIRFLOW", "PG", "SITEWATCH_"))
-    }
-    env.update(
-        SITEWATCH_STATE_DIR=str(state),
-        SITEWATCH_PG_PORT=str(pg),
-        SITEWATCH_KAFKA_PORT=str(kafka),
-        SITEWATCH_KAFKA_CONTROLLER_PORT=str(controller),
-        SITEWATCH_UI_PORT=str(ui),
-        SITEWATCH_REDIS_PORT=str(broker),
-    )
+def stack():
+    with Stack.temporary("sitewatch-celery-", executor="celery") as private:
 
-    def dev(command: str, executor: str = "celery") -> dict[str, str]:
-        """Run ``dev.sh command``; the environment it wrote to env.sh."""
-        environment = {**env, "SITEWATCH_EXECUTOR": executor}
-        done = subprocess.run(
-            [DEV, command], env=environment, capture_output=True, text=True, timeout=600
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        out = subprocess.run(
-            ["bash", "-c", f"source {state}/env.sh && env -0"], capture_output=True, check=True
-        )
-        return dict(line.split("=", 1) for line in out.stdout.decode().split("\0") if "=" in line)
+        def dev(command: str, executor: str = "celery") -> dict[str, str]:
+            """Run ``dev.sh command``; the environment it wrote to env.sh."""
+            private.dev(command, SITEWATCH_EXECUTOR=executor)
+            return private.load_env()
 
-    try:
-        yield state, broker, dev
-    finally:
-        subprocess.run([DEV, "stop"], env=env, capture_output=True, timeout=180)
-        # as root, dev.sh's pg_dir() puts the cluster where the postgres user can reach it
-        digest = hashlib.sha256(f"{state}\n".encode()).hexdigest()[:12]
-        shutil.rmtree(f"/var/tmp/sitewatch-pg-{digest}", ignore_errors=True)
+        yield private.state, private.ports["SITEWATCH_REDIS_PORT"], dev
 
 
 def test_celery_services_run_a_private_broker_that_stop_ends(stack):

@@ -12,49 +12,18 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.conftest import free_ports
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.stack import Stack
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    state = tmp_path_factory.mktemp("state")
-    state.chmod(0o755)  # as the browser and TLS suites make theirs
-    pg, kafka, controller, ui = free_ports(4)
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AIRFLOW", "PG")) and key != "SITEWATCH_PG_DSN"
-    }
-    env.update(
-        SITEWATCH_STATE_DIR=str(state),
-        SITEWATCH_PG_PORT=str(pg),
-        SITEWATCH_KAFKA_PORT=str(kafka),
-        SITEWATCH_KAFKA_CONTROLLER_PORT=str(controller),
-        SITEWATCH_UI_PORT=str(ui),
-        SITEWATCH_EXECUTOR="local",  # whatever the suite runs with: no Redis of its own here
-    )
-    dev = [str(ROOT / "scripts" / "dev.sh")]
-
-    def services() -> dict[str, str]:
-        done = subprocess.run([*dev, "services"], env=env, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-3000:]
-        out = subprocess.run(
-            ["bash", "-c", f"source {state}/env.sh && env -0"], capture_output=True, check=True
-        )
-        return dict(line.split("=", 1) for line in out.stdout.decode().split("\0") if "=" in line)
-
-    try:
-        yield state, services
-    finally:
-        subprocess.run([*dev, "stop"], env=env, capture_output=True, timeout=120)
+def stack():
+    with Stack.temporary("sitewatch-state-") as private:
+        yield private.state, private.services
 
 
 def loose_files(root: Path) -> list[str]:

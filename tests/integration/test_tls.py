@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import shutil
-import subprocess
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -34,7 +30,9 @@ from sitewatch.observation import Observation
 from sitewatch.pipeline.drain import drain
 from sitewatch.pipeline.publish import publish
 from sitewatch.storage.schema import migrate
+from tests.builders import observation
 from tests.conftest import free_ports
+from tests.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY_PASSWORD = "kp-" + uuid.uuid4().hex
@@ -78,47 +76,36 @@ SCRAM_USER, SCRAM_PASSWORD = "sitewatch", "scram-pw-5d1e8a"
 def tls():
     """The TLS stack: ``kafka`` and ``postgres`` connection dicts, ports, certificate dirs."""
     certs = _certs_module()
-    state = Path(tempfile.mkdtemp(prefix="sitewatch-tls-"))
-    state.chmod(0o755)  # as root, PostgreSQL (user postgres) keeps its cluster in here
-    kafka, controller, kafka_tls, expired, elsewhere, scram, pg = free_ports(7)
-    certs.init(state / "tls")  # scripts/dev.sh keeps certificates that already exist
-    bad = _bad_certificates(certs, state)
-    extra = state / "extra.properties"
-    extra.write_text(
-        f"listeners=PLAINTEXT://127.0.0.1:{kafka},CONTROLLER://127.0.0.1:{controller},"
-        f"SSL://127.0.0.1:{kafka_tls},EXPIRED://127.0.0.1:{expired},"
-        f"ELSEWHERE://127.0.0.1:{elsewhere},SCRAM://127.0.0.1:{scram}\n"
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,"
-        "EXPIRED:SSL,ELSEWHERE:SSL,SCRAM:SASL_SSL\n"
-        # SASL_SSL with SCRAM, as hosted Kafka offers besides client certificates
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{kafka},SSL://127.0.0.1:{kafka_tls},"
-        f"SCRAM://127.0.0.1:{scram}\n"
-        "sasl.enabled.mechanisms=SCRAM-SHA-256\n"
-        "listener.name.scram.ssl.client.auth=none\n"
-        "listener.name.scram.scram-sha-256.sasl.jaas.config="
-        "org.apache.kafka.common.security.scram.ScramLoginModule required;\n"
-        f"listener.name.expired.ssl.keystore.location={bad}/expired-server.pem\n"
-        f"listener.name.elsewhere.ssl.keystore.location={bad}/elsewhere.pem\n"
-    )
-    env = {
-        **os.environ,
-        "SITEWATCH_STATE_DIR": str(state),
-        "SITEWATCH_KAFKA_PORT": str(kafka),
-        "SITEWATCH_KAFKA_CONTROLLER_PORT": str(controller),
-        "SITEWATCH_KAFKA_TLS_PORT": str(kafka_tls),
-        "SITEWATCH_PG_PORT": str(pg),
-        "SITEWATCH_TLS": "1",
-        "SITEWATCH_KAFKA_PROPERTIES": str(extra),
-        "SITEWATCH_KAFKA_SCRAM": f"{SCRAM_USER}:{SCRAM_PASSWORD}",
-    }
-    dev = [str(ROOT / "scripts" / "dev.sh")]
-    try:
-        started = subprocess.run([*dev, "services"], env=env, capture_output=True, text=True)
-        assert started.returncode == 0, started.stderr
-        shown = subprocess.run(
-            ["bash", "-c", f"source {state}/env.sh && env -0"], capture_output=True, check=True
-        ).stdout.decode()
-        written = dict(line.split("=", 1) for line in shown.split("\0") if "=" in line)
+    with Stack.temporary("sitewatch-tls-", tls=True) as stack:
+        state = stack.state
+        kafka = stack.ports["SITEWATCH_KAFKA_PORT"]
+        controller = stack.ports["SITEWATCH_KAFKA_CONTROLLER_PORT"]
+        kafka_tls = stack.ports["SITEWATCH_KAFKA_TLS_PORT"]
+        expired, elsewhere, scram = free_ports(3)
+        certs.init(state / "tls")  # scripts/dev.sh keeps certificates that already exist
+        bad = _bad_certificates(certs, state)
+        extra = state / "extra.properties"
+        extra.write_text(
+            f"listeners=PLAINTEXT://127.0.0.1:{kafka},CONTROLLER://127.0.0.1:{controller},"
+            f"SSL://127.0.0.1:{kafka_tls},EXPIRED://127.0.0.1:{expired},"
+            f"ELSEWHERE://127.0.0.1:{elsewhere},SCRAM://127.0.0.1:{scram}\n"
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,"
+            "EXPIRED:SSL,ELSEWHERE:SSL,SCRAM:SASL_SSL\n"
+            # SASL_SSL with SCRAM, as hosted Kafka offers besides client certificates
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{kafka},SSL://127.0.0.1:{kafka_tls},"
+            f"SCRAM://127.0.0.1:{scram}\n"
+            "sasl.enabled.mechanisms=SCRAM-SHA-256\n"
+            "listener.name.scram.ssl.client.auth=none\n"
+            "listener.name.scram.scram-sha-256.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;\n"
+            f"listener.name.expired.ssl.keystore.location={bad}/expired-server.pem\n"
+            f"listener.name.elsewhere.ssl.keystore.location={bad}/elsewhere.pem\n"
+        )
+        stack.settings.update(
+            SITEWATCH_KAFKA_PROPERTIES=str(extra),
+            SITEWATCH_KAFKA_SCRAM=f"{SCRAM_USER}:{SCRAM_PASSWORD}",
+        )
+        written = stack.services()
         _wait_for_group_coordinator(json.loads(written["SITEWATCH_KAFKA_TLS_CONN"])["extra"])
         yield SimpleNamespace(
             kafka=json.loads(written["SITEWATCH_KAFKA_TLS_CONN"]),
@@ -128,9 +115,6 @@ def tls():
             state=state,
             ports={"expired": expired, "elsewhere": elsewhere, "scram": scram},
         )
-    finally:
-        subprocess.run([*dev, "stop"], env=env, capture_output=True)
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def _wait_for_group_coordinator(config: dict) -> None:
@@ -179,19 +163,6 @@ def tls_topic(tls, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_KAFKA", kafka_conn(tls))
     monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_POSTGRES", postgres_conn(tls))
     return name
-
-
-def observation(site: str = "tls") -> Observation:
-    return Observation(
-        site=site,
-        url="https://example.com/",
-        checked_at=T0,
-        up=True,
-        scheduled_at=T0,
-        attempt=1,
-        final=True,
-        status_code=200,
-    )
 
 
 def site_dag_for(url: str, tmp_path, monkeypatch):
@@ -284,7 +255,7 @@ def test_publish_names_the_certificate_problem(tls, tls_topic, monkeypatch, case
     monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_KAFKA", conn)
     producer = ObservationProducerHook(kafka_config_id="sitewatch_kafka").get_producer()
     with pytest.raises(DeliveryError) as failure:
-        publish(producer, observation(), timeout=10)
+        publish(producer, observation("tls", T0), timeout=10)
     assert expected in str(failure.value)
     assert f"Kafka did not confirm delivery to {tls_topic}" in str(failure.value)
 
@@ -305,7 +276,7 @@ def test_probe_task_fails_with_the_cause_in_its_log(
 @pytest.mark.parametrize("case", ["wrong CA", "missing client certificate"])
 def test_drain_names_the_problem_and_loses_nothing(tls, tls_topic, monkeypatch, case):
     producer = ObservationProducerHook(kafka_config_id="sitewatch_kafka").get_producer()
-    publish(producer, observation(f"kept-{case[:4]}"))
+    publish(producer, observation(f"kept-{case[:4]}", T0))
     changes, expected = KAFKA_CASES[case]
 
     conn = results_connection()
@@ -418,7 +389,7 @@ def scram_conn(tls, password: str = SCRAM_PASSWORD) -> str:
 def test_sasl_scram_publishes_and_drains(tls, tls_topic, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_KAFKA", scram_conn(tls))
     producer = ObservationProducerHook(kafka_config_id="sitewatch_kafka").get_producer()
-    sent = observation("scram")
+    sent = observation("scram", T0)
     publish(producer, sent, timeout=30)
     consumer = GroupConsumerHook([tls_topic], f"scram-{uuid.uuid4().hex}").get_consumer()
     try:
@@ -439,5 +410,5 @@ def test_sasl_wrong_password_is_named(tls, tls_topic, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_SITEWATCH_KAFKA", json.dumps(conn))
     producer = ObservationProducerHook(kafka_config_id="sitewatch_kafka").get_producer()
     with pytest.raises(DeliveryError) as failure:
-        publish(producer, observation("scram"))
+        publish(producer, observation("scram", T0))
     assert "SASL: the broker rejected the username or password" in str(failure.value)
