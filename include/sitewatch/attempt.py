@@ -31,6 +31,7 @@ def check_site(
     deliver: Callable[[Observation], None],
     secrets: Secrets = NO_SECRETS,
     location: str = LOCAL_LOCATION,
+    run_id: str | None = None,
 ) -> Observation:
     """Probe ``site``, publish the observation, and raise SiteDown when the site is down.
 
@@ -42,19 +43,23 @@ def check_site(
     secrets: what ``expand_headers`` substituted into ``site``'s headers; the probe keeps those
     headers from other origins and masks the values in the observation before it is published.
     location: where this attempt runs (``sitewatch.names.location_queue``), recorded and sent.
+    run_id: the Airflow run, recorded for the alerts' links.
     Raises DeliveryError when Kafka did not confirm the observation, SiteDown when it did and the
     site failed its assertions. Returns the observation when the site is up.
     """
     observation = probe(site, secrets=secrets, location=location)
-    place(observation, site, scheduled_at, attempt)
+    place(observation, site, scheduled_at, attempt, run_id)
     observation.final = final or observation.up  # an up attempt ends the run: nothing follows
     return record(observation, deliver)
 
 
-def place(observation: Observation, site, scheduled_at: datetime, attempt: int) -> None:
-    """Set what the probe cannot know: the run's time and try, and whether the run fell in one
-    of the site's maintenance windows (the sites file's; the drain adds ad-hoc ones)."""
+def place(
+    observation: Observation, site, scheduled_at: datetime, attempt: int, run_id: str | None = None
+) -> None:
+    """Set what the probe cannot know: the run (its time, id and try), and whether the run fell
+    in one of the site's maintenance windows (the sites file's; the drain adds ad-hoc ones)."""
     observation.scheduled_at, observation.attempt = scheduled_at, attempt
+    observation.run_id = run_id
     observation.maintenance = maintenance_at(site.maintenance, (), scheduled_at) is not None
 
 

@@ -188,6 +188,8 @@ LOCATION = _Text(
 )
 # Stored URLs become links on the Sites page: a javascript: or data: URL must never get there.
 URL = _Text(MAX_TEXT, HTTP_URL, "not an http(s) URL: {}")
+# Airflow's run ids are at most 250 characters (its ID_LEN).
+RUN_ID = _Text(max_length=250)
 BOOLEAN = Kind(bool, "boolean")
 TIMESTAMPTZ = _Timestamp()
 DURATION = _Duration(below=1e12)
@@ -250,6 +252,8 @@ class Observation:
     for a message without it (producers before locations existed).
     maintenance: the run's scheduled time fell in a maintenance window of the site (set by the
     task from the sites file, and by the drain for an ad-hoc mute); false when absent.
+    run_id: the Airflow run that made the attempt, for the links of the alerts the drain sends
+    (None from producers before it, and from code that checks outside a DAG run).
     """
 
     site: str = column(NAME)
@@ -273,9 +277,10 @@ class Observation:
     final_url: str | None = column(URL, required=False)
     body_bytes: int | None = column(BIGINT, required=False)
     tls_expires_at: datetime | None = column(TIMESTAMPTZ, required=False)
-    # Last, like their columns (added to site_checks by migrations 6 and 8).
+    # Last, like their columns (added to site_checks by migrations 6, 8 and 10).
     location: str = column(LOCATION, default=LOCAL_LOCATION, absent=LOCAL_LOCATION)
     maintenance: bool = column(BOOLEAN, default=False, absent=False)
+    run_id: str | None = column(RUN_ID, required=False)
 
     def to_message(self) -> bytes:
         """Encode as the v1 wire format (UTF-8 JSON, timestamps ISO 8601 UTC)."""

@@ -80,14 +80,18 @@ def test_one_message_per_state_change(web, receiver, results_schema, make_dag, m
 
     web.reply = (500, "boom")
     assert make(web.url).test().state == "failed"
+    assert receiver.payloads == []  # the down verdict is the drain's: it stores the final check
+    assert drain_dag().test().state == "success"
     (down,) = receiver.payloads
     assert (down["site"], down["state"], down["error"]) == (name, "DOWN", "status")
     assert down["detail"] == "status 500 not in 200-399"
     assert down["url"] == web.url
     assert f"/dags/site_{name}/runs/" in down["run_url"]
+    assert down["run_url"].endswith("/tasks/probe?try_number=1")  # the attempt's log
     assert stored_state(results_schema, name) == ("down", False)
 
     assert make(web.url).test().state == "failed"
+    assert drain_dag().test().state == "success"
     assert len(receiver.payloads) == 1  # still down: no storm
 
     web.reply = (200, "<html>ok</html>")

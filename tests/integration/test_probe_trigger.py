@@ -35,11 +35,13 @@ from sitewatch.errors import (
 )
 from sitewatch.observation import Observation
 from sitewatch.pipeline.publish import SharedPublisher
+from tests.builders import observation
 from tests.conftest import free_ports, read_topic
 
 pytestmark = pytest.mark.services
 
 SCHEDULED = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+RUN_ID = f"scheduled__{SCHEDULED.isoformat()}"
 
 
 @pytest.fixture
@@ -60,22 +62,23 @@ def sites_file(tmp_path):
     return write
 
 
-def ti(try_number: int, retries: int):
-    """What the trigger reads from the task instance the triggerer attaches."""
-    context = {
-        "ti": SimpleNamespace(try_number=try_number, max_tries=retries),
-        "dag_run": SimpleNamespace(logical_date=SCHEDULED, run_after=SCHEDULED),
-    }
+def ti(try_number: int, retries: int, clears: int = 0):
+    """What the trigger reads from the task instance the triggerer attaches (``clears``: how
+    often the run was cleared)."""
+    run = SimpleNamespace(
+        logical_date=SCHEDULED, run_after=SCHEDULED, run_id=RUN_ID, clear_number=clears
+    )
+    context = {"ti": SimpleNamespace(try_number=try_number, max_tries=retries), "dag_run": run}
     task = SimpleNamespace(retries=retries, template_ext=(), start_trigger_args=None)
     return SimpleNamespace(task_id="probe", task=task, get_template_context=lambda: context)
 
 
-def run(trigger: ProbeTrigger, try_number: int = 1, retries: int = 2):
-    return asyncio.run(first_event(trigger, try_number, retries))
+def run(trigger: ProbeTrigger, try_number: int = 1, retries: int = 2, clears: int = 0):
+    return asyncio.run(first_event(trigger, try_number, retries, clears))
 
 
-async def first_event(trigger: ProbeTrigger, try_number: int = 1, retries: int = 2):
-    trigger.task_instance = ti(try_number, retries)
+async def first_event(trigger: ProbeTrigger, try_number=1, retries=2, clears=0):
+    trigger.task_instance = ti(try_number, retries, clears)
     async for event in trigger.run():
         return event
 
@@ -93,8 +96,10 @@ def test_an_up_site_ends_the_task_and_its_observation_is_on_the_topic(web, topic
 def test_a_down_site_is_published_and_failed_on_the_worker(web, topic, sites_file):
     web.reply = (503, "down for maintenance")
     path = sites_file(("tr-down", web.url))
-    event = run(ProbeTrigger("tr-down", path), try_number=3, retries=2)
+    # try 3 of 3, but the run was cleared: only the worker knows whether a retry remains
+    event = run(ProbeTrigger("tr-down", path), try_number=3, retries=2, clears=1)
     assert not isinstance(event, TaskSuccessEvent)
+    assert "published" not in event.payload
     sent = Observation.from_message(event.payload["down"].encode())
     assert (sent.site, sent.attempt, sent.up, sent.scheduled_at) == ("tr-down", 3, False, SCHEDULED)
 
@@ -107,6 +112,28 @@ def test_a_down_site_is_published_and_failed_on_the_worker(web, topic, sites_fil
     assert failed.error_detail == "status 503 not in 200-399"
     (msg,) = read_topic(topic, 1)  # published once, by the worker
     assert Observation.from_message(msg.value()) == failed
+
+
+def test_the_last_try_of_a_down_site_is_published_by_the_triggerer(web, topic, sites_file):
+    """The run's last try (never cleared) is stored without waiting for a worker, so the drain
+    can judge DOWN at once; the worker only fails the task, publishing nothing more."""
+    web.reply = (503, "down")
+    path = sites_file(("tr-last", web.url))
+    event = run(ProbeTrigger("tr-last", path), try_number=3, retries=2)
+    assert event.payload["published"] is True
+    (msg,) = read_topic(topic, 1)
+    stored = Observation.from_message(msg.value())
+    assert (stored.attempt, stored.final, stored.up, stored.run_id) == (3, True, False, RUN_ID)
+    with pytest.raises(SiteDown) as raised:
+        _operator(path, "tr-last", web.url).resume(
+            {"ti": SimpleNamespace(try_number=3, max_tries=2)}, event.payload
+        )
+    assert raised.value.observation == stored
+
+    retry_left = run(ProbeTrigger("tr-last", path), try_number=2, retries=2)
+    assert "published" not in retry_left.payload  # try 2 of 3: the worker publishes it
+    with pytest.raises(AssertionError, match="got 1"):  # nothing published twice
+        read_topic(topic, 2, timeout=3)
 
 
 def test_an_unconfirmed_delivery_resumes_as_delivery_error(web, sites_file, monkeypatch):
@@ -220,7 +247,7 @@ def test_a_shared_publisher_confirms_each_threads_own_message(topic):
     sites = [f"tr-pub-{i}" for i in range(40)]
 
     def send(site):
-        publisher.publish(Observation(site=site, url="http://x/", checked_at=SCHEDULED, up=True))
+        publisher.publish(observation(site, SCHEDULED))
 
     threads = [threading.Thread(target=send, args=(s,)) for s in sites]
     for t in threads:

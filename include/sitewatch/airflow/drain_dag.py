@@ -103,12 +103,13 @@ class DrainOperator(BaseOperator):
 def _drain_once(settings: DrainSettings, stop) -> DrainResult:
     """Drain until quiet (``idle_seconds``) or ``stop()``, with one Judge on alerting's own
     connection as its hooks: two PostgreSQL connections in all."""
+    from sitewatch.airflow.callbacks import log_url
     from sitewatch.airflow.notifiers import send
     from sitewatch.judge.session import Judge, Session
     from sitewatch.pipeline.drain import drain as drain_topic
 
     alerting = partial(results_connection, POSTGRES_ALERTING_CONN_ID)
-    judge = Judge(Session(alerting, send))  # opens nothing yet
+    judge = Judge(Session(alerting, send, log_url=log_url))  # opens nothing yet
     conn = results_connection(POSTGRES_DRAIN_CONN_ID)
     consumer = GroupConsumerHook([topic()], DRAIN_GROUP, KAFKA_CONN_ID).get_consumer()
     try:

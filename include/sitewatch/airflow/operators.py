@@ -27,6 +27,7 @@ from sitewatch.errors import (
     ConnectionConfigError,
     DeliveryError,
     SettingError,
+    SiteDown,
     SitewatchError,
     TriggerTimeout,
 )
@@ -119,6 +120,7 @@ class ProbeOperator(BaseOperator):
             final=ti.try_number > ti.max_tries,
             deliver=lambda observation: publish(producer, observation),
             location=self.location,
+            run_id=run.run_id,
         )
 
     def resume_execution(self, next_method: str, next_kwargs: dict | None, context):
@@ -138,8 +140,8 @@ class ProbeOperator(BaseOperator):
 
     def resume(self, context, event: dict) -> None:
         """On a worker, after the triggerer's attempt did not end the task: a down attempt is
-        published and failed with SiteDown here (where ``final`` is known); an attempt that could
-        not count fails with its error."""
+        published (unless the triggerer did: the run's last try) and failed with SiteDown here
+        (where ``final`` is known); an attempt that could not count fails with its error."""
         from sitewatch.observation import Observation
 
         if "down" in event:
@@ -149,6 +151,13 @@ class ProbeOperator(BaseOperator):
 
             ti = context["ti"]
             observation = Observation.from_message(event["down"].encode())
+            if event.get("published"):
+                if ti.try_number <= ti.max_tries:  # only if cleared without its run: rare
+                    self.log.warning(
+                        "attempt %s was stored as the run's last, but Airflow gives it a retry",
+                        ti.try_number,
+                    )
+                raise SiteDown(observation)
             observation.final = ti.try_number > ti.max_tries
             producer = ObservationProducerHook(kafka_config_id=self.kafka_config_id).get_producer()
             record(observation, lambda obs: publish(producer, obs))

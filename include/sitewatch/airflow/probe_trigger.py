@@ -5,9 +5,13 @@ so a healthy check needs no worker: the trigger probes the site and publishes th
 a pool thread (``requests`` blocks, and the triggerer's event loop must not), then
 
 - up: yields ``TaskSuccessEvent`` and the task ends in the triggerer;
-- down: yields the observation; the task resumes on a worker, which publishes it and raises
-  ``SiteDown``, so Airflow's retries re-check the site (each retry starts in the triggerer again)
-  and a run turns red only after its last attempt, exactly as on the worker path;
+- down, and the run's last try (``last_try``): publishes the observation as final and yields
+  it; the task resumes on a worker only to fail with ``SiteDown``. The drain judges the stored
+  check (DOWN), so the alert does not wait for a worker;
+- down with a retry left, or a try whose rank only a worker knows: yields the observation; the
+  task resumes on a worker, which publishes it and raises ``SiteDown``, so Airflow's retries
+  re-check the site (each retry starts in the triggerer again) and a run turns red only after its
+  last attempt, exactly as on the worker path;
 - the attempt cannot count (Kafka did not confirm, a header's secret is not set, the site left the
   sites file): yields the error, raised again on the worker under its own name.
 
@@ -36,7 +40,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
-from sitewatch.errors import ConfigError, DeliveryError, SettingError
+from sitewatch.errors import ConfigError, DeliveryError, SettingError, SiteDown
 from sitewatch.names import KAFKA_CONN_ID, LOCAL_LOCATION
 
 log = logging.getLogger(__name__)
@@ -107,6 +111,8 @@ class ProbeTrigger(BaseTrigger):
                 ti.try_number,
                 self.location,
                 cancelled,
+                run.run_id,
+                last_try(ti.try_number, getattr(self.task_instance.task, "retries", None), run),
             )
         except asyncio.CancelledError:  # trigger timeout, a cleared task, the triggerer stopping
             cancelled.set()
@@ -149,6 +155,15 @@ def _leave(key: tuple[str, str]) -> None:
         del _turns[key]
 
 
+def last_try(try_number: int, retries, run) -> bool:
+    """Whether try ``try_number`` of a task with ``retries`` is certainly its run's last: try
+    ``retries + 1`` of a run never cleared (``clear_number`` 0). Clearing gives a task more tries
+    (Airflow raises its ``max_tries``, which the triggerer is not shown), so any try of a cleared
+    run is left to the worker, which knows."""
+    cleared = getattr(run, "clear_number", None)
+    return isinstance(retries, int) and cleared == 0 and try_number == retries + 1
+
+
 def check(
     site_name,
     sites_file,
@@ -157,12 +172,14 @@ def check(
     attempt,
     location=LOCAL_LOCATION,
     cancelled: threading.Event | None = None,
+    run_id: str | None = None,
+    last: bool = False,
 ) -> TriggerEvent:
     """One attempt, in a pool thread: the event that ends the task or resumes it on a worker.
 
-    An up attempt is published here, final (it ends the run). A down one is not: the worker that
-    fails it publishes it, because only the worker knows whether a retry remains (a cleared task
-    gets more tries than its ``retries``, and the triggerer sees only the latter).
+    An up attempt is published here, final (it ends the run), and so is a down one when ``last``
+    (``last_try``: no retry remains). Any other down attempt is not: the worker that fails it
+    publishes it, because only the worker knows for sure whether a retry remains.
     cancelled: set once the trigger is cancelled; the attempt then publishes nothing, since
     Airflow has already failed it (``TriggerTimeout``) or taken it elsewhere.
     """
@@ -177,8 +194,8 @@ def check(
             return TriggerEvent({"error": "cancelled"})
         site, secrets = expand_headers(_site(site_name, sites_file), on_secret=mask_secret)
         observation = probe(site, secrets=secrets, location=location)
-        place(observation, site, scheduled_at, attempt)
-        if not observation.up:
+        place(observation, site, scheduled_at, attempt, run_id)
+        if not (observation.up or last):
             return TriggerEvent({"down": observation.to_message().decode()})
         if cancelled is not None and cancelled.is_set():
             log.warning(
@@ -187,6 +204,8 @@ def check(
             return TriggerEvent({"error": "cancelled"})
         observation.final = True
         record(observation, _publisher(kafka_config_id).publish)
+    except SiteDown as down:  # the last try, published and logged: a worker fails the task
+        return TriggerEvent({"down": down.observation.to_message().decode(), "published": True})
     except Exception as exc:  # raised again on the worker, where Airflow's retries apply
         if isinstance(exc, DeliveryError):
             _replace_publisher(kafka_config_id)

@@ -1,6 +1,6 @@
 """One alerting session per drain run, and the drain's hooks on it (``Judge``).
 
-The drain's judges (``recoveries``, ``runs``, ``burn``) share a ``Session``: one alerting
+The drain's judges (``downs``, ``recoveries``, ``runs``, ``burn``) share a ``Session``: one alerting
 connection, opened at first need, and one index of the sites by name, rebuilt only when the sites
 file was read anew. A drain run so holds two PostgreSQL connections, its own and alerting's.
 """
@@ -14,6 +14,7 @@ from sitewatch.config.loader import SitesFile, cached_sites
 from sitewatch.config.site import Site
 from sitewatch.judge.alerts import Send
 from sitewatch.judge.burn import BurnAlerts
+from sitewatch.judge.downs import Downs
 from sitewatch.judge.recoveries import Recoveries
 from sitewatch.judge.runs import Verdicts
 
@@ -27,7 +28,8 @@ class Session:
     ``POSTGRES_ALERTING_CONN_ID``, whose role reads ``site_checks`` and writes ``site_verdicts``,
     ``site_alert_state`` and ``site_slo_alerts``). send: delivers a message (``alerts.Send``).
     sites: reads the sites file (default ``cached_sites``, a stat while the file is unchanged).
-    Close it when the drain is done.
+    log_url: ``log_url(site, run_id, attempt)``, the link to an attempt's log in the UI
+    (``sitewatch.airflow.callbacks.log_url``; default: no link). Close it when the drain is done.
     """
 
     def __init__(
@@ -35,8 +37,9 @@ class Session:
         connect: Callable[[], object],
         send: Send,
         sites: Callable[[], SitesFile] = cached_sites,
+        log_url: Callable[[Site, str, int], str | None] = lambda site, run_id, attempt: None,
     ) -> None:
-        self._connect, self.send, self._sites = connect, send, sites
+        self._connect, self.send, self._sites, self.log_url = connect, send, sites, log_url
         self._conn = None
 
     def connection(self):
@@ -68,14 +71,16 @@ class Judge:
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._downs = Downs(self._session)
         self._ups = Recoveries(self._session)
         self._runs = Verdicts(self._session)
         self._burn = BurnAlerts(self._session)
 
     def on_stored(self, rows: Sequence[tuple]) -> None:
-        """UP and DEGRADED of the sites checked from one location, then the runs of those checked
-        from several that this batch completed."""
-        _each("on_stored", {"recoveries": self._ups, "runs": self._runs}, rows)
+        """DOWN, then UP and DEGRADED, of the sites checked from one location; then the runs of
+        those checked from several that this batch completed."""
+        judges = {"downs": self._downs, "recoveries": self._ups, "runs": self._runs}
+        _each("on_stored", judges, rows)
 
     def on_caught_up(self) -> None:
         """The runs whose deadline passed with a location missing, then the burn rates."""

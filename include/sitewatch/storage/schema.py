@@ -531,6 +531,13 @@ MIGRATIONS: tuple[str, ...] = (
         ORDER BY c.scheduled_at DESC, c.attempt DESC LIMIT 1
     ) c;
     """,
+    # 10: each check names the Airflow run that made it (issue 25). The drain judges a site's
+    # final down check (DOWN, STILL DOWN) as it stores it, and the message links to that run's
+    # log, as the task's failure callback did when it sent DOWN. Null for rows of producers
+    # before this. Cost: a catalog-only column addition (no default, no rewrite).
+    """
+    ALTER TABLE site_checks ADD COLUMN run_id text;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -229,15 +229,18 @@ def final_errors(
     return {loc: found[loc] for loc in locations if loc in found}
 
 
-def run_has_checks(conn, site: str, scheduled_at: datetime) -> bool:
-    """Whether any check of the run (any location, any attempt) is stored: one key probe.
+def run_has_checks(conn, site: str, scheduled_at: datetime, *, final: bool = False) -> bool:
+    """Whether any check of the run (any location, any attempt; with ``final``, a final one) is
+    stored: one key probe.
 
     Raises ValueError for a naive ``scheduled_at``, StorageError when PostgreSQL fails.
     """
     (scheduled_at,) = _aware([scheduled_at])
+    wanted = " AND final" if final else ""
     with transaction(conn, f"could not look up the checks of {site} at {scheduled_at}") as cur:
         cur.execute(
-            "SELECT EXISTS (SELECT 1 FROM site_checks WHERE site = %s AND scheduled_at = %s)",
+            "SELECT EXISTS (SELECT 1 FROM site_checks"
+            f" WHERE site = %s AND scheduled_at = %s{wanted})",
             (site, scheduled_at),
         )
         return cur.fetchone()[0]
