@@ -54,12 +54,9 @@ from stack import (  # noqa: E402
     EXECUTORS,
     HTTP_PORT,
     PORTS,
+    bench_stack,
     celery_facts,
-    dev,
     fresh_state,
-    stack_dsns,
-    stack_env,
-    stack_vars,
     start_http,
 )
 from stackcpu import airflow_roots, cpu_sample, cpu_stats  # noqa: E402
@@ -314,10 +311,10 @@ def main() -> None:
     args = parse_args()
     label = args.label or "-".join([args.executor, place(args), args.schedule, *map(str, args.ks)])
     state = Path(args.state or OUT / "stack" / label)
-    sites = state / "sites.yaml"
+    stack = bench_stack(state, args.executor, args.probe_in)
+    sites = stack.sites
     url = f"http://127.0.0.1:{HTTP_PORT}/"
-    env = stack_env(state, sites, args.executor, args.probe_in)
-    fresh_state(state, env)
+    fresh_state(stack)
     write_checked_sites(sites, args.ks[0], url, args)
     http = start_http(state / "http.log")
     (OUT / args.results).mkdir(parents=True, exist_ok=True)
@@ -332,15 +329,10 @@ def main() -> None:
         "ks": {},
     }
     try:
-        dev("run", env)
-        stack = stack_vars(state)
-        metadata, results_dsn = stack_dsns(stack)
+        stack.run()
         if args.executor == "celery":
-            results |= celery_facts(state, stack)
-        with (
-            psycopg.connect(metadata, autocommit=True) as meta,
-            psycopg.connect(results_dsn, autocommit=True) as stored,
-        ):
+            results |= celery_facts(stack)
+        with stack.metadata() as meta, stack.results(autocommit=True) as stored:
             for k in args.ks:
                 write_checked_sites(sites, k, url, args)
                 stats = measure(k, args, state, sites, http.pid, (meta, stored))
@@ -359,7 +351,7 @@ def main() -> None:
                 save(f"{args.results}/{label}", results)
     finally:
         if not args.keep:
-            dev("stop", env)
+            stack.stop()
         http.terminate()
         http.wait()
 
