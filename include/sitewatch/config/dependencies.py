@@ -14,8 +14,7 @@ from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 from sitewatch.config.key_checks import check_name
-from sitewatch.config.values import describe
-from sitewatch.config.yamltree import Invalid
+from sitewatch.config.values import distinct, entries
 
 MAX_PARENTS = 20
 MAX_HINTS = 20  # close-match hints per file: each compares the name with every site's
@@ -29,23 +28,7 @@ Graph = Mapping[str, tuple[str, ...]]
 def check_depends_on(value: Any) -> tuple[str, ...]:
     """``null`` or a list of up to ``MAX_PARENTS`` distinct site names. Raises Invalid naming
     the item."""
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise Invalid(f"expected a list of site names, got {describe(value)}")
-    if len(value) > MAX_PARENTS:
-        raise Invalid(f"{len(value)} parents: at most {MAX_PARENTS}")
-    seen: dict[str, int] = {}
-    for index, name in enumerate(value):
-        try:
-            check_name(name)
-        except Invalid as exc:
-            exc.item = index
-            raise
-        if name in seen:
-            raise Invalid(f"{name!r} is listed twice (first as item {seen[name]})", item=index)
-        seen[name] = index
-    return tuple(value)
+    return distinct(entries(value, check_name, MAX_PARENTS, "site names"))
 
 
 def self_problem(name: str, parents: tuple[str, ...]) -> tuple[int, str] | None:

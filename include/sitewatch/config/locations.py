@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from sitewatch.config.values import describe
+from sitewatch.config.values import describe, distinct, entries
 from sitewatch.config.yamltree import Invalid
 from sitewatch.errors import SettingError
 from sitewatch.observation import LOCATION_NAME
@@ -29,26 +29,19 @@ counts as in the run's verdict (docs/alerts.md, "Sites checked from several loca
 
 def check_locations(value: Any) -> tuple[str, ...]:
     """A list of 1..16 distinct names (``LOCATION_NAME``). Raises Invalid naming the item."""
-    if not isinstance(value, list):
-        raise Invalid(f"expected a list of location names, got {describe(value)}")
-    if not value:
+    names = distinct(entries(value, _location, MAX_LOCATIONS, "location names"), "location ")
+    if not names:
         raise Invalid("no location: name at least one (leave the key out for [local])")
-    if len(value) > MAX_LOCATIONS:
-        raise Invalid(f"{len(value)} locations: at most {MAX_LOCATIONS}")
-    seen: dict[str, int] = {}
-    for index, name in enumerate(value):
-        if not isinstance(name, str) or not LOCATION_NAME.fullmatch(name):
-            raise Invalid(
-                f"invalid location {describe(name)}: use at most 31 of a-z, 0-9, '_', '-';"
-                " start with a letter or digit",
-                item=index,
-            )
-        if name in seen:
-            raise Invalid(
-                f"location {name!r} is listed twice (first as item {seen[name]})", item=index
-            )
-        seen[name] = index
-    return tuple(value)
+    return names
+
+
+def _location(value: Any) -> str:
+    if not isinstance(value, str) or not LOCATION_NAME.fullmatch(value):
+        raise Invalid(
+            f"invalid location {describe(value)}: use at most 31 of a-z, 0-9, '_', '-';"
+            " start with a letter or digit"
+        )
+    return value
 
 
 def check_quorum(value: Any) -> int | None:

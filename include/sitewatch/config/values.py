@@ -149,6 +149,21 @@ def entries(
     return tuple(found)
 
 
+def distinct(names: tuple[str, ...], noun: str = "") -> tuple[str, ...]:
+    """``names`` (a list key's checked entries) when none is there twice.
+
+    Raises Invalid "<noun>'x' is listed twice (first as item 0)" on the second place of the first
+    repeat (``noun`` with its trailing space, ``"location "``, or none).
+    """
+    first: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if name in first:
+            message = f"{noun}{name!r} is listed twice (first as item {first[name]})"
+            raise Invalid(message, item=index)
+        first[name] = index
+    return names
+
+
 def item_path(item: Any) -> tuple:
     """An Invalid's ``item`` as a path tuple: None -> (), ``"x"`` -> ``("x",)``."""
     return () if item is None else item if isinstance(item, tuple) else (item,)
