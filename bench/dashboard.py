@@ -23,6 +23,9 @@ from sitewatch.storage import queries
 from sitewatch.storage.checks import store_batch
 from sitewatch.storage.schema import migrate
 
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests.builders
+from tests.builders import observation  # noqa: E402
+
 
 def timed(fn, runs: int = 5) -> tuple[float, float]:
     """(first, median of the rest) wall time of ``fn()`` in ms."""
@@ -80,13 +83,12 @@ def queries_bench(dsn: str, schema: str) -> None:
 def observations(count: int, start: datetime) -> list[Observation]:
     sites = [f"s{i:03d}" for i in range(100)]
     return [
-        Observation(
-            site=sites[i % 100],
+        observation(
+            sites[i % 100],
+            start + timedelta(minutes=i // 100),
+            up=i % 50 != 0,
             url="https://example.com/",
             checked_at=start,
-            up=i % 50 != 0,
-            scheduled_at=start + timedelta(minutes=i // 100),
-            status_code=200,
             response_time_ms=12.5,
         )
         for i in range(count)

@@ -36,6 +36,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests.builders
 from common import OUT, find_pid, loadavg, machine, median, save, spread, tree_cpu  # noqa: E402, I001
 
 import sitewatch.pipeline.drain as drain_module  # noqa: E402
@@ -43,6 +44,7 @@ from sitewatch.airflow.hooks import GroupConsumerHook  # noqa: E402
 from sitewatch.observation import FIELDS, Observation, fast_row  # noqa: E402
 from sitewatch.storage.schema import migrate  # noqa: E402
 from sitewatch.storage.checks import observation_rows, store_rows  # noqa: E402
+from tests.builders import observation  # noqa: E402
 
 NAMES = [f.name for f in FIELDS]
 # Recent, inside the window the drain stores (a day ago, on the hour; 200,000 messages span 3 h).
@@ -55,15 +57,12 @@ def observations(count: int, sites: int = 1000):
         site, tick = i % sites, i // sites
         down = i % 50 == 0
         at = START + timedelta(minutes=tick)
-        yield Observation(
-            site=f"site-{site:04d}",
+        yield observation(
+            f"site-{site:04d}",
+            at,
+            up=not down,
             url=f"https://site-{site:04d}.example.com/status?probe=1",
             checked_at=at + timedelta(milliseconds=site),
-            up=not down,
-            scheduled_at=at,
-            attempt=1,
-            final=True,
-            status_code=503 if down else 200,
             response_time_ms=42.5 + site % 100,
             dns_ms=1.2,
             connect_ms=0.8,

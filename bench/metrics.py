@@ -42,6 +42,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests.builders
 from common import cpu_busy, loadavg, machine, median, percentile, save  # noqa: E402, I001
 from metrics_schema import connect, data_now, from_migration, prepared  # noqa: E402
 
@@ -57,6 +58,7 @@ from sitewatch.storage.mutes import mutes_in_force  # noqa: E402
 from sitewatch.storage.verdicts import latest_verdicts  # noqa: E402
 from sitewatch.web import app as sites_app  # noqa: E402
 from sitewatch.web import metrics_page, slo_figures  # noqa: E402
+from tests.builders import observation  # noqa: E402
 
 LAG = KafkaLag("sitewatch.checks", "sitewatch-drain", {0: 12, 1: 0, 2: 3})
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
@@ -288,21 +290,18 @@ def batch(start: datetime, sites: int = 1000, per_site: int = 5) -> list[Observa
             down = (n + tick) % 50 == 0
             name = f"site-{n + 1:04d}"
             out.append(
-                Observation(
-                    site=name,
-                    url=f"https://{name}.example.com/",
-                    checked_at=at,
+                observation(
+                    name,
+                    at,
                     up=not down,
-                    scheduled_at=at,
-                    status_code=503 if down else 200,
+                    url=f"https://{name}.example.com/",
                     response_time_ms=40.0 + n % 300,
                     dns_ms=1.0,
                     connect_ms=2.0,
                     tls_ms=5.0,
                     ttfb_ms=30.0,
-                    error="http_status" if down else None,
                     tls_expires_at=start + timedelta(days=60),
-                )  # fmt: skip
+                )
             )
     return out
 

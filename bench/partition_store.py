@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,9 @@ import psycopg
 from sitewatch.observation import Observation
 from sitewatch.storage.checks import store_batch
 from sitewatch.storage.schema import MIGRATIONS, migrate
+
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests.builders
+from tests.builders import observation  # noqa: E402
 
 BATCH = 5000
 
@@ -36,10 +40,9 @@ def observations(start: datetime) -> list[Observation]:
             for attempt in (1, 2) if retried else (1,):
                 final = attempt == 2 or not retried
                 rows.append(
-                    Observation(site=f"site-{s:03}", url=f"https://s{s}.example/", checked_at=at,
-                                up=final, scheduled_at=at, attempt=attempt, final=final,
-                                status_code=200 if final else 503, response_time_ms=80.5 + s,
-                                ttfb_ms=40.0, error=None if final else "http_status")
+                    observation(f"site-{s:03}", at, up=final, url=f"https://s{s}.example/",
+                                attempt=attempt, final=final, response_time_ms=80.5 + s,
+                                ttfb_ms=40.0)
                 )  # fmt: skip
     return rows[:50_000]
 

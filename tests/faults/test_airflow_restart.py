@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Producer
 
-from sitewatch.observation import Observation
 from sitewatch.pipeline.publish import PRODUCER_GUARANTEES
+from tests.builders import observation
 from tests.faults.stack import Stack, private_airflow, private_stack, record  # noqa: F401
 
 PER_FAULT = 500
@@ -45,9 +45,7 @@ def publish(stack: Stack, site: str, start: int, count: int) -> set[tuple]:
     keys = set()
     for i in range(start, start + count):
         at = T0 + timedelta(minutes=i)
-        obs = Observation(
-            site=site, url="http://127.0.0.1/", checked_at=at, up=True, scheduled_at=at
-        )
+        obs = observation(site, at)
         producer.produce(stack.env["SITEWATCH_TOPIC"], key=site.encode(), value=obs.to_message())
         keys.add((site, at, 1))
     assert producer.flush(30) == 0

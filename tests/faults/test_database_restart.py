@@ -19,10 +19,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from sitewatch.airflow.hooks import GroupConsumerHook
 from sitewatch.errors import StorageError
 from sitewatch.names import DRAIN_GROUP
-from sitewatch.observation import Observation
 from sitewatch.pipeline.drain import drain
 from sitewatch.pipeline.publish import PRODUCER_GUARANTEES
 from sitewatch.storage.schema import migrate
+from tests.builders import observation
 from tests.faults.stack import Stack, private_stack, record  # noqa: F401
 
 MESSAGES = 50_000
@@ -34,17 +34,8 @@ T0 = (datetime.now(UTC) - timedelta(days=1)).replace(minute=0, second=0, microse
 def produce_observations(bootstrap: str, topic: str, count: int) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_GUARANTEES, "linger.ms": 20})
     for i in range(count):
-        obs = Observation(
-            site=f"load-{i % 50:02d}",
-            url=f"http://127.0.0.1/{i % 50}",
-            checked_at=T0 + timedelta(minutes=i // 50),
-            up=i % 11 != 0,
-            scheduled_at=T0 + timedelta(minutes=i // 50),
-            attempt=1,
-            final=True,
-            status_code=200,
-            response_time_ms=10.0 + i % 97,
-        )
+        at = T0 + timedelta(minutes=i // 50)
+        obs = observation(f"load-{i % 50:02d}", at, up=i % 11 != 0, response_time_ms=10.0 + i % 97)
         while True:
             try:
                 producer.produce(topic, key=obs.site.encode(), value=obs.to_message())

@@ -23,6 +23,7 @@ from sitewatch.observation import MAX_TEXT, Observation
 from sitewatch.pipeline.drain import drain
 from sitewatch.storage.partitions import MAX_NEW_PARTITIONS
 from sitewatch.storage.schema import migrate
+from tests.builders import observation
 from tests.integration.conftest import (  # noqa: F401 - fixtures this module uses
     pg_conn,
     pg_connect,
@@ -47,21 +48,12 @@ class _BigMessageProducerHook(ObservationProducerHook):
         return super()._get_client({**config, "message.max.bytes": BIG + 2**20})
 
 
-def _observation(i: int, **changes) -> Observation:
-    obs = Observation(
-        site=f"good{i % 5}",
-        url=f"https://example.com/{i}",
-        checked_at=T0,
-        up=True,
-        scheduled_at=T0 + timedelta(minutes=i),
-        attempt=1,
-        final=True,
-        status_code=200,
-        response_time_ms=10.0 + i,
+def _observation(i: int) -> Observation:
+    """Good observation ``i``: of one of five sites, each of its own run and URL."""
+    at = T0 + timedelta(minutes=i)
+    return observation(
+        f"good{i % 5}", at, checked_at=T0, url=f"https://example.com/{i}", response_time_ms=10.0 + i
     )
-    for name, value in changes.items():
-        setattr(obs, name, value)
-    return obs
 
 
 def _doc(i: int, **changes) -> bytes:
