@@ -1,6 +1,6 @@
 """Noise control on a real Airflow (issue 17): a parent down with three children pages once, and
 a site whose server flaps sends one FLAPPING and then nothing. Real DAGs, real callbacks, the real
-drain judging the up checks, a local webhook."""
+drain judging the stored checks, a local webhook."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_a_parent_down_with_three_children_pages_once(private_airflow: Stack, we
         "    retries: 0\n" + notify(hook) + children
     )
     stack.wait_runs_done(f"site_%-{tag}", 4, timeout=400)
-    time.sleep(10)  # the children's last failure callbacks run just after their state changes
+    time.sleep(10)  # the drain judges the children's last (final) checks just after they end
     assert [(p["site"], p["state"]) for p in hook.payloads] == [(parent, "DOWN")]
     with stack.results() as db:
         held = db.execute(
