@@ -107,14 +107,33 @@ def test_site_page_has_chart_and_attempts():
                 "refused <x>"),
     ]  # fmt: skip
     series = [
-        (NOW - timedelta(hours=2), 100.0, True),
-        (NOW - timedelta(hours=1), 300.0, True),
-        (NOW - timedelta(minutes=10), None, False),
+        (NOW - timedelta(hours=2), 100.0, True, False),
+        (NOW - timedelta(hours=1), 300.0, True, False),
+        (NOW - timedelta(minutes=10), None, False, False),
     ]
     html = render.site_page("shop", SUMMARY, status.UP, series, attempts, NOW)
     assert html.count("<svg") == 1 and "<polyline" in html and html.count("<circle") == 1
     assert "refused &lt;x&gt;" in html
     assert "<script" not in html and "http://" not in html.replace("http://www.w3.org", "")
+    assert "<tr data-in-maintenance>" not in html and "<rect data-maintenance-band" not in html
+
+
+def test_attempts_and_checks_in_maintenance_are_marked():
+    """Each attempt stored in maintenance is marked in the table; each stretch of them is one
+    shaded band in the chart, over its down dots."""
+    attempts = [
+        Attempt(NOW - timedelta(minutes=m), 1, True, NOW, False, 503, 90.0, 40.0, "http_status",
+                "status 503", maintenance=m < 20)
+        for m in (5, 10, 30)
+    ]  # fmt: skip
+    held = [(NOW - timedelta(minutes=m), None, False, m < 20) for m in (50, 30, 10, 5)]
+    series = [(NOW - timedelta(minutes=70), 90.0, True, True), *held]
+    html = render.site_page("shop", SUMMARY, status.DOWN, series, attempts, NOW)
+    rows = re.findall(r"<tr[^>]*><td>2026.*?</tr>", html)
+    assert ["data-in-maintenance" in r for r in rows] == [True, True, False]
+    assert ['class="tag maintenance"' in r for r in rows] == [True, True, False]
+    assert html.count("<rect data-maintenance-band") == 2  # 70 min ago, and 10 to 5 min ago
+    assert "shaded: checks in maintenance" in html and html.count("<circle") == 4
 
 
 def test_chart_of_an_empty_window_says_so():

@@ -25,6 +25,8 @@ color:#822727}.stale{background:#feebc8;color:#7b341e}.nodata{background:#e2e8f0
 .partial{background:#fefcbf;color:#744210}.missing{background:#fff;color:#718096}
 .retrying{background:#ebf8ff;color:#2c5282}.maintenance{background:#e9d8fd;color:#44337a}
 .degraded{background:#fbd38d;color:#744210}
+.tag{display:inline-block;padding:0 5px;border-radius:3px;font-size:11px;line-height:16px}
+tr[data-in-maintenance] td{background:#faf5ff}
 .small{font-size:11px}.burning{color:#c53030;font-weight:600}th a{color:inherit}
 h3{font-size:14px;margin:14px 0 6px}code{font-size:12px}#reports a{margin:0 2px}
 .muted{color:#718096}.err{color:#822727}.cards{display:flex;gap:12px;flex-wrap:wrap}

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
 
+from sitewatch.config.maintenance import InMaintenance
+from sitewatch.dashboard import maintenance as maint
 from sitewatch.dashboard import status
 from sitewatch.dashboard.html import badge, timestamp
 from sitewatch.storage.queries import LocationCheck, Run, RunLocation
@@ -20,16 +22,18 @@ from sitewatch.storage.verdicts import STALE
 
 
 def status_cell(
-    view: status.LocationsView, state: str, now: datetime, head: str | None = None
+    view: status.LocationsView, state: str, now: datetime, window: InMaintenance | None = None
 ) -> str:
     """The listing's Status cell of a site with several locations: the verdict's badge (its run
-    and each location's outcome on hover), or ``head`` instead (the maintenance badge of a site
-    in a window), the location cells, and "quorum k of n"."""
+    and each location's outcome on hover), after the maintenance badge of a site in a
+    ``window`` (``maintenance.status_badge``), the location cells, and "quorum k of n"."""
     cells = "".join(
         _cell(loc, cell_state, _check_tip(loc, cell_state, check, now))
         for loc, cell_state, check in view.cells
     )
-    head = head or badge(state, _verdict_tip(view.verdict))
+    head = badge(state, _verdict_tip(view.verdict))
+    if window is not None:
+        head = maint.status_badge(window, state, now, head)
     return (
         f"{head}<div class=locs>{cells}</div>"
         f'<div class="muted quorum">{quorum(view.quorum, len(view.cells))}</div>'

@@ -5,9 +5,10 @@ Two sources, as for the alerts: the sites file's windows (``site.maintenance``, 
 ``config.maintenance.Window``) and ad-hoc mutes (``storage.mutes.Mute``, from the
 ``sitewatch_mute`` DAG). Whether one covers now, and which, is decided by
 ``config.maintenance.maintenance_at``, as for the alerts, so the badge and an alert's hold name
-the same end. A site in maintenance shows the ``maintenance`` badge instead of its state, with
-the end and the reason on hover and in a small line; its checks still run and its page lists
-every window. Pure functions of the windows, the mutes and ``now``: nothing here reads the
+the same end. A site in maintenance shows the ``maintenance`` badge beside the state its checks
+give ("maintenance · down"), with the end and the reason on hover and in a small line; its checks
+still run, stored marked ``maintenance``, which its page marks (``ATTEMPT_MARK``), and its page
+lists every window. Pure functions of the windows, the mutes and ``now``: nothing here reads the
 database. Reasons and user names are escaped here.
 """
 
@@ -30,6 +31,11 @@ from sitewatch.dashboard.status import MAINTENANCE
 from sitewatch.storage.mutes import Mute
 
 _SHORT_REASON = 60  # characters of the reason in the listing's line; all of it on hover
+ATTEMPT_MARK = (
+    ' <span class="tag maintenance" title="scheduled in a maintenance window: not counted in '
+    'uptime, its alerts held">maintenance</span>'
+)
+"""What a site's page adds to an attempt stored in maintenance, in its table."""
 
 
 def in_maintenance(
@@ -47,19 +53,24 @@ def in_maintenance(
     return found
 
 
-def status_badge(maintenance: InMaintenance, state: str, now: datetime) -> str:
-    """The listing's Status badge of a site in maintenance: ``maintenance``, with the end, the
-    reason, the source and the state its checks show on hover, and a small line under it
-    ("until 14:00 UTC · database upgrade")."""
+def status_badge(
+    maintenance: InMaintenance, state: str, now: datetime, shown: str | None = None
+) -> str:
+    """The Status of a site in maintenance: the ``maintenance`` badge (the end, the reason and
+    the source on hover), then the state its checks give (``shown``, its badge by default:
+    "maintenance · down"), and a small line under them ("until 14:00 UTC · database
+    upgrade")."""
     m = maintenance
     tip = f"maintenance until {timestamp(m.until)} ({m.source})"
     tip += f" · {m.reason}" if m.reason else ""
-    tip += f" · checks: {state}"
     line = f"until {_when(m.until, now)}"
     if m.reason:
         short = m.reason if len(m.reason) <= _SHORT_REASON else m.reason[: _SHORT_REASON - 1] + "…"
         line += f" · {short}"
-    return f'{badge(MAINTENANCE, tip)}<div class="muted small maint">{escape(line)}</div>'
+    return (
+        f"{badge(MAINTENANCE, tip)} · {shown or badge(state)}"
+        f'<div class="muted small maint">{escape(line)}</div>'
+    )
 
 
 def windows_table(windows: Sequence[Window], mutes: Sequence[Mute], now: datetime) -> str:

@@ -94,7 +94,7 @@ def listing(
 
     several: the sites checked from several locations (by name), whose Status cell also shows
     the locations (``locations.status_cell``). budgets: the sites with an SLO (the others show
-    ``-``). maintenance: the sites in a window now, shown as ``maintenance``.
+    ``-``). maintenance: the sites in a window now, shown as ``maintenance`` beside their state.
     """
     several, budgets, maintenance = several or {}, budgets or {}, maintenance or {}
 
@@ -148,8 +148,10 @@ def _listing_row(
     window: InMaintenance | None,
 ) -> str:
     link = f'<a href="sites/{quote(name)}">{escape(name)}</a>'
-    head = maint.status_badge(window, state, now) if window else None
-    shown = locations.status_cell(view, state, now, head) if view else head or badge(state)
+    if view is not None:
+        shown = locations.status_cell(view, state, now, window)
+    else:
+        shown = maint.status_badge(window, state, now) if window else badge(state)
     budget_cells = budget.budget_cell(slo) + budget.burn_cell(slo)
     if s is None:
         cells = (
@@ -270,10 +272,13 @@ def _attempts_table(attempts: Sequence[Attempt], with_location: bool = False) ->
     for a in attempts:
         detail = f" — {escape(a.error_detail)}" if a.error_detail else ""
         where = f"<td>{escape(a.location)}</td>" if with_location else ""
+        row, held = (
+            ("<tr data-in-maintenance>", maint.ATTEMPT_MARK) if a.maintenance else ("<tr>", "")
+        )
         rows.append(
-            f"<tr><td>{timestamp(a.scheduled_at)}</td>{where}<td class=num>{a.attempt}</td>"
+            f"{row}<td>{timestamp(a.scheduled_at)}</td>{where}<td class=num>{a.attempt}</td>"
             f"<td>{'yes' if a.final else 'no'}</td><td>{badge(status.UP if a.up else status.DOWN)}"
-            f"</td><td class=num>{a.status_code or '—'}</td>"
+            f"{held}</td><td class=num>{a.status_code or '—'}</td>"
             f"<td class=num>{status.milliseconds(a.response_time_ms)}</td>"
             f"<td class=num>{status.milliseconds(a.ttfb_ms)}</td>"
             f"<td>{escape(a.error or '')}{detail}</td></tr>"
@@ -293,10 +298,11 @@ def chart(
 ) -> str:
     """An inline SVG of response times over ``span`` up to ``now``: a line through the checks
     that were up, a red dot for each that was down (at its time, or on the axis if it had no
-    response)."""
+    response), and a shaded band over each stretch of checks in maintenance (``series``: (at,
+    ms, up, maintenance), oldest first)."""
     left, right, top, bottom = 56, 10, 10, 24
     plot_w, plot_h = width - left - right, height - top - bottom
-    values = [ms for _, ms, _ in series if ms is not None]
+    values = [ms for _, ms, _, _ in series if ms is not None]
     peak = max(values, default=0.0) * 1.1 or 100.0
     start = now - span
 
@@ -304,13 +310,26 @@ def chart(
         x = left + plot_w * min(max((at - start) / span, 0.0), 1.0)
         return x, top + plot_h * (1 - min(ms or 0.0, peak) / peak)
 
-    line = " ".join(f"{x:.1f},{y:.1f}" for at, ms, up in series if up for x, y in [xy(at, ms)])
+    line = " ".join(f"{x:.1f},{y:.1f}" for at, ms, up, _ in series if up for x, y in [xy(at, ms)])
     dots = "".join(
         f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#e53e3e"><title>down</title></circle>'
-        for at, ms, up in series
+        for at, ms, up, _ in series
         if not up
         for x, y in [xy(at, ms)]
     )
+    bands = ""
+    for first, last in _maintenance_stretches(series):
+        x0, x1 = xy(first, None)[0] - 2, xy(last, None)[0] + 2
+        bands += (
+            f'<rect data-maintenance-band x="{x0:.1f}" y="{top}" width="{x1 - x0:.1f}" '
+            f'height="{plot_h}" fill="#e9d8fd"><title>in maintenance: {timestamp(first)} to '
+            f"{timestamp(last)}</title></rect>"
+        )
+    if bands:
+        bands += (
+            f'<text x="{width - right}" y="{top + 10}" text-anchor="end">shaded: checks in '
+            "maintenance</text>"
+        )
     grid = "".join(
         f'<line x1="{left}" x2="{width - right}" y1="{top + plot_h * f:.1f}" '
         f'y2="{top + plot_h * f:.1f}" stroke="#e2e8f0"/><text x="{left - 6}" '
@@ -331,8 +350,21 @@ def chart(
     return (
         f'<svg id=chart role="img" aria-label="response time" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">'
-        f"{grid}{labels}{path if line else ''}{dots}{empty}</svg>"
+        f"{bands}{grid}{labels}{path if line else ''}{dots}{empty}</svg>"
     )
+
+
+def _maintenance_stretches(series) -> list[tuple[datetime, datetime]]:
+    """(first, last) time of each run of consecutive points of ``series`` in maintenance."""
+    stretches: list[tuple[datetime, datetime]] = []
+    previous = False
+    for at, _, _, held in series:
+        if held and previous:
+            stretches[-1] = (stretches[-1][0], at)
+        elif held:
+            stretches.append((at, at))
+        previous = held
+    return stretches
 
 
 def _count(n: int, noun: str) -> str:

@@ -66,7 +66,8 @@ class SiteSummary:
 
 @dataclass(frozen=True)
 class Attempt:
-    """One row of ``site_checks`` as a site's page shows it."""
+    """One row of ``site_checks`` as a site's page shows it; ``maintenance``: scheduled in a
+    maintenance window (stored with the row), so not counted in uptime and its alerts held."""
 
     scheduled_at: datetime
     attempt: int
@@ -79,6 +80,7 @@ class Attempt:
     error: str | None
     error_detail: str | None
     location: str = LOCAL_LOCATION
+    maintenance: bool = False
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,7 @@ _ONE_NAME = 'WITH names AS (SELECT %(site)s::text COLLATE "C" AS site)'
 
 _RECENT = """
     SELECT scheduled_at, attempt, final, checked_at, up, status_code, response_time_ms, ttfb_ms,
-           error, error_detail, location
+           error, error_detail, location, maintenance
     FROM site_checks
     WHERE site = %(site)s AND scheduled_at <= %(now)s
     ORDER BY scheduled_at DESC, location DESC, attempt DESC
@@ -207,7 +209,7 @@ _RECENT = """
 """
 
 _SERIES = """
-    SELECT scheduled_at, response_time_ms, up
+    SELECT scheduled_at, response_time_ms, up, maintenance
     FROM site_checks
     WHERE site = %(site)s AND final AND scheduled_at > %(since)s AND scheduled_at <= %(now)s
     ORDER BY scheduled_at
@@ -251,9 +253,9 @@ def recent_attempts(conn, site: str, now: datetime, limit: int = RECENT_LIMIT) -
 
 def response_series(
     conn, site: str, since: datetime, now: datetime, limit: int = 5000
-) -> list[tuple[datetime, float | None, bool]]:
-    """(scheduled_at, response_time_ms, up) of the site's final attempts in (since, now], oldest
-    first, at most ``limit`` (a 30 s schedule makes 2,880 a day).
+) -> list[tuple[datetime, float | None, bool, bool]]:
+    """(scheduled_at, response_time_ms, up, maintenance) of the site's final attempts in
+    (since, now], oldest first, at most ``limit`` (a 30 s schedule makes 2,880 a day).
 
     Raises StorageError when PostgreSQL fails.
     """
