@@ -177,17 +177,22 @@ def test_a_down_streak_across_maintenance_is_one_incident_less_the_window(pg_con
 OBJECTIVES = {"shop": Slo(99.9), "api": Slo(60.0), "blog": None}
 
 
-def test_csv_lists_the_table_then_the_incidents(history):
+def test_csv_is_one_table_with_a_section_column(history):
     text = report.render(period(history, *NOVEMBER, NOW), OBJECTIVES, "csv")
-    table, incidents = text.split("\n\n")
-    assert list(csv.reader(io.StringIO(table))) == [
-        list(report.COLUMNS),
+    # One table: every line has the header's cells, so a spreadsheet imports all of it.
+    header, *lines = csv.reader(io.StringIO(text))
+    assert header == list(report.CSV_COLUMNS) and header[1:8] == list(report.COLUMNS)
+    assert {len(line) for line in lines} == {len(header)}
+    table = [dict(zip(header, line, strict=True)) for line in lines]
+    sites = [[d[c] for c in report.COLUMNS] for d in table if d["section"] == "site"]
+    assert sites == [
         ["api", "66.66", "10.0", "2", "0.0", "60", "yes"],
         ["blog", "100.00", "0.0", "0", "0.0", "-", "-"],
         ["shop", "57.14", "60.0", "3", "20.0", "99.9", "no"],
     ]
-    assert list(csv.reader(io.StringIO(incidents))) == [
-        list(report.INCIDENT_COLUMNS),
+    incidents = [[d[c] for c in report.INCIDENT_COLUMNS] for d in table
+                 if d["section"] == "incident"]  # fmt: skip
+    assert incidents == [
         ["shop", "2026-10-31T23:30:00Z", "2026-11-01T00:30:00Z", "60.0",
          "timeout: no answer in 10 s"],
         ["api", "2026-11-05T12:10:00Z", "2026-11-05T12:15:00Z", "5.0", "tls: expired"],
@@ -196,6 +201,20 @@ def test_csv_lists_the_table_then_the_incidents(history):
          f"http_status: {HOSTILE}"],
         ["shop", "2026-11-30T23:50:00Z", "2026-12-01T00:20:00Z", "30.0", "connect: refused"],
     ]  # fmt: skip
+    # a site line leaves the incident cells empty, and the other way round
+    assert all(d["start"] == "" for d in table if d["section"] == "site")
+    assert all(d["uptime %"] == "" for d in table if d["section"] == "incident")
+    assert [d["section"] for d in table] == ["site"] * 3 + ["incident"] * 5  # a closed month
+
+
+def test_csv_of_a_month_without_checks_says_so():
+    empty = Period(date(2027, 1, 1), date(2027, 2, 1), NOW, (), None)
+    got = list(csv.DictReader(io.StringIO(report.render(empty, {}, "csv"))))
+    assert [(d["section"], d["note"]) for d in got] == [
+        ("note", "No checks are stored for 2027-01."),
+        ("note", "The month is not over: figures up to 2026-12-05 09:00:00 UTC."),
+    ]
+    assert all(d[c] == "" for d in got for c in report.CSV_COLUMNS if c not in ("section", "note"))
 
 
 def test_markdown_and_html_escape_what_sites_answered(history):
@@ -221,10 +240,13 @@ def test_met_is_exact_and_notes_say_what_is_missing():
     assert report.met(site, None) is None
     assert report.met(SitePeriod("a", 0, 0, 5, timedelta(), ()), Slo(99.9)) is None
     old = Period(*NOVEMBER, NOW, (site,), date(2026, 11, 20))
+    # the same words on a new install (its first day) and past the retention
     assert report.notes(old) == [
-        "Raw checks are kept from 2026-11-20 on (SITEWATCH_RETENTION_DAYS): incidents, downtime"
-        " and maintenance minutes cover only that part of the month."
+        "Raw checks start on 2026-11-20 (the first day stored, or the oldest that"
+        " SITEWATCH_RETENTION_DAYS keeps): incidents, downtime and maintenance minutes cover the"
+        " month from then on."
     ]
+    assert "dropped" not in report.notes(old)[0]
     empty = Period(date(2027, 1, 1), date(2027, 2, 1), NOW, (), None)
     assert report.notes(empty) == [
         "No checks are stored for 2027-01.",
@@ -237,8 +259,9 @@ def test_csv_never_starts_a_cell_with_a_formula():
     incident = Incident("a", start, None, "=cmd|' /C calc'!A0", None, timedelta(minutes=5))
     site = SitePeriod("a", 10, 9, 0, timedelta(), (incident,))
     text = report.render(Period(*NOVEMBER, NOW, (site,), date(2026, 10, 1)), {}, "csv")
-    *_, last = csv.reader(io.StringIO(text))  # open: Nov 2 until NOW, 801 h
-    assert last == ["a", "2026-11-02T00:00:00Z", "", "48060.0", "'=cmd|' /C calc'!A0"]
+    *_, last = csv.DictReader(io.StringIO(text))  # open: Nov 2 until NOW, 801 h
+    cells = [last[c] for c in ("section", *report.INCIDENT_COLUMNS)]
+    assert cells == ["incident", "a", "2026-11-02T00:00:00Z", "", "48060.0", "'=cmd|' /C calc'!A0"]
 
 
 @pytest.mark.parametrize(
@@ -290,10 +313,10 @@ def test_the_command_prints_the_month(history, pg_dsn, pg_schema, sites_file):
     assert result.stderr == ""
     lines = result.stdout.splitlines()
     assert lines[:4] == [
-        ",".join(report.COLUMNS),
-        "api,66.66,10.0,2,0.0,-,-",
-        "blog,100.00,0.0,0,0.0,-,-",
-        "shop,57.14,60.0,3,20.0,99.9,no",  # the sites file's SLO
+        ",".join(report.CSV_COLUMNS),
+        "site,api,66.66,10.0,2,0.0,-,-,,,,,",
+        "site,blog,100.00,0.0,0,0.0,-,-,,,,,",
+        "site,shop,57.14,60.0,3,20.0,99.9,no,,,,,",  # the sites file's SLO
     ]
     # without --dsn, libpq's own environment variables say where the database is
     given = conninfo_to_dict(pg_dsn)

@@ -515,7 +515,7 @@ def test_the_report_route_returns_what_the_command_prints(may, migrated, fmt, me
     month = period(migrated, date(2026, 5, 1), date(2026, 6, 1), NOW)
     assert answer.text == report.render(month, objectives, fmt)
     if fmt == "csv":
-        assert answer.text.splitlines()[1] == "shop,66.66,5.0,1,0.0,99,no"
+        assert answer.text.splitlines()[1] == "site,shop,66.66,5.0,1,0.0,99,no,,,,,"
 
 
 def test_the_listing_links_the_previous_and_the_current_months_report(may):

@@ -39,6 +39,11 @@ COLUMNS = (
     "met",
 )
 INCIDENT_COLUMNS = ("site", "start", "end", "duration minutes", "first error")
+CSV_COLUMNS = ("section", *COLUMNS, *INCIDENT_COLUMNS[1:], "note")
+"""The CSV's one table: ``section`` says what a line is (``SECTIONS``) and which cells it
+fills: a ``site`` line the ``COLUMNS``, an ``incident`` line ``site`` and the other
+``INCIDENT_COLUMNS``, a ``note`` line only ``note``; the other cells are empty."""
+SECTIONS = ("site", "incident", "note")
 NONE = "-"
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 
@@ -104,18 +109,25 @@ def rows(period: Period, objectives: Mapping[str, Slo | None]) -> list[Row]:
 
 
 def notes(period: Period) -> list[str]:
-    """What a reader must know about the figures: a month not over yet, raw checks no longer
-    kept for part of it, no checks at all."""
+    """What a reader must know about the figures: no checks at all, a month not over yet, raw
+    checks that start after the month does (a new install, or days past the retention)."""
     found = []
     if not period.sites:
         found.append(f"No checks are stored for {_month(period)}.")
     if period.now < period.end:
         found.append(f"The month is not over: figures up to {timestamp(period.now)}.")
-    if period.sites and (period.raw_since is None or period.raw_since > period.first):
-        since = "no day" if period.raw_since is None else str(period.raw_since)
+    if period.sites and period.raw_since is None:
         found.append(
-            f"Raw checks are kept from {since} on ({RETENTION_VAR}): incidents, "
-            "downtime and maintenance minutes cover only that part of the month."
+            f"No raw checks are stored ({RETENTION_VAR}): incidents, downtime and maintenance "
+            "minutes are missing."
+        )
+    elif period.sites and period.raw_since > period.first:
+        # On a new install the first day stored is simply the first day: say where raw checks
+        # start, not that some were dropped, which is true only past the retention.
+        found.append(
+            f"Raw checks start on {period.raw_since} (the first day stored, or the oldest that "
+            f"{RETENTION_VAR} keeps): incidents, downtime and maintenance minutes cover the "
+            "month from then on."
         )
     return found
 
@@ -128,24 +140,30 @@ def render(period: Period, objectives: Mapping[str, Slo | None], fmt: str) -> st
 
 
 def _csv(period: Period, objectives: Mapping[str, Slo | None]) -> str:
-    """The table, a blank line, then the incidents' table. Notes are not in it (a reader's
-    parser would trip on them): the command prints them apart."""
+    """One table (``CSV_COLUMNS``) that a spreadsheet or ``csv.reader`` imports whole: a line
+    per site, then a line per incident, then a line per note (a month not over, no checks)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    writer.writerows(_cells(row) for row in rows(period, objectives))
-    writer.writerow(())
-    writer.writerow(INCIDENT_COLUMNS)
+    blank_incident = ("",) * (len(INCIDENT_COLUMNS) - 1)
+    writer.writerow(CSV_COLUMNS)
+    for row in rows(period, objectives):
+        writer.writerow(("site", *_cells(row), *blank_incident, ""))
+    blank_site = ("",) * (len(COLUMNS) - 1)
     for incident in _incidents(period):
         writer.writerow(
             (
+                "incident",
                 incident.site,
+                *blank_site,
                 _iso(incident.start),
                 "" if incident.end is None else _iso(incident.end),
                 _minutes(_duration(incident, period)),
                 _spreadsheet_safe(_error(incident)),
+                "",
             )
         )
+    for note in notes(period):
+        writer.writerow(("note", *("",) * (len(CSV_COLUMNS) - 2), note))
     return out.getvalue()
 
 
