@@ -1,12 +1,15 @@
-"""Builders of the records that tests store and send, one for each record, shared by every suite."""
+"""Builders of the records that tests store and send, one for each record, shared by every suite;
+and of the sites files that tests write."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from sitewatch.observation import Observation
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+DAILY = "'0 0 * * *'"  # a schedule whose last tick is due at once, and the next out of the test
 
 
 def observation(site: str = "shop", at: datetime = T0, *, up: bool = True, **fields) -> Observation:
@@ -28,3 +31,10 @@ def observation(site: str = "shop", at: datetime = T0, *, up: bool = True, **fie
         "error_detail": None if up else "status 503",
     }
     return Observation(site=site, up=up, **{**defaults, **fields})
+
+
+def sites_file(names: Iterable[str], url: str, **keys) -> str:
+    """A sites file with a site of each of ``names``, all at ``url`` with the same ``keys``, each
+    written as given (``schedule="'0 0 * * *'"``, ``retries=0``)."""
+    settings = "".join(f"    {key}: {value}\n" for key, value in keys.items())
+    return "sites:\n" + "".join(f"  - name: {name}\n    url: {url}\n{settings}" for name in names)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 
+from tests.builders import DAILY, sites_file
 from tests.faults.stack import (  # noqa: F401
     Stack,
     private_airflow,
@@ -32,13 +33,9 @@ def test_runs_in_flight_when_the_broker_dies_fail_then_retry_and_lose_nothing(
     stack, server = private_airflow, site_server
     prefix = f"brk{uuid.uuid4().hex[:4]}"
     server.hold(SITES)
+    names = [f"{prefix}-{i:02d}" for i in range(SITES)]
     stack.set_sites(
-        "sites:\n"
-        + "".join(
-            f"  - name: {prefix}-{i:02d}\n    url: {server.url}\n    schedule: '0 0 * * *'\n"
-            "    retries: 3\n    retry_delay: 5s\n    timeout: 100s\n"
-            for i in range(SITES)
-        )
+        sites_file(names, server.url, schedule=DAILY, retries=3, retry_delay="5s", timeout="100s")
     )
     # The sites are unpaused at creation, so each DAG's run is due as soon as it is parsed.
     assert server.all_waiting.wait(300), f"only {server.requests} probes reached the site"

@@ -14,6 +14,7 @@ import signal
 import time
 import uuid
 
+from tests.builders import DAILY, sites_file
 from tests.faults.stack import (  # noqa: F401
     Stack,
     private_airflow,
@@ -36,11 +37,7 @@ def test_cold_start_with_200_due_sites(
     # is due at once); then stop everything and start Airflow cold, with all 200 due.
     stack.stop_component("scheduler", signal.SIGTERM)
     stack.set_sites(
-        "sites:\n"
-        + "".join(
-            f"  - name: {prefix}-{i:03d}\n    url: {server.url}\n    schedule: '0 0 * * *'\n"
-            for i in range(SITES)
-        )
+        sites_file([f"{prefix}-{i:03d}" for i in range(SITES)], server.url, schedule=DAILY)
     )
     stack.wait_dags({f"site_{prefix}-{i:03d}" for i in range(SITES)})
     started = time.monotonic()

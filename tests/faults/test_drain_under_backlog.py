@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 import pytest
 from confluent_kafka import Producer
 
-from sitewatch.observation import Observation
 from sitewatch.pipeline.publish import PRODUCER_GUARANTEES
 from sitewatch.pipeline.settings import IDLE_SECONDS_VAR, DrainSettings
+from tests.builders import DAILY, observation, sites_file
 from tests.faults.stack import (  # noqa: F401
     Stack,
     private_airflow,
@@ -94,7 +94,7 @@ def test_checks_are_stored_within_seconds_while_thousands_of_runs_are_due(
 
     def publish() -> datetime:
         now = datetime.now(UTC)
-        obs = Observation(site=marker, url=server.url, checked_at=now, up=True, scheduled_at=now)
+        obs = observation(marker, now, url=server.url)
         producer.produce(stack.env["SITEWATCH_TOPIC"], key=marker.encode(), value=obs.to_message())
         assert producer.flush(30) == 0
         published[now] = time.time()
@@ -114,14 +114,8 @@ def test_checks_are_stored_within_seconds_while_thousands_of_runs_are_due(
     # 2. SITES site DAGs registered with the scheduler stopped: all due when it starts
     try:
         stack.stop_component("scheduler", signal.SIGTERM)
-        stack.set_sites(
-            "sites:\n"
-            + "".join(
-                f"  - name: {prefix}-{i:04d}\n    url: {server.url}\n    schedule: '0 0 * * *'\n"
-                f"    retries: 0\n"
-                for i in range(SITES)
-            )
-        )
+        names = [f"{prefix}-{i:04d}" for i in range(SITES)]
+        stack.set_sites(sites_file(names, server.url, schedule=DAILY, retries=0))
         stack.wait_dags({f"site_{prefix}-{i:04d}" for i in range(SITES)}, timeout=600)
         stack.start_component("scheduler", **{IDLE_SECONDS_VAR: str(DrainSettings.idle_seconds)})
         backlog_from = time.monotonic()
