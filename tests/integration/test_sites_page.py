@@ -315,6 +315,36 @@ def test_the_pages_and_the_metrics_give_a_site_one_state_degraded_included(pg_co
     assert {f.name: f.state for f in figures} == {n: s for n, s in shown.items() if n != "gone"}
 
 
+def test_the_rows_the_page_reads_again_are_its_table_now_in_its_order(pg_connect, migrated):
+    """``/rows`` is what the Sites page's script puts in place of its table's body: the same
+    rows as a page loaded now, in the order asked, saying when they were read, never cached."""
+    store_batch(migrated, [check("shop", 5 * MINUTE, up=False), check("blog", 10 * MINUTE)])
+    clock = [NOW]
+    app = sites_app.create_app(
+        host(pg_connect), sites=dict, clock=lambda: clock[0], auth=lambda: None
+    )
+    client = TestClient(app)
+
+    page = client.get("/?sort=status").text
+    assert '<table id=sites data-sort="status" data-refresh="30">' in page
+    assert "<span id=read>read 2026-06-01 12:00:00 UTC</span>" in page and "<script>" in page
+    rows = client.get("/rows?sort=status")
+    assert rows.headers["cache-control"] == "no-store"
+    body = page[page.index("<tbody") : page.index("</tbody>") + len("</tbody>")]
+    assert rows.text == body
+    assert rows.text.startswith('<tbody data-read="read 2026-06-01 12:00:00 UTC">')
+    assert listing_order(rows.text) == ["shop", "blog"]
+    assert listing_order(client.get("/rows?sort=name").text) == ["blog", "shop"]
+    assert client.get("/rows?sort=nope").status_code == 400
+
+    clock[0] = NOW + MINUTE  # a minute on, and a check stored since
+    store_batch(migrated, [observation("shop", NOW + 30 * timedelta(seconds=1))])
+    later = client.get("/rows?sort=status").text
+    assert 'data-read="read 2026-06-01 12:01:00 UTC"' in later
+    assert listing_order(later) == ["blog", "shop"]  # shop is up again: the worst first
+    assert "30 s ago" in row_of(later, "shop") and "11 min ago" in row_of(later, "blog")
+
+
 def test_a_window_of_the_sites_file_shows_maintenance(pg_connect, migrated):
     store_batch(migrated, [check("shop", 5 * MINUTE), check("blog", 5 * MINUTE)])
     # 13:30 on Berlin's clocks is 11:30 UTC in June (CEST): in force at 12:00 UTC until 12:30

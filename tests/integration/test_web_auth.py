@@ -25,7 +25,7 @@ def client(pg_connect, migrated_schema, airflow_tokens, monkeypatch):
     return TestClient(app, follow_redirects=False)
 
 
-@pytest.mark.parametrize("path", ["/", "/sites/shop"])
+@pytest.mark.parametrize("path", ["/", "/rows", "/sites/shop"])
 def test_a_user_who_may_read_dags_gets_the_pages(client, airflow_tokens, path):
     for role in ("admin", "viewer"):
         token = airflow_tokens(role)
@@ -33,7 +33,7 @@ def test_a_user_who_may_read_dags_gets_the_pages(client, airflow_tokens, path):
         assert answer.status_code == 200, (role, answer.text)
 
 
-@pytest.mark.parametrize("path", ["/", "/sites/shop"])
+@pytest.mark.parametrize("path", ["/", "/rows", "/sites/shop"])
 def test_a_user_who_may_not_read_dags_is_refused(client, airflow_tokens, path):
     answer = client.get(path, headers={"Authorization": f"Bearer {airflow_tokens(None)}"})
     assert answer.status_code == 403
@@ -47,3 +47,12 @@ def test_without_a_token_a_browser_goes_to_the_login_page_and_a_client_gets_401(
     assert client.get("/").status_code == 401
     forged = client.get("/", cookies={"_token": "not-a-jwt"})
     assert forged.status_code == 401
+    # the page's script asks for its rows without text/html: a lapsed login is a 401 it shows,
+    # not the login page's HTML taken for rows
+    assert client.get("/rows").status_code == 401
+
+
+def test_the_pages_script_reads_its_rows_with_the_login_cookie(client, airflow_tokens):
+    client.cookies.set("_token", airflow_tokens("viewer"))  # as the UI sets it at login
+    answer = client.get("/rows")
+    assert answer.status_code == 200 and answer.text.startswith("<tbody data-read=")

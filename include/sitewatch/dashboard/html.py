@@ -40,11 +40,13 @@ td.cell .loc{display:block;text-align:center}
 """
 
 
-def page(title: str, body: str) -> str:
-    """A whole HTML document: ``title`` (escaped here) and ``body`` (HTML, escaped by its maker)."""
+def page(title: str, body: str, script: str = "") -> str:
+    """A whole HTML document: ``title`` (escaped here), ``body`` (HTML, escaped by its maker)
+    and an inline ``script`` run after it (a constant of this package, never data)."""
+    tail = f"<script>{script}</script>" if script else ""
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}'
-        f"</title><style>{CSS}</style></head><body>{body}</body></html>"
+        f"</title><style>{CSS}</style></head><body>{body}{tail}</body></html>"
     )
 
 

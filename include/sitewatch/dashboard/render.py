@@ -1,8 +1,9 @@
 """HTML for the dashboard: the sites listing and a site's page with an inline SVG chart.
 
-Server-rendered and self-contained (inline CSS and SVG, no script, no external asset), so the page
-works in the Airflow UI's iframe, in a tab of its own and on a network without internet. Every
-value from the database passes through ``escape``, and only an http(s) URL becomes a link.
+Server-rendered and self-contained (inline CSS and SVG, no external asset; the one script is the
+Sites page's own refresh, ``refresh``), so the page works in the Airflow UI's iframe, in a tab of
+its own and on a network without internet. Every value from the database passes through
+``escape``, and only an http(s) URL becomes a link.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from urllib.parse import quote
 
 from sitewatch.config.maintenance import InMaintenance, maintenance_at
 from sitewatch.config.site import Site
-from sitewatch.dashboard import budget, locations, status
+from sitewatch.dashboard import budget, locations, refresh, status
 from sitewatch.dashboard import maintenance as maint
 from sitewatch.dashboard.html import badge, page, timestamp
 from sitewatch.dashboard.report import FORMATS as REPORT_FORMATS
@@ -89,8 +90,35 @@ def listing(
     maintenance: Mapping[str, InMaintenance] | None = None,
     sort: str = "name",
 ) -> str:
-    """The Sites page: one table row per (site name, summary or None, state), in the order
-    ``sort`` (``status.SORTS``; ValueError for another).
+    """The Sites page: the table of ``listing_rows`` (the same arguments), and the script that
+    reads them again every ``refresh.EVERY_SECONDS`` in the same order (``refresh``)."""
+    options = dict(budgets=budgets, maintenance=maintenance, sort=sort)
+    body = (
+        f"<h1>Sites</h1><p class=muted>{_count(len(rows), 'site')} · "
+        f"<span id=read>{_read(now)}</span> · "
+        "uptime counts final attempts outside maintenance; 7 d and 30 d are UTC days including "
+        "today; budget left is over each site's SLO window (by hours), burn over its "
+        "shortest alerting window</p>"
+        f'{_reports(now)}<table id=sites data-sort="{escape(sort)}" '
+        f'data-refresh="{refresh.EVERY_SECONDS}"><thead>{_head(sort)}</thead>'
+        f"{listing_rows(rows, now, ui_base, several, **options)}</table>"
+    )
+    return page("Sites · sitewatch", body, refresh.SCRIPT)
+
+
+def listing_rows(
+    rows: Sequence[tuple[str, SiteSummary | None, str]],
+    now: datetime,
+    ui_base: str = "",
+    several: Mapping[str, status.LocationsView] | None = None,
+    *,
+    budgets: Mapping[str, budget.Budget] | None = None,
+    maintenance: Mapping[str, InMaintenance] | None = None,
+    sort: str = "name",
+) -> str:
+    """The Sites page's table body: one row per (site name, summary or None, state), in the
+    order ``sort`` (``status.SORTS``; ValueError for another), as a ``<tbody>`` whose
+    ``data-read`` says when its figures were read ("read 2026-03-10 12:00:00 UTC").
 
     several: the sites checked from several locations (by name), whose Status cell also shows
     the locations (``locations.status_cell``). budgets: the sites with an SLO (the others show
@@ -110,15 +138,11 @@ def listing(
         for name, s, state in sorted(rows, key=key)
     ]  # fmt: skip
     empty = f'<tr><td colspan="{len(_COLUMNS)}" class="muted">No sites yet.</td></tr>'
-    body = (
-        f"<h1>Sites</h1><p class=muted>{_count(len(rows), 'site')} · {timestamp(now)} · "
-        "uptime counts final attempts outside maintenance; 7 d and 30 d are UTC days including "
-        "today; budget left is over each site's SLO window (by hours), burn over its "
-        "shortest alerting window</p>"
-        f"{_reports(now)}<table id=sites><thead>{_head(sort)}</thead>"
-        f"<tbody>{''.join(lines) or empty}</tbody></table>"
-    )
-    return page("Sites · sitewatch", body)
+    return f'<tbody data-read="{_read(now)}">{"".join(lines) or empty}</tbody>'
+
+
+def _read(now: datetime) -> str:
+    return f"read {timestamp(now)}"
 
 
 def _head(sort: str) -> str:

@@ -1,5 +1,6 @@
-"""The dashboard's FastAPI app: the Sites page, a site's page, the report download and the
-metrics, all read from storage, behind the login of the platform that serves it.
+"""The dashboard's FastAPI app: the Sites page (and its table's rows, which the page reads again
+on its own), a site's page, the report download and the metrics, all read from storage, behind
+the login of the platform that serves it.
 
 Airflow mounts plugin apps without authentication, so every route here depends on
 ``authorized``: it resolves the caller with the host's ``user`` (Airflow's ``get_user``: the
@@ -213,8 +214,9 @@ def create_app(
 
     # Plain ``def`` routes: FastAPI runs them in its thread pool, so a slow query never blocks
     # the API server's event loop.
-    @app.get("/", response_class=HTMLResponse, dependencies=[Depends(auth)])
-    def listing(sort: str = "name") -> str:
+    def read_listing(sort: str, write: Callable[..., str]) -> str:
+        """``write`` (``render.listing`` or ``render.listing_rows``) of every site's figures
+        read now, in the order ``sort``; HTTP 400 for an unknown order."""
         if sort not in site_status.SORTS:
             expected = ", ".join(site_status.SORTS)
             raise HTTPException(
@@ -238,9 +240,20 @@ def create_app(
             conn.close()
         rows, views = _listing_rows(names, configured, summaries, checks, latest, verdicts, now)
         in_maintenance = maintenance.in_maintenance(configured, names, mutes, now)
-        return render.listing(
+        return write(
             rows, now, ui_base(), views, budgets=budgets, maintenance=in_maintenance, sort=sort
         )
+
+    @app.get("/", response_class=HTMLResponse, dependencies=[Depends(auth)])
+    def listing(sort: str = "name") -> str:
+        return read_listing(sort, render.listing)
+
+    @app.get("/rows", response_class=HTMLResponse, dependencies=[Depends(auth)])
+    def listing_rows(sort: str = "name") -> Response:
+        """The Sites page's table body as of now (``render.listing_rows``), which the page's
+        script reads every ``dashboard.refresh.EVERY_SECONDS``: never cached."""
+        rows = read_listing(sort, render.listing_rows)
+        return HTMLResponse(rows, headers={"Cache-Control": "no-store"})
 
     @app.get("/sites/{name}", response_class=HTMLResponse, dependencies=[Depends(auth)])
     def site(name: str) -> str:
