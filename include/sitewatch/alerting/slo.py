@@ -158,9 +158,10 @@ def window_days(slo: Slo, now: datetime) -> tuple[date, date]:
 
 def budget_series(days: Sequence[tuple[date, Tally]], slo: Slo) -> list[tuple[date, float | None]]:
     """The error budget left after each day (``storage.slo.daily_tallies`` over
-    ``window_days``): 1 - the bad checks so far / the bad checks the whole series allows
-    (``budget x`` its checks), so the last point is the series' ``budget_left``. All None
-    without checks.
+    ``window_days``) from the first day with checks: 1 - the bad checks so far / the bad
+    checks the whole series allows (``budget x`` its checks), so the last point is the
+    series' ``budget_left``. The days before the first check are left out, so a site checked
+    for minutes has one point, not a window of 100%; empty without checks.
 
     Trade-off: days are whole UTC days of the daily rollup, so the series covers up to a day
     more than the window, and its last point can differ a little from ``budget_left`` over the
@@ -170,6 +171,8 @@ def budget_series(days: Sequence[tuple[date, Tally]], slo: Slo) -> list[tuple[da
     series: list[tuple[date, float | None]] = []
     bad = 0
     for day, tally in days:
+        if not series and not tally.checks:
+            continue
         bad += tally.bad
         rate = burn_rate(bad, total, slo)
         series.append((day, None if rate is None else 1 - rate))

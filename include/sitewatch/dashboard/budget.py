@@ -147,9 +147,18 @@ def section(site: SiteBudget | None, slo: Slo | None, now: datetime) -> str:
     return (
         f"<h2>Objective</h2><div class=cards id=objective>{html}</div>"
         f"<h3>Burn-rate alerts</h3>{_rules_table(site.rules)}"
-        f"<h3>Error budget left over the last {format_duration(slo.window)} (UTC days)</h3>"
-        f"{chart(site.series)}"
+        f"<h3>{_chart_title(site.series, slo, now)}</h3>{chart(site.series)}"
     )
+
+
+def _chart_title(series: Sequence[tuple[date, float | None]], slo: Slo, now: datetime) -> str:
+    """The budget chart's heading: over the SLO's window, or since the first day with checks
+    when that is later (the series starts there)."""
+    window = format_duration(slo.window)
+    if series and series[0][0] > (now - slo.window).date():
+        since = series[0][0]
+        return f"Error budget left since the first check, {since} (UTC days; window {window})"
+    return f"Error budget left over the last {window} (UTC days)"
 
 
 def _latency(site: SiteBudget, slo: Slo) -> str:
@@ -194,7 +203,8 @@ def _rule_state(rule: RuleBurn) -> str:
 
 def chart(series: Sequence[tuple[date, float | None]], width: int = 900, height: int = 200) -> str:
     """An inline SVG of the budget left after each day: a line through the days with checks, a
-    dot per day (its value on hover), the 0% line red when the budget is overspent."""
+    dot per day (its value on hover), the 0% line red when the budget is overspent; its first
+    and last day labelled, or its one day under its point."""
     left, right, top, bottom = 56, 10, 10, 24
     plot_w, plot_h = width - left - right, height - top - bottom
     values = [v for _, v in series if v is not None]
@@ -223,8 +233,11 @@ def chart(series: Sequence[tuple[date, float | None]], width: int = 900, height:
     labels = (
         f'<text x="{left}" y="{height - 6}">{series[0][0]}</text>'
         f'<text x="{width - right}" y="{height - 6}" text-anchor="end">{series[-1][0]}</text>'
-        if series
-        else ""
+        if len(series) > 1
+        else "".join(  # one day: one label, under its point
+            f'<text x="{x(0):.1f}" y="{height - 6}" text-anchor="middle">{day}</text>'
+            for day, _ in series
+        )
     )
     empty = (
         ""

@@ -19,6 +19,7 @@ from sitewatch.dashboard import budget, locations, refresh, status
 from sitewatch.dashboard import maintenance as maint
 from sitewatch.dashboard.html import badge, page, timestamp
 from sitewatch.dashboard.report import FORMATS as REPORT_FORMATS
+from sitewatch.dashboard.timeaxis import axis_start, end_labels, tick_label, ticks
 from sitewatch.names import site_dag_id
 from sitewatch.observation import HTTP_URL
 from sitewatch.storage.mutes import Mute
@@ -262,7 +263,7 @@ def site_page(
         f'<p><a href="../">← Sites</a></p><h1>{escape(name)}</h1>'
         f"<p>DAG {_dag_link(ui_base, name)}{url}</p>{_parents(site)}"
         f"<div class=cards>{card_html}</div>{runs}"
-        f"<h2>Response time, last 24 h (final attempts)</h2>{chart(series, now)}"
+        f"{_chart_section(s, series, now)}"
         f"{budget.section(objective, site.slo if site else None, now)}"
         f"<h2>Maintenance</h2>{maint.windows_table(windows, mutes, now)}"
         f"<h2>Recent attempts</h2>{_attempts_table(attempts, with_location)}"
@@ -313,22 +314,44 @@ def _attempts_table(attempts: Sequence[Attempt], with_location: bool = False) ->
     )
 
 
+def _chart_section(
+    summary: SiteSummary | None,
+    series: Sequence[tuple[datetime, float | None, bool, bool]],
+    now: datetime,
+) -> str:
+    """The response-time heading and chart: over the last 24 h, or from the first check of a
+    site that has none older (every check of its 30 days is in the last 24 hours)."""
+    new = bool(series) and summary is not None and summary.checks_30d <= summary.checks_24h
+    if not new:
+        return f"<h2>Response time, last 24 h (final attempts)</h2>{chart(series, now)}"
+    first = series[0][0]
+    return (
+        f"<h2>Response time since the first check, {status.age(first, now)} (final attempts)"
+        f"</h2>{chart(series, now, first=first)}"
+    )
+
+
 def chart(
-    series: Sequence[tuple[datetime, float | None, bool]],
+    series: Sequence[tuple[datetime, float | None, bool, bool]],
     now: datetime,
     span: timedelta = timedelta(hours=24),
     width: int = 900,
     height: int = 220,
+    *,
+    first: datetime | None = None,
 ) -> str:
-    """An inline SVG of response times over ``span`` up to ``now``: a line through the checks
-    that were up, a red dot for each that was down (at its time, or on the axis if it had no
+    """An inline SVG of response times over ``span`` up to ``now``, or from ``first`` (a site's
+    first check) when that is later (``timeaxis.axis_start``): a line through the checks that
+    were up, a red dot for each that was down (at its time, or on the axis if it had no
     response), and a shaded band over each stretch of checks in maintenance (``series``: (at,
-    ms, up, maintenance), oldest first)."""
+    ms, up, maintenance), oldest first). The axis's ends and round times are labelled, with
+    their dates where it crosses a UTC day; ``data-start`` holds where it starts."""
     left, right, top, bottom = 56, 10, 10, 24
     plot_w, plot_h = width - left - right, height - top - bottom
     values = [ms for _, ms, _, _ in series if ms is not None]
     peak = max(values, default=0.0) * 1.1 or 100.0
-    start = now - span
+    start = axis_start(first, now, span)
+    span = now - start
 
     def xy(at: datetime, ms: float | None) -> tuple[float, float]:
         x = left + plot_w * min(max((at - start) / span, 0.0), 1.0)
@@ -360,10 +383,8 @@ def chart(
         f'y="{top + plot_h * f + 4:.1f}" text-anchor="end">{peak * (1 - f):,.0f} ms</text>'
         for f in (0.0, 0.5, 1.0)
     )
-    labels = (
-        f'<text x="{left}" y="{height - 6}">{start:%H:%M}</text>'
-        f'<text x="{width - right}" y="{height - 6}" text-anchor="end">{now:%H:%M} UTC</text>'
-    )
+    labels = _time_labels(start, now, lambda at: xy(at, None)[0], (left, width - right, top),
+                          height)  # fmt: skip
     empty = (
         ""
         if series
@@ -373,9 +394,31 @@ def chart(
     path = f'<polyline fill="none" stroke="#3182ce" stroke-width="1.5" points="{line}"/>'
     return (
         f'<svg id=chart role="img" aria-label="response time" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">'
+        f'data-start="{start.isoformat()}" viewBox="0 0 {width} {height}" '
+        f'xmlns="http://www.w3.org/2000/svg">'
         f"{bands}{grid}{labels}{path if line else ''}{dots}{empty}</svg>"
     )
+
+
+def _time_labels(start: datetime, end: datetime, x, box: tuple, height: int) -> str:
+    """The time axis's labels: both ends (``timeaxis.end_labels``), and a faint line and a label
+    at each round time (``timeaxis.ticks``) not too near an end's label to read."""
+    left, right, top = box
+    first, last = end_labels(start, end)
+    text = (
+        f'<text x="{left}" y="{height - 6}" data-axis=start>{first}</text>'
+        f'<text x="{right}" y="{height - 6}" text-anchor="end" data-axis=end>{last}</text>'
+    )
+    for at in ticks(start, end):
+        at_x = x(at)
+        if at_x < left + 130 or at_x > right - 130:  # the ends' labels are about 100 px wide
+            continue
+        text += (
+            f'<line x1="{at_x:.1f}" x2="{at_x:.1f}" y1="{top}" y2="{height - 24}" '
+            f'stroke="#edf2f7"/><text x="{at_x:.1f}" y="{height - 6}" text-anchor="middle" '
+            f"data-axis=tick>{tick_label(at)}</text>"
+        )
+    return text
 
 
 def _maintenance_stretches(series) -> list[tuple[datetime, datetime]]:
