@@ -644,12 +644,12 @@ def test_concurrent_requests_for_a_closed_month_read_it_once_then_never_again(ma
     assert [answer.status_code for answer in answers] == [200] * len(paths)
     assert gate.calls == [date(2026, 5, 1)]  # one read for all eight, whatever the format
     assert answers[0].text == answers[3].text and answers[0].text.splitlines()[1] == (
-        "shop,66.66,5.0,1,0.0,99,no"
+        "site,shop,66.66,5.0,1,0.0,99,no,,,,,"
     )
     # May ended more than the verdict sweep's horizon ago: later requests read nothing
     objectives["shop"] = Slo(50.0)  # the sites file's targets are applied per request
     later = client.get("/report?month=2026-05")
-    assert later.text.splitlines()[1] == "shop,66.66,5.0,1,0.0,50,yes"
+    assert later.text.splitlines()[1] == "site,shop,66.66,5.0,1,0.0,50,yes,,,,,"
     assert gate.calls == [date(2026, 5, 1)]
 
 
@@ -661,13 +661,15 @@ def test_a_cached_month_is_read_again_once_its_data_changed(may, migrated, gate)
     assert len(gate.calls) == 1
     # a check of May stored late (a drain that caught up): the rollup's sums changed
     store_batch(migrated, [check("shop", NOW - datetime(2026, 5, 20, 8, tzinfo=UTC))])
-    assert client.get("/report?month=2026-05").text.splitlines()[1] == "shop,75.00,5.0,1,0.0,99,no"
+    assert client.get("/report?month=2026-05").text.splitlines()[1] == (
+        "site,shop,75.00,5.0,1,0.0,99,no,,,,,"
+    )
     assert len(gate.calls) == 2
     # retention dropped the day with the incident: raw_since moved, the incident went with it
     with transaction(migrated, "drop a day") as cur:
         cur.execute("DROP TABLE site_checks_p20260510")
     text = client.get("/report?month=2026-05").text
-    assert text.splitlines()[1] == "shop,75.00,0.0,0,0.0,99,no" and len(gate.calls) == 3
+    assert text.splitlines()[1] == "site,shop,75.00,0.0,0,0.0,99,no,,,,," and len(gate.calls) == 3
     # the month not over yet (June, at NOW) is read for every request
     client.get("/report?month=2026-06")
     client.get("/report?month=2026-06")
