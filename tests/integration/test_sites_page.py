@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from http import HTTPStatus
 
 import pytest
 from fastapi.testclient import TestClient
@@ -103,6 +104,33 @@ def test_a_name_no_site_can_have_is_a_404_without_a_query(pg_connect, monkeypatc
 def test_an_unknown_valid_name_is_still_a_404(client, migrated_schema):
     answer = client.get("/sites/nosuchsite")
     assert answer.status_code == 404
+
+
+BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+
+@pytest.mark.parametrize(
+    ("path", "code", "message"),
+    [
+        ("/sites/nope", 404, "no site named &#x27;nope&#x27;"),
+        ("/sites/%3Cb%3E", 404, "no site named &#x27;&lt;b&gt;&#x27;"),
+        ("/no/such/page", 404, "Not Found"),
+        ("/?sort=uptime", 400, "sort &#x27;uptime&#x27;: expected one of name, status"),
+        ("/report?month=2026-13", 400, "month &#x27;2026-13&#x27;: expected YYYY-MM"),
+    ],
+)
+def test_a_browser_gets_errors_as_pages_in_the_dashboards_style(
+    client, migrated_schema, path, code, message
+):
+    answer = client.get(path, headers=BROWSER)
+    assert answer.status_code == code
+    assert answer.headers["content-type"].startswith("text/html")
+    assert answer.text.startswith("<!doctype html>") and "<style>" in answer.text
+    assert f"<h1>{code} {HTTPStatus(code).phrase}</h1>" in answer.text
+    assert message in answer.text and "<b>" not in answer.text
+    assert '<a href="/">← Sites</a>' in answer.text  # the app's root, wherever it is mounted
+    # a script or an API client still gets JSON
+    assert client.get(path).json()["detail"]
 
 
 def test_a_site_with_several_locations_shows_them_and_its_verdict(

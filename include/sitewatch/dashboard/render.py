@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from html import escape
+from http import HTTPStatus
 from urllib.parse import quote
 
 from sitewatch.config.maintenance import InMaintenance, maintenance_at
@@ -30,6 +31,18 @@ def unavailable(reason: str) -> str:
     """The page shown when the results database cannot answer (unreachable, tables missing)."""
     body = f'<h1>Sites</h1><p class="unavailable">The results are unavailable: {escape(reason)}</p>'
     return page("Sites: unavailable", body)
+
+
+def error_page(code: int, message: str, home: str) -> str:
+    """The page of an HTTP error (404 for an unknown site, 400 for a bad parameter, ...) in the
+    pages' style: its code and phrase as the heading, ``message`` (escaped here) under it, and
+    a link back to the Sites page at ``home``."""
+    phrase = HTTPStatus(code).phrase
+    body = (
+        f'<p><a href="{escape(home)}">← Sites</a></p><h1>{code} {escape(phrase)}</h1>'
+        f'<p class="err" id=error data-status="{code}">{escape(message)}</p>'
+    )
+    return page(f"{phrase} · sitewatch", body)
 
 
 def _dag_link(ui_base: str, site: str) -> str:

@@ -9,6 +9,10 @@ which the browser also sends to this page in the UI's iframe or a tab of its own
 ``may_read`` whether that user may read DAGs: all DAGs for the listing, ``site_<name>`` for a
 site's page. A browser without a valid token is redirected to the login page (and back here
 after it); any other client gets 401. Airflow's side of it is ``sitewatch.airflow.web_app``.
+
+An error (an unknown site, a bad parameter, a refused login) is a page in the dashboard's style
+for a browser (a request that accepts ``text/html``) and FastAPI's ``{"detail": ...}`` JSON for
+any other client.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sitewatch.dashboard import maintenance, render, report, report_cache
 from sitewatch.dashboard import status as site_status
@@ -207,6 +213,16 @@ def create_app(
     async def _unavailable(request: Request, exc: StorageError) -> Response:
         log.warning("sites page: results unavailable: %s", exc)
         return HTMLResponse(render.unavailable(str(exc)), status.HTTP_503_SERVICE_UNAVAILABLE)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _error(request: Request, exc: StarletteHTTPException) -> Response:
+        # A browser (it asks for HTML) gets a page in the dashboard's style; scripts and API
+        # clients keep FastAPI's JSON ``{"detail": ...}``.
+        if "text/html" not in request.headers.get("accept", ""):
+            return await http_exception_handler(request, exc)
+        home = request.scope.get("root_path", "") + "/"
+        text = render.error_page(exc.status_code, str(exc.detail), home)
+        return HTMLResponse(text, exc.status_code, headers=exc.headers)
 
     @app.exception_handler(_LoginRequired)
     async def _to_login(request: Request, exc: _LoginRequired) -> Response:
