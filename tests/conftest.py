@@ -102,6 +102,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):  # of LocalSite
         agent = self.headers.get("User-Agent", "")
         by_agent = [r for part, r in self.server.reply_by_agent.items() if part in agent]
         status, body = by_agent[0] if by_agent else self.server.reply
+        path = self.path.split("?")[0]
+        status, body = self.server.reply_by_path.get(path, (status, body))
+        time.sleep(self.server.delay_by_path.get(path, 0.0))
         data = body.encode()
         self.send_response(status)
         self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -117,7 +120,9 @@ class LocalSite(http.server.ThreadingHTTPServer):
     """A local HTTP site in a thread: ``reply = (status, body)``; ``url``; ``seen_headers`` (one
     dict per request). ``reply_by_agent[text] = (status, body)`` answers so a request whose
     User-Agent contains ``text``: a location, since the probe names its location there
-    (``sitewatch.probe.transport.user_agent``). Use it as a context manager."""
+    (``sitewatch.probe.transport.user_agent``). ``reply_by_path["/down"] = (status, body)``
+    answers so a request for that path, and ``delay_by_path["/slow"] = seconds`` answers it
+    that much later: several sites on one server. Use it as a context manager."""
 
     daemon_threads = True
 
@@ -125,6 +130,8 @@ class LocalSite(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.reply = (200, "<html>ok</html>")
         self.reply_by_agent: dict[str, tuple[int, str]] = {}
+        self.reply_by_path: dict[str, tuple[int, str]] = {}
+        self.delay_by_path: dict[str, float] = {}
         self.seen_headers: list[dict] = []
         self.url = f"http://127.0.0.1:{self.server_port}/"
 

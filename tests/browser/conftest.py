@@ -13,8 +13,11 @@ judges the verdict as it would across real places. ``several_locations`` adds an
 runs (a down one, a missing location, a retry) so that the page's run matrix has them to show.
 
 Both have an ``slo``, and ``MAINT_SITE`` is in a maintenance window of the sites file for the
-whole session; ``slo_history`` adds a day of older checks and rolls the hours up, so that the
-Sites page has error budgets to show (its screenshot is the README's).
+whole session, and down (the watched site answers its path 503); ``slo_history`` adds a day of
+older checks and rolls the hours up, so that the Sites page has error budgets to show (its
+screenshot is the README's), and the last hour's checks of ``MAINT_SITE`` (the first before its
+window) and of ``SLOW_SITE``, which is up but slower than its ``degraded_ms`` (the watched site
+answers its path late).
 """
 
 from __future__ import annotations
@@ -66,6 +69,11 @@ REFUSED = "us-east"
 MULTI_RETRIES = 1
 MAINT_SITE = "docs-web"
 MAINT_REASON = "moving to a new host"
+MAINT_PATH = "/down"
+"""Where the watched site answers 503: ``MAINT_SITE`` is down in its window."""
+SLOW_SITE = "slow-web"
+SLOW_PATH, SLOW_SECONDS, DEGRADED_MS = "/slow", 0.3, 150
+"""``SLOW_SITE`` is answered ``SLOW_SECONDS`` late, above its ``degraded_ms``: degraded."""
 HISTORY_CHECKS = 288
 """Checks of a day before the last 24 hours that ``slo_history`` stores for each single-location
 site: every 5 minutes, one of SITE's down (99% over 30 days: 65.2% of its budget left)."""
@@ -114,6 +122,8 @@ def watched_site():
     with LocalSite() as site:
         site.reply = (200, "<html><body>hello from the watched site</body></html>")
         site.reply_by_agent[user_agent(REFUSED)] = (503, "<html><body>refused</body></html>")
+        site.reply_by_path[MAINT_PATH] = (503, "<html><body>moving</body></html>")
+        site.delay_by_path[SLOW_PATH] = SLOW_SECONDS
         yield site.url
 
 
@@ -137,7 +147,8 @@ def airflow(watched_site) -> Iterator[Airflow]:
 
 
 def sites_file(watched_site: str) -> str:
-    """``SITE``, ``MULTI_SITE`` and ``MAINT_SITE`` (in maintenance for the whole session)."""
+    """``SITE``, ``MULTI_SITE``, ``MAINT_SITE`` (in maintenance for the whole session, down)
+    and ``SLOW_SITE`` (degraded)."""
     now = datetime.now(UTC).replace(microsecond=0)
     start, end = (now + timedelta(hours=h) for h in (-1, 3))  # the whole session, and more
     window = f"{{start: '{start.isoformat()}', end: '{end.isoformat()}', reason: {MAINT_REASON}}}"
@@ -160,12 +171,18 @@ def sites_file(watched_site: str) -> str:
         f"    tags: [{SITE_TAG}]\n"
         "    slo: {target: 95, window: 7d}\n"
         f"  - name: {MAINT_SITE}\n"
-        f"    url: {watched_site}\n"
+        f"    url: {watched_site.rstrip('/')}{MAINT_PATH}\n"
         "    schedule: 1h\n"
         "    retries: 0\n"
         f"    tags: [{SITE_TAG}]\n"
         "    slo: {target: 99.5, window: 30d}\n"
         f"    maintenance: [{window}]\n"
+        f"  - name: {SLOW_SITE}\n"
+        f"    url: {watched_site.rstrip('/')}{SLOW_PATH}\n"
+        "    schedule: 1h\n"
+        "    retries: 0\n"
+        f"    degraded_ms: {DEGRADED_MS}\n"
+        f"    tags: [{SITE_TAG}]\n"
     )
 
 
@@ -221,8 +238,10 @@ def several_locations(airflow, watched_site) -> list[datetime]:
 @pytest.fixture(scope="module")
 def slo_history(airflow, watched_site, several_locations) -> None:
     """A day of older checks of ``SITE`` and ``MAINT_SITE`` (``HISTORY_CHECKS`` each, from 49 to
-    25 hours ago, so the last 24 hours are the stack's own), then the hourly rollup refreshed as
-    the maintenance DAG does, for these and ``several_locations``' runs: the SLO figures read it.
+    25 hours ago, so the last 24 hours of ``SITE`` are the stack's own), then the hourly rollup
+    refreshed as the maintenance DAG does, for these and ``several_locations``' runs: the SLO
+    figures read it. And the last hour's checks (``recent_states``) of ``MAINT_SITE`` and
+    ``SLOW_SITE``, as their own DAGs make them, so the pages have their states to show at once.
     """
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=49)
     observations = [
@@ -238,9 +257,28 @@ def slo_history(airflow, watched_site, several_locations) -> None:
         for at in [start + timedelta(minutes=5 * i)]
         for site, up in ((SITE, i != 100), (MAINT_SITE, True))
     ]
+    observations += recent_states(watched_site)
     with airflow.results() as conn:
         store_batch(conn, observations)
         refresh_hourly(conn, datetime.now(UTC), late_hours=72)
+
+
+def recent_states(url: str) -> list[Observation]:
+    """``MAINT_SITE``'s checks 70, 40 and 20 minutes ago: up before its window (which began an
+    hour before the session), then down in it, stored marked ``maintenance`` as the task marks
+    them; ``SLOW_SITE``'s 40 and 20 minutes ago, up and slower than its ``degraded_ms``."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    maint = [
+        observation(MAINT_SITE, now - timedelta(minutes=m), up=m > 60, maintenance=m < 60,
+                    url=url.rstrip("/") + MAINT_PATH, response_time_ms=20.0 + m)
+        for m in (70, 40, 20)
+    ]  # fmt: skip
+    slow = [
+        observation(SLOW_SITE, now - timedelta(minutes=m), url=url.rstrip("/") + SLOW_PATH,
+                    response_time_ms=1000 * SLOW_SECONDS + m)
+        for m in (40, 20)
+    ]  # fmt: skip
+    return maint + slow
 
 
 def _attempts(url: str, at: datetime, location: str, ms: float, down: bool, retried: bool):

@@ -1,6 +1,7 @@
 """The Airflow UI end to end in headless Chromium: log in, see the site DAGs, trigger one, read
-its log, find the result on the Sites dashboard (which only logged-in users may open), and mute
-a site from the ``sitewatch_mute`` trigger form.
+its log, find the result on the Sites dashboard (which only logged-in users may open), see a
+slow site degraded and a down site in maintenance as both, watch the Sites page refresh itself,
+and mute a site from the ``sitewatch_mute`` trigger form.
 
 The tests share one logged-in page and run in file order: each builds on what the one before did.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import pytest
 import requests
 
 from sitewatch.names import MUTE_DAG_ID
+from sitewatch.storage.checks import store_batch
 from sitewatch.storage.schema import SCHEMA_VERSION
 from sitewatch.storage.schema import version as schema_version
 from tests.browser.conftest import (
@@ -29,9 +32,13 @@ from tests.browser.conftest import (
     ROOT,
     SITE,
     SITE_TAG,
+    SLOW_PATH,
+    SLOW_SECONDS,
+    SLOW_SITE,
     shot,
     wait_for,
 )
+from tests.builders import observation
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(600)]
 
@@ -151,6 +158,79 @@ def test_sites_page_shows_the_checked_site(page, airflow, several_locations, slo
     objective = frame.get_by_role("heading", name="Objective", exact=True)
     objective.evaluate("heading => heading.scrollIntoView()")  # to the top of the frame
     publish(shot(page, "site-budget"), "site-budget.png")
+
+
+def test_a_slow_site_is_degraded_on_both_pages(page, airflow, slo_history):
+    page.goto(f"{airflow.url}/sitewatch/")
+    badge = page.locator(f'tr[data-site="{SLOW_SITE}"] [data-state]').first
+    assert badge.get_attribute("data-state") == "degraded"
+    up = page.locator(f'tr[data-site="{SITE}"] [data-state="up"]').first
+    colour = "element => getComputedStyle(element).backgroundColor"
+    assert badge.evaluate(colour) != up.evaluate(colour)  # a colour of its own
+    page.get_by_role("link", name=SLOW_SITE, exact=True).click()
+    status_card = page.locator(".card", has_text="Status")
+    assert status_card.locator("[data-state]").get_attribute("data-state") == "degraded"
+
+
+def test_a_down_site_in_maintenance_shows_both_and_its_attempts_in_it(page, airflow, slo_history):
+    page.goto(f"{airflow.url}/sitewatch/")
+    row = page.locator(f'tr[data-site="{MAINT_SITE}"]')
+    states = [b.get_attribute("data-state") for b in row.locator("[data-state]").all()]
+    assert states == ["maintenance", "down"] and "maintenance · down" in row.inner_text()
+    page.get_by_role("link", name=MAINT_SITE, exact=True).click()
+    status_card = page.locator(".card", has_text="Status")
+    assert [b.get_attribute("data-state") for b in status_card.locator("[data-state]").all()] == [
+        "maintenance",
+        "down",
+    ]
+
+    # recent_states' check before the window (answered in 90 ms) is not marked; the two in it
+    # (60 and 40 ms) are, in the table and as one shaded stretch of the chart
+    def attempt(ms: int):
+        cell = page.locator("td", has_text=re.compile(rf"^{ms} ms$"))
+        return page.locator("table#attempts tbody tr", has=cell)
+
+    assert [attempt(ms).get_attribute("data-in-maintenance") for ms in (90, 60, 40)] == [
+        None,
+        "",
+        "",
+    ]
+    assert "maintenance" in attempt(40).locator("td").nth(3).inner_text()
+    assert page.locator("svg#chart rect[data-maintenance-band]").count() == 1
+    publish(shot(page, "site-maintenance"), "site-maintenance.png")
+
+
+def test_the_sites_page_refreshes_its_figures_on_its_own(page, airflow, watched_site, slo_history):
+    # A page of its own whose timers run on Playwright's clock: its 30 s pass at once.
+    fresh = page.context.new_page()
+    try:
+        fresh.clock.install()
+        fresh.goto(f"{airflow.url}/sitewatch/?sort=status")
+        fresh.evaluate("window.notReloaded = true")
+        read = fresh.locator("#read")
+        before, row = read.inner_text(), fresh.locator(f'tr[data-site="{SLOW_SITE}"]')
+        last_check = row.locator("td").nth(2).inner_text()
+        assert before.startswith("read ") and last_check.endswith(" ago")
+
+        def order():
+            return [r.get_attribute("data-site") for r in fresh.locator("tr[data-site]").all()]
+
+        sorted_by_status = order()
+        now = datetime.now(UTC).replace(microsecond=0)
+        check = observation(SLOW_SITE, now, url=watched_site.rstrip("/") + SLOW_PATH,
+                            response_time_ms=1000 * SLOW_SECONDS)  # fmt: skip
+        with airflow.results() as conn:
+            store_batch(conn, [check])
+        time.sleep(1)  # the read time below moves on by at least a second
+        fresh.clock.run_for(31_000)
+        wait_for("the page to read its rows again", lambda: read.inner_text() != before, 15, 0.2)
+        assert read.inner_text().startswith("read ") and "not refreshed" not in read.inner_text()
+        after = row.locator("td").nth(2).inner_text()
+        assert after.endswith(" s ago") and after != last_check  # the new check
+        assert row.locator("[data-state]").first.get_attribute("data-state") == "degraded"
+        assert fresh.evaluate("window.notReloaded") is True and order() == sorted_by_status
+    finally:
+        fresh.close()
 
 
 def test_a_site_checked_from_several_locations_shows_each_and_its_verdict(
