@@ -67,9 +67,10 @@ def status_badge(
     if m.reason:
         short = m.reason if len(m.reason) <= _SHORT_REASON else m.reason[: _SHORT_REASON - 1] + "…"
         line += f" · {short}"
+    # one line for both badges, however narrow the column
     return (
-        f"{badge(MAINTENANCE, tip)} · {shown or badge(state)}"
-        f'<div class="muted small maint">{escape(line)}</div>'
+        f'<span style="white-space:nowrap">{badge(MAINTENANCE, tip)} · {shown or badge(state)}'
+        f'</span><div class="muted small maint">{escape(line)}</div>'
     )
 
 
