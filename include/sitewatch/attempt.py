@@ -64,12 +64,23 @@ def place(
 
 
 def record(observation: Observation, deliver: Callable[[Observation], None]) -> Observation:
-    """The second half of ``check_site``: publish ``observation``, log the attempt's summary line,
-    then raise SiteDown if it is down. For an attempt probed in one place and judged in another
-    (the triggerer probes; a down attempt is published and failed on a worker)."""
+    """The second half of ``check_site``: publish ``observation``, log the attempt's summary line
+    (``summarize``), then raise SiteDown if it is down. For an attempt probed in one place and
+    judged in another (the triggerer probes; a down attempt is failed on a worker)."""
     deliver(observation)
-    log.info(
-        "site=%s attempt=%s final=%s up=%s status=%s response_ms=%s location=%s error=%s detail=%s",
+    summarize(observation)
+    if not observation.up:
+        raise SiteDown(observation)
+    return observation
+
+
+def summarize(observation: Observation) -> None:
+    """Log the attempt's summary line, the one line a reader of the run's log needs:
+    ``site=… attempt=… final=… up=… status=… response_ms=… location=…``, then ``error=…
+    detail=…`` when the attempt failed (an up attempt has neither). It says what is stored:
+    log it with ``final`` as published."""
+    line = "site=%s attempt=%s final=%s up=%s status=%s response_ms=%s location=%s"
+    args = [
         observation.site,
         observation.attempt,
         observation.final,
@@ -77,12 +88,11 @@ def record(observation: Observation, deliver: Callable[[Observation], None]) -> 
         observation.status_code,
         _ms(observation.response_time_ms),
         observation.location,
-        observation.error,
-        observation.error_detail,
-    )
-    if not observation.up:
-        raise SiteDown(observation)
-    return observation
+    ]
+    if observation.error is not None:
+        line += " error=%s detail=%s"
+        args += [observation.error, observation.error_detail]
+    log.info(line, *args)
 
 
 def _ms(value: float | None) -> str | None:

@@ -136,6 +136,68 @@ def test_the_last_try_of_a_down_site_is_published_by_the_triggerer(web, topic, s
         read_topic(topic, 2, timeout=3)
 
 
+def summaries(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "sitewatch.attempt"]
+
+
+def test_every_attempt_logs_its_summary_in_the_triggerer_as_it_is_stored(
+    web, topic, sites_file, caplog
+):
+    """The summary line leads an attempt's log, so the triggerer logs it, also for a down attempt
+    the worker publishes; the event's observation and the line say what is stored (``final``),
+    and the worker logs the line again only when the run was cleared and ``final`` turns out
+    otherwise. An up attempt's line has no ``error=``."""
+    caplog.set_level(logging.INFO, logger="sitewatch.attempt")
+    path = sites_file(("tr-sum", web.url))
+    assert isinstance(run(ProbeTrigger("tr-sum", path), try_number=1), TaskSuccessEvent)
+    (up,) = summaries(caplog)
+    assert up.startswith("site=tr-sum attempt=1 final=True up=True status=200 response_ms=")
+    assert "error=" not in up
+
+    web.reply = (503, "down")
+    caplog.clear()
+    event = run(ProbeTrigger("tr-sum", path), try_number=1, retries=2)
+    (down,) = summaries(caplog)
+    assert down.startswith("site=tr-sum attempt=1 final=False up=False status=503")
+    assert down.endswith("error=status detail=status 503 not in 200-399")
+    assert json.loads(event.payload["down"])["final"] is False
+    with pytest.raises(SiteDown):
+        _operator(path, "tr-sum", web.url).resume(
+            {"ti": SimpleNamespace(try_number=1, max_tries=2)}, event.payload
+        )
+    assert summaries(caplog) == [down]  # the worker published it as the line says
+    (msg,) = read_topic(topic, 2)[1:]
+    assert Observation.from_message(msg.value()).final is False
+
+    caplog.clear()  # try 3 of a cleared run: the triggerer cannot know it is the last
+    event = run(ProbeTrigger("tr-sum", path), try_number=3, retries=2, clears=1)
+    with pytest.raises(SiteDown):
+        _operator(path, "tr-sum", web.url).resume(
+            {"ti": SimpleNamespace(try_number=3, max_tries=2)}, event.payload
+        )
+    told, stored = summaries(caplog)
+    assert "final=False" in told and stored == told.replace("final=False", "final=True")
+
+
+def test_a_trigger_cancelled_after_its_event_ends_quietly(web, topic, sites_file):
+    """Once the event is handled the triggerer cancels the trigger, which lingers for its log
+    lines (``LOG_GRACE_SECONDS``): the trigger ends instead of letting the cancellation escape,
+    on which Airflow would log "Trigger cancelled by user action" into the attempt's log."""
+    trigger = ProbeTrigger("tr-quiet", sites_file(("tr-quiet", web.url)))
+    trigger.task_instance = ti(1, 2)
+
+    async def main():
+        events = trigger.run()
+        event = await anext(events)
+        rest = asyncio.create_task(anext(events, "ended"))
+        await asyncio.sleep(0.1)
+        rest.cancel("__airflow_user_action__")  # as the triggerer's cancel_triggers does
+        return event, await rest
+
+    event, rest = asyncio.run(main())
+    assert isinstance(event, TaskSuccessEvent) and rest == "ended"
+
+
 def test_an_unconfirmed_delivery_resumes_as_delivery_error(web, sites_file, monkeypatch):
     (port,) = free_ports(1)  # nothing listens there
     extra = {"bootstrap.servers": f"127.0.0.1:{port}", "log_level": 0, "message.timeout.ms": 1500}

@@ -86,6 +86,12 @@ class ObservationProducerHook(KafkaProducerHook):
         return build(RecordingProducer, config, self.kafka_config_id)
 
 
+def observation_producer(conn_id: str = KAFKA_CONN_ID) -> RecordingProducer:
+    """The producer of ``ObservationProducerHook`` on ``conn_id``, from ``get_conn``: the
+    provider's ``get_producer`` also logs the object's address, noise in every attempt's log."""
+    return ObservationProducerHook(kafka_config_id=conn_id).get_conn
+
+
 class GroupConsumerHook(KafkaConsumerHook):
     """A consumer on the connection that joins ``group_id`` and commits only when told to.
 

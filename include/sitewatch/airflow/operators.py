@@ -104,13 +104,13 @@ class ProbeOperator(BaseOperator):
     def execute(self, context) -> None:
         from airflow.sdk.log import mask_secret
 
-        from sitewatch.airflow.hooks import ObservationProducerHook
+        from sitewatch.airflow.hooks import observation_producer
         from sitewatch.attempt import check_site
         from sitewatch.config.secrets import expand_headers
         from sitewatch.pipeline.publish import publish
 
         ti, run = context["ti"], context["dag_run"]
-        producer = ObservationProducerHook(kafka_config_id=self.kafka_config_id).get_producer()
+        producer = observation_producer(self.kafka_config_id)
         site, secrets = expand_headers(self.site, on_secret=mask_secret)
         check_site(
             site,
@@ -141,14 +141,13 @@ class ProbeOperator(BaseOperator):
     def resume(self, context, event: dict) -> None:
         """On a worker, after the triggerer's attempt did not end the task: a down attempt is
         published (unless the triggerer did: the run's last try) and failed with SiteDown here
-        (where ``final`` is known); an attempt that could not count fails with its error."""
+        (where ``final`` is known); an attempt that could not count fails with its error.
+
+        The triggerer logged the down attempt's summary line already, as it would be stored; it
+        is logged again only when ``final`` turns out otherwise (a cleared run has more tries)."""
         from sitewatch.observation import Observation
 
         if "down" in event:
-            from sitewatch.airflow.hooks import ObservationProducerHook
-            from sitewatch.attempt import record
-            from sitewatch.pipeline.publish import publish
-
             ti = context["ti"]
             observation = Observation.from_message(event["down"].encode())
             if event.get("published"):
@@ -157,13 +156,22 @@ class ProbeOperator(BaseOperator):
                         "attempt %s was stored as the run's last, but Airflow gives it a retry",
                         ti.try_number,
                     )
-                raise SiteDown(observation)
-            observation.final = ti.try_number > ti.max_tries
-            producer = ObservationProducerHook(kafka_config_id=self.kafka_config_id).get_producer()
-            record(observation, lambda obs: publish(producer, obs))
+            else:
+                self._publish_down(observation, final=ti.try_number > ti.max_tries)
+            raise SiteDown(observation)
         name, detail = event.get("error"), event.get("detail", "")
         if name == ConfigError.__name__:
             raise ConfigError([detail])
         if name in _RAISED_AGAIN:
             raise _RAISED_AGAIN[name](detail)
         raise SitewatchError(f"the attempt failed in the triggerer: {name}: {detail}")
+
+    def _publish_down(self, observation, *, final: bool) -> None:
+        from sitewatch.airflow.hooks import observation_producer
+        from sitewatch.attempt import summarize
+        from sitewatch.pipeline.publish import publish
+
+        logged, observation.final = observation.final, final
+        publish(observation_producer(self.kafka_config_id), observation)
+        if final != logged:
+            summarize(observation)

@@ -118,7 +118,14 @@ class ProbeTrigger(BaseTrigger):
             cancelled.set()
             raise
         yield event
-        await asyncio.sleep(LOG_GRACE_SECONDS)  # unless cancelled first, once the event is handled
+        try:
+            await asyncio.sleep(LOG_GRACE_SECONDS)
+        except asyncio.CancelledError:
+            # The usual end of the linger: once the event is handled, the triggerer cancels the
+            # trigger as if a user had acted and, if the cancellation escapes, logs "Trigger
+            # cancelled by user action, invoking on_kill" into the attempt's log. The attempt is
+            # over and nothing is left to stop, so the trigger just ends.
+            asyncio.current_task().uncancel()
 
 
 async def _in_turn(key: tuple[str, str], call, *args):
@@ -179,13 +186,15 @@ def check(
 
     An up attempt is published here, final (it ends the run), and so is a down one when ``last``
     (``last_try``: no retry remains). Any other down attempt is not: the worker that fails it
-    publishes it, because only the worker knows for sure whether a retry remains.
+    publishes it, because only the worker knows for sure whether a retry remains. Its summary
+    line is logged here all the same, with ``final`` false as the worker will store it unless the
+    run was cleared, so that every attempt's log starts with it.
     cancelled: set once the trigger is cancelled; the attempt then publishes nothing, since
     Airflow has already failed it (``TriggerTimeout``) or taken it elsewhere.
     """
     from airflow.sdk.log import mask_secret
 
-    from sitewatch.attempt import place, record
+    from sitewatch.attempt import place, record, summarize
     from sitewatch.config.secrets import expand_headers
     from sitewatch.probe.http import probe
 
@@ -195,14 +204,16 @@ def check(
         site, secrets = expand_headers(_site(site_name, sites_file), on_secret=mask_secret)
         observation = probe(site, secrets=secrets, location=location)
         place(observation, site, scheduled_at, attempt, run_id)
-        if not (observation.up or last):
+        # What will be stored (the worker corrects a down attempt of a cleared run, ``last_try``)
+        observation.final = observation.up or last
+        if not observation.final:
+            summarize(observation)  # here, so that it leads the attempt's log
             return TriggerEvent({"down": observation.to_message().decode()})
         if cancelled is not None and cancelled.is_set():
             log.warning(
                 "site=%s attempt=%s not published: its trigger was cancelled", site_name, attempt
             )
             return TriggerEvent({"error": "cancelled"})
-        observation.final = True
         record(observation, _publisher(kafka_config_id).publish)
     except SiteDown as down:  # the last try, published and logged: a worker fails the task
         return TriggerEvent({"down": down.observation.to_message().decode(), "published": True})
@@ -273,12 +284,12 @@ def triggerer_capacity() -> int:
 
 
 def _publisher(conn_id: str):
-    from sitewatch.airflow.hooks import ObservationProducerHook
+    from sitewatch.airflow.hooks import observation_producer
     from sitewatch.pipeline.publish import SharedPublisher
 
     with _lock:
         if conn_id not in _publishers:
-            producer = ObservationProducerHook(kafka_config_id=conn_id).get_producer()
+            producer = observation_producer(conn_id)
             _publishers[conn_id] = (time.monotonic(), SharedPublisher(producer))
         return _publishers[conn_id][1]
 
