@@ -415,10 +415,10 @@ def budgets(pg_connect, migrated):
     """Four sites for the budget columns and the orders, figures worked out by hand.
 
     shop, 99% over a day (budget 1%, 14.4 min): 1,000 checks in the window's hours, 3 down: 0.3%
-    of checks, 30% of the budget spent, 70.0% left, 1,440 x (1% - 0.3%) = 10.08 min left. Last
+    of checks, 30% of the budget spent, 70.00% left, 1,440 x (1% - 0.3%) = 10.08 min left. Last
     hour: 10 final checks outside maintenance, 1 down: 10% / 1% = 10.0x, and a page alert fires.
     blog, 99.9% over a day (budget 0.1%, 1.44 min): 4 of 2,000 down: 0.2% = twice the budget,
-    -100.0% left, 1.44 min over; its last hour is all up: 0.0x.
+    -100.00% left, 1.44 min over; its last hour is all up: 0.0x.
     quiet: an SLO, no checks. plain: no SLO; muted now.
     """
     # with the 11 checks stored below (2 down), counted in by the trigger: 1,000 and 3 down
@@ -455,12 +455,12 @@ def test_budget_and_burn_columns_from_the_rollup_and_the_last_hour(budgets):
     listing = budgets.get("/").text
     shop, blog, quiet, plain = (row_of(listing, n) for n in ("shop", "blog", "quiet", "plain"))
     left, burn = cell(shop, "data-budget"), cell(shop, "data-burn")
-    assert 'data-budget="0.700000"' in left and ">70.0%<" in left and "10.1 min left" in left
+    assert 'data-budget="0.700000"' in left and ">70.00%<" in left and "10.1 min left" in left
     assert "3 of 1,000 checks down" in left and "14.4 min of downtime allowed" in left
     assert ">10.0x<" in burn and 'class="num burning"' in burn
     assert "page alert firing since 2026-06-01 11:50:00 UTC" in burn
     left, burn = cell(blog, "data-budget"), cell(blog, "data-burn")
-    assert ">-100.0%<" in left and "1.4 min over" in left and 'class="num err"' in left
+    assert ">-100.00%<" in left and "1.4 min over" in left and 'class="num err"' in left
     assert ">0.0x<" in burn and "burning" not in burn
     assert "data-budget" not in quiet and "data-burn" not in quiet
     assert quiet.count('class="num muted"') == 2 and ">—<" in quiet  # an SLO, nothing measured
@@ -475,10 +475,13 @@ def test_the_listing_sorts_by_budget_burn_status_and_name(budgets):
     # worst first: shop's latest check is down, plain is muted, quiet has no data, blog is up
     by_status = budgets.get("/?sort=status").text
     assert listing_order(by_status) == ["shop", "plain", "quiet", "blog"]
-    assert (
-        '<th class=num aria-sort="ascending"><a href="?sort=budget"'
-        in budgets.get("/?sort=budget").text
-    )
+    head = budgets.get("/?sort=budget").text
+    assert '<th class=num aria-sort="ascending"><a class=sort href="?sort=budget"' in head
+    # every header that sorts looks it: the order in force marked, the others a faint mark
+    marks = re.findall(r'data-sort="(\w+)"[^>]*>[^<]*<span class="(mark[^"]*)">', head)
+    assert marks == [("name", "mark"), ("status", "mark"), ("budget", "mark on"),
+                     ("burn", "mark")]  # fmt: skip
+    assert "a.sort{cursor:pointer" in head
     wrong = budgets.get("/?sort=uptime")
     assert wrong.status_code == 400
     assert wrong.json()["detail"] == "sort 'uptime': expected one of name, status, budget, burn"
@@ -491,9 +494,10 @@ def objective(pg_connect, migrated):
     History in both rollups, as the trigger leaves it: May 29 100 of 100 (at 20:00, in the
     window's first, partial day: from the hourly rollup), May 30 99 of 100 (a whole day: from the
     daily one), then today's raw checks: 5 of 7 (ups of 100-200 ms, so p95 = 130 + 0.8 x 70 =
-    186 ms: missed). 204 of 207 up: 98.551%; 207 checks allow 2.07 down, 3 were: -45.0% of the
-    budget left, 4,320 x (1% - 3/207) = -19.4 min. The budget left after each day: 100.0%,
-    51.6% (1 down), 51.6% (May 31, no checks), -45.0% (3 down).
+    186 ms: missed). 204 of 207 up: 98.55%; 207 checks allow 2.07 down, 3 were: -44.93% of the
+    budget left, 4,320 x (1% - 3/207) = -19.4 min. The budget left after each day: 100.00%,
+    51.69% (1 down), 51.69% (May 31, no checks), -44.93% (3 down); every percentage with two
+    decimals, floored.
     Burn rates: 5 min, 1 of 1 down: 100x; 30 min, 2 of 4: 50x; 1 h and 6 h, 2 of 7: 28.6x.
     """
     add_hourly(migrated, "shop", [(NOW - 64 * HOUR, 100, 100), (NOW - 50 * HOUR, 100, 99)])
@@ -523,8 +527,8 @@ def test_a_site_page_shows_its_objective_burn_and_budget_chart(objective):
     page = objective.get("/sites/shop").text
     cards = dict(re.findall(r'<div class="card" data-card="([^"]+)">[^<]*<b>(.*?)</b>', page))
     assert cards["Target"] == "99% over 3d"
-    assert cards["Attainment"] == "98.551%"
-    assert cards["Budget left"] == "-45.0%" and cards["Downtime left"] == "-19.4 min"
+    assert cards["Attainment"] == "98.55%"  # as every percentage: 2 decimals
+    assert cards["Budget left"] == "-44.93%" and cards["Downtime left"] == "-19.4 min"
     assert cards["p95 latency"].startswith("186 ms") and "≤ 150 ms missed" in cards["p95 latency"]
     rules = dict(re.findall(r'<tr data-rule="(\w+)">(.*?)</tr>', page))
     assert "28.6x over 1h" in rules["page"] and "100.0x over 5m" in rules["page"]
@@ -533,10 +537,10 @@ def test_a_site_page_shows_its_objective_burn_and_budget_chart(objective):
     assert "burning</span> (the drain alerts" in rules["warn"]
     chart = page[page.index("<svg id=budget-chart") :]
     assert re.findall(r"<title>([^<]*)</title>", chart[: chart.index("</svg>")]) == [
-        "2026-05-29: 100.0% left",
-        "2026-05-30: 51.6% left",
-        "2026-05-31: 51.6% left",
-        "2026-06-01: -45.0% left",
+        "2026-05-29: 100.00% left",
+        "2026-05-30: 51.69% left",
+        "2026-05-31: 51.69% left",
+        "2026-06-01: -44.93% left",
     ]
     assert re.findall(r'data-parent="([^"]+)"', page) == ["db", "cdn"]
     assert "Degraded above<b>800 ms</b>" in page

@@ -138,7 +138,7 @@ def section(site: SiteBudget | None, slo: Slo | None, now: datetime) -> str:
     b = site.budget
     cards = [
         ("Target", slo.label),
-        ("Attainment", "—" if site.attainment is None else f"{site.attainment:.3f}%"),
+        ("Attainment", status.uptime(b.tally.ups, b.tally.checks)),
         ("Budget left", "—" if b.left is None else status.budget_percent(b.left)),
         ("Downtime left", "—" if b.minutes is None else status.minutes(b.minutes)),
         ("p95 latency", _latency(site, slo)),

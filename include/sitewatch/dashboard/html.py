@@ -37,6 +37,8 @@ h3{font-size:14px;margin:14px 0 6px}code{font-size:12px}#reports a{margin:0 2px}
 white-space:nowrap;border:1px solid transparent}.loc.missing{border:1px dashed #a0aec0}
 .quorum{font-size:11px}#runs{width:auto}td.cell{padding:3px 4px;min-width:72px}
 td.cell .loc{display:block;text-align:center}
+a.sort{cursor:pointer;border-bottom:1px dotted #a0aec0}a.sort:hover{text-decoration:none;
+border-bottom-style:solid}a.sort .mark{color:#a0aec0;font-weight:400}a.sort .mark.on{color:#2b6cb0}
 """
 
 

@@ -126,6 +126,4 @@ def _run_verdict(run: Run) -> str:
 
 
 def _error(error: str | None, detail: str | None) -> str:
-    if error is None:
-        return ""
-    return f" · {error}" + (f": {detail}" if detail else "")
+    return f" · {status.error_text(error, detail)}" if error else ""

@@ -65,12 +65,18 @@ def _tls(summary: SiteSummary | None, now: datetime) -> str:
     return "—" if days is None else f"{days} d"
 
 
+_SHORT_ERROR = 60  # characters of an error in the listing's cell; all of it on hover
+
+
 def _error(summary: SiteSummary, now: datetime) -> str:
+    """The listing's Last error: the error as every page writes it (``status.error_text``),
+    cut short in the cell, whole on hover, and its age."""
     if summary.last_error is None:
         return '<span class="muted">none (24 h)</span>'
-    detail = escape(summary.last_error_detail or "")
+    text = status.error_text(summary.last_error, summary.last_error_detail)
+    short = text if len(text) <= _SHORT_ERROR else text[: _SHORT_ERROR - 1] + "…"
     return (
-        f'<span class="err" title="{detail}">{escape(summary.last_error)}</span> '
+        f'<span class="err" title="{escape(text)}">{escape(short)}</span> '
         f'<span class="muted">{status.age(summary.last_error_at, now)}</span>'
     )
 
@@ -160,6 +166,8 @@ def _read(now: datetime) -> str:
 
 
 def _head(sort: str) -> str:
+    """The listing's header row. A header that sorts looks it: a link with a pointer and a
+    mark, ▾ on the order in force, a faint ⇅ on the others (``html.CSS``: ``.sort``)."""
     cells = []
     for title, key, css in _COLUMNS:
         cls = f" class={css}" if css else ""
@@ -168,9 +176,10 @@ def _head(sort: str) -> str:
             continue
         active = key == sort
         aria = f' aria-sort="{_ARIA_SORT.get(key, "other")}"' if active else ""
-        mark = " ▾" if active else ""
+        mark = '<span class="mark on">▾</span>' if active else '<span class="mark">⇅</span>'
         cells.append(
-            f'<th{cls}{aria}><a href="?sort={key}" data-sort="{key}">{title}</a>{mark}</th>'
+            f'<th{cls}{aria}><a class=sort href="?sort={key}" data-sort="{key}" '
+            f'title="sort by {title.lower()}">{title} {mark}</a></th>'
         )
     return f"<tr>{''.join(cells)}</tr>"
 
@@ -308,7 +317,6 @@ def _attempts_table(attempts: Sequence[Attempt], with_location: bool = False) ->
     )
     rows = []
     for a in attempts:
-        detail = f" — {escape(a.error_detail)}" if a.error_detail else ""
         where = f"<td>{escape(a.location)}</td>" if with_location else ""
         row, held = (
             ("<tr data-in-maintenance>", maint.ATTEMPT_MARK) if a.maintenance else ("<tr>", "")
@@ -319,7 +327,7 @@ def _attempts_table(attempts: Sequence[Attempt], with_location: bool = False) ->
             f"{held}</td><td class=num>{a.status_code or '—'}</td>"
             f"<td class=num>{status.milliseconds(a.response_time_ms)}</td>"
             f"<td class=num>{status.milliseconds(a.ttfb_ms)}</td>"
-            f"<td>{escape(a.error or '')}{detail}</td></tr>"
+            f"<td>{escape(status.error_text(a.error, a.error_detail))}</td></tr>"
         )
     empty = f'<tr><td colspan="{8 + with_location}" class="muted">No attempts stored.</td></tr>'
     return (

@@ -23,7 +23,7 @@ from html import escape
 from sitewatch.config.objectives import Slo
 from sitewatch.config.site import Site
 from sitewatch.dashboard.html import page, timestamp
-from sitewatch.dashboard.status import uptime
+from sitewatch.dashboard.status import error_text, uptime
 from sitewatch.storage.retention import RETENTION_VAR
 from sitewatch.storage.sla import Incident, Period, SitePeriod
 
@@ -231,9 +231,7 @@ def _duration(incident: Incident, period: Period) -> timedelta:
 
 
 def _error(incident: Incident) -> str:
-    if incident.detail:
-        return f"{incident.error}: {incident.detail}"
-    return incident.error or ""
+    return error_text(incident.error, incident.detail)
 
 
 def _end(incident: Incident) -> str:

@@ -239,11 +239,21 @@ def days_left(expires_at: datetime | None, now: datetime) -> int | None:
 
 
 def budget_percent(left: float) -> str:
-    """The fraction of an error budget left as a percentage with one decimal, floored like
-    ``uptime`` so a budget barely touched never shows 100.0% ("99.9%", "-12.4%")."""
-    # the fraction is a float: 1 - 0.3 is 0.6999..., which must not floor to 69.9%
-    tenths = math.floor(left * 1000 + 1e-6)
-    return f"{'-' if tenths < 0 else ''}{abs(tenths) // 10}.{abs(tenths) % 10}%"
+    """The fraction of an error budget left as a percentage with two decimals, as ``uptime``
+    writes every percentage of the pages, floored like it so a budget barely touched never shows
+    100.00% ("99.95%", "-12.40%")."""
+    # the fraction is a float: 1 - 0.3 is 0.6999..., which must not floor to 69.99%
+    hundredths = math.floor(left * 10_000 + 1e-6)
+    return f"{'-' if hundredths < 0 else ''}{abs(hundredths) // 100}.{abs(hundredths) % 100:02d}%"
+
+
+def error_text(error: str | None, detail: str | None) -> str:
+    """A check's error as every page writes it: its kind, then what went wrong
+    ("status: status 503 not in 200-399"); the kind alone without a detail, "" without an
+    error."""
+    if not error:
+        return ""
+    return f"{error}: {detail}" if detail else error
 
 
 def minutes(value: float) -> str:
