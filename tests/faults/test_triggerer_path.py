@@ -10,14 +10,17 @@ its summary line to the attempt's log and its row to site_checks.
 from __future__ import annotations
 
 import http.server
+import re
 import signal
 import threading
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
+from tests.builders import DAILY, sites_file
 from tests.faults.stack import (  # noqa: F401
     Stack,
     private_airflow,
@@ -27,8 +30,10 @@ from tests.faults.stack import (  # noqa: F401
 )
 
 IN_FLIGHT = 100
-# The daily schedule's last tick is due at once (catchup off); later ones are out of the test.
-DAILY = "'0 0 * * *'"
+# What Airflow logs of every attempt before sitewatch has a word: the API's group of the log's
+# sources (its files) and the triggerer's start line (docs/dashboard.md, "Run logs").
+SOURCES, END = "::group::Log message source details", "::endgroup::"
+TRIGGER_STARTING = re.compile(r"trigger \S+ \(ID \d+\) starting")
 
 
 class _Failing(http.server.BaseHTTPRequestHandler):
@@ -70,6 +75,32 @@ def trigger_log(stack: Stack, attempt: dict, expect: str, timeout: float = 60) -
         time.sleep(1)
 
 
+def api_log(stack: Stack, attempt: dict) -> list[str]:
+    """One try's log as the UI shows it (Airflow's API, the triggerer's and the worker's parts
+    merged in time order): each line's message, with its other fields after it."""
+    path = (
+        f"/api/v2/dags/{attempt['dag_id']}/dagRuns/{quote(attempt['run_id'], safe='')}"
+        f"/taskInstances/probe/logs/{attempt['try_number']}?full_content=true"
+    )
+    lines = []
+    for entry in stack.api("GET", path)["content"]:
+        event = str(entry.pop("event", ""))
+        entry.pop("timestamp", None)
+        lines.append(f"{event} {entry}" if entry else event)
+    return lines
+
+
+def starts_with_summary(lines: list[str], summary: str) -> None:
+    """``summary`` is the first line after Airflow's own start lines, and no line says a user
+    cancelled the attempt or shows an object's address."""
+    first = lines.index(END) + 1 if lines[0] == SOURCES else 0
+    while TRIGGER_STARTING.match(lines[first]):
+        first += 1
+    assert lines[first].startswith(summary), "\n".join(lines)
+    text = "\n".join(lines)
+    assert "cancelled by user action" not in text and " object at 0x" not in text, text
+
+
 def hostnames(stack: Stack, dag_id: str) -> list[str]:
     """The worker host of each try of the DAG's probe task ('' or None: no worker ran it)."""
     query = "SELECT try_number, hostname FROM {} WHERE dag_id = %s AND task_id = 'probe'"
@@ -93,16 +124,17 @@ def test_an_up_site_ends_in_the_triggerer_without_a_worker(
     site_server,  # noqa: F811
 ):
     stack, name = private_airflow, f"tup-{uuid.uuid4().hex[:6]}"
-    stack.set_sites(
-        f"sites:\n  - name: {name}\n    url: {site_server.url}\n    schedule: {DAILY}\n"
-    )
+    stack.set_sites(sites_file([name], site_server.url, schedule=DAILY))
     stack.wait_runs_done(f"site_{name}", 1, timeout=300)
 
     (attempt,) = stack.tries(f"site_{name}")
     assert attempt["state"] == "success"
     assert hostnames(stack, f"site_{name}") in ([""], [None])
     summary = f"site={name} attempt=1 final=True up=True status=200"
-    assert summary in trigger_log(stack, attempt, summary)
+    assert summary in trigger_log(stack, attempt, "trigger completed")
+    lines = api_log(stack, attempt)
+    starts_with_summary(lines, summary)
+    assert "error=" not in "\n".join(lines)  # an up attempt has none
     stack.wait_stored(name, {(name, attempt["logical_date"], 1)})
     assert final_flags(stack, name) == [(1, True, True)]  # an up attempt ends its run
 
@@ -113,26 +145,26 @@ def test_a_down_site_retries_through_a_worker_and_fails_after_its_last_attempt(
     failing_site,
 ):
     stack, name = private_airflow, f"tdn-{uuid.uuid4().hex[:6]}"
-    stack.set_sites(
-        f"sites:\n  - name: {name}\n    url: {failing_site}\n    schedule: {DAILY}\n"
-        "    retries: 1\n    retry_delay: 1s\n"
-    )
+    stack.set_sites(sites_file([name], failing_site, schedule=DAILY, retries=1, retry_delay="1s"))
     stack.wait_runs_done(f"site_{name}", 1, timeout=300)
 
     tries = sorted(stack.tries(f"site_{name}"), key=lambda t: t["try_number"])
     # (task_instance_history keeps a retried try as failed)
     assert [(t["try_number"], t["state"]) for t in tries] == [(1, "failed"), (2, "failed")]
     # each attempt was probed in the triggerer and failed on a worker; the first was published
-    # by the worker (only it knows a retry remains), the last by the triggerer, at once
+    # by the worker (only it knows a retry remains), the last by the triggerer, at once; each
+    # one's log starts with its summary line, logged in the triggerer, saying what is stored
     assert all(hostnames(stack, f"site_{name}"))
     for attempt, final in zip(tries, ("False", "True"), strict=True):
         n = attempt["try_number"]
         summary = f"site={name} attempt={n} final={final} up=False status=500"
         probed = trigger_log(stack, attempt, "trigger completed")
         assert "Trigger fired event" in probed and "'down'" in probed
-        log = stack.task_log(attempt)
-        assert summary in (log if final == "False" else trigger_log(stack, attempt, summary))
-        assert '"exc_type":"SiteDown"' in log
+        assert f'\\"final\\":{final.lower()}' in probed  # the event's observation agrees
+        assert '"exc_type":"SiteDown"' in stack.task_log(attempt)
+        lines = api_log(stack, attempt)
+        starts_with_summary(lines, f"{summary} response_ms=")
+        assert sum(summary in line for line in lines) == 1, "\n".join(lines)
     keys = {(name, t["logical_date"], t["try_number"]) for t in tries}
     stack.wait_stored(name, keys)
     assert final_flags(stack, name) == [(1, False, False), (2, True, False)]
@@ -149,11 +181,7 @@ def test_checks_in_flight_in_a_killed_triggerer_are_stored_once(
     prefix = f"tk{uuid.uuid4().hex[:4]}"
     server.hold(IN_FLIGHT)
     stack.set_sites(
-        "sites:\n"
-        + "".join(
-            f"  - name: {prefix}-{i:03d}\n    url: {server.url}\n    schedule: {DAILY}\n"
-            for i in range(IN_FLIGHT)
-        )
+        sites_file([f"{prefix}-{i:03d}" for i in range(IN_FLIGHT)], server.url, schedule=DAILY)
     )
     assert server.all_waiting.wait(400), (
         f"only {server.requests} probes reached the site; {stack.diagnose()}"
