@@ -17,9 +17,9 @@ def observation(site: str = "shop", at: datetime = T0, *, up: bool = True, **fie
 
     By default the run's first and final attempt, from the local location, started at ``at``
     (``checked_at``) at https://<site>.example/ and answered in 100 ms: with status 200 when
-    ``up``, else with status 503 (error ``http_status``, detail ``status 503``). Any other field
-    of ``Observation``, or any of these, is set by keyword (``location="east"``,
-    ``response_time_ms=None``, ``maintenance=True``).
+    ``up``, else with status 503 (error ``status``, detail ``status 503 not in 200-399``, as
+    the probe reports it). Any other field of ``Observation``, or any of these, is set by
+    keyword (``location="east"``, ``response_time_ms=None``, ``maintenance=True``).
     """
     defaults = {
         "url": f"https://{site}.example/",
@@ -27,8 +27,8 @@ def observation(site: str = "shop", at: datetime = T0, *, up: bool = True, **fie
         "scheduled_at": at,
         "status_code": 200 if up else 503,
         "response_time_ms": 100.0,
-        "error": None if up else "http_status",
-        "error_detail": None if up else "status 503",
+        "error": None if up else "status",
+        "error_detail": None if up else "status 503 not in 200-399",
     }
     return Observation(site=site, up=up, **{**defaults, **fields})
 

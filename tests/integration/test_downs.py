@@ -63,8 +63,8 @@ def test_a_stored_final_down_check_sends_down_once_with_its_log(
     assert run_drain(topic, conn, on_stored=judge.on_stored).inserted == 3
 
     (down,) = receiver.payloads  # not the retried attempt, not the site without targets
-    assert (down["site"], down["state"], down["error"]) == ("shop", "DOWN", "http_status")
-    assert down["detail"] == "status 503"
+    assert (down["site"], down["state"], down["error"]) == ("shop", "DOWN", "status")
+    assert down["detail"] == "status 503 not in 200-399"
     run_id = f"scheduled__{(T0 + timedelta(minutes=5)).isoformat()}"
     assert down["run_url"] == f"http://airflow.test/dags/site_shop/runs/{run_id}/tasks/probe?try=1"
     assert state(conn, "shop") == ("down", False)

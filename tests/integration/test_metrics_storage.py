@@ -20,6 +20,7 @@ from tests.integration.test_retention import (
     apply,
     at_version,
     query,
+    store_before,
     varied_checks,
 )
 
@@ -57,7 +58,7 @@ def test_latest_holds_each_location_s_newest_final_attempt(db):
     assert set(rows) == {("blog", "local"), ("shop", "east"), ("shop", "local")}
     shop = rows["shop", "local"]
     assert (shop.scheduled_at, shop.up) == (NOW - 5 * MINUTE, False)  # attempt 2
-    assert shop.status_code == 503 and shop.error == "http_status"
+    assert shop.status_code == 503 and shop.error == "status"
     assert shop.stored == 4  # every attempt, the late one included
     assert (shop.tls_expires_at, shop.tls_seen_at) == (expiry, NOW - 10 * MINUTE)  # kept
     blog = rows["blog", "local"]
@@ -142,13 +143,14 @@ def test_migration_9_fills_the_tables_from_what_is_stored(pg_conn):
     at_version(pg_conn, 8)
     now = datetime.now(UTC).replace(microsecond=0)
     expiry = now + 30 * DAY
-    store_batch(pg_conn, [
+    store_batch(pg_conn, [], [rejected(1), rejected(2)])
+    store_before(10, pg_conn, [
         tls(observation("shop", now - 3 * HOUR), expiry),
         observation("shop", now - 2 * HOUR, up=False),
         observation("shop", now - HOUR, up=False, final=False),  # not final: not the latest
         observation("shop", now - 2 * HOUR, location="east"),
         observation("gone", now - 40 * DAY),  # nothing in 30 days
-    ], [rejected(1), rejected(2)])  # fmt: skip
+    ])  # fmt: skip
     pg_conn.execute("DELETE FROM site_checks_hourly")  # as if maintenance never ran
     pg_conn.commit()
     apply(pg_conn, 9)

@@ -12,7 +12,7 @@ import pytest
 from sitewatch.errors import SettingError
 from sitewatch.observation import COLUMNS, Observation
 from sitewatch.storage.checks import StoreResult, observation_rows, store_batch
-from sitewatch.storage.partitions import partition_day
+from sitewatch.storage.partitions import make_missing, partition_day
 from sitewatch.storage.retention import (
     RetentionSettings,
     create_partitions,
@@ -292,11 +292,11 @@ def test_invalid_settings_name_the_variable(value):
 
 # --- migration 4 on a populated table ------------------------------------------------------------
 
-# Every column but location and maintenance (migrations 6 and 8), so that it sums up the rows
-# before and after it.
+# Every column but location, maintenance and run_id (migrations 6, 8 and 10), so that it sums up
+# the rows before and after it.
 CHECKSUM = """
     SELECT count(*),
-           md5(string_agg((to_jsonb(t) - 'location' - 'maintenance')::text, '|'
+           md5(string_agg((to_jsonb(t) - 'location' - 'maintenance' - 'run_id')::text, '|'
                           ORDER BY site, scheduled_at, attempt))
     FROM site_checks t
 """
@@ -451,9 +451,14 @@ def test_partition_day_reads_only_sitewatch_names():
         assert partition_day(other) is None
 
 
-def store_before_8(conn, observations: list[Observation]) -> None:
-    """Insert as a drain of a version before migration 8 did: every column but maintenance."""
-    names = [c.name for c in COLUMNS if c.name != "maintenance"]
+def store_before(version: int, conn, observations: list[Observation]) -> None:
+    """Insert as a drain of a version before migration ``version`` (8 or 10) did: every column
+    but those that migration and the later ones added (maintenance: 8, run_id: 10)."""
+    added = {"maintenance": 8, "run_id": 10}
+    names = [c.name for c in COLUMNS if added.get(c.name, 0) < version]
+    days = sorted({o.scheduled_at.astimezone(UTC).date() for o in observations})
+    with conn.cursor() as cur:  # as the drain makes them: the day's partition first
+        make_missing(cur, days, None)
     rows = [
         dict(zip([c.name for c in COLUMNS], row, strict=True))
         for row in observation_rows(observations)
@@ -505,7 +510,7 @@ def test_migration_7_marks_up_attempts_final_and_recounts_the_kept_days(pg_conn)
         )
     pg_conn.commit()
     down = observation("site-4", datetime(2026, 3, 3, 12, 0, tzinfo=UTC), up=False)  # final
-    store_before_8(pg_conn, [*healthy, *retried, down])
+    store_before(8, pg_conn, [*healthy, *retried, down])
     with pg_conn.cursor() as cur:  # as maintenance did before migration 8
         cur.execute(REFRESH_HOURLY_BEFORE_8)
     pg_conn.commit()
