@@ -24,6 +24,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 from confluent_kafka import Producer
 
@@ -71,11 +72,15 @@ def run_states(stack: Stack, dag_like: str) -> dict[str, int]:
 
 
 def stored_at(stack: Stack, site: str) -> dict[datetime, datetime]:
-    """scheduled_at -> stored_at of the marker site's rows."""
+    """scheduled_at -> stored_at of the marker site's rows ({} until the drain made its tables:
+    on a fresh stack it may not have run yet)."""
     with stack.results() as db:
-        rows = db.execute(
-            "SELECT scheduled_at, stored_at FROM site_checks WHERE site = %s", (site,)
-        ).fetchall()
+        try:
+            rows = db.execute(
+                "SELECT scheduled_at, stored_at FROM site_checks WHERE site = %s", (site,)
+            ).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return {}
     return dict(rows)
 
 
