@@ -149,6 +149,20 @@ class Stack(tests.stack.Stack):
                 )
             time.sleep(2)
 
+    def drain_waiting(self, timeout: float = 300) -> None:
+        """Wait until the drain DAG waits in the triggerer (its sensor or its drain deferred)."""
+        deadline = time.monotonic() + timeout
+        query = (
+            "SELECT count(*) FROM task_instance WHERE dag_id = 'sitewatch_drain'"
+            " AND state = 'deferred'"
+        )
+        while time.monotonic() < deadline:
+            with self.metadata() as db:
+                if db.execute(query).fetchone()[0]:
+                    return
+            time.sleep(2)
+        raise AssertionError(f"the drain never waited in the triggerer; {self.diagnose()}")
+
     def ti_states(self, dag_like: str) -> dict[str, int]:
         """Task instances of the matching DAGs by state (current tries only)."""
         with self.metadata() as db:

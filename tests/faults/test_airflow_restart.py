@@ -24,20 +24,6 @@ PER_FAULT = 500
 T0 = (datetime.now(UTC) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
 
 
-def wait_sensor_deferred(stack: Stack, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with stack.metadata() as db:
-            deferred = db.execute(
-                "SELECT count(*) FROM task_instance WHERE dag_id = 'sitewatch_drain' "
-                "AND task_id IN ('wait_for_checks', 'drain') AND state = 'deferred'"
-            ).fetchone()[0]
-        if deferred:
-            return
-        time.sleep(2)
-    raise AssertionError("the drain's sensor or drain task never deferred")
-
-
 def publish(stack: Stack, site: str, start: int, count: int) -> set[tuple]:
     producer = Producer(
         {"bootstrap.servers": stack.env["SITEWATCH_KAFKA_BOOTSTRAP"], **PRODUCER_GUARANTEES}
@@ -61,7 +47,7 @@ def test_drain_resumes_after_triggerer_restart_and_scheduler_crash(
     faults = []
 
     # 1. triggerer restarted (SIGTERM, then started again) with the sensor deferred in it
-    wait_sensor_deferred(stack)
+    stack.drain_waiting()
     stack.stop_component("triggerer", signal.SIGTERM)
     published |= publish(stack, site, 0, PER_FAULT)
     stack.start_component("triggerer")
@@ -70,7 +56,7 @@ def test_drain_resumes_after_triggerer_restart_and_scheduler_crash(
     assert len(rows) == len(published)
 
     # 2. scheduler killed (SIGKILL, its executor's workers with it) with the sensor deferred
-    wait_sensor_deferred(stack)
+    stack.drain_waiting()
     stack.stop_component("scheduler", signal.SIGKILL)
     published |= publish(stack, site, PER_FAULT, PER_FAULT)
     time.sleep(5)  # the trigger fires while no scheduler is there to act on it

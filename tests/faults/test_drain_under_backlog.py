@@ -48,21 +48,6 @@ WINDOW = 90.0  # longer than BOUND: a drain that stands still for BOUND fails wi
 BOUND = 60.0  # seconds from publish to stored; before the fix the drain stood still for minutes
 
 
-def drain_waiting(stack: Stack, timeout: float = 300) -> None:
-    """Wait until the drain DAG waits in the triggerer (its sensor or its drain deferred)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with stack.metadata() as db:
-            deferred = db.execute(
-                "SELECT count(*) FROM task_instance WHERE dag_id = 'sitewatch_drain' "
-                "AND state = 'deferred'"
-            ).fetchone()[0]
-        if deferred:
-            return
-        time.sleep(2)
-    raise AssertionError(f"the drain never waited in the triggerer; {stack.diagnose()}")
-
-
 def run_states(stack: Stack, dag_like: str) -> dict[str, int]:
     with stack.metadata() as db:
         rows = db.execute(
@@ -112,9 +97,9 @@ def test_checks_are_stored_within_seconds_while_thousands_of_runs_are_due(
     while len(stored_at(stack, marker)) < 1:
         assert time.monotonic() < deadline, f"warm-up never stored; {stack.diagnose()}"
         time.sleep(1)
-    drain_waiting(stack)
+    stack.drain_waiting()
     time.sleep(40)  # past SITEWATCH_DRAIN_IDLE_SECONDS: a drain that ends would have ended
-    drain_waiting(stack)
+    stack.drain_waiting()
 
     # 2. SITES site DAGs registered with the scheduler stopped: all due when it starts
     try:
@@ -140,7 +125,7 @@ def test_checks_are_stored_within_seconds_while_thousands_of_runs_are_due(
         stack.set_sites("sites: []\n")
         # the next modules get the scheduler they had, once the drain waits again (a drain
         # stopped mid-read would be failed as a zombie and use up a retry)
-        drain_waiting(stack)
+        stack.drain_waiting()
         stack.stop_component("scheduler", signal.SIGTERM)
         stack.start_component("scheduler")
 

@@ -10,10 +10,9 @@ import uuid
 
 import pytest
 
+from tests.builders import DAILY
 from tests.faults.stack import Stack, private_airflow, private_stack  # noqa: F401
 from tests.receivers import WebhookReceiver
-
-DAILY = "'0 0 * * *'"  # the last tick is due at once; later ones are out of the test
 
 
 @pytest.fixture

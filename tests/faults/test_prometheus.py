@@ -15,11 +15,11 @@ import requests
 from confluent_kafka.admin import AdminClient
 
 from sitewatch.dashboard.metrics import FAMILIES, PHASES, STATES
+from tests.builders import DAILY
 from tests.conftest import LocalSite
 from tests.faults.stack import ROOT, Stack, private_airflow, private_stack  # noqa: F401
 from tests.prometheus import Job, Prometheus, PrometheusError
 
-DAILY = "'0 0 * * *'"  # the last tick is due at once; later ones are out of the test
 PATH = "/sitewatch/metrics"
 DASHBOARD = ROOT / "docker" / "grafana" / "dashboards" / "sitewatch.json"
 # Grafana's own variables, as a dashboard query may use them; $site is the test's site
