@@ -116,7 +116,7 @@ def test_figures_incidents_downtime_and_maintenance_of_a_month(history):
     assert shop.incidents == (
         Incident("shop", at(10, 31, 23, 30), at(11, 1, 0, 30), "timeout", "no answer in 10 s",
                  30 * MINUTE),
-        Incident("shop", at(11, 10, 10, 10), at(11, 10, 10, 40), "http_status", HOSTILE,
+        Incident("shop", at(11, 10, 10, 10), at(11, 10, 10, 40), "status", HOSTILE,
                  20 * MINUTE),
         Incident("shop", at(11, 30, 23, 50), at(12, 1, 0, 20), "connect", "refused",
                  10 * MINUTE),
@@ -147,7 +147,7 @@ def test_an_incident_open_now_runs_until_now_and_later_months_see_only_their_par
     mid = period(history, *NOVEMBER, at(11, 10, 10, 25))
     shop = {s.site: s for s in mid.sites}["shop"]
     assert shop.incidents[-1] == Incident(
-        "shop", at(11, 10, 10, 10), None, "http_status", HOSTILE, 10 * MINUTE
+        "shop", at(11, 10, 10, 10), None, "status", HOSTILE, 10 * MINUTE
     )  # 10:10-10:20 down, then maintenance until now (10:25)
     assert shop.maintenance == 5 * MINUTE
 
@@ -198,7 +198,7 @@ def test_csv_is_one_table_with_a_section_column(history):
         ["api", "2026-11-05T12:10:00Z", "2026-11-05T12:15:00Z", "5.0", "tls: expired"],
         ["api", "2026-11-05T12:20:00Z", "2026-11-05T12:25:00Z", "5.0", "tls: expired"],
         ["shop", "2026-11-10T10:10:00Z", "2026-11-10T10:40:00Z", "30.0",
-         f"http_status: {HOSTILE}"],
+         f"status: {HOSTILE}"],
         ["shop", "2026-11-30T23:50:00Z", "2026-12-01T00:20:00Z", "30.0", "connect: refused"],
     ]  # fmt: skip
     # a site line leaves the incident cells empty, and the other way round
