@@ -14,6 +14,7 @@ from sitewatch.airflow.drain_dag import drain_dag
 from sitewatch.airflow.factory import site_dag
 from sitewatch.config.loader import load_sites
 from sitewatch.storage.schema import migrate
+from tests.builders import observation
 
 DEAD_KAFKA = {
     "conn_type": "kafka",
@@ -170,7 +171,6 @@ def test_a_multi_location_run_timed_out_with_nothing_stored_is_one_pipeline_prob
     from datetime import UTC, datetime, timedelta
     from types import SimpleNamespace
 
-    from sitewatch.observation import Observation
     from sitewatch.storage.checks import store_batch
 
     path = tmp_path / "sites.yaml"
@@ -204,8 +204,7 @@ def test_a_multi_location_run_timed_out_with_nothing_stored_is_one_pipeline_prob
     # a run with a check stored (one location reported) is the drain's to judge
     dsn, schema = results_schema
     at = t0 + timedelta(minutes=15)
-    check = Observation(site="multi", url="https://multi.example/", checked_at=at, up=True,
-                        scheduled_at=at, location="east")  # fmt: skip
+    check = observation("multi", at, location="east")
     with psycopg.connect(dsn, options=f"-c search_path={schema}") as conn:
         store_batch(conn, [check])
     receiver.server.requests.clear()
