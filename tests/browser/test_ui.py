@@ -8,12 +8,12 @@ The tests share one logged-in page and run in file order: each builds on what th
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import shutil
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import requests
@@ -148,13 +148,21 @@ def test_sites_page_shows_the_checked_site(page, airflow, several_locations, slo
         frame.locator('#reports [data-report$=".csv"]').last.click()
     month = datetime.now(UTC).strftime("%Y-%m")
     assert download.value.suggested_filename == f"sitewatch-report-{month}.csv"
-    assert f"\n{SITE}," in Path(download.value.path()).read_text()
+    # one table, each line's kind in its first cell, as Python's csv module reads it
+    with open(download.value.path(), newline="", encoding="utf-8") as f:
+        lines = list(csv.DictReader(f))
+    assert {line["section"] for line in lines} <= {"site", "incident", "note"}
+    assert any(line["section"] == "site" and line["site"] == SITE for line in lines)
     frame.get_by_role("link", name=SITE, exact=True).click()
     frame.locator("svg#chart").wait_for()
     assert frame.locator("table#attempts tbody tr").count() >= 1
     shot(page, "site-detail")
     assert "≤ 200 ms met" in frame.locator('[data-card="p95 latency"]').inner_text()
-    assert frame.locator("svg#budget-chart circle").count() == 31  # each day of 30 d, and today
+    # from the first day slo_history stored (49 hours ago), not 30 days of 100% before it
+    first_day = (datetime.now(UTC) - timedelta(hours=49)).date()
+    days = (datetime.now(UTC).date() - first_day).days + 1
+    assert frame.locator("svg#budget-chart circle").count() == days
+    assert frame.get_by_text(f"Error budget left since the first check, {first_day}").count() == 1
     objective = frame.get_by_role("heading", name="Objective", exact=True)
     objective.evaluate("heading => heading.scrollIntoView()")  # to the top of the frame
     publish(shot(page, "site-budget"), "site-budget.png")
@@ -231,6 +239,28 @@ def test_the_sites_page_refreshes_its_figures_on_its_own(page, airflow, watched_
         assert fresh.evaluate("window.notReloaded") is True and order() == sorted_by_status
     finally:
         fresh.close()
+
+
+def test_a_new_sites_chart_starts_at_its_first_check_and_an_unknown_site_is_a_404_page(
+    page, airflow, slo_history
+):
+    # SLOW_SITE's first check is recent_states' 40 minutes ago: the chart starts there, its
+    # first point at the left edge, instead of a sliver at the right of 24 hours.
+    page.goto(f"{airflow.url}/sitewatch/sites/{SLOW_SITE}")
+    chart = page.locator("svg#chart")
+    start = datetime.fromisoformat(chart.get_attribute("data-start"))
+    assert timedelta(minutes=35) < datetime.now(UTC) - start < timedelta(minutes=50)
+    assert chart.locator("polyline").get_attribute("points").startswith("56.0,")
+    assert chart.locator("[data-axis=start]").text_content() == f"{start:%Y-%m-%d %H:%M}"
+    heading = page.get_by_role("heading", name=re.compile("^Response time since the first check"))
+    assert heading.count() == 1
+    # An unknown site: a page in the dashboard's style, not JSON, and a way back.
+    answer = page.goto(f"{airflow.url}/sitewatch/sites/nope")
+    assert answer.status == 404 and answer.headers["content-type"].startswith("text/html")
+    assert page.locator("h1").inner_text() == "404 Not Found"
+    assert page.locator("#error").inner_text() == "no site named 'nope'"
+    page.get_by_role("link", name="← Sites").click()
+    page.locator("table#sites").wait_for()
 
 
 def test_a_site_checked_from_several_locations_shows_each_and_its_verdict(
