@@ -38,3 +38,18 @@ def sites_file(names: Iterable[str], url: str, **keys) -> str:
     written as given (``schedule="'0 0 * * *'"``, ``retries=0``)."""
     settings = "".join(f"    {key}: {value}\n" for key, value in keys.items())
     return "sites:\n" + "".join(f"  - name: {name}\n    url: {url}\n{settings}" for name in names)
+
+
+def one_site_dag(text: str, tmp_path, monkeypatch):
+    """The DAG of the first site of sites-file ``text``, written to ``tmp_path``/sites.yaml and
+    made the sites file (``SITEWATCH_SITES_FILE``), as an operator would; the file must be
+    valid."""
+    from sitewatch.airflow.factory import site_dag as build
+    from sitewatch.config.loader import load_sites
+
+    path = tmp_path / "sites.yaml"
+    path.write_text(text)
+    monkeypatch.setenv("SITEWATCH_SITES_FILE", str(path))
+    sites = load_sites(path)
+    assert sites.issues == []
+    return build(sites.sites[0])

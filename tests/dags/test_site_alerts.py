@@ -14,7 +14,7 @@ from sitewatch.airflow.drain_dag import drain_dag
 from sitewatch.airflow.factory import site_dag
 from sitewatch.config.loader import load_sites
 from sitewatch.storage.schema import migrate
-from tests.builders import observation
+from tests.builders import observation, one_site_dag
 
 DEAD_KAFKA = {
     "conn_type": "kafka",
@@ -53,15 +53,11 @@ def make_dag(tmp_path, monkeypatch, new_topic):
     name = f"alerts-{uuid.uuid4().hex[:8]}"
 
     def make(url: str, fmt: str = "json"):
-        path = tmp_path / "sites.yaml"
-        path.write_text(
+        text = (
             f"sites:\n  - name: {name}\n    url: {url}\n    retries: 0\n"
             f"    notify:\n      - webhook: ops_webhook\n        format: {fmt}\n"
         )
-        monkeypatch.setenv("SITEWATCH_SITES_FILE", str(path))
-        sites = load_sites(path)
-        assert sites.issues == []
-        return site_dag(sites.sites[0])
+        return one_site_dag(text, tmp_path, monkeypatch)
 
     return name, make
 

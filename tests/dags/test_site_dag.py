@@ -5,8 +5,7 @@ import logging
 
 import pytest
 
-from sitewatch.airflow.factory import site_dag
-from sitewatch.config.loader import load_sites
+from tests.builders import one_site_dag, sites_file
 from tests.conftest import read_topic
 
 
@@ -15,13 +14,8 @@ def make_dag(tmp_path, monkeypatch):
     """Write a one-site sites file (as an operator would) and build its DAG."""
 
     def make(url: str, **settings):
-        keys = "".join(f"\n    {k}: {json.dumps(v)}" for k, v in settings.items())
-        path = tmp_path / "sites.yaml"
-        path.write_text(f"sites:\n  - name: e2e\n    url: {url}{keys}\n")
-        monkeypatch.setenv("SITEWATCH_SITES_FILE", str(path))
-        sites = load_sites(path)
-        assert sites.issues == []
-        return site_dag(sites.sites[0])
+        keys = {k: json.dumps(v) for k, v in settings.items()}
+        return one_site_dag(sites_file(["e2e"], url, **keys), tmp_path, monkeypatch)
 
     return make
 

@@ -30,7 +30,7 @@ from sitewatch.observation import Observation
 from sitewatch.pipeline.drain import drain
 from sitewatch.pipeline.publish import publish
 from sitewatch.storage.schema import migrate
-from tests.builders import observation
+from tests.builders import observation, one_site_dag, sites_file
 from tests.conftest import free_ports
 from tests.stack import Stack
 
@@ -166,15 +166,7 @@ def tls_topic(tls, monkeypatch):
 
 
 def site_dag_for(url: str, tmp_path, monkeypatch):
-    from sitewatch.airflow.factory import site_dag
-    from sitewatch.config.loader import load_sites
-
-    path = tmp_path / "sites.yaml"
-    path.write_text(f"sites:\n  - name: tls-e2e\n    url: {url}\n    retries: 0\n")
-    monkeypatch.setenv("SITEWATCH_SITES_FILE", str(path))
-    sites = load_sites(path)
-    assert sites.issues == []
-    return site_dag(sites.sites[0])
+    return one_site_dag(sites_file(["tls-e2e"], url, retries=0), tmp_path, monkeypatch)
 
 
 # --- end to end ----------------------------------------------------------------------------------
