@@ -194,7 +194,7 @@ def load_text(text: str, path: str = "<string>") -> SitesFile:
         # resuming it does not first traverse ~10^5 dead nodes.
         del root
     reader.issues.sort(key=lambda issue: issue.line)  # stable: same-line issues keep their order
-    return SitesFile(path, sites, reader.issues)
+    return SitesFile(path, sites, reader.issues, tuple(reader.status_pages))
 
 
 def site_for_url(url: str, *, regex: str | None = None, **overrides: Any) -> Site:

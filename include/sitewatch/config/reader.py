@@ -19,10 +19,12 @@ from sitewatch.config.locations import quorum_problem
 from sitewatch.config.objectives import degraded_problem
 from sitewatch.config.offset import offset_problem
 from sitewatch.config.site import ConfigIssue, Site
+from sitewatch.config.status_pages import StatusPage, check_page, duplicate_id, unknown_sites
 from sitewatch.config.values import describe, unknown_key
 from sitewatch.config.yamltree import Invalid, TooComplex, Walker, line_of, scalar
 
 _SEQUENCE = "sequence"
+TOP_KEYS = ("defaults", "sites", "status_pages")
 
 
 def _shown(field_name: str) -> str:
@@ -156,6 +158,7 @@ class Reader:
         self.memo: dict[tuple, Any] = {}  # checked values by source text; all are immutable
         self.parents: dict[str, _Parents] = {}  # by name, for the first entry of each name
         self.default_parents: tuple[Node, tuple[str, ...]] | None = None  # when valid
+        self.status_pages: list[StatusPage] = []  # the valid pages, once ``read`` is done
 
     def report(self, line: int, field_name: str, message: str) -> None:
         self.issues.append(ConfigIssue(self.path, line, _shown(field_name), message))
@@ -167,9 +170,15 @@ class Reader:
             return []
         top = self.pairs(root, "")
         for key, key_node, _ in top:
-            if key not in ("defaults", "sites"):
-                self.report(line_of(key_node), key, unknown_key(key, ("defaults", "sites")))
+            if key not in TOP_KEYS:
+                self.report(line_of(key_node), key, unknown_key(key, TOP_KEYS))
         top_values = {key: value_node for key, _, value_node in top}
+        sites = self.read_sites(root, top_values)
+        if top_values.get("status_pages") is not None:  # pages name sites: read after them
+            self.read_status_pages(top_values["status_pages"])
+        return sites
+
+    def read_sites(self, root: Node, top_values: dict[str, Node]) -> list[Site]:
         defaults = BUILTIN_DEFAULTS | self.read_defaults(top_values.get("defaults"))
         sites_node = top_values.get("sites")
         if sites_node is None:
@@ -198,6 +207,40 @@ class Reader:
             for entry in self.parents.values():
                 self.report(entry.line, f"{entry.where}.depends_on", unexpected(exc))
             return [site for site in sites if site.name not in self.parents]
+
+    def read_status_pages(self, node: Node) -> None:
+        """Check each page of ``status_pages`` alone (a bad one never hides the others), then
+        that ids are unique and every site named is an entry of the file."""
+        if _is_null(node):
+            return
+        if not isinstance(node, SequenceNode):
+            got = _describe_node(node)
+            self.report(line_of(node), "status_pages", f"expected a list of pages, got {got}")
+            return
+        hints, first_of_id = Hints(self.first_of_name), {}
+        for index, entry in enumerate(node.value):
+            where = f"status_pages[{index}]"
+            try:
+                page = check_page(self.walker.value(entry))
+            except Invalid as exc:
+                for problem in exc.all():
+                    line = problem.line or _item_line(entry, problem.item)
+                    self.report(line, subfield(where, problem.item), problem.message)
+                continue
+            except TooComplex:
+                raise
+            except Exception as exc:  # whatever one page holds, the others keep theirs
+                self.report(line_of(entry), where, unexpected(exc))
+                continue
+            problems = list(unknown_sites(page, hints))
+            for item, message in problems:
+                self.report(_item_line(entry, item), subfield(where, item), message)
+            first = first_of_id.setdefault(page.id, line_of(entry))
+            if first != line_of(entry):
+                line = _item_line(entry, "id")
+                self.report(line, f"{where}.id", duplicate_id(page.id, first))
+            elif not problems:
+                self.status_pages.append(dataclasses.replace(page, line=line_of(entry)))
 
     def pairs(self, node: MappingNode, prefix: str) -> list[tuple[str, Node, Node]]:
         """Mapping pairs; a duplicate key is reported as ``<prefix><key>``."""

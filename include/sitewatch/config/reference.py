@@ -15,6 +15,7 @@ import textwrap
 from typing import Any
 
 from sitewatch.config.keys import KEYS, Key
+from sitewatch.config.status_pages import COMPONENT_KEYS, PAGE_KEYS
 
 _WIDTH = 100
 _HEAD = """\
@@ -22,7 +23,8 @@ _HEAD = """\
 # This file validates (sitewatch validate include/sites.reference.yaml); its sites are disabled.
 # Generated from include/sitewatch/config/keys.py by `python -m sitewatch.config.reference`.
 #
-# Top level: only `defaults` (optional) and `sites` (required). Any other key is an error.
+# Top level: `defaults` (optional), `sites` (required) and `status_pages` (optional, at the end).
+# Any other key is an error.
 # YAML notes: only `true` / `false` are booleans; `yes`, `no`, `on`, `off` are read as text, so
 # `enabled: yes` is an error. Quote strings that look like numbers. Duplicate keys are errors.
 # Anchors, aliases and merge keys (`<<: *base`) work; `defaults` is usually simpler.
@@ -61,7 +63,40 @@ def render() -> str:
             lines.append(textwrap.indent(key.example, "      ").rstrip("\n"))
         else:
             lines.append(f"    {key.name}: {key.example}")
-    return _HEAD + "\n".join(lines) + "\n" + _TAIL
+    return _HEAD + "\n".join(lines) + "\n" + _TAIL + _status_pages()
+
+
+def _status_pages() -> str:
+    """The ``status_pages`` section: one page showing every page key, then every component key
+    in comments (the example's components show them in use)."""
+    lines = [
+        "",
+        "# Public status pages, published as static files (docs/status-page.md).",
+        "status_pages:",
+    ]
+    for index, key in enumerate(PAGE_KEYS.values()):
+        lines += _wrapped(_documentation(key), "  - # " if index == 0 else "    # ")
+        if key.name == "components":
+            lines.append("    # Each component:")
+            for part in COMPONENT_KEYS.values():
+                lines += _wrapped(f"{part.name}: {_documentation(part)}", "    #   ")
+        if "\n" in key.example:
+            lines.append(f"    {key.name}:")
+            lines.append(textwrap.indent(key.example, "      ").rstrip("\n"))
+        else:
+            lines.append(f"    {key.name}: {key.example}")
+    return "\n".join(lines) + "\n"
+
+
+def _wrapped(text: str, first: str) -> list[str]:
+    return textwrap.wrap(
+        text,
+        _WIDTH,
+        initial_indent=first,
+        subsequent_indent="    # " if first.startswith("  - ") else first.replace("-", " "),
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
 
 
 def _documentation(key: Key) -> str:

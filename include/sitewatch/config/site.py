@@ -113,6 +113,8 @@ class SitesFile:
     path: str
     sites: list[Site]
     issues: list[ConfigIssue]
+    status_pages: tuple = ()
+    """The valid public status pages (``config.status_pages.StatusPage``), in file order."""
 
     @functools.cached_property
     def by_name(self) -> dict[str, Site]:
