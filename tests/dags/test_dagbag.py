@@ -36,6 +36,7 @@ def test_shipped_sites_file_builds_dags_without_import_errors():
         "sitewatch_maintenance",
         "sitewatch_mute",
         "sitewatch_unmute",
+        "sitewatch_status_page",
         "sitewatch_watch",
     } == set(bag.dag_ids)
     for dag_id in enabled:
@@ -61,6 +62,16 @@ def test_maintenance_dag_runs_hourly_one_at_a_time():
         "create_tables",
         "maintain",
     ]
+    assert all(t.retries > 0 for t in dag.tasks)
+
+
+def test_status_page_dag_publishes_every_minute_one_at_a_time():
+    dag = DagBag(DAGS).dags["sitewatch_status_page"]
+    assert set(dag.tags) == {"sitewatch"}
+    assert (dag.max_active_runs, dag.catchup, dag.is_paused_upon_creation) == (1, False, False)
+    assert dag.schedule == timedelta(minutes=1)
+    assert dag.doc_md
+    assert [t.task_id for t in dag.tasks] == ["publish"]
     assert all(t.retries > 0 for t in dag.tasks)
 
 
@@ -146,6 +157,7 @@ def test_site_settings_reach_the_dag(sites_file):
         "sitewatch_maintenance",
         "sitewatch_mute",
         "sitewatch_unmute",
+        "sitewatch_status_page",
         "sitewatch_watch",
     }
     shop, blog = bag.dags["site_shop"], bag.dags["site_blog"]

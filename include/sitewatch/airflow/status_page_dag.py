@@ -1,0 +1,107 @@
+"""The ``sitewatch_status_page`` DAG: every minute, each public status page of the sites file is
+rendered and written as static files (issue 27).
+
+Each page goes to ``<SITEWATCH_STATUS_PAGE_URL>/<page id>/``: ``index.html``, ``summary.json``
+(Statuspage's shape), ``badges/<component>.svg`` and ``shields/<component>.json``. The target is
+any folder Airflow's object storage (``ObjectStoragePath``) reaches: a local folder by default
+(under the state dir), ``s3://<connection>@bucket/prefix`` through an Airflow connection, or any
+fsspec file system by its scheme. Public traffic never reaches Airflow or PostgreSQL: the page
+stays readable, with its "updated at" time, while the monitoring stack is down. See
+docs/status-page.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import DAG, ObjectStoragePath, task
+
+from sitewatch.airflow.hooks import results_connection
+from sitewatch.names import DAG_DEFAULTS, DAG_TAG, POSTGRES_READER_CONN_ID, STATUS_PAGE_DAG_ID
+
+log = logging.getLogger(__name__)
+
+# File systems where a rename replaces the target in one step, so a reader never sees half a
+# file: write a temporary name, then rename. Object stores have no rename (it is a copy), but
+# one PUT replaces an object whole, so they are written in place.
+_RENAMING = frozenset({"file", "local", "memory"})
+
+
+def _root(url: str) -> ObjectStoragePath:
+    """``url`` as an ``ObjectStoragePath``; a scheme no Airflow provider registers (say
+    ``memory``) is reached through fsspec's own file system of that name."""
+    path = ObjectStoragePath(url)
+    try:
+        path.fs  # noqa: B018 - resolving it is the check
+    except ValueError:
+        import fsspec
+        from airflow.sdk.io import attach
+
+        attach(path.protocol, fs=fsspec.filesystem(path.protocol))
+        path = ObjectStoragePath(url)
+    return path
+
+
+def publish_files(url: str, page_id: str, files: dict[str, bytes]) -> int:
+    """Write ``files`` (relative path -> bytes, ``status.files.page_files``) under
+    ``<url>/<page_id>/``, each replaced whole: a temporary name and a rename where the target
+    renames in one step, else written in place. Returns the bytes written."""
+    root = _root(url) / page_id
+    renaming = (root.protocol or "file") in _RENAMING
+    written = 0
+    for relative, data in files.items():
+        final = root / relative
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if renaming:
+            temporary = final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
+            temporary.write_bytes(data)
+            temporary.replace(final)
+        else:
+            final.write_bytes(data)
+        written += len(data)
+    return written
+
+
+@task
+def publish() -> dict:
+    """Render every valid page of the sites file as of now and publish it; returns, per page id,
+    the files and bytes written. A sites file without pages publishes nothing."""
+    from sitewatch.config.loader import cached_sites
+    from sitewatch.status.files import page_files
+    from sitewatch.status.read import read_page
+    from sitewatch.status.settings import target_url
+
+    url = target_url()
+    sites = cached_sites()
+    if not sites.status_pages:
+        log.info("status_page: no status_pages in %s, nothing to publish", sites.path)
+        return {}
+    now = datetime.now(UTC)
+    conn = results_connection(POSTGRES_READER_CONN_ID)
+    try:
+        views = [read_page(conn, page, sites.by_name, now) for page in sites.status_pages]
+    finally:
+        conn.close()
+    done = {}
+    for view in views:
+        files = page_files(view)
+        size = publish_files(url, view.id, files)
+        log.info("status_page: page=%s files=%d bytes=%d target=%s", view.id, len(files), size, url)
+        done[view.id] = {"files": len(files), "bytes": size}
+    return done
+
+
+def status_page_dag() -> DAG:
+    with DAG(
+        dag_id=STATUS_PAGE_DAG_ID,
+        schedule=timedelta(minutes=1),
+        tags=[DAG_TAG],
+        doc_md=__doc__,
+        default_args={"owner": "sitewatch", "retries": 1, "retry_delay": timedelta(seconds=10)},
+        dagrun_timeout=timedelta(minutes=5),
+        **DAG_DEFAULTS,
+    ) as dag:
+        publish()
+    return dag

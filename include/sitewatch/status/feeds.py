@@ -1,0 +1,132 @@
+"""A status page for machines: ``summary.json`` in the shape of Atlassian Statuspage's (so
+existing widgets and aggregators read it), an SVG badge per component and a shields.io endpoint
+JSON per component. Only the page's own texts go in: ids, titles, names, descriptions."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from html import escape
+
+from sitewatch.status.model import (
+    DEGRADED,
+    MAINTENANCE,
+    MAJOR,
+    OPERATIONAL,
+    PARTIAL,
+    ComponentView,
+    MaintenanceView,
+    PageView,
+)
+
+_COLORS = {
+    OPERATIONAL: ("#2da44e", "brightgreen"),
+    DEGRADED: ("#d4a72c", "yellow"),
+    PARTIAL: ("#e36209", "orange"),
+    MAJOR: ("#cf222e", "red"),
+    MAINTENANCE: ("#5a78d6", "blue"),
+}
+"""A status's (SVG fill, shields.io color name)."""
+_MESSAGES = {
+    OPERATIONAL: "operational",
+    DEGRADED: "degraded",
+    PARTIAL: "partial outage",
+    MAJOR: "major outage",
+    MAINTENANCE: "maintenance",
+}
+
+
+def summary(view: PageView) -> dict:
+    """The page as Statuspage's ``/api/v2/summary.json``: ``page``, ``status``, ``components``,
+    ``incidents`` (none yet: issue 27's incidents are a later step) and
+    ``scheduled_maintenances``."""
+    updated = _iso(view.now)
+    indicator, description = view.indicator
+    components = [_component(view, c, updated) for c in view.components]
+    by_slug = {c["id"]: c for c in components}
+    return {
+        "page": {"id": view.id, "name": view.title, "time_zone": "Etc/UTC", "updated_at": updated},
+        "status": {"indicator": indicator, "description": description},
+        "components": components,
+        "incidents": [],
+        "scheduled_maintenances": [
+            _maintenance(view, m, [by_slug[s] for s in m.components], updated)
+            for m in view.maintenances
+        ],
+    }
+
+
+def summary_json(view: PageView) -> str:
+    return json.dumps(summary(view), indent=2, ensure_ascii=False) + "\n"
+
+
+def _component(view: PageView, c: ComponentView, updated: str) -> dict:
+    return {
+        "id": c.slug,
+        "name": c.name,
+        "status": c.status,
+        "description": c.description,
+        "position": c.position,
+        "page_id": view.id,
+        "group_id": None,
+        "group": False,
+        "showcase": True,
+        "only_show_if_degraded": False,
+        "updated_at": updated,
+    }
+
+
+def _maintenance(view: PageView, m: MaintenanceView, components: list, updated: str) -> dict:
+    return {
+        "id": f"{m.start:%Y%m%dT%H%M}-{m.end:%Y%m%dT%H%M}",
+        "name": "Scheduled maintenance",
+        "status": "in_progress" if m.active else "scheduled",
+        "impact": "maintenance",
+        "page_id": view.id,
+        "scheduled_for": _iso(m.start),
+        "scheduled_until": _iso(m.end),
+        "created_at": updated,
+        "updated_at": updated,
+        "monitoring_at": None,
+        "resolved_at": None,
+        "incident_updates": [],
+        "components": components,
+    }
+
+
+def shields(c: ComponentView) -> str:
+    """shields.io's endpoint JSON (``https://img.shields.io/endpoint?url=...``)."""
+    body = {
+        "schemaVersion": 1,
+        "label": c.name,
+        "message": _MESSAGES[c.status],
+        "color": _COLORS[c.status][1],
+    }
+    return json.dumps(body, ensure_ascii=False) + "\n"
+
+
+def badge_svg(c: ComponentView) -> str:
+    """A flat badge: the component's name on grey, its status on its color. Widths are
+    estimated from the character count (no font metrics at hand), generously."""
+    label, message = c.name, _MESSAGES[c.status]
+    left, right = _width(label), _width(message)
+    total, fill = left + right, _COLORS[c.status][0]
+    title = escape(f"{label}: {message}")
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{total}" height="20" role="img"'
+        f' aria-label="{title}"><title>{title}</title>'
+        f'<rect width="{left}" height="20" fill="#555"/>'
+        f'<rect x="{left}" width="{right}" height="20" fill="{fill}"/>'
+        '<g fill="#fff" text-anchor="middle" font-family="Verdana,DejaVu Sans,sans-serif"'
+        ' font-size="11">'
+        f'<text x="{left / 2:g}" y="14">{escape(label)}</text>'
+        f'<text x="{left + right / 2:g}" y="14">{escape(message)}</text></g></svg>\n'
+    )
+
+
+def _width(text: str) -> int:
+    return 7 * len(text) + 12
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

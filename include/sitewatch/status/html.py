@@ -1,0 +1,108 @@
+"""A status page as one static HTML file: readable without JavaScript, on a phone, light or dark
+by the reader's system setting (``prefers-color-scheme``), every configured text escaped here.
+
+Each component shows its status and a bar of its last 90 UTC days (one cell a day, its uptime in
+the cell's ``title``: the tooltip, and what a screen reader reads); maintenance in force or to
+come is listed on top; the footer says when the page was made, so a page left behind by a
+stopped monitor says how old it is.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from html import escape
+
+from sitewatch.dashboard.status import uptime
+from sitewatch.status.model import ComponentView, DayBar, MaintenanceView, PageView
+
+_CSS = """
+:root{color-scheme:light dark;--bg:#fff;--fg:#1b1f24;--muted:#5b6470;--line:#d8dde3;
+--ok:#2da44e;--warn:#d4a72c;--bad:#cf222e;--maint:#5a78d6;--none:#c9d1d9}
+@media (prefers-color-scheme:dark){:root{--bg:#0d1117;--fg:#e6edf3;--muted:#9da7b3;
+--line:#30363d;--ok:#3fb950;--warn:#d29922;--bad:#f85149;--maint:#7c9cf5;--none:#30363d}}
+*{box-sizing:border-box}body{margin:0;background:var(--bg);color:var(--fg);
+font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+main{max-width:52rem;margin:0 auto;padding:1rem}h1{font-size:1.6rem;margin:.5rem 0 1rem}
+h2{font-size:1.1rem;margin:1.5rem 0 .5rem}.overall{padding:.8rem 1rem;border-radius:.4rem;
+color:#fff;font-weight:600;background:var(--ok)}.overall.minor{background:var(--warn)}
+.overall.major,.overall.critical{background:var(--bad)}.overall.maintenance{background:var(--maint)}
+ul{list-style:none;margin:0;padding:0}.component{border:1px solid var(--line);
+border-radius:.4rem;padding:.8rem 1rem;margin:.6rem 0}.head{display:flex;flex-wrap:wrap;
+justify-content:space-between;gap:.5rem}.name{font-weight:600;overflow-wrap:anywhere}
+.desc{margin:.2rem 0;color:var(--muted);font-size:.9rem;overflow-wrap:anywhere}
+.s{font-weight:600}.s.operational{color:var(--ok)}.s.degraded_performance{color:var(--warn)}
+.s.partial_outage,.s.major_outage{color:var(--bad)}.s.under_maintenance{color:var(--maint)}
+.bar{display:flex;gap:1px;height:2rem;margin-top:.5rem}.bar i{flex:1;border-radius:1px;
+background:var(--none)}.bar .o{background:var(--ok)}.bar .w{background:var(--warn)}
+.bar .b{background:var(--bad)}.bar .m{background:var(--maint)}
+.legend{display:flex;justify-content:space-between;color:var(--muted);font-size:.8rem}
+.maint li{border-left:4px solid var(--maint);padding:.4rem .8rem;margin:.4rem 0}
+footer{margin:2rem 0 1rem;color:var(--muted);font-size:.85rem}
+@media (max-width:40rem){.bar{gap:0}.bar i:nth-child(-n+60){display:none}
+.legend .from90{display:none}.legend .from30{display:inline}}.legend .from30{display:none}
+"""
+_CSS = " ".join(_CSS.split())
+
+
+def render_html(view: PageView) -> str:
+    """The page's ``index.html``."""
+    level, description = view.indicator
+    names = {c.slug: c.name for c in view.components}
+    parts = [
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width,initial-scale=1">',
+        f"<title>{escape(view.title)}</title><style>{_CSS}</style></head><body><main>",
+        f"<h1>{escape(view.title)}</h1>",
+        f'<p class="overall {level}" id="overall">{escape(description)}</p>',
+    ]
+    if view.maintenances:
+        items = "".join(_maintenance(m, names) for m in view.maintenances)
+        parts.append(
+            f'<section class="maint" id="maintenance"><h2>Maintenance</h2><ul>{items}</ul>'
+        )
+        parts.append("</section>")
+    items = "".join(_component(c) for c in view.components)
+    parts.append(f'<section id="components"><h2>Components</h2><ul>{items}</ul></section>')
+    parts.append(f"<footer>Updated at {_time(view.now)}</footer></main></body></html>\n")
+    return "".join(parts)
+
+
+def _component(component: ComponentView) -> str:
+    c = component
+    description = f'<p class="desc">{escape(c.description)}</p>' if c.description else ""
+    cells = "".join(_day(d) for d in c.days)
+    checks, ups = sum(d.checks for d in c.days), sum(d.ups for d in c.days)
+    return (
+        f'<li class="component" id="c-{escape(c.slug)}" data-status="{c.status}">'
+        f'<div class="head"><span class="name">{escape(c.name)}</span>'
+        f'<span class="s {c.status}">{escape(c.label)}</span></div>{description}'
+        f'<div class="bar" role="img" aria-label="Uptime per day, last {len(c.days)} days">'
+        f"{cells}</div>"
+        f'<div class="legend"><span class="from90">{len(c.days)} days ago</span>'
+        '<span class="from30">30 days ago</span>'
+        f"<span>{uptime(ups, checks)} uptime</span><span>Today</span></div></li>"
+    )
+
+
+def _day(day: DayBar) -> str:
+    """One cell: o (all up), w (at least 99%), b (less), m (maintenance only), none (no checks)."""
+    rate = day.uptime
+    if rate is None:
+        css = ' class="m"' if day.maint_checks else ""
+        what = "maintenance" if day.maint_checks else "no data"
+    else:
+        css = f' class="{"o" if rate == 1 else "w" if rate >= 0.99 else "b"}"'
+        what = f"{uptime(day.ups, day.checks)} up"
+    return f'<i{css} title="{day.day.isoformat()}: {what}"></i>'
+
+
+def _maintenance(m: MaintenanceView, names: dict[str, str]) -> str:
+    which = ", ".join(escape(names[s]) for s in m.components)
+    if m.active:
+        return f"<li data-active>In progress until {_time(m.end)}: {which}</li>"
+    return f"<li>Scheduled from {_time(m.start)} to {_time(m.end)}: {which}</li>"
+
+
+def _time(at: datetime) -> str:
+    at = at.astimezone(UTC)
+    return f'<time datetime="{at.isoformat()}">{at:%Y-%m-%d %H:%M} UTC</time>'

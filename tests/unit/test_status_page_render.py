@@ -1,0 +1,226 @@
+"""Status page rendering from plain values: statuses folded per component, every configured text
+escaped, summary.json valid against a Statuspage-shaped schema, badges well-formed SVG."""
+
+import json
+import xml.etree.ElementTree as ET
+from datetime import UTC, date, datetime, timedelta
+from html.parser import HTMLParser
+
+import jsonschema
+import pytest
+
+from sitewatch.config.site import Site
+from sitewatch.config.status_pages import Component, StatusPage
+from sitewatch.status import model
+from sitewatch.status.files import page_files
+from sitewatch.status.model import SiteFacts, fold, page_view
+from sitewatch.storage.daily import Day
+from sitewatch.storage.metrics import Latest
+from sitewatch.storage.mutes import Mute
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+HOSTILE = '<script>alert("x")</script>&amp;\'"'
+STATUS = {"enum": list(model.STATUSES)}
+INDICATORS = ["none", "minor", "major", "critical", "maintenance"]
+TIME = {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"}
+COMPONENT = {
+    "type": "object",
+    "required": ["id", "name", "status", "position", "description", "updated_at"],
+    "properties": {
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "status": STATUS,
+        "position": {"type": "integer", "minimum": 1},
+        "description": {"type": ["string", "null"]},
+        "updated_at": TIME,
+    },
+}
+SCHEMA = {
+    "type": "object",
+    "required": ["page", "status", "components", "incidents", "scheduled_maintenances"],
+    "additionalProperties": False,
+    "properties": {
+        "page": {
+            "type": "object",
+            "required": ["id", "name", "updated_at", "time_zone"],
+            "properties": {"updated_at": TIME},
+        },
+        "status": {
+            "type": "object",
+            "required": ["indicator", "description"],
+            "properties": {"indicator": {"enum": INDICATORS}},
+        },
+        "components": {"type": "array", "items": COMPONENT},
+        "incidents": {"type": "array", "maxItems": 0},
+        "scheduled_maintenances": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "name", "status", "impact", "scheduled_for", "scheduled_until",
+                             "components"],
+                "properties": {
+                    "status": {"enum": ["scheduled", "in_progress"]},
+                    "scheduled_for": TIME,
+                    "scheduled_until": TIME,
+                    "components": {"type": "array", "items": COMPONENT, "minItems": 1},
+                },
+            },
+        },
+    },
+}  # fmt: skip
+
+
+def latest(site: str, up: bool, at: datetime = NOW, response_ms: float = 100.0) -> Latest:
+    return Latest(
+        site, "local", at - timedelta(minutes=1), at, up, 200 if up else 503, response_ms,
+        None, None, None, None, None if up else "status", False, None, None, 1, at, 1,
+        int(up),
+    )  # fmt: skip
+
+
+def facts(site: Site | None, *checks: Latest, mutes=(), days=None) -> SiteFacts:
+    return SiteFacts(site, checks, None, mutes, days or {})
+
+
+@pytest.mark.parametrize(
+    ("statuses", "folded"),
+    [
+        ([model.OPERATIONAL, model.OPERATIONAL], model.OPERATIONAL),
+        ([model.MAJOR, model.MAJOR], model.MAJOR),
+        ([model.MAJOR, model.OPERATIONAL], model.PARTIAL),
+        ([model.DEGRADED, model.OPERATIONAL], model.DEGRADED),
+        ([model.MAINTENANCE, model.MAINTENANCE], model.MAINTENANCE),
+        ([model.MAINTENANCE, model.MAJOR], model.MAJOR),
+        ([model.PARTIAL], model.PARTIAL),
+    ],
+)
+def test_a_group_reads_as_one(statuses, folded):
+    assert fold(statuses) == folded
+
+
+def page(*components: Component, title: str = "Example status") -> StatusPage:
+    return StatusPage("public", title, components)
+
+
+def test_states_come_from_site_state_and_the_maintenance_windows():
+    shop, api = Site(name="shop", url="https://s.test/"), Site(name="api", url="https://a.test/")
+    slow = Site(name="slow", url="https://x.test/", degraded_ms=50)
+    mute = Mute(1, "api", NOW - timedelta(hours=1), NOW + timedelta(hours=1), "db", "alice")
+    view = page_view(
+        page(
+            Component("Shop", ("shop",)),
+            Component("API", ("api",)),
+            Component("Slow", ("slow",)),
+            Component("Gone", ("gone",)),
+            Component("All", ("shop", "api", "slow"), group=True),
+        ),
+        {
+            "shop": facts(shop, latest("shop", False)),
+            "api": facts(api, latest("api", False), mutes=[mute]),
+            "slow": facts(slow, latest("slow", True)),
+        },
+        NOW,
+    )
+    assert [(c.status, c.label) for c in view.components] == [
+        (model.MAJOR, "Major outage"),
+        (model.MAINTENANCE, "Under maintenance"),
+        (model.DEGRADED, "Degraded performance"),
+        (model.DEGRADED, "No recent data"),
+        (model.PARTIAL, "Partial outage"),
+    ]
+    assert view.indicator == ("major", "Major System Outage")
+    (held,) = view.maintenances
+    assert (held.start, held.end, held.active) == (mute.starts_at, mute.ends_at, True)
+    assert held.components == ("api", "all")
+
+
+def hostile_view():
+    site = Site(name="shop", url="https://secret.internal.test/?token=abc")
+    mute = Mute(1, "shop", NOW + timedelta(hours=2), NOW + timedelta(hours=3), HOSTILE, "bob")
+    days = {
+        NOW.date(): Day(100, 99, 0),
+        NOW.date() - timedelta(days=1): Day(0, 0, 10),
+        NOW.date() - timedelta(days=2): Day(10, 10, 0),
+    }
+    return page_view(
+        page(Component(HOSTILE, ("shop",), HOSTILE), title=HOSTILE),
+        {"shop": facts(site, latest("shop", True), mutes=[mute], days=days)},
+        NOW,
+    )
+
+
+class _Texts(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.texts, self.titles = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.titles += [v for k, v in attrs if k == "title"]
+
+    def handle_data(self, data):
+        self.texts.append(data)
+
+
+def test_every_configured_text_is_escaped_and_nothing_private_is_published():
+    files = page_files(hostile_view())
+    assert set(files) == {
+        "index.html",
+        "summary.json",
+        "badges/script-alert-x-script-amp.svg",
+        "shields/script-alert-x-script-amp.json",
+    }
+    html = files["index.html"].decode()
+    parsed = _Texts()
+    parsed.feed(html)
+    assert "script" not in parsed.tags
+    assert parsed.texts.count(HOSTILE) == 4  # <title>, <h1>, the name, the description
+    assert parsed.texts.count("Scheduled from ") == 1
+    for published in files.values():
+        text = published.decode()
+        for private in ("secret.internal", "token", "bob", "local", "status 503"):
+            assert private not in text
+    summary = json.loads(files["summary.json"])
+    assert summary["page"]["name"] == summary["components"][0]["name"] == HOSTILE
+    assert json.loads(files["shields/script-alert-x-script-amp.json"])["label"] == HOSTILE
+
+
+def test_the_bar_has_a_cell_a_day_with_its_uptime_on_hover():
+    parsed = _Texts()
+    parsed.feed(page_files(hostile_view())["index.html"].decode())
+    days = [t for t in parsed.titles if t[:4].isdigit()]
+    assert len(days) == model.DAYS
+    assert days[0].startswith(f"{NOW.date() - timedelta(days=89)}: no data")
+    assert days[-3:] == [
+        f"{date(2026, 12, 4)}: 100.00% up",
+        f"{date(2026, 12, 5)}: maintenance",
+        f"{date(2026, 12, 6)}: 99.00% up",
+    ]
+    html = page_files(hostile_view())["index.html"].decode()
+    assert "prefers-color-scheme:dark" in html and "<script" not in html
+    assert 'content="width=device-width,initial-scale=1"' in html
+    assert '<time datetime="2026-12-06T12:00:00+00:00">2026-12-06 12:00 UTC</time>' in html
+
+
+def test_summary_json_has_statuspages_shape():
+    summary = json.loads(page_files(hostile_view())["summary.json"])
+    jsonschema.validate(summary, SCHEMA)
+    assert summary["status"] == {"indicator": "none", "description": "All Systems Operational"}
+    (maintenance,) = summary["scheduled_maintenances"]
+    assert maintenance["status"] == "scheduled"
+    assert maintenance["scheduled_for"] == "2026-12-06T14:00:00Z"
+    assert HOSTILE not in json.dumps(maintenance["name"])  # a mute's reason stays private
+
+
+def test_every_status_has_a_badge_that_parses_as_svg():
+    for status in model.STATUSES:
+        view = hostile_view()
+        component = view.components[0]
+        component = type(component)(**{**component.__dict__, "status": status})
+        view = type(view)(**{**view.__dict__, "components": (component,)})
+        svg = page_files(view)["badges/script-alert-x-script-amp.svg"].decode()
+        root = ET.fromstring(svg)
+        assert root.tag == "{http://www.w3.org/2000/svg}svg"
+        texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+        assert texts[0] == HOSTILE
+        assert json.loads(page_files(view)["summary.json"])["components"][0]["status"] == status
