@@ -154,15 +154,24 @@ def _probe(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print_issues(exc)
         return EXIT_USAGE
-    from sitewatch.probe.http import probe  # lazy: pulls in requests and the transport
+    from sitewatch.probe.http import probe_in_detail  # lazy: requests and the transport
 
     if args.location is not None and not LOCATION_NAME.fullmatch(args.location):
         args.usage_error(f"--location {args.location!r}: use at most 31 of a-z, 0-9, '_', '-'")
-    observation = probe(site, secrets=secrets, location=args.location or LOCAL_LOCATION)
+    location = args.location or LOCAL_LOCATION
+    observation, results = probe_in_detail(site, secrets=secrets, location=location)
     for f in dataclasses.fields(observation):
         value = getattr(observation, f.name)
         if value is not None:
             print(f"{f.name}: {_show(value)}")
+    if site.expect:
+        # One line per assertion of `expect`, in order: what passed, what failed and why, and
+        # what was not evaluated after the first failure (or because the exchange failed).
+        print("assertions:")
+        for index, assertion in enumerate(site.expect):
+            result = results[index] if index < len(results) else None
+            mark = {True: "pass", False: "FAIL"}.get(result and result.passed, "skip")
+            print(f"  {mark}  {result.detail if result else assertion.describe()}")
     return EXIT_OK if observation.up else EXIT_FAILED
 
 

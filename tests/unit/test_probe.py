@@ -101,6 +101,7 @@ def test_error_kinds_are_the_documented_set():
         "regex",
         "slow",
         "cert_expiring",
+        "assertion",
     )
 
 

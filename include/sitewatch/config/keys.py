@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from sitewatch.config.dependencies import MAX_PARENTS, check_depends_on
+from sitewatch.config.expect import MAX_ASSERTIONS, Assertion, check_expect
 from sitewatch.config.key_checks import (
     check_body,
     check_bool,
@@ -78,6 +79,27 @@ _HEADERS_EXAMPLE = """\
 Accept: text/html
 X-Probe: "1"
 Authorization: "Bearer ${SITEWATCH_SECRET_API_TOKEN}"
+"""
+_EXPECT_EXAMPLE = """\
+- status: [200, "201-204"]
+- header: Content-Type
+  matches: '^application/json'
+- response_time_ms: {lt: 800}
+- body: '"status":\\s*"ok"'
+- json: $.data.id
+  equals: 1
+- json: $.items[*].state
+  equals: ready
+  quantifier: all
+- json: $.items
+  length: {ge: 1}
+- json: $.errors
+  exists: false
+- json_schema:
+    type: object
+    required: [data]
+    properties:
+      data: {type: object, required: [id]}
 """
 _NOTIFY_EXAMPLE = """\
 # Airflow connection (type http): extra "url", or host/port/schema (+ extra "path");
@@ -149,6 +171,20 @@ _DECLARED = (
     Key("min_cert_days", int | None, optional(lambda v: integer(v, 0, 3650)), default=None,
         example="14",
         doc="https only: fail when the certificate expires in fewer days (0..3650)."),
+    Key("expect", tuple[Assertion, ...], check_expect, default=[], example=_EXPECT_EXAMPLE,
+        doc=f"Assertions on the response, evaluated in order after the body is read (at most"
+        f" {MAX_ASSERTIONS}); the first that fails makes the check down with error assertion and"
+        " a detail naming it, expected against actual (json $.data.id: expected 1, got 2). Each"
+        " entry is one of: status (codes or ranges, as expect_status); header (a name with"
+        " equals, matches or exists); response_time_ms ({lt: N} or {le: N}); body (a regex"
+        " searched in the body, as regex); json (an RFC 9535 JSONPath with one of equals,"
+        " not_equals, lt, le, gt, ge, contains, matches, exists, length (a number or"
+        " {ge: N}, ...), and a quantifier over the nodes it selects: all (the default, so one"
+        " wrong item fails the check, and no node at all fails it too), any or none); json_schema"
+        " (a JSON Schema, its $schema draft or 2020-12; references only inside it). A body that"
+        " is not JSON fails a json assertion by name. Paths, patterns and schemas are checked"
+        " when the file is read; evaluation is bounded by the body cap, the deadline and 10000"
+        " nodes per path."),
     Key("method", str, check_method, default="GET", example="POST",
         doc="One of GET, HEAD, POST (upper case)."),
     Key("headers", Mapping[str, str], check_headers, default={}, example=_HEADERS_EXAMPLE,

@@ -8,6 +8,7 @@ redirect to another origin. A redirect's own body is never read.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from time import perf_counter
 from urllib.parse import urljoin, urlsplit
@@ -32,6 +33,7 @@ class Fetched:
     status: int | None = None
     final_url: str | None = None
     content_type: str | None = None
+    headers: Mapping[str, str] | None = None  # the final response's, case-insensitive
     body: bytes | None = None
     body_bytes: int | None = None
     body_done_at: float | None = None  # perf_counter time of the last body byte
@@ -72,6 +74,7 @@ def fetch(
                 result.status = response.status_code
                 if not (site.follow_redirects and response.is_redirect):
                     result.content_type = response.headers.get("content-type")
+                    result.headers = response.headers
                     _read_body(response, site.max_body_bytes, trace, result)
                     return result
                 visited.append(hop.url)

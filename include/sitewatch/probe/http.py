@@ -14,6 +14,7 @@ import os
 import warnings
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from cryptography import x509
 from urllib3.exceptions import InsecureRequestWarning
@@ -21,6 +22,7 @@ from urllib3.exceptions import InsecureRequestWarning
 from sitewatch.config.secrets import NO_SECRETS, Secrets
 from sitewatch.names import LOCAL_LOCATION
 from sitewatch.observation import MAX_TEXT, Observation
+from sitewatch.probe.assertions import Response, Result, evaluate, first_failure
 from sitewatch.probe.failures import Failure, redact_url, strip_userinfo
 from sitewatch.probe.fetch import Fetched, fetch
 from sitewatch.probe.patterns import check_patterns, decode
@@ -39,6 +41,7 @@ ERROR_KINDS: tuple[str, ...] = (
     "regex",  # regex not found, forbid_regex found, or the search ran out of time
     "slow",  # response_time_ms above max_response_ms
     "cert_expiring",  # fewer than min_cert_days left on the server certificate
+    "assertion",  # an assertion of the site's expect failed (detail: which, expected, got)
 )
 
 # Text fields that are not redacted: the site's name and location are the row's identity, the
@@ -48,6 +51,13 @@ _NOT_REDACTED = frozenset({"site", "location", "error"})
 log = logging.getLogger("sitewatch.probe.http")
 
 
+class Probed(NamedTuple):
+    """An observation and the outcome of each of the site's ``expect`` assertions, in order."""
+
+    observation: Observation
+    assertions: list[Result]
+
+
 def probe(
     site,
     *,
@@ -55,6 +65,17 @@ def probe(
     secrets: Secrets = NO_SECRETS,
     location: str = LOCAL_LOCATION,
 ) -> Observation:
+    """``probe_in_detail(...).observation``: the attempt's observation alone."""
+    return probe_in_detail(site, ca_bundle=ca_bundle, secrets=secrets, location=location)[0]
+
+
+def probe_in_detail(
+    site,
+    *,
+    ca_bundle: str | None = None,
+    secrets: Secrets = NO_SECRETS,
+    location: str = LOCAL_LOCATION,
+) -> Probed:
     """Check ``site`` once, from ``location``, and return what was seen.
 
     ``site`` is a validated ``sitewatch.config.site.Site`` (only its attributes are read).
@@ -78,8 +99,10 @@ def probe(
 
     Errors: never raises for anything the site does; failures are ``error`` (one of
     ``ERROR_KINDS``) and ``error_detail``. Precedence when several apply: transport, status, regex,
-    slow, cert_expiring. Trade-off: every attempt opens fresh connections (no pooling across
-    attempts), which is what makes the phase timings meaningful.
+    assertion (the first failing entry of ``expect``, evaluated in order after the body is read;
+    ``sitewatch.probe.assertions``), slow, cert_expiring. Returns the observation and each
+    assertion's outcome, secrets masked in both. Trade-off: every attempt opens fresh
+    connections (no pooling across attempts), which is what makes the phase timings meaningful.
     """
     trace = Trace(Deadline(site.timeout))
     checked_at = datetime.now(UTC)
@@ -88,12 +111,15 @@ def probe(
         verify = _verify(site.verify_tls, ca_bundle)
         fetched = fetch(session, site, trace, verify, secrets.headers)
     obs = _observe(site, location, checked_at, trace, fetched)
-    failure = _judge(site, obs, fetched, trace.deadline)
+    failure, results = _judge(site, obs, fetched, trace.deadline)
     if failure is not None:
         obs.error, obs.error_detail = failure.kind, failure.detail
     obs.up = failure is None
     if secrets.values:
         _redact(obs, secrets)
+        results = [
+            dataclasses.replace(result, detail=secrets.redact(result.detail)) for result in results
+        ]
     # DEBUG: the Airflow task logs the attempt's summary line itself (sitewatch.attempt)
     log.debug(
         "site=%s location=%s status=%s up=%s response_ms=%s error=%s",
@@ -104,7 +130,7 @@ def probe(
         obs.response_time_ms,
         obs.error,
     )
-    return obs
+    return Probed(obs, results)
 
 
 def _verify(verify_tls: bool, ca_bundle: str | None) -> bool | str:
@@ -157,19 +183,31 @@ def _redact(obs: Observation, secrets: Secrets) -> None:
             setattr(obs, f.name, secrets.redact(value))
 
 
-def _judge(site, obs: Observation, fetched: Fetched, deadline: Deadline) -> Failure | None:
-    """The first failed assertion in precedence order, or None. Sets ``obs.regex_matched``.
+def _judge(
+    site, obs: Observation, fetched: Fetched, deadline: Deadline
+) -> tuple[Failure | None, list[Result]]:
+    """The first failed check in precedence order, or None, and the ``expect`` results. Sets
+    ``obs.regex_matched``.
 
-    Every assertion that can be evaluated is, so ``regex_matched`` is known even on a 500.
+    Every check that can be evaluated is, so ``regex_matched`` is known even on a 500; ``expect``
+    is evaluated when the exchange itself succeeded (there is a response to assert on).
     """
     failures = [fetched.failure, _check_status(site.expect_status, fetched.status)]
+    text = None
     if fetched.body is not None:
         text = decode(fetched.body, fetched.content_type)
         obs.regex_matched, pattern_failures = check_patterns(site, text, deadline)
         failures += pattern_failures
+    results: list[Result] = []
+    if site.expect and fetched.failure is None:
+        response = Response(
+            fetched.status, fetched.headers, obs.response_time_ms, fetched.body, text
+        )
+        results = evaluate(site.expect, response, deadline)
+        failures.append(first_failure(results))
     failures.append(_check_speed(site.max_response_ms, obs.response_time_ms))
     failures.append(_check_cert(site.min_cert_days, obs.tls_expires_at))
-    return next((f for f in failures if f is not None), None)
+    return next((f for f in failures if f is not None), None), results
 
 
 def _check_status(expect: tuple[tuple[int, int], ...], status: int | None) -> Failure | None:

@@ -55,11 +55,11 @@ def check_patterns(site, text: str, deadline: Deadline) -> tuple[bool | None, li
     failures: list[Failure] = []
     try:
         if site.regex is not None:
-            matched = _search(site.regex, text, deadline) is not None
+            matched = search(site.regex, text, deadline) is not None
             if not matched:
                 failures.append(Failure("regex", f"pattern {site.regex!r:.60} not found in body"))
         if site.forbid_regex is not None:
-            found = _search(site.forbid_regex, text, deadline)
+            found = search(site.forbid_regex, text, deadline)
             if found is not None:
                 excerpt = found.group()[:40]
                 detail = f"forbidden pattern matched at {found.start()}: {excerpt!r}"
@@ -71,7 +71,7 @@ def check_patterns(site, text: str, deadline: Deadline) -> tuple[bool | None, li
     return matched, failures
 
 
-def _search(pattern: str, text: str, deadline: Deadline):
+def search(pattern: str, text: str, deadline: Deadline):
     """``pattern.search(text)`` within what is left of the deadline (never more than all of it).
 
     Raises Failure when the search does not finish in time, ValueError for a bad pattern.
@@ -80,14 +80,14 @@ def _search(pattern: str, text: str, deadline: Deadline):
     budget = min(max(deadline.remaining(), _MIN_SECONDS), deadline.seconds)
     outcome: dict = {}
 
-    def search() -> None:
+    def run() -> None:
         try:
             # concurrent=True releases the GIL, so the waiting thread can give up on time.
             outcome["match"] = compiled.search(text, timeout=budget, concurrent=True)
         except TimeoutError:
             outcome["timeout"] = True
 
-    thread = threading.Thread(target=search, name="sitewatch-regex", daemon=True)
+    thread = threading.Thread(target=run, name="sitewatch-regex", daemon=True)
     thread.start()
     thread.join(budget + _GRACE)
     if thread.is_alive() or "match" not in outcome:
