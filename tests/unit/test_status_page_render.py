@@ -224,3 +224,12 @@ def test_every_status_has_a_badge_that_parses_as_svg():
         texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
         assert texts[0] == HOSTILE
         assert json.loads(page_files(view)["summary.json"])["components"][0]["status"] == status
+
+
+def test_a_page_of_twenty_components_with_ninety_days_stays_under_100_kb():
+    days = {NOW.date() - timedelta(days=k): Day(288, 287, 0) for k in range(model.DAYS)}
+    components = tuple(Component(f"Component {i}", (f"s{i}",), "What it does") for i in range(20))
+    sites = {f"s{i}": facts(None, days=days) for i in range(20)}
+    html = page_files(page_view(page(*components), sites, NOW))["index.html"]
+    assert len(html) < 100_000
+    assert html.count(b'<i class=w title="') == 20 * model.DAYS

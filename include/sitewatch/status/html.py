@@ -85,13 +85,14 @@ def _component(component: ComponentView) -> str:
 
 
 def _day(day: DayBar) -> str:
-    """One cell: o (all up), w (at least 99%), b (less), m (maintenance only), none (no checks)."""
+    """One cell: o (all up), w (at least 99%), b (less), m (maintenance only), none (no checks).
+    Unquoted classes and a bare ``<i>``: 90 cells a component add up (under 100 KB for 20)."""
     rate = day.uptime
     if rate is None:
-        css = ' class="m"' if day.maint_checks else ""
+        css = " class=m" if day.maint_checks else ""
         what = "maintenance" if day.maint_checks else "no data"
     else:
-        css = f' class="{"o" if rate == 1 else "w" if rate >= 0.99 else "b"}"'
+        css = f" class={'o' if rate == 1 else 'w' if rate >= 0.99 else 'b'}"
         what = f"{uptime(day.ups, day.checks)} up"
     return f'<i{css} title="{day.day.isoformat()}: {what}"></i>'
 
