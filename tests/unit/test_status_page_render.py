@@ -209,6 +209,7 @@ def test_summary_json_has_statuspages_shape():
     (maintenance,) = summary["scheduled_maintenances"]
     assert maintenance["status"] == "scheduled"
     assert maintenance["scheduled_for"] == "2026-12-06T14:00:00Z"
+    assert maintenance["id"] == "20261206T1400Z-20261206T1500Z"
     assert HOSTILE not in json.dumps(maintenance["name"])  # a mute's reason stays private
 
 

@@ -78,7 +78,7 @@ def _component(view: PageView, c: ComponentView, updated: str) -> dict:
 
 def _maintenance(view: PageView, m: MaintenanceView, components: list, updated: str) -> dict:
     return {
-        "id": f"{m.start:%Y%m%dT%H%M}-{m.end:%Y%m%dT%H%M}",
+        "id": f"{m.start.astimezone(UTC):%Y%m%dT%H%MZ}-{m.end.astimezone(UTC):%Y%m%dT%H%MZ}",
         "name": "Scheduled maintenance",
         "status": "in_progress" if m.active else "scheduled",
         "impact": "maintenance",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sitewatch.config.maintenance import Mute, maintenance_at
+from sitewatch.config.site import Site
 from sitewatch.config.status_pages import Component, StatusPage
 from sitewatch.dashboard import status as site_status
 from sitewatch.storage.daily import Day
@@ -124,7 +125,7 @@ class SiteFacts:
     """What the page reads of one site: its configured record (None: no longer in the sites
     file), its ``site_latest`` rows, its latest verdict, its mutes and its days."""
 
-    site: object | None
+    site: Site | None
     checks: Sequence[Latest]
     verdict: site_status.LatestVerdict | None
     mutes: Sequence[Mute]
