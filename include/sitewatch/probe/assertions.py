@@ -24,8 +24,8 @@ from typing import Any
 
 from sitewatch.config.expect import Assertion
 from sitewatch.config.jsonpaths import PathTimeout, compile_path, regex_deadline
+from sitewatch.config.key_checks import compile_pattern
 from sitewatch.probe.failures import Failure, clean
-from sitewatch.probe.patterns import search
 from sitewatch.probe.timing import Deadline
 
 KIND = "assertion"
@@ -173,7 +173,7 @@ def _header(assertion: Assertion, response: Response, _doc, deadline) -> str | N
     if assertion.op == "equals":
         ok = actual == expected
     else:
-        ok = search(expected, actual, deadline) is not None
+        ok = _search(expected, actual, deadline) is not None
     return None if ok else f"expected {_describe_op(assertion.op, expected)}, got {_show(actual)}"
 
 
@@ -192,7 +192,7 @@ def _response_time(assertion: Assertion, response: Response, _doc, _deadline) ->
 def _body(assertion: Assertion, response: Response, _doc, deadline) -> str | None:
     if response.text is None:
         return "response has no body"
-    if search(assertion.subject, response.text, deadline) is not None:
+    if _search(assertion.subject, response.text, deadline) is not None:
         return None
     return f"pattern {_show(assertion.subject)} not found"
 
@@ -281,13 +281,27 @@ def _compare(op: str, actual: Any, expected: Any, deadline: Deadline) -> bool:
             return any(_same(item, expected) for item in actual)
         return isinstance(actual, dict) and isinstance(expected, str) and expected in actual
     if op == "matches":
-        return isinstance(actual, str) and search(expected, actual, deadline) is not None
+        return isinstance(actual, str) and _search(expected, actual, deadline) is not None
     if op == "length":
         length = _length(actual)
         length_op, number = expected
         compare = {"equals": operator.eq, "not_equals": operator.ne, **_ORDER}[length_op]
         return length is not None and compare(length, number)
     raise ValueError(f"unknown comparison {op!r}")  # config refuses it; a Site built in code
+
+
+def _search(pattern: str, text: str, deadline: Deadline):
+    """``pattern.search(text)`` with what is left of ``deadline`` as its budget; raises
+    PathTimeout when it runs out. Already in the helper thread the probe waits for on the wall
+    clock, so no thread of its own (``patterns.search`` starts one per call); ``concurrent``
+    releases the GIL so that the probe can stop waiting on time."""
+    budget = deadline.remaining()
+    if budget <= 0:
+        raise PathTimeout("deadline")
+    try:
+        return compile_pattern(pattern).search(text, timeout=budget, concurrent=True)
+    except TimeoutError as exc:
+        raise PathTimeout("regex ran out of time") from exc
 
 
 def _number(value: Any) -> bool:
