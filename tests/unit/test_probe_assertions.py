@@ -56,6 +56,7 @@ def api():
         "/empty": (204, {}, b""),
         "/big": (200, {}, big),
         "/deep": (200, {}, b"[" * 1_000_000 + b"]" * 1_000_000),
+        "/long": (200, {}, json.dumps({"name": "x" * 1_000_000}).encode()),
         "/strings": (200, {}, json.dumps(["a" * 40 + "!"] * 2000).encode()),
     }
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -285,3 +286,9 @@ sites:
         "assertions:\n  pass  status\n  FAIL  json $.data.id: expected 2, got 1\n"
         "  skip  json_schema\n"
     )
+
+
+def test_a_detail_is_bounded_whatever_the_value(api):
+    obs = check(api, "/long", {"json": "$.name", "equals": "short"})
+    assert obs.error_detail.startswith('json $.name: expected "short", got "xxxx')
+    assert obs.error_detail.endswith("…") and len(obs.error_detail) < 120

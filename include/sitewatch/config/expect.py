@@ -289,6 +289,25 @@ def check_schema(schema: Any) -> None:
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.path)
         detail = " ".join(exc.message.split())[:200]
         raise Invalid(f"invalid JSON Schema at json_schema{where}: {detail}") from None
+    if outside := _outside_reference(schema):
+        raise Invalid(
+            f"$ref {outside[:100]!r} points outside the schema; only references inside it"
+            " (starting with #) are resolved, nothing is fetched"
+        )
+
+
+def _outside_reference(node: Any) -> str | None:
+    """The first ``$ref`` in ``node`` that does not start with ``#``, or None."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and not ref.startswith("#"):
+            return ref
+        children = node.values()
+    elif isinstance(node, list):
+        children = node
+    else:
+        return None
+    return next((found for child in children if (found := _outside_reference(child))), None)
 
 
 _CHECKS = {
