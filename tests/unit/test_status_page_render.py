@@ -129,6 +129,10 @@ def test_states_come_from_site_state_and_the_maintenance_windows():
         (model.PARTIAL, "Partial outage"),
     ]
     assert view.indicator == ("major", "Major System Outage")
+    assert (
+        '<span title="over the last 90 days">no data</span>'
+        in page_files(view)["index.html"].decode()
+    )
     (held,) = view.maintenances
     assert (held.start, held.end, held.active) == (mute.starts_at, mute.ends_at, True)
     assert held.components == ("api", "all")
@@ -199,6 +203,7 @@ def test_the_bar_has_a_cell_a_day_with_its_uptime_on_hover():
     html = page_files(hostile_view())["index.html"].decode()
     assert "prefers-color-scheme:dark" in html and "<script" not in html
     assert 'content="width=device-width,initial-scale=1"' in html
+    assert '<span title="over the last 90 days">99.09% uptime</span>' in html
     assert '<time datetime="2026-12-06T12:00:00+00:00">2026-12-06 12:00 UTC</time>' in html
 
 

@@ -37,9 +37,9 @@ background:var(--none)}.bar .o{background:var(--ok)}.bar .w{background:var(--war
 .bar .b{background:var(--bad)}.bar .m{background:var(--maint)}
 .legend{display:flex;justify-content:space-between;color:var(--muted);font-size:.8rem}
 .maint li{border-left:4px solid var(--maint);padding:.4rem .8rem;margin:.4rem 0}
-footer{margin:2rem 0 1rem;color:var(--muted);font-size:.85rem}
+footer{margin:2rem 0 1rem;color:var(--muted);font-size:.85rem}.legend .from30{display:none}
 @media (max-width:40rem){.bar{gap:0}.bar i:nth-child(-n+60){display:none}
-.legend .from90{display:none}.legend .from30{display:inline}}.legend .from30{display:none}
+.legend .from90{display:none}.legend .from30{display:inline}}
 """
 _CSS = " ".join(_CSS.split())
 
@@ -72,6 +72,7 @@ def _component(component: ComponentView) -> str:
     description = f'<p class="desc">{escape(c.description)}</p>' if c.description else ""
     cells = "".join(_day(d) for d in c.days)
     checks, ups = sum(d.checks for d in c.days), sum(d.ups for d in c.days)
+    overall = f"{uptime(ups, checks)} uptime" if checks else "no data"
     return (
         f'<li class="component" id="c-{escape(c.slug)}" data-status="{c.status}">'
         f'<div class="head"><span class="name">{escape(c.name)}</span>'
@@ -80,7 +81,8 @@ def _component(component: ComponentView) -> str:
         f"{cells}</div>"
         f'<div class="legend"><span class="from90">{len(c.days)} days ago</span>'
         '<span class="from30">30 days ago</span>'
-        f"<span>{uptime(ups, checks)} uptime</span><span>Today</span></div></li>"
+        f'<span title="over the last {len(c.days)} days">{overall}</span>'
+        "<span>Today</span></div></li>"
     )
 
 
