@@ -186,8 +186,12 @@ LOCATION = _Text(
     re.compile(rf"\A(?:{LOCATION_NAME.pattern})\Z"),
     "invalid location {}: use at most 31 of a-z, 0-9, '_', '-'; start with a letter or digit",
 )
+CHECK_URL = re.compile(r"(?ai)\A(?:https?|tcp|tls)://")
+"""What a checked URL starts with: http(s), or a TCP check's tcp:// or tls://. Only an http(s)
+one is ever a link (``HTTP_URL``); the Sites page shows the others as text."""
 # Stored URLs become links on the Sites page: a javascript: or data: URL must never get there.
 URL = _Text(MAX_TEXT, HTTP_URL, "not an http(s) URL: {}")
+CHECKED_URL = _Text(MAX_TEXT, CHECK_URL, "not an http(s), tcp or tls URL: {}")
 # Airflow's run ids are at most 250 characters (its ID_LEN).
 RUN_ID = _Text(max_length=250)
 BOOLEAN = Kind(bool, "boolean")
@@ -234,7 +238,8 @@ def column(
 class Observation:
     """What one attempt at one site saw. Times are UTC; durations are milliseconds.
 
-    site: the site's name (``SITE_NAME``; also the Kafka key). url: the http(s) URL requested.
+    site: the site's name (``SITE_NAME``; also the Kafka key). url: the http(s) URL requested,
+    or a TCP check's tcp://host:port or tls://host:port.
     scheduled_at: the DAG run's logical time; with ``site``, ``location`` and ``attempt`` it
     identifies the row.
     attempt: Airflow's try number, from 1. final: the run's last attempt: it was up, or no
@@ -257,7 +262,7 @@ class Observation:
     """
 
     site: str = column(NAME)
-    url: str = column(URL)
+    url: str = column(CHECKED_URL)
     checked_at: datetime = column(TIMESTAMPTZ)
     up: bool = column(BOOLEAN)
     # Required, but None in the record until the task that runs the probe sets it.

@@ -148,6 +148,8 @@ def test_chart_of_an_empty_window_says_so():
         " javascript:alert(1)",
         "data:text/html,<script>alert(1)</script>",
         "//evil.example/",
+        "tcp://db.example:5432",  # a TCP check's: stored, shown, never a link
+        "tls://mail.example:465",
     ],
 )
 def test_only_http_urls_are_links(url):

@@ -138,6 +138,13 @@ def test_odd_or_invalid_messages_leave_the_fast_path(change, strict_accepts):
             strict_row(data)
 
 
+@pytest.mark.parametrize("url", ["tcp://db.example:5432", "tls://mail.example:465"])
+def test_a_tcp_checks_url_is_stored_by_both_decoders(url):
+    # The Sites page shows it as text, never as a link (dashboard.render._url).
+    data = encode({**full_doc(), "url": url})
+    assert fast_row(data) == strict_row(data)
+
+
 @pytest.mark.parametrize("name", ["site", "url", "checked_at", "up", "scheduled_at", "attempt"])
 def test_a_missing_required_field_is_left_to_the_strict_decoder(name):
     doc = full_doc()
@@ -177,7 +184,10 @@ def test_a_missing_required_field_is_left_to_the_strict_decoder(name):
             "site: invalid name 'Shop': use at most 63 of a-z, 0-9, '_', '-';"
             " start with a letter or digit",
         ),
-        ({"url": "javascript:alert(1)"}, "url: not an http(s) URL: 'javascript:alert(1)'"),
+        (
+            {"url": "javascript:alert(1)"},
+            "url: not an http(s), tcp or tls URL: 'javascript:alert(1)'",
+        ),
         (
             {"final_url": "ftp://shop.example/"},
             "final_url: not an http(s) URL: 'ftp://shop.example/'",

@@ -102,6 +102,7 @@ def test_error_kinds_are_the_documented_set():
         "slow",
         "cert_expiring",
         "assertion",
+        "reply",
     )
 
 

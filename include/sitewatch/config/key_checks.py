@@ -25,6 +25,7 @@ from sitewatch.config.yamltree import Invalid
 from sitewatch.observation import SITE_NAME as NAME
 
 METHODS = ("GET", "HEAD", "POST")
+TCP_SCHEMES = ("tcp", "tls")  # a TCP check, plain or with a TLS handshake (sitewatch.probe.tcp)
 MAX_URL, MAX_REGEX, MAX_HEADER_VALUE, MAX_BODY = 2048, 1000, 8 * 1024, 1024 * 1024
 MAX_SCHEDULE = 1000  # a cron listing every value of every field is about 340 characters
 MAX_TAG, MAX_HEADERS = 100, 100  # Airflow refuses DAG tags longer than 100 characters
@@ -57,7 +58,8 @@ def check_name(value: Any) -> str:
 
 
 def check_url(value: Any) -> str:
-    """An http(s) URL with a host that ``requests`` can send as written; raises Invalid."""
+    """An http(s) URL with a host that ``requests`` can send as written, or a TCP check's
+    ``tcp://host:port`` or ``tls://host:port``; raises Invalid."""
     url = text(value, MAX_URL)
     if _BAD_URL_CHAR.search(url):
         raise Invalid(f"invalid URL {url!r}: contains whitespace or control characters")
@@ -69,15 +71,32 @@ def check_url(value: Any) -> str:
     except ValueError as exc:
         detail = str(exc)
         raise Invalid(f"invalid URL {url!r}: {detail[:1].lower()}{detail[1:]}") from None
-    if parts.scheme not in ("http", "https"):
-        raise Invalid(f"invalid URL {url!r}: scheme must be http or https")
+    if parts.scheme not in ("http", "https", *TCP_SCHEMES):
+        raise Invalid(f"invalid URL {url!r}: scheme must be http, https, tcp or tls")
     if not parts.hostname:
         raise Invalid(f"invalid URL {url!r}: no host")
+    if parts.scheme in TCP_SCHEMES:
+        _check_tcp(url, parts)
     if parts.username is not None:
         # The URL is published with every check; credentials belong in headers.
         raise Invalid(f"invalid URL {url!r}: credentials in the URL; use an Authorization header")
     _check_host(url, parts.hostname)
     return url
+
+
+def _check_tcp(url: str, parts) -> None:
+    """A tcp:// or tls:// URL is a host and a port, written in lower case, and nothing else."""
+    if not url.startswith(f"{parts.scheme}://"):
+        raise Invalid(f"invalid URL {url!r}: write the scheme {parts.scheme}:// in lower case")
+    if parts.port is None or parts.port == 0:
+        raise Invalid(f"invalid URL {url!r}: a {parts.scheme} check needs a port, 1..65535")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise Invalid(f"invalid URL {url!r}: a {parts.scheme} check is host:port, no path or query")
+
+
+def is_tcp(url: str) -> bool:
+    """Whether ``url`` (a checked site URL) is a TCP check's: ``tcp://`` or ``tls://``."""
+    return url.startswith(tuple(f"{scheme}://" for scheme in TCP_SCHEMES))
 
 
 def _check_visible(url: str) -> None:

@@ -142,7 +142,11 @@ _DECLARED = (
     Key("name", str, check_name, example="reference-all-keys",
         doc="Unique among the sites; [a-z0-9][a-z0-9_-]{0,62}. The DAG is site_<name>."),
     Key("url", str, check_url, example="https://example.com/health?full=1",
-        doc="http or https with a host, at most 2048 characters. No user:password@ part (the URL"
+        doc="http or https with a host, at most 2048 characters; or tcp://host:port (connect),"
+        " tls://host:port (connect and a TLS handshake, verified with SNI unless verify_tls is"
+        " false): a TCP check, which takes send and reply_regex and none of the HTTP keys"
+        " (regex, forbid_regex, expect_status, expect, method, headers, body, follow_redirects,"
+        " max_body_bytes). No user:password@ part (the URL"
         " is stored with every check); send credentials in a header from the environment. An"
         " internationalised host (bücher.example) is requested in its IDNA form; invisible"
         " characters (bidi controls such as U+202E, zero-width spaces) are refused."),
@@ -185,6 +189,14 @@ _DECLARED = (
         " is not JSON fails a json assertion by name. Paths, patterns and schemas are checked"
         " when the file is read; evaluation is bounded by the body cap, the deadline and 10000"
         " nodes per path."),
+    Key("send", str | None, optional(check_body), default=None, example='"PING\\r\\n"',
+        doc="tcp:// and tls:// only: text sent (UTF-8) once connected, at most 1 MiB; in double"
+        " quotes YAML writes a line break as \\r\\n."),
+    Key("reply_regex", str | None, optional(check_regex), default=None, example="'^\\+PONG'",
+        doc="tcp:// and tls:// only: a regex (as regex) searched in the first 64 KiB the server"
+        " sends, decoded as UTF-8; the check is up only if it matches before the deadline or"
+        " the server closing (error reply). Without it, connecting (and the handshake) is the"
+        " check."),
     Key("method", str, check_method, default="GET", example="POST",
         doc="One of GET, HEAD, POST (upper case)."),
     Key("headers", Mapping[str, str], check_headers, default={}, example=_HEADERS_EXAMPLE,
@@ -277,6 +289,13 @@ _DECLARED = (
 )  # fmt: skip
 
 KEYS: Mapping[str, Key] = MappingProxyType({key.name: key for key in _DECLARED})
+HTTP_ONLY = (
+    "regex", "forbid_regex", "expect_status", "expect", "method", "headers", "body",
+    "follow_redirects", "max_body_bytes",
+)  # fmt: skip
+"""The keys only an http(s) check takes; a TCP check (tcp:// or tls://) setting one is an error."""
+TCP_ONLY = ("send", "reply_regex")
+"""The keys only a TCP check takes; an http(s) check setting one is an error."""
 FIELDS: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
     {name: key.check for name, key in KEYS.items()}
 )

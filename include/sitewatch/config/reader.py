@@ -13,8 +13,8 @@ from typing import Any, NamedTuple
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from sitewatch.config.dependencies import Hints, cycles, self_problem
-from sitewatch.config.key_checks import timeout_problem
-from sitewatch.config.keys import BUILTIN_DEFAULTS, FIELDS, REQUIRED
+from sitewatch.config.key_checks import is_tcp, timeout_problem
+from sitewatch.config.keys import BUILTIN_DEFAULTS, FIELDS, HTTP_ONLY, REQUIRED, TCP_ONLY
 from sitewatch.config.locations import quorum_problem
 from sitewatch.config.objectives import degraded_problem
 from sitewatch.config.offset import offset_problem
@@ -110,6 +110,23 @@ def body_problem(values: Mapping[str, Any]) -> str | None:
     return None
 
 
+def kind_problem(key: str) -> Callable[[Mapping[str, Any]], str | None]:
+    """The rule's problem for ``key``, which only one kind of check takes: set (to other than
+    its built-in default, so a ``defaults`` entry that leaves it alone is no error) on a site of
+    the other kind."""
+    tcp_only = key in TCP_ONLY
+
+    def problem(values: Mapping[str, Any]) -> str | None:
+        url = values.get("url")  # None: missing, which is reported already
+        if url is None or values[key] == BUILTIN_DEFAULTS[key] or is_tcp(url) == tcp_only:
+            return None
+        if tcp_only:
+            return f"{key} is for a tcp:// or tls:// check; this url is http(s)"
+        return f"{key} is for an http(s) check; a tcp:// or tls:// check has no {key}"
+
+    return problem
+
+
 class Rule(NamedTuple):
     """A check of one key against others, on a complete set of site values: ``problem`` returns
     the message for ``key``, or None. It is skipped when one of ``reads`` was given a value that
@@ -127,6 +144,7 @@ CROSS_KEY_RULES = (
     Rule("quorum", ("locations",), quorum_problem),
     Rule("degraded_ms", ("max_response_ms",), degraded_problem),
     Rule("timeout", ("schedule",), timeout_problem),
+    *(Rule(key, ("url",), kind_problem(key)) for key in HTTP_ONLY + TCP_ONLY),
 )
 """Every rule between keys of one entry; the sites file and ``site_for_url`` both apply them."""
 

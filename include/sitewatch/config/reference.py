@@ -14,7 +14,7 @@ import json
 import textwrap
 from typing import Any
 
-from sitewatch.config.keys import KEYS, Key
+from sitewatch.config.keys import KEYS, TCP_ONLY, Key
 from sitewatch.config.status_pages import COMPONENT_KEYS, PAGE_KEYS
 
 _WIDTH = 100
@@ -58,12 +58,28 @@ def render() -> str:
             break_long_words=False,
             break_on_hyphens=False,
         )
-        if "\n" in key.example:
+        if key.name in TCP_ONLY:  # an https site may not set it: shown in reference-tcp
+            lines.append(f"    # {key.name}: (tcp:// and tls:// only; see reference-tcp below)")
+        elif "\n" in key.example:
             lines.append(f"    {key.name}:")
             lines.append(textwrap.indent(key.example, "      ").rstrip("\n"))
         else:
             lines.append(f"    {key.name}: {key.example}")
-    return _HEAD + "\n".join(lines) + "\n" + _TAIL + _status_pages()
+    return _HEAD + "\n".join(lines) + "\n" + _TAIL + _tcp() + _status_pages()
+
+
+def _tcp() -> str:
+    """An entry showing a TCP check and the keys only it takes."""
+    lines = [
+        "",
+        "  # A TCP check: connect to host:port (tls:// also shakes hands, verified, with SNI),",
+        "  # send a line and search the reply. No HTTP key (regex, headers, expect...) applies.",
+        "  - name: reference-tcp",
+        "    url: tcp://cache.example.com:6379",
+        *(f"    {name}: {KEYS[name].example}" for name in TCP_ONLY),
+        "    enabled: false",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _status_pages() -> str:

@@ -16,15 +16,17 @@ from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from cryptography import x509
 from urllib3.exceptions import InsecureRequestWarning
 
+from sitewatch.config.key_checks import is_tcp
 from sitewatch.config.secrets import NO_SECRETS, Secrets
 from sitewatch.names import LOCAL_LOCATION
 from sitewatch.observation import MAX_TEXT, Observation
+from sitewatch.probe import tcp
 from sitewatch.probe.assertions import Response, Result, evaluate, first_failure
 from sitewatch.probe.failures import Failure, redact_url, strip_userinfo
 from sitewatch.probe.fetch import Fetched, fetch
+from sitewatch.probe.limits import check_cert, check_speed, not_after
 from sitewatch.probe.patterns import check_patterns, decode
 from sitewatch.probe.timing import Deadline, Trace, watchdog
 from sitewatch.probe.transport import open_session
@@ -42,6 +44,7 @@ ERROR_KINDS: tuple[str, ...] = (
     "slow",  # response_time_ms above max_response_ms
     "cert_expiring",  # fewer than min_cert_days left on the server certificate
     "assertion",  # an assertion of the site's expect failed (detail: which, expected, got)
+    "reply",  # tcp: reply_regex not found in the server's first bytes (sitewatch.probe.tcp)
 )
 
 # Text fields that are not redacted: the site's name and location are the row's identity, the
@@ -93,7 +96,7 @@ def probe_in_detail(
     The whole attempt (DNS, connect, TLS, redirects, body, regex) is bounded by ``site.timeout``;
     the call returns within that plus some tens of milliseconds of bookkeeping. A hung resolver
     or a catastrophic regex on a starved CPU can leave a daemon helper thread running briefly
-    after the return (see ``_transport._resolve``, ``_patterns``). The observation has
+    after the return (see ``transport.resolve``, ``_patterns``). The observation has
     ``scheduled_at=None, attempt=1, final=True`` for the caller to fill. One summary line is
     logged at INFO on ``sitewatch.probe.http``.
 
@@ -104,6 +107,8 @@ def probe_in_detail(
     assertion's outcome, secrets masked in both. Trade-off: every attempt opens fresh
     connections (no pooling across attempts), which is what makes the phase timings meaningful.
     """
+    if is_tcp(site.url):
+        return _redacted(tcp.probe_tcp(site, ca_bundle=ca_bundle, location=location), [], secrets)
     trace = Trace(Deadline(site.timeout))
     checked_at = datetime.now(UTC)
     quiet = nullcontext() if site.verify_tls else _insecure_allowed()
@@ -115,11 +120,7 @@ def probe_in_detail(
     if failure is not None:
         obs.error, obs.error_detail = failure.kind, failure.detail
     obs.up = failure is None
-    if secrets.values:
-        _redact(obs, secrets)
-        results = [
-            dataclasses.replace(result, detail=secrets.redact(result.detail)) for result in results
-        ]
+    obs, results = _redacted(obs, results, secrets)
     # DEBUG: the Airflow task logs the attempt's summary line itself (sitewatch.attempt)
     log.debug(
         "site=%s location=%s status=%s up=%s response_ms=%s error=%s",
@@ -130,6 +131,15 @@ def probe_in_detail(
         obs.response_time_ms,
         obs.error,
     )
+    return Probed(obs, results)
+
+
+def _redacted(obs: Observation, results: list[Result], secrets: Secrets) -> Probed:
+    if secrets.values:
+        _redact(obs, secrets)
+        results = [
+            dataclasses.replace(result, detail=secrets.redact(result.detail)) for result in results
+        ]
     return Probed(obs, results)
 
 
@@ -168,7 +178,7 @@ def _observe(
         regex=site.regex[:MAX_TEXT] if site.regex is not None else None,
         final_url=fetched.final_url[:MAX_TEXT] if fetched.final_url else None,
         body_bytes=fetched.body_bytes,
-        tls_expires_at=_not_after(trace.peer_cert),
+        tls_expires_at=not_after(trace.peer_cert),
     )
 
 
@@ -205,8 +215,8 @@ def _judge(
         )
         results = evaluate(site.expect, response, deadline)
         failures.append(first_failure(results))
-    failures.append(_check_speed(site.max_response_ms, obs.response_time_ms))
-    failures.append(_check_cert(site.min_cert_days, obs.tls_expires_at))
+    failures.append(check_speed(site.max_response_ms, obs.response_time_ms))
+    failures.append(check_cert(site.min_cert_days, obs.tls_expires_at))
     return next((f for f in failures if f is not None), None), results
 
 
@@ -215,31 +225,3 @@ def _check_status(expect: tuple[tuple[int, int], ...], status: int | None) -> Fa
         return None
     ranges = ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in expect)
     return Failure("status", f"status {status} not in {ranges}")
-
-
-def _check_speed(limit_ms: int | None, response_ms: float | None) -> Failure | None:
-    if limit_ms is None or response_ms is None or response_ms <= limit_ms:
-        return None
-    return Failure("slow", f"response took {response_ms:.0f} ms, limit {limit_ms} ms")
-
-
-def _check_cert(min_days: int | None, expires_at: datetime | None) -> Failure | None:
-    if min_days is None or expires_at is None:
-        return None
-    days = (expires_at - datetime.now(UTC)).total_seconds() / 86400
-    if days >= min_days:
-        return None
-    when = expires_at.strftime("%Y-%m-%d %H:%M UTC")
-    return Failure(
-        "cert_expiring", f"certificate expires in {days:.1f} days ({when}), minimum {min_days}"
-    )
-
-
-def _not_after(der: bytes | None) -> datetime | None:
-    """The certificate's notAfter in UTC, read from DER so it works without verification."""
-    if not der:
-        return None
-    try:
-        return x509.load_der_x509_certificate(der).not_valid_after_utc
-    except ValueError:
-        return None

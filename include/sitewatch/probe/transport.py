@@ -36,7 +36,7 @@ from sitewatch.probe.timing import DNSTimeout, Trace
 _MIN_TIMEOUT = 0.001  # a socket timeout of 0 would mean non-blocking, not "no time left"
 
 
-def _resolve(host: str, port: int, timeout: float | None) -> tuple[list, float]:
+def resolve(host: str, port: int, timeout: float | None) -> tuple[list, float]:
     """getaddrinfo bounded by ``timeout``; returns the addresses and the lookup's duration (s).
 
     getaddrinfo cannot be interrupted, so it runs in a daemon thread that we stop waiting for at
@@ -99,7 +99,7 @@ class _TimedConnection:
         trace.connections += 1
         try:
             trace.stage = "resolving the host"
-            infos, dns_seconds = _resolve(self._dns_host, self.port, self.timeout)
+            infos, dns_seconds = resolve(self._dns_host, self.port, self.timeout)
             if first:
                 trace.dns_ms = round(dns_seconds * 1000, 3)
             trace.stage = "connecting"
