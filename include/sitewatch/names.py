@@ -62,6 +62,8 @@ WATCH_DAG_ID = "sitewatch_watch"
 """Every minute, says when sitewatch itself cannot judge (PIPELINE PROBLEM about the pipeline)."""
 STATUS_PAGE_DAG_ID = "sitewatch_status_page"
 """Every minute, renders the sites file's public status pages and publishes them as files."""
+INCIDENT_DAG_ID = "sitewatch_incident"
+"""Manual DAG whose trigger form opens or updates an incident on a public status page."""
 WATCH_STATE_VARIABLE = "sitewatch_watch_state"
 """The Airflow Variable (JSON) where ``WATCH_DAG_ID`` keeps what it saw: in Airflow's metadata
 database, so a results database that is down cannot take it along."""

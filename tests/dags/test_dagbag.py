@@ -37,6 +37,7 @@ def test_shipped_sites_file_builds_dags_without_import_errors():
         "sitewatch_mute",
         "sitewatch_unmute",
         "sitewatch_status_page",
+        "sitewatch_incident",
         "sitewatch_watch",
     } == set(bag.dag_ids)
     for dag_id in enabled:
@@ -128,6 +129,35 @@ def test_mute_dags_run_only_when_triggered_with_a_form(sites_file):
     assert [t.task_id for t in bag.dags["sitewatch_unmute"].tasks] == ["unmute"]
 
 
+def test_incident_dag_runs_only_when_triggered_with_a_form_of_the_pages(sites_file):
+    sites_file("""
+        sites:
+          - name: shop
+            url: https://shop.example.com/
+        status_pages:
+          - id: status
+            title: Example
+            components:
+              - site: shop
+                name: Shop
+    """)
+    bag = DagBag(DAGS)
+    assert bag.import_errors == {}
+    dag = bag.dags["sitewatch_incident"]
+    assert (dag.schedule, set(dag.tags), dag.is_paused_upon_creation) == (
+        None,
+        {"sitewatch"},
+        False,
+    )
+    assert dag.doc_md
+    assert [t.task_id for t in dag.tasks] == ["write"]
+    assert all(t.retries == 0 for t in dag.tasks)
+    assert set(dag.params) == {"page", "incident", "title", "state", "text", "components"}
+    assert dag.params.get_param("page").schema["enum"] == ["status"]
+    assert dag.params.get_param("components").schema["examples"] == ["Shop"]
+    assert dag.params["state"] == "investigating"
+
+
 def test_site_settings_reach_the_dag(sites_file):
     sites_file("""
         defaults:
@@ -158,6 +188,7 @@ def test_site_settings_reach_the_dag(sites_file):
         "sitewatch_mute",
         "sitewatch_unmute",
         "sitewatch_status_page",
+        "sitewatch_incident",
         "sitewatch_watch",
     }
     shop, blog = bag.dags["site_shop"], bag.dags["site_blog"]

@@ -23,6 +23,7 @@ from sitewatch.alerting import store as alert_store
 from sitewatch.alerting.rules import Event, Verdict
 from sitewatch.names import ALERTING_ROLE, DRAIN_ROLE, READER_ROLE
 from sitewatch.storage.checks import Rejected, store_batch
+from sitewatch.storage.incidents import open_automatic, page_incidents, resolve_automatic
 from sitewatch.storage.schema import migrate
 from sitewatch.storage.verdicts import (
     latest_verdicts,
@@ -121,6 +122,14 @@ def test_the_sites_page_role_reads_but_cannot_write_or_change_anything(pg_dsn, o
         assert refused(reader, "ALTER TABLE site_checks ADD COLUMN sneaky int")
         assert refused(reader, "SELECT count(*) FROM site_checks_rejected")  # raw messages
         assert refused(reader, "SELECT site_checks_create_partitions(ARRAY[current_date + 9])")
+        # the status page reads incidents and never writes them
+        assert page_incidents(reader, "status", now) == []
+        assert refused(reader, "UPDATE status_incidents SET state = 'resolved'")
+        assert refused(
+            reader,
+            "INSERT INTO status_incidents (page, title, state, opened_at)"
+            " VALUES ('status', 'x', 'investigating', now())",
+        )
 
 
 def test_the_drain_role_stores_checks_and_makes_a_missing_day_but_cannot_drop(pg_dsn, owned_schema):
@@ -170,6 +179,12 @@ def test_the_alerting_role_keeps_alert_state_and_verdicts_and_nothing_else(pg_ds
         assert refused(alerting, "DELETE FROM site_alert_state")
         assert refused(alerting, "DROP TABLE site_alert_state")
         assert refused(alerting, "INSERT INTO site_checks_daily VALUES ('x', current_date, 1, 1)")
+        # status page incidents (migration 11): opened, updated, resolved; updates only added
+        opened = open_automatic(alerting, "status", "Shop", "roles", "Shop is down", "Down.", now)
+        assert resolve_automatic(alerting, "roles", "Up.", now) == [opened]
+        assert refused(alerting, "UPDATE status_incident_updates SET body = 'x'")
+        assert refused(alerting, "DELETE FROM status_incident_updates")
+        assert refused(alerting, "DELETE FROM status_incidents")
 
 
 def test_airflow_metadata_role_cannot_reach_the_results(pg_dsn, owned_schema):

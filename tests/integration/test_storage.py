@@ -118,6 +118,8 @@ def test_migrate_creates_tables_and_indexes_in_the_current_schema(pg_conn, pg_sc
             "site_mutes",
             "site_alert_log",
             "site_slo_alerts",
+            "status_incidents",
+            "status_incident_updates",
             "sitewatch_schema_version",
         }
         cur.execute(

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from sitewatch.alerting import store as alert_store
 from sitewatch.alerting.rules import Alert, Event, Kind, Verdict, alert_for
 from sitewatch.errors import StorageError
+from sitewatch.judge import incidents
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def judge(
     run_url: str | None = None,
     context=None,
     key: str | None = None,
+    pages: Sequence = (),
 ) -> Kind | None:
     """Apply ``event`` to ``site``'s alert state on ``conn`` (the alerting connection) and send
     the message it calls for with ``send``.
@@ -45,17 +47,23 @@ def judge(
     context: the Airflow context handed to the notifiers ({} when there is none).
     key: the alert state's row, when not the site's own (``<site>@<location>``: a location's
     pipeline problem, kept apart from the site's verdict; ``sitewatch.judge.runs``).
+    pages: the sites file's status pages; a DOWN sent opens an incident on those showing the
+    site, its RECOVERED resolves it (``sitewatch.judge.incidents``).
     Returns the kind sent (None: nothing to say, or the state could not be stored). Never raises.
     """
     try:
         context = {} if context is None else context
-        return _judge(conn, site, event, send, run_url, context, key or site.name)
+        # a location's row (key) is no site's outage: no incident
+        pages = pages if key is None else ()
+        return _judge(conn, site, event, send, run_url, context, key or site.name, pages)
     except Exception:
         log.exception("judge: alerting failed site=%s verdict=%s", site.name, event.verdict.value)
         return None
 
 
-def _judge(conn, site, event: Event, send: Send, run_url, context, key: str) -> Kind | None:
+def _judge(
+    conn, site, event: Event, send: Send, run_url, context, key: str, pages: Sequence
+) -> Kind | None:
     try:
         previous, new, kind = alert_store.apply(
             conn,
@@ -81,6 +89,8 @@ def _judge(conn, site, event: Event, send: Send, run_url, context, key: str) -> 
     )
     if kind is None:
         return None
+    # before the message, so a notifier that hangs or fails keeps no incident from the page
+    incidents.follow(conn, site.name, kind, event.at, pages)
     alert = alert_for(site, kind, previous, new, event, run_url)
     delivered = send(alert, site.notify, context)
     retryable = kind in (Kind.DOWN, Kind.STILL_DOWN)

@@ -74,4 +74,11 @@ class Downs:
                 detail=row[_DETAIL],
             )
             url = self._session.log_url(site, run_id, row[_ATTEMPT]) if run_id else None
-            judge(conn, site, event, send=self._session.send, run_url=url)
+            judge(
+                conn,
+                site,
+                event,
+                send=self._session.send,
+                run_url=url,
+                pages=self._session.pages(),
+            )

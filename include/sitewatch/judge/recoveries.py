@@ -85,4 +85,4 @@ class Recoveries:
                 continue
             at, _ = ups[name]
             event = Event(Verdict.UP, now, run_after=at, degraded=name in degraded)
-            judge(conn, site, event, send=self._session.send)
+            judge(conn, site, event, send=self._session.send, pages=self._session.pages())

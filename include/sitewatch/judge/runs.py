@@ -164,7 +164,7 @@ class Verdicts:
         else:
             detail = decision.summary if decision.verdict is RunVerdict.PARTIAL else None
             event = Event(Verdict.UP, now, run_after=at, detail=detail, locations=locations)
-        judge(conn, site, event, send=self._session.send)
+        judge(conn, site, event, send=self._session.send, pages=self._session.pages())
 
     def _location(self, conn, loc: str, silent_now: bool, now: datetime) -> None:
         """One alert state per location (row ``@<location>``): PIPELINE PROBLEM once while the

@@ -55,6 +55,11 @@ class Session:
         what they derive from it by its identity. Read-only."""
         return self._sites().by_name
 
+    def pages(self) -> tuple:
+        """The sites file's valid status pages (``config.status_pages.StatusPage``), for the
+        incidents a verdict opens or resolves (``sitewatch.judge.incidents``)."""
+        return self._sites().status_pages
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

@@ -538,6 +538,40 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE site_checks ADD COLUMN run_id text;
     """,
+    # 11: status page incidents (issue 27). An incident belongs to one page and names the
+    # components it affects by their display names (what the page shows; the sites file may
+    # rename them later, and the record keeps what readers saw). opened_by_site is the site whose
+    # DOWN opened it automatically (null: an operator opened it); taken_over is set once an
+    # operator writes an update, after which RECOVERED leaves it alone. Updates are only ever
+    # added, so the record of who said what, when, stays. The partial index finds a page's open
+    # incidents, which are few, whatever the history.
+    """
+    CREATE TABLE status_incidents (
+        id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        page           text COLLATE "C" NOT NULL,
+        components     text[]      NOT NULL DEFAULT '{}',
+        title          text        NOT NULL,
+        state          text        NOT NULL
+            CHECK (state IN ('investigating', 'identified', 'monitoring', 'resolved')),
+        opened_at      timestamptz NOT NULL,
+        resolved_at    timestamptz,
+        opened_by_site text COLLATE "C",
+        taken_over     boolean     NOT NULL DEFAULT false,
+        CHECK ((state = 'resolved') = (resolved_at IS NOT NULL))
+    );
+    CREATE INDEX status_incidents_open ON status_incidents (page) WHERE resolved_at IS NULL;
+    CREATE INDEX status_incidents_page_opened ON status_incidents (page, opened_at);
+    CREATE TABLE status_incident_updates (
+        id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        incident bigint      NOT NULL REFERENCES status_incidents (id),
+        at       timestamptz NOT NULL,
+        state    text        NOT NULL
+            CHECK (state IN ('investigating', 'identified', 'monitoring', 'resolved')),
+        body     text        NOT NULL,
+        author   text        NOT NULL
+    );
+    CREATE INDEX status_incident_updates_incident ON status_incident_updates (incident, at);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -569,6 +603,10 @@ PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
         "site_alert_log": ("SELECT", "INSERT"),
         "site_slo_alerts": ("SELECT", "INSERT", "UPDATE", "DELETE"),
         "site_checks_hourly": ("SELECT",),
+        # status page incidents (migration 11): the judge opens and resolves them, the
+        # sitewatch_incident DAG writes operators' updates; updates are never changed
+        "status_incidents": ("SELECT", "INSERT", "UPDATE"),
+        "status_incident_updates": ("SELECT", "INSERT"),
         "sitewatch_schema_version": ("SELECT",),
     },
     READER_ROLE: {
@@ -582,6 +620,8 @@ PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
         "site_slo_alerts": ("SELECT",),
         "site_latest": ("SELECT",),
         "sitewatch_counters": ("SELECT",),
+        "status_incidents": ("SELECT",),
+        "status_incident_updates": ("SELECT",),
         "sitewatch_schema_version": ("SELECT",),
     },
 }
