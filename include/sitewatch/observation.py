@@ -186,12 +186,12 @@ LOCATION = _Text(
     re.compile(rf"\A(?:{LOCATION_NAME.pattern})\Z"),
     "invalid location {}: use at most 31 of a-z, 0-9, '_', '-'; start with a letter or digit",
 )
-CHECK_URL = re.compile(r"(?ai)\A(?:https?|tcp|tls)://")
-"""What a checked URL starts with: http(s), or a TCP check's tcp:// or tls://. Only an http(s)
-one is ever a link (``HTTP_URL``); the Sites page shows the others as text."""
+CHECK_URL = re.compile(r"(?ai)\A(?:https?|tcp|tls|dns)://")
+"""What a checked URL starts with: http(s), a TCP check's tcp:// or tls://, a DNS check's dns://.
+Only an http(s) one is ever a link (``HTTP_URL``); the Sites page shows the others as text."""
 # Stored URLs become links on the Sites page: a javascript: or data: URL must never get there.
 URL = _Text(MAX_TEXT, HTTP_URL, "not an http(s) URL: {}")
-CHECKED_URL = _Text(MAX_TEXT, CHECK_URL, "not an http(s), tcp or tls URL: {}")
+CHECKED_URL = _Text(MAX_TEXT, CHECK_URL, "not an http(s), tcp, tls or dns URL: {}")
 # Airflow's run ids are at most 250 characters (its ID_LEN).
 RUN_ID = _Text(max_length=250)
 BOOLEAN = Kind(bool, "boolean")
@@ -239,7 +239,7 @@ class Observation:
     """What one attempt at one site saw. Times are UTC; durations are milliseconds.
 
     site: the site's name (``SITE_NAME``; also the Kafka key). url: the http(s) URL requested,
-    or a TCP check's tcp://host:port or tls://host:port.
+    a TCP check's tcp://host:port or tls://host:port, a DNS check's dns://[resolver]/name?type=A.
     scheduled_at: the DAG run's logical time; with ``site``, ``location`` and ``attempt`` it
     identifies the row.
     attempt: Airflow's try number, from 1. final: the run's last attempt: it was up, or no

@@ -40,7 +40,7 @@ def test_validate_shipped_file_by_default():
 def test_validate_reference_file():
     result = sitewatch("validate", "include/sites.reference.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout == "include/sites.reference.yaml: 3 sites OK (0 enabled, 3 disabled)\n"
+    assert result.stdout == "include/sites.reference.yaml: 4 sites OK (0 enabled, 4 disabled)\n"
 
 
 def test_validate_uses_the_environment_variable(tmp_path):
@@ -78,7 +78,7 @@ def test_probe_with_bad_options_exits_2_naming_each_problem():
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
         "sitewatch probe: url: invalid URL 'ftp://example.com/': "
-        "scheme must be http, https, tcp or tls",
+        "scheme must be http, https, tcp, tls or dns",
         "sitewatch probe: timeout: invalid duration '10': missing unit, e.g. '10s'",
         "sitewatch probe: method: method must be one of GET, HEAD, POST, got 'get' "
         "(did you mean 'GET'?)",
@@ -241,7 +241,7 @@ def test_probe_unknown_site_exits_2_naming_the_nearest(page_url, tmp_path):
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "sites.yaml:12: sites[2].url: invalid URL 'ftp://nowhere/': "
-        "scheme must be http, https, tcp or tls",
+        "scheme must be http, https, tcp, tls or dns",
         "sitewatch probe: no valid site 'shpo' in sites.yaml; nearest: 'shop'",
     ]
     empty = sitewatch("probe", "--site", "shop", "--sites-file", str(tmp_path / "none.yaml"))

@@ -13,7 +13,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sitewatch.config.keys import BUILTIN_DEFAULTS, KEYS, TCP_ONLY
+from sitewatch.config.keys import BUILTIN_DEFAULTS, DNS_ONLY, KEYS, TCP_ONLY
 from sitewatch.config.loader import (
     ConfigIssue,
     Site,
@@ -71,7 +71,7 @@ sites:
     assert [site.name for site in result.sites] == ["first", "last"]
     assert [str(issue) for issue in result.issues] == [
         "sites.yaml:5: sites[1].url: invalid URL 'ftp://example.com/': "
-        "scheme must be http, https, tcp or tls",
+        "scheme must be http, https, tcp, tls or dns",
         "sites.yaml:6: sites[1].regx: unknown key 'regx' (did you mean 'regex'?)",
     ]
 
@@ -217,9 +217,10 @@ def test_reference_file_is_generated_from_the_key_declarations():
     )
     first = yaml.safe_load(committed)["sites"][0]
     # every key shown with an example, in declaration order; a TCP check's in reference-tcp
-    assert list(first) == [key for key in KEYS if key not in TCP_ONLY]
-    tcp = yaml.safe_load(committed)["sites"][2]
+    assert list(first) == [key for key in KEYS if key not in TCP_ONLY + DNS_ONLY]
+    tcp, dns = yaml.safe_load(committed)["sites"][2:4]
     assert tcp["name"] == "reference-tcp" and set(TCP_ONLY) <= set(tcp)
+    assert dns["name"] == "reference-dns" and set(DNS_ONLY) <= set(dns)
 
 
 def test_a_site_built_in_code_takes_the_declared_defaults():
@@ -326,7 +327,7 @@ def test_site_for_url_reports_every_problem():
     with pytest.raises(ConfigError) as caught:
         site_for_url("ftp://x", regex="a(", timeout="fast", retrys=3)
     assert [str(issue) for issue in caught.value.issues] == [
-        "<command line>:0: url: invalid URL 'ftp://x': scheme must be http, https, tcp or tls",
+        "<command line>:0: url: invalid URL 'ftp://x': scheme must be http, https, tcp, tls or dns",
         "<command line>:0: regex: invalid regex at position 2: missing )",
         "<command line>:0: timeout: invalid duration 'fast': expected a duration like '30s', "
         "'5m', '1h30m' or '500ms'",

@@ -150,6 +150,7 @@ def test_chart_of_an_empty_window_says_so():
         "//evil.example/",
         "tcp://db.example:5432",  # a TCP check's: stored, shown, never a link
         "tls://mail.example:465",
+        "dns://9.9.9.9/shop.example?type=A",
     ],
 )
 def test_only_http_urls_are_links(url):

@@ -138,8 +138,10 @@ def test_odd_or_invalid_messages_leave_the_fast_path(change, strict_accepts):
             strict_row(data)
 
 
-@pytest.mark.parametrize("url", ["tcp://db.example:5432", "tls://mail.example:465"])
-def test_a_tcp_checks_url_is_stored_by_both_decoders(url):
+@pytest.mark.parametrize(
+    "url", ["tcp://db.example:5432", "tls://mail.example:465", "dns://9.9.9.9/shop.example?type=A"]
+)
+def test_a_tcp_or_dns_checks_url_is_stored_by_both_decoders(url):
     # The Sites page shows it as text, never as a link (dashboard.render._url).
     data = encode({**full_doc(), "url": url})
     assert fast_row(data) == strict_row(data)
@@ -186,7 +188,7 @@ def test_a_missing_required_field_is_left_to_the_strict_decoder(name):
         ),
         (
             {"url": "javascript:alert(1)"},
-            "url: not an http(s), tcp or tls URL: 'javascript:alert(1)'",
+            "url: not an http(s), tcp, tls or dns URL: 'javascript:alert(1)'",
         ),
         (
             {"final_url": "ftp://shop.example/"},

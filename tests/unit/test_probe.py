@@ -103,6 +103,9 @@ def test_error_kinds_are_the_documented_set():
         "cert_expiring",
         "assertion",
         "reply",
+        "nxdomain",
+        "servfail",
+        "answer",
     )
 
 

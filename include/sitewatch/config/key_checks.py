@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import regex
 
 from sitewatch.config import variables
+from sitewatch.config.dns_check import check_dns_url
 from sitewatch.config.schedule import check_cron, format_duration, shortest_gap
 from sitewatch.config.values import describe, duration, free_text, text
 from sitewatch.config.yamltree import Invalid
@@ -58,8 +59,9 @@ def check_name(value: Any) -> str:
 
 
 def check_url(value: Any) -> str:
-    """An http(s) URL with a host that ``requests`` can send as written, or a TCP check's
-    ``tcp://host:port`` or ``tls://host:port``; raises Invalid."""
+    """An http(s) URL with a host that ``requests`` can send as written, a TCP check's
+    ``tcp://host:port`` or ``tls://host:port``, or a DNS check's ``dns://[resolver]/name?type=A``
+    (``dns_check``); raises Invalid."""
     url = text(value, MAX_URL)
     if _BAD_URL_CHAR.search(url):
         raise Invalid(f"invalid URL {url!r}: contains whitespace or control characters")
@@ -71,8 +73,11 @@ def check_url(value: Any) -> str:
     except ValueError as exc:
         detail = str(exc)
         raise Invalid(f"invalid URL {url!r}: {detail[:1].lower()}{detail[1:]}") from None
-    if parts.scheme not in ("http", "https", *TCP_SCHEMES):
-        raise Invalid(f"invalid URL {url!r}: scheme must be http, https, tcp or tls")
+    if parts.scheme not in ("http", "https", *TCP_SCHEMES, "dns"):
+        raise Invalid(f"invalid URL {url!r}: scheme must be http, https, tcp, tls or dns")
+    if parts.scheme == "dns":
+        check_dns_url(url, parts)
+        return url
     if not parts.hostname:
         raise Invalid(f"invalid URL {url!r}: no host")
     if parts.scheme in TCP_SCHEMES:
@@ -97,6 +102,12 @@ def _check_tcp(url: str, parts) -> None:
 def is_tcp(url: str) -> bool:
     """Whether ``url`` (a checked site URL) is a TCP check's: ``tcp://`` or ``tls://``."""
     return url.startswith(tuple(f"{scheme}://" for scheme in TCP_SCHEMES))
+
+
+def kind_of(url: str) -> str:
+    """The kind of check a checked site URL makes: ``http``, ``tcp`` (tcp:// or tls://) or
+    ``dns``."""
+    return "dns" if url.startswith("dns://") else "tcp" if is_tcp(url) else "http"
 
 
 def _check_visible(url: str) -> None:

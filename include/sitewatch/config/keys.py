@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from sitewatch.config.dependencies import MAX_PARENTS, check_depends_on
+from sitewatch.config.dns_check import Answers, check_answers
 from sitewatch.config.expect import MAX_ASSERTIONS, Assertion, check_expect
 from sitewatch.config.key_checks import (
     check_body,
@@ -101,6 +102,9 @@ _EXPECT_EXAMPLE = """\
     properties:
       data: {type: object, required: [id]}
 """
+_ANSWERS_EXAMPLE = """\
+any: [192.0.2.10, 192.0.2.11]
+"""
 _NOTIFY_EXAMPLE = """\
 # Airflow connection (type http): extra "url", or host/port/schema (+ extra "path");
 # auth from its login/password or extra "headers". format: json (default) or slack.
@@ -146,7 +150,8 @@ _DECLARED = (
         " tls://host:port (connect and a TLS handshake, verified with SNI unless verify_tls is"
         " false): a TCP check, which takes send and reply_regex and none of the HTTP keys"
         " (regex, forbid_regex, expect_status, expect, method, headers, body, follow_redirects,"
-        " max_body_bytes). No user:password@ part (the URL"
+        " max_body_bytes); or dns://[resolver-ip[:port]]/name?type=A: a DNS check, which takes"
+        " answers and none of the HTTP keys. No user:password@ part (the URL"
         " is stored with every check); send credentials in a header from the environment. An"
         " internationalised host (bücher.example) is requested in its IDNA form; invisible"
         " characters (bidi controls such as U+202E, zero-width spaces) are refused."),
@@ -197,6 +202,13 @@ _DECLARED = (
         " sends, decoded as UTF-8; the check is up only if it matches before the deadline or"
         " the server closing (error reply). Without it, connecting (and the handshake) is the"
         " check."),
+    Key("answers", Answers | None, check_answers, default=None, example=_ANSWERS_EXAMPLE,
+        doc="dns:// only: the answers expected, each as dig prints it (an address, a name, 10"
+        " mail.example.com for MX, the text of a TXT record): a list (all of them must be"
+        " among the resolver's answers), {any: [...]} (one of them is enough) or none (some"
+        " answer of the type). The resolver answering NXDOMAIN is error nxdomain, SERVFAIL or"
+        " another refusal servfail, no such record or a wrong one answer, no reply in time"
+        " timeout. Names compare without case or final dot."),
     Key("method", str, check_method, default="GET", example="POST",
         doc="One of GET, HEAD, POST (upper case)."),
     Key("headers", Mapping[str, str], check_headers, default={}, example=_HEADERS_EXAMPLE,
@@ -293,9 +305,14 @@ HTTP_ONLY = (
     "regex", "forbid_regex", "expect_status", "expect", "method", "headers", "body",
     "follow_redirects", "max_body_bytes",
 )  # fmt: skip
-"""The keys only an http(s) check takes; a TCP check (tcp:// or tls://) setting one is an error."""
+"""The keys only an http(s) check takes; a TCP or DNS check setting one is an error."""
 TCP_ONLY = ("send", "reply_regex")
 """The keys only a TCP check takes; an http(s) check setting one is an error."""
+DNS_ONLY = ("answers",)
+ONLY_FOR: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"http": HTTP_ONLY, "tcp": TCP_ONLY, "dns": DNS_ONLY}
+)
+"""The keys only one kind of check takes (``key_checks.kind_of``), by kind."""
 FIELDS: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
     {name: key.check for name, key in KEYS.items()}
 )

@@ -13,8 +13,9 @@ from typing import Any, NamedTuple
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from sitewatch.config.dependencies import Hints, cycles, self_problem
-from sitewatch.config.key_checks import is_tcp, timeout_problem
-from sitewatch.config.keys import BUILTIN_DEFAULTS, FIELDS, HTTP_ONLY, REQUIRED, TCP_ONLY
+from sitewatch.config.dns_check import answers_problem
+from sitewatch.config.key_checks import kind_of, timeout_problem
+from sitewatch.config.keys import BUILTIN_DEFAULTS, FIELDS, ONLY_FOR, REQUIRED
 from sitewatch.config.locations import quorum_problem
 from sitewatch.config.objectives import degraded_problem
 from sitewatch.config.offset import offset_problem
@@ -111,20 +112,21 @@ def body_problem(values: Mapping[str, Any]) -> str | None:
 
 
 def kind_problem(key: str) -> Callable[[Mapping[str, Any]], str | None]:
-    """The rule's problem for ``key``, which only one kind of check takes: set (to other than
-    its built-in default, so a ``defaults`` entry that leaves it alone is no error) on a site of
-    the other kind."""
-    tcp_only = key in TCP_ONLY
+    """The rule's problem for ``key``, which only one kind of check takes (``ONLY_FOR``): set (to
+    other than its built-in default, so a ``defaults`` entry that leaves it alone is no error) on
+    a site of another kind."""
+    kind = next(kind for kind, keys in ONLY_FOR.items() if key in keys)
 
     def problem(values: Mapping[str, Any]) -> str | None:
         url = values.get("url")  # None: missing, which is reported already
-        if url is None or values[key] == BUILTIN_DEFAULTS[key] or is_tcp(url) == tcp_only:
+        if url is None or values[key] == BUILTIN_DEFAULTS[key] or kind_of(url) == kind:
             return None
-        if tcp_only:
-            return f"{key} is for a tcp:// or tls:// check; this url is http(s)"
-        return f"{key} is for an http(s) check; a tcp:// or tls:// check has no {key}"
+        return f"{key} is for {_KIND_NAMES[kind]} check; this is {_KIND_NAMES[kind_of(url)]} one"
 
     return problem
+
+
+_KIND_NAMES = {"http": "an http(s)", "tcp": "a tcp:// or tls://", "dns": "a dns://"}
 
 
 class Rule(NamedTuple):
@@ -144,7 +146,8 @@ CROSS_KEY_RULES = (
     Rule("quorum", ("locations",), quorum_problem),
     Rule("degraded_ms", ("max_response_ms",), degraded_problem),
     Rule("timeout", ("schedule",), timeout_problem),
-    *(Rule(key, ("url",), kind_problem(key)) for key in HTTP_ONLY + TCP_ONLY),
+    *(Rule(key, ("url",), kind_problem(key)) for keys in ONLY_FOR.values() for key in keys),
+    Rule("answers", ("url",), answers_problem),
 )
 """Every rule between keys of one entry; the sites file and ``site_for_url`` both apply them."""
 

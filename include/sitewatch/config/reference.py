@@ -14,7 +14,7 @@ import json
 import textwrap
 from typing import Any
 
-from sitewatch.config.keys import KEYS, TCP_ONLY, Key
+from sitewatch.config.keys import DNS_ONLY, KEYS, TCP_ONLY, Key
 from sitewatch.config.status_pages import COMPONENT_KEYS, PAGE_KEYS
 
 _WIDTH = 100
@@ -60,6 +60,8 @@ def render() -> str:
         )
         if key.name in TCP_ONLY:  # an https site may not set it: shown in reference-tcp
             lines.append(f"    # {key.name}: (tcp:// and tls:// only; see reference-tcp below)")
+        elif key.name in DNS_ONLY:
+            lines.append(f"    # {key.name}: (dns:// only; see reference-dns below)")
         elif "\n" in key.example:
             lines.append(f"    {key.name}:")
             lines.append(textwrap.indent(key.example, "      ").rstrip("\n"))
@@ -69,7 +71,7 @@ def render() -> str:
 
 
 def _tcp() -> str:
-    """An entry showing a TCP check and the keys only it takes."""
+    """Entries showing a TCP and a DNS check, with the keys only they take."""
     lines = [
         "",
         "  # A TCP check: connect to host:port (tls:// also shakes hands, verified, with SNI),",
@@ -77,6 +79,13 @@ def _tcp() -> str:
         "  - name: reference-tcp",
         "    url: tcp://cache.example.com:6379",
         *(f"    {name}: {KEYS[name].example}" for name in TCP_ONLY),
+        "    enabled: false",
+        "",
+        "  # A DNS check: ask a resolver (its IP address; dns:///name asks the system's) for a",
+        "  # name and record type (A, AAAA, CNAME, MX, TXT, NS, SRV, PTR, SOA, CAA; default A).",
+        "  - name: reference-dns",
+        "    url: dns://192.0.2.53/www.example.com?type=A",
+        *(f"    {name}: {{{KEYS[name].example.strip()}}}" for name in DNS_ONLY),
         "    enabled: false",
     ]
     return "\n".join(lines) + "\n"

@@ -18,11 +18,11 @@ from typing import NamedTuple
 
 from urllib3.exceptions import InsecureRequestWarning
 
-from sitewatch.config.key_checks import is_tcp
+from sitewatch.config.key_checks import kind_of
 from sitewatch.config.secrets import NO_SECRETS, Secrets
 from sitewatch.names import LOCAL_LOCATION
 from sitewatch.observation import MAX_TEXT, Observation
-from sitewatch.probe import tcp
+from sitewatch.probe import dns, tcp
 from sitewatch.probe.assertions import Response, Result, evaluate, first_failure
 from sitewatch.probe.failures import Failure, redact_url, strip_userinfo
 from sitewatch.probe.fetch import Fetched, fetch
@@ -45,6 +45,9 @@ ERROR_KINDS: tuple[str, ...] = (
     "cert_expiring",  # fewer than min_cert_days left on the server certificate
     "assertion",  # an assertion of the site's expect failed (detail: which, expected, got)
     "reply",  # tcp: reply_regex not found in the server's first bytes (sitewatch.probe.tcp)
+    "nxdomain",  # dns: the name does not exist (sitewatch.probe.dns)
+    "servfail",  # dns: the resolver answered SERVFAIL, REFUSED or another error (detail names it)
+    "answer",  # dns: no record of the type, or not the expected answers
 )
 
 # Text fields that are not redacted: the site's name and location are the row's identity, the
@@ -107,8 +110,11 @@ def probe_in_detail(
     assertion's outcome, secrets masked in both. Trade-off: every attempt opens fresh
     connections (no pooling across attempts), which is what makes the phase timings meaningful.
     """
-    if is_tcp(site.url):
+    kind = kind_of(site.url)
+    if kind == "tcp":
         return _redacted(tcp.probe_tcp(site, ca_bundle=ca_bundle, location=location), [], secrets)
+    if kind == "dns":
+        return _redacted(dns.probe_dns(site, location=location), [], secrets)
     trace = Trace(Deadline(site.timeout))
     checked_at = datetime.now(UTC)
     quiet = nullcontext() if site.verify_tls else _insecure_allowed()

@@ -1,0 +1,65 @@
+"""A small authoritative DNS server for the DNS check's tests: dnspython answers queries from a
+dict of records on a UDP socket of 127.0.0.1, in a thread. A name in ``servfail`` gets SERVFAIL,
+one in ``silent`` no reply at all, any other unknown name NXDOMAIN."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+
+
+@contextmanager
+def dns_server(
+    records: dict[tuple[str, str], list[str]],
+    servfail: frozenset[str] = frozenset(),
+    silent: frozenset[str] = frozenset(),
+) -> Iterator[int]:
+    """Serve ``records`` ({(name, type): [rdata text]}); yields the UDP port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.05)
+    stop = threading.Event()
+    names = {name for name, _ in records}
+
+    def answer(wire: bytes) -> bytes | None:
+        query = dns.message.from_wire(wire)
+        question = query.question[0]
+        name = question.name.to_text().rstrip(".")
+        kind = dns.rdatatype.to_text(question.rdtype)
+        if name in silent:
+            return None
+        response = dns.message.make_response(query)
+        if name in servfail:
+            response.set_rcode(dns.rcode.SERVFAIL)
+        elif name not in names:
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        elif (name, kind) in records:
+            rrset = dns.rrset.from_text_list(question.name, 60, "IN", kind, records[name, kind])
+            response.answer.append(rrset)
+        return response.to_wire()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                wire, peer = sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            reply = answer(wire)
+            if reply is not None:
+                sock.sendto(reply, peer)
+
+    thread = threading.Thread(target=serve, name="test-dns", daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        sock.close()
