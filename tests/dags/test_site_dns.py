@@ -47,3 +47,9 @@ def test_a_wrong_answer_fails_the_run_as_answer(topic, tmp_path, monkeypatch):
     doc = json.loads(msg.value())
     assert (doc["up"], doc["error"]) == (False, "answer")
     assert "missing [192.0.2.99]" in doc["error_detail"]
+
+
+def test_the_dag_page_shows_the_dns_settings_only(tmp_path, monkeypatch):
+    doc = _dag(53, "192.0.2.10", tmp_path, monkeypatch).doc_md
+    assert "| answers | `all of 192.0.2.10` |" in doc
+    assert "| method |" not in doc and "| expect_status |" not in doc

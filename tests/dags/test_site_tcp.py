@@ -45,3 +45,9 @@ def test_a_banner_that_does_not_match_fails_the_run_as_reply(topic, tmp_path, mo
     (msg,) = read_topic(topic, 1)
     doc = json.loads(msg.value())
     assert (doc["up"], doc["error"]) == (False, "reply")
+
+
+def test_the_dag_page_shows_the_tcp_settings_only(tmp_path, monkeypatch):
+    doc = _dag(25, "^220 ", tmp_path, monkeypatch).doc_md
+    assert "| reply_regex | `^220 ` |" in doc
+    assert "| method |" not in doc and "| follow_redirects |" not in doc

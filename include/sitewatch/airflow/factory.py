@@ -17,6 +17,8 @@ from airflow.sdk import DAG, TaskGroup, get_parsing_context
 from sitewatch.airflow.callbacks import dag_callbacks, task_callbacks
 from sitewatch.airflow.operators import ProbeOperator, attempt_timeout, probe_in
 from sitewatch.airflow.timetables import SiteTimetable
+from sitewatch.config.key_checks import kind_of
+from sitewatch.config.keys import ONLY_FOR
 from sitewatch.config.loader import Site, SitesFile, cached_sites, default_sites_path
 from sitewatch.config.locations import run_deadline, verdict_grace
 from sitewatch.config.notify import label
@@ -156,6 +158,9 @@ def site_doc(site: Site) -> str:
         ),
         ("regex", site.regex),
         ("forbid_regex", site.forbid_regex),
+        ("send", f"{len(site.send)} characters" if site.send is not None else None),
+        ("reply_regex", site.reply_regex),
+        ("answers", _answers_text(site.answers)),
         ("max_response_ms", site.max_response_ms),
         ("min_cert_days", site.min_cert_days),
         ("timeout", f"{site.timeout:g}s"),
@@ -174,8 +179,18 @@ def site_doc(site: Site) -> str:
         ("slo", site.slo.label if site.slo else None),
     ]
     lines = [f"### Site `{site.name}`", "", "| setting | value |", "| --- | --- |"]
-    lines += [f"| {key} | `{value}` |" for key, value in rows if value is not None]
+    # Only the keys of the site's kind of check (an HTTP check's method means nothing to DNS).
+    other = {key for kind, keys in ONLY_FOR.items() if kind != kind_of(site.url) for key in keys}
+    lines += [
+        f"| {key} | `{value}` |" for key, value in rows if value is not None and key not in other
+    ]
     return "\n".join(lines)
+
+
+def _answers_text(answers) -> str | None:
+    if answers is None:
+        return None
+    return f"{answers.match} of {', '.join(answers.values)}"
 
 
 def _window_text(window) -> str:
