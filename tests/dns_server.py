@@ -1,6 +1,7 @@
 """A small authoritative DNS server for the DNS check's tests: dnspython answers queries from a
 dict of records on a UDP socket of 127.0.0.1, in a thread. A name in ``servfail`` gets SERVFAIL,
-one in ``silent`` no reply at all, any other unknown name NXDOMAIN."""
+one in ``silent`` no reply at all, any other unknown name NXDOMAIN. A name in ``truncated`` is
+answered over UDP with the TC flag and no records, and in full over TCP on the same port."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import dns.flags
 import dns.message
+import dns.query
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
@@ -20,15 +23,20 @@ def dns_server(
     records: dict[tuple[str, str], list[str]],
     servfail: frozenset[str] = frozenset(),
     silent: frozenset[str] = frozenset(),
+    truncated: frozenset[str] = frozenset(),
 ) -> Iterator[int]:
     """Serve ``records`` ({(name, type): [rdata text]}); yields the UDP port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(0.05)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", sock.getsockname()[1]))
+    listener.listen()
+    listener.settimeout(0.05)
     stop = threading.Event()
     names = {name for name, _ in records}
 
-    def answer(wire: bytes) -> bytes | None:
+    def answer(wire: bytes, over_tcp: bool = False) -> bytes | None:
         query = dns.message.from_wire(wire)
         question = query.question[0]
         name = question.name.to_text().rstrip(".")
@@ -36,7 +44,9 @@ def dns_server(
         if name in silent:
             return None
         response = dns.message.make_response(query)
-        if name in servfail:
+        if name in truncated and not over_tcp:
+            response.flags |= dns.flags.TC
+        elif name in servfail:
             response.set_rcode(dns.rcode.SERVFAIL)
         elif name not in names:
             response.set_rcode(dns.rcode.NXDOMAIN)
@@ -55,11 +65,33 @@ def dns_server(
             if reply is not None:
                 sock.sendto(reply, peer)
 
-    thread = threading.Thread(target=serve, name="test-dns", daemon=True)
-    thread.start()
+    def serve_tcp() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                length = int.from_bytes(conn.recv(2), "big")
+                wire = b""
+                while len(wire) < length:
+                    wire += conn.recv(length - len(wire))
+                reply = answer(wire, over_tcp=True)
+                if reply is not None:
+                    conn.sendall(len(reply).to_bytes(2, "big") + reply)
+
+    threads = [
+        threading.Thread(target=target, name="test-dns", daemon=True)
+        for target in (serve, serve_tcp)
+    ]
+    for thread in threads:
+        thread.start()
     try:
         yield sock.getsockname()[1]
     finally:
         stop.set()
-        thread.join()
+        for thread in threads:
+            thread.join()
         sock.close()
+        listener.close()

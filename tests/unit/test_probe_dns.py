@@ -14,13 +14,17 @@ RECORDS = {
     ("shop.test", "MX"): ["10 Mail.Shop.Test."],
     ("shop.test", "TXT"): ['"v=spf1 -all"'],
     ("www.shop.test", "CNAME"): ["shop.test."],
+    ("big.test", "TXT"): [f'"{"x" * 200} {i}"' for i in range(10)],
 }
 
 
 @pytest.fixture(scope="module")
 def port():
     with dns_server(
-        RECORDS, servfail=frozenset({"broken.test"}), silent=frozenset({"slow.test"})
+        RECORDS,
+        servfail=frozenset({"broken.test"}),
+        silent=frozenset({"slow.test"}),
+        truncated=frozenset({"big.test"}),
     ) as p:
         yield p
 
@@ -64,3 +68,8 @@ def test_nxdomain_servfail_and_silence_are_each_named(port):
     fails(run(_dns(port, "nowhere.test")), "nxdomain", "nowhere.test does not exist")
     fails(run(_dns(port, "broken.test")), "servfail", "answered SERVFAIL")
     fails(run(_dns(port, "slow.test", timeout=0.5)), "timeout", "timed out after 0.5 s")
+
+
+def test_a_truncated_answer_is_asked_again_over_tcp(port):
+    obs = run(_dns(port, "big.test", "TXT", [f"{'x' * 200} 9"]))
+    assert obs.up, obs
