@@ -291,6 +291,8 @@ def test_site_for_url_derives_a_name_and_applies_overrides():
     )
     assert site.schedule == timedelta(minutes=5) and site.line == 0
     assert site_for_url("http://[::1]:8080/").name == "1"
+    assert site_for_url("tcp://db.example.com:5432").name == "db-example-com"
+    assert site_for_url("dns://9.9.9.9/shop.example.com?type=MX").name == "shop-example-com"
 
 
 def test_an_internationalised_host_validates_and_names_the_site_by_its_idna_form():

@@ -227,13 +227,17 @@ def site_for_url(url: str, *, regex: str | None = None, **overrides: Any) -> Sit
 
 
 def _adhoc_name(url: Any) -> str:
-    """The name of an ad-hoc site: its host as sent (IDNA), other characters as ``-``.
+    """The name of an ad-hoc site: its host as sent (IDNA), other characters as ``-``; a DNS
+    check's queried name.
 
     ``bücher.example`` gives ``xn--bcher-kva-example``. Falls back to ``adhoc`` for a URL without
     a usable host; ``check_url`` then reports what is wrong with it.
     """
     try:
-        host = ascii_host(urlsplit(url).hostname or "") if isinstance(url, str) else ""
+        parts = urlsplit(url) if isinstance(url, str) else None
+        # A DNS check is named after the name it asks for, not its resolver.
+        host = "" if parts is None else parts.path.lstrip("/") if parts.scheme == "dns" else None
+        host = ascii_host(parts.hostname or "") if host is None else host
     except ValueError:  # an unclosed "[" host, an invalid IDNA label (UnicodeError)
         host = ""
     name = "".join(c if c.isalnum() or c in "_-" else "-" for c in host.lower())
