@@ -36,6 +36,7 @@ def test_a_run_publishes_each_page_to_the_configured_folder(tmp_path, monkeypatc
     page = tmp_path / "out" / "public"
     assert sorted(p.relative_to(page).as_posix() for p in page.rglob("*") if p.is_file()) == [
         "badges/shop.svg",
+        "feed.atom",
         "index.html",
         "shields/shop.json",
         "summary.json",

@@ -171,6 +171,7 @@ def test_every_configured_text_is_escaped_and_nothing_private_is_published():
     assert set(files) == {
         "index.html",
         "summary.json",
+        "feed.atom",
         "badges/script-alert-x-script-amp.svg",
         "shields/script-alert-x-script-amp.json",
     }

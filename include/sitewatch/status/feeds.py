@@ -38,17 +38,18 @@ _MESSAGES = {
 
 def summary(view: PageView) -> dict:
     """The page as Statuspage's ``/api/v2/summary.json``: ``page``, ``status``, ``components``,
-    ``incidents`` (none yet: issue 27's incidents are a later step) and
-    ``scheduled_maintenances``."""
+    ``incidents`` (the unresolved ones, as Statuspage lists them, each with its updates newest
+    first; no author) and ``scheduled_maintenances``."""
     updated = _iso(view.now)
     indicator, description = view.indicator
     components = [_component(view, c, updated) for c in view.components]
     by_slug = {c["id"]: c for c in components}
+    by_name = {c["name"]: c for c in components}
     return {
         "page": {"id": view.id, "name": view.title, "time_zone": "Etc/UTC", "updated_at": updated},
         "status": {"indicator": indicator, "description": description},
         "components": components,
-        "incidents": [],
+        "incidents": [_incident(view, i, by_name) for i in view.open_incidents],
         "scheduled_maintenances": [
             _maintenance(view, m, [by_slug[s] for s in m.components], updated)
             for m in view.maintenances
@@ -74,6 +75,50 @@ def _component(view: PageView, c: ComponentView, updated: str) -> dict:
         "only_show_if_degraded": False,
         "updated_at": updated,
     }
+
+
+def _incident(view: PageView, incident, by_name: dict) -> dict:
+    """Statuspage's incident: ``status`` is the state, ``impact`` the worst status now of the
+    components it names (``none`` when it names none)."""
+    affected = [by_name[name] for name in incident.components if name in by_name]
+    statuses = {c["status"] for c in affected}
+    impact = next(
+        (impact for status, impact in _IMPACTS if status in statuses),
+        "none",
+    )
+    updates = [
+        {
+            "id": f"{incident.id}-{n}",
+            "status": u.state,
+            "body": u.body,
+            "incident_id": str(incident.id),
+            "created_at": _iso(u.at),
+            "updated_at": _iso(u.at),
+            "display_at": _iso(u.at),
+            "affected_components": None,
+        }
+        for n, u in reversed(list(enumerate(incident.updates, 1)))
+    ]
+    last = updates[0]["created_at"] if updates else _iso(incident.opened_at)
+    monitoring = [u["created_at"] for u in updates if u["status"] == "monitoring"]
+    return {
+        "id": str(incident.id),
+        "name": incident.title,
+        "status": incident.state,
+        "impact": impact,
+        "page_id": view.id,
+        "created_at": _iso(incident.opened_at),
+        "started_at": _iso(incident.opened_at),
+        "updated_at": last,
+        "monitoring_at": monitoring[0] if monitoring else None,
+        "resolved_at": None,
+        "shortlink": f"index.html#i-{incident.id}",
+        "incident_updates": updates,
+        "components": affected,
+    }
+
+
+_IMPACTS = ((MAJOR, "critical"), (PARTIAL, "major"), (DEGRADED, "minor"))
 
 
 def _maintenance(view: PageView, m: MaintenanceView, components: list, updated: str) -> dict:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from sitewatch.status.atom import atom_feed
 from sitewatch.status.feeds import badge_svg, shields, summary_json
 from sitewatch.status.html import render_html
 from sitewatch.status.model import PageView
 
 
 def page_files(view: PageView) -> dict[str, bytes]:
-    """``index.html``, ``summary.json``, ``badges/<component>.svg`` and
+    """``index.html``, ``summary.json``, ``feed.atom``, ``badges/<component>.svg`` and
     ``shields/<component>.json``, encoded UTF-8. ``index.html`` comes last, so a reader who
     sees the new page finds its feeds and badges already there."""
-    files = {"summary.json": summary_json(view)}
+    files = {"summary.json": summary_json(view), "feed.atom": atom_feed(view)}
     for component in view.components:
         files[f"badges/{component.slug}.svg"] = badge_svg(component)
         files[f"shields/{component.slug}.json"] = shields(component)

@@ -3,8 +3,9 @@ by the reader's system setting (``prefers-color-scheme``), every configured text
 
 Each component shows its status and a bar of its last 90 UTC days (one cell a day, its uptime in
 the cell's ``title``: the tooltip, and what a screen reader reads); maintenance in force or to
-come is listed on top; the footer says when the page was made, so a page left behind by a
-stopped monitor says how old it is.
+come is listed on top, after the open incidents; the incidents of the last 90 days follow the
+components, each update's Markdown rendered safely (``status.markdown``); the footer says when
+the page was made, so a page left behind by a stopped monitor says how old it is.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from datetime import UTC, datetime
 from html import escape
 
 from sitewatch.dashboard.status import uptime
+from sitewatch.status.atom import STATE_LABELS
+from sitewatch.status.markdown import render
 from sitewatch.status.model import ComponentView, DayBar, MaintenanceView, PageView
 
 _CSS = """
@@ -37,7 +40,11 @@ background:var(--none)}.bar .o{background:var(--ok)}.bar .w{background:var(--war
 .bar .b{background:var(--bad)}.bar .m{background:var(--maint)}
 .legend{display:flex;justify-content:space-between;color:var(--muted);font-size:.8rem}
 .maint li{border-left:4px solid var(--maint);padding:.4rem .8rem;margin:.4rem 0}
-footer{margin:2rem 0 1rem;color:var(--muted);font-size:.85rem}.legend .from30{display:none}
+.inc>li{border-left:4px solid var(--bad);padding:.4rem .8rem;margin:.6rem 0}
+.inc>li.resolved{border-color:var(--line)}.inc h3{font-size:1rem;margin:0;overflow-wrap:anywhere}
+.inc .meta{color:var(--muted);font-size:.85rem}.upd{margin:.4rem 0;overflow-wrap:anywhere}
+.upd p{margin:.2rem 0}footer{margin:2rem 0 1rem;color:var(--muted);font-size:.85rem}
+.legend .from30{display:none}
 @media (max-width:40rem){.bar{gap:0}.bar i:nth-child(-n+60){display:none}
 .legend .from90{display:none}.legend .from30{display:inline}}
 """
@@ -51,10 +58,15 @@ def render_html(view: PageView) -> str:
     parts = [
         '<!doctype html><html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width,initial-scale=1">',
+        '<link rel="alternate" type="application/atom+xml" href="feed.atom">',
         f"<title>{escape(view.title)}</title><style>{_CSS}</style></head><body><main>",
         f"<h1>{escape(view.title)}</h1>",
         f'<p class="overall {level}" id="overall">{escape(description)}</p>',
     ]
+    if view.open_incidents:
+        items = "".join(_incident(i) for i in view.open_incidents)
+        parts.append(f'<section id="incidents"><h2>Incidents</h2><ul class="inc">{items}</ul>')
+        parts.append("</section>")
     if view.maintenances:
         items = "".join(_maintenance(m, names) for m in view.maintenances)
         parts.append(
@@ -63,6 +75,10 @@ def render_html(view: PageView) -> str:
         parts.append("</section>")
     items = "".join(_component(c) for c in view.components)
     parts.append(f'<section id="components"><h2>Components</h2><ul>{items}</ul></section>')
+    items = "".join(_incident(i) for i in view.past_incidents) or "<li>No incidents.</li>"
+    parts.append(
+        f'<section id="history"><h2>Past incidents</h2><ul class="inc">{items}</ul></section>'
+    )
     parts.append(f"<footer>Updated at {_time(view.now)}</footer></main></body></html>\n")
     return "".join(parts)
 
@@ -97,6 +113,29 @@ def _day(day: DayBar) -> str:
         css = f" class={'o' if rate == 1 else 'w' if rate >= 0.99 else 'b'}"
         what = f"{uptime(day.ups, day.checks)} up"
     return f'<i{css} title="{day.day.isoformat()}: {what}"></i>'
+
+
+def _incident(incident) -> str:
+    """An incident, its updates newest first, each rendered from Markdown (``status.markdown``).
+    No author: who wrote an update stays with the operators."""
+    css = ' class="resolved"' if incident.resolved_at else ""
+    affected = escape(", ".join(incident.components))
+    meta = f"{escape(STATE_LABELS.get(incident.state, incident.state))}"
+    meta += f" · opened {_time(incident.opened_at)}"
+    if incident.resolved_at:
+        meta += f" · resolved {_time(incident.resolved_at)}"
+    if affected:
+        meta += f" · {affected}"
+    updates = "".join(
+        f'<div class="upd"><span class="meta"><strong>'
+        f"{escape(STATE_LABELS.get(u.state, u.state))}</strong> {_time(u.at)}</span>"
+        f"{render(u.body)}</div>"
+        for u in reversed(incident.updates)
+    )
+    return (
+        f'<li id="i-{incident.id}"{css}><h3>{escape(incident.title)}</h3>'
+        f'<p class="meta">{meta}</p>{updates}</li>'
+    )
 
 
 def _maintenance(m: MaintenanceView, names: dict[str, str]) -> str:

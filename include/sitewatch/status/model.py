@@ -104,6 +104,17 @@ class PageView:
     now: datetime
     components: tuple[ComponentView, ...]
     maintenances: tuple[MaintenanceView, ...]
+    incidents: tuple = ()
+    """The page's open incidents and those of the last ``DAYS`` days, newest first
+    (``storage.incidents.Incident``, with their updates)."""
+
+    @property
+    def open_incidents(self) -> tuple:
+        return tuple(i for i in self.incidents if i.resolved_at is None)
+
+    @property
+    def past_incidents(self) -> tuple:
+        return tuple(i for i in self.incidents if i.resolved_at is not None)
 
     @property
     def indicator(self) -> tuple[str, str]:

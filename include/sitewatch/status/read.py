@@ -1,8 +1,10 @@
 """Read what a status page shows: a few queries for all of a page's sites, none of them on
-``site_checks`` (``site_latest``, ``site_verdicts``, ``site_mutes``, ``site_checks_daily``)."""
+``site_checks`` (``site_latest``, ``site_verdicts``, ``site_mutes``, ``site_checks_daily``,
+``status_incidents``)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
@@ -10,6 +12,7 @@ from sitewatch.config.status_pages import StatusPage
 from sitewatch.status.model import DAYS, UPCOMING, PageView, SiteFacts, page_view
 from sitewatch.storage import metrics
 from sitewatch.storage.daily import days_by_site
+from sitewatch.storage.incidents import page_incidents
 from sitewatch.storage.mutes import mutes_overlapping
 from sitewatch.storage.verdicts import latest_verdicts
 
@@ -35,4 +38,5 @@ def read_page(conn, page: StatusPage, configured: Mapping, now: datetime) -> Pag
         )
         for name in names
     }
-    return page_view(page, facts, now)
+    incidents = page_incidents(conn, page.id, now - timedelta(days=DAYS))
+    return dataclasses.replace(page_view(page, facts, now), incidents=tuple(incidents))
