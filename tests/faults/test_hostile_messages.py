@@ -231,7 +231,8 @@ def test_hostile_messages_are_stored_safely_and_never_stop_the_drain(
     assert reasons["site of 4096 random characters"].startswith("site: invalid name")
     assert reasons["SQL injection in site"].startswith("site: invalid name")
     assert (
-        reasons["javascript: url"] == "url: not an http(s) URL: 'javascript:alert(document.cookie)'"
+        reasons["javascript: url"]
+        == "url: not an http(s), tcp, tls or dns URL: 'javascript:alert(document.cookie)'"
     )
     assert reasons["data: final_url"].startswith("final_url: not an http(s) URL")
     assert reasons["scheduled_at in year 1"].startswith(

@@ -86,7 +86,10 @@ def _loads(text: str) -> Any:
 
 
 def _json_text(value: Any) -> str:
-    encoded = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    try:
+        encoded = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except ValueError:  # .inf, .nan: YAML has them, JSON has not
+        raise Invalid("not a JSON value: infinity and NaN have no JSON form") from None
     if len(encoded) > MAX_EXPECTED:
         raise Invalid(f"value too long: {len(encoded)} characters as JSON (at most {MAX_EXPECTED})")
     return encoded
