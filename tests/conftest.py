@@ -21,20 +21,18 @@ pytest_plugins = ["tests.receivers"]
 # file order; a process takes the next group when it is done with one. Every test that starts an
 # Airflow is in one of the two stack groups, which come first, in a process each: at most two
 # Airflow stacks run at once. A test's group:
-# - "stack-1": the browser's suite with an Airflow of its own, then the faults suite's tests on
-#   its private stack (tests/faults/stack.py), which the process starts once and stops after the
-#   group's last test that uses it. The tests that load Airflow hardest (hundreds of sites at
-#   once) are here;
-# - "stack-2": the Celery stack of the location outage (an Airflow of its own), then the tests
-#   that wait minutes for Airflow to act on a few sites, on a private stack of their own in
-#   another process (WAITING: the two groups take about as long);
+# - "stack-1": the suites with an Airflow of their own (OWN_AIRFLOW: the browser's, a Celery
+#   stack), then the faults suite's tests on its private stack (tests/faults/stack.py), which the
+#   process starts once and stops after the group's last test that uses it. The tests that load
+#   Airflow hardest (hundreds of sites at once) are here, so none shares the cores with another;
+# - "stack-2": the tests that wait minutes for Airflow to act on a few sites (WAITING), on a
+#   private stack of their own in another process;
 # - "kafka": tests on the shared broker (``new_topic``). Their topics are their own, but not the
 #   drain's consumer group (names.DRAIN_GROUP): a drain joining it in one process would make the
 #   group rebalance under a drain in another, whose offset commit then fails;
 # - any other test file is a group of its own, so its module fixtures start once.
 OWN_AIRFLOW = ("tests/browser/test_ui.py", "tests/faults/test_location_outage.py")
 WAITING = (
-    "tests/faults/test_location_outage.py",
     "tests/faults/test_noise_on_airflow.py",
     "tests/faults/test_recovery_latency.py",
     "tests/faults/test_watcher.py",
