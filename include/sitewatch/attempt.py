@@ -77,8 +77,9 @@ def record(observation: Observation, deliver: Callable[[Observation], None]) -> 
 def summarize(observation: Observation) -> None:
     """Log the attempt's summary line, the one line a reader of the run's log needs:
     ``site=… attempt=… final=… up=… status=… response_ms=… location=…``, then ``error=…
-    detail=…`` when the attempt failed (an up attempt has neither). It says what is stored:
-    log it with ``final`` as published."""
+    detail=…`` when the attempt failed (an up attempt has neither); then, for a flow, one line
+    per step (``site=… step=… passed=… status=… response_ms=… error=… detail=…``, passed None
+    for a step not run). It says what is stored: log it with ``final`` as published."""
     line = "site=%s attempt=%s final=%s up=%s status=%s response_ms=%s location=%s"
     args = [
         observation.site,
@@ -93,6 +94,17 @@ def summarize(observation: Observation) -> None:
         line += " error=%s detail=%s"
         args += [observation.error, observation.error_detail]
     log.info(line, *args)
+    for step in observation.steps or ():  # a flow's: one line per step, as stored (masked)
+        log.info(
+            "site=%s step=%s passed=%s status=%s response_ms=%s error=%s detail=%s",
+            observation.site,
+            step["name"],
+            step.get("passed"),
+            step.get("status"),
+            _ms(step.get("response_ms")),
+            step.get("error"),
+            step.get("error_detail"),
+        )
 
 
 def _ms(value: float | None) -> str | None:

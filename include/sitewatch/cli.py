@@ -162,9 +162,11 @@ def _probe(args: argparse.Namespace) -> int:
     observation, results = probe_in_detail(site, secrets=secrets, location=location)
     for f in dataclasses.fields(observation):
         value = getattr(observation, f.name)
-        if value is not None:
+        if value is not None and f.name != "steps":
             print(f"{f.name}: {_show(value)}")
-    if site.expect:
+    if observation.steps:
+        _print_steps(observation.steps, results)
+    elif site.expect:
         # One line per assertion of `expect`, in order: what passed, what failed and why, and
         # what was not evaluated after the first failure (or because the exchange failed).
         print("assertions:")
@@ -173,6 +175,27 @@ def _probe(args: argparse.Namespace) -> int:
             mark = {True: "pass", False: "FAIL"}.get(result and result.passed, "skip")
             print(f"  {mark}  {result.detail if result else assertion.describe()}")
     return EXIT_OK if observation.up else EXIT_FAILED
+
+
+def _print_steps(steps: list[dict], results: list) -> None:
+    """One line per step of a flow, in order (passed, failed, or skipped after a failure), each
+    followed by its ``expect`` assertions, as ``probe_in_detail`` returned them."""
+    print("steps:")
+    width = max(len(step["name"]) for step in steps)
+    for step in steps:
+        mark = {True: "pass", False: "FAIL"}.get(step.get("passed"), "skip")
+        shown = [step["name"].ljust(width), step["method"], step["url"]]
+        shown += [str(step["status"])] if "status" in step else []
+        shown += [f"{step['response_ms']:.1f} ms"] if "response_ms" in step else []
+        print(f"  {mark}  {'  '.join(shown)}")
+        prefix = f"step {step['name']}: "
+        own = [r for r in results if r.detail.startswith(prefix)]
+        for result in own:
+            mark = {True: "pass", False: "FAIL"}.get(result.passed, "skip")
+            print(f"          {mark}  {result.detail.removeprefix(prefix)}")
+        if step.get("error_detail") and not any(r.passed is False for r in own):
+            error = f"{step['error']}: " if step.get("error") else ""
+            print(f"          {error}{step['error_detail']}")
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -192,6 +192,11 @@ Only an http(s) one is ever a link (``HTTP_URL``); the Sites page shows the othe
 # Stored URLs become links on the Sites page: a javascript: or data: URL must never get there.
 URL = _Text(MAX_TEXT, HTTP_URL, "not an http(s) URL: {}")
 CHECKED_URL = _Text(MAX_TEXT, CHECK_URL, "not an http(s), tcp, tls or dns URL: {}")
+STEP_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+"""The rule of a flow step's name (sites-file key ``steps``), for ``fullmatch``; also the rule of
+the names of the values a step extracts, so ``${step.value}`` reads as one word each side."""
+MAX_STEPS = 20
+"""The most steps a flow may have (sites-file key ``steps``) and a stored check may record."""
 # Airflow's run ids are at most 250 characters (its ID_LEN).
 RUN_ID = _Text(max_length=250)
 BOOLEAN = Kind(bool, "boolean")
@@ -200,6 +205,69 @@ DURATION = _Duration(below=1e12)
 # Every count on the wire stays in int4's range, also for a bigint column (room for a later cap).
 INTEGER = _Count("integer", below=2**31)
 BIGINT = _Count("bigint", below=2**31)
+STEP = _Text(
+    MAX_TEXT,
+    re.compile(rf"\A(?:{STEP_NAME.pattern})\Z"),
+    "invalid step name {}: use at most 32 of a-z, 0-9, '_'; start with a letter",
+)
+STEP_FIELDS: Mapping[str, tuple[Kind, bool]] = MappingProxyType(
+    {
+        "name": (STEP, True),
+        "method": (_Text(max_length=10), True),
+        "url": (URL, True),  # as the sites file writes it: ${step.value} unreplaced
+        "always": (BOOLEAN, True),
+        "passed": (BOOLEAN, False),  # None: not run (an earlier step failed)
+        "status": (INTEGER, False),
+        "response_ms": (DURATION, False),  # the step's own request start to last body byte
+        "ttfb_ms": (DURATION, False),
+        "body_bytes": (BIGINT, False),
+        "error": (TEXT, False),
+        "error_detail": (TEXT, False),
+    }
+)
+"""What a flow's observation records of each step: field -> (kind, required)."""
+
+
+class _Steps(Kind):
+    """A flow's steps as a JSON array of objects with ``STEP_FIELDS`` (at most ``MAX_STEPS``), held
+    as ``jsonb``. ``check`` returns new objects with the checked values (a JSON 2 in a duration is
+    2.0), and refuses text jsonb cannot hold (a lone surrogate; NUL is ``_Text``'s)."""
+
+    __slots__ = ()
+
+    def __init__(self):
+        super().__init__(list, "jsonb", list)
+
+    def check(self, name, value):
+        value = super().check(name, value)
+        if len(value) > MAX_STEPS:
+            raise MessageError(f"{name}: {len(value)} steps exceed {MAX_STEPS}")
+        return [self._step(f"{name}[{index}]", step) for index, step in enumerate(value)]
+
+    @staticmethod
+    def _step(name: str, step: Any) -> dict:
+        if not isinstance(step, dict):
+            raise MessageError(f"{name}: expected an object, got {type(step).__name__}")
+        if unknown := set(step) - STEP_FIELDS.keys():
+            raise MessageError(f"{name}: unknown fields: {', '.join(sorted(unknown))}")
+        checked = {}
+        for key, (kind, required) in STEP_FIELDS.items():
+            item = step.get(key)
+            if item is None:
+                if required:
+                    raise MessageError(f"{name}: missing field {key}")
+                continue
+            item = kind.check(f"{name}.{key}", item)
+            if isinstance(item, str) and not item.isascii():
+                try:
+                    item.encode()
+                except UnicodeEncodeError:
+                    raise MessageError(f"{name}.{key}: text holds a lone surrogate") from None
+            checked[key] = item
+        return checked
+
+
+STEPS = _Steps()
 
 
 class Column(NamedTuple):
@@ -259,6 +327,8 @@ class Observation:
     task from the sites file, and by the drain for an ad-hoc mute); false when absent.
     run_id: the Airflow run that made the attempt, for the links of the alerts the drain sends
     (None from producers before it, and from code that checks outside a DAG run).
+    steps: a flow's steps in order, each an object of ``STEP_FIELDS`` (None for a single check,
+    and from producers before flows existed).
     """
 
     site: str = column(NAME)
@@ -286,6 +356,8 @@ class Observation:
     location: str = column(LOCATION, default=LOCAL_LOCATION, absent=LOCAL_LOCATION)
     maintenance: bool = column(BOOLEAN, default=False, absent=False)
     run_id: str | None = column(RUN_ID, required=False)
+    # Added by migration 12.
+    steps: list | None = column(STEPS, required=False)
 
     def to_message(self) -> bytes:
         """Encode as the v1 wire format (UTF-8 JSON, timestamps ISO 8601 UTC)."""
@@ -364,6 +436,11 @@ def fast_row(data: bytes) -> tuple | None:
     ruled = _RULED(row)
     if ruled not in _ACCEPTED and not _accept(ruled):
         return None
+    if row[_STEPS] is not None:  # a flow's: checked as the strict decoder checks it
+        try:
+            row[_STEPS] = STEPS.check("steps", row[_STEPS])
+        except MessageError:
+            return None
     for i in _TIMESTAMPS:  # as _Timestamp.check parses them, failing with None
         if row[i] is not None:
             try:
@@ -411,6 +488,7 @@ def _accept(ruled: tuple) -> bool:
 
 
 _WIRE = _wire_decoder()
+_STEPS = POSITION["steps"]
 _TIMESTAMPS = tuple(i for i, c in enumerate(COLUMNS) if isinstance(c.kind, _Timestamp))
 _RULED_COLUMNS = [(i, c.kind.rule) for i, c in enumerate(COLUMNS) if getattr(c.kind, "rule", None)]
 _RULED = itemgetter(*(i for i, _ in _RULED_COLUMNS))  # a row's (site, url, final_url, location)

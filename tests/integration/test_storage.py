@@ -134,12 +134,12 @@ def test_migrate_creates_tables_and_indexes_in_the_current_schema(pg_conn, pg_sc
         )
         indexes = [r[0] for r in cur.fetchall()]
     assert list(columns) == [
-        # DESIGN.md's order, which is what SELECT * shows; migrations 6, 8 and 10 added the last
-        # three
+        # DESIGN.md's order, which is what SELECT * shows; migrations 6, 8, 10 and 12 added the
+        # last four
         *("site", "url", "scheduled_at", "attempt", "final", "checked_at", "up", "status_code"),
         *("response_time_ms", "dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "regex"),
         *("regex_matched", "error", "error_detail", "final_url", "body_bytes", "tls_expires_at"),
-        *("stored_at", "location", "maintenance", "run_id"),
+        *("stored_at", "location", "maintenance", "run_id", "steps"),
     ]
     assert set(NAMES) <= set(columns)
     assert columns["scheduled_at"] == ("timestamp with time zone", "NO")

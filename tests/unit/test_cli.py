@@ -40,7 +40,7 @@ def test_validate_shipped_file_by_default():
 def test_validate_reference_file():
     result = sitewatch("validate", "include/sites.reference.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout == "include/sites.reference.yaml: 4 sites OK (0 enabled, 4 disabled)\n"
+    assert result.stdout == "include/sites.reference.yaml: 5 sites OK (0 enabled, 5 disabled)\n"
 
 
 def test_validate_uses_the_environment_variable(tmp_path):

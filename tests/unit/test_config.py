@@ -217,10 +217,11 @@ def test_reference_file_is_generated_from_the_key_declarations():
     )
     first = yaml.safe_load(committed)["sites"][0]
     # every key shown with an example, in declaration order; a TCP check's in reference-tcp
-    assert list(first) == [key for key in KEYS if key not in TCP_ONLY + DNS_ONLY]
-    tcp, dns = yaml.safe_load(committed)["sites"][2:4]
+    assert list(first) == [key for key in KEYS if key not in (*TCP_ONLY, *DNS_ONLY, "steps")]
+    tcp, dns, flow = yaml.safe_load(committed)["sites"][2:5]
     assert tcp["name"] == "reference-tcp" and set(TCP_ONLY) <= set(tcp)
     assert dns["name"] == "reference-dns" and set(DNS_ONLY) <= set(dns)
+    assert flow["name"] == "reference-flow" and len(flow["steps"]) == 4
 
 
 def test_a_site_built_in_code_takes_the_declared_defaults():

@@ -366,3 +366,66 @@ def test_maintenance_sent_is_kept_and_must_be_a_boolean():
         with pytest.raises(MessageError, match="maintenance"):
             Observation.from_message(encode({**full_doc(), "maintenance": wrong}))
         assert fast_row(encode({**full_doc(), "maintenance": wrong})) is None
+
+
+# --- steps: a flow's, added by migration 12, absent from single checks and earlier producers ---
+
+STEP = {
+    "name": "login",
+    "method": "POST",
+    "url": "https://api.example.com/login",
+    "always": False,
+    "passed": False,
+    "status": 401,
+    "response_ms": 12,
+    "body_bytes": 30,
+    "error": "status",
+    "error_detail": "status 401 not in 200-399",
+}
+
+
+def test_a_flows_steps_take_the_fast_path_with_the_strict_values():
+    data = encode({**full_doc(), "steps": [STEP, {**STEP, "name": "cleanup", "passed": None}]})
+    row = fast_row(data)
+    assert row == strict_row(data)
+    steps = row[POSITION["steps"]]
+    assert steps[0]["response_ms"] == 12.0 and isinstance(steps[0]["response_ms"], float)
+    assert "passed" not in steps[1]  # null is left out, as the probe leaves it out
+    assert Observation.from_message(encode(full_doc())).steps is None
+
+
+@pytest.mark.parametrize(
+    ("steps", "reason"),
+    [
+        ({"name": "x"}, "steps: expected list, got dict"),
+        ([STEP] * 21, "steps: 21 steps exceed 20"),
+        (["login"], "steps[0]: expected an object, got str"),
+        ([{**STEP, "extra": 1}], "steps[0]: unknown fields: extra"),
+        ([{k: v for k, v in STEP.items() if k != "url"}], "steps[0]: missing field url"),
+        (
+            [{**STEP, "name": "Log In"}],
+            "steps[0].name: invalid step name 'Log In': use at most"
+            " 32 of a-z, 0-9, '_'; start with a letter",
+        ),  # fmt: skip
+        (
+            [{**STEP, "url": "javascript:alert(1)"}],
+            "steps[0].url: not an http(s) URL: 'javascript:alert(1)'",
+        ),  # fmt: skip
+        ([{**STEP, "status": -1}], "steps[0].status: expected a non-negative integer, got -1"),
+        (
+            [{**STEP, "error_detail": "a\x00b"}],
+            "steps[0].error_detail: text contains a NUL character",
+        ),  # fmt: skip
+        (
+            [{**STEP, "error_detail": "a\ud800"}],
+            "steps[0].error_detail: text holds a lone surrogate",
+        ),  # fmt: skip
+    ],
+    ids=repr,
+)
+def test_the_strict_decoder_names_what_is_wrong_with_a_step(steps, reason):
+    data = encode({**full_doc(), "steps": steps})
+    with pytest.raises(MessageError) as failure:
+        Observation.from_message(data)
+    assert failure.value.reason == reason
+    assert fast_row(data) is None

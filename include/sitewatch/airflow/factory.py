@@ -18,7 +18,7 @@ from sitewatch.airflow.callbacks import dag_callbacks, task_callbacks
 from sitewatch.airflow.operators import ProbeOperator, attempt_timeout, probe_in
 from sitewatch.airflow.timetables import SiteTimetable
 from sitewatch.config.key_checks import kind_of
-from sitewatch.config.keys import ONLY_FOR
+from sitewatch.config.keys import ONLY_FOR, SINGLE_ONLY
 from sitewatch.config.loader import Site, SitesFile, cached_sites, default_sites_path
 from sitewatch.config.locations import run_deadline, verdict_grace
 from sitewatch.config.notify import label
@@ -149,6 +149,7 @@ def site_doc(site: Site) -> str:
     """Markdown shown on the DAG's page: what is checked and how (header values hidden)."""
     rows = [
         ("url", site.url),
+        ("steps", " → ".join(step.name for step in site.steps) or None),
         ("schedule", _schedule_text(site.schedule)),
         ("offset", f"+{format_duration(site.offset)}"),
         ("method", site.method),
@@ -181,6 +182,7 @@ def site_doc(site: Site) -> str:
     lines = [f"### Site `{site.name}`", "", "| setting | value |", "| --- | --- |"]
     # Only the keys of the site's kind of check (an HTTP check's method means nothing to DNS).
     other = {key for kind, keys in ONLY_FOR.items() if kind != kind_of(site.url) for key in keys}
+    other |= set(SINGLE_ONLY) if site.steps else set()  # a flow's steps have their own
     lines += [
         f"| {key} | `{value}` |" for key, value in rows if value is not None and key not in other
     ]

@@ -191,7 +191,7 @@ def _body(entry: dict) -> Assertion:
 
 def _json(entry: dict) -> Assertion:
     _only(entry, ("json", "quantifier", *JSON_COMPARISONS), JSON_COMPARISONS)
-    path = checked(_path, entry, "json")
+    path = checked(check_path, entry, "json")
     quantifier = checked(_quantifier, entry, "quantifier", DEFAULT_QUANTIFIER)
     op = _one_comparison(entry, JSON_COMPARISONS, "a json assertion")
     expected = checked(_EXPECTED[op], entry, op)
@@ -201,7 +201,8 @@ def _json(entry: dict) -> Assertion:
     return Assertion("json", path, op, _json_text(expected), quantifier)
 
 
-def _path(value: Any) -> str:
+def check_path(value: Any) -> str:
+    """An RFC 9535 JSONPath query (compiled, so the probe finds it cached); raises Invalid."""
     path = text(value, 1000)
     if not path.startswith("$"):
         raise Invalid(

@@ -47,8 +47,10 @@ from sitewatch.config.objectives import (
 )
 from sitewatch.config.offset import check_offset
 from sitewatch.config.schedule import format_duration
+from sitewatch.config.steps import Step, check_steps
 from sitewatch.config.values import duration, integer, optional
 from sitewatch.names import LOCAL_LOCATION
+from sitewatch.observation import MAX_STEPS
 
 _REQUIRED = object()  # the default of a key that has none
 
@@ -102,6 +104,34 @@ _EXPECT_EXAMPLE = """\
     properties:
       data: {type: object, required: [id]}
 """
+_STEPS_EXAMPLE = """\
+- name: login
+  method: POST
+  url: https://api.example.com/login
+  body: {user: monitor, password: "${SITEWATCH_SECRET_API_PASSWORD}"}
+  extract:
+    token: {json: $.token}
+- name: create
+  method: POST
+  url: https://api.example.com/items
+  headers: {Authorization: "Bearer ${login.token}"}
+  body: {name: sitewatch-probe}
+  expect_status: 201
+  extract:
+    id: {json: $.id}
+- name: read
+  url: https://api.example.com/items/${create.id}
+  headers: {Authorization: "Bearer ${login.token}"}
+  expect:
+    - json: $.name
+      equals: sitewatch-probe
+- name: cleanup
+  method: DELETE
+  url: https://api.example.com/items/${create.id}
+  headers: {Authorization: "Bearer ${login.token}"}
+  expect_status: [200, 204, 404]
+  always: true
+"""
 _ANSWERS_EXAMPLE = """\
 any: [192.0.2.10, 192.0.2.11]
 """
@@ -146,7 +176,8 @@ _DECLARED = (
     Key("name", str, check_name, example="reference-all-keys",
         doc="Unique among the sites; [a-z0-9][a-z0-9_-]{0,62}. The DAG is site_<name>."),
     Key("url", str, check_url, example="https://example.com/health?full=1",
-        doc="http or https with a host, at most 2048 characters; or tcp://host:port (connect),"
+        doc="(Not with steps: a flow's check takes its first step's url.) http or https with a"
+        " host, at most 2048 characters; or tcp://host:port (connect),"
         " tls://host:port (connect and a TLS handshake, verified with SNI unless verify_tls is"
         " false): a TCP check, which takes send and reply_regex and none of the HTTP keys"
         " (regex, forbid_regex, expect_status, expect, method, headers, body, follow_redirects,"
@@ -194,6 +225,27 @@ _DECLARED = (
         " is not JSON fails a json assertion by name. Paths, patterns and schemas are checked"
         " when the file is read; evaluation is bounded by the body cap, the deadline and 10000"
         " nodes per path."),
+    Key("steps", tuple[Step, ...], check_steps, default=[], example=_STEPS_EXAMPLE,
+        doc=f"A flow instead of url: at most {MAX_STEPS} HTTP requests run in order on one"
+        " connection pool, within one timeout; the site is up only when every step passed."
+        " Each step: name (a-z, 0-9, _; unique), url (http or https), method (GET, HEAD, POST,"
+        " PUT, PATCH, DELETE; default GET), headers, body (text, or a mapping or list sent as"
+        " JSON), expect_status (default the site's), expect (as the site key), extract (value"
+        " name -> {json: PATH} (its first node), {header: NAME} or {regex: PATTERN, group: N}"
+        " (default the first group)) and always: true for a cleanup step that runs even after"
+        " a failure. A later step writes ${step.value} in its URL's path or query (percent-"
+        "encoded), headers and body (JSON-escaped in a JSON body); ${SITEWATCH_SECRET_...} in"
+        " headers and bodies only. Unknown steps or values, a value used before (or by) the step"
+        " that extracts it, and cycles are errors. Extracted values are masked like secrets in"
+        " every stored or logged text, at most 8192 characters each, and are, like secrets,"
+        " never sent to an origin the step's url does not name (a redirect elsewhere drops"
+        " those headers; a body with them is not sent there); a step whose URL takes a value"
+        " may not send secrets. A failed flow stores the failing step's error, its detail"
+        " prefixed by the step's name (step read: json $.id: expected 1, got 2); the check's"
+        " url, phases and ttfb_ms are its first step's, status_code the failing (else the last)"
+        " step's, response_time_ms the whole flow, body_bytes the sum;"
+        " each step's status, time, bytes and failure are stored in the check's steps. A flow"
+        " takes no regex, forbid_regex, expect, method, headers or body of its own."),
     Key("send", str | None, optional(check_body), default=None, example='"PING\\r\\n"',
         doc="tcp:// and tls:// only: text sent (UTF-8) once connected, at most 1 MiB; in double"
         " quotes YAML writes a line break as \\r\\n."),
@@ -309,6 +361,8 @@ HTTP_ONLY = (
 TCP_ONLY = ("send", "reply_regex")
 """The keys only a TCP check takes; an http(s) check setting one is an error."""
 DNS_ONLY = ("answers",)
+SINGLE_ONLY = ("regex", "forbid_regex", "expect", "method", "headers", "body")
+"""The keys of one request, which a flow (``steps``) sets on each step instead."""
 ONLY_FOR: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {"http": HTTP_ONLY, "tcp": TCP_ONLY, "dns": DNS_ONLY}
 )
@@ -318,6 +372,8 @@ FIELDS: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
 )
 """Every valid site key and its check."""
 REQUIRED = tuple(name for name, key in KEYS.items() if key.required)
+NO_DEFAULT = (*REQUIRED, "steps")
+"""The keys ``defaults`` may not set: what makes one entry what it is."""
 BUILTIN_DEFAULTS: Mapping[str, Any] = MappingProxyType(
     {name: key.check(key.default) for name, key in KEYS.items() if not key.required}
 )

@@ -15,7 +15,14 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from sitewatch.config.dependencies import Hints, cycles, self_problem
 from sitewatch.config.dns_check import answers_problem
 from sitewatch.config.key_checks import kind_of, timeout_problem
-from sitewatch.config.keys import BUILTIN_DEFAULTS, FIELDS, ONLY_FOR, REQUIRED
+from sitewatch.config.keys import (
+    BUILTIN_DEFAULTS,
+    FIELDS,
+    NO_DEFAULT,
+    ONLY_FOR,
+    REQUIRED,
+    SINGLE_ONLY,
+)
 from sitewatch.config.locations import quorum_problem
 from sitewatch.config.objectives import degraded_problem
 from sitewatch.config.offset import offset_problem
@@ -129,6 +136,18 @@ def kind_problem(key: str) -> Callable[[Mapping[str, Any]], str | None]:
 _KIND_NAMES = {"http": "an http(s)", "tcp": "a tcp:// or tls://", "dns": "a dns://"}
 
 
+def single_problem(key: str) -> Callable[[Mapping[str, Any]], str | None]:
+    """The rule's problem for ``key``, a key of one request (``SINGLE_ONLY``), set on a flow."""
+    instead = "a body assertion in a step's expect" if "regex" in key else f"each step's {key}"
+
+    def problem(values: Mapping[str, Any]) -> str | None:
+        if not values.get("steps") or values[key] == BUILTIN_DEFAULTS[key]:
+            return None
+        return f"{key} is for a single request; a flow (steps) uses {instead}"
+
+    return problem
+
+
 class Rule(NamedTuple):
     """A check of one key against others, on a complete set of site values: ``problem`` returns
     the message for ``key``, or None. It is skipped when one of ``reads`` was given a value that
@@ -148,6 +167,7 @@ CROSS_KEY_RULES = (
     Rule("timeout", ("schedule",), timeout_problem),
     *(Rule(key, ("url",), kind_problem(key)) for keys in ONLY_FOR.values() for key in keys),
     Rule("answers", ("url",), answers_problem),
+    *(Rule(key, ("steps",), single_problem(key)) for key in SINGLE_ONLY),
 )
 """Every rule between keys of one entry; the sites file and ``site_for_url`` both apply them."""
 
@@ -303,7 +323,7 @@ class Reader:
             return {}
         defaults = {}
         for key, key_node, value_node in self.pairs(node, "defaults."):
-            if key in REQUIRED:
+            if key in NO_DEFAULT:
                 self.report(line_of(key_node), f"defaults.{key}", f"{key!r} cannot have a default")
             elif key not in FIELDS:
                 self.report(line_of(key_node), f"defaults.{key}", unknown_key(key, FIELDS))
@@ -335,8 +355,14 @@ class Reader:
         lines = {key: line_of(value_node) for key, value_node in nodes.items()}
         present = {key for key, _, _ in pairs}
         for key in REQUIRED:
-            if key not in present:
+            flow = values.get("steps") or ("steps" in present and "steps" not in values)
+            if key not in present and not (key == "url" and flow):
                 self.report(line_of(node), where, f"missing required key {key!r}")
+        if values.get("steps"):  # a flow: its check's url is its first step's
+            if "url" in present:
+                message = "a site has either url or steps, not both"
+                self.report(lines["steps"], f"{where}.steps", message)
+            values["url"] = values["steps"][0].url
         if "name" in values:
             self.check_unique(where, values["name"], lines["name"])
         merged = defaults | values

@@ -62,12 +62,14 @@ def render() -> str:
             lines.append(f"    # {key.name}: (tcp:// and tls:// only; see reference-tcp below)")
         elif key.name in DNS_ONLY:
             lines.append(f"    # {key.name}: (dns:// only; see reference-dns below)")
+        elif key.name == "steps":  # instead of url: shown in reference-flow
+            lines.append("    # steps: (instead of url; see reference-flow below)")
         elif "\n" in key.example:
             lines.append(f"    {key.name}:")
             lines.append(textwrap.indent(key.example, "      ").rstrip("\n"))
         else:
             lines.append(f"    {key.name}: {key.example}")
-    return _HEAD + "\n".join(lines) + "\n" + _TAIL + _tcp() + _status_pages()
+    return _HEAD + "\n".join(lines) + "\n" + _TAIL + _tcp() + _flow() + _status_pages()
 
 
 def _tcp() -> str:
@@ -86,6 +88,21 @@ def _tcp() -> str:
         "  - name: reference-dns",
         "    url: dns://192.0.2.53/www.example.com?type=A",
         *(f"    {name}: {{{KEYS[name].example.strip()}}}" for name in DNS_ONLY),
+        "    enabled: false",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _flow() -> str:
+    """An entry showing a flow: log in, create, read and clean up, with values between steps."""
+    lines = [
+        "",
+        "  # A flow: steps instead of url, run in order within one timeout; up when every step",
+        "  # passed. ${login.token} is the value step login extracted as token.",
+        "  - name: reference-flow",
+        "    timeout: 15s",
+        "    steps:",
+        textwrap.indent(KEYS["steps"].example, "      ").rstrip("\n"),
         "    enabled: false",
     ]
     return "\n".join(lines) + "\n"

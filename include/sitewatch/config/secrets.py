@@ -16,10 +16,12 @@ import dataclasses
 import functools
 import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from sitewatch.config.site import ConfigIssue, Site
+from sitewatch.config.steps import references
 from sitewatch.config.variables import REFERENCE, refusal
 from sitewatch.errors import ConfigError
 
@@ -35,10 +37,23 @@ class Secrets:
 
     headers: lower-cased names of the headers whose value came from a ``${NAME}``.
     values: the substituted values that ``redact`` masks (``MIN_MASKED`` characters or more).
+    variables: for a flow, whose steps are expanded as they run (``sitewatch.probe.flow``): the
+    value of each ``${NAME}`` its steps name. on_value: called with each value to be masked from
+    then on (a flow's extracted values), as ``expand_headers`` called ``on_secret``.
     """
 
     headers: frozenset[str] = frozenset()
     values: tuple[str, ...] = ()
+    variables: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    on_value: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
+
+    def adding(self, values: Iterable[str]) -> Secrets:
+        """These secrets and ``values`` too (a flow's extracted values), each long enough to be
+        masked (``MIN_MASKED``) passed to ``on_value``."""
+        values = [value for value in values if len(value) >= MIN_MASKED]
+        for value in values if self.on_value is not None else ():
+            self.on_value(value)
+        return dataclasses.replace(self, values=_longest_first({*self.values, *values}))
 
     def redact(self, text: str) -> str:
         """``text`` with each secret value, and each truncated copy of one, replaced by ``MASK``,
@@ -121,13 +136,17 @@ def expand_headers(
     on_secret: Callable[[str], None] | None = None,
 ) -> tuple[Site, Secrets]:
     """Return ``site`` with every ``${NAME}`` in its header values replaced from ``environ``, and
-    the ``Secrets`` that were substituted (``NO_SECRETS`` when there were none).
+    the ``Secrets`` that were substituted (``NO_SECRETS`` when there were none). A flow (a site
+    with ``steps``) is returned unchanged: its steps are expanded as they run, from the
+    ``Secrets``' ``variables``, and its extracted values masked through ``on_secret`` too.
 
     on_secret: called with each substituted value (the task passes Airflow's ``mask_secret`` so
     the value is redacted from task logs). Raises ConfigError naming the site, the header and
     every variable that is not set or may not be read (see ``variables.refusal``).
     """
     environ = os.environ if environ is None else environ
+    if site.steps:
+        return site, _flow_secrets(site, environ, on_secret)
     if not any("${" in value for value in site.headers.values()):
         return site, NO_SECRETS
     missing: list[ConfigIssue] = []
@@ -156,6 +175,41 @@ def expand_headers(
         headers[name] = REFERENCE.sub(substitute, value)
     if missing:
         raise ConfigError(missing)
+    secrets = Secrets(frozenset(names), _longest_first(values))
+    return dataclasses.replace(site, headers=headers), secrets
+
+
+def _longest_first(values: Iterable[str]) -> tuple[str, ...]:
     # Longest first: a value that contains a shorter one is masked whole, not in pieces.
-    masked = sorted((v for v in values if len(v) >= MIN_MASKED), key=len, reverse=True)
-    return dataclasses.replace(site, headers=headers), Secrets(frozenset(names), tuple(masked))
+    return tuple(sorted((v for v in values if len(v) >= MIN_MASKED), key=len, reverse=True))
+
+
+def _flow_secrets(
+    site: Site, environ: Mapping[str, str], on_secret: Callable[[str], None] | None
+) -> Secrets:
+    """The ``Secrets`` of a flow: every variable its steps name, read now (so a missing one fails
+    the attempt before any request, as for headers); the steps are expanded as they run."""
+    missing: list[ConfigIssue] = []
+    variables: dict[str, str] = {}
+    for step in site.steps:
+        for where, text in step.texts():
+            for name, value_name in references(text):
+                if value_name is not None or name in variables:
+                    continue
+                problem = refusal(name) or (
+                    None if name in environ else f"environment variable {name} is not set"
+                )
+                if problem is not None:
+                    field_name = f"{site.name}.steps.{step.name}.{'.'.join(where)}"
+                    missing.append(ConfigIssue("<environment>", site.line, field_name, problem))
+                    continue
+                variables[name] = environ[name]
+                if on_secret is not None:
+                    on_secret(environ[name])
+    if missing:
+        raise ConfigError(missing)
+    return Secrets(
+        values=_longest_first(variables.values()),
+        variables=MappingProxyType(variables),
+        on_value=on_secret,
+    )

@@ -61,12 +61,16 @@ class Response:
 
 
 def evaluate(
-    assertions: tuple[Assertion, ...], response: Response, deadline: Deadline
+    assertions: tuple[Assertion, ...],
+    response: Response,
+    deadline: Deadline,
+    document: Document | None = None,
 ) -> list[Result]:
     """Evaluate ``assertions`` in order on ``response`` within what is left of ``deadline``.
 
     Returns one Result per assertion: those before the first failure passed, the failed one, then
-    the rest not evaluated. Never raises for what the response holds.
+    the rest not evaluated. Never raises for what the response holds. ``document``: the body's
+    ``Document``, when another reader of it (a flow's extraction) is to share its parse.
     """
     results: list[Result] = []
     budget = max(deadline.remaining(), _MIN_SECONDS)
@@ -75,7 +79,7 @@ def evaluate(
     def run() -> None:
         try:
             with regex_deadline(budget):
-                _evaluate(assertions, response, deadline, results)
+                _evaluate(assertions, response, deadline, results, document)
         finally:
             done.set()
 
@@ -90,6 +94,15 @@ def evaluate(
     return seen + [Result(a, None, a.describe()) for a in assertions[len(seen) :]]
 
 
+def check_status(expect: tuple[tuple[int, int], ...], status: int | None) -> Failure | None:
+    """The ``status`` failure of a response whose status is not in ``expect`` (a single
+    check's ``expect_status``, a flow step's), or None; no status (no response) is not one."""
+    if status is None or any(lo <= status <= hi for lo, hi in expect):
+        return None
+    ranges = ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in expect)
+    return Failure("status", f"status {status} not in {ranges}")
+
+
 def first_failure(results: list[Result]) -> Failure | None:
     """The ``assertion`` failure of the first failed result, or None."""
     failed = next((r for r in results if r.passed is False), None)
@@ -97,9 +110,13 @@ def first_failure(results: list[Result]) -> Failure | None:
 
 
 def _evaluate(
-    assertions: tuple[Assertion, ...], response: Response, deadline: Deadline, out: list
+    assertions: tuple[Assertion, ...],
+    response: Response,
+    deadline: Deadline,
+    out: list,
+    document: Document | None,
 ) -> None:
-    document = _Document(response.body)
+    document = Document(response.body) if document is None else document
     for assertion in assertions:
         try:
             problem = _CHECKS[assertion.kind](assertion, response, document, deadline)
@@ -116,7 +133,7 @@ def _evaluate(
             return
 
 
-class _Document:
+class Document:
     """The body parsed as JSON once, on first use; ``problem`` says why it is not JSON."""
 
     def __init__(self, body: bytes | None):
@@ -197,7 +214,7 @@ def _body(assertion: Assertion, response: Response, _doc, deadline) -> str | Non
     return f"pattern {_show(assertion.subject)} not found"
 
 
-def _json(assertion: Assertion, _response, document: _Document, deadline) -> str | None:
+def _json(assertion: Assertion, _response, document: Document, deadline) -> str | None:
     value, problem = document.get()
     if problem is not None:
         return problem
@@ -327,7 +344,7 @@ def _same(actual: Any, expected: Any) -> bool:
     return type(actual) is type(expected) and actual == expected
 
 
-def _schema(assertion: Assertion, _response, document: _Document, _deadline) -> str | None:
+def _schema(assertion: Assertion, _response, document: Document, _deadline) -> str | None:
     value, problem = document.get()
     if problem is not None:
         return problem

@@ -54,13 +54,16 @@ def fetch(
     trace: Trace,
     verify: bool | str,
     secret_headers: frozenset[str] = frozenset(),
+    secret_body: bool = False,
 ) -> Fetched:
     """Run the exchange for ``site`` within ``trace.deadline``. Never raises for the site's faults:
     transport problems, redirect trouble and an oversized body come back as ``Fetched.failure``.
 
     secret_headers: lower-cased names of headers whose value came from a ``${VAR}``; with
     ``Authorization``, ``Cookie`` and ``Proxy-Authorization`` they are dropped on the first
-    redirect to another origin and never sent again on that attempt.
+    redirect to another origin and never sent again on that attempt. secret_body: the body holds
+    a secret (a flow's step), so a redirect that would send it to another origin is not followed
+    (error ``redirects``).
     """
     result = Fetched()
     body = site.body.encode() if site.body is not None else None  # UTF-8, not http.client's latin-1
@@ -81,6 +84,9 @@ def fetch(
                 if len(visited) > MAX_REDIRECTS:
                     raise Failure("redirects", _too_many(visited))
                 hop = _next_hop(session, response, hop, _ORIGIN_HEADERS | secret_headers)
+                if secret_body and hop.body is not None and origin(hop.url) != origin(visited[0]):
+                    where = redact_url(hop.url)
+                    raise Failure("redirects", f"not followed to {where}: the body holds secrets")
     except Failure as failure:
         result.failure = failure
     except Exception as exc:  # whatever the server provoked, it is a value on the observation

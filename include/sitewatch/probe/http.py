@@ -22,8 +22,8 @@ from sitewatch.config.key_checks import kind_of
 from sitewatch.config.secrets import NO_SECRETS, Secrets
 from sitewatch.names import LOCAL_LOCATION
 from sitewatch.observation import MAX_TEXT, Observation
-from sitewatch.probe import dns, tcp
-from sitewatch.probe.assertions import Response, Result, evaluate, first_failure
+from sitewatch.probe import dns, flow, tcp
+from sitewatch.probe.assertions import Response, Result, check_status, evaluate, first_failure
 from sitewatch.probe.failures import Failure, redact_url, strip_userinfo
 from sitewatch.probe.fetch import Fetched, fetch
 from sitewatch.probe.limits import check_cert, check_speed, not_after
@@ -120,8 +120,13 @@ def probe_in_detail(
     quiet = nullcontext() if site.verify_tls else _insecure_allowed()
     with quiet, open_session(trace, location) as session, watchdog(trace):
         verify = _verify(site.verify_tls, ca_bundle)
-        fetched = fetch(session, site, trace, verify, secrets.headers)
+        if site.steps:  # a flow (sitewatch.probe.flow): its steps, on this session and deadline
+            fetched = flow.run_flow(session, site, trace, verify, secrets)
+        else:
+            fetched = fetch(session, site, trace, verify, secrets.headers)
     obs = _observe(site, location, checked_at, trace, fetched)
+    if site.steps:
+        return _redacted(*flow.judge(site, obs, fetched, trace.deadline))
     failure, results = _judge(site, obs, fetched, trace.deadline)
     if failure is not None:
         obs.error, obs.error_detail = failure.kind, failure.detail
@@ -208,7 +213,7 @@ def _judge(
     Every check that can be evaluated is, so ``regex_matched`` is known even on a 500; ``expect``
     is evaluated when the exchange itself succeeded (there is a response to assert on).
     """
-    failures = [fetched.failure, _check_status(site.expect_status, fetched.status)]
+    failures = [fetched.failure, check_status(site.expect_status, fetched.status)]
     text = None
     if fetched.body is not None:
         text = decode(fetched.body, fetched.content_type)
@@ -224,10 +229,3 @@ def _judge(
     failures.append(check_speed(site.max_response_ms, obs.response_time_ms))
     failures.append(check_cert(site.min_cert_days, obs.tls_expires_at))
     return next((f for f in failures if f is not None), None), results
-
-
-def _check_status(expect: tuple[tuple[int, int], ...], status: int | None) -> Failure | None:
-    if status is None or any(lo <= status <= hi for lo, hi in expect):
-        return None
-    ranges = ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in expect)
-    return Failure("status", f"status {status} not in {ranges}")

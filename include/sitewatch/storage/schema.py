@@ -572,6 +572,13 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX status_incident_updates_incident ON status_incident_updates (incident, at);
     """,
+    # 12: a flow's steps (issue 26), stored with its check as one jsonb array (name, method, url,
+    # status, timings, bytes, the failure of each step; sitewatch.observation.STEP_FIELDS): a flow
+    # is still one attempt and one row, and nothing reads the steps apart from their check. Null
+    # for single checks and for rows from before this. Cost: a catalog-only column addition.
+    """
+    ALTER TABLE site_checks ADD COLUMN steps jsonb;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
