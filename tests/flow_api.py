@@ -90,7 +90,7 @@ class _Server(ThreadingHTTPServer):
 
 def start() -> _Server:
     server = _Server()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     return server
 
 

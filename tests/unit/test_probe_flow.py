@@ -340,3 +340,28 @@ def test_sitewatch_probe_site_prints_each_step(api, tmp_path, monkeypatch, capsy
     assert steps[6].strip() == "not run: step read failed"
     assert steps[7].split()[:2] == ["pass", "cleanup"]
     assert TOKEN not in out and PASSWORD not in out
+
+
+def test_a_value_that_would_inject_a_header_is_not_sent(api):
+    api.route = lambda handler, body: (200, {"token": "abc\r\nX-Injected: 1"})
+    try:
+        text = f"""\
+sites:
+  - name: api
+    steps:
+      - name: login
+        url: {api.base}/login
+        extract:
+          token: {{json: $.token}}
+      - name: read
+        url: {api.base}/read
+        headers: {{Authorization: "Bearer ${{login.token}}"}}
+"""
+        observation, _ = flow(text)
+    finally:
+        api.route = flow_api._api
+    assert (observation.error, observation.error_detail) == (
+        "assertion",
+        "step read: header Authorization: a value in it cannot be sent in a header",
+    )
+    assert requests_seen(api) == [("GET", "/login")]
