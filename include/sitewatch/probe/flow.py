@@ -87,24 +87,34 @@ def run_flow(session, site, trace: Trace, verify, secrets: Secrets) -> Flowed:
 
 
 def _run_step(session, site, step: Step, trace, verify, flowed: Flowed, values: dict) -> None:
-    deadline = trace.deadline
     try:
         request, private_headers, private_body = _expand(site, step, flowed.secrets, values)
     except _NotExtracted as missing:
-        if step.always:  # cleanup of what was never made
+        if step.always:  # the cleanup of what was never made
             flowed.steps.append(_record(step, None, f"not run: {missing} was not extracted"))
-            return
-        _fail(flowed, step, _record(step, False), Failure(_EXTRACT, f"{missing} has no value"))
+        else:
+            failure = Failure(_EXTRACT, f"{missing} has no value")
+            _fail(flowed, step, _record(step, False), failure)
         return
     except Failure as failure:
         _fail(flowed, step, _record(step, False), failure)
         return
-    if deadline.expired():
-        left = Failure("timeout", f"no time left of the flow's {deadline.seconds:g} s")
+    if trace.deadline.expired():
+        left = Failure("timeout", f"no time left of the flow's {trace.deadline.seconds:g} s")
         _fail(flowed, step, _record(step, False), left)
         return
     started = perf_counter()
     fetched = fetch(session, request, trace, verify, private_headers, private_body)
+    record = _measured(site, step, trace, started, fetched, flowed)
+    failure = _judged(site, step, fetched, record, trace.deadline, flowed, values)
+    if failure is not None:
+        _fail(flowed, step, record, failure)
+    else:
+        flowed.steps.append(record)
+
+
+def _measured(site, step: Step, trace: Trace, started: float, fetched: Fetched, flowed) -> dict:
+    """The step's record with what its exchange measured, added to the flow's figures."""
     ended = fetched.body_done_at or perf_counter()
     if step is site.steps[0]:
         flowed.first_headers_at = trace.headers_at
@@ -118,24 +128,28 @@ def _run_step(session, site, step: Step, trace, verify, flowed: Flowed, values: 
     flowed.body_done_at = ended
     if flowed.failed is None:
         flowed.status, flowed.final_url = fetched.status, fetched.final_url
-    failure = fetched.failure or check_status(step.expect_status or site.expect_status,
-                                              fetched.status)  # fmt: skip
-    if fetched.failure is None and (step.expect or step.extract):
-        text = decode(fetched.body, fetched.content_type) if fetched.body is not None else None
-        response = Response(fetched.status, fetched.headers, record["response_ms"], fetched.body,
-                            text)  # fmt: skip
-        document = Document(fetched.body)
-        results = evaluate(step.expect, response, deadline, document) if step.expect else []
-        flowed.results += [_named(step, result) for result in results]
-        failure = failure or first_failure(results)
-        if failure is None and step.extract:
-            found, failure = _extract_all(step.extract, response, document, deadline)
-            values.update({f"{step.name}.{name}": value for name, value in found.items()})
-            flowed.secrets = flowed.secrets.adding(found.values())
-    if failure is not None:
-        _fail(flowed, step, record, failure)
-    else:
-        flowed.steps.append(record)
+    return record
+
+
+def _judged(site, step: Step, fetched: Fetched, record: dict, deadline, flowed, values: dict):
+    """The step's failure, or None: its exchange, its status, its ``expect``, then (when all
+    passed) its ``extract``, whose values go to ``values`` and to the secrets to mask."""
+    failure = fetched.failure or check_status(
+        step.expect_status or site.expect_status, fetched.status
+    )
+    if fetched.failure is not None or not (step.expect or step.extract):
+        return failure
+    text = decode(fetched.body, fetched.content_type) if fetched.body is not None else None
+    response = Response(fetched.status, fetched.headers, record["response_ms"], fetched.body, text)
+    document = Document(fetched.body)  # parsed once, for both
+    results = evaluate(step.expect, response, deadline, document) if step.expect else []
+    flowed.results += [_named(step, result) for result in results]
+    failure = failure or first_failure(results)
+    if failure is None and step.extract:
+        found, failure = _extract_all(step.extract, response, document, deadline)
+        values.update({f"{step.name}.{name}": value for name, value in found.items()})
+        flowed.secrets = flowed.secrets.adding(found.values())
+    return failure
 
 
 def _fail(flowed: Flowed, step: Step, record: dict, failure: Failure) -> None:
