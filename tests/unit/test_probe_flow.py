@@ -365,3 +365,27 @@ sites:
         "step read: header Authorization: a value in it cannot be sent in a header",
     )
     assert requests_seen(api) == [("GET", "/login")]
+
+
+def test_cookies_a_step_receives_go_to_the_next_step_of_the_same_site_and_dollar_brace_escapes(
+    api,
+):
+    api.route = lambda handler, body: (200, {"ok": True}, {"Set-Cookie": "session=s-1; Path=/"})
+    try:
+        text = f"""\
+sites:
+  - name: api
+    steps:
+      - name: login
+        url: {api.base}/login
+      - name: read
+        url: {api.base}/read
+        headers: {{X-Template: "$${{login.token}}"}}
+"""
+        observation, _ = flow(text)
+    finally:
+        api.route = flow_api._api
+    assert observation.up, observation
+    sent = api.seen[-1][2]
+    assert sent["Cookie"] == "session=s-1"
+    assert sent["X-Template"] == "${login.token}"  # $${ writes a literal ${

@@ -215,6 +215,8 @@ def _extracts(value: Any) -> tuple[Extract, ...]:
 
 
 def _extract(name: str, spec: Any) -> Extract:
+    """One value of ``extract``: ``{json: PATH}``, ``{header: NAME}`` or ``{regex: PATTERN}``
+    with an optional ``group`` (a number or a name; default the first group, else the match)."""
     if not STEP_NAME.fullmatch(name):
         raise Invalid(f"invalid value name {name!r}: use a-z, 0-9, '_'; start with a letter")
     if not isinstance(spec, dict) or not any(key in spec for key in SOURCES):
@@ -230,8 +232,8 @@ def _extract(name: str, spec: Any) -> Extract:
     if source == "header":
         return Extract(name, source, checked(lambda v: text(v, 200), spec, "header"))
     pattern = checked(check_regex, spec, "regex")
-    groups = compile_pattern(pattern)
-    group = checked(lambda v: _group(v, groups), spec, "group", 1 if groups.groups else 0)
+    compiled = compile_pattern(pattern)
+    group = checked(lambda v: _group(v, compiled), spec, "group", 1 if compiled.groups else 0)
     return Extract(name, source, pattern, group)
 
 
