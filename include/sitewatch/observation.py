@@ -199,6 +199,7 @@ MAX_STEPS = 20
 """The most steps a flow may have (sites-file key ``steps``) and a stored check may record."""
 # Airflow's run ids are at most 250 characters (its ID_LEN).
 RUN_ID = _Text(max_length=250)
+TLS_VERSION = _Text(max_length=16)  # as OpenSSL names one: TLSv1.2, TLSv1.3
 BOOLEAN = Kind(bool, "boolean")
 TIMESTAMPTZ = _Timestamp()
 DURATION = _Duration(below=1e12)
@@ -320,7 +321,10 @@ class Observation:
     regex: the pattern searched (None when the site has none); regex_matched: its result.
     error: one of ``sitewatch.probe.http.ERROR_KINDS`` or None; error_detail: human-readable cause.
     final_url: the http(s) URL after redirects. body_bytes: body bytes read (up to the cap).
-    tls_expires_at: the server certificate's notAfter, for https.
+    tls_expires_at: when the TLS chain of the check's first TLS connection (https, tls://) stops
+    being valid: the earliest notAfter on the path the probe verified (leaf, intermediates, the
+    trusted root), or with ``verify_tls: false`` among what the server presented, as also after a
+    failed handshake (``sitewatch.probe.chain``). Producers before issue 26 sent the leaf's.
     location: where the probe ran (``LOCATION_NAME``); ``local`` for a site that names none, and
     for a message without it (producers before locations existed).
     maintenance: the run's scheduled time fell in a maintenance window of the site (set by the
@@ -329,6 +333,8 @@ class Observation:
     (None from producers before it, and from code that checks outside a DAG run).
     steps: a flow's steps in order, each an object of ``STEP_FIELDS`` (None for a single check,
     and from producers before flows existed).
+    tls_version: the TLS version that connection agreed on, as OpenSSL names it (``TLSv1.3``);
+    None without TLS, when the handshake failed, and from producers before it.
     """
 
     site: str = column(NAME)
@@ -358,6 +364,8 @@ class Observation:
     run_id: str | None = column(RUN_ID, required=False)
     # Added by migration 12.
     steps: list | None = column(STEPS, required=False)
+    # Added by migration 13.
+    tls_version: str | None = column(TLS_VERSION, required=False)
 
     def to_message(self) -> bytes:
         """Encode as the v1 wire format (UTF-8 JSON, timestamps ISO 8601 UTC)."""

@@ -52,6 +52,7 @@ def full(i: int = 0, **changes) -> Observation:
         final_url=f"https://www.example.com/{i}",
         body_bytes=5_000_000_000,
         tls_expires_at=datetime(2026, 1, 1, 12, tzinfo=UTC),
+        tls_version="TLSv1.3",
     )
     return dataclasses.replace(obs, **changes)
 
@@ -134,12 +135,12 @@ def test_migrate_creates_tables_and_indexes_in_the_current_schema(pg_conn, pg_sc
         )
         indexes = [r[0] for r in cur.fetchall()]
     assert list(columns) == [
-        # DESIGN.md's order, which is what SELECT * shows; migrations 6, 8, 10 and 12 added the
-        # last four
+        # DESIGN.md's order, which is what SELECT * shows; migrations 6, 8, 10, 12 and 13 added
+        # the last five
         *("site", "url", "scheduled_at", "attempt", "final", "checked_at", "up", "status_code"),
         *("response_time_ms", "dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "regex"),
         *("regex_matched", "error", "error_detail", "final_url", "body_bytes", "tls_expires_at"),
-        *("stored_at", "location", "maintenance", "run_id", "steps"),
+        *("stored_at", "location", "maintenance", "run_id", "steps", "tls_version"),
     ]
     assert set(NAMES) <= set(columns)
     assert columns["scheduled_at"] == ("timestamp with time zone", "NO")
@@ -150,6 +151,7 @@ def test_migrate_creates_tables_and_indexes_in_the_current_schema(pg_conn, pg_sc
     assert columns["body_bytes"] == ("bigint", "YES")
     assert columns["stored_at"] == ("timestamp with time zone", "NO")
     assert columns["location"] == ("text", "NO")
+    assert columns["tls_version"] == ("text", "YES")
     assert any(
         "UNIQUE" in d and "site_checks USING btree (site, scheduled_at, location, attempt)" in d
         for d in indexes
@@ -299,6 +301,22 @@ def test_a_location_sent_by_no_producer_is_the_column_default(db):
     # ...and the same attempt stored again by the new drain is a duplicate of it
     obs = full(0, site="old", scheduled_at=T0, attempt=1)
     assert store_batch(db, [obs]) == StoreResult(0, 1, 0)
+
+
+def test_a_check_from_a_drain_before_migration_13_has_no_tls_version(db):
+    # A drain of the previous version copies no tls_version: the row reads None, as its message
+    # would have (the field is optional), and the new drain's checks keep theirs.
+    with db.cursor() as cur:
+        cur.execute("SELECT site_checks_create_partitions(ARRAY[%s::date])", (T0.date(),))
+        cur.execute(
+            "INSERT INTO site_checks (site, url, scheduled_at, attempt, final, checked_at, up)"
+            " VALUES ('old', 'https://old.example/', %s, 1, true, %s, true)",
+            (T0, T0),
+        )
+    db.commit()
+    store_batch(db, [full(1, site="new")])
+    versions = {o.site: o.tls_version for o in as_observations(stored(db))}
+    assert versions == {"old": None, "new": "TLSv1.3"}
 
 
 def test_duplicates_within_one_batch_are_counted_once(db):

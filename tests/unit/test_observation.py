@@ -58,6 +58,7 @@ def full_doc() -> dict:
         body_bytes=2048,
         tls_expires_at=T0 + timedelta(days=30),
         location="eu-west_2",
+        tls_version="TLSv1.3",
     )
     return json.loads(obs.to_message())
 
@@ -366,6 +367,27 @@ def test_maintenance_sent_is_kept_and_must_be_a_boolean():
         with pytest.raises(MessageError, match="maintenance"):
             Observation.from_message(encode({**full_doc(), "maintenance": wrong}))
         assert fast_row(encode({**full_doc(), "maintenance": wrong})) is None
+
+
+# --- tls_version: added by migration 13, absent from earlier producers' messages ----------------
+
+
+def test_a_message_without_a_tls_version_is_valid_in_both_decoders():
+    doc = full_doc()
+    del doc["tls_version"]
+    data = encode(doc)
+    assert Observation.from_message(data).tls_version is None
+    assert dict(zip(NAMES, fast_row(data), strict=True))["tls_version"] is None
+
+
+def test_a_tls_version_is_short_text():
+    data = encode(full_doc())
+    assert Observation.from_message(data).tls_version == "TLSv1.3"
+    assert fast_row(data) == strict_row(data)
+    for wrong in ("TLSv1.3" * 3, 1.3):
+        with pytest.raises(MessageError, match="tls_version"):
+            Observation.from_message(encode({**full_doc(), "tls_version": wrong}))
+        assert fast_row(encode({**full_doc(), "tls_version": wrong})) is None
 
 
 # --- steps: a flow's, added by migration 12, absent from single checks and earlier producers ---

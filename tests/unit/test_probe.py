@@ -94,6 +94,7 @@ def test_error_kinds_are_the_documented_set():
         "connect",
         "timeout",
         "tls",
+        "hostname_mismatch",
         "protocol",
         "redirects",
         "body_too_large",
@@ -276,17 +277,17 @@ def test_invalid_header_value_is_not_echoed(routes):
 
 
 @pytest.mark.parametrize(
-    ("server", "detail"),
+    ("server", "kind", "detail"),
     [
-        ("expired", "certificate has expired"),
-        ("self_signed", "self-signed certificate"),
-        ("wrong_host", "hostname mismatch"),
-        ("untrusted", "unable to get local issuer certificate"),
+        ("expired", "tls", "certificate has expired: leaf 'localhost' (notAfter "),
+        ("self_signed", "tls", "self-signed certificate"),
+        ("wrong_host", "hostname_mismatch", "not valid for 'localhost'; it is for wrong.example"),
+        ("untrusted", "tls", "unable to get local issuer certificate"),
     ],
 )
-def test_bad_certificates(tls, server, detail):
+def test_bad_certificates(tls, server, kind, detail):
     obs = run(make_site(tls.url[server]), ca_bundle=tls.ca)
-    fails(obs, "tls", detail)
+    fails(obs, kind, detail)
 
 
 def test_unverified_self_signed_is_up_with_its_expiry(tls):
@@ -317,7 +318,7 @@ def test_min_cert_days(tls, min_days, up):
     obs = run(make_site(tls.url["good"], min_cert_days=min_days), ca_bundle=tls.ca)
     assert obs.up is up
     if not up:
-        fails(obs, "cert_expiring", "certificate expires in 20.0 days")
+        fails(obs, "cert_expiring", "certificate chain expires in 20.0 days")
 
 
 def test_slow_response(routes):

@@ -101,10 +101,11 @@ def test_tls_is_verified_with_sni_and_records_the_certificate_expiry(pki):
     assert obs.url == f"tls://localhost:{port}"
 
 
-def test_tls_with_another_host_name_or_an_unknown_ca_is_tls(pki):
+def test_tls_with_another_host_name_is_hostname_mismatch_and_an_unknown_ca_tls(pki):
     ca, ca_path = pki
     with serve(banner, _server_context(ca.issue_cert("other.example"))) as port:
-        fails(run(_tcp(port, "tls"), ca_bundle=ca_path), "tls")
+        obs = run(_tcp(port, "tls"), ca_bundle=ca_path)
+        fails(obs, "hostname_mismatch", "not valid for 'localhost'; it is for other.example")
         obs = run(_tcp(port, "tls", verify_tls=False, reply_regex="^220"), ca_bundle=ca_path)
     assert obs.up, obs
     with serve(banner, _server_context(trustme.CA().issue_cert("localhost"))) as port:

@@ -295,6 +295,36 @@ def check_owner(value: Any) -> str:
     return owner
 
 
+TLS_VERSIONS = ("1.2", "1.3")
+"""The values of ``tls_min_version``. 1.0 and 1.1 are not among them: the probe never agrees on
+those (Python's default TLS context requires 1.2), so such a minimum would change nothing."""
+
+
+def check_tls_min_version(value: Any) -> str:
+    """``"1.2"`` or ``"1.3"``; YAML reads an unquoted ``1.2`` as a number, taken as written."""
+    if isinstance(value, float):
+        value = repr(value)
+    if value not in TLS_VERSIONS:
+        raise Invalid(
+            f'expected "1.2" or "1.3" (TLS 1.0 and 1.1 are refused anyway), got {describe(value)}'
+        )
+    return value
+
+
+def tls_min_version_problem(values: Mapping[str, Any]) -> str | None:
+    """The message when ``tls_min_version`` is set on a check that makes no TLS connection: a
+    tcp:// or dns:// one (an http:// site may be redirected to https, where it applies)."""
+    url = values.get("url")  # None: missing, or a flow's (its steps are http(s))
+    if values["tls_min_version"] is None or url is None:
+        return None
+    if kind_of(url) == "dns" or url.startswith("tcp://"):
+        scheme = url.partition(":")[0]
+        return (
+            f"tls_min_version is for a check over TLS (https://, tls://); this is a {scheme}:// one"
+        )
+    return None
+
+
 def check_body(value: Any) -> str:
     return text(value, MAX_BODY)
 

@@ -29,6 +29,7 @@ from sitewatch.config.key_checks import (
     check_schedule,
     check_tags,
     check_timeout,
+    check_tls_min_version,
     check_url,
 )
 from sitewatch.config.locations import check_locations, check_quorum, check_silent_location
@@ -210,7 +211,9 @@ _DECLARED = (
         doc=f"The check fails when the response takes longer (1..{MAX_RESPONSE_MS} ms)."),
     Key("min_cert_days", int | None, optional(lambda v: integer(v, 0, 3650)), default=None,
         example="14",
-        doc="https only: fail when the certificate expires in fewer days (0..3650)."),
+        doc="https and tls:// only: fail (error cert_expiring) when the certificate chain expires"
+        " in fewer days (0..3650): the first to expire of the leaf, its intermediates and the"
+        " root the check verified them against (tls_expires_at)."),
     Key("expect", tuple[Assertion, ...], check_expect, default=[], example=_EXPECT_EXAMPLE,
         doc=f"Assertions on the response, evaluated in order after the body is read (at most"
         f" {MAX_ASSERTIONS}); the first that fails makes the check down with error assertion and"
@@ -278,7 +281,17 @@ _DECLARED = (
     Key("follow_redirects", bool, check_bool, default=True, example="true",
         doc="Follow redirects (at most 10); false reports the redirect itself."),
     Key("verify_tls", bool, check_bool, default=True, example="true",
-        doc="Verify the TLS certificate. false accepts any certificate."),
+        doc="Verify the TLS certificate chain and that it is for the URL's host. A certificate"
+        " for another host is error hostname_mismatch, naming the hosts it is for; an expired"
+        " (or not yet valid) certificate of the chain is error tls, naming it (leaf,"
+        " intermediate or root) and its notAfter. false accepts any certificate."),
+    Key("tls_min_version", str | None, optional(check_tls_min_version), default=None,
+        example='"1.3"',
+        doc='The oldest TLS version a TLS connection of the check (https, also after a'
+        ' redirect, or tls://) may agree on: "1.2" or "1.3" (quoted or not). A server that'
+        " negotiates an older one is down with error tls, naming the version it chose; nothing"
+        " is sent on that connection. TLS 1.0 and 1.1 are refused anyway. Every check stores the"
+        " version it agreed on (tls_version)."),
     Key("max_body_bytes", int, lambda v: integer(v, 1024, 100 * 1024 * 1024),
         default=5 * 1024 * 1024, example="1048576",
         doc="At most this many body bytes are read and searched, 1024..104857600."),

@@ -14,7 +14,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from sitewatch.config.dependencies import Hints, cycles, self_problem
 from sitewatch.config.dns_check import answers_problem
-from sitewatch.config.key_checks import kind_of, timeout_problem
+from sitewatch.config.key_checks import kind_of, timeout_problem, tls_min_version_problem
 from sitewatch.config.keys import (
     BUILTIN_DEFAULTS,
     FIELDS,
@@ -167,6 +167,7 @@ CROSS_KEY_RULES = (
     Rule("timeout", ("schedule",), timeout_problem),
     *(Rule(key, ("url",), kind_problem(key)) for keys in ONLY_FOR.values() for key in keys),
     Rule("answers", ("url",), answers_problem),
+    Rule("tls_min_version", ("url",), tls_min_version_problem),
     *(Rule(key, ("steps",), single_problem(key)) for key in SINGLE_ONLY),
 )
 """Every rule between keys of one entry; the sites file and ``site_for_url`` both apply them."""

@@ -15,10 +15,13 @@ import re
 import socket
 import ssl
 from collections.abc import Callable
+from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
 import urllib3.exceptions as u3
+
+from sitewatch.probe import chain as tls_chain
 
 log = logging.getLogger("sitewatch.probe.http")
 
@@ -28,6 +31,10 @@ _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 HANDSHAKE = "doing the TLS handshake"  # the Trace stage while TLS is being negotiated
 _CUT = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
+# OpenSSL's X509_V_ERR_* codes of a verification that failed on the host name or IP address, and
+# on a certificate's dates (not yet valid, expired).
+_HOST_MISMATCH = frozenset({62, 64})
+_OUT_OF_DATE = frozenset({9, 10})
 
 
 class Failure(Exception):
@@ -94,6 +101,11 @@ def classify(exc: BaseException, url: str, timeout: float, stage: str, aborted: 
         # A reset mid-handshake is a handshake failure, as the same cut with a FIN (SSLEOFError)
         # already is; without this the RST variant reads as a broken HTTP response.
         return Failure("tls", "TLS handshake failed: connection reset by the server")
+    for link in chain:
+        if isinstance(link, Failure):  # the transport's own verdict, e.g. a TLS version too old
+            return link
+        if isinstance(link, ssl.SSLCertVerificationError):
+            return _verification(link)
     for types, kind, describe in _RULES:
         for link in chain:
             if isinstance(link, types):
@@ -122,12 +134,22 @@ def _host_port(url: str) -> str:
     return f"{parts.hostname}:{port}"
 
 
-def _cert(exc: ssl.SSLCertVerificationError, _where: str) -> str:
+def _verification(exc: ssl.SSLCertVerificationError) -> Failure:
+    """A certificate the probe did not accept: ``hostname_mismatch`` when it is not for the host
+    asked for (users read a generic TLS error as a broken server, not a wrong name), else ``tls``;
+    the detail names the certificate from the chain the server presented (``chain.presented``)."""
     # verify_message is OpenSSL's own wording ("certificate has expired", "self-signed
     # certificate", "Hostname mismatch, ..."): specific, and free of the _ssl.c noise of str(exc).
-    message = getattr(exc, "verify_message", None) or str(exc)
-    message = message.rstrip(".")
-    return message[:1].lower() + message[1:]
+    message = (getattr(exc, "verify_message", None) or str(exc)).rstrip(".")
+    message = message[:1].lower() + message[1:]
+    code, presented = getattr(exc, "verify_code", None), tls_chain.presented(exc)
+    if code in _HOST_MISMATCH:
+        # "hostname mismatch, certificate is not valid for 'x'": the kind already says the first
+        message = message.partition(", ")[2] or message
+        return Failure("hostname_mismatch", tls_chain.mismatch(message, presented))
+    if code in _OUT_OF_DATE:
+        return Failure("tls", tls_chain.expired(message, presented, datetime.now(UTC)))
+    return Failure("tls", message)
 
 
 def _ssl(exc: ssl.SSLError, _where: str) -> str:
@@ -161,7 +183,6 @@ def _http_exception(exc: http.client.HTTPException, _where: str) -> str:
 
 _Describe = Callable[[BaseException, str], str]
 _RULES: list[tuple[type | tuple[type, ...], str, _Describe]] = [
-    (ssl.SSLCertVerificationError, "tls", _cert),
     (socket.gaierror, "dns", lambda e, w: f"cannot resolve {w.rsplit(':', 1)[0]}: {e.strerror}"),
     (u3.NameResolutionError, "dns", lambda e, w: f"cannot resolve {w.rsplit(':', 1)[0]}"),
     (ConnectionRefusedError, "connect", lambda e, w: f"connection refused by {w}"),

@@ -26,7 +26,7 @@ from sitewatch.probe import dns, flow, tcp
 from sitewatch.probe.assertions import Response, Result, check_status, evaluate, first_failure
 from sitewatch.probe.failures import Failure, redact_url, strip_userinfo
 from sitewatch.probe.fetch import Fetched, fetch
-from sitewatch.probe.limits import check_cert, check_speed, not_after
+from sitewatch.probe.limits import check_cert, check_speed
 from sitewatch.probe.patterns import check_patterns, decode
 from sitewatch.probe.timing import Deadline, Trace, watchdog
 from sitewatch.probe.transport import open_session
@@ -36,6 +36,7 @@ ERROR_KINDS: tuple[str, ...] = (
     "connect",  # TCP connection refused or unreachable
     "timeout",  # the attempt's deadline passed (detail names the stage)
     "tls",  # handshake or certificate verification failed (detail names the reason)
+    "hostname_mismatch",  # the server's certificate is not for the host (detail: whom it is for)
     "protocol",  # not valid HTTP: bad status line, truncated or undecodable body
     "redirects",  # more than 10 redirects, a loop, or a redirect to a non-HTTP scheme
     "body_too_large",  # the decoded body exceeds the site's max_body_bytes
@@ -115,7 +116,7 @@ def probe_in_detail(
         return _redacted(tcp.probe_tcp(site, ca_bundle=ca_bundle, location=location), [], secrets)
     if kind == "dns":
         return _redacted(dns.probe_dns(site, location=location), [], secrets)
-    trace = Trace(Deadline(site.timeout))
+    trace = Trace(Deadline(site.timeout), site.tls_min_version)
     checked_at = datetime.now(UTC)
     quiet = nullcontext() if site.verify_tls else _insecure_allowed()
     with quiet, open_session(trace, location) as session, watchdog(trace):
@@ -189,7 +190,8 @@ def _observe(
         regex=site.regex[:MAX_TEXT] if site.regex is not None else None,
         final_url=fetched.final_url[:MAX_TEXT] if fetched.final_url else None,
         body_bytes=fetched.body_bytes,
-        tls_expires_at=not_after(trace.peer_cert),
+        tls_expires_at=trace.tls.expires_at if trace.tls else None,
+        tls_version=trace.tls.version if trace.tls else None,
     )
 
 

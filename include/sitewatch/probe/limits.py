@@ -1,11 +1,10 @@
 """The checks every kind of check shares after its exchange: the response time against
-``max_response_ms`` and the certificate's expiry against ``min_cert_days``."""
+``max_response_ms`` and the TLS chain's earliest expiry (``chain.Handshake.expires_at``) against
+``min_cert_days``."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-
-from cryptography import x509
 
 from sitewatch.probe.failures import Failure
 
@@ -24,15 +23,6 @@ def check_cert(min_days: int | None, expires_at: datetime | None) -> Failure | N
         return None
     when = expires_at.strftime("%Y-%m-%d %H:%M UTC")
     return Failure(
-        "cert_expiring", f"certificate expires in {days:.1f} days ({when}), minimum {min_days}"
+        "cert_expiring",
+        f"certificate chain expires in {days:.1f} days ({when}), minimum {min_days}",
     )
-
-
-def not_after(der: bytes | None) -> datetime | None:
-    """The certificate's notAfter in UTC, read from DER so it works without verification."""
-    if not der:
-        return None
-    try:
-        return x509.load_der_x509_certificate(der).not_valid_after_utc
-    except ValueError:
-        return None

@@ -19,8 +19,9 @@ from time import perf_counter
 from urllib.parse import urlsplit
 
 from sitewatch.observation import Observation
+from sitewatch.probe import chain
 from sitewatch.probe.failures import HANDSHAKE, Failure, classify
-from sitewatch.probe.limits import check_cert, check_speed, not_after
+from sitewatch.probe.limits import check_cert, check_speed
 from sitewatch.probe.patterns import search
 from sitewatch.probe.timing import Deadline, Trace, watchdog
 from sitewatch.probe.transport import resolve
@@ -33,12 +34,13 @@ def probe_tcp(site, *, ca_bundle: str | None, location: str) -> Observation:
     """Check the TCP (or TLS) service of ``site.url`` once; never raises for what it does.
 
     Errors (``error``): dns, connect, timeout (the detail names the stage), tls (handshake or
-    verification, SNI and the host name checked as https does unless ``verify_tls: false``;
-    ``ca_bundle`` replaces the default CAs), reply (``reply_regex`` not found in the first
-    ``MAX_REPLY_BYTES`` bytes, or the search ran out of time), then slow and cert_expiring as for
-    HTTP. ``up``, ``error`` and ``error_detail`` are set; the caller fills the run's fields.
+    verification, SNI checked as https does unless ``verify_tls: false``; ``ca_bundle`` replaces
+    the default CAs; a TLS version below ``tls_min_version``), hostname_mismatch (the certificate
+    is not for the URL's host), reply (``reply_regex`` not found in the first ``MAX_REPLY_BYTES``
+    bytes, or the search ran out of time), then slow and cert_expiring as for HTTP. ``up``,
+    ``error`` and ``error_detail`` are set; the caller fills the run's fields.
     """
-    trace = Trace(Deadline(site.timeout))
+    trace = Trace(Deadline(site.timeout), site.tls_min_version)
     checked_at = datetime.now(UTC)
     parts = urlsplit(site.url)
     done_at, failure, matched = None, None, None
@@ -71,7 +73,8 @@ def probe_tcp(site, *, ca_bundle: str | None, location: str) -> Observation:
         tls_ms=trace.tls_ms,
         regex=site.reply_regex,
         regex_matched=matched,
-        tls_expires_at=not_after(trace.peer_cert),
+        tls_expires_at=trace.tls.expires_at if trace.tls else None,
+        tls_version=trace.tls.version if trace.tls else None,
     )
     if failure is None:
         failure = check_speed(site.max_response_ms, obs.response_time_ms) or check_cert(
@@ -100,12 +103,16 @@ def _open(parts, trace: Trace, verify: bool, ca_bundle: str | None) -> socket.so
     started = perf_counter()
     try:
         tls = _context(verify, ca_bundle).wrap_socket(sock, server_hostname=parts.hostname)
-    except BaseException:
+    except BaseException as exc:
+        trace.tls = chain.presented(exc)  # which certificate failed, and when it expires
         sock.close()
         raise
     trace.track(tls)
     trace.tls_ms = round((perf_counter() - started) * 1000, 3)
-    trace.peer_cert = tls.getpeercert(binary_form=True)
+    trace.tls = chain.handshake(tls, verified=verify)
+    if problem := chain.below_minimum(trace.tls.version, trace.tls_min_version):
+        tls.close()
+        raise Failure("tls", problem)
     return tls
 
 
@@ -125,12 +132,11 @@ def _connect_any(infos: list, deadline: Deadline) -> socket.socket:
 
 
 def _context(verify: bool, ca_bundle: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca_bundle if verify else None)
     if not verify:
-        context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        return context
-    return ssl.create_default_context(cafile=ca_bundle)
+    return chain.recording(context)
 
 
 def _read_reply(sock: socket.socket, pattern: str, trace: Trace) -> tuple[bool, float]:

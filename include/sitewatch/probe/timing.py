@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from time import perf_counter
 
+from sitewatch.probe.chain import Handshake
+
 
 class Deadline:
     """One monotonic deadline for a whole attempt, ``seconds`` from now."""
@@ -42,17 +44,21 @@ class Trace:
     """What the transport saw during one attempt, and the handle the watchdog pulls.
 
     ``stage`` names what the attempt was doing, for timeout messages. ``headers_at`` is the
-    perf_counter time the last response's headers were parsed.
+    perf_counter time the last response's headers were parsed. ``tls`` is what the first TLS
+    connection showed (a ``sitewatch.probe.chain.Handshake``: its chain, also when its handshake
+    failed, and its version); ``tls_min_version`` the oldest TLS version every TLS connection of
+    the attempt must agree on (the site's ``tls_min_version``, like ``1.3``; None: any).
     """
 
-    def __init__(self, deadline: Deadline):
+    def __init__(self, deadline: Deadline, tls_min_version: str | None = None):
         self.deadline = deadline
+        self.tls_min_version = tls_min_version
         self.stage = "sending the request"
         self.connections = 0
         self.dns_ms: float | None = None
         self.connect_ms: float | None = None
         self.tls_ms: float | None = None
-        self.peer_cert: bytes | None = None  # DER of the first TLS certificate seen
+        self.tls: Handshake | None = None
         self.headers_at: float | None = None
         self.aborted = False
         self._sockets: list[socket.socket] = []

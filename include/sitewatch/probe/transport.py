@@ -11,13 +11,16 @@ handshake).
 Phases (``dns_ms``, ``connect_ms``, ``tls_ms``) are those of the FIRST connection of the attempt:
 it is the one every attempt makes to the site's own URL, so the numbers compare across runs; later
 redirect hops may reuse a pooled connection and have no phases at all. When the first hop is plain
-http (say, redirected to https), ``tls_ms`` stays None; ``tls_expires_at`` is then taken from the
-first certificate seen on any hop.
+http (say, redirected to https), ``tls_ms`` stays None; the TLS facts (``Trace.tls``: the chain
+and its version) are then those of the first TLS connection on any hop. Every TLS connection must
+agree on at least the site's ``tls_min_version``; one that does not is closed before a byte of the
+request is sent on it.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from time import perf_counter
 
@@ -27,10 +30,12 @@ from urllib3 import PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util.connection import allowed_gai_family
+from urllib3.util.ssl_ import create_urllib3_context, resolve_cert_reqs, resolve_ssl_version
 
 from sitewatch import __version__
 from sitewatch.names import LOCAL_LOCATION
-from sitewatch.probe.failures import HANDSHAKE
+from sitewatch.probe import chain
+from sitewatch.probe.failures import HANDSHAKE, Failure
 from sitewatch.probe.timing import DNSTimeout, Trace
 
 _MIN_TIMEOUT = 0.001  # a socket timeout of 0 would mean non-blocking, not "no time left"
@@ -121,16 +126,22 @@ class _TimedConnection:
         return sock
 
     def connect(self) -> None:
-        first = self._trace.connections == 0
-        super().connect()
         trace = self._trace
+        first = trace.connections == 0
+        try:
+            super().connect()
+        except ssl.SSLError as exc:  # the chain the server presented says which certificate failed
+            trace.tls = trace.tls or chain.presented(exc)
+            raise
         trace.track(self.sock)
         trace.stage = "waiting for the response headers"
         if isinstance(self, HTTPSConnection):
             if first:
                 trace.tls_ms = round((perf_counter() - self._tcp_done) * 1000, 3)
-            if trace.peer_cert is None:
-                trace.peer_cert = self.sock.getpeercert(binary_form=True)
+            shake = chain.handshake(self.sock, verified=self.is_verified)
+            trace.tls = trace.tls or shake
+            if problem := chain.below_minimum(shake.version, trace.tls_min_version):
+                raise Failure("tls", problem)  # urllib3 closes the connection, unused
 
     def getresponse(self):
         response = super().getresponse()
@@ -148,7 +159,23 @@ class TimedHTTPConnection(_TimedConnection, HTTPConnection):
 
 
 class TimedHTTPSConnection(_TimedConnection, HTTPSConnection):
-    """An HTTPS connection that records its phases and certificate in a Trace."""
+    """An HTTPS connection that records its phases, chain and TLS version in a Trace."""
+
+    def connect(self) -> None:
+        if self.ssl_context is None:
+            # The context urllib3 would make for this connection, its sockets also keeping the
+            # chain of a failed handshake (chain.RecordingSocket). urllib3 loads the default CAs
+            # only into a context of its own; requests always passes its CAs (verify) instead.
+            context = create_urllib3_context(
+                ssl_version=resolve_ssl_version(self.ssl_version),
+                ssl_minimum_version=self.ssl_minimum_version,
+                ssl_maximum_version=self.ssl_maximum_version,
+                cert_reqs=resolve_cert_reqs(self.cert_reqs),
+            )
+            if not (self.ca_certs or self.ca_cert_dir or self.ca_cert_data):
+                context.load_default_certs()
+            self.ssl_context = chain.recording(context)
+        super().connect()
 
 
 class _TracingPoolManager(PoolManager):

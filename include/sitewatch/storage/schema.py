@@ -579,6 +579,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE site_checks ADD COLUMN steps jsonb;
     """,
+    # 13: the TLS version each check's first TLS connection agreed on (issue 26; TLSv1.3 as
+    # OpenSSL names it), beside the chain's expiry, so a site's move to an older version shows.
+    # Null without TLS and for rows from before this. Cost: a catalog-only column addition.
+    """
+    ALTER TABLE site_checks ADD COLUMN tls_version text;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
