@@ -87,6 +87,9 @@ def test_states_bars_and_maintenance_from_stored_data(stored):
     assert (shop.days[-1].checks, shop.days[-1].ups) == (1, 0)
     assert all(d.checks == 0 for d in shop.days[:-4])
     assert page.components[4].days[-1].checks == 2  # the group sums its sites
+    assert (shop.uptimes["24h"].checks, shop.uptimes["24h"].ups) == (1, 0)
+    assert (shop.uptimes["7d"].checks, shop.uptimes["7d"].ups) == (5, 3)
+    assert page.components[4].uptimes["24h"].checks == 2
     spans = [(m.start, m.end, m.active, m.components) for m in page.maintenances]
     assert spans == [
         (NOW - MINUTE, NOW + HOUR, True, ("muted",)),

@@ -17,6 +17,7 @@ from sitewatch.status.model import SiteFacts, fold, page_view
 from sitewatch.storage.daily import Day
 from sitewatch.storage.metrics import Latest
 from sitewatch.storage.mutes import Mute
+from sitewatch.storage.slo import Tally
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 HOSTILE = '<script>alert("x")</script>&amp;\'"'
@@ -174,6 +175,8 @@ def test_every_configured_text_is_escaped_and_nothing_private_is_published():
         "feed.atom",
         "badges/script-alert-x-script-amp.svg",
         "shields/script-alert-x-script-amp.json",
+        *(f"badges/uptime-{w}/script-alert-x-script-amp.svg" for w in ("24h", "7d", "30d")),
+        *(f"shields/uptime-{w}/script-alert-x-script-amp.json" for w in ("24h", "7d", "30d")),
     }
     html = files["index.html"].decode()
     parsed = _Texts()
@@ -240,3 +243,31 @@ def test_a_page_of_twenty_components_with_ninety_days_stays_under_100_kb():
     html = page_files(page_view(page(*components), sites, NOW))["index.html"]
     assert len(html) < 100_000
     assert html.count(b'<i class=w title="') == 20 * model.DAYS
+
+
+def test_uptime_badges_sum_a_groups_sites_per_window():
+    tallies = {"24h": Tally(1000, 999), "7d": Tally(100, 96)}
+    view = page_view(
+        page(Component(HOSTILE, ("a", "b"), group=True)),
+        {
+            "a": SiteFacts(None, (), None, (), {}, tallies),
+            "b": SiteFacts(None, (), None, (), {}, {"24h": Tally(1000, 1000)}),
+        },
+        NOW,
+    )
+    files = page_files(view)
+    shields = {
+        w: json.loads(files[f"shields/uptime-{w}/script-alert-x-script-amp.json"])
+        for w in ("24h", "7d", "30d")
+    }
+    assert shields["24h"] == {
+        "schemaVersion": 1,
+        "label": f"{HOSTILE} 24h",
+        "message": "99.95%",
+        "color": "brightgreen",
+    }
+    assert (shields["7d"]["message"], shields["7d"]["color"]) == ("96.00%", "yellow")
+    assert (shields["30d"]["message"], shields["30d"]["color"]) == ("no data", "lightgrey")
+    svg = ET.fromstring(files["badges/uptime-7d/script-alert-x-script-amp.svg"].decode())
+    texts = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")]
+    assert texts == [f"{HOSTILE} 7d", "96.00%"]

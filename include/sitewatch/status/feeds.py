@@ -1,6 +1,7 @@
 """A status page for machines: ``summary.json`` in the shape of Atlassian Statuspage's (so
 existing widgets and aggregators read it), an SVG badge per component and a shields.io endpoint
-JSON per component. Only the page's own texts go in: ids, titles, names, descriptions."""
+JSON per component, for its status and for its uptime over 24 h, 7 d and 30 d. Only the page's
+own texts go in: ids, titles, names, descriptions."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 from datetime import UTC, datetime
 from html import escape
 
+from sitewatch.dashboard.status import uptime
 from sitewatch.status.model import (
     DEGRADED,
     MAINTENANCE,
@@ -141,21 +143,58 @@ def _maintenance(view: PageView, m: MaintenanceView, components: list, updated: 
 
 def shields(c: ComponentView) -> str:
     """shields.io's endpoint JSON (``https://img.shields.io/endpoint?url=...``)."""
-    body = {
-        "schemaVersion": 1,
-        "label": c.name,
-        "message": _MESSAGES[c.status],
-        "color": _COLORS[c.status][1],
-    }
-    return json.dumps(body, ensure_ascii=False) + "\n"
+    return _shields(c.name, _MESSAGES[c.status], _COLORS[c.status][1])
 
 
 def badge_svg(c: ComponentView) -> str:
-    """A flat badge: the component's name on grey, its status on its color. Widths are
-    estimated from the character count (no font metrics at hand), generously."""
-    label, message = c.name, _MESSAGES[c.status]
+    """A flat badge: the component's name on grey, its status on its color."""
+    return _badge(c.name, _MESSAGES[c.status], _COLORS[c.status][0])
+
+
+def _uptime(c: ComponentView, window: str) -> tuple[str, str, tuple[str, str]]:
+    """(label, message, colors) of an uptime badge: ``<name> <window>`` and the percentage,
+    green from 99.9 %, yellow-green from 99 %, yellow from 95 %, red below; grey without
+    checks (``no data``)."""
+    tally = c.uptimes.get(window)
+    label = f"{c.name} {window}"
+    if tally is None or not tally.checks:
+        return label, "no data", ("#9f9f9f", "lightgrey")
+    rate = tally.ups / tally.checks
+    colors = next(color for floor, color in _UPTIME_COLORS if rate >= floor)
+    return label, uptime(tally.ups, tally.checks), colors
+
+
+_UPTIME_COLORS = (
+    (0.999, ("#2da44e", "brightgreen")),
+    (0.99, ("#97ca00", "yellowgreen")),
+    (0.95, ("#d4a72c", "yellow")),
+    (0.0, ("#cf222e", "red")),
+)
+
+
+def uptime_badge_svg(c: ComponentView, window: str) -> str:
+    """A flat badge of the component's uptime over ``window`` (one of
+    ``storage.metrics.WINDOWS``)."""
+    label, message, colors = _uptime(c, window)
+    return _badge(label, message, colors[0])
+
+
+def uptime_shields(c: ComponentView, window: str) -> str:
+    """shields.io's endpoint JSON of the component's uptime over ``window``."""
+    label, message, colors = _uptime(c, window)
+    return _shields(label, message, colors[1])
+
+
+def _shields(label: str, message: str, color: str) -> str:
+    body = {"schemaVersion": 1, "label": label, "message": message, "color": color}
+    return json.dumps(body, ensure_ascii=False) + "\n"
+
+
+def _badge(label: str, message: str, fill: str) -> str:
+    """Label on grey, message on ``fill``. Widths are estimated from the character count (no
+    font metrics at hand), generously."""
     left, right = _width(label), _width(message)
-    total, fill = left + right, _COLORS[c.status][0]
+    total = left + right
     title = escape(f"{label}: {message}")
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{total}" height="20" role="img"'

@@ -11,7 +11,7 @@ of values read elsewhere (``status.read``); nothing here reads a database or imp
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sitewatch.config.maintenance import Mute, maintenance_at
@@ -19,7 +19,8 @@ from sitewatch.config.site import Site
 from sitewatch.config.status_pages import Component, StatusPage
 from sitewatch.dashboard import status as site_status
 from sitewatch.storage.daily import Day
-from sitewatch.storage.metrics import Latest
+from sitewatch.storage.metrics import WINDOWS, Latest
+from sitewatch.storage.slo import Tally
 
 DAYS = 90
 UPCOMING = timedelta(days=7)
@@ -82,6 +83,9 @@ class ComponentView:
     label: str
     position: int
     days: tuple[DayBar, ...]
+    uptimes: Mapping[str, Tally] = field(default_factory=dict)
+    """Window (``storage.metrics.WINDOWS``: 24h, 7d, 30d) -> its checks and ups, summed over
+    the sites; every window is there, ``Tally(0, 0)`` without checks."""
 
 
 @dataclass(frozen=True)
@@ -134,13 +138,15 @@ class PageView:
 @dataclass(frozen=True)
 class SiteFacts:
     """What the page reads of one site: its configured record (None: no longer in the sites
-    file), its ``site_latest`` rows, its latest verdict, its mutes and its days."""
+    file), its ``site_latest`` rows, its latest verdict, its mutes, its days and its uptimes."""
 
     site: Site | None
     checks: Sequence[Latest]
     verdict: site_status.LatestVerdict | None
     mutes: Sequence[Mute]
     days: Mapping[date, Day]
+    uptimes: Mapping[str, Tally] = field(default_factory=dict)
+    """``storage.metrics.uptimes``' windows of the site; a window without checks is absent."""
 
 
 def site_status_now(facts: SiteFacts, now: datetime) -> tuple[str, bool]:
@@ -197,9 +203,16 @@ def _component(
                 sum(c.maint_checks for c in counts),
             )
         )
+    uptimes = {
+        window: Tally(
+            sum(f.uptimes[window].checks for f in facts if window in f.uptimes),
+            sum(f.uptimes[window].ups for f in facts if window in f.uptimes),
+        )
+        for window in WINDOWS
+    }
     return ComponentView(
         component.slug, component.name, component.description, status, label, position,
-        tuple(days),
+        tuple(days), uptimes,
     )  # fmt: skip
 
 

@@ -1,6 +1,6 @@
 """Read what a status page shows: a few queries for all of a page's sites, none of them on
 ``site_checks`` (``site_latest``, ``site_verdicts``, ``site_mutes``, ``site_checks_daily``,
-``status_incidents``)."""
+``site_checks_hourly``, ``status_incidents``)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def read_page(conn, page: StatusPage, configured: Mapping, now: datetime) -> Pag
     mutes = mutes_overlapping(conn, names, now, now + UPCOMING)
     first = now.date() - timedelta(days=DAYS - 1)
     days = days_by_site(conn, names, first, now.date())
+    uptimes = metrics.uptimes(conn, names, now)
     facts = {
         name: SiteFacts(
             configured.get(name),
@@ -35,6 +36,7 @@ def read_page(conn, page: StatusPage, configured: Mapping, now: datetime) -> Pag
             verdicts.get(name),
             mutes.get(name, ()),
             days.get(name, {}),
+            uptimes.get(name, {}),
         )
         for name in names
     }
