@@ -622,10 +622,10 @@ test_suite() {
   local rc=0
   "$VENV/bin/ruff" check . || rc=1
   "$VENV/bin/lint-imports" --no-cache || rc=1  # the layer rules in pyproject.toml
-  # The suites mostly wait (on Airflow, the brokers, timeouts): three pytest processes share the
+  # The suites mostly wait (on Airflow, the brokers, timeouts): four pytest processes share the
   # two cores (SITEWATCH_TEST_WORKERS, 0 for one process). Tests that share a private stack or the
   # drain's consumer group run in one process, one after another: tests/conftest.py, "Groups".
-  "$VENV/bin/pytest" -n "${SITEWATCH_TEST_WORKERS:-3}" --dist loadgroup "$@" || rc=1
+  "$VENV/bin/pytest" -n "${SITEWATCH_TEST_WORKERS:-4}" --dist loadgroup "$@" || rc=1
   return $rc
 }
 

@@ -17,11 +17,16 @@ def _uses_stack(item: pytest.Item) -> bool:
     return "private_stack" in item.fixturenames
 
 
+def stack_used_later(item: pytest.Item) -> bool:
+    """Whether a test after ``item`` in its group uses the private stack (else it stops after
+    ``item``, and nothing need be put back on it)."""
+    later = item.session.items[item.session.items.index(item) + 1 :]
+    return any(_uses_stack(other) and group(other) == group(item) for other in later)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
     result = yield
-    if _uses_stack(item):
-        later = item.session.items[item.session.items.index(item) + 1 :]
-        if not any(_uses_stack(other) and group(other) == group(item) for other in later):
-            stop_shared()
+    if _uses_stack(item) and not stack_used_later(item):
+        stop_shared()
     return result

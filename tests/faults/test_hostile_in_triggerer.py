@@ -1,8 +1,8 @@
 """Hostile sites beside healthy ones in one triggerer: the healthy checks do not wait for them.
 
 A probe in the triggerer holds a thread of the trigger pool for its whole attempt, so a site that
-drips or stays silent holds one for its full timeout. 100 healthy sites are checked every minute
-beside 50 hostile ones from ``hostile.py``'s catalogue (10 s timeout, no retries) and 100 sites
+drips or stays silent holds one for its full timeout. 40 healthy sites are checked every minute
+beside 24 hostile ones from ``hostile.py``'s catalogue (10 s timeout, no retries) and 80 sites
 that accept and never answer, with a 60 s timeout: more than the 64 threads the pool once had,
 held for a minute each (the pool now has a thread for each trigger the triggerer may hold, and a
 site one probe in flight at most). The window is the minute in which every hung probe is in
@@ -41,14 +41,14 @@ from tests.faults.stack import (  # noqa: F401
     site_server,
 )
 
-HEALTHY = 100
-HOSTILE = 50
+HEALTHY = 40
+HOSTILE = 24  # six of each kind in DRIP_OR_SILENT
 TIMEOUT = timedelta(seconds=10)
 MINUTE = timedelta(minutes=1)
 DRIP_OR_SILENT = ("drip_body", "drip_headers", "never_answers", "tls_silent")
-HUNG = 100
+HUNG = 80  # more than OLD_POOL, with room for connections spread before the window
 HUNG_TIMEOUT = timedelta(seconds=60)
-# Each site's offset comes round once (100 healthy checks, 50 hostile ones, each second of the
+# Each site's offset comes round once (40 healthy checks, 24 hostile ones, spread over the
 # minute) while the hung probes hold their threads.
 WINDOW = timedelta(seconds=60)
 OLD_POOL = 64  # SITEWATCH_PROBE_THREADS' default before the pool followed the triggerer's capacity

@@ -7,7 +7,7 @@ The watcher runs with its shortest settings (a 30 s stall threshold, a look ever
 defaults (3 minutes, a minute), which would keep the test waiting minutes for the same decisions
 (``sitewatch.judge.watch.decide``, whose timing with either threshold the unit tests pin down).
 Its DAG processor (the schedule) and scheduler (whose LocalExecutor runs the looks) are restarted
-with them, and again without them afterwards, for the tests after this one on the same Airflow.
+with them, and again without them afterwards when a later test uses the same Airflow.
 
 The drain is stalled as an operator would stop it: its DAG paused, its active task marked failed
 (which ends it, running or waiting in the triggerer, and so its run), so nothing stores the
@@ -27,6 +27,7 @@ import pytest
 
 from sitewatch.judge.watch import EVERY_VAR, STALL_VAR
 from sitewatch.names import DRAIN_DAG_ID, WATCH_DAG_ID, WATCH_STATE_VARIABLE
+from tests.faults.conftest import stack_used_later
 from tests.faults.stack import (  # noqa: F401
     Stack,
     private_airflow,
@@ -122,8 +123,9 @@ def looks(stack: Stack) -> int:
 
 
 @pytest.fixture
-def short_watcher(private_airflow: Stack) -> Iterator[Stack]:  # noqa: F811
-    """The private Airflow, its watcher on SETTINGS until the test ends (see the module doc)."""
+def short_watcher(private_airflow: Stack, request) -> Iterator[Stack]:  # noqa: F811
+    """The private Airflow, its watcher on SETTINGS until the test ends (see the module doc);
+    put back only for a later test on the same stack (a restart costs a minute or more)."""
     stack = private_airflow
     for name in RESTARTED:
         stack.stop_component(name)
@@ -138,9 +140,10 @@ def short_watcher(private_airflow: Stack) -> Iterator[Stack]:  # noqa: F811
         )
         yield stack
     finally:
-        for name in RESTARTED:
-            stack.stop_component(name)
-            stack.start_component(name)
+        if stack_used_later(request.node):
+            for name in RESTARTED:
+                stack.stop_component(name)
+                stack.start_component(name)
 
 
 def stall_drain(stack: Stack) -> None:
