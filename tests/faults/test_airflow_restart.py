@@ -13,6 +13,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from confluent_kafka import Producer
 
 from sitewatch.pipeline.publish import PRODUCER_GUARANTEES
@@ -38,6 +39,7 @@ def publish(stack: Stack, site: str, start: int, count: int) -> set[tuple]:
     return keys
 
 
+@pytest.mark.timeout(600)  # two faults, and the private stack's start: this test often comes first
 def test_drain_resumes_after_triggerer_restart_and_scheduler_crash(
     private_airflow: Stack,  # noqa: F811
 ):
