@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
+
 from tests.builders import DAILY, sites_file
 from tests.faults.stack import (  # noqa: F401
     Stack,
@@ -26,6 +28,7 @@ SITES = 20
 DELIVERY_ERROR = '"exc_type":"DeliveryError"'
 
 
+@pytest.mark.timeout(600)  # a broker killed and started again, runs retried: about 2 minutes loaded
 def test_runs_in_flight_when_the_broker_dies_fail_then_retry_and_lose_nothing(
     private_airflow: Stack,  # noqa: F811
     site_server,  # noqa: F811

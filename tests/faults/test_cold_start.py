@@ -14,6 +14,8 @@ import signal
 import time
 import uuid
 
+import pytest
+
 from tests.builders import DAILY, sites_file
 from tests.faults.stack import (  # noqa: F401
     Stack,
@@ -26,6 +28,7 @@ from tests.faults.stack import (  # noqa: F401
 SITES = 200
 
 
+@pytest.mark.timeout(600)  # Airflow stopped and started cold, 200 runs: 2-3 minutes loaded
 def test_cold_start_with_200_due_sites(
     private_airflow: Stack,  # noqa: F811
     site_server,  # noqa: F811
