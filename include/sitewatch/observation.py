@@ -219,6 +219,7 @@ STEP_FIELDS: Mapping[str, tuple[Kind, bool]] = MappingProxyType(
         "always": (BOOLEAN, True),
         "passed": (BOOLEAN, False),  # None: not run (an earlier step failed)
         "status": (INTEGER, False),
+        "start_ms": (DURATION, False),  # the flow's start to the step's request start
         "response_ms": (DURATION, False),  # the step's own request start to last body byte
         "ttfb_ms": (DURATION, False),
         "body_bytes": (BIGINT, False),

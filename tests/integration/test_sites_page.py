@@ -748,3 +748,44 @@ def test_a_report_past_its_timeout_is_a_503_that_says_so(may, pg_connect, monkey
         " longer than 0.3 s and was stopped (SITEWATCH_REPORT_TIMEOUT_SECONDS sets the limit)"
     ) in answer.text
     assert client.get("/report?month=2026-05").status_code == 200  # a failure is not kept
+
+
+def _step(name, start, took, *, passed=True, status=200, **fields):
+    step = {"name": name, "method": "GET", "url": f"https://api.example/{name}", "always": False}
+    if start is not None:  # a row stored before steps kept their start has none
+        step["start_ms"] = start
+    return {**step, "passed": passed, "status": status, "response_ms": took, **fields}
+
+
+def test_a_flows_steps_show_as_a_waterfall_and_the_failing_step_is_marked(pg_connect, migrated):
+    failed = [
+        _step("login", None, 40.0, body_bytes=120),
+        _step("read", None, 60.0, passed=False, body_bytes=2048, error="assertion",
+              error_detail="json $.id: expected 7, got 8"),
+        {"name": "cleanup", "method": "DELETE", "url": "https://api.example/x", "always": False,
+         "error_detail": "not run: step read failed"},
+    ]  # fmt: skip
+    latest = [_step("login", 1.0, 40.0), _step("read", 45.0, 55.0, body_bytes=300)]
+    store_batch(migrated, [
+        check("api", 2 * HOUR, up=False, steps=failed, error="assertion",
+              error_detail="step read: json $.id: expected 7, got 8"),
+        check("api", 5 * MINUTE, ms=101.0, steps=latest, tls_version="TLSv1.3"),
+        check("plain", 5 * MINUTE),
+    ])  # fmt: skip
+    client = TestClient(app_on(pg_connect))
+
+    page = client.get("/sites/api").text
+    assert "<span id=tls-version>TLSv1.3</span>" in page
+    newest, older = re.findall(r"<table class=waterfall.*?</table>", page)
+    assert page.index("<h2>Latest flow</h2>") < page.index("<h2>Latest failed flow</h2>")
+    assert re.findall(r'<tr data-step="(\w+)"', newest) == ["login", "read"]
+    assert "data-failed" not in newest and 'aria-label="passed: from 45 ms to 100 ms"' in newest
+    assert "300 B" in newest
+    # an older row without start offsets: each bar starts where the one before it ended
+    (marked,) = re.findall(r"<tr data-step=\"read\" data-failed>.*?</tr>", older)
+    assert "✗ failed" in marked and "2,048 B" in marked
+    assert "assertion: json $.id: expected 7, got 8" in marked
+    assert 'aria-label="failed: from 40 ms to 100 ms"' in marked
+    assert "not run: step read failed" in older and "no request" in older
+    plain = client.get("/sites/plain").text
+    assert "waterfall" not in plain and "tls-version" not in plain

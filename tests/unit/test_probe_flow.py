@@ -127,6 +127,11 @@ def test_a_flow_logs_in_creates_reads_and_cleans_up(api):
     total = sum(step["response_ms"] for step in observation.steps)
     assert observation.response_time_ms >= total
     assert observation.steps[0]["ttfb_ms"] <= observation.ttfb_ms <= observation.response_time_ms
+    # each step starts where the one before ended, within the flow: the waterfall's bars
+    ends = [0.0] + [step["start_ms"] + step["response_ms"] for step in observation.steps]
+    starts = [step["start_ms"] for step in observation.steps]
+    assert all(end <= start for end, start in zip(ends, starts, strict=False)), starts
+    assert ends[-1] <= observation.response_time_ms
     assert [r.detail for r in results] == ["step read: json $.id"]
     # one attempt is one message, steps included, and the strict decoder takes it back
     observation.scheduled_at = observation.checked_at

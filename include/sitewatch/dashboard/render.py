@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from sitewatch.config.maintenance import InMaintenance, maintenance_at
 from sitewatch.config.site import Site
-from sitewatch.dashboard import budget, locations, refresh, status
+from sitewatch.dashboard import budget, locations, refresh, status, waterfall
 from sitewatch.dashboard import maintenance as maint
 from sitewatch.dashboard.html import badge, page, timestamp
 from sitewatch.dashboard.report import FORMATS as REPORT_FORMATS
@@ -273,6 +273,9 @@ def site_page(
         ("p95 (24 h)", status.milliseconds(s.p95_ms if s else None)),
         ("TLS left", _tls(s, now)),
     ]
+    tls_version = next((a.tls_version for a in attempts if a.tls_version), None)
+    if tls_version is not None:  # the newest recent attempt's that made a TLS connection
+        cards.append(("TLS version", f"<span id=tls-version>{escape(tls_version)}</span>"))
     if several:
         cards.insert(1, ("Locations", locations.quorum(where.quorum, len(where.locations))))
     if site is not None and site.degraded_ms is not None:
@@ -288,6 +291,7 @@ def site_page(
         f"{_chart_section(s, series, now)}"
         f"{budget.section(objective, site.slo if site else None, now)}"
         f"<h2>Maintenance</h2>{maint.windows_table(windows, mutes, now)}"
+        f"{waterfall.sections(attempts)}"
         f"<h2>Recent attempts</h2>{_attempts_table(attempts, with_location)}"
     )
     return page(f"{name} · sitewatch", body)

@@ -119,7 +119,11 @@ def _measured(site, step: Step, trace: Trace, started: float, fetched: Fetched, 
     if step is site.steps[0]:
         flowed.first_headers_at = trace.headers_at
     record = _record(step, True)
-    record.update(status=fetched.status, response_ms=round((ended - started) * 1000, 3))
+    record.update(
+        status=fetched.status,
+        start_ms=trace.deadline.ms_since_start(started),  # where its bar starts on the waterfall
+        response_ms=round((ended - started) * 1000, 3),
+    )
     if trace.headers_at is not None and trace.headers_at >= started:
         record["ttfb_ms"] = round((trace.headers_at - started) * 1000, 3)
     if fetched.body_bytes is not None:

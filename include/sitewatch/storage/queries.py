@@ -81,6 +81,8 @@ class Attempt:
     error_detail: str | None
     location: str = LOCAL_LOCATION
     maintenance: bool = False
+    tls_version: str | None = None
+    steps: list | None = None  # a flow's step records (observation.STEP_FIELDS); None otherwise
 
 
 @dataclass(frozen=True)
@@ -201,7 +203,7 @@ _ONE_NAME = 'WITH names AS (SELECT %(site)s::text COLLATE "C" AS site)'
 
 _RECENT = """
     SELECT scheduled_at, attempt, final, checked_at, up, status_code, response_time_ms, ttfb_ms,
-           error, error_detail, location, maintenance
+           error, error_detail, location, maintenance, tls_version, steps
     FROM site_checks
     WHERE site = %(site)s AND scheduled_at <= %(now)s
     ORDER BY scheduled_at DESC, location DESC, attempt DESC
