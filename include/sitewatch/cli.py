@@ -27,6 +27,7 @@ from sitewatch.config.site import Site
 from sitewatch.errors import ConfigError, SettingError, StorageError
 from sitewatch.names import DEFAULT_QUEUE, LOCAL_LOCATION, location_queue
 from sitewatch.observation import LOCATION_NAME
+from sitewatch.status import settings as status_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _WAIT = {"connect_timeout": 10}  # seconds, for the report's connection
@@ -129,6 +130,26 @@ def _validate(args: argparse.Namespace) -> int:
         f"{path}: {total} site{'s' * (total != 1)} OK "
         f"({enabled} enabled, {total - enabled} disabled)"
     )
+    return _list_status_pages(result.status_pages)
+
+
+def _list_status_pages(pages) -> int:
+    """One line per status page: its id, components and the folder the DAG publishes it to
+    (``SITEWATCH_STATUS_PAGE_URL`` as the worker would read it, if it has the same
+    environment). A bad URL is a configuration error."""
+    if not pages:
+        return EXIT_OK
+    try:
+        target = status_settings.target_url()
+    except SettingError as exc:
+        print(f"sitewatch validate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for page in pages:
+        count = len(page.components)
+        print(
+            f"status page {page.id}: {count} component{'s' * (count != 1)},"
+            f" published to {target}/{page.id}/"
+        )
     return EXIT_OK
 
 

@@ -32,15 +32,67 @@ def sitewatch(*args: str, cwd: Path = REPO, env: dict | None = None) -> subproce
 
 
 def test_validate_shipped_file_by_default():
-    result = sitewatch("validate")
+    result = sitewatch("validate", env={"SITEWATCH_STATUS_PAGE_URL": "s3://conn@bucket/pages/"})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout == "include/sites.yaml: 3 sites OK (2 enabled, 1 disabled)\n"
+    assert result.stdout == (
+        "include/sites.yaml: 3 sites OK (2 enabled, 1 disabled)\n"
+        "status page examples: 2 components, published to s3://conn@bucket/pages/examples/\n"
+    )
 
 
-def test_validate_reference_file():
-    result = sitewatch("validate", "include/sites.reference.yaml")
+def test_validate_reference_file(tmp_path):
+    env = {"SITEWATCH_STATUS_PAGE_URL": "", "SITEWATCH_STATE_DIR": str(tmp_path)}
+    result = sitewatch("validate", "include/sites.reference.yaml", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout == "include/sites.reference.yaml: 5 sites OK (0 enabled, 5 disabled)\n"
+    assert result.stdout == (
+        "include/sites.reference.yaml: 5 sites OK (0 enabled, 5 disabled)\n"
+        f"status page status: 2 components, published to {tmp_path.as_uri()}/status-pages/status/\n"
+    )
+
+
+STATUS_PAGES = """\
+sites:
+  - name: shop
+    url: https://shop.test/
+status_pages:
+  - id: public
+    title: Public
+    components:
+      - {site: shop, name: Shop}
+      - {group: [shop], name: Everything}
+  - id: Bad Id
+    title: Broken
+    components:
+      - {site: shop, name: Shop}
+  - id: other
+    title: Other
+    components:
+      - {site: shpo, name: Shop}
+"""
+
+
+def test_validate_lists_status_pages_and_keeps_their_file_line_errors(tmp_path):
+    path = tmp_path / "pages.yaml"
+    path.write_text(STATUS_PAGES, encoding="utf-8")
+    result = sitewatch("validate", "pages.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert [line.split(": ")[:2] for line in result.stdout.splitlines()] == [
+        ["pages.yaml:10", "status_pages[1].id"],
+        ["pages.yaml:17", "status_pages[2].components[0].site"],
+    ]
+    assert "status page" not in result.stdout
+    path.write_text(STATUS_PAGES.split("  - id: Bad Id")[0], encoding="utf-8")
+    env = {"SITEWATCH_STATUS_PAGE_URL": "memory://pages"}
+    result = sitewatch("validate", "pages.yaml", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[1:] == [
+        "status page public: 2 components, published to memory://pages/public/"
+    ]
+    result = sitewatch(
+        "validate", "pages.yaml", cwd=tmp_path, env={"SITEWATCH_STATUS_PAGE_URL": "x"}
+    )
+    assert result.returncode == 2
+    assert "SITEWATCH_STATUS_PAGE_URL='x'" in result.stderr
 
 
 def test_validate_uses_the_environment_variable(tmp_path):
