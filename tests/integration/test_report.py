@@ -217,6 +217,21 @@ def test_csv_of_a_month_without_checks_says_so():
     assert all(d[c] == "" for d in got for c in report.CSV_COLUMNS if c not in ("section", "note"))
 
 
+def test_markdown_and_html_of_a_month_without_checks_say_so_without_an_empty_table():
+    empty = Period(date(2027, 1, 1), date(2027, 2, 1), NOW, (), None)
+    md = report.render(empty, {}, "md")
+    assert md.splitlines() == [
+        "# SLA report 2027-01 (UTC)",
+        "",
+        "_No checks are stored for 2027-01._",
+        "",
+        "_The month is not over: figures up to 2026-12-05 09:00:00 UTC._",
+    ]
+    html = report.render(empty, {}, "html")
+    assert "No checks are stored for 2027-01." in html
+    assert "<table" not in html and "<h2>" not in html
+
+
 def test_markdown_and_html_escape_what_sites_answered(history):
     got = period(history, *NOVEMBER, NOW)
     md = report.render(got, OBJECTIVES, "md")

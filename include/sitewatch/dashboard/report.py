@@ -171,6 +171,8 @@ def _markdown(period: Period, objectives: Mapping[str, Slo | None]) -> str:
     lines = [f"# SLA report {_month(period)} (UTC)", ""]
     for note in notes(period):
         lines += [f"_{_md(note)}_", ""]
+    if not period.sites:  # the note says so: no table of nothing
+        return "\n".join(lines[:-1]) + "\n"
     lines += _md_table(COLUMNS, [_cells(row) for row in rows(period, objectives)])
     lines += ["", "## Incidents", ""]
     incidents = _incident_cells(period)
@@ -189,6 +191,8 @@ def _html(period: Period, objectives: Mapping[str, Slo | None]) -> str:
     title = f"SLA report {_month(period)} (UTC)"
     body = [f"<h1>{escape(title)}</h1>"]
     body += [f'<p class="muted">{escape(note)}</p>' for note in notes(period)]
+    if not period.sites:  # the note says so: no table of nothing
+        return page(title, "".join(body))
     numeric = {1, 2, 3, 4, 5}
     body.append(_html_table(COLUMNS, [_cells(r) for r in rows(period, objectives)], numeric))
     body.append("<h2>Incidents</h2>")
