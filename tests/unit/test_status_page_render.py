@@ -2,6 +2,9 @@
 escaped, summary.json valid against a Statuspage-shaped schema, badges well-formed SVG."""
 
 import json
+import os
+import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 from datetime import UTC, date, datetime, timedelta
 from html.parser import HTMLParser
@@ -13,6 +16,7 @@ from sitewatch.config.site import Site
 from sitewatch.config.status_pages import Component, StatusPage
 from sitewatch.status import model
 from sitewatch.status.files import page_files
+from sitewatch.status.html import LOCAL_TIMES_SCRIPT
 from sitewatch.status.model import SiteFacts, fold, page_view
 from sitewatch.storage.daily import Day
 from sitewatch.storage.metrics import Latest
@@ -180,7 +184,7 @@ def test_every_configured_text_is_escaped_and_nothing_private_is_published():
     }
     html = files["index.html"].decode()
     parsed = _Texts()
-    parsed.feed(html)
+    parsed.feed(html.replace(f"<script>{LOCAL_TIMES_SCRIPT}</script>", "", 1))  # ours, constant
     assert "script" not in parsed.tags
     assert parsed.texts.count(HOSTILE) == 4  # <title>, <h1>, the name, the description
     assert parsed.texts.count("Scheduled from ") == 1
@@ -205,7 +209,7 @@ def test_the_bar_has_a_cell_a_day_with_its_uptime_on_hover():
         f"{date(2026, 12, 6)}: 99.00% up",
     ]
     html = page_files(hostile_view())["index.html"].decode()
-    assert "prefers-color-scheme:dark" in html and "<script" not in html
+    assert "prefers-color-scheme:dark" in html
     assert 'content="width=device-width,initial-scale=1"' in html
     assert '<span title="over the last 90 days">99.09% uptime</span>' in html
     assert '<time datetime="2026-12-06T12:00:00+00:00">2026-12-06 12:00 UTC</time>' in html
@@ -271,3 +275,30 @@ def test_uptime_badges_sum_a_groups_sites_per_window():
     svg = ET.fromstring(files["badges/uptime-7d/script-alert-x-script-amp.svg"].decode())
     texts = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")]
     assert texts == [f"{HOSTILE} 7d", "96.00%"]
+
+
+def test_times_are_utc_without_javascript_and_local_with_it():
+    html = page_files(hostile_view())["index.html"].decode()
+    assert html.count("<script") == 1
+    assert html.endswith(f"</main><script>{LOCAL_TIMES_SCRIPT}</script></body></html>\n")
+    assert 'document.querySelectorAll("time[datetime]")' in LOCAL_TIMES_SCRIPT
+    assert "t.title=t.textContent" in LOCAL_TIMES_SCRIPT  # UTC on hover
+    utc = '<time datetime="2026-12-06T12:00:00+00:00">2026-12-06 12:00 UTC</time>'
+    assert f"<footer>Updated at {utc}</footer>" in html  # what a reader without JS sees
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
+def test_the_script_rewrites_each_time_and_keeps_utc_on_hover():
+    stub = (
+        'const t={textContent:"2026-12-06 12:00 UTC",getAttribute:()=>"2026-12-06T12:00:00+00:00"};'
+        'const bad={textContent:"x",getAttribute:()=>"nonsense"};'
+        "globalThis.document={querySelectorAll:()=>[t,bad]};"
+        f"{LOCAL_TIMES_SCRIPT};"
+        "console.log(JSON.stringify([t.title,t.textContent,bad.textContent]))"
+    )
+    env = {"TZ": "Asia/Tokyo", "PATH": os.environ["PATH"]}
+    out = subprocess.run(["node", "-e", stub], capture_output=True, text=True, env=env, timeout=30)
+    title, local, untouched = json.loads(out.stdout)
+    assert title == "2026-12-06 12:00 UTC"
+    assert ("9:00" in local or "21:00" in local) and "UTC" not in local  # Tokyo, reader's format
+    assert untouched == "x"

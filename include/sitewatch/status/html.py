@@ -6,6 +6,10 @@ the cell's ``title``: the tooltip, and what a screen reader reads); maintenance 
 come is listed on top, after the open incidents; the incidents of the last 90 days follow the
 components, each update's Markdown rendered safely (``status.markdown``); the footer says when
 the page was made, so a page left behind by a stopped monitor says how old it is.
+
+Times are written in UTC (``<time datetime>``); one small inline script, the page's only one,
+shows them in the reader's time zone with UTC on hover. Without JavaScript the page reads the
+same, in UTC.
 """
 
 from __future__ import annotations
@@ -79,8 +83,20 @@ def render_html(view: PageView) -> str:
     parts.append(
         f'<section id="history"><h2>Past incidents</h2><ul class="inc">{items}</ul></section>'
     )
-    parts.append(f"<footer>Updated at {_time(view.now)}</footer></main></body></html>\n")
+    parts.append(f"<footer>Updated at {_time(view.now)}</footer></main>")
+    parts.append(f"<script>{LOCAL_TIMES_SCRIPT}</script></body></html>\n")
     return "".join(parts)
+
+
+# Progressive enhancement: the page is written in UTC; where JavaScript runs, each <time> is
+# rewritten in the reader's time zone, the UTC text kept as its tooltip. A constant: nothing
+# configured or written by an operator ever goes into a script.
+LOCAL_TIMES_SCRIPT = (
+    'for(const t of document.querySelectorAll("time[datetime]")){'
+    'const d=new Date(t.getAttribute("datetime"));if(isNaN(d))continue;'
+    "t.title=t.textContent;"
+    't.textContent=d.toLocaleString([],{dateStyle:"medium",timeStyle:"short"})}'
+)
 
 
 def _component(component: ComponentView) -> str:
