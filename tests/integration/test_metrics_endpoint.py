@@ -14,6 +14,7 @@ from sitewatch.airflow.web_app import AIRFLOW_HOST
 from sitewatch.config.maintenance import Window
 from sitewatch.config.objectives import Slo
 from sitewatch.config.site import Site
+from sitewatch.config.steps import Step
 from sitewatch.dashboard.metrics import FAMILIES
 from sitewatch.names import DRAIN_GROUP, READER_ROLE
 from sitewatch.pipeline.lag import KafkaLag
@@ -314,3 +315,33 @@ def test_the_default_lag_reads_the_drain_group_and_logs_kafka_trouble_once(
             assert value(scrape(client), "sitewatch_kafka_up") == 0
     warned = [r for r in caplog.records if "Kafka lag" in r.getMessage()]
     assert len(warned) == 1 and f"127.0.0.1:{port}" in warned[0].getMessage()
+
+
+def test_a_flows_latest_final_check_gives_each_step_its_duration(pg_connect, migrated):
+    def step(name, took=None, **fields):
+        record = {"name": name, "method": "GET", "url": f"https://api.example/{name}"}
+        timed = {"passed": True, "status": 200, "response_ms": took} if took else {}
+        return {**record, "always": False, **timed, **fields}
+
+    older = [step("login", 500.0), step("read", 500.0)]
+    final = [step("login", 40.0), step("read", 60.0), step("cleanup", error_detail="not run")]
+    store_batch(migrated, [
+        check("flow", HOUR, steps=older),
+        check("flow", 5 * MINUTE, steps=final, final=False, attempt=1),
+        check("flow", 4 * MINUTE, steps=final, attempt=2),
+        check("east", 5 * MINUTE, steps=older, location="east"),
+        check("plain", 5 * MINUTE),
+    ])  # fmt: skip
+    steps = (Step("login", "https://api.example/login"), Step("read", "https://api.example/r"))
+    configured = {
+        "flow": Site(name="flow", url="https://api.example/login", steps=steps),
+        "plain": Site(name="plain", url="https://plain.example/"),
+    }
+    found = scrape(TestClient(app(pg_connect, configured)))
+    durations = {
+        dict(labels)["step"]: v
+        for (name, labels), v in found.items()
+        if name == "sitewatch_check_step_duration_seconds"
+    }
+    # the newest run's final attempt; cleanup sent no request; east's site is not configured
+    assert durations == {"login": 0.04, "read": 0.06}

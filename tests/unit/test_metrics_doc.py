@@ -105,7 +105,7 @@ def test_the_alert_list_is_the_rules_file():
 
 def test_the_cost_section_leaves_room_for_the_benchmark():
     assert "Measured: see bench/results.md, section 5" in section("Cost")
-    assert "never reads `site_checks`" in section("Cost")
+    assert "never scans `site_checks`" in section("Cost")  # a flow's steps are read by key
 
 
 def test_the_docker_steps_leave_the_token_readable_by_prometheus_alone(tmp_path):

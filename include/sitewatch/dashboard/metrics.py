@@ -89,6 +89,9 @@ FAMILIES: tuple[Family, ...] = (
     Family("sitewatch_check_phase_seconds", "gauge", ("site", "location", "phase"),
            "Time of each phase of the latest final check from the location: "
            + ", ".join(PHASES)),
+    Family("sitewatch_check_step_duration_seconds", "gauge", ("site", "location", "step"),
+           "For a flow: time of each step of the latest final check from the location, from "
+           "its request to its last body byte (a step that sent no request has no sample)"),
     Family("sitewatch_check_status_code", "gauge", ("site", "location"),
            "HTTP status code of the latest final check from the location"),
     Family("sitewatch_tls_cert_expiry_timestamp_seconds", "gauge", ("site", "location"),
@@ -125,7 +128,8 @@ class SiteFigures:
     verdict (None before the first). uptime: ``{window: Tally}`` (``storage.metrics.WINDOWS``; a
     window without checks is absent). budget: its SLO's figures (None: no ``slo``). checks: its
     ``site_latest`` rows, one per location with stored attempts. locations: for a site checked
-    from several, each location of its latest verdict -> whether it was silent there.
+    from several, each location of its latest verdict -> whether it was silent there. steps: for
+    a flow, each location's latest final check's step records (``observation.STEP_FIELDS``).
     """
 
     name: str
@@ -135,6 +139,7 @@ class SiteFigures:
     budget: Budget | None
     checks: Sequence[Latest]
     locations: Mapping[str, bool] = field(default_factory=dict)
+    steps: Mapping[str, Sequence[Mapping]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,10 @@ def families(snapshot: Snapshot) -> list[Metric]:
         _site(out, site)
         for latest in site.checks:
             _check(out, site.name, latest, snapshot.now)
+            for step in site.steps.get(latest.location, ()):
+                took = _seconds(step.get("response_ms"))
+                out.add("sitewatch_check_step_duration_seconds", took, site=site.name,
+                        location=latest.location, step=step["name"])  # fmt: skip
     _pipeline(out, snapshot)
     _kafka(out, snapshot.kafka)
     out.add("sitewatch_metrics_duration_seconds", snapshot.duration)

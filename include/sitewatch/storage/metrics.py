@@ -4,8 +4,8 @@ its uptime over 24 h / 7 d / 30 d, and the pipeline's figures, all from small ta
 ``site_latest`` (migration 9, kept by the insert trigger) holds one row per site and location:
 its latest final attempt and how many attempts were stored; uptimes come from the rollups
 (``site_checks_hourly``, whose counts the trigger keeps current too, and ``site_checks_daily``);
-rejected messages from ``sitewatch_counters``. Nothing here reads ``site_checks``, so a scrape
-costs the same at any history length.
+rejected messages from ``sitewatch_counters``. Only ``latest_steps`` reads ``site_checks``, by
+its key (the rows ``site_latest`` names), so a scrape costs the same at any history length.
 
 Every function takes a psycopg 3 connection, runs in its own transaction (``schema.transaction``,
 StorageError on failure) and imports nothing from Airflow.
@@ -166,3 +166,36 @@ def pipeline(conn) -> Pipeline:
         cur.execute(_PIPELINE)
         checked, stored_at, stored, rejected = cur.fetchone()
     return Pipeline(checked, stored_at, int(stored), int(rejected))
+
+
+# The final attempt of each (site, location, scheduled_at) by its primary key; the range bound
+# lets the planner skip the daily partitions no latest check is in.
+_STEPS = """
+    SELECT c.site, c.location, c.steps
+    FROM unnest(%(sites)s::text[], %(locations)s::text[], %(at)s::timestamptz[])
+         AS p(site, location, scheduled_at)
+    JOIN site_checks c ON c.site = p.site AND c.location = p.location
+         AND c.scheduled_at = p.scheduled_at
+    WHERE c.final AND c.steps IS NOT NULL
+      AND c.scheduled_at BETWEEN %(first)s AND %(last)s
+"""
+
+
+def latest_steps(conn, rows: Sequence[Latest]) -> dict[tuple[str, str], list[dict]]:
+    """The step records (``observation.STEP_FIELDS``) of the latest final attempts ``rows``
+    name, by (site, location); a row without a final attempt, or whose check was no flow's, is
+    left out. One query; none for no rows. Raises StorageError when PostgreSQL fails."""
+    rows = [row for row in rows if row.scheduled_at is not None]
+    if not rows:
+        return {}
+    at = [row.scheduled_at for row in rows]
+    params = {
+        "sites": [row.site for row in rows],
+        "locations": [row.location for row in rows],
+        "at": at,
+        "first": min(at),
+        "last": max(at),
+    }
+    with transaction(conn, "could not read the latest checks' steps") as cur:
+        cur.execute(_STEPS, params)
+        return {(site, location): steps for site, location, steps in cur.fetchall()}

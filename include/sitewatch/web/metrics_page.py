@@ -9,8 +9,9 @@ private network.
 
 A scrape reads small tables only (``storage.metrics``: one ``site_latest`` row per site and
 location, the rollups, ``sitewatch_counters``; the SLO budgets from the hourly rollup), seven
-queries whatever the number of sites or checks, plus one read of the drain group's lag from
-Kafka, bounded by ``KAFKA_TIMEOUT``. Measurements: bench/results.md.
+queries whatever the number of sites or checks (eight with a flow: its latest checks' steps, by
+key), plus one read of the drain group's lag from Kafka, bounded by ``KAFKA_TIMEOUT``.
+Measurements: bench/results.md.
 """
 
 from __future__ import annotations
@@ -159,6 +160,8 @@ def gather(
     budgets = slo_figures.budgets(conn, configured, now, burn=False)
     pipeline = metrics.pipeline(conn)
     in_window = maintenance.in_maintenance(configured, names, mutes, now)
+    flows = [row for name in names if configured[name].steps for row in checks.get(name, [])]
+    steps = metrics.latest_steps(conn, flows)
     sites = []
     for name in names:
         latest = checks.get(name, [])
@@ -166,6 +169,7 @@ def gather(
         outcomes = verdicts[name][2] if name in verdicts else {}
         silent = {loc: outcome not in (UP, DOWN) for loc, outcome in outcomes.items()}
         figures = (uptimes.get(name, {}), budgets.get(name), latest, silent)
-        sites.append(SiteFigures(name, state, up, *figures))
+        by_location = {loc: found for (site, loc), found in steps.items() if site == name}
+        sites.append(SiteFigures(name, state, up, *figures, steps=by_location))
     duration = time.perf_counter() - started
     return Snapshot(now, len(configured), sites, pipeline, kafka, duration, problems)
