@@ -149,7 +149,7 @@ def site_doc(site: Site) -> str:
     """Markdown shown on the DAG's page: what is checked and how (header values hidden)."""
     rows = [
         ("url", site.url),
-        ("steps", " → ".join(step.name for step in site.steps) or None),
+        ("steps", _steps_text(site.steps)),
         ("schedule", _schedule_text(site.schedule)),
         ("offset", f"+{format_duration(site.offset)}"),
         ("method", site.method),
@@ -167,6 +167,7 @@ def site_doc(site: Site) -> str:
         ("timeout", f"{site.timeout:g}s"),
         ("follow_redirects", site.follow_redirects),
         ("verify_tls", site.verify_tls),
+        ("tls_min_version", site.tls_min_version),
         ("headers", ", ".join(sorted(site.headers)) or None),
         ("retries", f"{site.retries} (every {site.retry_delay})"),
         ("locations", ", ".join(site.locations)),
@@ -187,6 +188,13 @@ def site_doc(site: Site) -> str:
         f"| {key} | `{value}` |" for key, value in rows if value is not None and key not in other
     ]
     return "\n".join(lines)
+
+
+def _steps_text(steps) -> str | None:
+    """``POST login → GET read → DELETE cleanup (always)``: names and methods only, since a
+    step's URL, headers and body may name values taken from responses."""
+    parts = [f"{s.method} {s.name}{' (always)' if s.always else ''}" for s in steps]
+    return " → ".join(parts) or None
 
 
 def _answers_text(answers) -> str | None:
