@@ -16,6 +16,7 @@ from sitewatch.status.files import page_files
 from sitewatch.status.read import read_page
 from sitewatch.storage.checks import store_batch
 from sitewatch.storage.mutes import add_mutes
+from sitewatch.storage.retention import refresh_hourly
 from sitewatch.storage.verdicts import record_verdict
 from tests.builders import observation
 
@@ -38,7 +39,7 @@ SITES = textwrap.dedent("""\
       - id: public
         title: <Example> status
         components:
-          - {site: shop, name: Shop, description: "Orders & <payments>"}
+          - {site: shop, name: Shop, description: "Orders & <payments>", response_time: true}
           - {site: api, name: API}
           - {site: multi, name: Everywhere}
           - {site: muted, name: Muted}
@@ -134,3 +135,14 @@ def test_publish_to_a_local_folder_and_to_memory(stored, tmp_path, target):
     written = sorted(p.removeprefix(root.rstrip("/") + "/") for p in fs.find(root))
     assert written == sorted(f"public/{name}" for name in files)
     assert fs.cat_file(f"{root}/public/index.html") == files["index.html"]
+
+
+def test_the_response_time_chart_reads_the_hourly_medians(stored):
+    store_batch(stored, [observation("shop", NOW - 2 * HOUR, response_time_ms=300.0)])
+    refresh_hourly(stored, NOW)  # as hourly maintenance does
+    shop, api = view(stored).components[:2]
+    hour = NOW - HOUR
+    assert shop.response[-3:] == ((hour - HOUR, 300.0), (hour, 100.0), (NOW, None))
+    assert api.response == ()  # not asked for: no response time published
+    html = page_files(view(stored))["index.html"].decode()
+    assert "typically 300 ms, at most 300 ms" in html

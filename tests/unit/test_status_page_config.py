@@ -32,6 +32,7 @@ def test_a_page_keeps_its_components_in_file_order():
                 description: Orders and payments
               - group: [shop, api]
                 name: Everything
+                response_time: true
         """)
     assert result.issues == []
     assert result.status_pages == (
@@ -40,7 +41,7 @@ def test_a_page_keeps_its_components_in_file_order():
             "Example status",
             (
                 Component("Shop", ("shop",), "Orders and payments"),
-                Component("Everything", ("shop", "api"), None, group=True),
+                Component("Everything", ("shop", "api"), None, group=True, response_time=True),
             ),
             line=8,
         ),

@@ -302,3 +302,39 @@ def test_the_script_rewrites_each_time_and_keeps_utc_on_hover():
     assert title == "2026-12-06 12:00 UTC"
     assert ("9:00" in local or "21:00" in local) and "UTC" not in local  # Tokyo, reader's format
     assert untouched == "x"
+
+
+def test_a_component_that_opts_in_gets_a_response_time_chart_with_a_caption():
+    hour = NOW.replace(minute=0)
+    medians = {hour - timedelta(hours=k): 100.0 + k for k in range(3)}  # the 3 newest hours
+    medians[hour - timedelta(hours=10)] = 400.0  # alone: a dot
+    view = page_view(
+        page(
+            Component(HOSTILE, ("a", "b"), group=True, response_time=True),
+            Component("Quiet", ("a",)),
+            Component("Empty", ("c",), response_time=True),
+        ),
+        {
+            "a": SiteFacts(None, (), None, (), {}, {}, medians),
+            "b": SiteFacts(None, (), None, (), {}, {}, {hour: 150.0}),
+        },
+        NOW,
+    )
+    charted, quiet, empty = view.components
+    assert len(charted.response) == model.HOURS
+    assert charted.response[0] == (hour - timedelta(hours=23), None)
+    assert charted.response[-1] == (hour, 150.0)  # the slowest of the group's sites
+    assert quiet.response == () and empty.response[-1] == (hour, None)
+    html = page_files(view)["index.html"].decode()
+    assert html.count('<figure class="rt">') == 2
+    assert (
+        "<figcaption>Response time, last 24 h: typically 150 ms, at most 400 ms"
+        " (each hour&#x27;s median)</figcaption>" in html
+    )
+    assert "<figcaption>Response time, last 24 h: no data</figcaption>" in html
+    svg = html[html.index("<svg") : html.index("</svg>") + 6]
+    root = ET.fromstring(svg)
+    lines = [p.get("points").split() for p in root.iter("polyline")]
+    assert [len(points) for points in lines] == [2, 3]  # the lone hour drawn as a dot
+    assert lines[0][0] == "135.7,1.0"  # 13 hours in, the slowest: the top
+    assert root.get("aria-hidden") == "true"

@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from sitewatch.config.dependencies import Hints
-from sitewatch.config.key_checks import check_name
+from sitewatch.config.key_checks import check_bool, check_name
 from sitewatch.config.keys import Key
 from sitewatch.config.values import checked, describe, distinct, entries, free_text, only_keys
 from sitewatch.config.yamltree import Invalid
@@ -36,12 +36,14 @@ PAGE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 @dataclass(frozen=True, slots=True)
 class Component:
     """One line of a page: its display ``name``, optional ``description``, the ``sites`` whose
-    verdicts it shows (one, or a group's), and ``group``: whether it was given as a group."""
+    verdicts it shows (one, or a group's), ``group``: whether it was given as a group, and
+    ``response_time``: whether its response time over 24 h is published."""
 
     name: str
     sites: tuple[str, ...]
     description: str | None = None
     group: bool = False
+    response_time: bool = False
 
     @property
     def slug(self) -> str:
@@ -123,6 +125,7 @@ _COMPONENTS_EXAMPLE = """\
   description: The public website
 - group: [reference-minimal, reference-all-keys]
   name: Shop
+  response_time: true
 """
 
 PAGE_KEYS: Mapping[str, Key] = MappingProxyType({key.name: key for key in (
@@ -134,9 +137,9 @@ PAGE_KEYS: Mapping[str, Key] = MappingProxyType({key.name: key for key in (
     Key("components", tuple[Component, ...], _components, example=_COMPONENTS_EXAMPLE,
         doc=f"1..{MAX_COMPONENTS} lines of the page, each one `site` or a `group` of sites shown as"
         " one (worst of them; some down is a partial outage), with its display `name` (unique on"
-        " the page) and optional `description`. Only these texts and the sites' verdicts, daily"
-        " uptimes and maintenance times are published: never a URL, an error, a header, a location"
-        " or a maintenance reason."),
+        " the page) and optional `description`. Only these texts and the sites' verdicts, uptimes,"
+        " maintenance times and (where `response_time` asks) hourly response times are published:"
+        " never a URL, an error, a header, a location or a maintenance reason."),
 )})  # fmt: skip
 """Every key of a page."""
 
@@ -149,6 +152,9 @@ COMPONENT_KEYS: Mapping[str, Key] = MappingProxyType({key.name: key for key in (
         doc=f"Display name, at most {MAX_NAME} characters."),
     Key("description", str | None, _description, default=None, example="Orders and payments",
         doc=f"Shown under the name, at most {MAX_DESCRIPTION} characters."),
+    Key("response_time", bool, check_bool, default=False, example="true",
+        doc="Publish a chart of the response time over the last 24 h (each hour's median, the"
+        " slowest of the sites and their locations). Off: response times stay private."),
 )})  # fmt: skip
 """Every key of a component."""
 
@@ -163,10 +169,12 @@ def _component(entry: Any) -> Component:
         raise Invalid("a component has 'site' or 'group', one of them")
     if "name" not in entry:
         raise Invalid("a component needs 'name'")
-    values = {name: checked(key.check, entry, name) for name, key in COMPONENT_KEYS.items()}
+    values = {
+        name: checked(key.check, entry, name, key.default) for name, key in COMPONENT_KEYS.items()
+    }
     group = "group" in entry
     sites = values["group"] if group else (values["site"],)
-    return Component(values["name"], sites, values["description"], group)
+    return Component(values["name"], sites, values["description"], group, values["response_time"])
 
 
 def check_page(entry: Any) -> StatusPage:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from html import escape
 
-from sitewatch.dashboard.status import uptime
+from sitewatch.dashboard.status import milliseconds, uptime
 from sitewatch.status.atom import STATE_LABELS
 from sitewatch.status.markdown import render
 from sitewatch.status.model import ComponentView, DayBar, MaintenanceView, PageView
@@ -48,7 +48,10 @@ background:var(--none)}.bar .o{background:var(--ok)}.bar .w{background:var(--war
 .inc>li.resolved{border-color:var(--line)}.inc h3{font-size:1rem;margin:0;overflow-wrap:anywhere}
 .inc .meta{color:var(--muted);font-size:.85rem}.upd{margin:.4rem 0;overflow-wrap:anywhere}
 .upd p{margin:.2rem 0}footer{margin:2rem 0 1rem;color:var(--muted);font-size:.85rem}
-.legend .from30{display:none}
+.legend .from30{display:none}.rt{margin:.5rem 0 0}.rt svg{display:block;width:100%;height:3rem}
+.rt polyline{fill:none;stroke:var(--maint);stroke-width:2;stroke-linecap:round;
+vector-effect:non-scaling-stroke}
+.rt figcaption{color:var(--muted);font-size:.8rem}
 @media (max-width:40rem){.bar{gap:0}.bar i:nth-child(-n+60){display:none}
 .legend .from90{display:none}.legend .from30{display:inline}}
 """
@@ -114,7 +117,41 @@ def _component(component: ComponentView) -> str:
         f'<div class="legend"><span class="from90">{len(c.days)} days ago</span>'
         '<span class="from30">30 days ago</span>'
         f'<span title="over the last {len(c.days)} days">{overall}</span>'
-        "<span>Today</span></div></li>"
+        f"<span>Today</span></div>{_chart(c) if c.response else ''}</li>"
+    )
+
+
+_WIDTH, _HEIGHT = 240, 40  # the chart's viewBox; it stretches to the component's width
+
+
+def _chart(c: ComponentView) -> str:
+    """The response-time chart: one line through the hourly medians (broken where an hour has
+    none), scaled to the slowest, drawn in SVG with no text of its own; the caption under it
+    says the same in words, for screen readers (the SVG is hidden from them) and everyone."""
+    values = [ms for _, ms in c.response if ms is not None]
+    span = f"Response time, last {len(c.response)} h"
+    if not values:
+        return f'<figure class="rt"><figcaption>{span}: no data</figcaption></figure>'
+    top, typical = max(values), sorted(values)[len(values) // 2]
+    step = _WIDTH / (len(c.response) - 1)
+    runs: list[list[str]] = [[]]
+    for k, (_, ms) in enumerate(c.response):
+        if ms is None:
+            runs.append([])
+            continue
+        y = _HEIGHT - 1 - ms / top * (_HEIGHT - 2) if top else _HEIGHT - 1
+        runs[-1].append(f"{k * step:.1f},{y:.1f}")
+    lines = "".join(
+        f'<polyline points="{" ".join(run if len(run) > 1 else run * 2)}"/>' for run in runs if run
+    )
+    caption = (
+        f"{span}: typically {milliseconds(typical)}, at most {milliseconds(top)}"
+        " (each hour's median)"
+    )
+    return (
+        f'<figure class="rt"><svg viewBox="0 0 {_WIDTH} {_HEIGHT}" preserveAspectRatio="none"'
+        f' aria-hidden="true" focusable="false">{lines}</svg>'
+        f"<figcaption>{escape(caption)}</figcaption></figure>"
     )
 
 

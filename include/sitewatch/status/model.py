@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from sitewatch.config.maintenance import Mute, maintenance_at
 from sitewatch.config.site import Site
@@ -23,6 +23,8 @@ from sitewatch.storage.metrics import WINDOWS, Latest
 from sitewatch.storage.slo import Tally
 
 DAYS = 90
+HOURS = 24
+"""The response-time chart's span, in hours, the current one included."""
 UPCOMING = timedelta(days=7)
 """How far ahead maintenance is announced."""
 
@@ -86,6 +88,9 @@ class ComponentView:
     uptimes: Mapping[str, Tally] = field(default_factory=dict)
     """Window (``storage.metrics.WINDOWS``: 24h, 7d, 30d) -> its checks and ups, summed over
     the sites; every window is there, ``Tally(0, 0)`` without checks."""
+    response: tuple[tuple[datetime, float | None], ...] = ()
+    """Only for a component with ``response_time: true``: (hour, median ms) for each of the
+    last ``HOURS`` hours, oldest first, the slowest of its sites'; None where none has one."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,8 @@ class SiteFacts:
     days: Mapping[date, Day]
     uptimes: Mapping[str, Tally] = field(default_factory=dict)
     """``storage.metrics.uptimes``' windows of the site; a window without checks is absent."""
+    medians: Mapping[datetime, float] = field(default_factory=dict)
+    """Hour -> its median response time (``storage.hourly``); read only for charted sites."""
 
 
 def site_status_now(facts: SiteFacts, now: datetime) -> tuple[str, bool]:
@@ -212,8 +219,22 @@ def _component(
     }
     return ComponentView(
         component.slug, component.name, component.description, status, label, position,
-        tuple(days), uptimes,
+        tuple(days), uptimes, _response(facts, now) if component.response_time else (),
     )  # fmt: skip
+
+
+def first_hour(now: datetime) -> datetime:
+    """The oldest hour of the chart: ``HOURS - 1`` hours before the current one (UTC)."""
+    current = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return current - timedelta(hours=HOURS - 1)
+
+
+def _response(facts: Sequence[SiteFacts], now: datetime) -> tuple:
+    hours = [first_hour(now) + timedelta(hours=k) for k in range(HOURS)]
+    return tuple(
+        (hour, max((f.medians[hour] for f in facts if hour in f.medians), default=None))
+        for hour in hours
+    )
 
 
 def _maintenances(

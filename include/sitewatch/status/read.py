@@ -9,9 +9,10 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from sitewatch.config.status_pages import StatusPage
-from sitewatch.status.model import DAYS, UPCOMING, PageView, SiteFacts, page_view
+from sitewatch.status.model import DAYS, UPCOMING, PageView, SiteFacts, first_hour, page_view
 from sitewatch.storage import metrics
 from sitewatch.storage.daily import days_by_site
+from sitewatch.storage.hourly import medians_by_site
 from sitewatch.storage.incidents import page_incidents
 from sitewatch.storage.mutes import mutes_overlapping
 from sitewatch.storage.verdicts import latest_verdicts
@@ -29,6 +30,8 @@ def read_page(conn, page: StatusPage, configured: Mapping, now: datetime) -> Pag
     first = now.date() - timedelta(days=DAYS - 1)
     days = days_by_site(conn, names, first, now.date())
     uptimes = metrics.uptimes(conn, names, now)
+    charted = sorted({name for c in page.components if c.response_time for name in c.sites})
+    medians = medians_by_site(conn, charted, first_hour(now), now)
     facts = {
         name: SiteFacts(
             configured.get(name),
@@ -37,6 +40,7 @@ def read_page(conn, page: StatusPage, configured: Mapping, now: datetime) -> Pag
             mutes.get(name, ()),
             days.get(name, {}),
             uptimes.get(name, {}),
+            medians.get(name, {}),
         )
         for name in names
     }
