@@ -222,6 +222,10 @@ STEP_FIELDS: Mapping[str, tuple[Kind, bool]] = MappingProxyType(
         "start_ms": (DURATION, False),  # the flow's start to the step's request start
         "response_ms": (DURATION, False),  # the step's own request start to last body byte
         "ttfb_ms": (DURATION, False),
+        # the phases of the connection the step opened (none: it reused one)
+        "dns_ms": (DURATION, False),
+        "connect_ms": (DURATION, False),
+        "tls_ms": (DURATION, False),
         "body_bytes": (BIGINT, False),
         "error": (TEXT, False),
         "error_detail": (TEXT, False),

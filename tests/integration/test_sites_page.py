@@ -765,7 +765,10 @@ def test_a_flows_steps_show_as_a_waterfall_and_the_failing_step_is_marked(pg_con
         {"name": "cleanup", "method": "DELETE", "url": "https://api.example/x", "always": False,
          "error_detail": "not run: step read failed"},
     ]  # fmt: skip
-    latest = [_step("login", 1.0, 40.0), _step("read", 45.0, 55.0, body_bytes=300)]
+    latest = [
+        _step("login", 1.0, 40.0, dns_ms=1.0, connect_ms=2.0, tls_ms=9.4),
+        _step("read", 45.0, 55.0, body_bytes=300),
+    ]
     store_batch(migrated, [
         check("api", 2 * HOUR, up=False, steps=failed, error="assertion",
               error_detail="step read: json $.id: expected 7, got 8"),
@@ -781,6 +784,7 @@ def test_a_flows_steps_show_as_a_waterfall_and_the_failing_step_is_marked(pg_con
     assert re.findall(r'<tr data-step="(\w+)"', newest) == ["login", "read"]
     assert "data-failed" not in newest and 'aria-label="passed: from 45 ms to 100 ms"' in newest
     assert "300 B" in newest
+    assert "passed: from 1 ms to 41 ms (dns 1 ms, connect 2 ms, tls 9 ms)" in newest
     # an older row without start offsets: each bar starts where the one before it ended
     (marked,) = re.findall(r"<tr data-step=\"read\" data-failed>.*?</tr>", older)
     assert "✗ failed" in marked and "2,048 B" in marked

@@ -132,6 +132,10 @@ def test_a_flow_logs_in_creates_reads_and_cleans_up(api):
     starts = [step["start_ms"] for step in observation.steps]
     assert all(end <= start for end, start in zip(ends, starts, strict=False)), starts
     assert ends[-1] <= observation.response_time_ms
+    # the first step opened the connection the others reuse: its phases are the check's
+    first = observation.steps[0]
+    assert (first["dns_ms"], first["connect_ms"]) == (observation.dns_ms, observation.connect_ms)
+    assert not any("connect_ms" in step for step in observation.steps[1:])
     assert [r.detail for r in results] == ["step read: json $.id"]
     # one attempt is one message, steps included, and the strict decoder takes it back
     observation.scheduled_at = observation.checked_at
@@ -213,6 +217,8 @@ sites:
     assert requests_seen(other) == [("GET", "/collect")]
     sent = other.seen[0][2]
     assert not {"Authorization", "X-Token", "X-Key"} & set(sent), sent
+    # its redirect opened a connection to the other origin: the step has phases of its own
+    assert "connect_ms" in observation.steps[1] and "connect_ms" in observation.steps[0]
 
 
 def test_a_body_with_a_secret_is_not_sent_on_to_another_origin(servers, api):

@@ -103,6 +103,7 @@ def _run_step(session, site, step: Step, trace, verify, flowed: Flowed, values: 
         left = Failure("timeout", f"no time left of the flow's {trace.deadline.seconds:g} s")
         _fail(flowed, step, _record(step, False), left)
         return
+    trace.phases = {}  # the step's own connection phases, if it opens one
     started = perf_counter()
     fetched = fetch(session, request, trace, verify, private_headers, private_body)
     record = _measured(site, step, trace, started, fetched, flowed)
@@ -123,6 +124,7 @@ def _measured(site, step: Step, trace: Trace, started: float, fetched: Fetched, 
         status=fetched.status,
         start_ms=trace.deadline.ms_since_start(started),  # where its bar starts on the waterfall
         response_ms=round((ended - started) * 1000, 3),
+        **trace.phases,
     )
     if trace.headers_at is not None and trace.headers_at >= started:
         record["ttfb_ms"] = round((trace.headers_at - started) * 1000, 3)

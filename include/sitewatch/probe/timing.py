@@ -58,6 +58,7 @@ class Trace:
         self.dns_ms: float | None = None
         self.connect_ms: float | None = None
         self.tls_ms: float | None = None
+        self.phases: dict[str, float] = {}  # dns_ms, connect_ms, tls_ms (transport's docstring)
         self.tls: Handshake | None = None
         self.headers_at: float | None = None
         self.aborted = False

@@ -14,7 +14,9 @@ redirect hops may reuse a pooled connection and have no phases at all. When the 
 http (say, redirected to https), ``tls_ms`` stays None; the TLS facts (``Trace.tls``: the chain
 and its version) are then those of the first TLS connection on any hop. Every TLS connection must
 agree on at least the site's ``tls_min_version``; one that does not is closed before a byte of the
-request is sent on it.
+request is sent on it. ``Trace.phases`` holds the same three for the first connection made since
+it was last emptied: a flow empties it before each step, so a step that opened a connection has
+its own phases.
 """
 
 from __future__ import annotations
@@ -96,17 +98,21 @@ class _TimedConnection:
     def __init__(self, *args, trace: Trace, **kwargs):
         self._trace = trace
         self._tcp_done = 0.0
+        self._phases: dict[str, float] = {}
         super().__init__(*args, **kwargs)
 
     def _new_conn(self) -> socket.socket:
         trace = self._trace
         first = trace.connections == 0
         trace.connections += 1
+        # this connection's phases: the first since the flow's step began (Trace.phases)
+        self._phases = {} if trace.phases else trace.phases
         try:
             trace.stage = "resolving the host"
             infos, dns_seconds = resolve(self._dns_host, self.port, self.timeout)
+            self._phases["dns_ms"] = round(dns_seconds * 1000, 3)
             if first:
-                trace.dns_ms = round(dns_seconds * 1000, 3)
+                trace.dns_ms = self._phases["dns_ms"]
             trace.stage = "connecting"
             started = perf_counter()
             sock = _connect_any(infos, self.timeout, self)
@@ -117,8 +123,9 @@ class _TimedConnection:
         except OSError as exc:
             raise NewConnectionError(self, f"cannot connect: {exc}") from exc
         self._tcp_done = perf_counter()
+        self._phases["connect_ms"] = round((self._tcp_done - started) * 1000, 3)
         if first:
-            trace.connect_ms = round((self._tcp_done - started) * 1000, 3)
+            trace.connect_ms = self._phases["connect_ms"]
         # The TLS handshake that follows uses this timeout as one deadline for the whole handshake.
         sock.settimeout(max(trace.deadline.remaining(), _MIN_TIMEOUT))
         if isinstance(self, HTTPSConnection):
@@ -136,8 +143,9 @@ class _TimedConnection:
         trace.track(self.sock)
         trace.stage = "waiting for the response headers"
         if isinstance(self, HTTPSConnection):
+            self._phases["tls_ms"] = round((perf_counter() - self._tcp_done) * 1000, 3)
             if first:
-                trace.tls_ms = round((perf_counter() - self._tcp_done) * 1000, 3)
+                trace.tls_ms = self._phases["tls_ms"]
             shake = chain.handshake(self.sock, verified=self.is_verified)
             trace.tls = trace.tls or shake
             if problem := chain.below_minimum(shake.version, trace.tls_min_version):
