@@ -32,6 +32,8 @@ sites:
     url: https://api.example/
     notify:
       - webhook: ops_webhook
+  - name: blog
+    url: https://blog.example/
 status_pages:
   - id: status
     title: Example
@@ -40,6 +42,8 @@ status_pages:
         name: Shop
       - site: api
         name: Public API
+      - site: blog
+        name: Blog
 """
 LONG_AGO = T0 - timedelta(days=1)
 # the mute DAG's: a sites file, the alerting connection as deployed, dag.test() and its logs
@@ -90,6 +94,37 @@ def test_a_down_opens_one_incident_per_outage_and_recovered_resolves_it(
     produce(topic, [check("shop", 15)])  # its first DOWN since RECOVERED
     run_drain(topic, conn, on_stored=judge.on_stored)
     assert [i.state for i in incidents(conn)] == ["investigating", "resolved"]
+
+
+def test_a_site_without_notify_targets_still_opens_and_resolves_its_incident(
+    new_topic, migrated_conn, judge, receiver
+):
+    topic, conn = new_topic(), migrated_conn
+    produce(topic, [check("blog", 0), check("blog", 5)])
+    run_drain(topic, conn, on_stored=judge.on_stored)
+    (incident,) = incidents(conn)
+    assert (incident.title, incident.state) == ("Blog is down", "investigating")
+    produce(topic, [check("blog", 10, up=True)])
+    run_drain(topic, conn, on_stored=judge.on_stored)
+    (incident,) = incidents(conn)
+    assert incident.state == "resolved"
+    assert receiver.payloads == []  # nobody to page: nothing sent
+
+
+def test_a_group_incident_waits_for_the_site_that_did_not_open_it(
+    new_topic, migrated_conn, judge, receiver
+):
+    topic, conn = new_topic(), migrated_conn
+    produce(topic, [check("shop", 0), check("shop-us", 1)])
+    run_drain(topic, conn, on_stored=judge.on_stored)
+    produce(topic, [check("shop-us", 5, up=True)])  # not the opener; shop still down
+    run_drain(topic, conn, on_stored=judge.on_stored)
+    assert [i.state for i in incidents(conn)] == ["investigating"]
+    produce(topic, [check("shop", 10, up=True)])
+    run_drain(topic, conn, on_stored=judge.on_stored)
+    (incident,) = incidents(conn)
+    assert incident.state == "resolved"
+    assert [(u.state, u.body) for u in incident.updates][-1] == ("resolved", "It works again.")
 
 
 def test_a_down_held_by_maintenance_opens_nothing(new_topic, migrated_conn, judge, receiver):

@@ -181,7 +181,7 @@ def test_sites_missing_from_the_sites_file_or_without_targets_are_skipped(
         ("down", False),
     ]
     assert "skipped site=gone: not in the sites file" in caplog.text
-    assert "skipped site=quiet: no notify targets" in caplog.text
+    assert "skipped site=quiet: no notify targets, no page" in caplog.text
 
 
 def test_a_failing_hook_never_stops_the_drain(setup, monkeypatch, caplog):

@@ -181,7 +181,7 @@ def test_the_alerting_role_keeps_alert_state_and_verdicts_and_nothing_else(pg_ds
         assert refused(alerting, "INSERT INTO site_checks_daily VALUES ('x', current_date, 1, 1)")
         # status page incidents (migration 11): opened, updated, resolved; updates only added
         opened = open_automatic(alerting, "status", "Shop", "roles", "Shop is down", "Down.", now)
-        assert resolve_automatic(alerting, "roles", "Up.", now) == [opened]
+        assert resolve_automatic(alerting, "status", "Shop", "Up.", now) == [opened]
         assert refused(alerting, "UPDATE status_incident_updates SET body = 'x'")
         assert refused(alerting, "DELETE FROM status_incident_updates")
         assert refused(alerting, "DELETE FROM status_incidents")

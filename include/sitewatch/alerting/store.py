@@ -42,6 +42,7 @@ _AWAITING_UP = (
     "SELECT site FROM site_alert_state WHERE site = ANY(%s) AND (state = 'down' "
     "OR pipeline_since IS NOT NULL OR degraded OR flapping_since IS NOT NULL)"
 )
+_DOWN = "SELECT site FROM site_alert_state WHERE site = ANY(%s) AND state = 'down' AND held IS NULL"
 # A parent is down when its latest verdict across locations says so, or, for a site checked from
 # one place, its latest final check. Both are one backward index probe.
 _PARENTS_DOWN = """
@@ -160,6 +161,15 @@ def awaiting_up(conn, sites: Sequence[str]) -> list[str]:
     raises StorageError."""
     with transaction(conn, f"could not read the alert state of {len(sites)} sites") as cur:
         cur.execute(_AWAITING_UP, (list(sites),))
+        return [site for (site,) in cur.fetchall()]
+
+
+def down(conn, sites: Sequence[str]) -> list[str]:
+    """The few of ``sites`` whose outage is public: down, and its DOWN not held (a held DOWN
+    opened no incident, so it keeps none open; ``sitewatch.judge.incidents``). Read-only;
+    raises StorageError."""
+    with transaction(conn, f"could not read the alert state of {len(sites)} sites") as cur:
+        cur.execute(_DOWN, (list(sites),))
         return [site for (site,) in cur.fetchall()]
 
 

@@ -325,7 +325,8 @@ _DECLARED = (
     Key("notify", tuple, check_notify, default=[], example=_NOTIFY_EXAMPLE,
         doc="Where DOWN / STILL DOWN / RECOVERED / PIPELINE PROBLEM messages go (docs/alerts.md)."
         " Each target names an Airflow connection; no secret belongs here."
-        " A site's own list replaces the one in `defaults`; [] or null turns alerts off."),
+        " A site's own list replaces the one in `defaults`; [] or null turns alerts off (a status"
+        " page showing the site still opens and resolves its incidents)."),
     Key("remind_every", timedelta | None, check_remind_every, default=None, example="1h",
         doc="While the site stays down, send STILL DOWN this often (checked at each down run),"
         " 1m..30d; none sends no reminders."),

@@ -91,6 +91,8 @@ def _judge(
         return None
     # before the message, so a notifier that hangs or fails keeps no incident from the page
     incidents.follow(conn, site.name, kind, event.at, pages)
+    if not site.notify:  # judged for its status page only: nobody to page, nothing to release
+        return kind
     alert = alert_for(site, kind, previous, new, event, run_url)
     delivered = send(alert, site.notify, context)
     retryable = kind in (Kind.DOWN, Kind.STILL_DOWN)

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 from sitewatch.alerting.rules import Event, Verdict
 from sitewatch.judge.alerts import judge
+from sitewatch.judge.incidents import judged
 from sitewatch.observation import POSITION
 
 log = logging.getLogger(__name__)
@@ -32,17 +33,20 @@ _SITE, _UP, _FINAL, _SCHEDULED, _ATTEMPT, _ERROR, _DETAIL, _RUN = (
 )
 
 
-def final_downs(rows: Iterable[tuple], sites: dict) -> list[tuple]:
+def final_downs(rows: Iterable[tuple], sites: dict, pages: Sequence = ()) -> list[tuple]:
     """The final down checks among ``rows`` (``COLUMNS`` order) of the sites in ``sites`` (by
-    name) that have notify targets and one location, oldest run first."""
+    name) checked from one location that have notify targets or are on one of ``pages``
+    (``incidents.judged``), oldest run first."""
     wanted = (
-        row for row in rows if row[_FINAL] and not row[_UP] and _judged_here(sites.get(row[_SITE]))
+        row
+        for row in rows
+        if row[_FINAL] and not row[_UP] and _judged_here(sites.get(row[_SITE]), pages)
     )
     return sorted(wanted, key=lambda row: row[_SCHEDULED])
 
 
-def _judged_here(site) -> bool:
-    return site is not None and bool(site.notify) and not site.several_locations
+def _judged_here(site, pages: Sequence) -> bool:
+    return site is not None and not site.several_locations and judged(site, pages)
 
 
 class Downs:
@@ -58,7 +62,7 @@ class Downs:
 
     def __call__(self, rows: Sequence[tuple]) -> None:
         sites = self._session.sites()
-        downs = final_downs(rows, sites)
+        downs = final_downs(rows, sites, self._session.pages())
         if not downs:
             return
         conn = self._session.connection()

@@ -23,6 +23,7 @@ from sitewatch.alerting import store as alert_store
 from sitewatch.alerting.rules import Event, Verdict
 from sitewatch.config import objectives
 from sitewatch.judge.alerts import judge
+from sitewatch.judge.incidents import judged
 from sitewatch.observation import POSITION
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,8 @@ class Recoveries:
         now = datetime.now(UTC)
         for name in names:
             site = sites.get(name)
-            if site is None or not site.notify:
-                why = "not in the sites file" if site is None else "no notify targets"
+            if site is None or not judged(site, self._session.pages()):
+                why = "not in the sites file" if site is None else "no notify targets, no page"
                 log.info("recoveries: skipped site=%s: %s", name, why)
                 continue
             if site.several_locations:  # one location's up check is not the run's verdict

@@ -38,6 +38,7 @@ from sitewatch.alerting.quorum import DOWN, MISSING, UP, Decision, RunVerdict, d
 from sitewatch.alerting.rules import Event, Verdict
 from sitewatch.config.locations import KEEP, run_deadline, verdict_grace
 from sitewatch.judge.alerts import judge, judge_concern
+from sitewatch.judge.incidents import judged
 from sitewatch.names import location_queue
 from sitewatch.observation import POSITION
 from sitewatch.storage import verdicts as verdict_store
@@ -149,7 +150,7 @@ class Verdicts:
             for loc in decision.silent:
                 silent.setdefault(loc, []).append(name)
             reported.update(loc for loc in decision.locations if loc not in decision.silent)
-            if site.notify:
+            if judged(site, self._session.pages()):
                 self._alert(conn, site, at, decision, now)
         for loc in sorted(silent.keys() | reported):
             self._location(conn, loc, loc in silent, now)

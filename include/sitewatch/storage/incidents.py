@@ -3,10 +3,10 @@
 
 An incident belongs to one status page and names the components it affects by their display
 names. The judge opens one when a page's component goes DOWN (``open_automatic``, author
-``AUTOMATIC_AUTHOR``) and resolves it on RECOVERED (``resolve_automatic``) unless an operator took
-it over: any update written from the ``sitewatch_incident`` DAG (``write_update``) does. The
-status page reads a page's open incidents and recent history with their updates
-(``page_incidents``). Updates are only ever added, never changed.
+``AUTOMATIC_AUTHOR``) and resolves it once the component has recovered (``resolve_automatic``)
+unless an operator took it over: any update written from the ``sitewatch_incident`` DAG
+(``write_update``) does. The status page reads a page's open incidents and recent history with
+their updates (``page_incidents``). Updates are only ever added, never changed.
 
 Every function takes a psycopg 3 connection, runs in its own transaction
 (``schema.transaction``) and refuses naive datetimes.
@@ -84,7 +84,8 @@ _ADD_UPDATE = """
 """
 _RESOLVE = """
     UPDATE status_incidents SET state = 'resolved', resolved_at = %(at)s
-    WHERE opened_by_site = %(site)s AND resolved_at IS NULL AND NOT taken_over
+    WHERE page = %(page)s AND %(component)s = ANY(components) AND resolved_at IS NULL
+      AND opened_by_site IS NOT NULL AND NOT taken_over
     RETURNING id
 """
 _CHANGE = """
@@ -115,7 +116,8 @@ def open_automatic(
     """Open an incident on ``page`` for ``component`` (state investigating, one update by
     ``AUTOMATIC_AUTHOR``) unless one is open on it already; return its id, None when one was.
 
-    site: the site whose DOWN opens it; its RECOVERED resolves it (``resolve_automatic``).
+    site: the site whose DOWN opens it (for the record: any site of the component's recovery
+    may resolve it, ``resolve_automatic``).
     Raises ValueError for a naive ``at``, StorageError when PostgreSQL fails (nothing stored).
     """
     _aware(at)
@@ -139,13 +141,13 @@ def open_automatic(
     return incident
 
 
-def resolve_automatic(conn, site: str, body: str, at: datetime) -> list[int]:
-    """Resolve the open incidents ``site``'s DOWN opened that no operator took over, each with an
-    update ``body`` by ``AUTOMATIC_AUTHOR``; return their ids. Raises ValueError for a naive
-    ``at``, StorageError when PostgreSQL fails (nothing changed)."""
+def resolve_automatic(conn, page: str, component: str, body: str, at: datetime) -> list[int]:
+    """Resolve the open automatic incidents of ``page`` naming ``component`` that no operator
+    took over, each with an update ``body`` by ``AUTOMATIC_AUTHOR``; return their ids. Raises
+    ValueError for a naive ``at``, StorageError when PostgreSQL fails (nothing changed)."""
     _aware(at)
-    with transaction(conn, f"could not resolve the incidents of {site}") as cur:
-        cur.execute(_RESOLVE, {"site": site, "at": at})
+    with transaction(conn, f"could not resolve the incidents of {component} on {page}") as cur:
+        cur.execute(_RESOLVE, {"page": page, "component": component, "at": at})
         ids = [row[0] for row in cur.fetchall()]
         for incident in ids:
             cur.execute(_ADD_UPDATE, _update(incident, at, "resolved", body, AUTOMATIC_AUTHOR))
