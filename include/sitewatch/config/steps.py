@@ -195,7 +195,10 @@ def _url(value: Any) -> str:
 def _body(value: Any) -> tuple[str, bool]:
     """Text as it is, or a mapping or list as JSON text; each variable must be allowed."""
     if isinstance(value, dict | list):
-        body, json_body = json.dumps(value, ensure_ascii=False, allow_nan=False), True
+        try:
+            body, json_body = json.dumps(value, ensure_ascii=False, allow_nan=False), True
+        except ValueError:  # .inf, .nan: YAML has them, JSON has not
+            raise Invalid("not JSON: infinity and NaN have no JSON form") from None
         if len(body) > MAX_BODY:
             raise Invalid(f"too long: {len(body)} characters as JSON (at most {MAX_BODY})")
     else:
