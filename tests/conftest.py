@@ -21,13 +21,13 @@ pytest_plugins = ["tests.receivers"]
 # file order; a process takes the next group when it is done with one. Every test that starts an
 # Airflow is in one of the two stack groups, which come first, in a process each: at most two
 # Airflow stacks run at once. A test's group:
-# - "stack-1": the browser's Airflow of its own (OWN_AIRFLOW), then the faults suite's tests on
-#   its private stack (tests/faults/stack.py), which the process starts once and stops after the
-#   group's last test that uses it. The tests that load Airflow hardest (hundreds of sites at
-#   once) are here, so none shares the cores with the Celery stack;
-# - "stack-2": the tests that wait minutes for Airflow to act on a few sites (WAITING): the
-#   Celery stack of the location outage (an Airflow of its own), then a private stack of their
-#   own in another process;
+# - "stack-1": the faults suite's tests on its private stack (tests/faults/stack.py), which the
+#   process starts once and stops after the group's last test that uses it. The tests that load
+#   Airflow hardest (hundreds of sites at once) are here, so none shares the cores with another
+#   private stack's start or the Celery stack;
+# - "stack-2": the suites with an Airflow of their own (OWN_AIRFLOW: the browser's, the Celery
+#   stack of the location outage), then the tests that wait minutes for Airflow to act on a few
+#   sites (WAITING), on a private stack of their own in another process;
 # - "kafka": tests on the shared broker (``new_topic``). Their topics are their own, but not the
 #   drain's consumer group (names.DRAIN_GROUP): a drain joining it in one process would make the
 #   group rebalance under a drain in another, whose offset commit then fails;
@@ -35,7 +35,7 @@ pytest_plugins = ["tests.receivers"]
 #   processes take them, then the stack processes when their groups are done.
 OWN_AIRFLOW = ("tests/browser/test_ui.py", "tests/faults/test_location_outage.py")
 WAITING = (
-    "tests/faults/test_location_outage.py",
+    *OWN_AIRFLOW,
     "tests/faults/test_noise_on_airflow.py",
     "tests/faults/test_recovery_latency.py",
     "tests/faults/test_watcher.py",
@@ -48,7 +48,7 @@ def group(item: pytest.Item) -> str:
     path = item.nodeid.split("::")[0]
     if path in WAITING:
         return "stack-2"
-    if path in OWN_AIRFLOW or "private_stack" in item.fixturenames:
+    if "private_stack" in item.fixturenames:
         return "stack-1"
     if "new_topic" in item.fixturenames:
         return "kafka"

@@ -95,7 +95,7 @@ class Airflow:
     def api(self, method: str, path: str, **kwargs) -> dict:
         headers = {"Authorization": f"Bearer {self.token()}"}
         reply = requests.request(
-            method, f"{self.url}/api/v2{path}", headers=headers, timeout=10, **kwargs
+            method, f"{self.url}/api/v2{path}", headers=headers, timeout=60, **kwargs
         )
         reply.raise_for_status()
         return reply.json()

@@ -59,15 +59,15 @@ def publish(path, name: str) -> None:
 
 def test_dashboard_refuses_anonymous_requests(airflow):
     url = f"{airflow.url}/sitewatch/"
-    assert requests.get(url, timeout=10).status_code == 401
+    assert requests.get(url, timeout=60).status_code == 401
     page_request = requests.get(
-        url, headers={"Accept": "text/html"}, allow_redirects=False, timeout=10
+        url, headers={"Accept": "text/html"}, allow_redirects=False, timeout=60
     )
     assert page_request.status_code == 303
     assert page_request.headers["location"].startswith("/auth/login")
-    forged = requests.get(url, cookies={"_token": "not-a-jwt"}, timeout=10)
+    forged = requests.get(url, cookies={"_token": "not-a-jwt"}, timeout=60)
     assert forged.status_code == 401
-    assert requests.get(f"{airflow.url}/sitewatch/sites/{SITE}", timeout=10).status_code == 401
+    assert requests.get(f"{airflow.url}/sitewatch/sites/{SITE}", timeout=60).status_code == 401
 
     # The page never migrates: until the drain's create_tables ran it says so, then it answers.
     def with_token():

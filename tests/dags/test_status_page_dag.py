@@ -36,9 +36,11 @@ def test_a_run_publishes_each_page_to_the_configured_folder(tmp_path, monkeypatc
     page = tmp_path / "out" / "public"
     assert sorted(p.relative_to(page).as_posix() for p in page.rglob("*") if p.is_file()) == [
         "badges/shop.svg",
+        *(f"badges/uptime-{window}/shop.svg" for window in ("24h", "30d", "7d")),
         "feed.atom",
         "index.html",
         "shields/shop.json",
+        *(f"shields/uptime-{window}/shop.json" for window in ("24h", "30d", "7d")),
         "summary.json",
     ]
     assert "<h1>Shop status</h1>" in (page / "index.html").read_text()

@@ -292,11 +292,12 @@ def test_invalid_settings_name_the_variable(value):
 
 # --- migration 4 on a populated table ------------------------------------------------------------
 
-# Every column but location, maintenance and run_id (migrations 6, 8 and 10), so that it sums up
-# the rows before and after it.
+# Every column but those later migrations added (location 6, maintenance 8, run_id 10, steps 12,
+# tls_version 13), so that it sums up the rows before and after it.
 CHECKSUM = """
     SELECT count(*),
-           md5(string_agg((to_jsonb(t) - 'location' - 'maintenance' - 'run_id')::text, '|'
+           md5(string_agg((to_jsonb(t) - 'location' - 'maintenance' - 'run_id' - 'steps'
+                           - 'tls_version')::text, '|'
                           ORDER BY site, scheduled_at, attempt))
     FROM site_checks t
 """
@@ -453,8 +454,8 @@ def test_partition_day_reads_only_sitewatch_names():
 
 def store_before(version: int, conn, observations: list[Observation]) -> None:
     """Insert as a drain of a version before migration ``version`` (8 or 10) did: every column
-    but those that migration and the later ones added (maintenance: 8, run_id: 10)."""
-    added = {"maintenance": 8, "run_id": 10}
+    but those that migration and the later ones added (``added``)."""
+    added = {"maintenance": 8, "run_id": 10, "steps": 12, "tls_version": 13}
     names = [c.name for c in COLUMNS if added.get(c.name, 0) < version]
     days = sorted({o.scheduled_at.astimezone(UTC).date() for o in observations})
     with conn.cursor() as cur:  # as the drain makes them: the day's partition first
