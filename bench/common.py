@@ -147,11 +147,75 @@ def tree_cpu(pid: int | None) -> float:
 
 BODY = b"<html><body><h1>sitewatch bench</h1><p>status: OK</p></body></html>\n" * 8
 
+# --- a JSON API for flows: log in for a token, read an item, delete it ----------------------------
+
+API = "/api"  # the API's prefix on both servers; every other path is the plain page
+API_PASSWORD = "bench-password-31"  # the flow sites read it from SITEWATCH_SECRET_BENCH_PASSWORD
+API_TOKEN = "bench-token-5d1e08"
+API_ITEM = 7
+KINDS = {"single": "s", "flow": "f"}  # the first letter of each kind's site names (write_sites)
+_REASONS = {200: "OK", 204: "No Content", 401: "Unauthorized", 404: "Not Found"}
+
+
+def api_answer(method: str, path: str, authorization: str | None, body: bytes) -> tuple[int, bytes]:
+    """The status and JSON body the API answers: ``POST /api/login`` with the password in a JSON
+    body gives a token; ``GET`` and ``DELETE /api/items/7`` need it as a bearer token."""
+    if (method, path) == ("POST", f"{API}/login"):
+        if json.loads(body or b"{}").get("password") != API_PASSWORD:
+            return 401, b'{"error": "bad password"}'
+        return 200, json.dumps({"token": API_TOKEN, "expires_in": 3600}).encode()
+    if authorization != f"Bearer {API_TOKEN}":
+        return 401, b'{"error": "no token"}'
+    if path == f"{API}/items/{API_ITEM}" and method == "GET":
+        return 200, json.dumps({"id": API_ITEM, "name": "bench", "tags": ["a", "b"]}).encode()
+    if path == f"{API}/items/{API_ITEM}" and method == "DELETE":
+        return 204, b""
+    return 404, b'{"error": "no such route"}'
+
+
+def api_response(status: int, body: bytes) -> bytes:
+    """``api_answer``'s answer as HTTP/1.1 bytes (a 204 has no Content-Length, as RFC 9110 says)."""
+    head = [f"HTTP/1.1 {status} {_REASONS[status]}", "Content-Type: application/json"]
+    head += [] if status == 204 else [f"Content-Length: {len(body)}"]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def flow_site(name: str, api_base: str) -> list[str]:
+    """The sites-file lines of one flow site: log in (the password from the secret
+    ``SITEWATCH_SECRET_BENCH_PASSWORD``), read the item, delete it (always), against the API at
+    ``api_base`` (``http://host:port``)."""
+    auth = '{Authorization: "Bearer ${login.token}"}'
+    return [
+        f"  - name: {name}",
+        "    steps:",
+        "      - name: login",
+        "        method: POST",
+        f"        url: {api_base}{API}/login",
+        '        body: {password: "${SITEWATCH_SECRET_BENCH_PASSWORD}"}',
+        "        extract:",
+        "          token: {json: $.token}",
+        "      - name: read",
+        f"        url: {api_base}{API}/items/{API_ITEM}",
+        f"        headers: {auth}",
+        "        expect:",
+        "          - json: $.id",
+        f"            equals: {API_ITEM}",
+        "      - name: delete",
+        "        method: DELETE",
+        f"        url: {api_base}{API}/items/{API_ITEM}",
+        f"        headers: {auth}",
+        "        expect_status: 204",
+        "        always: true",
+    ]
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):  # noqa: N802 - http.server's naming
+        if self.path.startswith(API):
+            self.do_POST()
+            return
         query = parse_qs(urlsplit(self.path).query)
         delay_ms = float(query.get("delay", ["0"])[0])
         if delay_ms:
@@ -162,6 +226,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(BODY)
 
+    def do_POST(self):  # noqa: N802 - the API's routes (api_answer), whatever the method
+        length = int(self.headers.get("Content-Length") or 0)
+        path, auth = urlsplit(self.path).path, self.headers.get("Authorization")
+        answer = api_answer(self.command, path, auth, self.rfile.read(length))
+        self.wfile.write(api_response(*answer))
+
+    do_DELETE = do_POST
+
     def log_message(self, *args):
         pass
 
@@ -169,7 +241,8 @@ class _Handler(BaseHTTPRequestHandler):
 def serve(port: int = 0) -> tuple[ThreadingHTTPServer, str]:
     """Start the server on 127.0.0.1 in a daemon thread; return it and its base URL.
 
-    ``?delay=<ms>`` sleeps that long before the response headers are sent.
+    ``?delay=<ms>`` sleeps that long before the response headers are sent. Under ``/api`` it
+    is the flows' JSON API (``api_answer``).
     """
     server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
     server.daemon_threads = True
@@ -184,11 +257,36 @@ def serve_plain(port: int = 0) -> tuple[socket.socket, str]:
     loop instead of ``http.server``, whose request parsing costs about a millisecond of its own
     per request: that would be counted as probe overhead.
     """
-    listener = socket.create_server(("127.0.0.1", port))
     head = (
         b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
         b"Content-Length: %d\r\n\r\n" % len(BODY)
     )
+
+    def respond(_method: str, target: str, _headers: dict, _body: bytes) -> bytes:
+        delay_ms = float(parse_qs(urlsplit(target).query).get("delay", ["0"])[0])
+        if delay_ms:
+            time.sleep(delay_ms / 1000)
+        return head + BODY
+
+    return _serve_socket(port, respond)
+
+
+def serve_api(port: int = 0) -> tuple[socket.socket, str]:
+    """The flow benchmark's server: ``api_answer`` from the socket loop of ``serve_plain`` (for
+    the same reason); return its socket and base URL (``http://127.0.0.1:PORT``, no slash)."""
+
+    def respond(method: str, target: str, headers: dict, body: bytes) -> bytes:
+        answer = api_answer(method, urlsplit(target).path, headers.get("authorization"), body)
+        return api_response(*answer)
+
+    listener, base = _serve_socket(port, respond)
+    return listener, base.rstrip("/")
+
+
+def _serve_socket(port: int, respond) -> tuple[socket.socket, str]:
+    """Answer each request on 127.0.0.1 with ``respond(method, target, headers, body)`` (header
+    names lower-case), a thread per connection, keep-alive."""
+    listener = socket.create_server(("127.0.0.1", port))
 
     def answer(conn: socket.socket) -> None:
         with conn:
@@ -200,11 +298,20 @@ def serve_plain(port: int = 0) -> tuple[socket.socket, str]:
                         return
                     buffer += chunk
                 request, buffer = buffer.split(b"\r\n\r\n", 1)
-                target = request.split(b" ", 2)[1].decode()
-                delay_ms = float(parse_qs(urlsplit(target).query).get("delay", ["0"])[0])
-                if delay_ms:
-                    time.sleep(delay_ms / 1000)
-                conn.sendall(head + BODY)
+                first, *lines = request.decode("latin-1").split("\r\n")
+                method, target, _ = first.split(" ", 2)
+                headers = {}
+                for line in lines:
+                    name, _, value = line.partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                length = int(headers.get("content-length") or 0)
+                while len(buffer) < length:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                body, buffer = buffer[:length], buffer[length:]
+                conn.sendall(respond(method, target, headers, body))
 
     def accept() -> None:
         while True:
@@ -217,10 +324,16 @@ def serve_plain(port: int = 0) -> tuple[socket.socket, str]:
 
 
 def write_sites(
-    path: Path, count: int, url: str, schedule: str = "1m", location: str | None = None
+    path: Path,
+    count: int,
+    url: str,
+    schedule: str = "1m",
+    location: str | None = None,
+    flows: int = 0,
 ) -> Path:
     """A valid sites file of ``count`` sites ``s00000``... on ``schedule``, all probing ``url``;
-    with ``location``, each site has ``locations: [<location>]``."""
+    with ``location``, each site has ``locations: [<location>]``. With ``flows``, that many flow
+    sites ``f00000``... beside them (``flow_site``, on the API of ``url``'s server)."""
     lines = [
         "defaults:",
         f"  schedule: '{schedule}'",
@@ -229,9 +342,15 @@ def write_sites(
         "  tags: [bench]",
         "sites:",
     ]
+    where = [f"    locations: [{location}]"] if location else []
+    single, flow = KINDS["single"], KINDS["flow"]
     for i in range(count):
-        lines += [f"  - name: s{i:05d}", f"    url: {url}?site={i}", "    regex: 'status: OK'"]
-        lines += [f"    locations: [{location}]"] if location else []
+        lines += [f"  - name: {single}{i:05d}", f"    url: {url}?site={i}"]
+        lines += ["    regex: 'status: OK'"]
+        lines += where
+    api_base = "{0.scheme}://{0.netloc}".format(urlsplit(url))
+    for i in range(flows):
+        lines += flow_site(f"{flow}{i:05d}", api_base) + where
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -245,7 +364,7 @@ if __name__ == "__main__":
         srv, base = serve(int(sys.argv[2]))
         print(base, flush=True)
         srv.serve_forever()
-    elif sys.argv[1:2] == ["serve-plain"]:
-        _, base = serve_plain(int(sys.argv[2]))
+    elif sys.argv[1:2] in (["serve-plain"], ["serve-api"]):
+        _, base = (serve_plain if sys.argv[1] == "serve-plain" else serve_api)(int(sys.argv[2]))
         print(base, flush=True)
         threading.Event().wait()

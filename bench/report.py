@@ -375,6 +375,45 @@ def burn_section(b: dict) -> list[str]:
     return [*out, ""]
 
 
+def flow_section(f: dict) -> list[str]:
+    r = f["ratio"]
+    out = [
+        "## 7. Flow overhead",
+        "",
+        "A 3-step flow (log in with a secret password and extract the token, read the item and "
+        "check its id, delete it; issue 26) against a local JSON API that answers at once "
+        "(`common.serve_api`, in its own process). sitewatch: `expand_headers` + `probe()`, as a "
+        "site DAG's attempt calls them; baseline: the same three requests and checks on a new "
+        f"bare `requests.Session`. Each run: {f['warmup']} flows of each way discarded, then "
+        f"{f['flows']} of each, alternating and taking turns going first; {f['runs']} runs. "
+        "Medians over runs of the per-run median and p95 (spread = min–max over runs). Load "
+        "after each run: " + "; ".join(f["load"]) + ".",
+        "",
+        "| way | ms per flow, median | (spread) | p95 | (spread) | CPU ms per flow |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    ways = (
+        ("sitewatch", "sitewatch `probe()` of the flow (wall)", "sitewatch_cpu"),
+        ("sitewatch_response", "sitewatch's own `response_time_ms`", None),
+        ("bare", "bare `requests.Session` (wall)", "bare_cpu"),
+    )
+    for key, label, cpu in ways:
+        row = f["table"][key]
+        out.append(
+            f"| {label} | {row['median']['median']:.2f} | {row['median']['spread']} | "
+            f"{row['p95']['median']:.2f} | {row['p95']['spread']} | "
+            + (f"{f['table'][cpu]['median']['median']:.2f} |" if cpu else "– |")
+        )
+    out += [
+        "",
+        f"**sitewatch / bare = {r['median']['median']:.2f}× at the median** "
+        f"({r['median']['spread']}), {r['p95']['median']:.2f}× at p95 ({r['p95']['spread']}); "
+        "target ≤ 1.1× (medians of the per-run ratios).",
+        "",
+    ]
+    return out
+
+
 def times(ratio: float) -> str:
     return f"{ratio:,.0f}×" if ratio >= 100 else f"{ratio:.1f}×"
 
@@ -391,7 +430,8 @@ def main() -> None:
     metrics = load("metrics")  # its section names its own run's date
     sustained = [json.loads(p.read_text()) for p in (OUT / "sustained").glob("*.json")]
     sustained.sort(key=lambda r: min(s["window"][0] for s in r["ks"].values()))  # run order
-    first = next((p for p in [*parts.values(), *sustained, metrics, load("burn")] if p), None)
+    flow = load("flow")
+    first = next((p for p in [*parts.values(), *sustained, metrics, load("burn"), flow] if p), None)
     if first is None:
         sys.exit("no results in bench/out: run `make bench` first")
     sections += [
@@ -417,6 +457,8 @@ def main() -> None:
     burn = load("burn")
     if burn:
         sections += burn_section(burn)
+    if flow:
+        sections += flow_section(flow)
     notes = BENCH / "notes.md"
     if notes.exists():
         sections += [notes.read_text()]

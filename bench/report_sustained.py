@@ -26,6 +26,7 @@ def sustained_section(results: list[dict]) -> list[str]:
     if results:
         plot(results)
         out += sustained_table(results)
+        out += kinds_table(results)
         out += cpu_by_role_section(results)
     if PREVIOUS.exists():
         out.append(PREVIOUS.read_text())
@@ -82,7 +83,7 @@ def sustained_table(results: list[dict]) -> list[str]:
             )
             share = s["on_worker_share"]
             out.append(
-                f"| {executor(res)} | {place(res)} | {res['schedule']} | {int(k):,} | "
+                f"| {executor(res)} | {place(res)} | {res['schedule']} | {k_label(k)} | "
                 f"{minutes(s):.0f} min | "
                 f"{s['due_per_min']:.0f} | {s['stored_per_min']:.0f} | "
                 f"{s['completed_per_min']:.0f} | {fmt(s['lag_p50'])} | {fmt(s['lag_p95'])} | "
@@ -109,6 +110,39 @@ def celery_workers(results: list[dict]) -> list[str]:
             + "."
         )
     return [*out, ""] if out else []
+
+
+def k_label(key: str) -> str:
+    """The K column: ``600``, or ``600 + 300 flows`` for a window with flow sites beside the K."""
+    singles, _, flows = str(key).partition("+")
+    return f"{int(singles):,}" + (f" + {int(flows):,} flows" if flows else "")
+
+
+def kinds_table(results: list[dict]) -> list[str]:
+    """Each kind's figures in the windows with flows beside the single sites (issue 26)."""
+    rows = [(res, k, s) for res in results for k, s in res["ks"].items() if "kinds" in s]
+    if not rows:
+        return []
+    out = [
+        "Single checks and flows in the same window (issue 26: 300 three-step flows a minute "
+        "beside 600 single checks, p95 lag < 15 s): each kind's figures as above. CPU-s per "
+        "check: a single check's is the row of the same K without flows, measured just before "
+        "on the same stack; a flow's is the rest of the window's busy CPU-seconds over its "
+        "stored flows.",
+        "",
+        "| executor | place | schedule | K | kind | due/min | stored/min | lag p50 s | lag p95 s "
+        "| lag max s | missed | not stored | CPU-s per check |",
+        "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for res, k, s in rows:
+        for kind, f in s["kinds"].items():
+            out.append(
+                f"| {executor(res)} | {place(res)} | {res['schedule']} | {k_label(k)} | {kind} | "
+                f"{f['due_per_min']:.0f} | {f['stored_per_min']:.0f} | {fmt(f['lag_p50'])} | "
+                f"{fmt(f['lag_p95'])} | {fmt(f['lag_max'])} | {f['missed_runs']} | "
+                f"{f['not_stored']} | {fmt(f['cpu_s_per_check'], 3)} |"
+            )
+    return [*out, ""]
 
 
 def minutes(stats: dict) -> float:
@@ -142,7 +176,7 @@ def cpu_by_role_section(results: list[dict]) -> list[str]:
         for k, s in res["ks"].items():
             per = s[BY_ROLE]
             out.append(
-                f"| {executor(res)} | {place(res)} | {res['schedule']} | {int(k):,} | "
+                f"| {executor(res)} | {place(res)} | {res['schedule']} | {k_label(k)} | "
                 + " | ".join(fmt(per.get(r), 3) for r in roles)
                 + f" | {fmt(s['cpu_s_per_check'], 3)} |"
             )
@@ -172,7 +206,7 @@ def plot(results: list[dict]) -> bool:
             if not s["series"]:
                 continue
             xs, ys = zip(*s["series"], strict=True)
-            label = f"{executor(res)} {place(res)}, K={k}, every {res['schedule']}"
+            label = f"{executor(res)} {place(res)}, K={k_label(k)}, every {res['schedule']}"
             ax.plot(xs, ys, ".", markersize=3, label=label)
     ax.axhline(15, color="grey", linestyle="--", linewidth=1, label="15 s")
     ax.set_xlabel("minutes into the measured window (scheduled_at)")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the benchmarks and write bench/results.md.
-# Usage: bench/run.sh [all|drain|probe|parse|sustained|metrics|burn|report]
+# Usage: bench/run.sh [all|drain|probe|flow|parse|sustained|metrics|burn|report]
 # (make bench runs all; make bench PART=drain runs one part, then the report).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,6 +26,9 @@ SUSTAINED=${SITEWATCH_BENCH_SUSTAINED:-local:worker:600:1m local:triggerer:600,1
 SUSTAINED_MINUTES=${SITEWATCH_BENCH_MINUTES:-5}
 # after each window, py-spy the whole Airflow tree on the same load this long (0: no profile)
 SUSTAINED_PROFILE=${SITEWATCH_BENCH_PROFILE:-60}
+# flow sites (3 steps each) beside each entry's K single sites, in a second window after the K
+# alone (issue 26: SITEWATCH_BENCH_FLOWS=300 beside K=600); 0: single sites only
+SUSTAINED_FLOWS=${SITEWATCH_BENCH_FLOWS:-0}
 
 # The sustained.py arguments of one entry, one a line; exit 2 with a message if it is malformed.
 sustained_args() {  # entry
@@ -52,13 +55,15 @@ sustained() {
   rm -f bench/out/sustained/*.json  # the report shows this run's rows, side by side
   for entry in $SUSTAINED; do
     mapfile -t args < <(sustained_args "$entry")
-    "$PY" bench/sustained.py "${args[@]}" --minutes "$SUSTAINED_MINUTES" --profile "$SUSTAINED_PROFILE"
+    "$PY" bench/sustained.py "${args[@]}" --minutes "$SUSTAINED_MINUTES" --profile "$SUSTAINED_PROFILE" \
+      --flows "$SUSTAINED_FLOWS"
   done
 }
 
 case "$part" in
   drain) shared_env; "$PY" bench/drain.py ;;
   probe) "$PY" bench/probe.py ;;
+  flow) "$PY" bench/flow.py ;;  # a 3-step flow against a local JSON API, about a minute
   parse) shared_env; "$PY" bench/parse.py ;;
   sustained) sustained ;;  # its own stack on private ports, stopped at the end
   metrics) shared_env; "$PY" bench/metrics.py ;;  # loads 10M checks into a scratch schema
@@ -68,11 +73,12 @@ case "$part" in
     shared_env
     "$PY" bench/drain.py
     "$PY" bench/probe.py
+    "$PY" bench/flow.py
     "$PY" bench/parse.py
     "$PY" bench/metrics.py
     "$PY" bench/burn.py
     sustained
     ;;
-  *) echo "usage: bench/run.sh [all|drain|probe|parse|sustained|metrics|burn|report]" >&2; exit 2 ;;
+  *) echo "usage: bench/run.sh [all|drain|probe|flow|parse|sustained|metrics|burn|report]" >&2; exit 2 ;;
 esac
 "$PY" bench/report.py

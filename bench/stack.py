@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT
+from common import API_PASSWORD, ROOT
 
 sys.path.insert(0, str(ROOT))  # the bench scripts run from bench/, tests/ is beside it
 from tests.stack import EXECUTORS, Stack  # noqa: E402, F401 (EXECUTORS: sustained.py's choices)
@@ -33,7 +33,8 @@ HTTP_PORT = 48181
 def bench_stack(state: Path, executor: str, probe_in: str) -> Stack:
     """The stack in ``state`` (its sites file ``state/sites.yaml``) with ``executor`` and
     ``SITEWATCH_PROBE_IN``, its DAGs unpaused at creation. The ``AIRFLOW__...`` and
-    ``SITEWATCH_WORKERS`` variables of this process reach it: a run's knobs are set so."""
+    ``SITEWATCH_WORKERS`` variables of this process reach it: a run's knobs are set so. The
+    flow sites' password secret is set for its triggerer and workers."""
     knobs = {
         k: v for k, v in os.environ.items() if k.startswith("AIRFLOW__") or k == "SITEWATCH_WORKERS"
     }
@@ -41,6 +42,7 @@ def bench_stack(state: Path, executor: str, probe_in: str) -> Stack:
         **knobs,
         "SITEWATCH_PROBE_IN": probe_in,
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "SITEWATCH_SECRET_BENCH_PASSWORD": API_PASSWORD,  # common.flow_site's login
     }
     return Stack(state, executor=executor, ports=PORTS, settings=settings)
 

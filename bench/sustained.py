@@ -2,7 +2,7 @@
 
     python bench/sustained.py [--executor local|celery] [--probe-in triggerer|worker]
         [--location NAME] [--schedule 1m] [--ks 600 1000] [--minutes 5] [--warmup MINUTES]
-        [--profile SECONDS] [--label NAME] [--keep]
+        [--profile SECONDS] [--flows N] [--label NAME] [--keep]
 
 Starts a fresh private stack with ``scripts/dev.sh run`` (state in bench/out/stack/<label>, wiped
 first; ports of its own, ``stack.py``) with ``SITEWATCH_EXECUTOR`` set to ``--executor``
@@ -12,7 +12,11 @@ and a local HTTP server (its own process). Then for each K: writes a sites file 
 ``--schedule`` (each K a superset of the previous one; offsets ``auto``; with a ``--location``
 other than ``local``, every site has ``locations: [<location>]``, so each check is a task on that
 location's workers), waits until Airflow has the K DAGs, lets ``--warmup`` pass (default: one
-interval), and measures a window of ``--minutes``.
+interval), and measures a window of ``--minutes``. With ``--flows N`` (issue 26), each K's window
+is followed by a second in the same stack with N flow sites beside the K (``common.flow_site``:
+log in, read, delete, against the site server's JSON API), its figures also by kind: lag, missed
+runs, and CPU-seconds per check, a single check's from the K's own window and a flow's the rest of
+the second window's CPU over its stored flows.
 
 From the results table ``site_checks`` (the headline): checks due in the window (every site's
 ``tick + offset`` moments) vs stored (rows with ``scheduled_at`` in the window), lag
@@ -21,7 +25,7 @@ task instances completed per minute, missed runs (a DAG's consecutive runs more 
 intervals apart), the phases of a run. From /proc: the whole machine's busy CPU-seconds and each
 role's (Airflow component, LocalExecutor or Celery workers, PostgreSQL, Kafka, Redis, the site
 server; ``stackcpu.py``), per stored check, sampled every 15 s. Saved to
-bench/out/sustained/<label>.json, label ``<executor>-<place>-<schedule>-<Ks>`` (place:
+bench/out/sustained/<label>.json, label ``<executor>-<place>-<schedule>-<Ks>[+<N>f]`` (place:
 ``--probe-in``, or ``@<location>`` for another location). The stack is stopped at the end unless
 ``--keep``. ``AIRFLOW__...`` and ``SITEWATCH_WORKERS`` variables exported before the run reach the
 stack.
@@ -41,6 +45,7 @@ import psycopg
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import (  # noqa: E402
+    KINDS,
     OUT,
     loadavg,
     machine,
@@ -82,10 +87,10 @@ def site_location(args) -> str | None:
     return None if args.location == LOCAL_LOCATION else args.location
 
 
-def write_checked_sites(path: Path, k: int, url: str, args) -> None:
-    """The sites file for K; exits with the loader's problems if it is not valid (a bad
-    ``--location`` would otherwise leave the stack without the sites' DAGs)."""
-    write_sites(path, k, url, args.schedule, site_location(args))
+def write_checked_sites(path: Path, k: int, url: str, args, flows: int = 0) -> None:
+    """The sites file for K (and ``flows`` flow sites); exits with the loader's problems if it is
+    not valid (a bad ``--location`` would otherwise leave the stack without the sites' DAGs)."""
+    write_sites(path, k, url, args.schedule, site_location(args), flows)
     if issues := load_sites(path).issues:
         sys.exit("\n".join(map(str, issues)))
 
@@ -159,9 +164,12 @@ def results_stats(rows: list[tuple], due: set, minutes: float, start: datetime) 
     }
 
 
-def window_stats(db, start, end, minutes: float, interval: timedelta, checked: dict) -> dict:
+def window_stats(
+    db, start, end, minutes: float, interval: timedelta, checked: dict, dags: str = SITE_DAGS
+) -> dict:
     """What the metadata DB says about runs due in [start, end); ``checked``: (site,
-    scheduled_at) -> checked_at of first attempts, for the phase from task start to probe."""
+    scheduled_at) -> checked_at of first attempts, for the phase from task start to probe;
+    ``dags``: a LIKE pattern of the DAG ids counted (default: every site's)."""
     rows = db.execute(
         """
         SELECT dr.dag_id, dr.logical_date, dr.queued_at, ti.scheduled_dttm, ti.queued_dttm,
@@ -171,7 +179,7 @@ def window_stats(db, start, end, minutes: float, interval: timedelta, checked: d
         WHERE dr.dag_id LIKE %s AND dr.run_after >= %s AND dr.run_after < %s
         ORDER BY dr.dag_id, dr.run_after
         """,
-        (SITE_DAGS, start, end),
+        (dags, start, end),
     ).fetchall()
     phases = {k: [] for k in ("create", "schedule", "queue", "start", "probe", "run")}
     not_started = on_worker = 0
@@ -205,7 +213,7 @@ def window_stats(db, start, end, minutes: float, interval: timedelta, checked: d
         WHERE dag_id LIKE %s AND end_date >= %s AND end_date < %s
           AND state IN ('success', 'failed', 'up_for_retry')
         """,
-        (SITE_DAGS, start, end),
+        (dags, start, end),
     ).fetchone()
     started = len(rows) - not_started
     return {
@@ -239,15 +247,16 @@ def task_log_profile(state: Path, dag_ids: list[str], start: datetime) -> list[d
     return profiles
 
 
-def measure(k: int, args, state: Path, sites: Path, http: int, dbs) -> dict:
-    """One K: wait for its DAGs, warm up, measure the window, judge it once its checks are in."""
+def measure(k: int, args, state: Path, sites: Path, http: int, dbs, flows: int = 0) -> dict:
+    """One window of K single sites (and ``flows`` flow sites): wait for their DAGs, warm up,
+    measure, judge it once its checks are in; with flows, also each kind's figures."""
     meta, results = dbs
     t = time.monotonic()
-    while active_site_dags(meta) < k and time.monotonic() - t < 600:
+    while active_site_dags(meta) < k + flows and time.monotonic() - t < 600:
         time.sleep(5)
     interval = load_sites(sites).sites[0].schedule
     warmup = interval if args.warmup is None else timedelta(minutes=args.warmup)
-    print(f"K={k}: {active_site_dags(meta)} DAGs active, warming up {warmup}", flush=True)
+    print(f"K={k}+{flows}: {active_site_dags(meta)} DAGs active, warming up {warmup}", flush=True)
     time.sleep(warmup.total_seconds())
     start = datetime.now(UTC)
     end = start + timedelta(minutes=args.minutes)
@@ -266,15 +275,42 @@ def measure(k: int, args, state: Path, sites: Path, http: int, dbs) -> dict:
     stats |= cpu_stats(samples, stats["stored"])
     stats["load_avg_1m_mean"] = sum(loads) / len(loads)
     stats["window"] = [start.isoformat(), end.isoformat()]
-    stats["task_logs"] = task_log_profile(
-        state, [site_dag_id(f"s{i:05d}") for i in (0, k - 1)], start
-    )
+    names = [f"{KINDS['single']}{i:05d}" for i in (0, k - 1)]
+    names += [f"{KINDS['flow']}{i:05d}" for i in (0, flows - 1)] if flows else []
+    stats["task_logs"] = task_log_profile(state, [site_dag_id(n) for n in names], start)
+    if flows:
+        window = (rows, due, minutes, start, end, interval)
+        stats["kinds"] = {kind: kind_stats(meta, window, letter) for kind, letter in KINDS.items()}
     return stats
 
 
-def profile(state: Path, label: str, k: int, args) -> dict:
+def kind_stats(meta, window: tuple, letter: str) -> dict:
+    """The figures of one kind of site (names starting with ``letter``) in a window."""
+    rows, due, minutes, start, end, interval = window
+    rows = [row for row in rows if row[0].startswith(letter)]
+    due = {check for check in due if check[0].startswith(letter)}
+    stats = results_stats(rows, due, minutes, start)
+    del stats["series"]  # the window's plot has every check
+    checked = {(site, at): c for site, at, attempt, c in rows if attempt == 1}
+    dags = SITE_DAGS.removesuffix("%") + letter + "%"
+    return stats | window_stats(meta, start, end, minutes, interval, checked, dags)
+
+
+def cpu_by_kind(alone: dict, mixed: dict) -> None:
+    """CPU-seconds per check of each kind in ``mixed`` (the window with flows): a single check's
+    as in ``alone`` (the same K without flows, just before), a flow's the rest of the window's
+    busy CPU-seconds over its stored flows."""
+    single, flow = mixed["kinds"]["single"], mixed["kinds"]["flow"]
+    single["cpu_s_per_check"] = per_single = alone["cpu_s_per_check"]
+    flow["cpu_s_per_check"] = None
+    if per_single is not None and flow["stored"]:
+        rest = mixed["cpu_busy_s"] - per_single * single["stored"]
+        flow["cpu_s_per_check"] = rest / flow["stored"]
+
+
+def profile(state: Path, label: str, key: str, args) -> dict:
     """py-spy over every Airflow tree of the stack for ``--profile`` seconds (bench/pyspy.py)."""
-    raw = OUT / args.results / f"profile-{label}-{k}.txt"
+    raw = OUT / args.results / f"profile-{label}-{key}.txt"
     return summarize(record(airflow_roots(state), args.profile, raw))
 
 
@@ -290,6 +326,13 @@ def parse_args() -> argparse.Namespace:
         help=f"every site's location (default {LOCAL_LOCATION}: no locations key)",
     )
     parser.add_argument("--minutes", type=float, default=5)
+    parser.add_argument(
+        "--flows",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after each K's window, one more with N 3-step flow sites beside the K (default 0)",
+    )
     parser.add_argument("--warmup", type=float, help="minutes (default: one interval)")
     parser.add_argument("--state", help="stack state (default: bench/out/stack/<label>)")
     parser.add_argument("--label", help="default: <executor>-<place>-<schedule>-<ks>")
@@ -307,9 +350,31 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def report(label: str, key: str, stats: dict) -> None:
+    """The window's line, then one line per kind when it had flows."""
+    print(
+        f"{label} K={key}: due {stats['due_per_min']:.0f}/min, stored "
+        f"{stats['stored_per_min']:.0f}/min, TIs {stats['completed_per_min']:.0f}/min, "
+        f"lag p50 {stats['lag_p50']} p95 {stats['lag_p95']}, missed "
+        f"{stats['missed_runs']}, not stored {stats['not_stored']}, CPU "
+        f"{stats['cpu_busy_pct']:.0f}% {stats['cpu_s_per_check']} s/check, "
+        f"load {loadavg()}",
+        flush=True,
+    )
+    for kind, figures in stats.get("kinds", {}).items():
+        print(
+            f"  {kind}: due {figures['due_per_min']:.0f}/min, stored "
+            f"{figures['stored_per_min']:.0f}/min, lag p50 {figures['lag_p50']} p95 "
+            f"{figures['lag_p95']}, missed {figures['missed_runs']}, not stored "
+            f"{figures['not_stored']}, CPU {figures['cpu_s_per_check']} s/check",
+            flush=True,
+        )
+
+
 def main() -> None:
     args = parse_args()
     label = args.label or "-".join([args.executor, place(args), args.schedule, *map(str, args.ks)])
+    label += f"+{args.flows}f" if args.flows and not args.label else ""
     state = Path(args.state or OUT / "stack" / label)
     stack = bench_stack(state, args.executor, args.probe_in)
     sites = stack.sites
@@ -326,28 +391,25 @@ def main() -> None:
         "location": args.location,
         "place": place(args),
         "schedule": args.schedule,
-        "ks": {},
+        "flows": args.flows,
+        "ks": {},  # "<K>" or, the same K with flows beside it, "<K>+<flows>"
     }
     try:
         stack.run()
         if args.executor == "celery":
             results |= celery_facts(stack)
         with stack.metadata() as meta, stack.results(autocommit=True) as stored:
-            for k in args.ks:
-                write_checked_sites(sites, k, url, args)
-                stats = measure(k, args, state, sites, http.pid, (meta, stored))
+            # each K alone, then (with --flows) the same K with the flow sites beside it
+            for k, flows in [(k, f) for k in args.ks for f in sorted({0, args.flows})]:
+                write_checked_sites(sites, k, url, args, flows)
+                stats = measure(k, args, state, sites, http.pid, (meta, stored), flows)
+                key = f"{k}+{flows}" if flows else str(k)
                 if args.profile:
-                    stats["profile"] = profile(state, label, k, args)
-                results["ks"][k] = stats
-                print(
-                    f"{label} K={k:>4d}: due {stats['due_per_min']:.0f}/min, stored "
-                    f"{stats['stored_per_min']:.0f}/min, TIs {stats['completed_per_min']:.0f}/min, "
-                    f"lag p50 {stats['lag_p50']} p95 {stats['lag_p95']}, missed "
-                    f"{stats['missed_runs']}, not stored {stats['not_stored']}, CPU "
-                    f"{stats['cpu_busy_pct']:.0f}% {stats['cpu_s_per_check']} s/check, "
-                    f"load {loadavg()}",
-                    flush=True,
-                )
+                    stats["profile"] = profile(state, label, key, args)
+                if flows:
+                    cpu_by_kind(results["ks"][str(k)], stats)
+                results["ks"][key] = stats
+                report(label, key, stats)
                 save(f"{args.results}/{label}", results)
     finally:
         if not args.keep:
