@@ -243,7 +243,7 @@ def test_the_incident_dag_records_the_triggering_user_and_takes_over(
     [
         ({"page": "gone"}, "page 'gone' is not in the sites file"),  # since the form was made
         ({"title": None}, "a new incident needs a title"),
-        ({"components": ["Blog"]}, "not components of page status: 'Blog'"),
+        ({"components": ["Docs"]}, "not components of page status: 'Docs'"),
         ({"title": "a\x1bb"}, "title contains U+001B (a control character)"),
         ({"text": "   "}, "an update needs a text"),
     ],
