@@ -140,9 +140,11 @@ def checks(stack: Stack, prefix: str) -> dict[tuple, tuple]:
     return {row[:3]: row[3:] for row in rows}
 
 
-def trigger_started(stack: Stack, dag_id: str, run_id: str, timeout: float = 60) -> datetime:
+def trigger_started(stack: Stack, dag_id: str, run_id: str, timeout: float = 180) -> datetime:
     """When the triggerer started the run's first try: its "trigger … starting" line, in the log
-    the triggerer writes out once the trigger is done (``attempt=1.log.trigger.<job>.log``)."""
+    the triggerer writes out once the trigger is done (``attempt=1.log.trigger.<job>.log``; a
+    loaded triggerer wrote one of the window's last checks more than a minute after it was
+    stored)."""
     folder = stack.state / "airflow" / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
     deadline = time.monotonic() + timeout
     while True:
