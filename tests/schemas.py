@@ -96,3 +96,16 @@ def _pg_dump() -> str:
     if found is None:
         raise RuntimeError("pg_dump not found: install PostgreSQL's client programs")
     return found
+
+
+def store_as_old_drain(conn: psycopg.Connection, at: datetime, site: str = "old") -> None:
+    """One up check of ``site`` at ``at``, inserted as a drain from before the optional columns
+    (location, maintenance, run_id, steps, tls_version) would: only the columns it always had."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT site_checks_create_partitions(ARRAY[%s::date])", (at.date(),))
+        cur.execute(
+            "INSERT INTO site_checks (site, url, scheduled_at, attempt, final, checked_at, up)"
+            " VALUES (%s, %s, %s, 1, true, %s, true)",
+            (site, f"https://{site}.example/", at, at),
+        )
+    conn.commit()

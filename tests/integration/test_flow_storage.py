@@ -11,6 +11,7 @@ import pytest
 from sitewatch.observation import Observation, fast_row
 from sitewatch.storage.checks import StoreResult, store_batch, store_rows
 from tests.builders import T0, observation
+from tests.schemas import store_as_old_drain
 
 pytestmark = pytest.mark.services
 
@@ -87,13 +88,6 @@ def test_a_message_from_before_flows_stores_null(db):
 
 
 def test_a_row_written_by_a_drain_before_migration_12_has_no_steps(db):
-    with db.cursor() as cur:
-        cur.execute("SELECT site_checks_create_partitions(ARRAY[%s::date])", (T0.date(),))
-        cur.execute(
-            "INSERT INTO site_checks (site, url, scheduled_at, attempt, final, checked_at, up)"
-            " VALUES ('old', 'https://old.example/', %s, 1, true, %s, true)",
-            (T0, T0),
-        )
-    db.commit()
+    store_as_old_drain(db, T0)
     store_batch(db, [observation("api", steps=STEPS)])
     assert steps_of(db) == {"api": STEPS, "old": None}

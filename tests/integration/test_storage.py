@@ -289,14 +289,7 @@ def test_two_locations_of_one_attempt_are_two_rows_and_each_is_stored_once(db):
 
 def test_a_location_sent_by_no_producer_is_the_column_default(db):
     # A drain of the previous version copies no location: the row is the local location's.
-    with db.cursor() as cur:
-        cur.execute("SELECT site_checks_create_partitions(ARRAY[%s::date])", (T0.date(),))
-        cur.execute(
-            "INSERT INTO site_checks (site, url, scheduled_at, attempt, final, checked_at, up)"
-            " VALUES ('old', 'https://old.example/', %s, 1, true, %s, true)",
-            (T0, T0),
-        )
-    db.commit()
+    schemas.store_as_old_drain(db, T0)
     assert [(o.site, o.location) for o in as_observations(stored(db))] == [("old", "local")]
     # ...and the same attempt stored again by the new drain is a duplicate of it
     obs = full(0, site="old", scheduled_at=T0, attempt=1)
@@ -306,14 +299,7 @@ def test_a_location_sent_by_no_producer_is_the_column_default(db):
 def test_a_check_from_a_drain_before_migration_13_has_no_tls_version(db):
     # A drain of the previous version copies no tls_version: the row reads None, as its message
     # would have (the field is optional), and the new drain's checks keep theirs.
-    with db.cursor() as cur:
-        cur.execute("SELECT site_checks_create_partitions(ARRAY[%s::date])", (T0.date(),))
-        cur.execute(
-            "INSERT INTO site_checks (site, url, scheduled_at, attempt, final, checked_at, up)"
-            " VALUES ('old', 'https://old.example/', %s, 1, true, %s, true)",
-            (T0, T0),
-        )
-    db.commit()
+    schemas.store_as_old_drain(db, T0)
     store_batch(db, [full(1, site="new")])
     versions = {o.site: o.tls_version for o in as_observations(stored(db))}
     assert versions == {"old": None, "new": "TLSv1.3"}
