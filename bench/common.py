@@ -11,6 +11,7 @@ import platform
 import socket
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -283,6 +284,15 @@ def serve_api(port: int = 0) -> tuple[socket.socket, str]:
     return listener, base.rstrip("/")
 
 
+def start_server(mode: str) -> tuple[subprocess.Popen, str]:
+    """``python bench/common.py <mode> 0`` in a process of its own (``serve-plain``,
+    ``serve-api``): the process and the base URL it printed."""
+    proc = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), mode, "0"], stdout=subprocess.PIPE, text=True
+    )
+    return proc, proc.stdout.readline().strip()
+
+
 def _serve_socket(port: int, respond) -> tuple[socket.socket, str]:
     """Answer each request on 127.0.0.1 with ``respond(method, target, headers, body)`` (header
     names lower-case), a thread per connection, keep-alive."""
@@ -358,8 +368,6 @@ def write_sites(
 
 if __name__ == "__main__":
     # python bench/common.py serve PORT: run the HTTP server in the foreground
-    import sys
-
     if sys.argv[1:2] == ["serve"]:
         srv, base = serve(int(sys.argv[2]))
         print(base, flush=True)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 
@@ -37,6 +36,7 @@ from common import (  # noqa: E402
     median,
     percentile,
     save,
+    start_server,
 )
 
 from sitewatch.config.loader import load_text  # noqa: E402
@@ -46,15 +46,6 @@ from sitewatch.probe.http import probe  # noqa: E402
 WARMUP = 20  # flows of each way per run, not counted
 SECRETS = {"SITEWATCH_SECRET_BENCH_PASSWORD": API_PASSWORD}
 KEYS = ("sitewatch", "sitewatch_cpu", "sitewatch_response", "bare", "bare_cpu")
-
-
-def start_server():
-    proc = subprocess.Popen(
-        [sys.executable, os.path.join(os.path.dirname(__file__), "common.py"), "serve-api", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    return proc, proc.stdout.readline().strip()
 
 
 def sitewatch_flow(site) -> float:
@@ -112,7 +103,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--flows", type=int, default=600, help="of each way per run")
     args = parser.parse_args()
-    proc, base = start_server()
+    proc, base = start_server("serve-api")
     loaded = load_text("sites:\n" + "\n".join(flow_site("bench-flow", base)) + "\n", "bench")
     if loaded.issues:
         sys.exit("\n".join(map(str, loaded.issues)))

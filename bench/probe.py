@@ -13,28 +13,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 
 import requests
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import loadavg, machine, median, percentile, save  # noqa: E402
+from common import loadavg, machine, median, percentile, save, start_server  # noqa: E402
 
 from sitewatch.config.loader import site_for_url  # noqa: E402
 from sitewatch.probe.http import probe  # noqa: E402
 
 SAMPLES = {0: 200, 50: 60, 200: 30}  # per run and per way
-
-
-def start_server():
-    proc = subprocess.Popen(
-        [sys.executable, os.path.join(os.path.dirname(__file__), "common.py"), "serve-plain", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    return proc, proc.stdout.readline().strip()
 
 
 def one_run(base: str, delay: int, count: int) -> dict:
@@ -64,7 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    proc, base = start_server()
+    proc, base = start_server("serve-plain")
     results: dict = {d: [] for d in SAMPLES}
     loads = []
     try:
