@@ -3,12 +3,15 @@
     python bench/report.py
 
 Each benchmark saves bench/out/<name>.json; this renders whichever exist, followed by the
-hand-written analysis in bench/notes.md.
+hand-written analysis in bench/notes.md. Each part's section sits between ``<!-- part:NAME -->``
+markers; a part without results in bench/out keeps its section of the previous results.md, so
+one part run in a fresh checkout replaces its own section only.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -17,6 +20,8 @@ from common import OUT, ROOT  # noqa: E402
 from report_sustained import sustained_section  # noqa: E402
 
 BENCH = ROOT / "bench"
+# The parts in results.md's order; each section sits between <!-- part:NAME --> markers.
+PARTS = ("drain", "probe", "parse", "parse_cache", "sustained", "metrics", "burn", "flow", "status")
 
 
 def load(name: str) -> dict | None:
@@ -414,6 +419,66 @@ def flow_section(f: dict) -> list[str]:
     return out
 
 
+def status_section(s: dict) -> list[str]:
+    """Section 8: the public status page's render and publish, its queries' plans, its sizes."""
+    d, page, st, big, small = s["data"], s["page"], s["stats"], s["files"], s["small"]
+    out = [
+        "## 8. Status page",
+        "",
+        f"Run {s['machine']['date']}. The `sitewatch_status_page` DAG's work for one page of "
+        f"{page['components']:,} components ({page['groups']} of them groups of "
+        f"{page['group_size']} sites, {page['charted']} with the response-time chart, "
+        f"{page['several']} sites checked from two locations) over {d['rows']:,} stored checks "
+        f"of {d['sites']:,} sites (90 days; burn.py's loader, through the insert trigger that "
+        "keeps the daily rollup, then maintenance's `refresh_hourly`), with "
+        f"{d['incidents']} incidents, {d['mutes']} mutes and {d['windows']} sites with "
+        "maintenance windows (`bench/status_page.py`): a new connection, `status.read.read_page`, "
+        "`status.files.page_files`, then `publish_files` to a local folder, as the DAG's task "
+        f"runs them. {s['runs']} runs after {s['warmup']} of warm-up. Load average before · "
+        f"after: {' · '.join(s['load'])}.",
+        "",
+        "| step | median ms | max ms | min ms |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for step, row in st.items():
+        label = f"**{step}**" if step == "total" else step
+        out.append(
+            f"| {label} | {row['median'] * 1000:,.0f} | {row['max'] * 1000:,.0f} | "
+            f"{row['min'] * 1000:,.0f} |"
+        )
+    total = st["total"]
+    reads = (
+        "**none reads `site_checks`**"
+        if not s["reads_site_checks"]
+        else "**one reads `site_checks`**"
+    )
+    out += [
+        "",
+        f"**Render + publish: {total['median']:.2f} s median, {total['max']:.2f} s max** (target "
+        f"under 2 s): {big['count']:,} files, {big['bytes']:,} bytes. `index.html`: "
+        f"{big['index_html']:,} bytes ({big['index_html_gzip']:,} gzipped) for "
+        f"{page['components']:,} components; {small['index_html']:,} bytes "
+        f"({small['index_html_gzip']:,} gzipped) for a page of {small['components']} "
+        "(target under 100 KB).",
+        "",
+        f"The render's {len(s['plans'])} queries, each EXPLAIN (ANALYZE, BUFFERS) after its "
+        f"transaction's settings: {reads}.",
+        "",
+        "| function | execution ms | shared buffers hit · read | relations |",
+        "| --- | ---: | ---: | --- |",
+    ]
+    for plan in s["plans"]:
+        relations = ", ".join(f"`{r}`" for r in plan["relations"])
+        out.append(
+            f"| `{plan['function']}` | {plan['execution_ms']:.1f} | "
+            f"{plan['shared_hit']:,} · {plan['shared_read']:,} | {relations} |"
+        )
+    for plan in s["plans"]:
+        out += ["", f"<details><summary>{plan['function']} plan</summary>", "", "```"]
+        out += [plan["text"], "```", "", "</details>"]
+    return [*out, ""]
+
+
 def times(ratio: float) -> str:
     return f"{ratio:,.0f}×" if ratio >= 100 else f"{ratio:.1f}×"
 
@@ -425,45 +490,62 @@ def ms(seconds: float) -> str:
 
 
 def main() -> None:
-    sections = ["# sitewatch benchmarks: results", ""]
-    parts = {name: load(name) for name in ("drain", "probe", "parse", "parse_cache")}
-    metrics = load("metrics")  # its section names its own run's date
     sustained = [json.loads(p.read_text()) for p in (OUT / "sustained").glob("*.json")]
     sustained.sort(key=lambda r: min(s["window"][0] for s in r["ks"].values()))  # run order
-    flow = load("flow")
-    first = next((p for p in [*parts.values(), *sustained, metrics, load("burn"), flow] if p), None)
+    found = {name: load(name) for name in PARTS if name != "sustained"}
+    first = next((p for p in [*found.values(), *sustained] if p), None)
     if first is None:
         sys.exit("no results in bench/out: run `make bench` first")
-    sections += [
+    renderers = {
+        "drain": drain_section,
+        "probe": probe_section,
+        "parse": parse_section,
+        "parse_cache": parse_cache_section,
+        "metrics": metrics_section,
+        "burn": burn_section,
+        "flow": flow_section,
+        "status": status_section,
+    }
+    fresh = {name: renderers[name](data) for name, data in found.items() if data}
+    if sustained:
+        fresh["sustained"] = sustained_section(sustained)
+    kept = kept_sections(BENCH / "results.md")
+    sections = [
+        "# sitewatch benchmarks: results",
+        "",
         "Generated by `bench/report.py` from `bench/out/*.json`; how to run: `bench/README.md`. "
         "Every ratio compares ways measured side by side in the same run, and each table gives "
         "the load average while it ran. This VM's speed varies from minute to minute, which is "
-        "why the ways are interleaved and every table shows the spread.",
+        "why the ways are interleaved and every table shows the spread. A part without results "
+        "in `bench/out/` keeps its section from the previous `results.md` (each section names "
+        "its run's date).",
         "",
         *machine_section(first["machine"]),
         "",
     ]
-    if parts["drain"]:
-        sections += drain_section(parts["drain"])
-    if parts["probe"]:
-        sections += probe_section(parts["probe"])
-    if parts["parse"]:
-        sections += parse_section(parts["parse"])
-    if parts["parse_cache"]:
-        sections += parse_cache_section(parts["parse_cache"])
-    sections += sustained_section(sustained)
-    if metrics:
-        sections += metrics_section(metrics)
-    burn = load("burn")
-    if burn:
-        sections += burn_section(burn)
-    if flow:
-        sections += flow_section(flow)
+    for name in PARTS:
+        lines = fresh.get(name) or kept.get(name)
+        if lines:
+            body = "\n".join(lines).strip("\n")
+            sections += [f"<!-- part:{name} -->", body, f"<!-- /part:{name} -->", ""]
     notes = BENCH / "notes.md"
     if notes.exists():
         sections += [notes.read_text()]
     (BENCH / "results.md").write_text("\n".join(sections).rstrip() + "\n")
-    print(f"wrote {BENCH / 'results.md'}")
+    print(f"wrote {BENCH / 'results.md'} (new: {', '.join(fresh)})")
+
+
+def kept_sections(path: Path) -> dict[str, list[str]]:
+    """Each part's section of an existing results.md, between its ``<!-- part:NAME -->``
+    markers: kept for a part whose results are not in bench/out (a fresh checkout that ran
+    one part)."""
+    text = path.read_text() if path.exists() else ""
+    return {
+        found[1]: found[2].strip("\n").split("\n")
+        for found in re.finditer(
+            r"^<!-- part:(\w+) -->\n(.*?)^<!-- /part:\1 -->$", text, re.M | re.S
+        )
+    }
 
 
 if __name__ == "__main__":
