@@ -292,3 +292,25 @@ def test_a_detail_is_bounded_whatever_the_value(api):
     obs = check(api, "/long", {"json": "$.name", "equals": "short"})
     assert obs.error_detail.startswith('json $.name: expected "short", got "xxxx')
     assert obs.error_detail.endswith("…") and len(obs.error_detail) < 120
+
+
+def test_a_schema_pattern_is_searched_within_the_deadline(api):
+    schema = {"type": "array", "items": {"type": "string", "pattern": "^(a|aa)+(a|aa)+(a|aa)+b$"}}
+    started = time.monotonic()
+    obs = check(api, "/strings", {"json_schema": schema}, timeout=1.0)
+    assert time.monotonic() - started < 3
+    assert (obs.up, obs.error) == (False, "assertion")
+    assert obs.error_detail in (  # the search or the wait for it gives up first
+        "json_schema: ran out of time",
+        "json_schema: not finished within the deadline (1 s left)",
+    )
+    letters = {"type": "array", "items": {"pattern": "^a+!$"}}
+    assert check(api, "/strings", {"json_schema": letters}).up
+    down(
+        check(
+            api,
+            "/doc",
+            {"json_schema": {"properties": {"data": {"properties": {"name": {"pattern": "^x"}}}}}},
+        ),
+        "json_schema: at $.data.name: \"shop\" does not match '^x'",
+    )

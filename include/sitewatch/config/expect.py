@@ -293,25 +293,35 @@ def check_schema(schema: Any) -> None:
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.path)
         detail = " ".join(exc.message.split())[:200]
         raise Invalid(f"invalid JSON Schema at json_schema{where}: {detail}") from None
-    if outside := _outside_reference(schema):
-        raise Invalid(
-            f"$ref {outside[:100]!r} points outside the schema; only references inside it"
-            " (starting with #) are resolved, nothing is fetched"
-        )
+    if problem := _unsafe(schema):
+        raise Invalid(problem)
 
 
-def _outside_reference(node: Any) -> str | None:
-    """The first ``$ref`` in ``node`` that does not start with ``#``, or None."""
+_INSTANCES = ("const", "enum", "default", "examples")  # values, not schemas
+
+
+def _unsafe(node: Any) -> str | None:
+    """Why the probe could not evaluate ``node`` safely, or None: a ``$ref`` outside it (nothing
+    is fetched), ``patternProperties`` (the library runs those regexes with no time bound, so a
+    response's keys could hold a probe)."""
     if isinstance(node, dict):
         ref = node.get("$ref")
         if isinstance(ref, str) and not ref.startswith("#"):
-            return ref
-        children = node.values()
+            return (
+                f"$ref {ref[:100]!r} points outside the schema; only references inside it"
+                " (starting with #) are resolved, nothing is fetched"
+            )
+        if "patternProperties" in node:
+            return (
+                "patternProperties is not supported: its regexes run with no time bound;"
+                " use propertyNames with a pattern"
+            )
+        children = [v for k, v in node.items() if k not in _INSTANCES]
     elif isinstance(node, list):
         children = node
     else:
         return None
-    return next((found for child in children if (found := _outside_reference(child))), None)
+    return next((found for child in children if (found := _unsafe(child))), None)
 
 
 _CHECKS = {

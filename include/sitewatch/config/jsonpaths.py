@@ -60,6 +60,12 @@ class _Bounded:
             raise PathTimeout("a JSONPath filter regex ran out of time") from exc
 
 
+def bounded_search(pattern, value: str):
+    """``pattern.search(value)`` (a ``regex`` pattern) within the thread's ``regex_deadline``;
+    raises PathTimeout when it runs out."""
+    return _Bounded(pattern).search(value)
+
+
 class _BoundedMatch(Match):
     def check_cache(self, pattern: str):
         compiled = super().check_cache(pattern)

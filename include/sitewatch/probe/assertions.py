@@ -17,14 +17,14 @@ import functools
 import itertools
 import json
 import operator
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sitewatch.config.expect import Assertion
-from sitewatch.config.jsonpaths import PathTimeout, compile_path, regex_deadline
+from sitewatch.config.jsonpaths import PathTimeout, bounded_search, compile_path, regex_deadline
 from sitewatch.config.key_checks import compile_pattern
+from sitewatch.probe import offload
 from sitewatch.probe.failures import Failure, clean
 from sitewatch.probe.timing import Deadline
 
@@ -74,18 +74,12 @@ def evaluate(
     """
     results: list[Result] = []
     budget = max(deadline.remaining(), _MIN_SECONDS)
-    done = threading.Event()
 
     def run() -> None:
-        try:
-            with regex_deadline(budget):
-                _evaluate(assertions, response, deadline, results, document)
-        finally:
-            done.set()
+        with regex_deadline(budget):
+            _evaluate(assertions, response, deadline, results, document)
 
-    thread = threading.Thread(target=run, name="sitewatch-assertions", daemon=True)
-    thread.start()
-    done.wait(budget)
+    offload.run(run, budget)
     seen = list(results)
     if len(seen) < len(assertions) and (not seen or seen[-1].passed):
         stuck = assertions[len(seen)]
@@ -358,12 +352,25 @@ def _schema(assertion: Assertion, _response, document: Document, _deadline) -> s
 def _validator(schema_text: str):
     """A validator for the schema (JSON text), of the draft its ``$schema`` names (else 2020-12).
 
-    Its registry is empty, so a ``$ref`` outside the schema fails instead of being fetched.
+    Its registry is empty, so a ``$ref`` outside the schema fails instead of being fetched. Its
+    ``pattern`` searches run on the deadline (validation refused ``patternProperties``, whose
+    regexes the library runs unbounded).
     """
     from jsonschema import validators
 
     schema = json.loads(schema_text)
-    return validators.validator_for(schema)(schema)
+    bounded = validators.extend(validators.validator_for(schema), {"pattern": _pattern})
+    return bounded(schema)
+
+
+def _pattern(validator, pattern: str, instance: Any, _schema):
+    """The ``pattern`` keyword, searched with the ``regex`` module within the deadline."""
+    from jsonschema import ValidationError
+
+    if validator.is_type(instance, "string") and not bounded_search(
+        compile_pattern(pattern), instance
+    ):
+        yield ValidationError(f"{_show(instance)} does not match {pattern!r:.60}")
 
 
 _CHECKS = {

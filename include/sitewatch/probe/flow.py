@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
 from dataclasses import dataclass, field
 from time import perf_counter
 from urllib.parse import quote
@@ -29,6 +28,7 @@ from sitewatch.config.key_checks import compile_pattern
 from sitewatch.config.secrets import Secrets
 from sitewatch.config.steps import REFERENCE, Extract, Step
 from sitewatch.observation import Observation
+from sitewatch.probe import offload
 from sitewatch.probe.assertions import (
     Document,
     Response,
@@ -261,10 +261,7 @@ def _extract_all(
                     outcome.append(Failure(_EXTRACT, detail))
                     return
 
-    thread = threading.Thread(target=run, name="sitewatch-extract", daemon=True)
-    thread.start()
-    thread.join(budget)
-    if thread.is_alive():
+    if not offload.run(run, budget):
         return {}, timed_out(deadline.seconds, "extracting values")
     return dict(found), outcome[0] if outcome else None
 

@@ -10,10 +10,10 @@ spent (it holds nothing but the decoded text), and the attempt has already retur
 from __future__ import annotations
 
 import codecs
-import threading
 from email.message import Message
 
 from sitewatch.config.key_checks import compile_pattern
+from sitewatch.probe import offload
 from sitewatch.probe.failures import Failure
 from sitewatch.probe.timing import Deadline
 
@@ -87,9 +87,6 @@ def search(pattern: str, text: str, deadline: Deadline):
         except TimeoutError:
             outcome["timeout"] = True
 
-    thread = threading.Thread(target=run, name="sitewatch-regex", daemon=True)
-    thread.start()
-    thread.join(budget + _GRACE)
-    if thread.is_alive() or "match" not in outcome:
+    if not offload.run(run, budget + _GRACE) or "match" not in outcome:
         raise Failure("regex", f"regex search timed out after {budget:.2g} s")
     return outcome["match"]

@@ -1,8 +1,9 @@
 """One deadline per attempt, the trace of what the transport saw, and the watchdog that enforces it.
 
-The watchdog is a timer thread that, at the deadline, shuts down every socket the attempt opened:
-a read blocked on a server that drips one byte a second returns EOF at once, and the trace's
-``aborted`` flag tells the caller that EOF was ours, not the server's.
+The watchdog (``offload.after``: one timer thread for every attempt) shuts down, at the deadline,
+every socket the attempt opened: a read blocked on a server that drips one byte a second returns
+EOF at once, and the trace's ``aborted`` flag tells the caller that EOF was ours, not the
+server's.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from time import perf_counter
 
+from sitewatch.probe import offload
 from sitewatch.probe.chain import Handshake
 
 
@@ -89,13 +91,9 @@ def _shutdown(sock: socket.socket) -> None:
 
 @contextmanager
 def watchdog(trace: Trace) -> Iterator[None]:
-    """Abort ``trace`` when its deadline passes; the timer thread is joined on exit."""
-    timer = threading.Timer(trace.deadline.remaining(), trace.abort)
-    timer.name = "sitewatch-watchdog"
-    timer.daemon = True
-    timer.start()
+    """Abort ``trace`` when its deadline passes, unless the block ended first."""
+    cancel = offload.after(trace.deadline.remaining(), trace.abort)
     try:
         yield
     finally:
-        timer.cancel()
-        timer.join()
+        cancel()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import socket
 import ssl
-import threading
+from http.cookiejar import DefaultCookiePolicy, request_port
 from time import perf_counter
 
 import requests
@@ -36,7 +36,7 @@ from urllib3.util.ssl_ import create_urllib3_context, resolve_cert_reqs, resolve
 
 from sitewatch import __version__
 from sitewatch.names import LOCAL_LOCATION
-from sitewatch.probe import chain
+from sitewatch.probe import chain, offload
 from sitewatch.probe.failures import HANDSHAKE, Failure
 from sitewatch.probe.timing import DNSTimeout, Trace
 
@@ -46,7 +46,7 @@ _MIN_TIMEOUT = 0.001  # a socket timeout of 0 would mean non-blocking, not "no t
 def resolve(host: str, port: int, timeout: float | None) -> tuple[list, float]:
     """getaddrinfo bounded by ``timeout``; returns the addresses and the lookup's duration (s).
 
-    getaddrinfo cannot be interrupted, so it runs in a daemon thread that we stop waiting for at
+    getaddrinfo cannot be interrupted, so it runs on a helper thread that we stop waiting for at
     the deadline. Trade-off: a hung resolver leaves that thread alive until the system resolver's
     own timeout; it holds no socket of ours.
     """
@@ -63,10 +63,7 @@ def resolve(host: str, port: int, timeout: float | None) -> tuple[list, float]:
             box["error"] = socket.gaierror(socket.EAI_NONAME, f"invalid host name ({reason})")
         box["seconds"] = perf_counter() - started
 
-    thread = threading.Thread(target=lookup, name="sitewatch-dns", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
+    if not offload.run(lookup, timeout):
         raise DNSTimeout(f"no DNS answer for {host} within {timeout:g} s")
     if "error" in box:
         raise box["error"]
@@ -226,6 +223,25 @@ class _Session(requests.Session):
         return iter(())
 
 
+class _OriginCookies(DefaultCookiePolicy):
+    """Cookies go back only to the port that set them, and one set over https only over https.
+
+    RFC 6265 sends a host's cookies to every port of it, and a cookie set over https without
+    ``Secure`` to plain http too: a redirect to another service on the same host (or to http)
+    would carry a session cookie that ``fetch`` holds back when it is written as a ``Cookie``
+    header, and with it a flow's token when the login also set it as a cookie. Both are marked
+    on the cookie as it is stored (as if it had said ``Port`` and ``Secure``), so the standard
+    checks refuse it elsewhere, in the copy of the jar requests makes for every request too.
+    """
+
+    def set_ok(self, cookie, request) -> bool:
+        if not super().set_ok(cookie, request):
+            return False
+        cookie.port, cookie.port_specified = request_port(request), True
+        cookie.secure = cookie.secure or request.type == "https"
+        return True
+
+
 def user_agent(location: str) -> str:
     """``sitewatch/<version> (location <location>)``: a site's operator can tell the monitor's
     requests apart from the rest, and each location's from the others' (to allow-list them, or to
@@ -237,11 +253,13 @@ def open_session(trace: Trace, location: str = LOCAL_LOCATION) -> requests.Sessi
     """A requests session for one attempt; close it (``with``) to close every socket.
 
     ``trust_env`` is off: a monitor must not pick up the worker's proxies or ``.netrc`` credentials.
+    A cookie goes back only to the port and scheme that set it (``_OriginCookies``).
     The probe applies ``REQUESTS_CA_BUNDLE`` itself. The session's User-Agent is ``user_agent``'s
     for ``location``; a header the request sets itself (a site's own User-Agent) replaces it.
     """
     session = _Session()
     session.trust_env = False
+    session.cookies.set_policy(_OriginCookies())
     session.headers["User-Agent"] = user_agent(location)
     adapter = _TracingAdapter(trace)
     session.mount("http://", adapter)
