@@ -300,9 +300,8 @@ def test_a_schema_pattern_is_searched_within_the_deadline(api):
     obs = check(api, "/strings", {"json_schema": schema}, timeout=1.0)
     assert time.monotonic() - started < 3
     assert (obs.up, obs.error) == (False, "assertion")
-    assert obs.error_detail in (  # the search or the wait for it gives up first
-        "json_schema: ran out of time",
-        "json_schema: not finished within the deadline (1 s left)",
+    assert obs.error_detail.startswith(  # the search or the wait for it gives up first
+        ("json_schema: ran out of time", "json_schema: not finished within the deadline")
     )
     letters = {"type": "array", "items": {"pattern": "^a+!$"}}
     assert check(api, "/strings", {"json_schema": letters}).up
