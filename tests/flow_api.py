@@ -1,5 +1,5 @@
 """A local JSON API for the flow tests: log in for a token, create, read and delete an item, and a
-few hostile routes (a token sent on to another origin, a 10 MB token, an answer that is not JSON).
+few hostile routes (a token sent on to another origin, an answer that is not JSON).
 Every request is recorded (method, path, headers, body), so tests see what reached the server.
 """
 
@@ -55,8 +55,6 @@ def _api(handler: _Handler, body: str):
         return 200, {"token": TOKEN, "owner": TOKEN}
     if path == "/html":
         return 200, b"<html><body>maintenance</body></html>", {"Content-Type": "text/html"}
-    if path == "/huge":
-        return 200, json.dumps({"token": "x" * 10 * 1024 * 1024}).encode()
     if path == "/away":  # sends whoever follows to the other origin, keeping the method
         return 307, b"", {"Location": handler.server.other + "/collect"}
     if path.startswith("/echo"):  # what a value became on the way: the path it was sent in

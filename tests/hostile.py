@@ -4,13 +4,18 @@ Each behaviour is a function ``(sock, stopping)`` run in its own thread for each
 probe opens (``HostileServer``, or ``raw_servers`` for several at once). ``TARGETS`` lists every
 hostile target with the error the probe must classify it as: the faults suite probes all of them in
 one worker process to measure its peak memory; the unit suite probes some of these behaviours one
-at a time (tests/unit/test_probe.py, test_probe_hostile.py).
+at a time (tests/unit/test_probe.py, test_probe_hostile.py). A flow target runs a site's steps
+against its server instead of one request; the other origin its server redirects a token to is
+the one ``Recorder``, which keeps every request it receives.
 """
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 import os
+import re
 import socket
 import socketserver
 import ssl
@@ -20,6 +25,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from urllib.parse import parse_qs, quote, unquote
 
 DRIP_SECONDS = 0.2  # between bytes: every read succeeds, only the deadline can end the probe
 BOMB_DECODED = 10 * 2**30  # what the gzip bomb decodes to: 10 GiB of zeros
@@ -346,6 +352,152 @@ def resets_at_once(sock, _stopping):
     _reset(sock)
 
 
+# --- flows: a site's steps against hostile servers ----------------------------------------------
+
+# What token_api's login hands out: "/", "+" and "=" stay encoded in a URL, "\/" may escape it in
+# JSON. Its first characters ("flowtok") must appear nowhere else in a record or a request.
+TOKEN = "flowtok/9e2b+7c1d=="
+HUGE_VALUE = 10 * 2**20  # characters of the value in a 10 MiB answer
+# a body cap above the 10 MiB answers: the body is read whole, the value's own limit refuses it
+ROOM_FOR_HUGE = {"max_body_bytes": 20 * 2**20}
+RECORDER = "recorder"  # start_all's name for the one recording server (``Recorder``)
+_JSON = "Content-Type: application/json\r\n"
+
+
+def _read_whole_request(sock: socket.socket) -> tuple[bytes, bytes]:
+    """The request's head and its body (as much as Content-Length announces, at most 1 MiB)."""
+    head, _, body = _read_request(sock).partition(b"\r\n\r\n")
+    announced = re.search(rb"(?im)^content-length:[ \t]*(\d{1,9})[ \t]*\r?$", head)
+    wanted = min(int(announced[1]), 2**20) if announced else 0
+    while len(body) < wanted:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head, body
+
+
+def _send(sock: socket.socket, status: str, body: bytes = b"", headers: str = "") -> None:
+    sock.sendall(
+        f"HTTP/1.1 {status}\r\n{headers}Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n".encode()
+        + body
+    )
+
+
+def _target_of(head: bytes) -> str:
+    return head.split(b" ", 2)[1].decode("latin-1") if head.count(b" ") >= 2 else "/"
+
+
+def _huge(content_type: str, before: bytes, after: bytes) -> Behaviour:
+    """Answer any request with ``before``, ``HUGE_VALUE`` times ``x``, then ``after``: a value
+    of 10 MiB, announced by Content-Length and sent in 1 MiB writes."""
+
+    def serve(sock, stopping):
+        _read_whole_request(sock)
+        length = len(before) + HUGE_VALUE + len(after)
+        sock.sendall(
+            f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n"
+            "Connection: close\r\n\r\n".encode()
+            + before
+        )
+        for _ in range(HUGE_VALUE // 2**20):
+            if stopping.is_set():
+                return
+            sock.sendall(b"x" * 2**20)
+        sock.sendall(after)
+
+    return serve
+
+
+huge_json_value = _huge("application/json", b'{"token": "', b'"}')
+huge_text_value = _huge("text/plain", b"token=", b"\n")
+
+
+def token_api(sock, _stopping):
+    """A login, and what a flow does with its token, by path:
+
+    - ``POST /login``: ``{"token": TOKEN}``, and the token as a cookie too (``sid``), which
+      cookie rules would send to every port of the host;
+    - ``/away?to=ORIGIN``: a 302 (307 for a POST, which keeps the method and body) to
+      ``/hop?to=ORIGIN`` on this origin, which redirects the same way to ``ORIGIN/collect``: a
+      token sent here is sent on to another origin unless the probe holds it back;
+    - ``/echo``: 200, the request as it arrived: ``{"target", "headers", "body"}``.
+    """
+    head, body = _read_whole_request(sock)
+    target = _target_of(head)
+    path, _, query = target.partition("?")
+    if path == "/login":
+        cookie = f"Set-Cookie: sid={TOKEN}; Path=/\r\n"
+        _send(sock, "200 OK", json.dumps({"token": TOKEN}).encode(), _JSON + cookie)
+    elif path in ("/away", "/hop"):
+        to = parse_qs(query).get("to", [""])[0]
+        code = "307 Temporary Redirect" if head.startswith(b"POST ") else "302 Found"
+        location = f"/hop?to={quote(to, safe='')}" if path == "/away" else f"{to}/collect"
+        _send(sock, code, headers=f"Location: {location}\r\n")
+    elif path == "/echo":
+        lines = head.decode("latin-1").split("\r\n")[1:]
+        headers = dict(line.split(": ", 1) for line in lines if ": " in line)
+        answer = {"target": target, "headers": headers, "body": body.decode("latin-1")}
+        _send(sock, "200 OK", json.dumps(answer).encode(), _JSON)
+    else:
+        _send(sock, "404 Not Found")
+
+
+DOUBLING_START = 1024  # characters of the first value doubling_echo hands out
+
+
+def doubling_echo(sock, _stopping):
+    """``{"v": V + V}`` for the ``X-V`` header ``V`` it was sent (``DOUBLING_START`` characters
+    without one): a value that each step of a flow extracts and sends on doubles at every step."""
+    head, _ = _read_whole_request(sock)
+    sent = re.search(rb"(?im)^x-v:[ \t]*([^\r\n]*)", head)
+    value = sent[1].decode("latin-1") * 2 if sent else "ab" * (DOUBLING_START // 2)
+    _send(sock, "200 OK", json.dumps({"v": value}).encode(), _JSON)
+
+
+def _not_json(body: bytes) -> Behaviour:
+    """Answer any request 200 with ``body`` under a JSON content type (which it is not)."""
+    head = f"HTTP/1.1 200 OK\r\n{_JSON}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    return _reply(head.encode() + body)
+
+
+DEEP = 100_000  # levels of the nested JSON answers
+html_not_json = _not_json(b"<!doctype html><html><body><h1>Maintenance</h1></body></html>")
+invalid_utf8_json = _not_json(b'{"status": "ok\xff\xfe\xc3("}')
+truncated_json = _not_json(b'{"status": "ok", "items": [1, 2, 3')
+deeply_nested_json = _not_json(b'{"status": ' + b"[" * DEEP + b"]" * DEEP + b"}")
+
+
+def written_forms(text: str) -> str:
+    """``text`` with every way a request or record may write a value undone, appended: percent-
+    encoding and JSON escapes (however often escaped again), and base64 of each word that is."""
+    plain = re.sub(r"\\+u([0-9a-fA-F]{4})", lambda m: chr(int(m[1], 16)), unquote(text))
+    plain = re.sub(r"\\+/", "/", plain)
+    decoded = []
+    for word in re.findall(r"[A-Za-z0-9+/_-]{12,}={0,2}", text):
+        for decode in (base64.b64decode, base64.urlsafe_b64decode):
+            with suppress(ValueError):
+                decoded.append(decode(word + "=" * (-len(word) % 4)).decode("latin-1"))
+    return "\n".join([text, plain, *decoded])
+
+
+class Recorder:
+    """A behaviour keeping every request it receives, whole, in ``requests``; it answers 418 when
+    one holds ``TOKEN`` or ``SECRET`` in any written form (``written_forms``), else 503. Every
+    flow target that sends a token toward another origin sends it here."""
+
+    def __init__(self):
+        self.requests: list[bytes] = []
+
+    def __call__(self, sock, _stopping):
+        head, body = _read_whole_request(sock)
+        self.requests.append(head + b"\r\n\r\n" + body)
+        seen = written_forms(self.requests[-1].decode("latin-1"))
+        leaked = TOKEN[:7] in seen or SECRET[:7] in seen
+        _send(sock, "418 Leaked" if leaked else "503 Clean")
+
+
 # --- broken TLS -----------------------------------------------------------------------------------
 
 
@@ -452,6 +604,9 @@ class Target:
     scheme: str = "http"
     path: str = "/"
     overrides: dict = field(default_factory=dict)
+    # A flow: its steps as a sites file writes them, instead of one request to the server's URL;
+    # in their strings "{origin}" is the server's origin, "{recorder}" the recording server's.
+    steps: tuple[dict, ...] = ()
 
 
 UNFOLLOWED = {"follow_redirects": False}
@@ -460,6 +615,156 @@ CHARSETS = ("idna", "undefined", "punycode")
 
 TIMEOUT = "2s"
 TIMEOUT_SECONDS = 2.0
+
+
+def _extracting(extract: dict) -> tuple[dict, ...]:
+    """One step ``big`` reading the server's answer to extract ``token`` with ``extract``."""
+    return ({"name": "big", "url": "{origin}/", "extract": {"token": extract}},)
+
+
+def _expecting_json() -> tuple[dict, ...]:
+    """One step ``read`` with a JSON assertion."""
+    expect = {"json": "$.status", "equals": "ok"}
+    return ({"name": "read", "url": "{origin}/status", "expect": [expect]},)
+
+
+_LOGIN = {
+    "name": "login",
+    "method": "POST",
+    "url": "{origin}/login",
+    "body": {"user": "monitor", "key": "${SITEWATCH_SECRET_HOSTILE}"},
+    "extract": {"token": {"json": "$.token"}},
+}
+# the headers that carry the token or the secret (a step whose URL took a value from a response
+# may send no secret: the token stays out of this URL)
+_CARRYING = {
+    "url": "{origin}/away?to={recorder}",
+    "headers": {
+        "Authorization": "Bearer ${login.token}",
+        "X-Token": "${login.token}",
+        "Cookie": "session=${login.token}",
+        "X-Api-Key": "${SITEWATCH_SECRET_HOSTILE}",
+    },
+}
+TOO_LONG = f"step big: extract token: value of {HUGE_VALUE} characters exceeds 8192"
+CAPPED = "step big: body exceeds the cap of 5242880 bytes"
+NOT_JSON = "step read: json $.status: response is not JSON"
+DOUBLING_STEPS = 20  # observation.MAX_STEPS: each sends the value the one before extracted
+FLOW_TARGETS: tuple[Target, ...] = (
+    # 1. a 10 MiB answer: the value is refused by its length, or the body by the cap
+    Target(
+        "flow_extract_json_10mib",
+        huge_json_value,
+        "assertion",
+        TOO_LONG,
+        overrides=ROOM_FOR_HUGE,
+        steps=_extracting({"json": "$.token"}),
+    ),
+    Target(
+        "flow_extract_regex_10mib",
+        huge_text_value,
+        "assertion",
+        TOO_LONG,
+        overrides=ROOM_FOR_HUGE,
+        steps=_extracting({"regex": "token=(\\w+)"}),
+    ),
+    Target(
+        "flow_extract_json_10mib_capped",
+        huge_json_value,
+        "body_too_large",
+        CAPPED,
+        steps=_extracting({"json": "$.token"}),
+    ),
+    Target(
+        "flow_extract_regex_10mib_capped",
+        huge_text_value,
+        "body_too_large",
+        CAPPED,
+        steps=_extracting({"regex": "token=(\\w+)"}),
+    ),
+    # 2. a token (and a secret) sent to a server that redirects to another origin, the recorder
+    # (503 = nothing arrived there; 418 would be a leak): never carried there, never stored
+    Target(
+        "flow_token_redirected_to_another_origin",
+        token_api,
+        "status",
+        "step send: status 503 not in 200-399",
+        steps=(_LOGIN, {"name": "send", **_CARRYING}),
+    ),
+    Target(
+        "flow_token_in_a_body_redirected_to_another_origin",
+        token_api,
+        "redirects",
+        "step send: not followed to http://127.0.0.1:",  # the recorder's origin
+        steps=(
+            _LOGIN,
+            {"name": "send", "method": "POST", **_CARRYING, "body": {"token": "${login.token}"}},
+        ),
+    ),
+    # the token echoed back: the failed assertion is recorded with it masked
+    Target(
+        "flow_echo_of_token",
+        token_api,
+        "assertion",
+        'step echo: json $.headers.Authorization: expected "nothing", got "Bearer ***"',
+        steps=(
+            _LOGIN,
+            {
+                "name": "echo",
+                "url": "{origin}/echo",
+                "headers": _CARRYING["headers"],
+                "expect": [{"json": "$.headers.Authorization", "equals": "nothing"}],
+            },
+        ),
+    ),
+    # 3. each step sends the value the step before extracted; the server answers it doubled:
+    # the flow fails when a value outgrows the limit of one, bounded whatever the server does
+    Target(
+        "flow_values_doubling_each_step",
+        doubling_echo,
+        "assertion",
+        f"step s4: extract v: value of {DOUBLING_START * 16} characters exceeds 8192",
+        steps=tuple(
+            {
+                "name": f"s{index}",
+                "url": "{origin}/",
+                "headers": {"X-V": f"${{s{index - 1}.v}}"} if index else {},
+                "extract": {"v": {"json": "$.v"}},
+            }
+            for index in range(DOUBLING_STEPS)
+        ),
+    ),
+    # 4. a JSON assertion on an answer that is not JSON fails it by name
+    Target("flow_json_html", html_not_json, "assertion", NOT_JSON, steps=_expecting_json()),
+    Target(
+        "flow_json_invalid_utf8",
+        invalid_utf8_json,
+        "assertion",
+        NOT_JSON + " ('utf-8' codec can't decode byte 0xff",
+        steps=_expecting_json(),
+    ),
+    Target(
+        "flow_json_truncated",
+        truncated_json,
+        "assertion",
+        NOT_JSON + " (Expecting ',' delimiter",
+        steps=_expecting_json(),
+    ),
+    Target(
+        "flow_json_nested_100000_deep",
+        deeply_nested_json,
+        "assertion",
+        NOT_JSON + " (nested too deeply)",
+        steps=_expecting_json(),
+    ),
+    Target(
+        "flow_extract_json_nested_100000_deep",
+        deeply_nested_json,
+        "assertion",
+        "step big: extract token: response is not JSON (nested too deeply)",
+        steps=_extracting({"json": "$.token"}),
+    ),
+)
 
 TARGETS: tuple[Target, ...] = (
     Target("never_answers", never_answers, "timeout", "while waiting for the response headers"),
@@ -630,6 +935,7 @@ TARGETS: tuple[Target, ...] = (
         "server closed the connection without a response",
         "https",
     ),
+    *FLOW_TARGETS,
 )
 
 
@@ -646,7 +952,8 @@ def raw_servers(**behaviours: Behaviour) -> Iterator[dict[str, str]]:
 
 
 def start_all(context: ssl.SSLContext) -> dict[str, HostileServer]:
-    """Start one server per target; ``context`` serves the targets that complete a handshake."""
+    """Start one server per target, and the recording server (``RECORDER``) that flows
+    redirect to; ``context`` serves the targets that complete a handshake."""
     needs_tls = {"tls_then_garbage": tls_then_garbage, "tls_then_reset": tls_then_reset}
     started = {}
     for target in TARGETS:
@@ -654,8 +961,17 @@ def start_all(context: ssl.SSLContext) -> dict[str, HostileServer]:
         if isinstance(behaviour, str):
             behaviour = needs_tls[behaviour](context)
         started[target.name] = HostileServer(behaviour)
+    started[RECORDER] = HostileServer(Recorder())
     return started
 
 
 def url_of(target: Target, server: HostileServer) -> str:
     return f"{target.scheme}://127.0.0.1:{server.port}{target.path}"
+
+
+def steps_of(target: Target, servers: dict[str, HostileServer]) -> list[dict]:
+    """``target.steps`` with ``{origin}`` its server's origin and ``{recorder}`` the recording
+    server's (``servers`` as ``start_all`` returns them)."""
+    text = json.dumps(target.steps)
+    text = text.replace("{origin}", f"{target.scheme}://127.0.0.1:{servers[target.name].port}")
+    return json.loads(text.replace("{recorder}", f"http://127.0.0.1:{servers[RECORDER].port}"))

@@ -1,10 +1,12 @@
 """A probe worker in its own process, so its peak memory can be read on its own.
 
-Reads ``{"ca_bundle": str | null, "probes": [{"name", "url", "timeout", "overrides"?}]}`` as JSON
-on stdin (``overrides``: more site keys, in their sites-file form; ``${VAR}`` in headers is
-expanded from ``"environ"`` as a task does), probes each URL in turn with
+Reads ``{"ca_bundle": str | null, "probes": [{"name", "url", "timeout", "overrides"?,
+"steps"?}]}`` as JSON on stdin (``overrides``: more site keys, in their sites-file form; ``steps``:
+a flow's steps, as a sites file writes them, probed instead of ``url``; ``${VAR}`` in headers and
+steps is expanded from ``"environ"`` as a task does), probes each in turn with
 ``sitewatch.probe.http.probe`` and prints one JSON object: each probe's error kind, detail, final
-URL and elapsed seconds, and the process's peak RSS in bytes (see ``peak_rss``).
+URL, elapsed seconds, steps and stored message, and the process's peak RSS in bytes (see
+``peak_rss``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import resource
 import sys
 import time
 
-from sitewatch.config.loader import site_for_url
+from sitewatch.config.loader import load_text, site_for_url
 from sitewatch.config.secrets import expand_headers
+from sitewatch.errors import ConfigError
 from sitewatch.probe.http import probe
 
 
@@ -23,7 +26,7 @@ def main() -> None:
     job = json.load(sys.stdin)
     results = []
     for item in job["probes"]:
-        site = site_for_url(item["url"], timeout=item["timeout"], **item.get("overrides", {}))
+        site = _site(item)
         site, secrets = expand_headers(site, job.get("environ", {}))
         started = time.monotonic()
         obs = probe(site, ca_bundle=job["ca_bundle"], secrets=secrets)
@@ -37,9 +40,30 @@ def main() -> None:
                 "final_url": obs.final_url,
                 "status_code": obs.status_code,
                 "body_bytes": obs.body_bytes,
+                "steps": obs.steps,
+                "record": _stored(obs),
             }
         )
     json.dump({"results": results, "peak_rss_bytes": peak_rss()}, sys.stdout)
+
+
+def _site(item: dict):
+    """The site of a probe: ``url`` with the ``overrides``, or a flow of ``steps`` (with the
+    ``overrides``) read as a sites file is."""
+    overrides = item.get("overrides", {})
+    if "steps" not in item:
+        return site_for_url(item["url"], timeout=item["timeout"], **overrides)
+    entry = {"name": "flow", "timeout": item["timeout"], **overrides, "steps": item["steps"]}
+    loaded = load_text(json.dumps({"sites": [entry]}), "hostile.yaml")  # JSON is YAML
+    if loaded.issues:
+        raise ConfigError(loaded.issues)
+    return loaded.sites[0]
+
+
+def _stored(obs) -> str:
+    """The observation as it is stored: the message the drain writes to the database."""
+    obs.scheduled_at = obs.checked_at
+    return obs.to_message().decode()
 
 
 def peak_rss() -> int:

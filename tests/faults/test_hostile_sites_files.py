@@ -2,7 +2,8 @@
 
 Hypothesis writes random documents (random shapes, keys near the valid ones, values of every type,
 random unicode and tabs, and raw-text mutations of a valid file); YAML tricks (a billion laughs,
-a 50 MB scalar, nesting 100,000 deep, binary and UTF-16 files) must each give their exact error.
+a 50 MB scalar, nesting 100,000 deep, binary and UTF-16 files; flows whose steps use each other's
+values in a cycle or multiply one) must each give their exact error.
 Every issue must read ``file:line: field: message`` on one line.
 """
 
@@ -247,6 +248,69 @@ def _laughs() -> str:
     return text + "defaults:\n  tags: *i\nsites: []\n"
 
 
+def _flow(*steps: str) -> str:
+    """A sites file of one flow whose steps are ``steps``, each one line of YAML (a mapping)."""
+    return "sites:\n  - name: api\n    steps:\n" + "".join(f"      - {step}\n" for step in steps)
+
+
+def _using(name: str, uses: str) -> str:
+    """A step ``name`` whose URL uses the value ``uses`` (``${uses}``) and that extracts ``v``."""
+    return f"{{name: {name}, url: 'http://a/?v=${{{uses}}}', extract: {{v: {{header: X}}}}}}"
+
+
+# steps 0..19 in a ring, each using the next one's value (the last the first's, which is fine)
+RING = [_using(f"s{i}", f"s{(i + 1) % 20}.v") for i in range(20)]
+FLOW_TRICKS = {
+    "steps using each other's values in a cycle of three": (
+        _flow(_using("a", "c.v"), _using("b", "a.v"), _using("c", "b.v")),
+        [
+            "sites.yaml:4: sites[0].steps[0].url: ${c.v}: used before step c extracts it"
+            " (steps run in the order listed)"
+        ],
+    ),
+    "a ring of 20 steps, each using the next one's value": (
+        _flow(*RING),
+        [
+            f"sites.yaml:{4 + i}: sites[0].steps[{i}].url: ${{s{i + 1}.v}}: used before step"
+            f" s{i + 1} extracts it (steps run in the order listed)"
+            for i in range(19)
+        ],
+    ),
+    "a step that is an alias of the one before, using its own value": (
+        "sites:\n  - name: api\n    steps:\n      - &a " + _using("a", "a.v") + "\n      - *a\n",
+        [
+            "sites.yaml:4: sites[0].steps[1].name: duplicate step name 'a' (first at steps[0])",
+            "sites.yaml:4: sites[0].steps[0].url: ${a.v}: step a uses its own value, which exists"
+            " only after its request",
+            "sites.yaml:4: sites[0].steps[1].url: ${a.v}: step a uses its own value, which exists"
+            " only after its request",
+        ],
+    ),
+    # a value may be 8192 characters: 8,000 uses would send 65 MB, 170,000 (a 1 MiB body) 1.4 GB
+    "a step whose body uses a value 8,000 times": (
+        _flow(
+            "{name: a, url: 'http://a/', extract: {v: {json: $.v}}}",
+            "{name: b, method: POST, url: 'http://a/', body: '" + "${a.v}" * 8000 + "'}",
+        ),
+        [
+            "sites.yaml:5: sites[0].steps[1].body: step b uses extracted values more than 64"
+            " times (each may be 8192 characters long)"
+        ],
+    ),
+    "a step whose 100 headers use a value 1,000 times": (
+        _flow(
+            "{name: a, url: 'http://a/', extract: {v: {json: $.v}}}",
+            "{name: b, url: 'http://a/', headers: {"
+            + ", ".join(f"X-{i}: '" + "${a.v}" * 10 + "'" for i in range(100))
+            + "}}",
+        ),
+        [
+            "sites.yaml:5: sites[0].steps[1].headers.X-6: step b uses extracted values more than"
+            " 64 times (each may be 8192 characters long)"
+        ],
+    ),
+}
+
 TRICKS = {
     "billion laughs": (
         _laughs(),
@@ -350,6 +414,8 @@ TRICKS = {
         "sites:\n  - name: a\n    url: http://a/\n    timeout: " + "9" * 5000 + "s\n",
         ["sites.yaml:4: sites[0].timeout: too long for a duration: 5001 characters (at most 40)"],
     ),
+    # flows whose steps loop through their values: rejected, each reference on its line
+    **FLOW_TRICKS,
 }
 
 

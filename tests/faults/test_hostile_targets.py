@@ -4,8 +4,10 @@ with a classified error, and the worker's memory stays bounded.
 ``tests/unit/test_probe.py`` pins single behaviours in-process; this suite is the combined view:
 all the targets of ``hostile.TARGETS`` (drips, silence, endless headers, 10 GiB gzip bombs, bombs
 and floods in redirects, endless redirects, malformed Locations, charsets that break decoders,
-broken TLS, invalid status lines) probed one after another by a real worker process,
-whose peak RSS is compared with the same worker doing one normal probe.
+broken TLS, invalid status lines, and flows: 10 MiB values to extract, a token redirected to
+another origin, values that double at every step, answers that are not JSON) probed one after
+another by a real worker process, whose peak RSS is compared with the same worker doing one
+normal probe.
 """
 
 from __future__ import annotations
@@ -14,12 +16,10 @@ import gzip
 import io
 import itertools
 import json
-import re
 import ssl
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import unquote
 
 import pytest
 import report
@@ -59,6 +59,7 @@ def runs(tmp_path_factory):
                 "url": hostile.url_of(t, servers[t.name]),
                 "timeout": hostile.TIMEOUT,
                 "overrides": t.overrides,
+                **({"steps": hostile.steps_of(t, servers)} if t.steps else {}),
             }
             for t in hostile.TARGETS
         ]
@@ -68,6 +69,7 @@ def runs(tmp_path_factory):
     finally:
         for server in [*servers.values(), normal]:
             server.stop()
+    recorded = [r.decode("latin-1") for r in servers[hostile.RECORDER].behaviour.requests]
     results = {r["name"]: r for r in hostile_run["results"]}
     report.record(
         "hostile_targets",
@@ -86,7 +88,7 @@ def runs(tmp_path_factory):
             "memory_bound_mib": round((baseline["peak_rss_bytes"] + MEMORY_SLACK) / 2**20, 1),
         },
     )
-    return {"results": results, "baseline": baseline, "hostile": hostile_run}
+    return {"results": results, "baseline": baseline, "hostile": hostile_run, "recorded": recorded}
 
 
 @pytest.mark.parametrize("target", hostile.TARGETS, ids=lambda t: t.name)
@@ -102,19 +104,23 @@ def test_hostile_target_ends_in_time_with_a_classified_error(runs, target):
 def test_no_secret_reaches_another_origin_or_the_record(runs):
     # the harvesting target answers 418 if a secret header followed its redirect to localhost
     assert runs["results"]["redirect_harvesting_secrets"]["status_code"] == 503
+    # a flow's token (and secret) sent to a server that redirects to the recording server: its
+    # log holds what arrived there, in none of the forms a request may write them
+    assert runs["results"]["flow_token_redirected_to_another_origin"]["status_code"] == 503
+    assert [request.split(" ", 2)[:2] for request in runs["recorded"]] == [["GET", "/collect"]]
+    for request in runs["recorded"]:
+        for value in (hostile.TOKEN, hostile.SECRET):
+            assert value[:7] not in hostile.written_forms(request), request
     for name, seen in runs["results"].items():
-        assert hostile.SECRET not in json.dumps(seen), name
-        # nor in the forms a site may write it in: percent-encoded, JSON-escaped
+        # the record: the observation's fields, its steps and the message stored
+        for value in (hostile.SECRET, hostile.TOKEN):
+            assert value not in json.dumps(seen), name
+        # nor in the forms a site may write them in: percent-encoded, JSON-escaped
         for value in seen.values():
             if isinstance(value, str):
-                assert hostile.SECRET[:5] not in _decoded(value), (name, value)
+                assert hostile.SECRET[:5] not in hostile.written_forms(value), (name, value)
+                assert hostile.TOKEN[:7] not in hostile.written_forms(value), (name, value)
     assert runs["results"]["echo_of_secret_encoded"]["final_url"].endswith("/login/***")
-
-
-def _decoded(text: str) -> str:
-    """``text`` with percent-encoding and JSON escapes (however often escaped again) undone."""
-    text = re.sub(r"\\+u([0-9a-fA-F]{4})", lambda m: chr(int(m[1], 16)), unquote(text))
-    return re.sub(r"\\+/", "/", text)
 
 
 def test_bombs_stop_at_the_body_cap(runs):

@@ -131,6 +131,24 @@ def test_secret_headers_follow_a_redirect_within_the_origin(recorders):
     assert before >= SECRET_HEADERS and after >= SECRET_HEADERS
 
 
+@pytest.mark.parametrize("change", ["port", "scheme", None])
+def test_a_cookie_the_site_sets_goes_back_only_to_its_port_and_scheme(recorders, change):
+    """Cookies go to every port of a host (RFC 6265), and to http when set over https without
+    ``Secure``: another service on the host would get a session (or a flow's token)."""
+    first, second, tls, ca_path = recorders
+    start, target = {
+        "port": (url(first, "/"), url(second, "/next")),
+        "scheme": (url(tls, "/"), url(first, "/next")),
+        None: (url(first, "/"), url(first, "/next")),
+    }[change]
+    for server in (first, second, tls):
+        server.seen.clear()
+    obs = run(make_site(f"{start}?cookie=s-1&to={target}"), ca_bundle=ca_path)
+    assert (obs.up, obs.final_url) == (True, target), obs
+    landed = [headers for s in (first, second, tls) for path, headers in s.seen if path == "/next"]
+    assert [headers.get("Cookie") for headers in landed] == [None if change else "sid=s-1"]
+
+
 @pytest.mark.parametrize(
     ("a", "b", "same"),
     [

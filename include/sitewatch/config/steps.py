@@ -5,9 +5,10 @@ as ``${step.value}`` in their URL (path and query only: the origin is always the
 and body. ``${SITEWATCH_SECRET_*}`` comes from the environment, in headers and bodies only, as for
 a site's headers (``variables``). Everything a reference can get wrong is found here, with the
 line of the step that wrote it: an unknown step or value, a value used before (or by) the step
-that extracts it, which is also how a cycle shows, and secrets on a step whose URL a response
-decides. The probe (``sitewatch.probe.flow``) runs the steps; ``Step`` and ``Extract`` are frozen
-and hashable, like the ``Site`` that holds them.
+that extracts it, which is also how a cycle shows, a step using values more than ``MAX_USES``
+times, and secrets on a step whose URL a response decides. The probe (``sitewatch.probe.flow``)
+runs the steps; ``Step`` and ``Extract`` are frozen and hashable, like the ``Site`` that holds
+them.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 WITH_BODY = ("POST", "PUT", "PATCH", "DELETE")
 SOURCES = ("json", "header", "regex")
 MAX_EXTRACTS = 20
+MAX_VALUE = 8192  # characters of one extracted value: a token, an id, a CSRF field
+MAX_USES = 64
+"""``${step.value}`` references in one step: expanding them adds at most 64 times ``MAX_VALUE``
+(512 KiB) to its request, however often a template repeats one (a 1 MiB body of ``${a.v}``
+would otherwise grow to 1.4 GB)."""
 REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_][A-Za-z0-9_]*))?\}")
 """``$${`` (a literal ``${``), ``${NAME}`` (an environment variable: group 2 None) or
 ``${step.value}`` (a value a step extracted)."""
@@ -263,12 +269,21 @@ def _reference_problems(steps: tuple[Step, ...]) -> Iterator[Invalid]:
         position.setdefault(step.name, index)
     extracts = {name: [e.name for e in steps[index].extract] for name, index in position.items()}
     for index, step in enumerate(steps):
+        uses = 0
         for where, value in step.texts():
             for name, value_name in references(value):
                 if value_name is not None:
+                    uses += 1
                     problem = _unresolved(steps, index, name, value_name, position, extracts)
                     if problem:
                         yield Invalid(problem, item=(index, *where))
+            if uses > MAX_USES:
+                yield Invalid(
+                    f"step {step.name} uses extracted values more than {MAX_USES} times"
+                    f" (each may be {MAX_VALUE} characters long)",
+                    item=(index, *where),
+                )
+                break
         if any(v is not None for _, v in references(step.url)):
             for where, value in list(step.texts())[1:]:
                 secret = next((n for n, v in references(value) if v is None), None)

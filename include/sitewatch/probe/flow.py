@@ -26,7 +26,7 @@ from urllib.parse import quote
 from sitewatch.config.jsonpaths import PathTimeout, compile_path, regex_deadline
 from sitewatch.config.key_checks import compile_pattern
 from sitewatch.config.secrets import Secrets
-from sitewatch.config.steps import REFERENCE, Extract, Step
+from sitewatch.config.steps import MAX_VALUE, REFERENCE, Extract, Step
 from sitewatch.observation import Observation
 from sitewatch.probe import offload
 from sitewatch.probe.assertions import (
@@ -43,7 +43,6 @@ from sitewatch.probe.limits import check_cert, check_speed
 from sitewatch.probe.patterns import decode
 from sitewatch.probe.timing import Deadline, Trace
 
-MAX_VALUE = 8192  # characters of one extracted value: a token, an id, a CSRF field
 _EXTRACT = "assertion"  # the error kind of a value that could not be extracted or sent
 _MIN_SECONDS = 0.01
 
@@ -145,7 +144,12 @@ def _judged(site, step: Step, fetched: Fetched, record: dict, deadline, flowed, 
     )
     if fetched.failure is not None or not (step.expect or step.extract):
         return failure
-    text = decode(fetched.body, fetched.content_type) if fetched.body is not None else None
+    searched = any(a.kind == "body" for a in step.expect) or any(
+        e.source == "regex" for e in step.extract
+    )  # only a regex reads the decoded text: a JSON or header step keeps one copy of the body
+    text = (
+        None if not searched or fetched.body is None else decode(fetched.body, fetched.content_type)
+    )
     response = Response(fetched.status, fetched.headers, record["response_ms"], fetched.body, text)
     document = Document(fetched.body)  # parsed once, for both
     results = evaluate(step.expect, response, deadline, document) if step.expect else []
