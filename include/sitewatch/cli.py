@@ -23,7 +23,7 @@ from pathlib import Path
 from sitewatch.config.keys import KEYS
 from sitewatch.config.loader import default_sites_path, load_sites, site_for_url
 from sitewatch.config.secrets import expand_headers
-from sitewatch.config.site import Site
+from sitewatch.config.site import ConfigIssue, Site
 from sitewatch.errors import ConfigError, SettingError, StorageError
 from sitewatch.names import DEFAULT_QUEUE, LOCAL_LOCATION, location_queue
 from sitewatch.observation import LOCATION_NAME
@@ -118,8 +118,11 @@ def _parser() -> argparse.ArgumentParser:
 def _validate(args: argparse.Namespace) -> int:
     path = Path(args.file) if args.file else _relative(default_sites_path())
     result = load_sites(path)
-    for issue in result.issues:
-        print(issue)
+    # In line order; a warning (a default that no site's kind of check takes) fails nothing.
+    shown = [(issue.line, str(issue)) for issue in result.issues]
+    shown += [(warning.line, _warning_text(warning)) for warning in result.warnings]
+    for _, text in sorted(shown, key=lambda pair: pair[0]):
+        print(text)
     if result.issues:
         count = len(result.issues)
         print(f"{path}: {count} problem{'s' * (count != 1)}", file=sys.stderr)
@@ -131,6 +134,11 @@ def _validate(args: argparse.Namespace) -> int:
         f"({enabled} enabled, {total - enabled} disabled)"
     )
     return _list_status_pages(result.status_pages)
+
+
+def _warning_text(warning: ConfigIssue) -> str:
+    """``sites.yaml:3: warning: defaults.send: applies to no site: ...``"""
+    return f"{warning.file}:{warning.line}: warning: {warning.field}: {warning.message}"
 
 
 def _list_status_pages(pages) -> int:

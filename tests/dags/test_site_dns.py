@@ -53,3 +53,4 @@ def test_the_dag_page_shows_the_dns_settings_only(tmp_path, monkeypatch):
     doc = _dag(53, "192.0.2.10", tmp_path, monkeypatch).doc_md
     assert "| answers | `all of 192.0.2.10` |" in doc
     assert "| method |" not in doc and "| expect_status |" not in doc
+    assert "| verify_tls |" not in doc

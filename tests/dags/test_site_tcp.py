@@ -51,3 +51,4 @@ def test_the_dag_page_shows_the_tcp_settings_only(tmp_path, monkeypatch):
     doc = _dag(25, "^220 ", tmp_path, monkeypatch).doc_md
     assert "| reply_regex | `^220 ` |" in doc
     assert "| method |" not in doc and "| follow_redirects |" not in doc
+    assert "| verify_tls |" not in doc  # tcp:// makes no TLS handshake; tls:// would show it

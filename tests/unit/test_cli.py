@@ -103,6 +103,21 @@ def test_validate_uses_the_environment_variable(tmp_path):
     assert result.stdout == f"{path}: 1 site OK (1 enabled, 0 disabled)\n"
 
 
+def test_validate_warns_of_a_default_no_site_takes_and_still_passes(tmp_path):
+    text = (
+        "defaults:\n  headers: {X-Probe: '1'}\n  send: PING\n"
+        "sites:\n  - name: cache\n    url: tcp://cache.test:6379\n"
+    )
+    (tmp_path / "tcp.yaml").write_text(text, encoding="utf-8")
+    result = sitewatch("validate", "tcp.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == (
+        "tcp.yaml:2: warning: defaults.headers: applies to no site: it is for an http(s) check,"
+        " and no site is one\n"
+        "tcp.yaml: 1 site OK (1 enabled, 0 disabled)\n"
+    )
+
+
 def test_validate_bad_file_prints_every_issue_and_exits_1():
     path = FIXTURES / "invalid" / "wrong_types.yaml"
     result = sitewatch("validate", "wrong_types.yaml", cwd=path.parent)

@@ -4,6 +4,7 @@ give exactly the right Site values."""
 from __future__ import annotations
 
 import itertools
+import textwrap
 from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -13,7 +14,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sitewatch.config.keys import BUILTIN_DEFAULTS, DNS_ONLY, KEYS, TCP_ONLY
+from sitewatch.config.key_checks import KINDS
+from sitewatch.config.keys import BUILTIN_DEFAULTS, KEYS, KIND_LIMITED
 from sitewatch.config.loader import (
     ConfigIssue,
     Site,
@@ -25,7 +27,7 @@ from sitewatch.config.loader import (
     site_for_url,
 )
 from sitewatch.config.offset import auto_offset
-from sitewatch.config.reference import render
+from sitewatch.config.reference import DNS_KEYS, TCP_KEYS, render
 from sitewatch.config.schedule import check_cron, format_duration, parse_duration
 from sitewatch.errors import ConfigError
 
@@ -151,6 +153,103 @@ def test_defaults_are_applied_and_overridden():
     assert (post.max_response_ms, post.min_cert_days) == (1500, 0)
 
 
+def test_defaults_apply_to_the_sites_whose_kind_takes_them():
+    result = load_sites(FIXTURES / "valid" / "defaults_by_kind.yaml")
+    assert (result.issues, result.warnings) == ([], [])
+    sites = by_name(result)
+    assert {site.schedule for site in sites.values()} == {timedelta(minutes=1)}
+    http = ("headers", "regex", "follow_redirects", "max_body_bytes", "expect_status")
+    tls = ("verify_tls", "min_cert_days", "tls_min_version")
+    tcp = ("send", "reply_regex")
+
+    def keys(site, names):
+        return {name: getattr(site, name) for name in names}
+
+    given = {
+        "headers": {"User-Agent": "sitewatch-test"},
+        "regex": "ok",
+        "follow_redirects": False,
+        "max_body_bytes": 2048,
+        "expect_status": ((200, 200), (204, 204)),
+        "verify_tls": False,
+        "min_cert_days": 7,
+        "tls_min_version": "1.3",
+        "send": "PING\r\n",
+        "reply_regex": "PONG",
+    }
+    builtin = {name: BUILTIN_DEFAULTS[name] for name in given}
+    web, flow = sites["web"], sites["flow"]
+    assert keys(web, (*http, *tls, *tcp)) == {**builtin, **keys_of(given, (*http, *tls))}
+    assert (web.answers, flow.answers) == (None, None)
+    # a flow takes the HTTP keys of the whole flow, not those of one request
+    assert keys(flow, (*http, *tls, *tcp)) == {
+        **builtin,
+        **keys_of(given, ("follow_redirects", "max_body_bytes", "expect_status", *tls)),
+    }
+    cache, secure = sites["cache"], sites["secure-cache"]
+    assert keys(cache, (*http, *tls, *tcp)) == {**builtin, **keys_of(given, tcp)}
+    assert keys(secure, (*http, *tls, *tcp)) == {
+        **builtin,
+        **keys_of(given, (*tls, *tcp)),
+        "send": "AUTH\r\n",  # its own wins
+    }
+    resolver = sites["resolver"]
+    assert keys(resolver, (*http, *tls, *tcp)) == builtin
+    assert (resolver.answers.values, resolver.answers.match) == (("192.0.2.1",), "any")
+
+
+def keys_of(values: dict, names: tuple) -> dict:
+    return {name: values[name] for name in names}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_refuses_exactly_the_keys_it_does_not_take(kind):
+    """The one table (``Key.kinds``) decides: each key not every kind takes, set on a site of
+    each kind (with its reference example), is an error on its line exactly when the kind does
+    not take it."""
+    where = {
+        "http": "    url: https://example.org/\n",
+        "flow": "    steps: [{name: ping, url: 'https://example.org/'}]\n",
+        "tcp": "    url: tcp://example.org:25\n",
+        "tls": "    url: tls://example.org:465\n",
+        "dns": "    url: dns://192.0.2.53/example.org?type=A\n",
+    }[kind]
+    assert KIND_LIMITED  # and every key in it is a site key, declared with its kinds
+    for name, kinds in KIND_LIMITED.items():
+        example = KEYS[name].example
+        value = "\n" + textwrap.indent(example, "      ") if "\n" in example else " " + example
+        text = f"sites:\n  - name: one\n{where}    method: POST\n    {name}:{value}\n"
+        if name == "method":
+            text = text.replace("    method: POST\n", "", 1)
+        result = load_text(text, "sites.yaml")
+        refused = [i for i in result.issues if i.message.startswith(f"{name} is for ")]
+        if kind in kinds:
+            assert refused == [], (kind, name)
+        else:
+            line = text[: text.index(f"    {name}:")].count("\n") + 1
+            assert [(i.line, i.field) for i in refused] == [(line, f"sites[0].{name}")], name
+
+
+def test_a_default_no_site_takes_is_a_warning_and_costs_nothing():
+    text = """\
+defaults:
+  send: "PING\\r\\n"
+  headers: {X-Probe: "1"}
+  answers: [192.0.2.1]
+sites:
+  - name: web
+    url: https://example.org/
+  - name: cache
+    url: tcp://cache.example.org:6379
+"""
+    result = load_text(text, "sites.yaml")
+    assert result.issues == [] and [site.name for site in result.sites] == ["web", "cache"]
+    assert [str(warning) for warning in result.warnings] == [
+        "sites.yaml:4: defaults.answers: applies to no site: it is for a dns:// check, and no"
+        " site is one"
+    ]
+
+
 def test_schedules_parse_to_intervals_and_normalised_cron():
     result = load_sites(FIXTURES / "valid" / "schedules.yaml")
     assert result.issues == []
@@ -217,10 +316,11 @@ def test_reference_file_is_generated_from_the_key_declarations():
     )
     first = yaml.safe_load(committed)["sites"][0]
     # every key shown with an example, in declaration order; a TCP check's in reference-tcp
-    assert list(first) == [key for key in KEYS if key not in (*TCP_ONLY, *DNS_ONLY, "steps")]
+    assert list(first) == [key for key in KEYS if key not in (*TCP_KEYS, *DNS_KEYS, "steps")]
+    assert (TCP_KEYS, DNS_KEYS) == (("send", "reply_regex"), ("answers",))
     tcp, dns, flow = yaml.safe_load(committed)["sites"][2:5]
-    assert tcp["name"] == "reference-tcp" and set(TCP_ONLY) <= set(tcp)
-    assert dns["name"] == "reference-dns" and set(DNS_ONLY) <= set(dns)
+    assert tcp["name"] == "reference-tcp" and set(TCP_KEYS) <= set(tcp)
+    assert dns["name"] == "reference-dns" and set(DNS_KEYS) <= set(dns)
     assert flow["name"] == "reference-flow" and len(flow["steps"]) == 4
 
 
@@ -338,6 +438,18 @@ def test_site_for_url_reports_every_problem():
     ]
     with pytest.raises(ConfigError, match="a body needs method POST"):
         site_for_url("https://a.test/", body="x")
+
+
+def test_site_for_url_refuses_a_key_the_urls_kind_does_not_take():
+    with pytest.raises(ConfigError) as caught:
+        site_for_url("dns:///example.org", verify_tls=False, regex="x")
+    assert [str(issue) for issue in caught.value.issues] == [
+        "<command line>:0: regex: regex is for an http(s) check; this is a dns:// check",
+        "<command line>:0: verify_tls: verify_tls is for an http(s) check, a flow (steps) or a"
+        " tls:// check; this is a dns:// check",
+    ]
+    assert site_for_url("tls://example.org:465", verify_tls=False).verify_tls is False
+    assert site_for_url("tcp://example.org:25", regex=None).regex is None  # None: not given
 
 
 def test_site_for_url_applies_every_rule_between_keys():

@@ -17,8 +17,8 @@ from airflow.sdk import DAG, TaskGroup, get_parsing_context
 from sitewatch.airflow.callbacks import dag_callbacks, task_callbacks
 from sitewatch.airflow.operators import ProbeOperator, attempt_timeout, probe_in
 from sitewatch.airflow.timetables import SiteTimetable
-from sitewatch.config.key_checks import kind_of
-from sitewatch.config.keys import ONLY_FOR, SINGLE_ONLY
+from sitewatch.config.key_checks import entry_kind
+from sitewatch.config.keys import takes
 from sitewatch.config.loader import Site, SitesFile, cached_sites, default_sites_path
 from sitewatch.config.locations import run_deadline, verdict_grace
 from sitewatch.config.notify import label
@@ -182,10 +182,9 @@ def site_doc(site: Site) -> str:
     ]
     lines = [f"### Site `{site.name}`", "", "| setting | value |", "| --- | --- |"]
     # Only the keys of the site's kind of check (an HTTP check's method means nothing to DNS).
-    other = {key for kind, keys in ONLY_FOR.items() if kind != kind_of(site.url) for key in keys}
-    other |= set(SINGLE_ONLY) if site.steps else set()  # a flow's steps have their own
+    kind = entry_kind(site.url, bool(site.steps))
     lines += [
-        f"| {key} | `{value}` |" for key, value in rows if value is not None and key not in other
+        f"| {key} | `{value}` |" for key, value in rows if value is not None and takes(kind, key)
     ]
     return "\n".join(lines)
 

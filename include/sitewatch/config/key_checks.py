@@ -110,6 +110,25 @@ def kind_of(url: str) -> str:
     return "dns" if url.startswith("dns://") else "tcp" if is_tcp(url) else "http"
 
 
+HTTP, FLOW, TCP, TLS, DNS = "http", "flow", "tcp", "tls", "dns"
+KINDS = (HTTP, FLOW, TCP, TLS, DNS)
+"""The kinds of check as the site keys tell them apart (``entry_kind``): each key declares which
+of them take it (``keys.Key.kinds``). Finer than ``kind_of``, which the probe dispatches on: a
+flow is an http(s) check of several requests, and only tls:// of the TCP checks shakes hands."""
+
+
+def entry_kind(url: str, flow: bool) -> str:
+    """The kind (one of ``KINDS``) of a site with checked ``url``; ``flow`` when it has steps
+    (its url is then its first step's)."""
+    if flow:
+        return FLOW
+    if url.startswith("dns://"):
+        return DNS
+    if is_tcp(url):
+        return TLS if url.startswith("tls://") else TCP
+    return HTTP
+
+
 def _check_visible(url: str) -> None:
     """Refuse invisible format characters (category Cf) and lone surrogates (Cs) in ``url``.
 
@@ -309,20 +328,6 @@ def check_tls_min_version(value: Any) -> str:
             f'expected "1.2" or "1.3" (TLS 1.0 and 1.1 are refused anyway), got {describe(value)}'
         )
     return value
-
-
-def tls_min_version_problem(values: Mapping[str, Any]) -> str | None:
-    """The message when ``tls_min_version`` is set on a check that makes no TLS connection: a
-    tcp:// or dns:// one (an http:// site may be redirected to https, where it applies)."""
-    url = values.get("url")  # None: missing, or a flow's (its steps are http(s))
-    if values["tls_min_version"] is None or url is None:
-        return None
-    if kind_of(url) == "dns" or url.startswith("tcp://"):
-        scheme = url.partition(":")[0]
-        return (
-            f"tls_min_version is for a check over TLS (https://, tls://); this is a {scheme}:// one"
-        )
-    return None
 
 
 def check_body(value: Any) -> str:

@@ -1,9 +1,11 @@
-"""Every site key, declared once: its type, its check, its default and its documentation.
+"""Every site key, declared once: its type, its check, its default, the kinds of check it is for
+and its documentation.
 
 ``KEYS`` is the single owner of these facts. ``Site`` (``site``) takes its fields and defaults from
-it, the loader its checks and defaults (``FIELDS``, ``BUILTIN_DEFAULTS``, ``REQUIRED``), and the
-reference file ``include/sites.reference.yaml`` its text (``reference``). Adding a key here adds it
-everywhere; the order here is the order of ``Site``'s fields and of the reference.
+it, the loader its checks, defaults and kinds (``FIELDS``, ``BUILTIN_DEFAULTS``, ``REQUIRED``,
+``KIND_LIMITED``), and the reference file ``include/sites.reference.yaml`` its text
+(``reference``). Adding a key here adds it everywhere; the order here is the order of ``Site``'s
+fields and of the reference.
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ from sitewatch.config.dependencies import MAX_PARENTS, check_depends_on
 from sitewatch.config.dns_check import Answers, check_answers
 from sitewatch.config.expect import MAX_ASSERTIONS, Assertion, check_expect
 from sitewatch.config.key_checks import (
+    DNS,
+    FLOW,
+    HTTP,
+    KINDS,
+    TCP,
+    TLS,
     check_body,
     check_bool,
     check_expect_status,
@@ -48,7 +56,7 @@ from sitewatch.config.objectives import (
 )
 from sitewatch.config.offset import check_offset
 from sitewatch.config.schedule import format_duration
-from sitewatch.config.steps import Step, check_steps
+from sitewatch.config.steps import MAX_USES, Step, check_steps
 from sitewatch.config.values import duration, integer, optional
 from sitewatch.names import LOCAL_LOCATION
 from sitewatch.observation import MAX_STEPS
@@ -64,7 +72,9 @@ class Key:
     in the sites file (``"5m"``, not a timedelta) and goes through ``check`` like any value, so the
     reference shows it verbatim and it cannot be invalid; a key declared without one is required.
     ``doc`` is the one-paragraph documentation and ``example`` the YAML value the reference entry
-    shows (several lines for a block value).
+    shows (several lines for a block value). ``kinds`` are the kinds of check (``KINDS``) the key
+    means something to: a site of another kind setting it is an error, and a ``defaults`` value
+    of it is not applied to such a site.
     """
 
     name: str
@@ -73,6 +83,7 @@ class Key:
     doc: str
     example: str
     default: Any = _REQUIRED
+    kinds: tuple[str, ...] = KINDS
 
     @property
     def required(self) -> bool:
@@ -141,6 +152,10 @@ _NOTIFY_EXAMPLE = """\
 # auth from its login/password or extra "headers". format: json (default) or slack.
 - webhook: ops_webhook
   format: slack
+# Any target: `status_updates: true` adds the updates of the status page incidents of the
+# components showing the site (opened, grown, shrunk, resolved, and each operator's update).
+- webhook: status_channel
+  status_updates: true
 # An address or a list of them, sent through Airflow connection `smtp_conn` (type smtp,
 # default smtp_default); `from` defaults to the connection's from_email.
 - email: [oncall@example.com]
@@ -173,6 +188,12 @@ _SLO_EXAMPLE = "target: 99.9\nwindow: 30d\np95_ms: 800\nburn:\n" + "".join(
     for rule in DEFAULT_BURN_RULES
 )
 
+# The kinds of check that take a key, when not all of them do (``Key.kinds``).
+_ONE_REQUEST = (HTTP,)  # a flow sets these on each step
+_HTTP = (HTTP, FLOW)
+_TCP = (TCP, TLS)
+_OVER_TLS = (HTTP, FLOW, TLS)  # http:// too: it may be redirected to https
+
 _DECLARED = (
     Key("name", str, check_name, example="reference-all-keys",
         doc="Unique among the sites; [a-z0-9][a-z0-9_-]{0,62}. The DAG is site_<name>."),
@@ -180,10 +201,10 @@ _DECLARED = (
         doc="(Not with steps: a flow's check takes its first step's url.) http or https with a"
         " host, at most 2048 characters; or tcp://host:port (connect),"
         " tls://host:port (connect and a TLS handshake, verified with SNI unless verify_tls is"
-        " false): a TCP check, which takes send and reply_regex and none of the HTTP keys"
-        " (regex, forbid_regex, expect_status, expect, method, headers, body, follow_redirects,"
-        " max_body_bytes); or dns://[resolver-ip[:port]]/name?type=A: a DNS check, which takes"
-        " answers and none of the HTTP keys. No user:password@ part (the URL"
+        " false): a TCP check; or dns://[resolver-ip[:port]]/name?type=A: a DNS check. A key"
+        " that is not for every kind of check says which it is for (send: for a tcp:// or"
+        " tls:// check only); a site setting a key its kind does not take is an error, and"
+        " such a key in defaults is not applied to it. No user:password@ part (the URL"
         " is stored with every check); send credentials in a header from the environment. An"
         " internationalised host (bücher.example) is requested in its IDNA form; invisible"
         " characters (bidi controls such as U+202E, zero-width spaces) are refused."),
@@ -199,22 +220,26 @@ _DECLARED = (
         " explicit duration must be shorter than the interval, or than 1m for a cron. The run's"
         " logical date (scheduled_at) is the tick plus the offset."),
     Key("regex", str | None, optional(check_regex), default=None,
-        example=r"'Last updated[^0-9]{0,40}\d{1,2}:\d{2}'",
+        example=r"'Last updated[^0-9]{0,40}\d{1,2}:\d{2}'", kinds=_ONE_REQUEST,
         doc="Python regular expression (the `regex` module, at most 1000 characters) searched in"
         " the decoded body; the site is up only if it matches. (?i) for ignore-case."),
     Key("forbid_regex", str | None, optional(check_regex), default=None,
-        example='"(?i)maintenance"', doc="The site is up only if this pattern does NOT match."),
+        example='"(?i)maintenance"', kinds=_ONE_REQUEST,
+        doc="The site is up only if this pattern does NOT match."),
     Key("expect_status", tuple[tuple[int, int], ...], check_expect_status, default="200-399",
-        example='[200, "301-302"]',
-        doc='A code, a "low-high" range, or a list of both. Codes 100..599.'),
+        example='[200, "301-302"]', kinds=_HTTP,
+        doc='A code, a "low-high" range, or a list of both. Codes 100..599. In a flow, the'
+        " expect_status of each step that sets none."),
     Key("max_response_ms", int | None, check_milliseconds, default=None, example="2000",
         doc=f"The check fails when the response takes longer (1..{MAX_RESPONSE_MS} ms)."),
     Key("min_cert_days", int | None, optional(lambda v: integer(v, 0, 3650)), default=None,
-        example="14",
-        doc="https and tls:// only: fail (error cert_expiring) when the certificate chain expires"
-        " in fewer days (0..3650): the first to expire of the leaf, its intermediates and the"
-        " root the check verified them against (tls_expires_at)."),
+        example="14", kinds=_OVER_TLS,
+        doc="Fail (error cert_expiring) when the certificate chain expires in fewer days"
+        " (0..3650): the first to expire of the leaf, its intermediates and the root the check"
+        " verified them against (tls_expires_at). On http:// it applies to a redirect to"
+        " https."),
     Key("expect", tuple[Assertion, ...], check_expect, default=[], example=_EXPECT_EXAMPLE,
+        kinds=_ONE_REQUEST,
         doc=f"Assertions on the response, evaluated in order after the body is read (at most"
         f" {MAX_ASSERTIONS}); the first that fails makes the check down with error assertion and"
         " a detail naming it, expected against actual (json $.data.id: expected 1, got 2). Each"
@@ -224,7 +249,8 @@ _DECLARED = (
         " not_equals, lt, le, gt, ge, contains, matches, exists, length (a number or"
         " {ge: N}, ...), and a quantifier over the nodes it selects: all (the default, so one"
         " wrong item fails the check, and no node at all fails it too), any or none); json_schema"
-        " (a JSON Schema, its $schema draft or 2020-12; references only inside it). A body that"
+        " (a JSON Schema, its $schema draft or 2020-12; references only inside it; no"
+        " patternProperties). A body that"
         " is not JSON fails a json assertion by name. Paths, patterns and schemas are checked"
         " when the file is read; evaluation is bounded by the body cap, the deadline and 10000"
         " nodes per path."),
@@ -239,7 +265,8 @@ _DECLARED = (
         " a failure. A later step writes ${step.value} in its URL's path or query (percent-"
         "encoded), headers and body (JSON-escaped in a JSON body); ${SITEWATCH_SECRET_...} in"
         " headers and bodies only. Unknown steps or values, a value used before (or by) the step"
-        " that extracts it, and cycles are errors. Extracted values are masked like secrets in"
+        f" that extracts it, cycles, and a step using values more than {MAX_USES} times are"
+        " errors. Extracted values are masked like secrets in"
         " every stored or logged text, at most 8192 characters each, and are, like secrets,"
         " never sent to an origin the step's url does not name (a redirect elsewhere drops"
         " those headers; a body with them is not sent there); a step whose URL takes a value"
@@ -250,23 +277,27 @@ _DECLARED = (
         " each step's status, time, bytes and failure are stored in the check's steps. A flow"
         " takes no regex, forbid_regex, expect, method, headers or body of its own."),
     Key("send", str | None, optional(check_body), default=None, example='"PING\\r\\n"',
-        doc="tcp:// and tls:// only: text sent (UTF-8) once connected, at most 1 MiB; in double"
-        " quotes YAML writes a line break as \\r\\n."),
+        kinds=_TCP,
+        doc="Text sent (UTF-8) once connected, at most 1 MiB; in double quotes YAML writes a"
+        " line break as \\r\\n."),
     Key("reply_regex", str | None, optional(check_regex), default=None, example="'^\\+PONG'",
-        doc="tcp:// and tls:// only: a regex (as regex) searched in the first 64 KiB the server"
+        kinds=_TCP,
+        doc="A regex (as regex) searched in the first 64 KiB the server"
         " sends, decoded as UTF-8; the check is up only if it matches before the deadline or"
         " the server closing (error reply). Without it, connecting (and the handshake) is the"
         " check."),
     Key("answers", Answers | None, check_answers, default=None, example=_ANSWERS_EXAMPLE,
-        doc="dns:// only: the answers expected, each as dig prints it (an address, a name, 10"
+        kinds=(DNS,),
+        doc="The answers expected, each as dig prints it (an address, a name, 10"
         " mail.example.com for MX, the text of a TXT record): a list (all of them must be"
         " among the resolver's answers), {any: [...]} (one of them is enough) or none (some"
         " answer of the type). The resolver answering NXDOMAIN is error nxdomain, SERVFAIL or"
         " another refusal servfail, no such record or a wrong one answer, no reply in time"
         " timeout. Names compare without case or final dot."),
-    Key("method", str, check_method, default="GET", example="POST",
+    Key("method", str, check_method, default="GET", example="POST", kinds=_ONE_REQUEST,
         doc="One of GET, HEAD, POST (upper case)."),
     Key("headers", Mapping[str, str], check_headers, default={}, example=_HEADERS_EXAMPLE,
+        kinds=_ONE_REQUEST,
         doc="Header name -> string value; values at most 8 KiB, Latin-1, no line breaks, no"
         " leading or trailing spaces. ${NAME} is replaced from the worker's environment when the"
         " check runs, so secrets stay out of this file and out of the DAG (masked in task logs);"
@@ -274,26 +305,27 @@ _DECLARED = (
         " sent. An unset variable fails the attempt as a pipeline error, not as the site being"
         " down. $${ writes a literal ${."),
     Key("body", str | None, optional(check_body), default=None, example="'{\"ping\": true}'",
+        kinds=_ONE_REQUEST,
         doc="Request body (at most 1 MiB). Only with method POST: a body on GET or HEAD is almost"
         " always a forgotten `method: POST`, so it is an error."),
     Key("timeout", float, check_timeout, default="10s", example="10s",
         doc="The whole attempt's deadline, more than 0 and at most 5m."),
-    Key("follow_redirects", bool, check_bool, default=True, example="true",
+    Key("follow_redirects", bool, check_bool, default=True, example="true", kinds=_HTTP,
         doc="Follow redirects (at most 10); false reports the redirect itself."),
-    Key("verify_tls", bool, check_bool, default=True, example="true",
+    Key("verify_tls", bool, check_bool, default=True, example="true", kinds=_OVER_TLS,
         doc="Verify the TLS certificate chain and that it is for the URL's host. A certificate"
         " for another host is error hostname_mismatch, naming the hosts it is for; an expired"
         " (or not yet valid) certificate of the chain is error tls, naming it (leaf,"
         " intermediate or root) and its notAfter. false accepts any certificate."),
     Key("tls_min_version", str | None, optional(check_tls_min_version), default=None,
-        example='"1.3"',
+        example='"1.3"', kinds=_OVER_TLS,
         doc='The oldest TLS version a TLS connection of the check (https, also after a'
         ' redirect, or tls://) may agree on: "1.2" or "1.3" (quoted or not). A server that'
         " negotiates an older one is down with error tls, naming the version it chose; nothing"
         " is sent on that connection. TLS 1.0 and 1.1 are refused anyway. Every check stores the"
         " version it agreed on (tls_version)."),
     Key("max_body_bytes", int, lambda v: integer(v, 1024, 100 * 1024 * 1024),
-        default=5 * 1024 * 1024, example="1048576",
+        default=5 * 1024 * 1024, example="1048576", kinds=_HTTP,
         doc="At most this many body bytes are read and searched, 1024..104857600."),
     Key("retries", int, lambda v: integer(v, 0, 20), default=2, example="2",
         doc="Airflow retries of a failed check, 0..20."),
@@ -367,20 +399,32 @@ _DECLARED = (
 )  # fmt: skip
 
 KEYS: Mapping[str, Key] = MappingProxyType({key.name: key for key in _DECLARED})
-HTTP_ONLY = (
-    "regex", "forbid_regex", "expect_status", "expect", "method", "headers", "body",
-    "follow_redirects", "max_body_bytes",
-)  # fmt: skip
-"""The keys only an http(s) check takes; a TCP or DNS check setting one is an error."""
-TCP_ONLY = ("send", "reply_regex")
-"""The keys only a TCP check takes; an http(s) check setting one is an error."""
-DNS_ONLY = ("answers",)
-SINGLE_ONLY = ("regex", "forbid_regex", "expect", "method", "headers", "body")
-"""The keys of one request, which a flow (``steps``) sets on each step instead."""
-ONLY_FOR: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {"http": HTTP_ONLY, "tcp": TCP_ONLY, "dns": DNS_ONLY}
+KIND_LIMITED: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {name: key.kinds for name, key in KEYS.items() if key.kinds != KINDS}
 )
-"""The keys only one kind of check takes (``key_checks.kind_of``), by kind."""
+"""The keys not every kind of check takes, and the kinds that do: the one table of which key
+means something to which kind (``Key.kinds``)."""
+KIND_NAMES: Mapping[str, str] = MappingProxyType({
+    HTTP: "an http(s) check", FLOW: "a flow (steps)", TCP: "a tcp:// check",
+    TLS: "a tls:// check", DNS: "a dns:// check",
+})  # fmt: skip
+
+
+def takes(kind: str, key: str) -> bool:
+    """Whether a check of ``kind`` (``key_checks.entry_kind``) takes site key ``key``."""
+    return kind in KIND_LIMITED.get(key, KINDS)
+
+
+def kinds_text(kinds: tuple[str, ...]) -> str:
+    """``an http(s) check, a flow (steps) or a tls:// check``: ``kinds`` for a message."""
+    names = [KIND_NAMES[kind] for kind in KINDS if kind in kinds]
+    if TCP in kinds and TLS in kinds:  # one phrase for the two TCP checks
+        names[names.index(KIND_NAMES[TCP]) : names.index(KIND_NAMES[TLS]) + 1] = [
+            "a tcp:// or tls:// check"
+        ]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 FIELDS: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
     {name: key.check for name, key in KEYS.items()}
 )

@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 import yaml
 
 from sitewatch.config import diskcache
-from sitewatch.config.key_checks import ascii_host, compile_pattern
+from sitewatch.config.key_checks import ascii_host, compile_pattern, entry_kind
 from sitewatch.config.keys import BUILTIN_DEFAULTS, FIELDS
-from sitewatch.config.reader import CROSS_KEY_RULES, Reader, subfield
+from sitewatch.config.reader import CROSS_KEY_RULES, Reader, kind_problem, subfield
 from sitewatch.config.site import ConfigIssue, Site, SitesFile
 from sitewatch.config.values import unknown_key
 from sitewatch.config.yamltree import Invalid, TooComplex, compose, line_of, no_gc
@@ -194,16 +194,20 @@ def load_text(text: str, path: str = "<string>") -> SitesFile:
         # resuming it does not first traverse ~10^5 dead nodes.
         del root
     reader.issues.sort(key=lambda issue: issue.line)  # stable: same-line issues keep their order
-    return SitesFile(path, sites, reader.issues, tuple(reader.status_pages))
+    reader.warnings.sort(key=lambda issue: issue.line)
+    return SitesFile(path, sites, reader.issues, tuple(reader.status_pages), reader.warnings)
 
 
 def site_for_url(url: str, *, regex: str | None = None, **overrides: Any) -> Site:
     """Build a validated ad-hoc Site for ``url``, named after its host (``www-example-com``).
 
-    ``overrides`` take any site key in its sites-file form (``timeout="5s"``, ``verify_tls=False``).
-    Raises ConfigError listing every problem (file ``<command line>``, field = the key).
+    ``overrides`` take any site key in its sites-file form (``timeout="5s"``, ``verify_tls=False``);
+    as in a sites file, one the URL's kind of check does not take is an error (``regex`` only
+    when not None). Raises ConfigError listing every problem (file ``<command line>``, field =
+    the key).
     """
-    given = {"name": _adhoc_name(url), "url": url, "regex": regex, **overrides}
+    given = {"name": _adhoc_name(url), "url": url, **({} if regex is None else {"regex": regex})}
+    given |= overrides
     issues: list[ConfigIssue] = []
     values: dict[str, Any] = {}
     for key, raw in given.items():
@@ -216,6 +220,11 @@ def site_for_url(url: str, *, regex: str | None = None, **overrides: Any) -> Sit
             for problem in exc.all():
                 field_name = subfield(key, problem.item)
                 issues.append(ConfigIssue(CLI_FILE, 0, field_name, problem.message))
+    if "url" in values:
+        kind = entry_kind(values["url"], bool(values.get("steps")))
+        for key in values:
+            if problem := kind_problem(key, kind):
+                issues.append(ConfigIssue(CLI_FILE, 0, key, problem))
     merged = BUILTIN_DEFAULTS | values
     if not issues:
         for rule in CROSS_KEY_RULES:

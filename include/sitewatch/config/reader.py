@@ -1,7 +1,9 @@
 """Reading one composed sites document: top level, ``defaults`` and each entry, issues collected.
 
 ``sitewatch.config.loader`` owns the file handling and the public API; this module owns the walk:
-which key goes where, which line an issue names, and how defaults merge into entries.
+which key goes where, which line an issue names, and how defaults merge into entries: a default
+applies to each site whose kind of check takes its key (``keys.KIND_LIMITED``), while a site
+setting a key its kind does not take is an error on that key's line.
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from sitewatch.config.dependencies import Hints, cycles, self_problem
 from sitewatch.config.dns_check import answers_problem
-from sitewatch.config.key_checks import kind_of, timeout_problem, tls_min_version_problem
+from sitewatch.config.key_checks import FLOW, KINDS, TCP, TLS, entry_kind, timeout_problem
 from sitewatch.config.keys import (
     BUILTIN_DEFAULTS,
     FIELDS,
+    KIND_LIMITED,
+    KIND_NAMES,
     NO_DEFAULT,
-    ONLY_FOR,
     REQUIRED,
-    SINGLE_ONLY,
+    kinds_text,
+    takes,
 )
 from sitewatch.config.locations import quorum_problem
 from sitewatch.config.objectives import degraded_problem
@@ -118,34 +122,37 @@ def body_problem(values: Mapping[str, Any]) -> str | None:
     return None
 
 
-def kind_problem(key: str) -> Callable[[Mapping[str, Any]], str | None]:
-    """The rule's problem for ``key``, which only one kind of check takes (``ONLY_FOR``): set (to
-    other than its built-in default, so a ``defaults`` entry that leaves it alone is no error) on
-    a site of another kind."""
-    kind = next(kind for kind, keys in ONLY_FOR.items() if key in keys)
-
-    def problem(values: Mapping[str, Any]) -> str | None:
-        url = values.get("url")  # None: missing, which is reported already
-        if url is None or values[key] == BUILTIN_DEFAULTS[key] or kind_of(url) == kind:
-            return None
-        return f"{key} is for {_KIND_NAMES[kind]} check; this is {_KIND_NAMES[kind_of(url)]} one"
-
-    return problem
+_HINTS = {
+    **{(FLOW, key): ", which searches a body with a body assertion in a step's expect"
+       for key in ("regex", "forbid_regex")},
+    **{(FLOW, key): f", which sets {key} on each step"
+       for key in ("expect", "method", "headers", "body")},
+    **{(kind, "regex"): ", which searches its reply with reply_regex" for kind in (TCP, TLS)},
+    **{(TCP, key): ", which makes no TLS handshake (tls:// does)"
+       for key in ("verify_tls", "tls_min_version", "min_cert_days")},
+}  # fmt: skip
+"""What the message of a key its kind does not take adds, by (kind, key)."""
 
 
-_KIND_NAMES = {"http": "an http(s)", "tcp": "a tcp:// or tls://", "dns": "a dns://"}
+def kind_problem(key: str, kind: str) -> str | None:
+    """The message when a site of ``kind`` (``key_checks.entry_kind``) sets ``key`` itself and
+    its kind does not take it (``keys.KIND_LIMITED``), else None."""
+    if takes(kind, key):
+        return None
+    accepted = kinds_text(KIND_LIMITED[key])
+    return f"{key} is for {accepted}; this is {KIND_NAMES[kind]}{_HINTS.get((kind, key), '')}"
 
 
-def single_problem(key: str) -> Callable[[Mapping[str, Any]], str | None]:
-    """The rule's problem for ``key``, a key of one request (``SINGLE_ONLY``), set on a flow."""
-    instead = "a body assertion in a step's expect" if "regex" in key else f"each step's {key}"
-
-    def problem(values: Mapping[str, Any]) -> str | None:
-        if not values.get("steps") or values[key] == BUILTIN_DEFAULTS[key]:
-            return None
-        return f"{key} is for a single request; a flow (steps) uses {instead}"
-
-    return problem
+def kind_defaults(defaults: Mapping[str, Any]) -> dict[str | None, dict[str, Any]]:
+    """The defaults of a site of each kind: the built-in ones, and those of ``defaults`` (the
+    file's) that its kind takes. None, a site whose kind is unknown (its url missing or
+    invalid, which is reported), gets all of them, as every site did before kinds."""
+    by_kind: dict[str | None, dict[str, Any]] = {
+        kind: BUILTIN_DEFAULTS | {k: v for k, v in defaults.items() if takes(kind, k)}
+        for kind in KINDS
+    }
+    by_kind[None] = BUILTIN_DEFAULTS | defaults
+    return by_kind
 
 
 class Rule(NamedTuple):
@@ -165,12 +172,11 @@ CROSS_KEY_RULES = (
     Rule("quorum", ("locations",), quorum_problem),
     Rule("degraded_ms", ("max_response_ms",), degraded_problem),
     Rule("timeout", ("schedule",), timeout_problem),
-    *(Rule(key, ("url",), kind_problem(key)) for keys in ONLY_FOR.values() for key in keys),
     Rule("answers", ("url",), answers_problem),
-    Rule("tls_min_version", ("url",), tls_min_version_problem),
-    *(Rule(key, ("steps",), single_problem(key)) for key in SINGLE_ONLY),
 )
-"""Every rule between keys of one entry; the sites file and ``site_for_url`` both apply them."""
+"""Every rule between keys of one entry; the sites file and ``site_for_url`` both apply them.
+(Which keys a kind of check takes is not a rule here but ``kind_problem``: it asks whether the
+entry set the key itself, which the values alone cannot tell.)"""
 
 
 def unexpected(exc: Exception) -> str:
@@ -201,9 +207,15 @@ class Reader:
         self.parents: dict[str, _Parents] = {}  # by name, for the first entry of each name
         self.default_parents: tuple[Node, tuple[str, ...]] | None = None  # when valid
         self.status_pages: list[StatusPage] = []  # the valid pages, once ``read`` is done
+        self.warnings: list[ConfigIssue] = []  # what is valid but most likely not meant
+        self.default_lines: dict[str, int] = {}  # line of each valid key of ``defaults``
+        self.kinds_seen: set[str] = set()  # the kinds of the entries whose url is valid
 
     def report(self, line: int, field_name: str, message: str) -> None:
         self.issues.append(ConfigIssue(self.path, line, _shown(field_name), message))
+
+    def warn(self, line: int, field_name: str, message: str) -> None:
+        self.warnings.append(ConfigIssue(self.path, line, _shown(field_name), message))
 
     def read(self, root: Node) -> list[Site]:
         if not isinstance(root, MappingNode):
@@ -221,7 +233,8 @@ class Reader:
         return sites
 
     def read_sites(self, root: Node, top_values: dict[str, Node]) -> list[Site]:
-        defaults = BUILTIN_DEFAULTS | self.read_defaults(top_values.get("defaults"))
+        own_defaults = self.read_defaults(top_values.get("defaults"))
+        defaults = kind_defaults(own_defaults)
         sites_node = top_values.get("sites")
         if sites_node is None:
             self.report(line_of(root), "sites", "required key 'sites' is missing")
@@ -241,6 +254,7 @@ class Reader:
                 site = None
             if site is not None:
                 sites.append(site)
+        self.warn_unused_defaults(own_defaults)
         if not self.parents:
             return sites
         try:
@@ -332,12 +346,28 @@ class Reader:
                 ok, value = self.check(f"defaults.{key}", key, value_node)
                 if ok:  # a bad default is reported here once and otherwise ignored
                     defaults[key] = value
+                    self.default_lines[key] = line_of(key_node)
                     if key == "depends_on" and value:  # names are checked once all are read
                         self.default_parents = value_node, value
         return defaults
 
-    def read_entry(self, where: str, node: Node, defaults: dict[str, Any]) -> Site | None:
-        """Check one entry; ``defaults`` holds a value for every optional key."""
+    def warn_unused_defaults(self, defaults: Mapping[str, Any]) -> None:
+        """Warn of each key of ``defaults`` that no entry's kind takes: valid, but applied to no
+        site (an HTTP-only default in a file of TCP checks). Nothing when no entry has a valid
+        url: the file's errors say more."""
+        if not self.kinds_seen:
+            return
+        for key in defaults:
+            kinds = KIND_LIMITED.get(key)
+            if kinds is not None and self.kinds_seen.isdisjoint(kinds):
+                message = f"applies to no site: it is for {kinds_text(kinds)}, and no site is one"
+                self.warn(self.default_lines[key], f"defaults.{key}", message)
+
+    def read_entry(
+        self, where: str, node: Node, defaults: Mapping[str | None, Mapping[str, Any]]
+    ) -> Site | None:
+        """Check one entry; ``defaults`` holds a value for every optional key, by the kind of
+        check the entry makes (``kind_defaults``)."""
         if not isinstance(node, MappingNode):
             got = _describe_node(node)
             self.report(line_of(node), where, f"expected a mapping with name and url, got {got}")
@@ -366,8 +396,15 @@ class Reader:
             values["url"] = values["steps"][0].url
         if "name" in values:
             self.check_unique(where, values["name"], lines["name"])
-        merged = defaults | values
-        failed = present - values.keys()  # reported already
+        kind = entry_kind(values["url"], bool(values.get("steps"))) if "url" in values else None
+        failed = present - values.keys()  # reported already: bad values, then wrong kinds
+        if kind is not None:
+            self.kinds_seen.add(kind)
+            for key, key_node, _ in pairs:  # the keys the entry sets itself, not its defaults
+                if key in values and (problem := kind_problem(key, kind)):
+                    self.report(line_of(key_node), f"{where}.{key}", problem)
+                    failed.add(key)
+        merged = defaults[kind] | values
         for rule in CROSS_KEY_RULES:
             keys = (rule.key, *rule.reads)
             if failed.isdisjoint(keys) and (problem := rule.problem(merged)):

@@ -14,7 +14,8 @@ import json
 import textwrap
 from typing import Any
 
-from sitewatch.config.keys import DNS_ONLY, KEYS, TCP_ONLY, Key
+from sitewatch.config.key_checks import DNS, HTTP, KINDS, TCP
+from sitewatch.config.keys import KEYS, KIND_LIMITED, Key, kinds_text
 from sitewatch.config.status_pages import COMPONENT_KEYS, PAGE_KEYS
 
 _WIDTH = 100
@@ -30,13 +31,20 @@ _HEAD = """\
 # Anchors, aliases and merge keys (`<<: *base`) work; `defaults` is usually simpler.
 # Durations: integers with units d, h, m, s, ms, largest first: 30s, 5m, 1h30m, 500ms.
 
-# Applied to every site before the site's own keys. Any site key except `name` and `url`.
-# A bad default is reported once (as defaults.<key>) and ignored.
+# Any site key except `name`, `url` and `steps`. Each applies, under the site's own keys, to
+# every site whose kind of check takes it: a default for an http(s) check only (headers,
+# follow_redirects...) is not applied to tcp://, tls:// or dns:// sites, nor send to http(s)
+# ones, while a site setting a key its kind does not take is an error. A bad default is reported
+# once (as defaults.<key>) and ignored; one that no site's kind takes is a warning.
 defaults:
   owner: sitewatch
 
 sites:
 """
+TCP_KEYS = tuple(k for k, kinds in KIND_LIMITED.items() if HTTP not in kinds and TCP in kinds)
+"""The keys shown in reference-tcp: those a TCP check takes and the first entry, https, may not."""
+DNS_KEYS = tuple(k for k, kinds in KIND_LIMITED.items() if HTTP not in kinds and DNS in kinds)
+"""The keys shown in reference-dns, likewise."""
 _TAIL = """
   # The smallest valid entry: everything else takes its default.
   - name: reference-minimal
@@ -58,9 +66,9 @@ def render() -> str:
             break_long_words=False,
             break_on_hyphens=False,
         )
-        if key.name in TCP_ONLY:  # an https site may not set it: shown in reference-tcp
+        if key.name in TCP_KEYS:  # an https site may not set it: shown in reference-tcp
             lines.append(f"    # {key.name}: (tcp:// and tls:// only; see reference-tcp below)")
-        elif key.name in DNS_ONLY:
+        elif key.name in DNS_KEYS:
             lines.append(f"    # {key.name}: (dns:// only; see reference-dns below)")
         elif key.name == "steps":  # instead of url: shown in reference-flow
             lines.append("    # steps: (instead of url; see reference-flow below)")
@@ -80,14 +88,14 @@ def _tcp() -> str:
         "  # send a line and search the reply. No HTTP key (regex, headers, expect...) applies.",
         "  - name: reference-tcp",
         "    url: tcp://cache.example.com:6379",
-        *(f"    {name}: {KEYS[name].example}" for name in TCP_ONLY),
+        *(f"    {name}: {KEYS[name].example}" for name in TCP_KEYS),
         "    enabled: false",
         "",
         "  # A DNS check: ask a resolver (its IP address; dns:///name asks the system's) for a",
         "  # name and record type (A, AAAA, CNAME, MX, TXT, NS, SRV, PTR, SOA, CAA; default A).",
         "  - name: reference-dns",
         "    url: dns://192.0.2.53/www.example.com?type=A",
-        *(f"    {name}: {{{KEYS[name].example.strip()}}}" for name in DNS_ONLY),
+        *(f"    {name}: {{{KEYS[name].example.strip()}}}" for name in DNS_KEYS),
         "    enabled: false",
     ]
     return "\n".join(lines) + "\n"
@@ -142,8 +150,11 @@ def _wrapped(text: str, first: str) -> list[str]:
 
 
 def _documentation(key: Key) -> str:
-    """``Default 5m. <doc>`` or ``Required. <doc>``."""
-    return f"{'Required' if key.required else f'Default {_shown(key.default)}'}. {key.doc}"
+    """``Default 5m. <doc>`` or ``Required. <doc>``, with ``For a dns:// check only.`` before the
+    doc of a key that not every kind of check takes (``Key.kinds``; page keys leave them all)."""
+    head = "Required" if key.required else f"Default {_shown(key.default)}"
+    only = f" For {kinds_text(key.kinds)} only." if key.kinds != KINDS else ""
+    return f"{head}.{only} {key.doc}"
 
 
 def _shown(value: Any) -> str:

@@ -103,7 +103,8 @@ class ConfigIssue:
 
 @dataclass
 class SitesFile:
-    """The result of loading: every valid site (enabled or not) and every issue, in file order.
+    """The result of loading: every valid site (enabled or not), every issue and every warning, in
+    file order.
 
     ``by_name`` and ``enabled_by_name`` index the sites by name, built at first use and kept with
     the file (``cached_sites`` hands out the same ``SitesFile`` while the file is unchanged, so
@@ -115,6 +116,9 @@ class SitesFile:
     issues: list[ConfigIssue]
     status_pages: tuple = ()
     """The valid public status pages (``config.status_pages.StatusPage``), in file order."""
+    warnings: list[ConfigIssue] = dataclasses.field(default_factory=list)
+    """What is valid but most likely not meant (a default no site's kind takes), in file order;
+    ``sitewatch validate`` prints them, nothing refuses a site for them."""
 
     @functools.cached_property
     def by_name(self) -> dict[str, Site]:
