@@ -34,8 +34,8 @@ def machine_section(m: dict) -> list[str]:
         f"- Date: {m['date']}",
         f"- Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}",
         f"- Python {m['python']}, Airflow {m.get('apache-airflow')}, confluent-kafka "
-        f"{m.get('confluent-kafka')}, psycopg {m.get('psycopg')}, requests {m.get('requests')}, "
-        f"PostgreSQL {m.get('postgresql') or '?'}",
+        f"{m.get('confluent-kafka')}, psycopg {m.get('psycopg')}, requests {m.get('requests')}"
+        + (f", PostgreSQL {m['postgresql']}" if m.get("postgresql") else ""),
     ]
 
 
