@@ -1,13 +1,13 @@
 # sitewatch developer entry points; the work is done by scripts/dev.sh.
 .PHONY: run test stop services env bench bench-deps lint
 
-run:        ## start Kafka, PostgreSQL and Airflow with the UI on http://localhost:8080 (SITEWATCH_EXECUTOR=celery: with Redis and Celery workers per location)
+run:        ## start Kafka, PostgreSQL and Airflow with the UI on http://localhost:8080, the status pages on http://localhost:8090 (SITEWATCH_EXECUTOR=celery: with Redis and Celery workers per location)
 	@scripts/dev.sh run
 
 test:       ## start the services (Redis too) and run every test suite against them
 	@scripts/dev.sh test
 
-stop:       ## stop everything started from this checkout, either executor
+stop:       ## stop everything started from this checkout, either executor, and the status page server
 	@scripts/dev.sh stop
 
 services:   ## start only Kafka and PostgreSQL (and Redis for Celery) and write .state/env.sh

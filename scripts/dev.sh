@@ -4,9 +4,12 @@
 #
 #   scripts/dev.sh services   start Kafka and PostgreSQL (and Redis for Celery), write .state/env.sh
 #                             (idempotent)
-#   scripts/dev.sh run        services + Airflow with the UI on localhost:$SITEWATCH_UI_PORT
+#   scripts/dev.sh run        services + Airflow with the UI on localhost:$SITEWATCH_UI_PORT, and
+#                             the published status pages served on localhost:$SITEWATCH_STATUS_PORT
+#   scripts/dev.sh serve      only serve the status pages (run does it too)
 #   scripts/dev.sh test [ARGS]  services + Redis + Airflow metadata DB, then pytest ARGS over every suite
-#   scripts/dev.sh stop       stop Airflow, Kafka, PostgreSQL and Redis started from this checkout
+#   scripts/dev.sh stop       stop Airflow, the status page server, Kafka, PostgreSQL and Redis
+#                             started from this checkout
 #   scripts/dev.sh env        print the environment for the airflow CLI and psql
 #
 # SITEWATCH_EXECUTOR=local (default): `airflow standalone`, the LocalExecutor. SITEWATCH_EXECUTOR=celery:
@@ -23,6 +26,7 @@ KAFKA_PORT=${SITEWATCH_KAFKA_PORT:-19092}
 KAFKA_CONTROLLER_PORT=${SITEWATCH_KAFKA_CONTROLLER_PORT:-19093}
 PG_PORT=${SITEWATCH_PG_PORT:-15432}
 UI_PORT=${SITEWATCH_UI_PORT:-8080}
+STATUS_PORT=${SITEWATCH_STATUS_PORT:-8090}
 TOPIC=${SITEWATCH_TOPIC:-sitewatch.checks}
 PARTITIONS=${SITEWATCH_TOPIC_PARTITIONS:-3}
 # TLS mode (SITEWATCH_TLS=1): certificates in $STATE/tls, a Kafka SSL listener that requires client
@@ -353,6 +357,58 @@ export AIRFLOW__CELERY__WORKER_CONCURRENCY=${AIRFLOW__CELERY__WORKER_CONCURRENCY
 EOF
 }
 
+# --- the status pages ----------------------------------------------------------------------------
+# make run serves the folder the sitewatch_status_page DAG publishes to by default (a page a
+# minute after the start) with Python's own static file server, on 127.0.0.1 only. With
+# SITEWATCH_STATUS_PAGE_URL set, the pages go there, and whoever chose it serves them.
+status_serve() {
+  local dir=$STATE/status-server
+  if [ -n "${SITEWATCH_STATUS_PAGE_URL:-}" ]; then
+    log "status pages go to SITEWATCH_STATUS_PAGE_URL; not served here"; return
+  fi
+  mkdir -p "$dir" "$STATE/status-pages"
+  if pid_alive "$dir/pid"; then STATUS_PORT=$(cat "$dir/port"); return; fi
+  need_free_port "$STATUS_PORT" SITEWATCH_STATUS_PORT
+  setsid nohup python3 -m http.server "$STATUS_PORT" --bind 127.0.0.1 \
+    --directory "$STATE/status-pages" >"$dir/server.log" 2>&1 &
+  echo $! > "$dir/pid"; echo "$STATUS_PORT" > "$dir/port"
+  for _ in $(seq 50); do port_busy "$STATUS_PORT" && return; pid_alive "$dir/pid" || break; sleep 0.2; done
+  cat "$dir/server.log" >&2; status_stop; die "the status page server did not start (log: $dir/server.log)"
+}
+
+print_status() {
+  pid_alive "$STATE/status-server/pid" || return 0
+  log "status pages: http://localhost:$(cat "$STATE/status-server/port")/ (a folder per page of the sites file)"
+}
+
+status_stop() { stop_pid "$STATE/status-server/pid" "status page server"; }
+
+# --- test-only tools ------------------------------------------------------------------------------
+# axe-core, the accessibility engine that tests/browser/test_status_page_a11y.py runs in Chromium:
+# the npm package, pinned here, installed once into $STATE/axe (npm knows where packages come from).
+AXE_CORE=axe-core@4.14.1
+AXE_JS=$STATE/axe/node_modules/axe-core/axe.min.js
+
+axe_install() {
+  local dir=$STATE/axe
+  [ "$(cat "$dir/.installed" 2>/dev/null)" = "$AXE_CORE" ] && [ -f "$AXE_JS" ] && return
+  if ! command -v npm >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing npm with apt-get (for axe-core)"
+    { apt-get update -qq -o DPkg::Lock::Timeout=300 && DEBIAN_FRONTEND=noninteractive apt-get install \
+        -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends npm >/dev/null; } ||
+      log "warning: apt-get install npm failed"
+  fi
+  command -v npm >/dev/null || { log "warning: npm missing; the accessibility test will fail (install 'npm')"; return 0; }
+  log "installing $AXE_CORE with npm into $dir"
+  mkdir -p "$dir"
+  if npm install --prefix "$dir" --no-save --no-package-lock --no-audit --no-fund --ignore-scripts \
+      "$AXE_CORE" >"$dir/npm.log" 2>&1 && [ -f "$AXE_JS" ]; then
+    echo "$AXE_CORE" > "$dir/.installed"
+  else
+    log "warning: npm install $AXE_CORE failed (log: $dir/npm.log); the accessibility test will fail"
+  fi
+}
+
 # --- environment ---------------------------------------------------------------------------------
 # An Airflow connection of type postgres to the results database as a role.
 pg_conn() {  # role
@@ -368,8 +424,10 @@ write_env() {
   local split="# (the drain, alerting and the Sites page fall back to sitewatch_postgres)"
   # the tests' drains end as soon as they are caught up (each test waits for its own rows)
   local idle="export SITEWATCH_DRAIN_IDLE_SECONDS=0"
+  local axe="export SITEWATCH_AXE_JS=\"$AXE_JS\""
   if [ "$ENV_FILE" = "$STATE/env.sh" ]; then
     idle="# SITEWATCH_DRAIN_IDLE_SECONDS: the default (README, Settings)"
+    axe="# SITEWATCH_AXE_JS: make test's (axe-core, for the accessibility test)"
     split="export AIRFLOW_CONN_SITEWATCH_POSTGRES_DRAIN='$(pg_conn sitewatch_drain)'
 export AIRFLOW_CONN_SITEWATCH_POSTGRES_ALERTING='$(pg_conn sitewatch_alerting)'
 export AIRFLOW_CONN_SITEWATCH_POSTGRES_READER='$(pg_conn sitewatch_reader)'"
@@ -413,6 +471,7 @@ export AIRFLOW_CONN_SITEWATCH_KAFKA='{"conn_type": "kafka", "extra": {"bootstrap
 export AIRFLOW_CONN_SITEWATCH_POSTGRES='$(pg_conn sitewatch_owner)'
 $split
 $idle
+$axe
 # The superuser, for tests that make throwaway schemas and act as each role (SET ROLE).
 export SITEWATCH_PG_DSN="$pg/$RESULTS_DB"
 export SITEWATCH_KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
@@ -468,8 +527,9 @@ run() {
   ! celery_running || die "the Celery stack of this checkout is running: make stop first, or leave SITEWATCH_EXECUTOR unset"
   services
   airflow_db
+  status_serve
   if pid_alive "$STATE/airflow/pid"; then
-    log "Airflow already running: http://localhost:$UI_PORT"; print_login; return
+    log "Airflow already running: http://localhost:$UI_PORT"; print_login; print_status; return
   fi
   need_free_port "$UI_PORT" SITEWATCH_UI_PORT
   log "starting Airflow (standalone); logs in $STATE/airflow/standalone.log"
@@ -482,6 +542,7 @@ run() {
   done
   curl -fs "http://localhost:$UI_PORT/api/v2/version" >/dev/null || die "Airflow did not answer on port $UI_PORT"
   log "Airflow is up: http://localhost:$UI_PORT"
+  print_status
   print_login
   log "stop everything with: make stop"
 }
@@ -514,6 +575,7 @@ run_celery() {
   pid_alive "$STATE/airflow/pid" && die "Airflow standalone (the LocalExecutor) of this checkout is running: make stop first"
   services
   airflow_db
+  status_serve
   local locations location queue n
   STARTED=0
   locations=$(sitewatch locations) || die "sitewatch locations failed: fix the sites file (sitewatch validate)"
@@ -537,6 +599,7 @@ run_celery() {
   celery_check
   log "Airflow (CeleryExecutor) is up: http://localhost:$UI_PORT"
   log "workers: $(cd "$STATE/airflow" && ls worker-*.pid | sed 's/\.pid$//' | tr '\n' ' ')"
+  print_status
   print_login
   log "stop everything with: make stop"
 }
@@ -569,6 +632,7 @@ stop() {
     if [ "$f" = "$STATE/airflow/pid" ]; then stop_pid "$f" Airflow & else stop_pid "$f" "Airflow $(basename "$f" .pid)" & fi
   done
   wait
+  status_stop
   kafka_stop
   pg_stop
   redis_stop
@@ -615,6 +679,7 @@ test_suite() {
   services
   airflow_db
   chromium_install
+  axe_install
   prometheus_install
   # shellcheck source=/dev/null
   source "$ENV_FILE"
@@ -634,8 +699,9 @@ resolve_executor
 case "$cmd" in
   services) services; log "environment written to $STATE/env.sh (source it)" ;;
   run) run ;;
+  serve) status_serve; print_status ;;
   test) test_suite "$@" ;;
   stop) stop ;;
   env) services >/dev/null; cat "$STATE/env.sh" ;;
-  *) die "usage: scripts/dev.sh services|run|test|stop|env" ;;
+  *) die "usage: scripts/dev.sh services|run|serve|test|stop|env" ;;
 esac

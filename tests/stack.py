@@ -47,6 +47,7 @@ PORTS = (
     "SITEWATCH_KAFKA_CONTROLLER_PORT",
     "SITEWATCH_KAFKA_TLS_PORT",
     "SITEWATCH_UI_PORT",
+    "SITEWATCH_STATUS_PORT",  # dev.sh run's status page server
     "SITEWATCH_REDIS_PORT",
     # the log servers of a worker and a triggerer, which another Airflow on the machine would
     # otherwise hold (8793, 8794)
@@ -68,6 +69,7 @@ NOT_INHERITED = (
     "SITEWATCH_SITES_FILE",
     "SITEWATCH_EXECUTOR",
     "SITEWATCH_UI_PORT",
+    "SITEWATCH_STATUS_PORT",
     "SITEWATCH_REDIS_PORT",
     "SITEWATCH_AIRFLOW_DB",
     "SITEWATCH_RESULTS_DB",

@@ -22,23 +22,29 @@ from sitewatch.status.atom import STATE_LABELS
 from sitewatch.status.markdown import render
 from sitewatch.status.model import ComponentView, DayBar, MaintenanceView, PageView
 
+# Two sets of colours: fills (the bars, the chart, borders) and text (a status's words; the banner,
+# whose text is --on over a text colour). Text meets WCAG AA's 4.5:1 on the page in either scheme
+# (tests/browser/test_status_page_a11y.py runs axe-core on it); fills only need to tell apart.
 _CSS = """
 :root{color-scheme:light dark;--bg:#fff;--fg:#1b1f24;--muted:#5b6470;--line:#d8dde3;
---ok:#2da44e;--warn:#d4a72c;--bad:#cf222e;--maint:#5a78d6;--none:#c9d1d9}
+--ok:#2da44e;--warn:#d4a72c;--bad:#cf222e;--maint:#5a78d6;--none:#c9d1d9;--on:#fff;
+--tok:#1a7f37;--twarn:#9a6700;--tbad:#cf222e;--tmaint:#4c5fd5}
 @media (prefers-color-scheme:dark){:root{--bg:#0d1117;--fg:#e6edf3;--muted:#9da7b3;
---line:#30363d;--ok:#3fb950;--warn:#d29922;--bad:#f85149;--maint:#7c9cf5;--none:#30363d}}
+--line:#30363d;--ok:#3fb950;--warn:#d29922;--bad:#f85149;--maint:#7c9cf5;--none:#30363d;
+--on:#0d1117;--tok:#3fb950;--twarn:#d29922;--tbad:#f85149;--tmaint:#7c9cf5}}
 *{box-sizing:border-box}body{margin:0;background:var(--bg);color:var(--fg);
 font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
 main{max-width:52rem;margin:0 auto;padding:1rem}h1{font-size:1.6rem;margin:.5rem 0 1rem}
 h2{font-size:1.1rem;margin:1.5rem 0 .5rem}.overall{padding:.8rem 1rem;border-radius:.4rem;
-color:#fff;font-weight:600;background:var(--ok)}.overall.minor{background:var(--warn)}
-.overall.major,.overall.critical{background:var(--bad)}.overall.maintenance{background:var(--maint)}
+color:var(--on);font-weight:600;background:var(--tok)}.overall.minor{background:var(--twarn)}
+.overall.major,.overall.critical{background:var(--tbad)}
+.overall.maintenance{background:var(--tmaint)}
 ul{list-style:none;margin:0;padding:0}.component{border:1px solid var(--line);
 border-radius:.4rem;padding:.8rem 1rem;margin:.6rem 0}.head{display:flex;flex-wrap:wrap;
 justify-content:space-between;gap:.5rem}.name{font-weight:600;overflow-wrap:anywhere}
 .desc{margin:.2rem 0;color:var(--muted);font-size:.9rem;overflow-wrap:anywhere}
-.s{font-weight:600}.s.operational{color:var(--ok)}.s.degraded_performance{color:var(--warn)}
-.s.partial_outage,.s.major_outage{color:var(--bad)}.s.under_maintenance{color:var(--maint)}
+.s{font-weight:600}.s.operational{color:var(--tok)}.s.degraded_performance{color:var(--twarn)}
+.s.partial_outage,.s.major_outage{color:var(--tbad)}.s.under_maintenance{color:var(--tmaint)}
 .bar{display:flex;gap:1px;height:2rem;margin-top:.5rem}.bar i{flex:1;border-radius:1px;
 background:var(--none)}.bar .o{background:var(--ok)}.bar .w{background:var(--warn)}
 .bar .b{background:var(--bad)}.bar .m{background:var(--maint)}
@@ -47,7 +53,8 @@ background:var(--none)}.bar .o{background:var(--ok)}.bar .w{background:var(--war
 .inc>li{border-left:4px solid var(--bad);padding:.4rem .8rem;margin:.6rem 0}
 .inc>li.resolved{border-color:var(--line)}.inc h3{font-size:1rem;margin:0;overflow-wrap:anywhere}
 .inc .meta{color:var(--muted);font-size:.85rem}.upd{margin:.4rem 0;overflow-wrap:anywhere}
-.upd p{margin:.2rem 0}footer{margin:2rem 0 1rem;color:var(--muted);font-size:.85rem}
+.upd p{margin:.2rem 0}.upd ul{list-style:disc}.upd ul,.upd ol{margin:.2rem 0;padding-left:1.5rem}
+footer{margin:2rem 0 1rem;color:var(--muted);font-size:.85rem}
 .legend .from30{display:none}.rt{margin:.5rem 0 0}.rt svg{display:block;width:100%;height:3rem}
 .rt polyline{fill:none;stroke:var(--maint);stroke-width:2;stroke-linecap:round;
 vector-effect:non-scaling-stroke}
