@@ -1,6 +1,11 @@
-"""A page's files, as relative path -> bytes: what the publisher writes under ``<target>/<id>/``."""
+"""A page's files, as relative path -> bytes: what the publisher writes under ``<target>/<id>/``,
+and how it writes them to any fsspec file system (``write_files``)."""
 
 from __future__ import annotations
+
+import posixpath
+import uuid
+from collections.abc import Mapping
 
 from sitewatch.status.atom import atom_feed
 from sitewatch.status.feeds import (
@@ -34,3 +39,39 @@ def page_files(view: PageView) -> dict[str, bytes]:
             )
     files["index.html"] = render_html(view)
     return {path: text.encode("utf-8") for path, text in files.items()}
+
+
+def write_files(fs, base: str, files: Mapping[str, bytes], *, renaming: bool) -> int:
+    """Write ``files`` under the folder ``base`` of the fsspec file system ``fs``, in their
+    order, each replaced whole; return the bytes written.
+
+    renaming: ``fs`` renames in one step (a local folder): each file is written under a
+    temporary name and renamed, so a reader never sees half of one, and a file whose bytes are
+    there already is left alone. Reading costs a tenth of writing and renaming, and most of a
+    page's files (8,000 for 1,000 components) do not change from one minute to the next.
+    Otherwise (object stores, where a read costs a request as a write does, and one PUT replaces
+    an object whole) each file is written in place.
+    """
+    for folder in sorted({posixpath.dirname(f"{base}/{relative}") for relative in files}):
+        fs.makedirs(folder, exist_ok=True)
+    written = 0
+    for relative, data in files.items():
+        final = f"{base}/{relative}"
+        if not renaming:
+            fs.pipe_file(final, data)
+        elif _holds(fs, final, data):
+            continue
+        else:
+            folder, name = posixpath.split(final)
+            temporary = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
+            fs.pipe_file(temporary, data)
+            fs.mv(temporary, final)
+        written += len(data)
+    return written
+
+
+def _holds(fs, path: str, data: bytes) -> bool:
+    try:
+        return fs.cat_file(path) == data
+    except FileNotFoundError:
+        return False

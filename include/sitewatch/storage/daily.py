@@ -10,16 +10,16 @@ Airflow.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date
+from typing import NamedTuple
 
 from sitewatch.storage.schema import transaction
 
 
-@dataclass(frozen=True)
-class Day:
+class Day(NamedTuple):
     """One UTC day of one site: final checks outside maintenance (``checks``), how many were up
-    (``ups``), and final checks in maintenance (``maint_checks``), summed over locations."""
+    (``ups``), and final checks in maintenance (``maint_checks``), summed over locations. A
+    tuple: a page of 1,000 sites reads 90,000 of them."""
 
     checks: int
     ups: int
@@ -43,6 +43,7 @@ def days_by_site(conn, sites: Sequence[str], first: date, last: date) -> dict[st
     params = {"sites": list(sites), "first": first, "last": last}
     with transaction(conn, "could not read the daily rollup") as cur:
         cur.execute(_DAYS, params)
-        for site, day, checks, ups, maint in cur:
-            found.setdefault(site, {})[day] = Day(int(checks), int(ups), int(maint))
+        rows = cur.fetchall()  # one call: iterating the cursor costs more per row
+    for site, day, checks, ups, maint in rows:
+        found.setdefault(site, {})[day] = Day(checks, ups, maint)
     return found
