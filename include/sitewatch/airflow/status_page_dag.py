@@ -13,10 +13,10 @@ docs/status-page.md.
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, ObjectStoragePath, task
+from fsspec import AbstractFileSystem
 
 from sitewatch.airflow.hooks import results_connection
 from sitewatch.names import DAG_DEFAULTS, DAG_TAG, POSTGRES_READER_CONN_ID, STATUS_PAGE_DAG_ID
@@ -29,39 +29,29 @@ log = logging.getLogger(__name__)
 _RENAMING = frozenset({"file", "local", "memory"})
 
 
-def _root(url: str) -> ObjectStoragePath:
-    """``url`` as an ``ObjectStoragePath``; a scheme no Airflow provider registers (say
-    ``memory``) is reached through fsspec's own file system of that name."""
+def _target(url: str) -> tuple[ObjectStoragePath, AbstractFileSystem]:
+    """``url`` as an ``ObjectStoragePath`` and the file system that reaches it (through its
+    Airflow connection, if any); a scheme no Airflow provider registers (say ``memory``) is
+    reached through fsspec's own file system of that name."""
     path = ObjectStoragePath(url)
     try:
-        path.fs  # noqa: B018 - resolving it is the check
+        return path, path.fs
     except ValueError:
         import fsspec
-        from airflow.sdk.io import attach
 
-        attach(path.protocol, fs=fsspec.filesystem(path.protocol))
-        path = ObjectStoragePath(url)
-    return path
+        return path, fsspec.filesystem(path.protocol)
 
 
 def publish_files(url: str, page_id: str, files: dict[str, bytes]) -> int:
     """Write ``files`` (relative path -> bytes, ``status.files.page_files``) under
-    ``<url>/<page_id>/``, each replaced whole: a temporary name and a rename where the target
-    renames in one step, else written in place. Returns the bytes written."""
-    root = _root(url) / page_id
+    ``<url>/<page_id>/`` (``status.files.write_files``), each replaced whole: a temporary name
+    and a rename where the target renames in one step (a file already there unchanged is left
+    alone), else written in place. Returns the bytes written."""
+    from sitewatch.status.files import write_files
+
+    root, fs = _target(url)
     renaming = (root.protocol or "file") in _RENAMING
-    written = 0
-    for relative, data in files.items():
-        final = root / relative
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if renaming:
-            temporary = final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
-            temporary.write_bytes(data)
-            temporary.replace(final)
-        else:
-            final.write_bytes(data)
-        written += len(data)
-    return written
+    return write_files(fs, f"{root.path.rstrip('/')}/{page_id}", files, renaming=renaming)
 
 
 @task
