@@ -20,7 +20,7 @@ lint:
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/lint-imports
 
 PART ?= all
-bench: bench-deps  ## benchmarks beside their baselines -> bench/results.md (PART=drain|probe|flow|parse|sustained|metrics|burn|report)
+bench: bench-deps  ## benchmarks beside their baselines -> bench/results.md (PART=drain|probe|flow|parse|sustained|metrics|burn|status|report)
 	@bench/run.sh $(PART)
 
 bench-deps:  # bench-only packages (dag-factory, matplotlib) into bench/out/deps, not the project's

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the benchmarks and write bench/results.md.
-# Usage: bench/run.sh [all|drain|probe|flow|parse|sustained|metrics|burn|report]
+# Usage: bench/run.sh [all|drain|probe|flow|parse|sustained|metrics|burn|status|report]
 # (make bench runs all; make bench PART=drain runs one part, then the report).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -68,6 +68,7 @@ case "$part" in
   sustained) sustained ;;  # its own stack on private ports, stopped at the end
   metrics) shared_env; "$PY" bench/metrics.py ;;  # loads 10M checks into a scratch schema
   burn) shared_env; "$PY" bench/burn.py --keep ;;  # 10M checks in bench_burn, kept for reruns
+  status) shared_env; "$PY" bench/status_page.py --keep ;;  # 10M checks in bench_status, kept
   report) ;;
   all)
     shared_env
@@ -77,8 +78,9 @@ case "$part" in
     "$PY" bench/parse.py
     "$PY" bench/metrics.py
     "$PY" bench/burn.py
+    "$PY" bench/status_page.py
     sustained
     ;;
-  *) echo "usage: bench/run.sh [all|drain|probe|flow|parse|sustained|metrics|burn|report]" >&2; exit 2 ;;
+  *) echo "usage: bench/run.sh [all|drain|probe|flow|parse|sustained|metrics|burn|status|report]" >&2; exit 2 ;;
 esac
 "$PY" bench/report.py
