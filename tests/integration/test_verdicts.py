@@ -13,6 +13,9 @@ from sitewatch.config.loader import cached_sites
 from sitewatch.judge.runs import Verdicts, location_key
 from sitewatch.judge.session import Session
 from sitewatch.observation import Observation
+from sitewatch.status.read import read_page
+from sitewatch.storage.incidents import page_incidents
+from sitewatch.storage.mutes import add_mutes
 from tests.builders import observation
 from tests.integration.test_drain import produce, run_drain
 from tests.integration.test_recoveries import replay
@@ -284,3 +287,85 @@ def test_single_location_sites_and_unknown_sites_get_no_verdict_row(
     verdicts.sweep()
     assert stored_verdicts(conn) == []
     assert receiver.requests == []
+
+
+# status updates on; "both" (quorum 2 of east and west) is the page's one component
+PAGED = (
+    SITES.replace(
+        "    - webhook: ops_webhook\n", "    - webhook: ops_webhook\n      status_updates: true\n"
+    )
+    + """\
+status_pages:
+  - id: status
+    title: Example
+    components:
+      - site: both
+        name: Both
+"""
+)
+
+
+def test_a_partial_outage_is_one_incident_that_grows_shrinks_and_resolves_as_the_page_shows(
+    setup, judges, receiver, clock, tmp_path
+):
+    topic, conn = setup
+    verdicts = judges(PAGED)
+    path = tmp_path / "paged.yaml"
+    path.write_text(PAGED)
+    loaded = cached_sites(path)
+    (page,) = loaded.status_pages
+
+    def run_with(minute: int, east: bool, west: bool) -> tuple[str, list, tuple]:
+        """Run ``minute`` as east and west saw it: the component's status on the page, the
+        messages it sent, and the page's incidents as (title, state, newest update)."""
+        clock.now = T0 + timedelta(minutes=minute, seconds=20)
+        before = len(receiver.payloads)
+        drained(topic, conn, verdicts, [
+            check("both", "east", minute, up=east), check("both", "west", minute, up=west),
+        ])  # fmt: skip
+        view = read_page(conn, page, loaded.by_name, clock.now)
+        sent = [
+            (p["state"], p["incident"] and p["incident"]["title"])
+            for p in receiver.payloads[before:]
+        ]
+        found = tuple((i.title, i.state, i.updates[-1].body) for i in view.incidents)
+        return view.components[0].status, sent, found
+
+    # west down, east up: partial by the quorum; no page, but an incident and its update
+    said = "Both is partly down. We are investigating."
+    opened = (("Both is partly down", "investigating", said),)
+    assert run_with(0, east=True, west=False) == (
+        "partial_outage",
+        [("STATUS UPDATE", "Both is partly down")],
+        opened,
+    )
+    # the next partial run changes nothing
+    assert run_with(1, east=True, west=False) == ("partial_outage", [], opened)
+    # both down: DOWN, and the same incident grows
+    assert run_with(2, east=False, west=False) == (
+        "major_outage",
+        [("DOWN", None), ("STATUS UPDATE", "Both is down")],
+        (("Both is down", "investigating", "Both is down now."),),
+    )
+    # east is back: the pager's RECOVERED, the page's partial outage, the incident shrinks
+    assert run_with(3, east=True, west=False) == (
+        "partial_outage",
+        [("RECOVERED", None), ("STATUS UPDATE", "Both is partly down")],
+        (("Both is partly down", "investigating", "Both works again in part."),),
+    )
+    # every location up: resolved
+    status, sent, found = run_with(4, east=True, west=True)
+    assert (status, sent) == ("operational", [("STATUS UPDATE", "Both is partly down")])
+    assert found == (("Both is partly down", "resolved", "It works again."),)
+    assert len(read_page(conn, page, loaded.by_name, clock.now).incidents) == 1
+
+
+def test_a_partial_run_in_maintenance_opens_no_incident(setup, judges, receiver, clock):
+    topic, conn = setup
+    verdicts = judges(PAGED)
+    add_mutes(conn, ["both"], T0 - timedelta(hours=1), T0 + timedelta(hours=1), "work", "ops")
+    clock.now = T0 + timedelta(seconds=20)
+    drained(topic, conn, verdicts, [check("both", "east", 0), check("both", "west", 0, up=False)])
+    assert [v[2] for v in stored_verdicts(conn)] == ["partial"]
+    assert page_incidents(conn, "status", T0 - timedelta(days=1)) == []
+    assert receiver.payloads == []

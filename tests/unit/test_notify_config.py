@@ -116,3 +116,27 @@ def test_provider_targets_with_tag_and_degraded_opt_in():
         WebhookTarget("ops_webhook", "json", True),
         EmailTarget(("me@example.net",), "smtp_default", None, True),
     )
+
+
+def test_status_updates_is_an_opt_in_of_every_target_type():
+    text = """\
+sites:
+  - name: shop
+    url: https://shop.example.com/
+    notify:
+      - webhook: status_channel
+        status_updates: true
+      - email: team@example.com
+        status_updates: false
+      - pagerduty: pd_ops
+        status_updates: true
+        degraded: true
+"""
+    result = load_text(text, "sites.yaml")
+    assert result.issues == []
+    (site,) = result.sites
+    assert site.notify == (
+        WebhookTarget("status_channel", status_updates=True),
+        EmailTarget(("team@example.com",)),
+        PagerdutyTarget("pd_ops", degraded=True, status_updates=True),
+    )

@@ -17,7 +17,7 @@ from apprise import NotifyType
 
 from sitewatch.airflow.notifiers import notifier_for, wants
 from sitewatch.alerting.incident_keys import Action, Incident, incident_for
-from sitewatch.alerting.rules import Alert, Kind
+from sitewatch.alerting.rules import Alert, Kind, StatusNote
 from sitewatch.config.notify import (
     AppriseTarget,
     EmailTarget,
@@ -79,6 +79,7 @@ def test_opsgenie_priority_follows_the_severity():
         Kind.SLO_BURN: "P3",
         Kind.SLO_BURN_OVER: "P5",
         Kind.PIPELINE_OVER: "P5",
+        Kind.STATUS_UPDATE: "P5",
     }
 
 
@@ -89,6 +90,23 @@ def test_degraded_goes_only_to_targets_that_opt_in(target):
     assert wants(opted_in, alert(Kind.DEGRADED))
     for kind in (Kind.DOWN, Kind.FLAPPING, Kind.SLO_BURN, Kind.PIPELINE):
         assert wants(target, alert(kind))
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.KIND)
+def test_status_updates_go_only_to_targets_that_opt_in(target):
+    opted_in = dataclasses.replace(target, status_updates=True)
+    assert not wants(target, alert(Kind.STATUS_UPDATE))
+    assert wants(opted_in, alert(Kind.STATUS_UPDATE))
+    assert wants(opted_in, alert(Kind.DOWN)) and not wants(opted_in, alert(Kind.DEGRADED))
+
+
+def test_a_status_update_is_its_incidents_own_incident_resolved_with_it():
+    note = StatusNote("Example status", "Shop is down", "investigating", "Looking.", "alice")
+    update = Alert("Example status", "", Kind.STATUS_UPDATE, T0, T0,
+                   concern="status/status/42", note=note)  # fmt: skip
+    resolved = dataclasses.replace(update, note=dataclasses.replace(note, state="resolved"))
+    assert incident_for(update) == Incident(Action.TRIGGER, "sitewatch/status/status/42", "info")
+    assert incident_for(resolved) == Incident(Action.RESOLVE, "sitewatch/status/status/42", "info")
 
 
 def test_targets_are_labelled_by_type_and_connection_only():

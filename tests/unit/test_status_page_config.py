@@ -94,3 +94,25 @@ def test_slug():
     assert slug("Shop API") == "shop-api"
     assert slug("  Über--Shop! ") == "ber-shop"
     assert slug("<>") == "component"
+
+
+def test_a_page_with_a_public_url_links_its_incidents_there():
+    result = load("""\
+        status_pages:
+          - id: public
+            title: Example status
+            url: https://status.example.com/public/
+            components:
+              - site: shop
+                name: Shop
+          - id: private
+            title: Internal
+            components:
+              - site: shop
+                name: Shop
+        """)
+    assert result.issues == []
+    public, private = result.status_pages
+    assert public.url == "https://status.example.com/public/"
+    assert public.link(42) == "https://status.example.com/public/#i-42"
+    assert private.url is None and private.link(42) is None

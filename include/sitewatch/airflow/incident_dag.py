@@ -6,9 +6,11 @@ text of the update and, optionally, the components it affects. The triggering us
 update's author, as a mute records who muted. An update of an automatic incident (one a DOWN
 opened) takes it over: its RECOVERED no longer resolves it. Every value is checked before the
 database is touched, so a bad request fails the run with a message naming what is wrong and
-stores nothing. It writes with the alerting connection (``POSTGRES_ALERTING_CONN_ID``), as the
-mute DAG does, and never migrates. Who may trigger it is Airflow's to say (the DAG's run
-permission). The page shows the change at its next publication (within a minute).
+stores nothing. Once stored, the update goes to the notify targets that ask for status updates
+(``sitewatch.judge.status_updates``). It writes with the alerting connection
+(``POSTGRES_ALERTING_CONN_ID``), as the mute DAG does, and never migrates. Who may trigger it
+is Airflow's to say (the DAG's run permission). The page shows the change at its next
+publication (within a minute).
 """
 
 from __future__ import annotations
@@ -108,6 +110,8 @@ def write() -> int:
     Raises ValueError for a bad request or an incident not on the page (nothing stored),
     SchemaError when the tables are not migrated, StorageError when PostgreSQL fails.
     """
+    from sitewatch.airflow.notifiers import send
+    from sitewatch.judge.status_updates import announce
     from sitewatch.storage.incidents import write_update
     from sitewatch.storage.schema import require_current
 
@@ -128,6 +132,8 @@ def write() -> int:
             title=request["title"],
             components=request["components"],
         )
+        sites = cached_sites()  # stored first: a notifier's failure never fails the update
+        announce(conn, [incident], sites.status_pages, sites.by_name, send)
     finally:
         conn.close()
     log.info(

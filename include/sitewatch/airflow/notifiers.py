@@ -5,7 +5,8 @@ here; Apprise, PagerDuty and Opsgenie through their providers in ``notify_appris
 Each takes its address and credentials from an Airflow connection, so the sites file holds only
 connection ids. ``send`` delivers an alert to every target of a site and never raises: a target
 that fails is logged (naming the connection, never its URL or password) and the others still get it.
-A DEGRADED alert goes only to the targets that opt in (``degraded: true``).
+A DEGRADED alert goes only to the targets that opt in (``degraded: true``), a STATUS UPDATE only to
+those with ``status_updates: true``.
 
 The notifiers' text is built from probe data (a site's error detail can contain anything), so it
 is never run through Jinja: ``send`` calls ``notify`` directly, not the templating ``__call__``.
@@ -144,8 +145,13 @@ def notifier_for(alert: Alert, target: Target) -> BaseNotifier:
 
 
 def wants(target: Target, alert: Alert) -> bool:
-    """Whether ``target`` receives ``alert``: every kind, but DEGRADED only when it opted in."""
-    return alert.kind is not Kind.DEGRADED or target.degraded
+    """Whether ``target`` receives ``alert``: every kind, but DEGRADED and STATUS UPDATE only
+    when it opted in (``degraded``, ``status_updates``)."""
+    if alert.kind is Kind.DEGRADED:
+        return target.degraded
+    if alert.kind is Kind.STATUS_UPDATE:
+        return target.status_updates
+    return True
 
 
 def send(alert: Alert, targets, context) -> int:

@@ -12,9 +12,12 @@ shares the site's key: when the site settles, the DOWN or RECOVERED that follows
 resolves the same incident. SLO BURN OVER resolves its SLO BURN's incident. A message about no
 single site (``Alert.concern``: a location that stopped reporting, the pipeline) has an incident
 of its own, ``sitewatch/location/<name>`` or ``sitewatch/pipeline``, which its PIPELINE PROBLEM
-OVER resolves. A site's own pipeline and degraded incidents are never resolved by sitewatch: no
-message says that they ended (a site's pipeline problem closes silently at its next verdict), so
-they are resolved by hand, or by the tool's own auto-resolve. Nothing here touches the network.
+OVER resolves. A STATUS UPDATE (a status page incident changed, sent to targets that opt in) is
+an incident of its own too, ``sitewatch/status/<page>/<incident id>``, triggered as info and
+resolved by the update that resolves the status incident. A site's own pipeline and degraded
+incidents are never resolved by sitewatch: no message says that they ended (a site's pipeline
+problem closes silently at its next verdict), so they are resolved by hand, or by the tool's own
+auto-resolve. Nothing here touches the network.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ _RULES = MappingProxyType(
         Kind.SLO_BURN: (Action.TRIGGER, "/slo", None),
         Kind.SLO_BURN_OVER: (Action.RESOLVE, "/slo", "info"),
         Kind.PIPELINE_OVER: (Action.RESOLVE, "/pipeline", "info"),
+        # a status page incident's update: its own incident (the concern), resolved with it
+        Kind.STATUS_UPDATE: (Action.TRIGGER, "", "info"),
     }
 )
 # A burn alert without a known severity pages: missing a page costs more than an extra one.
@@ -74,6 +79,8 @@ def incident_for(alert: Alert) -> Incident:
         rule = alert.severity if alert.severity in SLO_SEVERITIES else "page"
         concern = f"/slo/{rule}"
         severity = severity or SLO_SEVERITIES[rule]
-    if alert.concern:  # a location or the pipeline: one incident of its own
+    if alert.note is not None and alert.note.state == "resolved":
+        action = Action.RESOLVE
+    if alert.concern:  # a location, the pipeline or a status incident: one incident of its own
         return Incident(action, f"{KEY_PREFIX}/{alert.concern}", severity)
     return Incident(action, f"{KEY_PREFIX}/{alert.site}{concern}", severity)

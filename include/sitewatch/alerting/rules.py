@@ -50,6 +50,7 @@ class Kind(StrEnum):
     SLO_BURN = "SLO BURN"  # the error budget burns too fast (severity page or warn)
     SLO_BURN_OVER = "SLO BURN OVER"  # it no longer does (sent only after its SLO BURN)
     PIPELINE_OVER = "PIPELINE PROBLEM OVER"  # a location or the pipeline works again
+    STATUS_UPDATE = "STATUS UPDATE"  # a status page incident changed; to targets that opt in
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,8 @@ class Event:
     places, what each saw (location -> up, down or missing; ``sitewatch.alerting.quorum``).
     hold: why messages about the site are held now (``sitewatch.alerting.store`` works it out:
     a maintenance window, a parent that is down), None when they are not. degraded: the UP
-    verdict's check was slower than the site's ``degraded_ms``."""
+    verdict's check was slower than the site's ``degraded_ms``. partial: the UP verdict of a run
+    that some locations saw down, fewer than the quorum (a partial outage)."""
 
     verdict: Verdict
     at: datetime
@@ -99,6 +101,7 @@ class Event:
     locations: Mapping[str, str] | None = None
     hold: str | None = None
     degraded: bool = False
+    partial: bool = False
 
 
 def decide(
@@ -211,6 +214,21 @@ def _hold(previous, new, kind, reason: str) -> tuple[AlertState, Kind | None]:
 
 
 @dataclass(frozen=True)
+class StatusNote:
+    """What a STATUS UPDATE says: an update of a status page's incident. page: the page's
+    title; incident: the incident's title; state: its state from this update on; text: the
+    update's Markdown, sent as it was written; author: who wrote it (``sitewatch`` for the
+    judge); link: the incident on the public page (None: the page has no ``url``)."""
+
+    page: str
+    incident: str
+    state: str
+    text: str
+    author: str
+    link: str | None = None
+
+
+@dataclass(frozen=True)
 class Alert:
     """One message to send: what happened to which site, and where to look.
 
@@ -220,7 +238,8 @@ class Alert:
     severity: for SLO BURN, the burn rule's severity (``page`` or ``warn``); None otherwise.
     concern: for a message about no single site, what it is about: ``location/<name>`` (a
     location that stopped reporting) or ``pipeline`` (the judge cannot run); ``site`` then holds
-    its readable name (``location west``) and ``url`` is empty.
+    its readable name (``location west``) and ``url`` is empty. note: for STATUS UPDATE, the
+    update (``concern`` is then ``status/<page id>/<incident id>``, ``site`` the page's title).
     """
 
     site: str
@@ -234,10 +253,16 @@ class Alert:
     locations: Mapping[str, str] | None = None
     severity: str | None = None
     concern: str | None = None
+    note: StatusNote | None = None
 
     @property
     def title(self) -> str:
-        """``[sitewatch] DOWN: shop (status: status 500 not in 200-399)``"""
+        """``[sitewatch] DOWN: shop (status: status 500 not in 200-399)``; for a STATUS UPDATE
+        ``[sitewatch] STATUS UPDATE: Example status: Shop is down (investigating)``"""
+        if self.note is not None:
+            note = self.note
+            text = f"[sitewatch] {self.kind.value}: {note.page}: {note.incident} ({note.state})"
+            return _one_line(text, 300)
         cause = f" ({self.cause})" if self.cause else ""
         return _one_line(f"[sitewatch] {self.kind.value}: {self.site}{cause}", 300)
 
@@ -251,6 +276,8 @@ class Alert:
 
     def lines(self) -> list[tuple[str, str]]:
         """The message body as (label, value) rows; absent values are left out."""
+        if self.note is not None:
+            return _note_lines(self.note, self.at)
         subject = "about" if self.concern else "site"
         rows = [(subject, self.site), ("state", self.kind.value), ("url", self.url)]
         if self.kind == Kind.RECOVERED:
@@ -290,6 +317,7 @@ class Alert:
             "detail": self.detail,
             "run_url": self.run_url,
             "locations": dict(self.locations) if self.locations else None,
+            "incident": None if self.note is None else _note_document(self.note),
             "text": self.text,
         }
 
@@ -308,8 +336,9 @@ class Alert:
         ]
         body = "\n".join(f"*{label}:* {value}" for label, value in rows)
         cause = f" {_code(self.cause)}" if self.cause else ""
+        text = f"[sitewatch] {self.kind.value}: {self.site}{cause}"
         return {
-            "text": f"[sitewatch] {self.kind.value}: {self.site}{cause}",
+            "text": text if self.note is None else _mrkdwn(self.title),
             "blocks": [
                 {"type": "header", "text": {"type": "plain_text", "text": self.title[:150]}},
                 {"type": "section", "text": {"type": "mrkdwn", "text": body[:3000]}},
@@ -332,6 +361,38 @@ def alert_for(
     return Alert(
         site.name, site.url, kind, event.at, since, error, detail, run_url, event.locations
     )
+
+
+# What a status note's text may take of a message: a status note, not a post-mortem.
+NOTE_TEXT_LIMIT = 2000
+
+
+def _note_lines(note: StatusNote, at: datetime) -> list[tuple[str, str]]:
+    rows = [
+        ("page", note.page),
+        ("incident", note.incident),
+        ("state", note.state),
+        ("update", note.text),
+        ("by", note.author),
+        ("at", _time(at)),
+        ("link", note.link),
+    ]
+    return [(label, _one_line(value, NOTE_TEXT_LIMIT)) for label, value in rows if value]
+
+
+def _note_document(note: StatusNote) -> dict:
+    return {
+        "page": note.page,
+        "title": note.incident,
+        "state": note.state,
+        "text": _bounded(note.text, NOTE_TEXT_LIMIT),
+        "author": note.author,
+        "link": note.link,
+    }
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _time(value: datetime | None) -> str | None:

@@ -59,6 +59,11 @@ _LOG = (
     "INSERT INTO site_alert_log (site, at, kind, held, error, detail, run_id) "
     "VALUES (%s, %s, %s, %s, %s, %s, %s)"
 )
+# A message that is no verdict's (a status incident's update) is logged once per (key, at, id):
+# one transaction at a time claims a key, so of two that try, the second finds the first's row.
+_CLAIM_LOCK = "SELECT pg_advisory_xact_lock(%s, hashtext(%s))"
+_CLAIM_LOCK_CLASS = 0x6E6F7465  # "note"
+_CLAIMED = "SELECT 1 FROM site_alert_log WHERE site = %s AND at = %s AND kind = %s AND run_id = %s"
 
 
 def apply(
@@ -144,6 +149,30 @@ def _hold_reason(cur, site: str, at: datetime, windows, parents) -> str | None:
 def _maintenance(reason: str | None, ends: datetime) -> str:
     until = ends.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"maintenance until {until}" + (f": {reason}" if reason else "")
+
+
+def hold_reason(
+    conn, site: str, at: datetime, windows: Sequence[Window] = (), parents: Sequence[str] = ()
+) -> str | None:
+    """Why messages about ``site`` are held for a run at ``at`` (maintenance from ``windows``
+    or a mute, a parent in ``parents`` down), as ``apply`` holds them; None when they are not.
+    Read-only; raises StorageError."""
+    with transaction(conn, f"could not read the holds of {site}") as cur:
+        return _hold_reason(cur, site, at, windows, parents)
+
+
+def claim(conn, key: str, at: datetime, kind: Kind, message_id: str) -> bool:
+    """Record in ``site_alert_log`` that message ``message_id`` of ``kind`` about ``key`` at
+    ``at`` is being sent, before it is: True the first time, False when it was recorded before
+    (a retry, a second judge), so it is sent once. As with ``apply``'s state, a crash after the
+    claim loses the message rather than sending it twice. Raises StorageError."""
+    with transaction(conn, f"could not record the {kind.value} of {key}") as cur:
+        cur.execute(_CLAIM_LOCK, (_CLAIM_LOCK_CLASS, key))
+        cur.execute(_CLAIMED, (key, at, kind.value, message_id))
+        if cur.fetchone() is not None:
+            return False
+        cur.execute(_LOG, (key, at, kind.value, None, None, None, message_id))
+    return True
 
 
 def release(conn, site: str, claimed_at: datetime) -> bool:

@@ -5,12 +5,15 @@ optional ``format`` (``json`` or ``slack``), ``email: <address or list>`` sent t
 ``smtp_conn`` (type smtp, default ``smtp_default``) with an optional ``from``, ``apprise: <conn
 id>`` (type apprise: its Apprise URLs) with an optional ``tag``, ``pagerduty: <conn id>`` (type
 pagerduty_events) or ``opsgenie: <conn id>`` (type opsgenie). Every target takes ``degraded``
-(default false): only a target that sets it receives DEGRADED alerts. A problem inside a target is
-raised with a path item, so it is reported as ``sites[2].notify[0].webhook``.
+(default false): only a target that sets it receives DEGRADED alerts; and ``status_updates``
+(default false): only a target that sets it also receives the updates of the status page
+incidents of the site's components (``sitewatch.judge.status_updates``). A problem inside a
+target is raised with a path item, so it is reported as ``sites[2].notify[0].webhook``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,12 +39,14 @@ _ADDRESS = re.compile(r"[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[^@\s,;<>\"]+")
 class WebhookTarget:
     """POST each alert as JSON to the URL of Airflow connection ``conn_id``; ``format`` is
     ``json`` (sitewatch's own document) or ``slack`` (``{"text", "blocks"}``). ``degraded``: also
-    send DEGRADED alerts (the same on every target type)."""
+    send DEGRADED alerts; ``status_updates``: also send status page incident updates (both the
+    same on every target type)."""
 
     KIND: ClassVar[str] = "webhook"
     conn_id: str
     format: str = "json"
     degraded: bool = False
+    status_updates: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,7 @@ class EmailTarget:
     conn_id: str = DEFAULT_SMTP_CONN
     sender: str | None = None
     degraded: bool = False
+    status_updates: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,7 @@ class AppriseTarget:
     conn_id: str
     tag: str | None = None
     degraded: bool = False
+    status_updates: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +82,7 @@ class PagerdutyTarget:
     KIND: ClassVar[str] = "pagerduty"
     conn_id: str
     degraded: bool = False
+    status_updates: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +93,7 @@ class OpsgenieTarget:
     KIND: ClassVar[str] = "opsgenie"
     conn_id: str
     degraded: bool = False
+    status_updates: bool = False
 
 
 Target = WebhookTarget | EmailTarget | AppriseTarget | PagerdutyTarget | OpsgenieTarget
@@ -120,24 +129,28 @@ def _target(entry: Any) -> Target:
             "or 'email' (addresses)"
         )
     keys, build = _TYPES[kinds[0]]
-    _only(entry, keys)
-    degraded = entry.get("degraded", False)
+    _only(entry, (*keys, *_OPT_INS))
+    opt_ins = {key: _flag(entry, key) for key in _OPT_INS}
+    return dataclasses.replace(build(entry), **opt_ins)
+
+
+def _flag(entry: dict, key: str) -> bool:
+    value = entry.get(key, False)
     try:
-        check_bool(degraded)
+        return check_bool(value)
     except Invalid as exc:
-        exc.item = "degraded"
+        exc.item = key
         raise
-    return build(entry, degraded)
 
 
-def _webhook(entry: dict, degraded: bool) -> WebhookTarget:
+def _webhook(entry: dict) -> WebhookTarget:
     fmt = entry.get("format", "json")
     if fmt not in FORMATS:
         raise Invalid(f"format must be json or slack, got {describe(fmt)}", item="format")
-    return WebhookTarget(_conn_id(entry["webhook"], "webhook"), fmt, degraded)
+    return WebhookTarget(_conn_id(entry["webhook"], "webhook"), fmt)
 
 
-def _email(entry: dict, degraded: bool) -> EmailTarget:
+def _email(entry: dict) -> EmailTarget:
     sender = entry.get("from")
     if sender is not None:
         _address(sender, "from")
@@ -145,39 +158,40 @@ def _email(entry: dict, degraded: bool) -> EmailTarget:
         _recipients(entry["email"]),
         _conn_id(entry.get("smtp_conn", DEFAULT_SMTP_CONN), "smtp_conn"),
         sender,
-        degraded,
     )
 
 
-def _apprise(entry: dict, degraded: bool) -> AppriseTarget:
+def _apprise(entry: dict) -> AppriseTarget:
     tag = entry.get("tag")
     if tag is not None and (not isinstance(tag, str) or not _TAG.fullmatch(tag)):
         raise Invalid(
             f"expected an Apprise tag (at most 64 letters, digits, '_', '-'), got {describe(tag)}",
             item="tag",
         )
-    return AppriseTarget(_conn_id(entry["apprise"], "apprise"), tag, degraded)
+    return AppriseTarget(_conn_id(entry["apprise"], "apprise"), tag)
 
 
-def _pagerduty(entry: dict, degraded: bool) -> PagerdutyTarget:
-    return PagerdutyTarget(_conn_id(entry["pagerduty"], "pagerduty"), degraded)
+def _pagerduty(entry: dict) -> PagerdutyTarget:
+    return PagerdutyTarget(_conn_id(entry["pagerduty"], "pagerduty"))
 
 
-def _opsgenie(entry: dict, degraded: bool) -> OpsgenieTarget:
-    return OpsgenieTarget(_conn_id(entry["opsgenie"], "opsgenie"), degraded)
+def _opsgenie(entry: dict) -> OpsgenieTarget:
+    return OpsgenieTarget(_conn_id(entry["opsgenie"], "opsgenie"))
 
 
-# Each target type: its keys (the first names the type and holds the connection id, or the
-# addresses) and the function that builds it from a checked mapping.
+# Each target type: its own keys (the first names the type and holds the connection id, or the
+# addresses) and the function that builds it from a checked mapping; every type also takes the
+# opt-ins (_OPT_INS, both default false).
 _TYPES = {
-    "webhook": (("webhook", "format", "degraded"), _webhook),
-    "email": (("email", "smtp_conn", "from", "degraded"), _email),
-    "apprise": (("apprise", "tag", "degraded"), _apprise),
-    "pagerduty": (("pagerduty", "degraded"), _pagerduty),
-    "opsgenie": (("opsgenie", "degraded"), _opsgenie),
+    "webhook": (("webhook", "format"), _webhook),
+    "email": (("email", "smtp_conn", "from"), _email),
+    "apprise": (("apprise", "tag"), _apprise),
+    "pagerduty": (("pagerduty",), _pagerduty),
+    "opsgenie": (("opsgenie",), _opsgenie),
 }
+_OPT_INS = ("degraded", "status_updates")
 TYPES = tuple(_TYPES)
-_ALL_KEYS = tuple(dict.fromkeys(key for keys, _ in _TYPES.values() for key in keys))
+_ALL_KEYS = (*dict.fromkeys(key for keys, _ in _TYPES.values() for key in keys), *_OPT_INS)
 _BY_CONN_ID = tuple(kind for kind in TYPES if kind != "email")
 
 

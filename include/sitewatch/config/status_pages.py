@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from sitewatch.config.dependencies import Hints
-from sitewatch.config.key_checks import check_bool, check_name
+from sitewatch.config.key_checks import check_bool, check_name, check_url
 from sitewatch.config.keys import Key
 from sitewatch.config.values import checked, describe, distinct, entries, free_text, only_keys
 from sitewatch.config.yamltree import Invalid
@@ -54,13 +54,18 @@ class Component:
 
 @dataclass(frozen=True, slots=True)
 class StatusPage:
-    """One validated page: ``id`` (its folder), ``title``, ``components`` in file order, and
-    ``line``, where it starts in its file."""
+    """One validated page: ``id`` (its folder), ``title``, ``components`` in file order,
+    ``line``, where it starts in its file, and ``url``, its public address (None: not given)."""
 
     id: str
     title: str
     components: tuple[Component, ...]
     line: int = 0
+    url: str | None = None
+
+    def link(self, incident: int) -> str | None:
+        """Where readers see incident ``incident``: its anchor on the page at ``url``."""
+        return None if self.url is None else f"{self.url}#i-{incident}"
 
 
 def slug(name: str) -> str:
@@ -78,6 +83,14 @@ def check_page_id(value: Any) -> str:
 
 def _title(value: Any) -> str:
     return _named(value, MAX_TITLE)
+
+
+def _public_url(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.lower().startswith(("http://", "https://")):
+        raise Invalid(f"expected an http or https URL, got {describe(value)}")
+    return check_url(value)
 
 
 def _display_name(value: Any) -> str:
@@ -134,6 +147,9 @@ PAGE_KEYS: Mapping[str, Key] = MappingProxyType({key.name: key for key in (
         " <SITEWATCH_STATUS_PAGE_URL>/<id>/ (docs/status-page.md)."),
     Key("title", str, _title, example='"Example status"',
         doc=f"The page's heading and title, at most {MAX_TITLE} characters."),
+    Key("url", str | None, _public_url, default=None, example="https://status.example.com/status/",
+        doc="Where readers open the page (http or https). Status updates sent to notify targets"
+        " (`status_updates: true`) link to an incident there, as <url>#i-<id>; none: no link."),
     Key("components", tuple[Component, ...], _components, example=_COMPONENTS_EXAMPLE,
         doc=f"1..{MAX_COMPONENTS} lines of the page, each one `site` or a `group` of sites shown as"
         " one (worst of them; some down is a partial outage), with its display `name` (unique on"

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from sitewatch.alerting import store as alert_store
 from sitewatch.alerting.rules import Alert, Event, Kind, Verdict, alert_for
 from sitewatch.errors import StorageError
-from sitewatch.judge import incidents
+from sitewatch.judge import incidents, status_updates
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ def judge(
     context=None,
     key: str | None = None,
     pages: Sequence = (),
+    sites: Mapping | None = None,
 ) -> Kind | None:
     """Apply ``event`` to ``site``'s alert state on ``conn`` (the alerting connection) and send
     the message it calls for with ``send``.
@@ -47,22 +48,26 @@ def judge(
     context: the Airflow context handed to the notifiers ({} when there is none).
     key: the alert state's row, when not the site's own (``<site>@<location>``: a location's
     pipeline problem, kept apart from the site's verdict; ``sitewatch.judge.runs``).
-    pages: the sites file's status pages; a DOWN sent opens an incident on those showing the
-    site, its RECOVERED resolves it (``sitewatch.judge.incidents``).
+    pages: the sites file's status pages; a DOWN sent, or a partial outage, opens an incident
+    on those showing the site, its end resolves it (``sitewatch.judge.incidents``), and each
+    change goes to the targets with ``status_updates`` of the sites of the incident's
+    components (``sitewatch.judge.status_updates``). sites: the sites file's sites by name, for
+    those targets (None: only ``site``'s own).
     Returns the kind sent (None: nothing to say, or the state could not be stored). Never raises.
     """
     try:
         context = {} if context is None else context
         # a location's row (key) is no site's outage: no incident
         pages = pages if key is None else ()
-        return _judge(conn, site, event, send, run_url, context, key or site.name, pages)
+        sites = {site.name: site} if sites is None else sites
+        return _judge(conn, site, event, send, run_url, context, key or site.name, pages, sites)
     except Exception:
         log.exception("judge: alerting failed site=%s verdict=%s", site.name, event.verdict.value)
         return None
 
 
 def _judge(
-    conn, site, event: Event, send: Send, run_url, context, key: str, pages: Sequence
+    conn, site, event: Event, send: Send, run_url, context, key: str, pages: Sequence, sites
 ) -> Kind | None:
     try:
         previous, new, kind = alert_store.apply(
@@ -87,17 +92,16 @@ def _judge(
         kind.value if kind else None,
         new.held,
     )
-    if kind is None:
-        return None
-    # before the message, so a notifier that hangs or fails keeps no incident from the page
-    incidents.follow(conn, site.name, kind, event.at, pages)
-    if not site.notify:  # judged for its status page only: nobody to page, nothing to release
-        return kind
-    alert = alert_for(site, kind, previous, new, event, run_url)
-    delivered = send(alert, site.notify, context)
-    retryable = kind in (Kind.DOWN, Kind.STILL_DOWN)
-    if not delivered and retryable and alert_store.release(conn, key, new.last_notified_at):
-        log.warning("judge: site=%s %s will be sent again next run", key, kind.value)
+    # before any message, so a notifier that hangs or fails keeps no incident from the page
+    changed = incidents.follow(conn, site, kind, event, pages) if pages else []
+    if kind is not None and site.notify:  # else nobody to page, nothing to release
+        alert = alert_for(site, kind, previous, new, event, run_url)
+        delivered = send(alert, site.notify, context)
+        retryable = kind in (Kind.DOWN, Kind.STILL_DOWN)
+        if not delivered and retryable and alert_store.release(conn, key, new.last_notified_at):
+            log.warning("judge: site=%s %s will be sent again next run", key, kind.value)
+    if changed:  # after the alert: the pager first
+        status_updates.announce(conn, changed, pages, sites, send, context)
     return kind
 
 

@@ -85,4 +85,5 @@ class Downs:
                 send=self._session.send,
                 run_url=url,
                 pages=self._session.pages(),
+                sites=sites,
             )

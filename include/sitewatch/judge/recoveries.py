@@ -86,4 +86,5 @@ class Recoveries:
                 continue
             at, _ = ups[name]
             event = Event(Verdict.UP, now, run_after=at, degraded=name in degraded)
-            judge(conn, site, event, send=self._session.send, pages=self._session.pages())
+            pages = self._session.pages()
+            judge(conn, site, event, send=self._session.send, pages=pages, sites=sites)

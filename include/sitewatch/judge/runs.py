@@ -10,7 +10,8 @@ in ``site_verdicts``; only the call that stored it sends what it calls for, thro
 of every verdict (``sitewatch.judge.alerts.judge``):
 
 - down: DOWN (then STILL DOWN on ``remind_every``), naming each location's error;
-- up or partial: the site is not down by its quorum, so RECOVERED if it was;
+- up or partial: the site is not down by its quorum, so RECOVERED if it was; a partial one is a
+  partial outage of the status page components showing the site (``sitewatch.judge.incidents``);
 - a silent location (nothing final stored by the deadline) counts, with ``silent_location: keep``
   (the default), as what it last decided (``missing, last down``), so losing sight of a site
   neither recovers it nor takes it down; with ``ignore`` it counts neither way;
@@ -163,9 +164,12 @@ class Verdicts:
             event = Event(Verdict.DOWN, now, run_after=at, error=decision.summary, detail=detail,
                           locations=locations)  # fmt: skip
         else:
-            detail = decision.summary if decision.verdict is RunVerdict.PARTIAL else None
-            event = Event(Verdict.UP, now, run_after=at, detail=detail, locations=locations)
-        judge(conn, site, event, send=self._session.send, pages=self._session.pages())
+            partial = decision.verdict is RunVerdict.PARTIAL
+            detail = decision.summary if partial else None
+            event = Event(Verdict.UP, now, run_after=at, detail=detail, locations=locations,
+                          partial=partial)  # fmt: skip
+        judge(conn, site, event, send=self._session.send, pages=self._session.pages(),
+              sites=self._session.sites())  # fmt: skip
 
     def _location(self, conn, loc: str, silent_now: bool, now: datetime) -> None:
         """One alert state per location (row ``@<location>``): PIPELINE PROBLEM once while the

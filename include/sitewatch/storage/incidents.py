@@ -2,11 +2,13 @@
 (migration 11).
 
 An incident belongs to one status page and names the components it affects by their display
-names. The judge opens one when a page's component goes DOWN (``open_automatic``, author
-``AUTOMATIC_AUTHOR``) and resolves it once the component has recovered (``resolve_automatic``)
-unless an operator took it over: any update written from the ``sitewatch_incident`` DAG
-(``write_update``) does. The status page reads a page's open incidents and recent history with
-their updates (``page_incidents``). Updates are only ever added, never changed.
+names. The judge opens one when a page's component goes down or partly down (``open_automatic``,
+author ``AUTOMATIC_AUTHOR``), retitles it when the outage grows or shrinks (``retitle_automatic``)
+and resolves it once the component has recovered (``resolve_automatic``) unless an operator took
+it over: any update written from the ``sitewatch_incident`` DAG (``write_update``) does. The
+status page reads a page's open incidents and recent history with their updates
+(``page_incidents``), a status update one incident (``incident``). Updates are only ever added,
+never changed.
 
 Every function takes a psycopg 3 connection, runs in its own transaction
 (``schema.transaction``) and refuses naive datetimes.
@@ -82,6 +84,16 @@ _ADD_UPDATE = """
     INSERT INTO status_incident_updates (incident, at, state, body, author)
     VALUES (%(incident)s, %(at)s, %(state)s, %(body)s, %(author)s)
 """
+_RETITLE = """
+    UPDATE status_incidents SET title = %(title)s
+    WHERE page = %(page)s AND %(component)s = ANY(components) AND resolved_at IS NULL
+      AND opened_by_site IS NOT NULL AND NOT taken_over AND title <> %(title)s
+    RETURNING id, state
+"""
+_OPEN_AUTOMATIC = """
+    SELECT page, components FROM status_incidents
+    WHERE page = ANY(%s) AND resolved_at IS NULL AND opened_by_site IS NOT NULL AND NOT taken_over
+"""
 _RESOLVE = """
     UPDATE status_incidents SET state = 'resolved', resolved_at = %(at)s
     WHERE page = %(page)s AND %(component)s = ANY(components) AND resolved_at IS NULL
@@ -97,6 +109,7 @@ _CHANGE = """
     WHERE id = %(id)s AND page = %(page)s
     RETURNING id
 """
+_ONE = f"SELECT {_COLUMNS} FROM status_incidents WHERE id = %s"
 # A page's open incidents and those opened or resolved since `since`.
 _PAGE = f"""
     SELECT {_COLUMNS} FROM status_incidents
@@ -139,6 +152,32 @@ def open_automatic(
         incident = cur.fetchone()[0]
         cur.execute(_ADD_UPDATE, _update(incident, at, "investigating", body, AUTOMATIC_AUTHOR))
     return incident
+
+
+def retitle_automatic(
+    conn, page: str, component: str, title: str, body: str, at: datetime
+) -> list[int]:
+    """Give the open automatic incidents of ``page`` naming ``component`` that no operator took
+    over the title ``title``, with an update ``body`` by ``AUTOMATIC_AUTHOR`` in their state;
+    those with that title already are left alone. Returns the ids changed. Raises ValueError
+    for a naive ``at``, StorageError when PostgreSQL fails (nothing changed)."""
+    _aware(at)
+    params = {"page": page, "component": component, "title": title}
+    with transaction(conn, f"could not retitle the incidents of {component} on {page}") as cur:
+        cur.execute(_LOCK, (_LOCK_CLASS, page))
+        cur.execute(_RETITLE, params)
+        changed = cur.fetchall()
+        for incident, state in changed:
+            cur.execute(_ADD_UPDATE, _update(incident, at, state, body, AUTOMATIC_AUTHOR))
+    return [incident for incident, _ in changed]
+
+
+def open_automatic_on(conn, pages: Sequence[str]) -> set[tuple[str, str]]:
+    """(page, component) of each component that an open automatic incident no operator took
+    over names, on ``pages``. Read-only, on the few open incidents; raises StorageError."""
+    with transaction(conn, "could not read the open incidents") as cur:
+        cur.execute(_OPEN_AUTOMATIC, (list(pages),))
+        return {(page, c) for page, components in cur.fetchall() for c in components}
 
 
 def resolve_automatic(conn, page: str, component: str, body: str, at: datetime) -> list[int]:
@@ -209,11 +248,22 @@ def page_incidents(conn, page: str, since: datetime) -> list[Incident]:
     _aware(since)
     with transaction(conn, f"could not read the incidents of page {page}") as cur:
         cur.execute(_PAGE, {"page": page, "since": since})
-        rows = cur.fetchall()
-        cur.execute(_UPDATES, ([row[0] for row in rows],))
-        updates: dict[int, list[Update]] = {}
-        for incident, *update in cur.fetchall():
-            updates.setdefault(incident, []).append(Update(*update))
+        return _with_updates(cur, cur.fetchall())
+
+
+def incident(conn, incident_id: int) -> Incident | None:
+    """Incident ``incident_id`` with its updates (None: there is none). Raises StorageError."""
+    with transaction(conn, f"could not read incident {incident_id}") as cur:
+        cur.execute(_ONE, (incident_id,))
+        found = _with_updates(cur, cur.fetchall())
+    return found[0] if found else None
+
+
+def _with_updates(cur, rows: list[tuple]) -> list[Incident]:
+    cur.execute(_UPDATES, ([row[0] for row in rows],))
+    updates: dict[int, list[Update]] = {}
+    for incident_id, *update in cur.fetchall():
+        updates.setdefault(incident_id, []).append(Update(*update))
     return [
         Incident(row[0], row[1], tuple(row[2]), *row[3:], updates=tuple(updates.get(row[0], ())))
         for row in rows
