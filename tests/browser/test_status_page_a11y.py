@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 
-from tests.browser.status_sample import sample_files
+from tests.browser.status_sample import NOW, sample_files
 
 VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
 BACKGROUNDS = {"light": "rgb(255, 255, 255)", "dark": "rgb(13, 17, 23)"}
@@ -78,3 +79,19 @@ def test_axe_finds_no_serious_or_critical_violation(browser, axe_js, page_file, 
     assert result["passes"] > 20  # axe ran its rules
     blocking = [v for v in result["violations"] if v["impact"] in BLOCKING]
     assert not blocking, f"{scheme} {device}: " + json.dumps(result["violations"], indent=1)
+
+
+def test_the_script_gives_every_day_cell_its_tooltip_in_the_browser(browser, page_file):
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(page_file.as_uri())
+        titles = page.locator(".bar i").evaluate_all("l => l.map(e => e.title)")
+        label = page.locator(".bar").first.get_attribute("aria-label")
+    finally:
+        context.close()
+    assert len(titles) == 5 * 90
+    day = re.compile(r"\d{4}-\d\d-\d\d: (\d+\.\d\d% up|maintenance|no data)")
+    assert all(day.fullmatch(t) for t in titles), titles
+    assert titles[89][:10] == NOW.date().isoformat()  # the last cell is the sample's today
+    assert label.startswith("Uptime per day, last 90 days: ")

@@ -102,7 +102,8 @@ def test_published_files_say_nothing_private(stored):
     files = page_files(view(stored))
     html = files["index.html"].decode()
     assert "&lt;Example&gt; status" in html and "Orders &amp; &lt;payments&gt;" in html
-    assert 'title="2026-12-03: 75.00% up"' in html
+    assert "lowest: 2026-12-06 0.00%, 2026-12-03 75.00%" in html  # the bar's label
+    assert ' 75.00% - - 0.00%"' in html  # its days, for the tooltips
     for text in (f.decode() for f in files.values()):
         for private in ("internal.example", "secret", "private", "alice", "eu", "status 503"):
             assert private not in text, private

@@ -12,7 +12,7 @@ from html.parser import HTMLParser
 import pytest
 
 from sitewatch.status.files import page_files
-from sitewatch.status.html import LOCAL_TIMES_SCRIPT
+from sitewatch.status.html import PAGE_SCRIPT
 from sitewatch.storage.incidents import open_automatic, write_update
 from tests.integration import test_status_page as page
 from tests.integration.test_status_page import NOW, view
@@ -83,7 +83,7 @@ def test_every_operator_written_string_is_escaped_and_no_author_is_published(inc
     files = page_files(view(incidents[0]))
     html = files["index.html"].decode()
     parsed = _Tags()
-    parsed.feed(html.replace(f"<script>{LOCAL_TIMES_SCRIPT}</script>", "", 1))  # ours, constant
+    parsed.feed(html.replace(f"<script>{PAGE_SCRIPT}</script>", "", 1))  # ours, constant
     assert "script" not in parsed.tags and "img" not in parsed.tags
     hrefs = [value for name, value in parsed.attrs if name in ("href", "src")]
     assert "https://example.com/status" in hrefs

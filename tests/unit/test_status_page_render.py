@@ -3,10 +3,11 @@ escaped, summary.json valid against a Statuspage-shaped schema, badges well-form
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
 import jsonschema
@@ -16,7 +17,7 @@ from sitewatch.config.site import Site
 from sitewatch.config.status_pages import Component, StatusPage
 from sitewatch.status import model
 from sitewatch.status.files import page_files
-from sitewatch.status.html import LOCAL_TIMES_SCRIPT
+from sitewatch.status.html import LOCAL_TIMES_SCRIPT, PAGE_SCRIPT
 from sitewatch.status.model import SiteFacts, fold, page_view
 from sitewatch.storage.daily import Day
 from sitewatch.storage.metrics import Latest
@@ -184,7 +185,7 @@ def test_every_configured_text_is_escaped_and_nothing_private_is_published():
     }
     html = files["index.html"].decode()
     parsed = _Texts()
-    parsed.feed(html.replace(f"<script>{LOCAL_TIMES_SCRIPT}</script>", "", 1))  # ours, constant
+    parsed.feed(html.replace(f"<script>{PAGE_SCRIPT}</script>", "", 1))  # ours, constant
     assert "script" not in parsed.tags
     assert parsed.texts.count(HOSTILE) == 4  # <title>, <h1>, the name, the description
     assert parsed.texts.count("Scheduled from ") == 1
@@ -197,22 +198,49 @@ def test_every_configured_text_is_escaped_and_nothing_private_is_published():
     assert json.loads(files["shields/script-alert-x-script-amp.json"])["label"] == HOSTILE
 
 
-def test_the_bar_has_a_cell_a_day_with_its_uptime_on_hover():
-    parsed = _Texts()
-    parsed.feed(page_files(hostile_view())["index.html"].decode())
-    days = [t for t in parsed.titles if t[:4].isdigit()]
-    assert len(days) == model.DAYS
-    assert days[0].startswith(f"{NOW.date() - timedelta(days=89)}: no data")
-    assert days[-3:] == [
-        f"{date(2026, 12, 4)}: 100.00% up",
-        f"{date(2026, 12, 5)}: maintenance",
-        f"{date(2026, 12, 6)}: 99.00% up",
+def _bars(html: str) -> list[dict]:
+    """Each bar's attributes, with its cells."""
+    bars = re.findall(r'<div class="bar" ([^>]*)>((?:<i[^>]*></i>)*)</div>', html)
+    return [
+        {**dict(re.findall(r'([a-z-]+)="([^"]*)"', attrs)), "cells": re.findall("<i[^>]*>", cells)}
+        for attrs, cells in bars
     ]
+
+
+def test_the_bar_has_a_cell_a_day_its_uptime_in_its_data_and_the_worst_days_in_its_label():
     html = page_files(hostile_view())["index.html"].decode()
+    (bar,) = _bars(html)
+    assert len(bar["cells"]) == model.DAYS
+    assert bar["data-from"] == str(NOW.date() - timedelta(days=89))
+    words = bar["data-u"].split(" ")
+    assert len(words) == model.DAYS and words[0] == "-"
+    assert words[-3:] == ["100.00%", "m", "99.00%"]
+    assert bar["cells"][-3:] == ["<i class=o>", "<i class=m>", "<i class=w>"]
+    assert bar["aria-label"] == (
+        "Uptime per day, last 90 days: 99.09% uptime; lowest: 2026-12-06 99.00%"
+    )
     assert "prefers-color-scheme:dark" in html
     assert 'content="width=device-width,initial-scale=1"' in html
     assert '<span title="over the last 90 days">99.09% uptime</span>' in html
     assert '<time datetime="2026-12-06T12:00:00+00:00">2026-12-06 12:00 UTC</time>' in html
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
+def test_the_script_writes_each_day_cell_s_tooltip():
+    stub = (
+        "const cells=[{},{},{},{}];"
+        'const bar={dataset:{from:"2026-12-04",u:"100.00% m - 97.50%"},querySelectorAll:()=>cells};'
+        "globalThis.document={querySelectorAll:s=>s.startsWith('.bar')?[bar]:[]};"
+        f"{PAGE_SCRIPT};"
+        "console.log(JSON.stringify(cells.map(c=>c.title)))"
+    )
+    out = subprocess.run(["node", "-e", stub], capture_output=True, text=True, timeout=30)
+    assert json.loads(out.stdout) == [
+        "2026-12-04: 100.00% up",
+        "2026-12-05: maintenance",
+        "2026-12-06: no data",
+        "2026-12-07: 97.50% up",
+    ]
 
 
 def test_summary_json_has_statuspages_shape():
@@ -245,8 +273,8 @@ def test_a_page_of_twenty_components_with_ninety_days_stays_under_100_kb():
     components = tuple(Component(f"Component {i}", (f"s{i}",), "What it does") for i in range(20))
     sites = {f"s{i}": facts(None, days=days) for i in range(20)}
     html = page_files(page_view(page(*components), sites, NOW))["index.html"]
-    assert len(html) < 100_000
-    assert html.count(b'<i class=w title="') == 20 * model.DAYS
+    assert len(html) < 60_000  # 90 cells each, their tooltips written by the script
+    assert html.count(b"<i class=w></i>") == 20 * model.DAYS
 
 
 def test_uptime_badges_sum_a_groups_sites_per_window():
@@ -280,7 +308,7 @@ def test_uptime_badges_sum_a_groups_sites_per_window():
 def test_times_are_utc_without_javascript_and_local_with_it():
     html = page_files(hostile_view())["index.html"].decode()
     assert html.count("<script") == 1
-    assert html.endswith(f"</main><script>{LOCAL_TIMES_SCRIPT}</script></body></html>\n")
+    assert html.endswith(f"</main><script>{PAGE_SCRIPT}</script></body></html>\n")
     assert 'document.querySelectorAll("time[datetime]")' in LOCAL_TIMES_SCRIPT
     assert "t.title=t.textContent" in LOCAL_TIMES_SCRIPT  # UTC on hover
     utc = '<time datetime="2026-12-06T12:00:00+00:00">2026-12-06 12:00 UTC</time>'

@@ -1,15 +1,18 @@
 """A status page as one static HTML file: readable without JavaScript, on a phone, light or dark
 by the reader's system setting (``prefers-color-scheme``), every configured text escaped here.
 
-Each component shows its status and a bar of its last 90 UTC days (one cell a day, its uptime in
-the cell's ``title``: the tooltip, and what a screen reader reads); maintenance in force or to
+Each component shows its status and a bar of its last 90 UTC days: one cell a day, coloured by
+its uptime; the bar's label (what a screen reader reads) gives the overall uptime and the worst
+days, and each day's uptime is in the bar's ``data-u``, which the page's script turns into each
+cell's tooltip (``DAY_TITLES_SCRIPT``; 90 titles written out would weigh 80 KB on a page of 20
+components). Maintenance in force or to
 come is listed on top, after the open incidents; the incidents of the last 90 days follow the
 components, each update's Markdown rendered safely (``status.markdown``); the footer says when
 the page was made, so a page left behind by a stopped monitor says how old it is.
 
 Times are written in UTC (``<time datetime>``); one small inline script, the page's only one,
-shows them in the reader's time zone with UTC on hover. Without JavaScript the page reads the
-same, in UTC.
+shows them in the reader's time zone with UTC on hover, and writes the day cells' tooltips.
+Without JavaScript the page reads the same, in UTC, without a tooltip per day.
 """
 
 from __future__ import annotations
@@ -94,7 +97,7 @@ def render_html(view: PageView) -> str:
         f'<section id="history"><h2>Past incidents</h2><ul class="inc">{items}</ul></section>'
     )
     parts.append(f"<footer>Updated at {_time(view.now)}</footer></main>")
-    parts.append(f"<script>{LOCAL_TIMES_SCRIPT}</script></body></html>\n")
+    parts.append(f"<script>{PAGE_SCRIPT}</script></body></html>\n")
     return "".join(parts)
 
 
@@ -107,6 +110,16 @@ LOCAL_TIMES_SCRIPT = (
     "t.title=t.textContent;"
     't.textContent=d.toLocaleString([],{dateStyle:"medium",timeStyle:"short"})}'
 )
+# Each bar's days as tooltips: data-from is its first day, data-u one word a day (an uptime like
+# 99.95%, m for maintenance only, - for no checks), in the order of its cells.
+DAY_TITLES_SCRIPT = (
+    'for(const b of document.querySelectorAll(".bar[data-u]")){'
+    'const u=b.dataset.u.split(" "),t0=Date.parse(b.dataset.from+"T00:00:00Z");'
+    'b.querySelectorAll("i").forEach((c,k)=>{const w=u[k];if(w===undefined||isNaN(t0))return;'
+    "c.title=new Date(t0+k*864e5).toISOString().slice(0,10)+': '+"
+    "(w==='m'?'maintenance':w==='-'?'no data':w+' up')})}"
+)
+PAGE_SCRIPT = LOCAL_TIMES_SCRIPT + ";" + DAY_TITLES_SCRIPT
 
 
 def _component(component: ComponentView) -> str:
@@ -115,12 +128,14 @@ def _component(component: ComponentView) -> str:
     cells = "".join(_day(d) for d in c.days)
     checks, ups = sum(d.checks for d in c.days), sum(d.ups for d in c.days)
     overall = f"{uptime(ups, checks)} uptime" if checks else "no data"
+    words = " ".join(_word(d) for d in c.days)
+    first = c.days[0].day.isoformat() if c.days else ""
     return (
         f'<li class="component" id="c-{escape(c.slug)}" data-status="{c.status}">'
         f'<div class="head"><span class="name">{escape(c.name)}</span>'
         f'<span class="s {c.status}">{escape(c.label)}</span></div>{description}'
-        f'<div class="bar" role="img" aria-label="Uptime per day, last {len(c.days)} days">'
-        f"{cells}</div>"
+        f'<div class="bar" role="img" aria-label="{_bar_label(c.days, overall)}"'
+        f' data-from="{first}" data-u="{words}">{cells}</div>'
         f'<div class="legend"><span class="from90">{len(c.days)} days ago</span>'
         '<span class="from30">30 days ago</span>'
         f'<span title="over the last {len(c.days)} days">{overall}</span>'
@@ -167,12 +182,32 @@ def _day(day: DayBar) -> str:
     Unquoted classes and a bare ``<i>``: 90 cells a component add up (under 100 KB for 20)."""
     rate = day.uptime
     if rate is None:
-        css = " class=m" if day.maint_checks else ""
-        what = "maintenance" if day.maint_checks else "no data"
-    else:
-        css = f" class={'o' if rate == 1 else 'w' if rate >= 0.99 else 'b'}"
-        what = f"{uptime(day.ups, day.checks)} up"
-    return f'<i{css} title="{day.day.isoformat()}: {what}"></i>'
+        return "<i class=m></i>" if day.maint_checks else "<i></i>"
+    return f"<i class={'o' if rate == 1 else 'w' if rate >= 0.99 else 'b'}></i>"
+
+
+def _word(day: DayBar) -> str:
+    """The day in the bar's ``data-u`` (``DAY_TITLES_SCRIPT`` reads it)."""
+    if day.uptime is None:
+        return "m" if day.maint_checks else "-"
+    return uptime(day.ups, day.checks)
+
+
+_WORST = 3  # days named in a bar's label
+
+
+def _bar_label(days, overall: str) -> str:
+    """What a screen reader hears of a bar: the span, the overall uptime and the worst days."""
+    label = f"Uptime per day, last {len(days)} days: {overall}"
+    worst = sorted((d for d in days if d.uptime is not None and d.uptime < 1), key=_rate)
+    if worst:
+        named = ", ".join(f"{d.day.isoformat()} {uptime(d.ups, d.checks)}" for d in worst[:_WORST])
+        return f"{label}; lowest: {named}"
+    return f"{label}; no day below 100%" if any(d.uptime is not None for d in days) else label
+
+
+def _rate(day: DayBar) -> tuple:
+    return day.uptime, day.day
 
 
 def _incident(incident) -> str:
