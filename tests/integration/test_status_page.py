@@ -12,7 +12,7 @@ import fsspec
 import pytest
 
 from sitewatch.config.loader import load_text
-from sitewatch.status.files import page_files
+from sitewatch.status.files import MANIFEST, page_files
 from sitewatch.status.read import read_page
 from sitewatch.storage.checks import store_batch
 from sitewatch.storage.mutes import add_mutes
@@ -134,7 +134,7 @@ def test_publish_to_a_local_folder_and_to_memory(stored, tmp_path, target):
         publish_files(url, "public", files)
     fs, root = fsspec.core.url_to_fs(url)
     written = sorted(p.removeprefix(root.rstrip("/") + "/") for p in fs.find(root))
-    assert written == sorted(f"public/{name}" for name in files)
+    assert written == sorted([f"public/{MANIFEST}", *(f"public/{name}" for name in files)])
     assert fs.cat_file(f"{root}/public/index.html") == files["index.html"]
 
 

@@ -3,6 +3,8 @@ and how it writes them to any fsspec file system (``write_files``)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import posixpath
 import uuid
 from collections.abc import Mapping
@@ -41,37 +43,59 @@ def page_files(view: PageView) -> dict[str, bytes]:
     return {path: text.encode("utf-8") for path, text in files.items()}
 
 
+MANIFEST = ".sitewatch-published.json"
+"""In each page's folder: a digest of every file as last written, so a publish writes only the
+files that changed (delete it to have every file written again)."""
+
+
 def write_files(fs, base: str, files: Mapping[str, bytes], *, renaming: bool) -> int:
-    """Write ``files`` under the folder ``base`` of the fsspec file system ``fs``, in their
-    order, each replaced whole; return the bytes written.
+    """Write those of ``files`` that changed under the folder ``base`` of the fsspec file system
+    ``fs``, in their order, each replaced whole, then the manifest; return the bytes written.
 
-    renaming: ``fs`` renames in one step (a local folder): each file is written under a
-    temporary name and renamed, so a reader never sees half of one, and a file whose bytes are
-    there already is left alone. Reading costs a tenth of writing and renaming, and most of a
-    page's files (8,000 for 1,000 components) do not change from one minute to the next.
-    Otherwise (object stores, where a read costs a request as a write does, and one PUT replaces
-    an object whole) each file is written in place.
+    Of a page's files (8,000 for 1,000 components) only a few change from one minute to the
+    next: the manifest (``MANIFEST``, one read and one write) says which, so an object store gets
+    a few requests a minute instead of one per file. A file the manifest lists but that is gone
+    is written again where that costs nothing to find (a local folder). renaming: ``fs`` renames
+    in one step (a local folder): each file is written under a temporary name and renamed, so a
+    reader never sees half of one; otherwise (object stores, where one PUT replaces an object
+    whole) each is written in place.
     """
-    for folder in sorted({posixpath.dirname(f"{base}/{relative}") for relative in files}):
+    known = _manifest(fs, f"{base}/{MANIFEST}")
+    digests = {relative: _digest(data) for relative, data in files.items()}
+    changed = [
+        relative
+        for relative in files
+        if known.get(relative) != digests[relative]
+        or (renaming and not fs.exists(f"{base}/{relative}"))
+    ]
+    for folder in sorted({posixpath.dirname(f"{base}/{relative}") for relative in changed}):
         fs.makedirs(folder, exist_ok=True)
-    written = 0
-    for relative, data in files.items():
-        final = f"{base}/{relative}"
-        if not renaming:
-            fs.pipe_file(final, data)
-        elif _holds(fs, final, data):
-            continue
-        else:
-            folder, name = posixpath.split(final)
-            temporary = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
-            fs.pipe_file(temporary, data)
-            fs.mv(temporary, final)
-        written += len(data)
-    return written
+    for relative in changed:
+        _put(fs, f"{base}/{relative}", files[relative], renaming)
+    if changed or known != digests:
+        fs.makedirs(base, exist_ok=True)
+        _put(fs, f"{base}/{MANIFEST}", json.dumps(digests, sort_keys=True).encode(), renaming)
+    return sum(len(files[relative]) for relative in changed)
 
 
-def _holds(fs, path: str, data: bytes) -> bool:
+def _put(fs, path: str, data: bytes, renaming: bool) -> None:
+    if not renaming:
+        fs.pipe_file(path, data)
+        return
+    folder, name = posixpath.split(path)
+    temporary = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
+    fs.pipe_file(temporary, data)
+    fs.mv(temporary, path)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def _manifest(fs, path: str) -> dict[str, str]:
+    """The manifest's digests; {} when it is missing or unreadable (then every file is written)."""
     try:
-        return fs.cat_file(path) == data
-    except FileNotFoundError:
-        return False
+        known = json.loads(fs.cat_file(path))
+    except (FileNotFoundError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
