@@ -4,6 +4,7 @@ resolve, and what a refused or unreachable target does."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ from sitewatch.airflow.notifiers import send
 from sitewatch.airflow.notify_apprise import AppriseAlertNotifier
 from sitewatch.airflow.notify_opsgenie import OpsgenieAlertNotifier
 from sitewatch.airflow.notify_pagerduty import PagerdutyAlertNotifier
-from sitewatch.alerting.rules import Alert, Kind
+from sitewatch.alerting.rules import Alert, Kind, StatusNote
 from sitewatch.config.notify import AppriseTarget, OpsgenieTarget, PagerdutyTarget, WebhookTarget
 from sitewatch.errors import NotificationError
 from tests.receivers import OpsgenieReceiver, PagerdutyReceiver, WebhookReceiver
@@ -323,3 +324,27 @@ def test_degraded_only_to_targets_that_opt_in_flapping_to_every_target(
     assert [doc["state"] for doc in receiver.payloads] == ["FLAPPING"]
     assert list(opsgenie.alerts) == ["sitewatch/shop"]
     assert pagerduty.incidents["sitewatch/shop"] == "error"
+
+
+def test_a_status_update_reaches_every_opted_in_type_as_its_own_incident(
+    receiver, pagerduty, opsgenie, chat
+):
+    targets = (
+        WebhookTarget("ops_webhook"),  # did not opt in
+        PagerdutyTarget("pd_ops", status_updates=True),
+        OpsgenieTarget("og_ops", status_updates=True),
+        AppriseTarget("chat", tag="ops", status_updates=True),
+    )
+    note = StatusNote("Example", "Shop is down", "investigating", "Looking *now*.", "sitewatch")
+    update = Alert("Example", "https://status.example.com/#i-42", Kind.STATUS_UPDATE, T0, T0,
+                   concern="status/status/42", note=note)  # fmt: skip
+    assert send(update, targets, {}) == 3
+    assert receiver.requests == []
+    assert pagerduty.incidents == {"sitewatch/status/status/42": "info"}
+    assert list(opsgenie.alerts) == ["sitewatch/status/status/42"]
+    (message,) = chat[0].payloads
+    assert message["title"] == "[sitewatch] STATUS UPDATE: Example: Shop is down (investigating)"
+    assert "update: Looking *now*." in message["message"]
+    resolved = dataclasses.replace(note, state="resolved", text="It works again.")
+    assert send(dataclasses.replace(update, note=resolved), targets, {}) == 3
+    assert pagerduty.incidents == {} and opsgenie.alerts == {}
