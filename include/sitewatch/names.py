@@ -64,6 +64,11 @@ STATUS_PAGE_DAG_ID = "sitewatch_status_page"
 """Every minute, renders the sites file's public status pages and publishes them as files."""
 INCIDENT_DAG_ID = "sitewatch_incident"
 """Manual DAG whose trigger form opens or updates an incident on a public status page."""
+INCIDENT_UPDATE_DAG_ID = "sitewatch_incident_update"
+"""Manual DAG that lists the open incidents in a form (Required Actions) to pick one to update."""
+INCIDENTS_ASSET_URI = "sitewatch://status-page/incidents"
+"""The Airflow Asset that gets an event whenever a status page incident changed (opened,
+updated, resolved); ``STATUS_PAGE_DAG_ID`` runs on it, and a DAG of yours may too."""
 WATCH_STATE_VARIABLE = "sitewatch_watch_state"
 """The Airflow Variable (JSON) where ``WATCH_DAG_ID`` keeps what it saw: in Airflow's metadata
 database, so a results database that is down cannot take it along."""

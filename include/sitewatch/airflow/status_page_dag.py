@@ -1,13 +1,14 @@
-"""The ``sitewatch_status_page`` DAG: every minute, each public status page of the sites file is
-rendered and written as static files (issue 27).
+"""The ``sitewatch_status_page`` DAG: every minute, and whenever an incident changed, each public
+status page of the sites file is rendered and written as static files (issue 27).
 
 Each page goes to ``<SITEWATCH_STATUS_PAGE_URL>/<page id>/``: ``index.html``, ``summary.json``
 (Statuspage's shape), ``badges/<component>.svg`` and ``shields/<component>.json``. The target is
 any folder Airflow's object storage (``ObjectStoragePath``) reaches: a local folder by default
 (under the state dir), ``s3://<connection>@bucket/prefix`` through an Airflow connection, or any
-fsspec file system by its scheme. Public traffic never reaches Airflow or PostgreSQL: the page
-stays readable, with its "updated at" time, while the monitoring stack is down. See
-docs/status-page.md.
+fsspec file system by its scheme. An incident's change reaches the page within seconds: the
+DAG also runs on the asset ``INCIDENTS`` (``sitewatch.airflow.incident_watch``). Public traffic
+never reaches Airflow or PostgreSQL: the page stays readable, with its "updated at" time, while
+the monitoring stack is down. See docs/status-page.md.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import DAG, ObjectStoragePath, task
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, ObjectStoragePath, task
 from fsspec import AbstractFileSystem
 
 from sitewatch.airflow.hooks import results_connection
+from sitewatch.airflow.incident_watch import INCIDENTS
 from sitewatch.names import DAG_DEFAULTS, DAG_TAG, POSTGRES_READER_CONN_ID, STATUS_PAGE_DAG_ID
 
 log = logging.getLogger(__name__)
@@ -86,7 +88,9 @@ def publish() -> dict:
 def status_page_dag() -> DAG:
     with DAG(
         dag_id=STATUS_PAGE_DAG_ID,
-        schedule=timedelta(minutes=1),
+        schedule=AssetOrTimeSchedule(
+            timetable=CronTriggerTimetable("* * * * *", timezone="UTC"), assets=INCIDENTS
+        ),
         tags=[DAG_TAG],
         doc_md=__doc__,
         default_args={"owner": "sitewatch", "retries": 1, "retry_delay": timedelta(seconds=10)},

@@ -288,3 +288,17 @@ def _change(incident, page, state, at, title, components) -> dict:
 def _aware(at: datetime) -> None:
     if at.tzinfo is None:
         raise ValueError(f"naive datetime {at!r}: give a time zone")
+
+
+_MARK = "SELECT count(*), coalesce(max(id), 0) FROM status_incident_updates"
+
+
+def change_mark(conn) -> tuple[int, int]:
+    """A mark of every incident change so far: how many updates there are and the newest's id.
+    Every change (opened, retitled, updated, resolved) adds an update, and updates are never
+    changed, so a different mark means a change; counting too catches an update whose id was
+    drawn before a newer one's but committed after it. Raises StorageError."""
+    with transaction(conn, "could not read the incident updates") as cur:
+        cur.execute(_MARK)
+        count, newest = cur.fetchone()
+    return count, newest
