@@ -74,6 +74,8 @@ MAINT_PATH = "/down"
 SLOW_SITE = "slow-web"
 SLOW_PATH, SLOW_SECONDS, DEGRADED_MS = "/slow", 0.3, 150
 """``SLOW_SITE`` is answered ``SLOW_SECONDS`` late, above its ``degraded_ms``: degraded."""
+STATUS_PAGE, COMPONENT = "status", "Web"
+"""The sites file's status page and its one component, ``SITE``."""
 HISTORY_CHECKS = 288
 """Checks of a day before the last 24 hours that ``slo_history`` stores for each single-location
 site: every 5 minutes, one of SITE's down (99% over 30 days: 65.2% of its budget left)."""
@@ -148,7 +150,7 @@ def airflow(watched_site) -> Iterator[Airflow]:
 
 def sites_file(watched_site: str) -> str:
     """``SITE``, ``MULTI_SITE``, ``MAINT_SITE`` (in maintenance for the whole session, down)
-    and ``SLOW_SITE`` (degraded)."""
+    and ``SLOW_SITE`` (degraded); status page ``STATUS_PAGE`` shows ``SITE`` as ``COMPONENT``."""
     now = datetime.now(UTC).replace(microsecond=0)
     start, end = (now + timedelta(hours=h) for h in (-1, 3))  # the whole session, and more
     window = f"{{start: '{start.isoformat()}', end: '{end.isoformat()}', reason: {MAINT_REASON}}}"
@@ -183,6 +185,10 @@ def sites_file(watched_site: str) -> str:
         "    retries: 0\n"
         f"    degraded_ms: {DEGRADED_MS}\n"
         f"    tags: [{SITE_TAG}]\n"
+        "status_pages:\n"
+        f"  - id: {STATUS_PAGE}\n"
+        "    title: Browser test status\n"
+        f"    components: [{{site: {SITE}, name: {COMPONENT}}}]\n"
     )
 
 

@@ -1,7 +1,8 @@
 """The Airflow UI end to end in headless Chromium: log in, see the site DAGs, trigger one, read
 its log, find the result on the Sites dashboard (which only logged-in users may open), see a
 slow site degraded and a down site in maintenance as both, watch the Sites page refresh itself,
-and mute a site from the ``sitewatch_mute`` trigger form.
+mute a site from the ``sitewatch_mute`` trigger form, and update an open status page incident
+picked from the list that ``sitewatch_incident_update``'s Required Actions form offers.
 
 The tests share one logged-in page and run in file order: each builds on what the one before did.
 """
@@ -18,11 +19,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from sitewatch.names import MUTE_DAG_ID
+from sitewatch.airflow.incident_update_dag import label
+from sitewatch.names import INCIDENT_UPDATE_DAG_ID, MUTE_DAG_ID, STATUS_PAGE_DAG_ID
 from sitewatch.storage.checks import store_batch
+from sitewatch.storage.incidents import page_incidents, write_update
 from sitewatch.storage.schema import SCHEMA_VERSION
 from sitewatch.storage.schema import version as schema_version
 from tests.browser.conftest import (
+    COMPONENT,
     LOCATIONS,
     MAINT_REASON,
     MAINT_SITE,
@@ -35,6 +39,7 @@ from tests.browser.conftest import (
     SLOW_PATH,
     SLOW_SECONDS,
     SLOW_SITE,
+    STATUS_PAGE,
     shot,
     wait_for,
 )
@@ -343,3 +348,68 @@ def test_mute_a_site_from_the_trigger_form(page, airflow, mute_ready):
             "SELECT site, ends_at - starts_at, reason, created_by FROM site_mutes"
         ).fetchall()
     assert stored == [(MAINT_SITE, timedelta(hours=2), "database upgrade", "admin")]
+
+
+# --- an open incident's update, picked in sitewatch_incident_update's Required Actions form -------
+
+
+def test_update_an_open_incident_picked_from_the_list(page, airflow, mute_ready):
+    dag_ids = lambda: {d["dag_id"] for d in airflow.api("GET", "/dags")["dags"]}  # noqa: E731
+    parsed = lambda: INCIDENT_UPDATE_DAG_ID in dag_ids()  # noqa: E731
+    wait_for("the incident update DAG to be parsed", parsed, 120)
+    with airflow.results() as conn:  # as an operator's trigger form would have opened it
+        opened = write_update(
+            conn, STATUS_PAGE, incident=None, state="investigating", body="Looking into it.",
+            author="bob", at=datetime.now(UTC), title="Slow pages", components=[COMPONENT],
+        )  # fmt: skip
+        found = page_incidents(conn, STATUS_PAGE, datetime.now(UTC))
+    # "#<id> Slow pages (investigating, page status)": the button that answers for it
+    option = label(next(i for i in found if i.id == opened))
+    page.goto(f"{airflow.url}/dags/{INCIDENT_UPDATE_DAG_ID}")
+    page.get_by_role("button", name=re.compile("^Trigger")).first.click()
+    page.get_by_role("dialog").get_by_role("button", name=re.compile("^Trigger")).last.click()
+
+    def waiting_run():
+        runs = airflow.api("GET", f"/dags/{INCIDENT_UPDATE_DAG_ID}/dagRuns")["dag_runs"]
+        for run in runs:
+            path = f"/dags/{INCIDENT_UPDATE_DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances/pick"
+            if airflow.api("GET", path)["state"] == "awaiting_input":
+                return run["dag_run_id"]
+        return None
+
+    run_id = wait_for("the form to wait for an answer", waiting_run, 120, every=2)
+    form = f"/dags/{INCIDENT_UPDATE_DAG_ID}/runs/{run_id}/tasks/pick/required_actions"
+    page.goto(f"{airflow.url}{form}")
+    page.locator("#element_text").fill("A fix is **out**.")
+    page.locator("#element_state").click()  # a select of the states
+    page.get_by_role("option", name="monitoring", exact=True).click()
+    shot(page, "incident-update-form")
+    # four open incidents or fewer: one button each, which answers with it
+    answered_at = datetime.now(UTC)
+    page.get_by_test_id(f"hitl-option-{option}").click()
+
+    def run_done():
+        run = airflow.api("GET", f"/dags/{INCIDENT_UPDATE_DAG_ID}/dagRuns/{run_id}")
+        return run if run["state"] in ("success", "failed") else None
+
+    assert wait_for("the update to be written", run_done, 120)["state"] == "success"
+    with airflow.results() as conn:
+        found = page_incidents(conn, STATUS_PAGE, answered_at - timedelta(hours=1))
+    incident = next(i for i in found if i.id == opened)
+    assert (incident.state, incident.taken_over) == ("monitoring", True)
+    last = incident.updates[-1]
+    assert (last.author, last.state, last.body) == ("admin", "monitoring", "A fix is **out**.")
+
+    # The change re-publishes the page at once: a run of the status page DAG on the incidents'
+    # asset (the triggerer's watcher saw the new update), not only its every-minute one.
+    def republished():
+        runs = airflow.api(
+            "GET", f"/dags/{STATUS_PAGE_DAG_ID}/dagRuns", params={"run_type": "asset_triggered"}
+        )["dag_runs"]
+        queued = [datetime.fromisoformat(r["queued_at"]) for r in runs if r["queued_at"]]
+        return any(at >= answered_at for at in queued)
+
+    wait_for("a status page run on the incidents' asset", republished, 90, every=2)
+    index = airflow.stack.state / "status-pages" / STATUS_PAGE / "index.html"
+    shown = lambda: index.exists() and "A fix is <strong>out</strong>." in index.read_text()  # noqa: E731
+    wait_for("the page to show the update", shown, 90, every=2)

@@ -5,9 +5,12 @@ from datetime import timedelta
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
 from airflow.serialization.serialized_objects import DagSerialization
 
 from sitewatch.airflow.drain_dag import PRIORITY
+from sitewatch.airflow.incident_update_dag import RESPONSE_TIMEOUT, PickIncident
+from sitewatch.airflow.incident_watch import INCIDENTS, IncidentChangeTrigger
 from sitewatch.airflow.timetables import SiteTimetable
 from sitewatch.config.loader import load_sites
 from sitewatch.config.offset import auto_offset
@@ -38,6 +41,7 @@ def test_shipped_sites_file_builds_dags_without_import_errors():
         "sitewatch_unmute",
         "sitewatch_status_page",
         "sitewatch_incident",
+        "sitewatch_incident_update",
         "sitewatch_watch",
     } == set(bag.dag_ids)
     for dag_id in enabled:
@@ -66,11 +70,17 @@ def test_maintenance_dag_runs_hourly_one_at_a_time():
     assert all(t.retries > 0 for t in dag.tasks)
 
 
-def test_status_page_dag_publishes_every_minute_one_at_a_time():
+def test_status_page_dag_publishes_every_minute_and_on_each_incident_change_one_at_a_time():
     dag = DagBag(DAGS).dags["sitewatch_status_page"]
     assert set(dag.tags) == {"sitewatch"}
     assert (dag.max_active_runs, dag.catchup, dag.is_paused_upon_creation) == (1, False, False)
-    assert dag.schedule == timedelta(minutes=1)
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    assert dag.timetable.timetable == CronTriggerTimetable("* * * * *", timezone="UTC")
+    assert dag.timetable.asset_condition == INCIDENTS
+    (watcher,) = INCIDENTS.watchers  # the triggerer fires the asset on each incident change
+    assert isinstance(watcher.trigger, IncidentChangeTrigger)
+    loaded = DagSerialization.from_dict(DagSerialization.to_dict(dag)).timetable
+    assert type(loaded).__name__ == "AssetOrTimeSchedule"  # as the scheduler reads it
     assert dag.doc_md
     assert [t.task_id for t in dag.tasks] == ["publish"]
     assert all(t.retries > 0 for t in dag.tasks)
@@ -158,6 +168,53 @@ def test_incident_dag_runs_only_when_triggered_with_a_form_of_the_pages(sites_fi
     assert dag.params["state"] == "investigating"
 
 
+def test_incident_update_dag_lists_the_open_incidents_then_asks_whoever_answers(sites_file):
+    sites_file("""
+        sites:
+          - name: shop
+            url: https://shop.example.com/
+          - name: api
+            url: https://api.example.com/
+        status_pages:
+          - id: status
+            title: Example
+            components:
+              - site: shop
+                name: Shop
+          - id: partners
+            title: Partners
+            components:
+              - site: api
+                name: Partner API
+    """)
+    bag = DagBag(DAGS)
+    assert bag.import_errors == {}
+    dag = bag.dags["sitewatch_incident_update"]
+    assert (dag.schedule, set(dag.tags), dag.is_paused_upon_creation) == (
+        None,
+        {"sitewatch"},
+        False,
+    )
+    assert dag.doc_md and dag.max_active_runs > 1  # one form left open blocks nobody
+    assert not dag.params  # no trigger form: the form is the Required Action
+    assert [t.task_id for t in dag.topological_sort()] == ["open_incidents", "pick", "write"]
+    assert all(t.retries == 0 for t in dag.tasks)
+    pick = dag.get_task("pick")
+    assert isinstance(pick, PickIncident) and "options" in pick.template_fields
+    assert (pick.multiple, pick.response_timeout) == (False, RESPONSE_TIMEOUT)
+    assert set(pick.params) == {"state", "text", "title", "components"}
+    assert pick.params.get_param("state").schema["enum"] == [
+        None,  # to be chosen
+        "investigating",
+        "identified",
+        "monitoring",
+        "resolved",
+    ]
+    assert pick.params.get_param("components").schema["examples"] == ["Partner API", "Shop"]
+    assert pick.params.get_param("text").schema["format"] == "multiline"
+    assert set(dag.get_task("write").upstream_task_ids) == {"open_incidents", "pick"}
+
+
 def test_site_settings_reach_the_dag(sites_file):
     sites_file("""
         defaults:
@@ -189,6 +246,7 @@ def test_site_settings_reach_the_dag(sites_file):
         "sitewatch_unmute",
         "sitewatch_status_page",
         "sitewatch_incident",
+        "sitewatch_incident_update",
         "sitewatch_watch",
     }
     shop, blog = bag.dags["site_shop"], bag.dags["site_blog"]

@@ -9,8 +9,9 @@ database is touched, so a bad request fails the run with a message naming what i
 stores nothing. Once stored, the update goes to the notify targets that ask for status updates
 (``sitewatch.judge.status_updates``). It writes with the alerting connection
 (``POSTGRES_ALERTING_CONN_ID``), as the mute DAG does, and never migrates. Who may trigger it
-is Airflow's to say (the DAG's run permission). The page shows the change at its next
-publication (within a minute).
+is Airflow's to say (the DAG's run permission). The page shows the change within seconds
+(``sitewatch.airflow.incident_watch``). ``sitewatch_incident_update`` updates an open incident
+picked from a list instead (``sitewatch.airflow.incident_update_dag``), through ``store``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ incident, which needs a **title**), its **state** ({", ".join(STATES)}), the upd
 (Markdown: emphasis, lists, links; no HTML) and, optionally, the **components** it affects
 (their display names on the page). You are recorded as the update's author. Updating an incident
 that a DOWN opened takes it over: its recovery no longer resolves it. The page shows the change
-within a minute. See docs/status-page.md, "Incidents".
+within seconds. To pick an open incident from a list instead of giving its id, trigger
+`sitewatch_incident_update`. See docs/status-page.md, "Incidents".
 """
 
 
@@ -110,14 +112,21 @@ def write() -> int:
     Raises ValueError for a bad request or an incident not on the page (nothing stored),
     SchemaError when the tables are not migrated, StorageError when PostgreSQL fails.
     """
+    context = get_current_context()
+    request = check_request(context["params"], pages())
+    author = getattr(context["dag_run"], "triggering_user_name", None) or UNKNOWN_AUTHOR
+    return store(request, author)
+
+
+def store(request: dict, author: str) -> int:
+    """Write ``request`` (``check_request``'s) as ``author`` on the alerting connection; returns
+    the incident's id. Raises ValueError for an incident not on the page (nothing stored),
+    SchemaError when the tables are not migrated, StorageError when PostgreSQL fails."""
     from sitewatch.airflow.notifiers import send
     from sitewatch.judge.status_updates import announce
     from sitewatch.storage.incidents import write_update
     from sitewatch.storage.schema import require_current
 
-    context = get_current_context()
-    request = check_request(context["params"], pages())
-    author = getattr(context["dag_run"], "triggering_user_name", None) or UNKNOWN_AUTHOR
     conn = results_connection(POSTGRES_ALERTING_CONN_ID)
     try:
         require_current(conn)
