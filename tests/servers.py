@@ -209,7 +209,7 @@ class _RecordingHandler(BaseHTTPRequestHandler):
     ``/login/`` and the key percent-encoded as one path segment. Any other request gets 200 with the
     request's headers as the body: ``Name: value`` lines, or with ``?json=1`` a JSON object with
     ``/`` escaped as PHP's ``json_encode`` does. So a site that echoes what it was sent can be
-    imitated.
+    imitated. ``?cookie=VALUE`` sets the cookie ``sid=VALUE`` on the answer, whichever it is.
     """
 
     protocol_version = "HTTP/1.1"
@@ -229,6 +229,8 @@ class _RecordingHandler(BaseHTTPRequestHandler):
         self.send_response(302 if target else 200)
         if target:
             self.send_header("Location", target)
+        if cookie := query.get("cookie", [""])[0]:
+            self.send_header("Set-Cookie", f"sid={cookie}; Path=/")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

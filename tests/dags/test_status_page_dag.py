@@ -9,6 +9,7 @@ import textwrap
 
 from sitewatch.airflow.hooks import results_connection
 from sitewatch.airflow.status_page_dag import status_page_dag
+from sitewatch.status.files import MANIFEST
 from sitewatch.storage.schema import migrate
 
 
@@ -35,6 +36,7 @@ def test_a_run_publishes_each_page_to_the_configured_folder(tmp_path, monkeypatc
     assert status_page_dag().test().state == "success"
     page = tmp_path / "out" / "public"
     assert sorted(p.relative_to(page).as_posix() for p in page.rglob("*") if p.is_file()) == [
+        MANIFEST,
         "badges/shop.svg",
         *(f"badges/uptime-{window}/shop.svg" for window in ("24h", "30d", "7d")),
         "feed.atom",
