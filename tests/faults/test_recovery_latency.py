@@ -2,7 +2,9 @@
 reaches a webhook. Several sites flip down and up together; each message is paired with the
 stored check that changed the site's state (its first down final check, its first up check), and
 the delay from the end of that check to the message's arrival is recorded (p50, p95, max) in the
-reliability artifact. It asserts only what was sent: one DOWN and one RECOVERED per site and flip.
+reliability artifact. It asserts only what was sent: one DOWN and one RECOVERED per site and flip,
+and, for the site on a status page, one incident per flip, opened by its DOWN and resolved by its
+RECOVERED (issue 27).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from sitewatch.storage.incidents import page_incidents
 from tests.faults.stack import Stack, private_airflow, private_stack, record  # noqa: F401
 from tests.receivers import WebhookReceiver
 
@@ -87,6 +90,7 @@ def test_down_and_recovered_follow_the_deciding_check(
     try:
         stack.airflow_cli("connections", "add", "ops_webhook", "--conn-json", receiver.conn())
         web.reply = (500, "boom")
+        started = datetime.now(UTC)
         stack.set_sites(
             "sites:\n"
             + "".join(
@@ -95,6 +99,8 @@ def test_down_and_recovered_follow_the_deciding_check(
                 "    flapping: false\n"  # flips within minutes are what this test is about
                 for name in names
             )
+            + f"status_pages:\n  - id: lat-{tag}\n    title: Latency\n    components:\n"
+            f"      - {{name: Shop, site: {names[0]}}}\n"
         )
         for flip in range(FLIPS):
             web.reply = (500, "boom")
@@ -110,6 +116,12 @@ def test_down_and_recovered_follow_the_deciding_check(
                 assert [kind for kind, _ in changes] == ["DOWN", "RECOVERED"] * FLIPS, name
                 for (kind, arrived), (_, ended) in zip(sent, changes, strict=True):
                     delays[kind].append((arrived - ended).total_seconds())
+            incidents = page_incidents(db, f"lat-{tag}", started)
+        # the page's component had one incident per flip: opened by the DOWN, resolved by the
+        # RECOVERED (nobody took it over), in the order of the flips
+        assert [(i.components, i.opened_by_site, i.state) for i in incidents] == [
+            (("Shop",), names[0], "resolved")
+        ] * FLIPS
     finally:
         receiver.close()
         stack.set_sites("sites: []\n")
