@@ -1,0 +1,164 @@
+"""The DAG processor imports sitewatch once, before it forks its parse children
+(sitewatch.airflow.processor_preload, through plugins/sitewatch_dag_processor.py).
+
+Each case runs a fresh interpreter that loads the plugins folder as an Airflow process does
+(``Job()``, whose listener manager loads it, before the DAG processor's parsing loop) under the
+command line of one Airflow process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sitewatch.airflow.processor_preload import in_dag_processor, preload_dag_processor
+
+ROOT = Path(__file__).resolve().parents[2]
+SITES = [f"pre{i}" for i in range(5)]
+
+# Run in a fresh interpreter: argv[1] is the Airflow command to pose as. Loads the plugins as
+# Job() does, then forks a child that runs Airflow's parse of dags/sites.py for two success
+# callbacks, as the DAG processor does for a batch, and prints what parent and child imported.
+PROCESS = """
+import gc, json, os, sys, uuid
+from pathlib import Path
+sys.argv = ["airflow", sys.argv[1]]
+from airflow.jobs.job import Job
+Job()
+from airflow import plugins_manager
+from airflow.api_fastapi.execution_api.datamodels.taskinstance import TaskInstance
+from airflow.callbacks.callback_requests import TaskCallbackRequest
+from airflow.dag_processing.processor import DagFileParseRequest, _parse_file
+from airflow.utils.state import TaskInstanceState
+
+dag_file = Path(os.environ["TEST_DAG_FILE"])
+callbacks = [
+    TaskCallbackRequest(
+        filepath=dag_file.name, bundle_name="t", bundle_version=None,
+        task_callback_type=TaskInstanceState.SUCCESS,
+        ti=TaskInstance(id=uuid.uuid4(), task_id="probe", dag_id=dag_id, run_id="r",
+                        try_number=1, dag_version_id=uuid.uuid4()),
+    )
+    for dag_id in ("site_pre1", "site_pre3")
+]
+request = DagFileParseRequest(
+    file=str(dag_file), bundle_path=dag_file.parent, bundle_name="t", callback_requests=callbacks
+)
+parent = {
+    "sitewatch": sorted(m for m in sys.modules if m.startswith("sitewatch")),
+    "frozen": gc.get_freeze_count(),
+    "plugin_errors": plugins_manager.get_import_errors(),
+}
+
+
+class Log:
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    before = set(sys.modules)
+    _parse_file(request, Log())
+    new = sorted(m for m in set(sys.modules) - before if m.startswith("sitewatch"))
+    os.write(write, json.dumps(new).encode())
+    os._exit(0)
+os.close(write)
+with os.fdopen(read) as pipe:
+    child = json.load(pipe)
+os.waitpid(pid, 0)
+print(json.dumps({"parent": parent, "child": child}))
+"""
+
+
+@pytest.fixture
+def env(tmp_path):
+    """The environment of an Airflow process on a sites file of ``SITES``."""
+    sites = tmp_path / "sites.yaml"
+    sites.write_text(
+        "sites:\n" + "".join(f"  - name: {n}\n    url: http://127.0.0.1:9/\n" for n in SITES)
+    )
+    return {
+        **os.environ,
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "SITEWATCH_SITES_FILE": str(sites),
+        "SITEWATCH_CACHE_DIR": str(tmp_path / "cache"),
+        "TEST_DAG_FILE": str(ROOT / "dags" / "sites.py"),
+    }
+
+
+def run_as(command: str, env: dict, extra_path: Path | None = None) -> tuple[dict, str]:
+    """PROCESS posing as ``airflow <command>``: its JSON report and its log (stderr)."""
+    if extra_path is not None:
+        env = {**env, "PYTHONPATH": os.pathsep.join([str(extra_path), env.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-c", PROCESS, command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["/venv/bin/airflow", "dag-processor"], True),
+        (["/venv/bin/airflow", "dag-processor", "--num-runs", "1"], True),
+        (["/venv/lib/python3.11/site-packages/airflow/__main__.py", "dag-processor"], True),
+        (["/venv/bin/airflow", "scheduler"], False),
+        (["/venv/bin/airflow", "triggerer"], False),
+        (["/venv/bin/airflow", "api-server"], False),
+        (["/venv/bin/airflow", "standalone"], False),
+        (["/venv/bin/airflow", "celery", "worker"], False),
+        (["/venv/bin/airflow", "dags", "reserialize"], False),
+        (["-c"], False),
+        ([], False),
+    ],
+)
+def test_only_the_dag_processor_command_counts(argv, expected):
+    assert in_dag_processor(argv) is expected
+
+
+def test_elsewhere_the_preload_does_nothing():
+    assert preload_dag_processor(["/venv/bin/airflow", "scheduler"]) is False
+
+
+def test_in_the_dag_processor_a_callback_parse_imports_no_sitewatch_module(env):
+    report, log = run_as("dag-processor", env)
+    parent = report["parent"]
+    assert "sitewatch.airflow.factory" in parent["sitewatch"]
+    assert "sitewatch.config.loader" in parent["sitewatch"]
+    assert parent["frozen"] > 0
+    assert parent["plugin_errors"] == {}
+    assert f"preload_dag_processor: sites={len(SITES)} file={env['SITEWATCH_SITES_FILE']}" in log
+    assert report["child"] == []
+
+
+def test_in_another_process_the_child_imports_what_it_uses(env):
+    # Without the preload (the scheduler's command line, here only for contrast): the child
+    # imports the factory itself, which is the cost the preload saves each parse.
+    report, log = run_as("scheduler", env)
+    assert "sitewatch.airflow.factory" not in report["parent"]["sitewatch"]
+    assert "sitewatch.airflow.factory" in report["child"]
+    assert "preload_dag_processor" not in log
+
+
+def test_a_failing_preload_is_logged_and_the_processor_goes_on(env, tmp_path):
+    # A dependency of the factory that fails to import in the DAG processor's environment.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "jsonpath.py").write_text("raise RuntimeError('jsonpath is broken here')\n")
+    report, log = run_as("dag-processor", env, extra_path=broken)
+    assert "preload_dag_processor: failed, each parse imports sitewatch itself" in log
+    assert "RuntimeError: jsonpath is broken here" in log
+    assert "sitewatch.airflow.factory" not in report["parent"]["sitewatch"]
+    assert report["parent"]["plugin_errors"] == {}  # the plugin itself loaded
