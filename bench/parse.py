@@ -1,8 +1,9 @@
 """Factory parse time: ``dags/sites.py`` side by side with astronomer's dag-factory, and the
 sites file read with ``cached_sites`` side by side with ``load_sites`` every time.
 
-    source .state/env.sh && python bench/parse.py [--parts factory cache] [--runs 5]
-        [--sizes 100 1000 10000] [--cache-sizes 240 1000 10000]
+    source .state/env.sh && python bench/parse.py [--parts factory cache callbacks] [--runs 5]
+        [--sizes 100 1000 10000] [--cache-sizes 240 1000 10000] [--callback-sizes 1000 10000]
+        [--forks 4] [--callback-rounds 2]
 
 factory: for each size, a sites file (sitewatch) and an equivalent dag-factory YAML (one DAG per
 site, one BashOperator task each, the same cron schedule) are written, then each DAG file is
@@ -18,6 +19,9 @@ and with the file unchanged since the last parse (warm), each with the ``site_da
 builds every DAG; the same call again in the process (the triggerer's case); a call after a touch
 (same content); and ``DagBag`` on a DAG file that calls ``site_dags(load_sites())`` vs on
 ``dags/sites.py`` itself (warm). Saved to ``bench/out/parse_cache.json``.
+
+callbacks: a callback-only parse in a child forked from a DAG processor with and without
+sitewatch's preload (``bench/parse_callbacks.py``). Saved to ``bench/out/parse_callbacks.json``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import OUT, ROOT, loadavg, machine, median, save, write_sites  # noqa: E402
+from parse_callbacks import callbacks_part  # noqa: E402
 
 DEPS = OUT / "deps"
 WORK = OUT / "parse"
@@ -255,11 +260,17 @@ def cache_table(results: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--parts", nargs="+", choices=["factory", "cache"], default=["factory", "cache"]
+        "--parts",
+        nargs="+",
+        choices=["factory", "cache", "callbacks"],
+        default=["factory", "cache", "callbacks"],
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
     parser.add_argument("--cache-sizes", type=int, nargs="+", default=[240, 1000, 10000])
+    parser.add_argument("--callback-sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--forks", type=int, default=4, help="counted parse children per parent")
+    parser.add_argument("--callback-rounds", type=int, default=2, help="parents of each kind")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     if "factory" in args.parts and not (DEPS / "dagfactory").is_dir():
@@ -274,6 +285,8 @@ def main() -> None:
         "DO_NOT_TRACK": "1",
         "SCARF_NO_ANALYTICS": "true",
     }
+    if "callbacks" in args.parts:
+        callbacks_part(args.callback_sizes, args.forks, args.callback_rounds, base_env)
     if "cache" in args.parts:
         cache_part(args.cache_sizes, args.runs, base_env)
     if "factory" in args.parts:

@@ -21,7 +21,18 @@ from report_sustained import sustained_section  # noqa: E402
 
 BENCH = ROOT / "bench"
 # The parts in results.md's order; each section sits between <!-- part:NAME --> markers.
-PARTS = ("drain", "probe", "parse", "parse_cache", "sustained", "metrics", "burn", "flow", "status")
+PARTS = (
+    "drain",
+    "probe",
+    "parse",
+    "parse_cache",
+    "parse_callbacks",
+    "sustained",
+    "metrics",
+    "burn",
+    "flow",
+    "status",
+)
 
 
 def load(name: str) -> dict | None:
@@ -191,6 +202,41 @@ def parse_cache_section(c: dict) -> list[str]:
             out.append(
                 f"| {int(count):,} | {label} | {ms(old[0])} | {ms(old[1])}–{ms(old[2])} | "
                 f"{ms(new[0])} | {ms(new[1])}–{ms(new[2])} | {ratio} |"
+            )
+    out.append("")
+    return out
+
+
+def parse_callbacks_section(c: dict) -> list[str]:
+    out = [
+        "### A callback-only parse in the DAG processor: with and without sitewatch's preload",
+        "",
+        "Airflow's `_parse_file` on `dags/sites.py` with a batch of "
+        f"{c['batch']} success callbacks (what tasks ending in the triggerer send), in a child "
+        "forked from a stand-in for the `airflow dag-processor` process (Airflow's DAG "
+        "processing imported, the plugins folder loaded by `Job()`, the garbage collector "
+        "frozen). *baseline*: Airflow as it is; *preload*: "
+        "`sitewatch.airflow.processor_preload` ran in the parent (its plugin, on the DAG "
+        f"processor's command line). Run {c['machine']['date']}: {c['rounds']} parents of each "
+        f"kind, alternating, {c['forks']} counted children each. Child CPU = the child's whole "
+        "CPU (`wait4`); baseline / preload is the median of the paired ratios (child CPU · "
+        "`_parse_file` CPU). Load after each size: " + "; ".join(c["load"]) + ".",
+        "",
+        "| sites | parent | child CPU s median | (min–max) | `_parse_file` CPU s | "
+        "sitewatch modules imported | parent setup CPU s | parent RSS MB | "
+        "baseline / preload |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for count, row in c["table"].items():
+        for parent in ("baseline", "preload"):
+            child, parse = row["child_cpu"][parent], row["parse_cpu"][parent]
+            ratio = ""
+            if parent == "preload":
+                ratio = f"{times(row['child_cpu']['ratio'])} · {times(row['parse_cpu']['ratio'])}"
+            out.append(
+                f"| {int(count):,} | {parent} | {child[0]:.3f} | {child[1]:.3f}–{child[2]:.3f} | "
+                f"{parse[0]:.3f} | {row[parent]['sitewatch_imports']:.0f} | "
+                f"{row[parent]['setup_cpu']:.2f} | {row[parent]['rss_mb']:.0f} | {ratio} |"
             )
     out.append("")
     return out
@@ -509,6 +555,7 @@ def main() -> None:
         "probe": probe_section,
         "parse": parse_section,
         "parse_cache": parse_cache_section,
+        "parse_callbacks": parse_callbacks_section,
         "metrics": metrics_section,
         "burn": burn_section,
         "flow": flow_section,
