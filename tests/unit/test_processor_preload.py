@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,92 @@ def test_a_failing_preload_is_logged_and_the_processor_goes_on(env, tmp_path):
     assert "RuntimeError: jsonpath is broken here" in log
     assert "sitewatch.airflow.factory" not in report["parent"]["sitewatch"]
     assert report["parent"]["plugin_errors"] == {}  # the plugin itself loaded
+
+
+# --- keep_parse_time_after_callbacks: a callback-only run does not make the file due again ------
+
+
+def _manager_with_parsed_file(tmp_path):
+    """Airflow's own DAG processor manager holding one file parsed just now (1,000 DAGs), and a
+    callback-only run of that file as ``handle_parsing_result`` receives it."""
+    from types import SimpleNamespace
+
+    from airflow.dag_processing.manager import DagFileInfo, DagFileProcessorManager, DagFileStat
+
+    (tmp_path / "sites.py").write_text("")
+    file = DagFileInfo(rel_path=Path("sites.py"), bundle_name="dags-folder", bundle_path=tmp_path)
+    manager = DagFileProcessorManager(max_runs=0)
+    parsed = datetime.now(UTC)
+    manager._file_stats[file] = DagFileStat(num_dags=1000, last_finish_time=parsed, run_count=3)
+    callback_only = SimpleNamespace(had_callbacks=True, parsing_result=None, start_time=0.0)
+    return manager, file, parsed, callback_only
+
+
+def _queued_after(manager, file) -> bool:
+    manager._file_queue.clear()
+    manager.prepare_file_queue(known_files={file.bundle_name: {file}})
+    return file in manager._file_queue
+
+
+def test_airflow_forgets_the_parse_time_after_a_callback_only_run(tmp_path, monkeypatch):
+    """What keep_parse_time_after_callbacks corrects, pinned on the installed Airflow: after a
+    callback-only run the file has no finish time and is queued for a full parse at once,
+    although it was parsed a moment ago. If this fails, Airflow fixed it: drop the wrapper."""
+    from airflow.dag_processing.manager import DagFileProcessorManager
+
+    original = getattr(DagFileProcessorManager.handle_parsing_result, "__wrapped__", None)
+    if original is not None:  # another test of this process applied the wrapper
+        monkeypatch.setattr(DagFileProcessorManager, "handle_parsing_result", original)
+    manager, file, _, callback_only = _manager_with_parsed_file(tmp_path)
+    assert not _queued_after(manager, file)  # parsed just now: not due
+
+    manager.handle_parsing_result(file, callback_only)
+
+    assert manager._file_stats[file].last_finish_time is None
+    assert _queued_after(manager, file)
+
+
+def test_a_callback_only_run_keeps_the_last_parse(tmp_path):
+    from sitewatch.airflow.processor_preload import keep_parse_time_after_callbacks
+
+    keep_parse_time_after_callbacks()
+    keep_parse_time_after_callbacks()  # once only: no wrapper around the wrapper
+    manager, file, parsed, callback_only = _manager_with_parsed_file(tmp_path)
+
+    manager.handle_parsing_result(file, callback_only)
+
+    stat = manager._file_stats[file]
+    assert (stat.last_finish_time, stat.num_dags, stat.run_count) == (parsed, 1000, 3)
+    assert stat.last_duration is not None  # the callback run's own duration
+    assert not _queued_after(manager, file)
+
+
+def test_every_stat_of_a_file_carries_its_latest_parse(tmp_path):
+    """A callback that names a bundle version gets a stat of its own for the same file; the
+    queue reads whichever comes last, so both must say when the file was last parsed."""
+    from dataclasses import replace
+
+    from sitewatch.airflow.processor_preload import keep_parse_time_after_callbacks
+
+    keep_parse_time_after_callbacks()
+    manager, file, parsed, callback_only = _manager_with_parsed_file(tmp_path)
+    pinned = replace(file, bundle_version="v1")
+    manager.handle_parsing_result(pinned, callback_only)
+
+    assert manager._file_stats[pinned].last_finish_time == parsed
+    assert not _queued_after(manager, file)
+
+
+def test_a_real_parse_after_callbacks_still_counts(tmp_path):
+    """The wrapper changes nothing for a run that parsed: its finish time is the new one."""
+    from airflow.dag_processing.manager import DagFileStat
+
+    from sitewatch.airflow.processor_preload import last_parse_stands
+
+    _, file, parsed, _ = _manager_with_parsed_file(tmp_path)
+    later = datetime.now(UTC)
+    stats = {file: DagFileStat(num_dags=999, last_finish_time=later, run_count=4)}
+
+    last_parse_stands(stats, file, DagFileStat(num_dags=1000, last_finish_time=parsed))
+
+    assert (stats[file].last_finish_time, stats[file].num_dags) == (later, 999)
