@@ -34,8 +34,10 @@ def sustained_section(results: list[dict]) -> list[str]:
 
 
 def executor(res: dict) -> str:
-    """The row's executor; results saved before the Celery rows existed are the LocalExecutor's."""
-    return res.get("executor", "local")
+    """The row's executor; results saved before the Celery rows existed are the LocalExecutor's.
+    A row run with other ``--settings`` than today's names them: ``local (before)``."""
+    settings = res.get("settings", "default")
+    return res.get("executor", "local") + ("" if settings == "default" else f" ({settings})")
 
 
 def place(res: dict) -> str:
@@ -52,7 +54,9 @@ def sustained_table(results: list[dict]) -> list[str]:
         "`celery` = the CeleryExecutor, with the API server, scheduler, DAG processor and "
         "triggerer each a process of its own, a Redis broker, and Celery workers for each location "
         "the sites use (the default location's on Airflow's default queue, which only sitewatch's "
-        "own DAGs use while checks start in the triggerer). *place*: `triggerer` = each attempt "
+        "own DAGs use while checks start in the triggerer); `(before)`: the same with the "
+        "scheduler settings before issue 30 (`SETTINGS` in bench/sustained.py), beside today's. "
+        "*place*: `triggerer` = each attempt "
         "starts in the triggerer and a healthy check ends there (`SITEWATCH_PROBE_IN` default); "
         "`worker` = every attempt a task on a worker (`SITEWATCH_PROBE_IN=worker`); `@<location>` "
         "= every site has `locations: [<location>]`, so every attempt is a task on that location's "

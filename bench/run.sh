@@ -17,10 +17,12 @@ shared_env() {
 
 # The A/B (every attempt on a LocalExecutor worker vs started in the triggerer), the sweep, and the
 # CeleryExecutor beside the LocalExecutor, in one run: one fresh private stack per entry
-# "executor:place:K[,K...]:schedule", in this order. executor: local (airflow standalone) or
+# "executor:place:K[,K...]:schedule[:settings]", in this order. executor: local (airflow standalone) or
 # celery; place: triggerer (attempts start in the triggerer), worker (SITEWATCH_PROBE_IN=worker) or
 # @<location> (every site has locations: [<location>]: each check a task on that location's
-# workers). The older "place:K[,K...]:schedule" means executor local. For a quick run:
+# workers); settings: a name in bench/sustained.py's SETTINGS (before: the defaults before issue
+# 30's scheduler settings, beside today's). The older "place:K[,K...]:schedule" means executor
+# local. For a quick run:
 # SITEWATCH_BENCH_SUSTAINED="local:worker:60:1m local:triggerer:60:1m" SITEWATCH_BENCH_MINUTES=1.
 SUSTAINED=${SITEWATCH_BENCH_SUSTAINED:-local:worker:600:1m local:triggerer:600,1000:1m local:triggerer:1200:2m celery:triggerer:600:1m celery:@east:600:1m}
 SUSTAINED_MINUTES=${SITEWATCH_BENCH_MINUTES:-5}
@@ -32,11 +34,13 @@ SUSTAINED_FLOWS=${SITEWATCH_BENCH_FLOWS:-0}
 
 # The sustained.py arguments of one entry, one a line; exit 2 with a message if it is malformed.
 sustained_args() {  # entry
-  local fields executor place ks schedule where
+  local fields executor place ks schedule settings where
   IFS=: read -r -a fields <<<"$1"
   [ "${#fields[@]}" != 3 ] || fields=(local "${fields[@]}")
-  [ "${#fields[@]}" = 4 ] || { echo "bad sustained entry '$1': executor:place:K[,K...]:schedule" >&2; exit 2; }
-  executor=${fields[0]} place=${fields[1]} ks=${fields[2]} schedule=${fields[3]}
+  [ "${#fields[@]}" = 4 ] || [ "${#fields[@]}" = 5 ] ||
+    { echo "bad sustained entry '$1': executor:place:K[,K...]:schedule[:settings]" >&2; exit 2; }
+  executor=${fields[0]} place=${fields[1]} ks=${fields[2]} schedule=${fields[3]} settings=${fields[4]:-default}
+  [[ "$settings" =~ ^[a-z]+$ ]] || { echo "bad settings '$settings' in '$1'" >&2; exit 2; }
   case "$executor" in local | celery) ;; *) echo "bad executor '$executor' in '$1': local or celery" >&2; exit 2 ;; esac
   [[ "$ks" =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "bad K list '$ks' in '$1'" >&2; exit 2; }
   case "$place" in
@@ -45,7 +49,8 @@ sustained_args() {  # entry
     *) echo "bad place '$place' in '$1': triggerer, worker or @<location>" >&2; exit 2 ;;
   esac
   # shellcheck disable=SC2086 # one argument per K
-  printf '%s\n' --executor "$executor" "${where[@]}" --schedule "$schedule" --ks ${ks//,/ }
+  printf '%s\n' --executor "$executor" "${where[@]}" --schedule "$schedule" --settings "$settings" \
+    --ks ${ks//,/ }
 }
 
 sustained() {

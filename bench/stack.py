@@ -32,11 +32,14 @@ HTTP_PORT = 48181
 
 def bench_stack(state: Path, executor: str, probe_in: str) -> Stack:
     """The stack in ``state`` (its sites file ``state/sites.yaml``) with ``executor`` and
-    ``SITEWATCH_PROBE_IN``, its DAGs unpaused at creation. The ``AIRFLOW__...`` and
-    ``SITEWATCH_WORKERS`` variables of this process reach it: a run's knobs are set so. The
-    flow sites' password secret is set for its triggerer and workers."""
+    ``SITEWATCH_PROBE_IN``, its DAGs unpaused at creation. The ``AIRFLOW__...``,
+    ``SITEWATCH_WORKERS`` and ``SITEWATCH_SCHEDULERS`` variables of this process reach it: a
+    run's knobs are set so. The flow sites' password secret is set for its triggerer and
+    workers."""
     knobs = {
-        k: v for k, v in os.environ.items() if k.startswith("AIRFLOW__") or k == "SITEWATCH_WORKERS"
+        k: v
+        for k, v in os.environ.items()
+        if k.startswith("AIRFLOW__") or k in ("SITEWATCH_WORKERS", "SITEWATCH_SCHEDULERS")
     }
     settings = {
         **knobs,

@@ -66,8 +66,10 @@ def airflow_role(commands: list[str]) -> str:
 
 def airflow_roots(state: Path) -> list[int]:
     """The pids of the stack's Airflow trees, from ``scripts/dev.sh``'s pid files: ``airflow
-    standalone`` (``airflow/pid``), or each component and Celery worker (``airflow/<name>.pid``)."""
-    files = [state / "airflow" / "pid", *sorted((state / "airflow").glob("*.pid"))]
+    standalone`` (``airflow/pid``) with its extra schedulers (``airflow/standalone-extra/``), or
+    each component and Celery worker (``airflow/<name>.pid``)."""
+    folder = state / "airflow"
+    files = [folder / "pid", *sorted(folder.glob("*.pid")), *sorted(folder.glob("*/*.pid"))]
     return [int(f.read_text()) for f in files if f.exists()]
 
 

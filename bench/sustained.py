@@ -2,7 +2,7 @@
 
     python bench/sustained.py [--executor local|celery] [--probe-in triggerer|worker]
         [--location NAME] [--schedule 1m] [--ks 600 1000] [--minutes 5] [--warmup MINUTES]
-        [--profile SECONDS] [--flows N] [--label NAME] [--keep]
+        [--profile SECONDS] [--flows N] [--settings NAME] [--label NAME] [--keep]
 
 Starts a fresh private stack with ``scripts/dev.sh run`` (state in bench/out/stack/<label>, wiped
 first; ports of its own, ``stack.py``) with ``SITEWATCH_EXECUTOR`` set to ``--executor``
@@ -28,7 +28,8 @@ server; ``stackcpu.py``), per stored check, sampled every 15 s. Saved to
 bench/out/sustained/<label>.json, label ``<executor>-<place>-<schedule>-<Ks>[+<N>f]`` (place:
 ``--probe-in``, or ``@<location>`` for another location). The stack is stopped at the end unless
 ``--keep``. ``AIRFLOW__...`` and ``SITEWATCH_WORKERS`` variables exported before the run reach the
-stack.
+stack, and so do ``--settings``'s (``SETTINGS``: ``before`` puts the earlier defaults beside
+today's in one run; the label gets ``~<name>``).
 """
 
 from __future__ import annotations
@@ -74,6 +75,16 @@ RESULTS = "sustained"  # bench/out/sustained/<label>.json: what bench/report.py 
 SITE_DAGS = SITE_DAG_PREFIX.replace("_", "\\_") + "%"  # LIKE pattern of the site DAG ids
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SAMPLE_SECONDS = 15
+# --settings: Airflow settings a row's stack gets on top of scripts/dev.sh's defaults, so a run can
+# put a row with earlier defaults beside today's (the variables reach the stack: bench_stack).
+SETTINGS = {
+    "default": {},
+    # scripts/dev.sh before issue 30 item 2: Airflow's idle sleep, 100 runs examined a loop
+    "before": {
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "1",
+        "AIRFLOW__SCHEDULER__MAX_DAGRUNS_PER_LOOP_TO_SCHEDULE": "100",
+    },
+}
 
 
 def place(args) -> str:
@@ -345,6 +356,12 @@ def parse_args() -> argparse.Namespace:
         "0 or unset: no profile",
     )
     parser.add_argument(
+        "--settings",
+        choices=SETTINGS,
+        default="default",
+        help="Airflow settings on top of scripts/dev.sh's (SETTINGS; default: none)",
+    )
+    parser.add_argument(
         "--results", default=RESULTS, help=f"bench/out/<this>/<label>.json (default {RESULTS})"
     )
     return parser.parse_args()
@@ -375,6 +392,8 @@ def main() -> None:
     args = parse_args()
     label = args.label or "-".join([args.executor, place(args), args.schedule, *map(str, args.ks)])
     label += f"+{args.flows}f" if args.flows and not args.label else ""
+    label += f"~{args.settings}" if args.settings != "default" and not args.label else ""
+    os.environ.update(SETTINGS[args.settings])
     state = Path(args.state or OUT / "stack" / label)
     stack = bench_stack(state, args.executor, args.probe_in)
     sites = stack.sites
@@ -392,6 +411,7 @@ def main() -> None:
         "place": place(args),
         "schedule": args.schedule,
         "flows": args.flows,
+        "settings": args.settings,
         "ks": {},  # "<K>" or, the same K with flows beside it, "<K>+<flows>"
     }
     try:

@@ -46,6 +46,10 @@ RESULTS_DB=${SITEWATCH_RESULTS_DB:-sitewatch}
 EXECUTOR=${SITEWATCH_EXECUTOR:-}
 REDIS_PORT=${SITEWATCH_REDIS_PORT:-16379}
 WORKERS=${SITEWATCH_WORKERS:-1}
+# Schedulers that run at once, either executor (Airflow's high availability: they share the work
+# through row locks in the metadata database). The extra ones of `airflow standalone` keep their
+# pid files in $STATE/airflow/standalone-extra, so they are not taken for a Celery stack.
+SCHEDULERS=${SITEWATCH_SCHEDULERS:-1}
 ENV_FILE=$STATE/env.sh
 # Redis database of the broker: make test's own, so its Celery workers never take make run's tasks.
 REDIS_DB=0
@@ -76,6 +80,7 @@ resolve_executor() {
     *) die "SITEWATCH_EXECUTOR must be 'local' (airflow standalone) or 'celery', not '$EXECUTOR'" ;;
   esac
   [[ "$WORKERS" =~ ^[1-9][0-9]{0,2}$ ]] || die "SITEWATCH_WORKERS must be a whole number from 1 to 999, not '$WORKERS'"
+  [[ "$SCHEDULERS" =~ ^[1-9]$ ]] || die "SITEWATCH_SCHEDULERS must be a whole number from 1 to 9, not '$SCHEDULERS'"
 }
 
 # --- virtualenv ----------------------------------------------------------------------------------
@@ -541,6 +546,7 @@ run() {
     sleep 1
   done
   curl -fs "http://localhost:$UI_PORT/api/v2/version" >/dev/null || die "Airflow did not answer on port $UI_PORT"
+  extra_schedulers standalone-extra/
   log "Airflow is up: http://localhost:$UI_PORT"
   print_status
   print_login
@@ -559,8 +565,9 @@ celery_running() {
   return 1
 }
 
-start_component() {  # name airflow-arguments...
+start_component() {  # name airflow-arguments... (name may start with a folder under airflow/)
   local name=$1; shift
+  mkdir -p "$(dirname "$STATE/airflow/$name")"
   pid_alive "$STATE/airflow/$name.pid" && return 0
   log "starting $name; log in $STATE/airflow/$name.log"
   setsid nohup airflow "$@" >"$STATE/airflow/$name.log" 2>&1 &
@@ -582,6 +589,7 @@ run_celery() {
   pid_alive "$STATE/airflow/api-server.pid" || need_free_port "$UI_PORT" SITEWATCH_UI_PORT
   start_component api-server api-server
   start_component scheduler scheduler --skip-serve-logs
+  extra_schedulers
   start_component dag-processor dag-processor
   start_component triggerer triggerer --skip-serve-logs
   while IFS=$'\t' read -r location queue; do
@@ -602,6 +610,12 @@ run_celery() {
   print_status
   print_login
   log "stop everything with: make stop"
+}
+
+# Schedulers 2..SITEWATCH_SCHEDULERS beside the first, each a component (pid file prefix: $1).
+extra_schedulers() {  # [pid-file-prefix]
+  local n
+  for n in $(seq 2 "$SCHEDULERS"); do start_component "${1:-}scheduler-$n" scheduler --skip-serve-logs; done
 }
 
 # Every component still runs once the api-server answers, and a few seconds after a restart of
@@ -627,7 +641,7 @@ print_login() {
 # first, for up to stop_pid's 30 s), then the services.
 stop() {
   local f
-  for f in "$STATE/airflow/pid" "$STATE"/airflow/*.pid; do
+  for f in "$STATE/airflow/pid" "$STATE"/airflow/*.pid "$STATE"/airflow/standalone-extra/*.pid; do
     [ -e "$f" ] || continue
     if [ "$f" = "$STATE/airflow/pid" ]; then stop_pid "$f" Airflow & else stop_pid "$f" "Airflow $(basename "$f" .pid)" & fi
   done

@@ -2,7 +2,8 @@
 
 ``scripts/dev.sh run`` with ``SITEWATCH_EXECUTOR=celery`` starts a stack of its own here: Redis,
 Airflow's components as separate processes, and one Celery worker per location (``east`` and
-``west``, queues ``sitewatch-east`` and ``sitewatch-west``), exactly as ``make run`` does. A
+``west``, queues ``sitewatch-east`` and ``sitewatch-west``), exactly as ``make run`` does, with
+two schedulers (``SITEWATCH_SCHEDULERS=2``: everything below holds with both at work). A
 local site answers 503 to the probes of ``west`` only (the probe names its location in its
 User-Agent). Then:
 
@@ -78,6 +79,7 @@ def celery_stack(site_url, fine_url, receiver) -> Iterator[tuple[Stack, dict]]:
     """A stack of its own, run with the CeleryExecutor by ``dev.sh run``; stopped at the end."""
     env = {
         "SITEWATCH_WORKERS": "1",
+        "SITEWATCH_SCHEDULERS": "2",
         "SITEWATCH_VERDICT_GRACE_SECONDS": str(GRACE_SECONDS),
         "AIRFLOW_CONN_OPS_WEBHOOK": receiver.conn(),
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
@@ -86,6 +88,21 @@ def celery_stack(site_url, fine_url, receiver) -> Iterator[tuple[Stack, dict]]:
         stack.set_sites(SITES.format(url=site_url, fine=fine_url))
         stack.run()
         yield stack, env
+
+
+def test_two_schedulers_run_and_heartbeat(celery_stack):
+    stack, _ = celery_stack
+    assert (stack.state / "airflow" / "scheduler-2.pid").exists()
+
+    def beating() -> int:
+        with stack.metadata() as db:
+            return db.execute(
+                "SELECT count(*) FROM job WHERE job_type ="
+                " 'SchedulerJob' AND state = 'running'"
+                " AND latest_heartbeat > now() - interval '30 seconds'"
+            ).fetchone()[0]
+
+    assert wait_for("two schedulers heartbeating", lambda: beating() == 2, timeout=120)
 
 
 def verdicts(stack: Stack) -> list[tuple]:

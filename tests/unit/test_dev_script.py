@@ -37,6 +37,8 @@ def dev_env(tmp_path: Path, **settings: str) -> subprocess.CompletedProcess:
         ({"SITEWATCH_EXECUTOR": "Celery"}, "or 'celery', not 'Celery'"),
         ({"SITEWATCH_EXECUTOR": "celery", "SITEWATCH_WORKERS": "0"}, "SITEWATCH_WORKERS must be"),
         ({"SITEWATCH_WORKERS": "two"}, "a whole number from 1 to 999, not 'two'"),
+        ({"SITEWATCH_SCHEDULERS": "0"}, "SITEWATCH_SCHEDULERS must be a whole number from 1 to 9"),
+        ({"SITEWATCH_SCHEDULERS": "10"}, "from 1 to 9, not '10'"),
     ],
 )
 def test_an_unknown_setting_stops_the_script_with_its_name(tmp_path, settings, message):
