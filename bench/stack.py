@@ -28,19 +28,16 @@ PORTS = {
     "SITEWATCH_REDIS_PORT": 46379,
 }
 HTTP_PORT = 48181
+# sitewatch's own variables a run may set for its stack, besides Airflow's AIRFLOW__...
+KNOBS = ("SITEWATCH_WORKERS", "SITEWATCH_SCHEDULERS", "SITEWATCH_DAG_PROCESSOR_PRELOAD")
 
 
 def bench_stack(state: Path, executor: str, probe_in: str) -> Stack:
     """The stack in ``state`` (its sites file ``state/sites.yaml``) with ``executor`` and
-    ``SITEWATCH_PROBE_IN``, its DAGs unpaused at creation. The ``AIRFLOW__...``,
-    ``SITEWATCH_WORKERS`` and ``SITEWATCH_SCHEDULERS`` variables of this process reach it: a
-    run's knobs are set so. The flow sites' password secret is set for its triggerer and
-    workers."""
-    knobs = {
-        k: v
-        for k, v in os.environ.items()
-        if k.startswith("AIRFLOW__") or k in ("SITEWATCH_WORKERS", "SITEWATCH_SCHEDULERS")
-    }
+    ``SITEWATCH_PROBE_IN``, its DAGs unpaused at creation. The ``AIRFLOW__...`` and ``KNOBS``
+    variables of this process reach it: a run's knobs are set so. The flow sites' password
+    secret is set for its triggerer and workers."""
+    knobs = {k: v for k, v in os.environ.items() if k.startswith("AIRFLOW__") or k in KNOBS}
     settings = {
         **knobs,
         "SITEWATCH_PROBE_IN": probe_in,

@@ -572,7 +572,7 @@ start_component() {  # name airflow-arguments... (name may start with a folder u
   log "starting $name; log in $STATE/airflow/$name.log"
   setsid nohup airflow "$@" >"$STATE/airflow/$name.log" 2>&1 &
   echo $! > "$STATE/airflow/$name.pid"
-  STARTED=$((STARTED + 1))
+  STARTED=$((${STARTED:-0} + 1))
 }
 
 # Components on one machine share $AIRFLOW_HOME/logs, where the api-server reads every task's log

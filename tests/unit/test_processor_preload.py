@@ -133,6 +133,20 @@ def test_elsewhere_the_preload_does_nothing():
     assert preload_dag_processor(["/venv/bin/airflow", "scheduler"]) is False
 
 
+@pytest.mark.parametrize(("value", "done"), [("0", False), ("false", False), ("1", True)])
+def test_the_switch_turns_the_preload_off(monkeypatch, value, done):
+    from airflow.dag_processing.manager import DagFileProcessorManager
+
+    monkeypatch.setenv("SITEWATCH_DAG_PROCESSOR_PRELOAD", value)
+    # whatever the preload does to Airflow's manager is undone after this test
+    monkeypatch.setattr(
+        DagFileProcessorManager,
+        "handle_parsing_result",
+        DagFileProcessorManager.handle_parsing_result,
+    )
+    assert preload_dag_processor(["airflow", "dag-processor"]) is done
+
+
 def test_in_the_dag_processor_a_callback_parse_imports_no_sitewatch_module(env):
     report, log = run_as("dag-processor", env)
     parent = report["parent"]

@@ -48,6 +48,7 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+import os
 import sys
 import time
 from collections.abc import MutableMapping, Sequence
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 
 # The Airflow CLI command of the DAG processor (``airflow dag-processor``).
 COMMAND = "dag-processor"
+# Set to 0 in the DAG processor's environment to leave Airflow as it is (both of the above off).
+SWITCH_VAR = "SITEWATCH_DAG_PROCESSOR_PRELOAD"
 
 
 def in_dag_processor(argv: Sequence[str] | None = None) -> bool:
@@ -71,10 +74,16 @@ def preload_dag_processor(argv: Sequence[str] | None = None) -> bool:
     sites file, then freeze it all for the forked parse children. True when it did.
 
     argv: the command line to judge (default ``sys.argv``). Never raises: a failure is logged
-    with its traceback and gives False.
+    with its traceback and gives False. ``SITEWATCH_DAG_PROCESSOR_PRELOAD=0`` turns it off.
     """
     if not in_dag_processor(argv):
         return False
+    switch = os.environ.get(SWITCH_VAR, "").strip().lower()
+    if switch in ("0", "false"):
+        log.info("preload_dag_processor: off (%s=%s)", SWITCH_VAR, switch)
+        return False
+    if switch not in ("", "1", "true"):
+        log.warning("preload_dag_processor: %s=%r is not 0 or 1; taken as 1", SWITCH_VAR, switch)
     start = time.process_time()
     try:
         keep_parse_time_after_callbacks()
