@@ -31,6 +31,10 @@ SUSTAINED_PROFILE=${SITEWATCH_BENCH_PROFILE:-60}
 # flow sites (3 steps each) beside each entry's K single sites, in a second window after the K
 # alone (issue 26: SITEWATCH_BENCH_FLOWS=300 beside K=600); 0: single sites only
 SUSTAINED_FLOWS=${SITEWATCH_BENCH_FLOWS:-0}
+# minutes between the K sites' DAGs being there and the window (unset: one interval)
+SUSTAINED_WARMUP=${SITEWATCH_BENCH_WARMUP:-}
+# 1: keep the rows of earlier runs (another SITEWATCH_BENCH_FLOWS, say) beside this run's
+SUSTAINED_APPEND=${SITEWATCH_BENCH_APPEND:-0}
 
 # The sustained.py arguments of one entry, one a line; exit 2 with a message if it is malformed.
 sustained_args() {  # entry
@@ -57,11 +61,12 @@ sustained() {
   local entry args
   for entry in $SUSTAINED; do sustained_args "$entry" >/dev/null; done  # every entry, before any run
   mkdir -p bench/out/sustained
-  rm -f bench/out/sustained/*.json  # the report shows this run's rows, side by side
+  # the report shows this run's rows, side by side
+  [ "$SUSTAINED_APPEND" = 1 ] || rm -f bench/out/sustained/*.json
   for entry in $SUSTAINED; do
     mapfile -t args < <(sustained_args "$entry")
     "$PY" bench/sustained.py "${args[@]}" --minutes "$SUSTAINED_MINUTES" --profile "$SUSTAINED_PROFILE" \
-      --flows "$SUSTAINED_FLOWS"
+      --flows "$SUSTAINED_FLOWS" ${SUSTAINED_WARMUP:+--warmup "$SUSTAINED_WARMUP"}
   done
 }
 

@@ -86,6 +86,8 @@ SETTINGS = {
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "1",
         "AIRFLOW__SCHEDULER__MAX_DAGRUNS_PER_LOOP_TO_SCHEDULE": "100",
     },
+    # two schedulers (scripts/dev.sh's SITEWATCH_SCHEDULERS; docs/scaling.md)
+    "two": {"SITEWATCH_SCHEDULERS": "2"},
 }
 
 
