@@ -14,6 +14,7 @@ from sitewatch.airflow.incident_watch import INCIDENTS, IncidentChangeTrigger
 from sitewatch.airflow.timetables import SiteTimetable
 from sitewatch.config.loader import load_sites
 from sitewatch.config.offset import auto_offset
+from sitewatch.storage.incidents import STATES
 
 DAGS = "dags"
 
@@ -139,36 +140,9 @@ def test_mute_dags_run_only_when_triggered_with_a_form(sites_file):
     assert [t.task_id for t in bag.dags["sitewatch_unmute"].tasks] == ["unmute"]
 
 
-def test_incident_dag_runs_only_when_triggered_with_a_form_of_the_pages(sites_file):
-    sites_file("""
-        sites:
-          - name: shop
-            url: https://shop.example.com/
-        status_pages:
-          - id: status
-            title: Example
-            components:
-              - site: shop
-                name: Shop
-    """)
-    bag = DagBag(DAGS)
-    assert bag.import_errors == {}
-    dag = bag.dags["sitewatch_incident"]
-    assert (dag.schedule, set(dag.tags), dag.is_paused_upon_creation) == (
-        None,
-        {"sitewatch"},
-        False,
-    )
-    assert dag.doc_md
-    assert [t.task_id for t in dag.tasks] == ["write"]
-    assert all(t.retries == 0 for t in dag.tasks)
-    assert set(dag.params) == {"page", "incident", "title", "state", "text", "components"}
-    assert dag.params.get_param("page").schema["enum"] == ["status"]
-    assert dag.params.get_param("components").schema["examples"] == ["Shop"]
-    assert dag.params["state"] == "investigating"
-
-
-def test_incident_update_dag_lists_the_open_incidents_then_asks_whoever_answers(sites_file):
+@pytest.fixture
+def pages_bag(sites_file):
+    """The DagBag of a sites file with two status pages."""
     sites_file("""
         sites:
           - name: shop
@@ -189,29 +163,62 @@ def test_incident_update_dag_lists_the_open_incidents_then_asks_whoever_answers(
     """)
     bag = DagBag(DAGS)
     assert bag.import_errors == {}
-    dag = bag.dags["sitewatch_incident_update"]
+    return bag
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "form", "fields", "state", "states"),
+    [
+        (
+            "sitewatch_incident",  # the trigger form
+            lambda dag: dag.params,
+            ["page", "incident", "title", "state", "text", "components"],
+            "investigating",
+            list(STATES),
+        ),
+        (
+            "sitewatch_incident_update",  # the Required Action's form, checked before it is shown
+            lambda dag: dag.get_task("pick").params,
+            ["state", "text", "title", "components"],
+            None,
+            [None, *STATES],  # to be chosen
+        ),
+    ],
+    ids=["trigger form", "required action"],
+)
+def test_incident_dags_run_only_when_triggered_with_a_form_of_an_update(
+    pages_bag, dag_id, form, fields, state, states
+):
+    dag = pages_bag.dags[dag_id]
     assert (dag.schedule, set(dag.tags), dag.is_paused_upon_creation) == (
         None,
         {"sitewatch"},
         False,
     )
-    assert dag.doc_md and dag.max_active_runs > 1  # one form left open blocks nobody
+    assert dag.doc_md
+    assert all(t.retries == 0 for t in dag.tasks)
+    params = form(dag)
+    assert list(params) == fields  # in the form's order
+    assert params.get_param("state").value == state
+    assert params.get_param("state").schema["enum"] == states
+    assert params.get_param("text").schema["format"] == "multiline"
+    assert params.get_param("components").schema["examples"] == ["Partner API", "Shop"]
+
+
+def test_incident_dag_writes_an_update_to_a_page_of_the_sites_file(pages_bag):
+    dag = pages_bag.dags["sitewatch_incident"]
+    assert [t.task_id for t in dag.tasks] == ["write"]
+    assert dag.params.get_param("page").schema["enum"] == ["status", "partners"]
+
+
+def test_incident_update_dag_lists_the_open_incidents_then_asks_whoever_answers(pages_bag):
+    dag = pages_bag.dags["sitewatch_incident_update"]
+    assert dag.max_active_runs > 1  # one form left open blocks nobody
     assert not dag.params  # no trigger form: the form is the Required Action
     assert [t.task_id for t in dag.topological_sort()] == ["open_incidents", "pick", "write"]
-    assert all(t.retries == 0 for t in dag.tasks)
     pick = dag.get_task("pick")
     assert isinstance(pick, PickIncident) and "options" in pick.template_fields
     assert (pick.multiple, pick.response_timeout) == (False, RESPONSE_TIMEOUT)
-    assert set(pick.params) == {"state", "text", "title", "components"}
-    assert pick.params.get_param("state").schema["enum"] == [
-        None,  # to be chosen
-        "investigating",
-        "identified",
-        "monitoring",
-        "resolved",
-    ]
-    assert pick.params.get_param("components").schema["examples"] == ["Partner API", "Shop"]
-    assert pick.params.get_param("text").schema["format"] == "multiline"
     assert set(dag.get_task("write").upstream_task_ids) == {"open_incidents", "pick"}
 
 

@@ -155,14 +155,55 @@ def store(request: dict, author: str) -> int:
     return incident
 
 
+def update_params(components: list[str], title: str, *, required_action: bool = False) -> dict:
+    """An update's Params as this DAG's trigger form asks for them: title, state (investigating
+    at first), text (required) and components, offering ``components`` (every page's) as
+    examples. title: the title's description, saying what an empty one does.
+
+    required_action: as ``sitewatch_incident_update``'s Required Action asks for them instead:
+    what every update needs first (state, text), then what only changes the incident. Airflow
+    checks a task's params against their schemas before that form is shown, so state and text
+    default to None there and ``check_request`` names what is missing; no state is chosen in
+    advance either, as a forgotten one must not quietly move the incident back.
+    """
+    if required_action:
+        state = {"default": None, "type": ["null", "string"], "enum": [None, *STATES]}
+        text = {"default": None, "type": ["null", "string"]}
+    else:
+        state = {"default": "investigating", "type": "string", "enum": list(STATES)}
+        text = {"type": "string", "minLength": 1}
+    component_schema: dict = {"items": {"type": "string"}, "title": "Components"}
+    if components:
+        component_schema["examples"] = components
+    params = {
+        "title": Param(
+            None, type=["null", "string"], maxLength=MAX_TITLE, title="Title", description=title
+        ),
+        "state": Param(**state, title="State"),
+        "text": Param(
+            **text,
+            maxLength=MAX_TEXT,
+            title="Text",
+            description="The update, in Markdown (no HTML). Shown on the page and in its feed.",
+            format="multiline",
+        ),
+        "components": Param(
+            None,
+            type=["null", "array"],
+            description="The components it affects (names on its page); empty: keep them.",
+            **component_schema,
+        ),
+    }
+    if required_action:
+        return {name: params[name] for name in ("state", "text", "title", "components")}
+    return params
+
+
 def incident_dag(known: dict[str, list[str]] | None = None) -> DAG:
     """``sitewatch_incident``. known: the pages and components the form offers (default: the
     sites file's)."""
     known = pages() if known is None else known
     components = sorted({c for names in known.values() for c in names})
-    component_schema: dict = {"items": {"type": "string"}, "title": "Components"}
-    if components:
-        component_schema["examples"] = components
     page_schema: dict = {"title": "Page", "description": "The status page's id."}
     if known:
         page_schema["enum"] = list(known)
@@ -175,28 +216,7 @@ def incident_dag(known: dict[str, list[str]] | None = None) -> DAG:
             title="Incident",
             description="The id of the incident to update; empty: open a new one.",
         ),
-        "title": Param(
-            None,
-            type=["null", "string"],
-            maxLength=MAX_TITLE,
-            title="Title",
-            description="A new incident's title (or a new title for the incident).",
-        ),
-        "state": Param("investigating", type="string", enum=list(STATES), title="State"),
-        "text": Param(
-            type="string",
-            minLength=1,
-            maxLength=MAX_TEXT,
-            title="Text",
-            description="The update, in Markdown (no HTML). Shown on the page and in its feed.",
-            format="multiline",
-        ),
-        "components": Param(
-            None,
-            type=["null", "array"],
-            description="The components it affects (names on the page); empty: keep them.",
-            **component_schema,
-        ),
+        **update_params(components, "A new incident's title (or a new title for the incident)."),
     }
     with DAG(
         dag_id=INCIDENT_DAG_ID,

@@ -15,17 +15,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from airflow.providers.standard.operators.hitl import HITLOperator
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from sitewatch.airflow.hooks import results_connection
 from sitewatch.airflow.incident_dag import (
-    MAX_TEXT,
-    MAX_TITLE,
     UNKNOWN_AUTHOR,
     check_request,
     pages,
     store,
+    update_params,
 )
 from sitewatch.names import DAG_DEFAULTS, DAG_TAG, INCIDENT_UPDATE_DAG_ID, POSTGRES_ALERTING_CONN_ID
 from sitewatch.storage.incidents import STATES
@@ -106,41 +105,6 @@ def write(choices: dict, response: dict) -> int:
     return store(request, author)
 
 
-def update_params(components: list[str]) -> dict:
-    """The form's fields besides the incident: state, text, title, components (``components``:
-    the names offered, every page's)."""
-    component_schema: dict = {"items": {"type": "string"}, "title": "Components"}
-    if components:
-        component_schema["examples"] = components
-    # Airflow checks a task's params against their schemas before the form is shown, so the
-    # required ones default to None; write's check_request names what is missing. No default
-    # state: a forgotten one must not quietly move the incident back.
-    return {
-        "state": Param(None, type=["null", "string"], enum=[None, *STATES], title="State"),
-        "text": Param(
-            None,
-            type=["null", "string"],
-            maxLength=MAX_TEXT,
-            title="Text",
-            description="The update, in Markdown (no HTML). Shown on the page and in its feed.",
-            format="multiline",
-        ),
-        "title": Param(
-            None,
-            type=["null", "string"],
-            maxLength=MAX_TITLE,
-            title="Title",
-            description="A new title for the incident; empty: keep it.",
-        ),
-        "components": Param(
-            None,
-            type=["null", "array"],
-            description="The components it affects (names on its page); empty: keep them.",
-            **component_schema,
-        ),
-    }
-
-
 def incident_update_dag(known: dict[str, list[str]] | None = None) -> DAG:
     """``sitewatch_incident_update``. known: the pages and components (default: the sites
     file's), for the components the form offers."""
@@ -161,7 +125,9 @@ def incident_update_dag(known: dict[str, list[str]] | None = None) -> DAG:
             subject="Update a status page incident",
             body=BODY,
             options=listed["options"],
-            params=update_params(components),
+            params=update_params(
+                components, "A new title for the incident; empty: keep it.", required_action=True
+            ),
             response_timeout=RESPONSE_TIMEOUT,
         )
         write(listed["choices"], pick.output)
