@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
-import re
 import sys
 import time
 import uuid
@@ -43,7 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests.builders
-from common import cpu_busy, loadavg, machine, median, percentile, save  # noqa: E402, I001
+from common import cpu_busy, explain, loadavg, machine, median, percentile, raw_tables, save  # noqa: E402, I001
 from metrics_schema import connect, data_now, from_migration, prepared  # noqa: E402
 
 from sitewatch.airflow.web_app import AIRFLOW_HOST  # noqa: E402
@@ -226,13 +224,7 @@ def plans(dsn: str, name: str) -> dict:
     with connect(dsn, name) as conn:
         now = data_now(conn)
         names = sorted(configured_sites(conn))
-        raw = {
-            row[0]
-            for row in conn.execute(
-                "SELECT inhrelid::regclass::text FROM pg_inherits "
-                "WHERE inhparent = 'site_checks'::regclass"
-            )
-        } | {"site_checks"}
+        raw = raw_tables(conn)
         hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         cases = {
             "_LATEST": (metrics._LATEST, {"all": False, "sites": names}),
@@ -240,33 +232,10 @@ def plans(dsn: str, name: str) -> dict:
         }
         found = {}
         for label, (sql, params) in cases.items():
-            lines = conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
-            # the 1,000 names, as first,…,last
-            text = re.sub(
-                r"'\{([^,}]*),[^}]*,([^,}]*)\}'", r"'{\1,…,\2}'", "\n".join(r[0] for r in lines)
-            )
-            plan = conn.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, params)
-            tree = plan.fetchone()[0]
-            tree = (json.loads(tree) if isinstance(tree, str) else tree)[0]
-            relations = sorted(relation_names(tree["Plan"]))
-            found[label] = {
-                "execution_ms": tree["Execution Time"],
-                "planning_ms": tree["Planning Time"],
-                "shared_hit": tree["Plan"].get("Shared Hit Blocks", 0),
-                "shared_read": tree["Plan"].get("Shared Read Blocks", 0),
-                "relations": relations,
-                "reads_site_checks": bool(raw & set(relations)),
-                "text": text,
-            }
-            print(f"{label}: {tree['Execution Time']:.1f} ms, relations {relations}", flush=True)
+            found[label] = plan = explain(conn, sql, params, raw)
+            relations = plan["relations"]
+            print(f"{label}: {plan['execution_ms']:.1f} ms, relations {relations}", flush=True)
         conn.rollback()
-    return found
-
-
-def relation_names(node: dict) -> set[str]:
-    found = {node["Relation Name"]} if "Relation Name" in node else set()
-    for child in node.get("Plans", ()):
-        found |= relation_names(child)
     return found
 
 

@@ -35,7 +35,6 @@ import cProfile
 import gzip
 import os
 import pstats
-import re
 import sys
 import tempfile
 import time
@@ -49,7 +48,7 @@ from psycopg.pq import TransactionStatus
 
 sys.path.insert(0, os.path.dirname(__file__))
 from burn import SITES, SLOTS, connect, prepared  # noqa: E402
-from common import OUT, loadavg, machine, median, save  # noqa: E402
+from common import OUT, explain, loadavg, machine, median, raw_tables, save  # noqa: E402
 
 from sitewatch.airflow.status_page_dag import publish_files  # noqa: E402
 from sitewatch.config.loader import load_sites  # noqa: E402
@@ -252,13 +251,7 @@ def plans(dsn: str, schema: str, statements: list) -> list[dict]:
     settings its own made before it (``SET LOCAL``), rolled back; relations each plan reads."""
     found = []
     with connect(dsn, schema) as conn:
-        raw = {"site_checks"} | {
-            row[0]
-            for row in conn.execute(
-                "SELECT inhrelid::regclass::text FROM pg_inherits "
-                "WHERE inhparent = 'site_checks'::regclass"
-            )
-        }
+        raw = raw_tables(conn)
         settings: list = []
         for function, opens, text, params in statements:
             if opens:
@@ -268,36 +261,9 @@ def plans(dsn: str, schema: str, statements: list) -> list[dict]:
                 conn.execute(text, params)
                 settings.append(text.strip())
                 continue
-            lines = conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + text, params).fetchall()
-            tree = conn.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + text, params)
-            tree = tree.fetchone()[0][0]
-            relations = sorted(relation_names(tree["Plan"]))
-            found.append(
-                {
-                    "function": function,
-                    "settings": settings[:],
-                    "execution_ms": tree["Execution Time"],
-                    "planning_ms": tree["Planning Time"],
-                    "shared_hit": tree["Plan"].get("Shared Hit Blocks", 0),
-                    "shared_read": tree["Plan"].get("Shared Read Blocks", 0),
-                    "relations": relations,
-                    "reads_site_checks": bool(raw & set(relations)),
-                    # the 1,000 names of an array parameter as first,…,last
-                    "text": re.sub(
-                        r"'\{([^,}]*),[^}]*,([^,}]*)\}'",
-                        r"'{\1,…,\2}'",
-                        "\n".join(row[0] for row in lines),
-                    ),
-                }
-            )
+            plan = explain(conn, text, params, raw)
+            found.append({"function": function, "settings": settings[:], **plan})
         conn.rollback()
-    return found
-
-
-def relation_names(node: dict) -> set[str]:
-    found = {node["Relation Name"]} if "Relation Name" in node else set()
-    for child in node.get("Plans", ()):
-        found |= relation_names(child)
     return found
 
 
