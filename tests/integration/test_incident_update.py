@@ -16,12 +16,26 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+# Imported here, before any thread: imported in the responder's thread while dag.test() configured
+# SQLAlchemy's mappers in the main one, airflow.models.pool deadlocked on its import lock (the
+# responder held it and waited for the mapper registry, the main thread held that and waited for
+# the module) until the test's timeout, which is the hang a fresh-clone run once saw. Every model
+# is imported now too, so that neither thread imports one later.
+from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
+from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+from airflow.models import import_all_models
+from airflow.models.hitl import HITLDetail
+from airflow.models.taskinstance import TaskInstance
+from airflow.utils.session import create_session
+from sqlalchemy import select
+
 from sitewatch.airflow.incident_update_dag import incident_update_dag, label, write
 from sitewatch.airflow.incident_watch import INCIDENTS, IncidentChangeTrigger
 from sitewatch.names import INCIDENT_UPDATE_DAG_ID, INCIDENTS_ASSET_URI, READER_ROLE
 from sitewatch.storage.incidents import open_automatic, page_incidents, write_update
 from tests.integration import test_incidents, test_mutes
 
+import_all_models()
 db, dag_env, run = test_mutes.db, test_mutes.dag_env, test_mutes.run
 # dag.test() waits for an answer as long as it takes: a responder that failed must not hang the run
 pytestmark = pytest.mark.timeout(120)
@@ -56,13 +70,6 @@ class Responder(threading.Thread):
             self.error = exc
 
     def _answer(self) -> None:
-        from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
-        from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
-        from airflow.models.hitl import HITLDetail
-        from airflow.models.taskinstance import TaskInstance
-        from airflow.utils.session import create_session
-        from sqlalchemy import select
-
         user = type("User", (), {"get_id": lambda _: self.user, "get_name": lambda _: self.user})()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
