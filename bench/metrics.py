@@ -41,7 +41,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests.builders
-from common import cpu_busy, explain, loadavg, machine, median, percentile, raw_tables, save  # noqa: E402, I001
+from common import cpu_busy, loadavg, machine, median, percentile, save  # noqa: E402, I001
+from plans import explain, raw_tables  # noqa: E402
 from metrics_schema import connect, data_now, from_migration, prepared  # noqa: E402
 
 from sitewatch.airflow.web_app import AIRFLOW_HOST  # noqa: E402

@@ -48,7 +48,8 @@ from psycopg.pq import TransactionStatus
 
 sys.path.insert(0, os.path.dirname(__file__))
 from burn import SITES, SLOTS, connect, prepared  # noqa: E402
-from common import OUT, explain, loadavg, machine, median, raw_tables, save  # noqa: E402
+from common import OUT, loadavg, machine, median, save  # noqa: E402
+from plans import explain, raw_tables  # noqa: E402
 
 from sitewatch.airflow.status_page_dag import publish_files  # noqa: E402
 from sitewatch.config.loader import load_sites  # noqa: E402

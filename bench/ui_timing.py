@@ -13,6 +13,7 @@ is the point: what an operator waits for while the checks run.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
@@ -32,8 +33,6 @@ def _token(url: str, password: str) -> str:
 
 
 def _password(state: Path) -> str:
-    import json
-
     return json.loads((state / "airflow" / "passwords.json").read_text())["admin"]
 
 
