@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -116,6 +117,26 @@ def wait_for(what: str, probe, timeout: float, every: float = 1.0):
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(every)
+
+
+def failed_logs(airflow: Airflow, dag_id: str, run_id: str) -> str:
+    """What a failed run's failed tasks logged (their last tries, as the UI shows them): a
+    failing test's message, so that a failure in CI says why."""
+    run = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"
+    parts = []
+    for ti in airflow.api("GET", f"{run}/taskInstances")["task_instances"]:
+        if ti["state"] not in ("failed", "upstream_failed"):
+            continue
+        path = f"{run}/taskInstances/{ti['task_id']}/logs/{ti['try_number']}"
+        content = airflow.api("GET", path, params={"full_content": "true"})["content"]
+        lines = []
+        for entry in content:  # a message, then its other fields (an exception's detail)
+            entry = dict(entry) if isinstance(entry, dict) else {"event": entry}
+            entry.pop("timestamp", None)
+            event = str(entry.pop("event", ""))
+            lines.append(f"{event} {entry}" if entry else event)
+        parts.append(f"--- {ti['task_id']} ({ti['state']}):\n" + "\n".join(lines[-40:]))
+    return "\n".join(parts) or "no task failed"
 
 
 @pytest.fixture(scope="module")

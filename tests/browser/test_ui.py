@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
+from playwright.sync_api import expect
 
 from sitewatch.airflow.incident_update_dag import label
 from sitewatch.names import INCIDENT_UPDATE_DAG_ID, MUTE_DAG_ID, STATUS_PAGE_DAG_ID
@@ -40,6 +41,7 @@ from tests.browser.conftest import (
     SLOW_SECONDS,
     SLOW_SITE,
     STATUS_PAGE,
+    failed_logs,
     shot,
     wait_for,
 )
@@ -380,19 +382,26 @@ def test_update_an_open_incident_picked_from_the_list(page, airflow, mute_ready)
     run_id = wait_for("the form to wait for an answer", waiting_run, 120, every=2)
     form = f"/dags/{INCIDENT_UPDATE_DAG_ID}/runs/{run_id}/tasks/pick/required_actions"
     page.goto(f"{airflow.url}{form}")
-    page.locator("#element_text").fill("A fix is **out**.")
+    # four open incidents or fewer: one button each, which answers with it; it is there once
+    # the form has its fields, so nothing typed before is replaced by their defaults
+    answer = page.get_by_test_id(f"hitl-option-{option}")
+    expect(answer).to_be_enabled(timeout=30_000)
+    text = page.locator("#element_text")
+    text.fill("A fix is **out**.")
     page.locator("#element_state").click()  # a select of the states
     page.get_by_role("option", name="monitoring", exact=True).click()
+    expect(text).to_have_value("A fix is **out**.")
+    expect(page.locator("#element_state")).to_contain_text("monitoring")
     shot(page, "incident-update-form")
-    # four open incidents or fewer: one button each, which answers with it
     answered_at = datetime.now(UTC)
-    page.get_by_test_id(f"hitl-option-{option}").click()
+    answer.click()
 
     def run_done():
         run = airflow.api("GET", f"/dags/{INCIDENT_UPDATE_DAG_ID}/dagRuns/{run_id}")
         return run if run["state"] in ("success", "failed") else None
 
-    assert wait_for("the update to be written", run_done, 120)["state"] == "success"
+    run = wait_for("the update to be written", run_done, 120)
+    assert run["state"] == "success", failed_logs(airflow, INCIDENT_UPDATE_DAG_ID, run_id)
     with airflow.results() as conn:
         found = page_incidents(conn, STATUS_PAGE, answered_at - timedelta(hours=1))
     incident = next(i for i in found if i.id == opened)
