@@ -6,7 +6,9 @@ drain whose next step needs that turn (a task to schedule after the one that end
 and the next to begin) stores nothing meanwhile, although every check is in Kafka.
 
 The test lets the drain catch up and go quiet, registers ``SITES`` site DAGs with the scheduler
-stopped so that all are due at once when it starts, then publishes a marker observation every
+stopped so that all are due at once when it starts (with ``SITEWATCH_START_RATE`` above
+``SITES``: by default a start of so many sites is spread, sitewatch.airflow.factory), then
+publishes a marker observation every
 ``EVERY`` seconds while the backlog lasts and measures how long each takes to reach
 ``site_checks`` (its ``stored_at`` minus the moment it was published).
 
@@ -28,6 +30,7 @@ import psycopg
 import pytest
 from confluent_kafka import Producer
 
+from sitewatch.airflow.factory import START_RATE_VAR
 from sitewatch.pipeline.publish import PRODUCER_GUARANTEES
 from sitewatch.pipeline.settings import IDLE_SECONDS_VAR, DrainSettings
 from tests.builders import DAILY, observation, sites_file
@@ -121,6 +124,8 @@ def test_checks_are_stored_within_seconds_while_thousands_of_runs_are_due(
     # 2. SITES site DAGs registered with the scheduler stopped: all due when it starts
     try:
         stack.stop_component("scheduler", signal.SIGTERM)
+        stack.stop_component("dag-processor")
+        stack.start_component("dag-processor", **{START_RATE_VAR: str(SITES * 10)})
         names = [f"{prefix}-{i:04d}" for i in range(SITES)]
         stack.set_sites(sites_file(names, server.url, schedule=DAILY, retries=0))
         stack.wait_dags({f"site_{prefix}-{i:04d}" for i in range(SITES)}, timeout=600)
@@ -146,6 +151,8 @@ def test_checks_are_stored_within_seconds_while_thousands_of_runs_are_due(
         stack.drain_waiting()
         stack.stop_component("scheduler", signal.SIGTERM)
         stack.start_component("scheduler")
+        stack.stop_component("dag-processor")
+        stack.start_component("dag-processor")
 
     del published[warm_up]
     lags = sorted(

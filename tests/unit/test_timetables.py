@@ -20,6 +20,7 @@ from airflow.timetables.trigger import CronTriggerTimetable, DeltaTriggerTimetab
 from sitewatch.airflow.factory import site_dag
 from sitewatch.airflow.timetables import SiteTimetable
 from sitewatch.config.loader import site_for_url
+from sitewatch.config.offset import auto_offset
 from sitewatch.names import DAG_START
 
 OFFSET = timedelta(seconds=17)
@@ -201,3 +202,85 @@ def test_a_backfill_runs_the_due_moments_in_its_range():
         at(12, 10, 17),
         at(12, 15, 17),
     ]
+
+
+# --- a cold start of many sites: the first runs spread over the steady rate -----------------
+
+SPREAD = timedelta(minutes=10)
+
+
+def spread(schedule, name: str, spread=SPREAD) -> SiteTimetable:
+    """Site ``name``'s timetable as ``factory.site_dag`` makes it with a spread."""
+    place = auto_offset(name, spread) if spread else timedelta(0)
+    return SiteTimetable(schedule, auto_offset(name, schedule), spread, place)
+
+
+def first_runs(schedule, count: int, spread_=SPREAD) -> list[datetime]:
+    """The first run of ``count`` new sites, as the DAG processor computes it for a new DAG."""
+    return [
+        next_run(spread(schedule, f"s{i:05d}", spread_), None).logical_date for i in range(count)
+    ]
+
+
+def per_minute(dates: list[datetime], since: datetime) -> list[int]:
+    """How many of ``dates`` fall in each minute from one before ``since`` (the grace) on."""
+    counts = [0] * 12
+    for date in dates:
+        counts[int((date.timestamp() - since.timestamp()) // 60) + 1] += 1
+    return counts
+
+
+def test_with_a_spread_10000_sites_on_10m_start_at_the_steady_rate_on_their_own_ticks():
+    now = datetime.now(UTC)
+    dates = first_runs(timedelta(minutes=10), 10_000)
+    counts = per_minute(dates, now)
+    # a site due less than a tenth of its step ago stays due; all within 10 minutes
+    assert counts[11] == 0 and max(counts) <= 1_200, counts  # 1,000 a minute, as from then on
+    for i, date in enumerate(dates[:100]):  # each on its own grid: its next runs follow on
+        timetable = spread(timedelta(minutes=10), f"s{i:05d}")
+        assert (date - timetable.offset).timestamp() % 600 == 0
+        assert next_run(timetable, date).logical_date == date + timedelta(minutes=10)
+
+
+@pytest.mark.parametrize("schedule", [timedelta(hours=1), "0 0 * * *"])
+def test_with_a_spread_a_longer_schedule_starts_within_it_then_keeps_its_own(schedule):
+    now = datetime.now(UTC)
+    dates = first_runs(schedule, 3_000)
+    counts = per_minute(dates, now)
+    assert counts[11] == 0 and max(counts) <= 450, counts  # 300 a minute, never 3,000 at once
+    # the run after the first is the site's own next due moment
+    timetable = spread(schedule, "s00000")
+    plain = SiteTimetable(schedule, timetable.offset)
+    assert next_run(timetable, dates[0]) == next_run(plain, dates[0])
+
+
+def test_without_a_spread_every_new_site_is_due_at_once():
+    before = datetime.now(UTC)
+    dates = first_runs(timedelta(minutes=10), 200, timedelta(0))
+    assert all(before - timedelta(minutes=10) < d <= datetime.now(UTC) for d in dates)
+
+
+def test_with_a_spread_a_site_a_little_behind_runs_at_once_and_one_far_behind_resumes():
+    timetable = spread(timedelta(minutes=1), "a")
+    now = datetime.now(UTC)
+    # the tick after its last run passed less than a step ago: it runs now
+    last = now - MINUTE
+    last -= timedelta(seconds=(last - timetable.offset).timestamp() % 60)  # a due moment
+    assert next_run(timetable, last).logical_date == last + MINUTE <= now
+    # the scheduler was down for an hour: not the latest missed tick, its next within a step
+    resumed = next_run(timetable, now - timedelta(hours=1)).logical_date
+    assert now - timedelta(seconds=6) <= resumed < datetime.now(UTC) + MINUTE
+    assert (resumed - timetable.offset).timestamp() % 60 == 0
+    # in steady state nothing changes: the next tick after the last
+    assert next_run(timetable, FUTURE + timetable.offset).logical_date == (
+        FUTURE + timetable.offset + MINUTE
+    )
+
+
+def test_a_spread_round_trips_through_airflows_serialization():
+    dag = site_dag(site_for_url("https://shop.test/", schedule="1h", offset="17s"), spread=SPREAD)
+    data = DagSerialization.to_dict(dag)
+    stored = data["dag"]["timetable"]["__var"]
+    assert (stored["every"], stored["offset"], stored["spread"]) == (3600.0, 17.0, 600.0)
+    assert stored["spread_offset"] == auto_offset("shop-test", SPREAD).total_seconds()
+    assert DagSerialization.from_dict(data).timetable == dag.timetable

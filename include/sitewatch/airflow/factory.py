@@ -8,7 +8,9 @@ processor parses the file only to run callbacks (``_callback_dag_ids``).
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import sys
 from datetime import timedelta
 
@@ -22,10 +24,19 @@ from sitewatch.config.keys import takes
 from sitewatch.config.loader import Site, SitesFile, cached_sites, default_sites_path
 from sitewatch.config.locations import run_deadline, verdict_grace
 from sitewatch.config.notify import label
-from sitewatch.config.offset import schedule_period
+from sitewatch.config.offset import auto_offset, schedule_period
 from sitewatch.config.schedule import format_duration
 from sitewatch.names import DAG_DEFAULTS, DAG_TAG, LOCAL_LOCATION, PROBE_TASK_ID, site_dag_id
 
+log = logging.getLogger(__name__)
+
+START_RATE_VAR = "SITEWATCH_START_RATE"
+START_RATE = 500
+"""Site runs a minute that a cold start may make due (and a scheduler back after missing ticks):
+up to this many sites start at once, more are spread (``start_spread``). Two cores store about
+1,000 checks a minute (bench/results.md), so this leaves room for the sites already going."""
+MAX_SPREAD = timedelta(minutes=10)
+"""The longest a site waits for its first check however many sites start with it."""
 # Where Airflow's DAG processor parses a file (see _callback_dag_ids).
 _PROCESSOR = "airflow.dag_processing.processor"
 # Runs of a multi-location site that may be open at once while a location is down (_concurrency).
@@ -42,12 +53,40 @@ def site_dags(sites_file: SitesFile | None = None) -> dict[str, DAG]:
     task_dag = get_parsing_context().dag_id
     wanted = {task_dag} if task_dag is not None else _callback_dag_ids()
     in_triggerer = probe_in() == "triggerer"
+    enabled = [site for site in sites_file.sites if site.enabled]
+    spread = start_spread(len(enabled), start_rate())
     dags = {}
-    for site in sites_file.sites:
+    for site in enabled:
         dag_id = site_dag_id(site.name)
-        if site.enabled and (wanted is None or dag_id in wanted):
-            dags[dag_id] = site_dag(site, sites_file.path, in_triggerer=in_triggerer)
+        if wanted is None or dag_id in wanted:
+            dags[dag_id] = site_dag(site, sites_file.path, in_triggerer=in_triggerer, spread=spread)
     return dags
+
+
+def start_spread(sites: int, rate: int = START_RATE) -> timedelta:
+    """How long a cold start of ``sites`` sites takes to make them all due, at ``rate`` a
+    minute: 0 (all at once) up to ``rate`` sites, else whole minutes, at most ``MAX_SPREAD``.
+    Whole minutes, so that adding a site changes every DAG's timetable only at a step."""
+    if sites <= rate:
+        return timedelta(0)
+    return min(MAX_SPREAD, timedelta(minutes=math.ceil(sites / rate)))
+
+
+def start_rate() -> int:
+    """``SITEWATCH_START_RATE`` (default ``START_RATE``); a value that is not a whole number
+    above 0 is logged and the default used, as every site's DAG depends on it."""
+    value = os.environ.get(START_RATE_VAR, "").strip()
+    if not value:
+        return START_RATE
+    try:
+        rate = int(value)
+    except ValueError:
+        rate = 0
+    if rate < 1:
+        problem = "is not a whole number above 0"
+        log.error("%s=%r %s; using %d", START_RATE_VAR, value, problem, START_RATE)
+        return START_RATE
+    return rate
 
 
 def _callback_dag_ids() -> frozenset[str] | None:
@@ -82,17 +121,25 @@ def _request_dag_id(request) -> str | None:
     return dag_id if isinstance(dag_id, str) else None
 
 
-def site_dag(site: Site, sites_file: str | None = None, *, in_triggerer: bool = True) -> DAG:
+def site_dag(
+    site: Site,
+    sites_file: str | None = None,
+    *,
+    in_triggerer: bool = True,
+    spread: timedelta = timedelta(0),
+) -> DAG:
     """The DAG of one site: task ``probe`` on the site's schedule, retries and tags; with several
     locations, task group ``probe`` with one task per location (``probe.<location>``).
 
     sites_file: where ``site`` was read (default: ``default_sites_path()``); in_triggerer: see
-    ``sitewatch.airflow.operators`` (only the default location's probe starts there).
+    ``sitewatch.airflow.operators`` (only the default location's probe starts there); spread:
+    ``start_spread``'s, the site's place in it from its name as ``auto`` offsets are.
     """
     sites_file = str(sites_file or default_sites_path())
+    place = auto_offset(site.name, spread) if spread else timedelta(0)
     with DAG(
         dag_id=site_dag_id(site.name),
-        schedule=SiteTimetable(site.schedule, site.offset),
+        schedule=SiteTimetable(site.schedule, site.offset, spread, place),
         **(DAG_DEFAULTS | _concurrency(site)),
         # explicit values spare Airflow a config lookup each, per DAG, at every parse
         max_consecutive_failed_dag_runs=0,

@@ -7,6 +7,13 @@ scheduler first looks, and downtime re-anchors it). ``SiteTimetable`` puts ticks
 ``offset`` later. That shifted moment is the run's logical date, which sitewatch stores as
 ``scheduled_at``: when the check was due.
 
+A scheduler that starts with many sites due, or comes back after missing ticks, would otherwise
+have every one of them due at once (with catchup off, the latest missed tick of each): 10,000 runs
+in a second, which Airflow then works through for longer than any check is worth. With a
+``spread`` (``sitewatch.airflow.factory.start_spread``, from the number of sites) such a site
+resumes at its next due moment instead, or for a schedule longer than the spread at its place on a
+grid of the spread (``spread_offset``), so a cold start makes runs due at the steady rate.
+
 Airflow 3 deserializes a timetable of its own or one a plugin registers:
 ``plugins/sitewatch_timetables.py`` registers this one. The scheduler deserializes every DAG it
 looks at, so the stored form is a number or a string plus a number, and nothing is computed
@@ -28,6 +35,8 @@ from sitewatch.config.schedule import format_duration
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MINUTE = timedelta(minutes=1)
+_SECOND = timedelta(seconds=1)
+SPREAD_KEYS = ("spread", "spread_offset")
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,11 @@ class SiteTimetable(Timetable):
 
     schedule: timedelta | str
     offset: timedelta = timedelta(0)
+    spread: timedelta = timedelta(0)
+    """How long a start, or a return after missed ticks, may take to make the site due: 0 for at
+    once (the latest due moment)."""
+    spread_offset: timedelta = timedelta(0)
+    """Where in each span of ``spread`` the site resumes when its schedule is longer."""
 
     @property
     def summary(self) -> str:
@@ -65,12 +79,17 @@ class SiteTimetable(Timetable):
     def serialize(self) -> dict[str, Any]:
         kind = "every" if isinstance(self.schedule, timedelta) else "cron"
         schedule = self.schedule.total_seconds() if kind == "every" else self.schedule
-        return {kind: schedule, "offset": self.offset.total_seconds()}
+        data = {kind: schedule, "offset": self.offset.total_seconds()}
+        if self.spread:  # absent at 0: DAGs stored before it existed read the same
+            data["spread"] = self.spread.total_seconds()
+            data["spread_offset"] = self.spread_offset.total_seconds()
+        return data
 
     @classmethod
     def deserialize(cls, data: dict[str, Any]) -> SiteTimetable:
         schedule = timedelta(seconds=data["every"]) if "every" in data else data["cron"]
-        return cls(schedule, timedelta(seconds=data["offset"]))
+        spread, spread_offset = (timedelta(seconds=data.get(k, 0)) for k in SPREAD_KEYS)
+        return cls(schedule, timedelta(seconds=data["offset"]), spread, spread_offset)
 
     def validate(self) -> None:
         """Raises AirflowTimetableInvalid for an interval not above 0 or an offset out of range."""
@@ -79,6 +98,10 @@ class SiteTimetable(Timetable):
         if not timedelta(0) <= self.offset < schedule_period(self.schedule):
             offset = format_duration(self.offset)
             raise AirflowTimetableInvalid(f"offset {offset} is not in [0, the schedule's period)")
+        if self.spread < timedelta(0) or not timedelta(0) <= self.spread_offset < max(
+            self.spread, _SECOND
+        ):
+            raise AirflowTimetableInvalid("spread_offset is not in [0, spread)")
 
     def infer_manual_data_interval(self, *, run_after: datetime) -> DataInterval:
         return DataInterval.exact(run_after)
@@ -89,23 +112,53 @@ class SiteTimetable(Timetable):
         last_automated_data_interval: DataInterval | None,
         restriction: TimeRestriction,
     ) -> DagRunInfo | None:
-        """The first due moment after the last run and not before ``start_date``; with catchup
-        off, no earlier than the latest one due by now (the others are skipped, not made up).
+        """The first due moment after the last run and not before ``start_date``. With catchup
+        off, missed ticks are not made up: a site whose next due moment passed more than a
+        ``_step`` ago (at once without a spread), or that has never run, resumes as ``_resume``
+        says.
 
         The last run's end need not be a due moment (a DAG that ran on another timetable before):
         the next run is the first due moment after it, so the grid takes over at once.
         """
+        now = datetime.now(UTC)
         candidates = []
         if last_automated_data_interval is not None:
             candidates.append(self._due_after(last_automated_data_interval.end))
         if restriction.earliest is not None:
             candidates.append(self._due_from(restriction.earliest))
-        if not restriction.catchup or not candidates:
-            candidates.append(self._due_until(datetime.now(UTC)))
+        if not candidates or (not restriction.catchup and max(candidates) < now - self._step):
+            candidates.append(self._resume(now))
         due = max(candidates)
         if restriction.latest is not None and due > restriction.latest:
             return None
         return DagRunInfo.exact(pendulum.instance(due))
+
+    @property
+    def _step(self) -> timedelta:
+        """The grid a resuming site is due on: its own up to ``spread``, else the spread's
+        (0 without a spread)."""
+        if isinstance(self.schedule, timedelta) and self.schedule <= self.spread:
+            return self.schedule
+        return self.spread
+
+    @property
+    def _grace(self) -> timedelta:
+        """How late a resume moment may still be taken: the DAG processor asks again at every
+        parse, and a site due a moment ago must not be put off by a whole step meanwhile."""
+        return self._step / 10
+
+    def _resume(self, now: datetime) -> datetime:
+        """When a site that is not due on its own (its first run, or ticks missed) runs: without
+        a spread the latest due moment by ``now``; with one, the first moment from ``now`` less
+        the grace on its own grid when its schedule is no longer than the spread (so sites start
+        as they go on), else on the spread's grid at ``spread_offset``."""
+        if not self.spread:
+            return self._due_until(now)
+        start = _plain(now) - self._grace
+        if self._step == self.schedule:
+            return self._due_from(start)
+        step, base = self._step, _EPOCH + self.spread_offset
+        return base + -((base - start) // step) * step
 
     def _due_until(self, moment: datetime) -> datetime:
         """The last due moment at or before ``moment``."""
