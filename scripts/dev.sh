@@ -470,6 +470,14 @@ export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD=sitewatch.airflow.preload
 # scheduler keep up with 600+ (bench/results.md, "Sustained").
 export AIRFLOW__SCHEDULER__MAX_DAGRUNS_TO_CREATE_PER_LOOP=100
 export AIRFLOW__SCHEDULER__MAX_DAGRUNS_PER_LOOP_TO_SCHEDULE=100
+# Parse a DAG file every 10 minutes, not Airflow's 30 s: writing one parse of 10,000 sites back
+# holds every site's row of Airflow's dag table for about a minute, and the schedulers wait on
+# them. A change of the sites file is parsed at once all the same, by the DAG processor's
+# sitewatch plugin (sitewatch.airflow.processor_preload), so without it Airflow's 30 s stays.
+case "\${SITEWATCH_DAG_PROCESSOR_PRELOAD:-1}" in
+  0|false|False|FALSE) ;;
+  *) export AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL=\${AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL:-600} ;;
+esac
 export AIRFLOW_CONN_SITEWATCH_KAFKA='{"conn_type": "kafka", "extra": {"bootstrap.servers": "127.0.0.1:$KAFKA_PORT"}}'
 # The results database: sitewatch_postgres is its owner (migrations, maintenance, and every
 # component whose own connection is not defined); docs/docker.md, "Database roles".

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -270,3 +271,55 @@ def test_a_real_parse_after_callbacks_still_counts(tmp_path):
     last_parse_stands(stats, file, DagFileStat(num_dags=1000, last_finish_time=parsed))
 
     assert (stats[file].last_finish_time, stats[file].num_dags) == (later, 999)
+
+
+# --- reparse_when_sites_change: a long parse interval, and a sites change parsed at once --------
+
+
+def test_a_file_parsed_before_the_sites_file_changed_is_parsed_again_at_once(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from airflow.dag_processing.manager import DagFileProcessorManager
+
+    from sitewatch.airflow.processor_preload import (
+        keep_parse_time_after_callbacks,
+        parse_starts,
+        reparse_when_sites_change,
+    )
+
+    for name in ("handle_parsing_result", "_sort_by_mtime"):  # undone after this test
+        monkeypatch.setattr(DagFileProcessorManager, name, getattr(DagFileProcessorManager, name))
+    keep_parse_time_after_callbacks()
+    reparse_when_sites_change()
+    reparse_when_sites_change()  # once only
+    sites = tmp_path / "sites.yaml"
+    sites.write_text("sites: []\n")
+    monkeypatch.setenv("SITEWATCH_SITES_FILE", str(sites))
+    manager, file, _, callback_only = _manager_with_parsed_file(tmp_path)
+    # a full parse that began 5 s ago ends now (one that failed: no DAGs to write back)
+    parse = SimpleNamespace(
+        had_callbacks=False, parsing_result=None, start_time=time.monotonic() - 5
+    )
+    manager.handle_parsing_result(file, parse)
+    began = parse_starts(manager)[file.presence_key]
+    assert time.time() - 6 < began < time.time() - 4
+
+    os.utime(sites, (began - 10, began - 10))  # changed before the parse began: it read that
+    assert not _queued_after(manager, file)
+    os.utime(sites, (began + 1, began + 1))  # changed while it ran: it may have read the old one
+    assert _queued_after(manager, file)
+    manager.handle_parsing_result(file, callback_only)  # running callbacks is not a parse
+    assert _queued_after(manager, file)
+    later = SimpleNamespace(had_callbacks=False, parsing_result=None, start_time=time.monotonic())
+    manager.handle_parsing_result(file, later)  # a parse that began after the change
+    assert not _queued_after(manager, file)
+
+
+def test_a_file_not_parsed_since_the_processor_started_is_left_to_airflow():
+    from airflow.dag_processing.manager import DagFileInfo
+
+    from sitewatch.airflow.processor_preload import parsed_before
+
+    a, b, c = (DagFileInfo(rel_path=Path(f"{k}.py"), bundle_name="d") for k in "abc")
+    starts = {a.presence_key: 100.0, b.presence_key: 200.0}
+    assert parsed_before([a, b, c], starts, 150.0) == {a}

@@ -38,6 +38,15 @@ sites a minute, a full parse every 8 s instead of every 30 s, 0.06 CPU-s per che
 share of the machine. After a callback-only run the file keeps the finish time of its last real
 parse, which is what stale-DAG detection compares too.
 
+With that, a file is parsed in full once per ``[dag_processor] min_file_process_interval``, and
+at 10,000 sites even that is too often: writing one parse of ``dags/sites.py`` back touches every
+site's row of Airflow's ``dag`` table in one transaction that lasted about a minute, during which
+both schedulers waited on those rows (their heartbeats "recovered after 55-58 s", every other
+minute). ``reparse_when_sites_change`` lets the interval be long (scripts/dev.sh sets 600 s while
+this module is on) without a change of the sites file waiting for it: a file whose last full
+parse began before the sites file's last change counts as changed, and Airflow parses a changed
+file at once (``[dag_processor] file_parsing_sort_mode = modified_time``, its default).
+
 Nothing here may stop the DAG processor: any failure is logged and the processor runs as it
 would without this module (each child imports what it needs, and reports what fails to import
 as the DAG file's import error).
@@ -87,8 +96,9 @@ def preload_dag_processor(argv: Sequence[str] | None = None) -> bool:
     start = time.process_time()
     try:
         keep_parse_time_after_callbacks()
+        reparse_when_sites_change()
     except Exception:  # noqa: BLE001 - Airflow's own behaviour stays
-        log.exception("preload_dag_processor: could not keep parse times after callbacks")
+        log.exception("preload_dag_processor: could not change when files are parsed")
     try:
         sites = _preload()
     except Exception:  # noqa: BLE001 - without the preload each parse imports for itself
@@ -134,6 +144,12 @@ def keep_parse_time_after_callbacks() -> None:
         before = self._file_stats.get(file)
         original(self, file, proc, *args, **kwargs)
         last_parse_stands(self._file_stats, file, before)
+        after = self._file_stats.get(file)
+        finished = after.last_finish_time if after is not None else None
+        if finished is not None and finished != getattr(before, "last_finish_time", None):
+            # a full parse (a callback-only run keeps the earlier finish time): when it began
+            started = time.time() - (time.monotonic() - proc.start_time)
+            parse_starts(self)[file.presence_key] = started
 
     handle_parsing_result.keeps_parse_time = True
     DagFileProcessorManager.handle_parsing_result = handle_parsing_result
@@ -154,3 +170,53 @@ def last_parse_stands(stats: MutableMapping, file, before) -> None:
     for other in same if latest is not None else ():
         if stats[other].last_finish_time != latest:
             stats[other] = attrs.evolve(stats[other], last_finish_time=latest)
+
+
+def parse_starts(manager) -> dict:
+    """``{presence_key: wall-clock start}`` of each file's last full parse, kept on ``manager``."""
+    starts = manager.__dict__.get(_STARTS)
+    if starts is None:
+        starts = manager.__dict__[_STARTS] = {}
+    return starts
+
+
+_STARTS = "_sitewatch_parse_starts"
+
+
+def reparse_when_sites_change() -> None:
+    """Make Airflow's DAG processor parse again, at once, every file whose last full parse began
+    before the sites file last changed (``cached_sites``'s path, its modification time).
+
+    Wraps ``DagFileProcessorManager._sort_by_mtime`` (once), which ``prepare_file_queue`` asks
+    which files changed since their last parse: those it queues although they were parsed within
+    ``min_file_process_interval``. The start of each full parse is recorded by
+    ``keep_parse_time_after_callbacks``'s wrapper, so a change made while a parse ran (which may
+    have read the file before it) is parsed again too.
+    """
+    from airflow.dag_processing.manager import DagFileProcessorManager
+
+    from sitewatch.config.loader import default_sites_path
+
+    original = DagFileProcessorManager._sort_by_mtime
+    if getattr(original, "follows_sites", False):
+        return
+
+    @functools.wraps(original)
+    def _sort_by_mtime(self, files):
+        files = list(files)
+        ordered, changed = original(self, files)
+        try:
+            changed_at = os.path.getmtime(default_sites_path())
+        except OSError:  # no sites file: the factory reports it at the next parse
+            return ordered, changed
+        return ordered, changed | parsed_before(files, parse_starts(self), changed_at)
+
+    _sort_by_mtime.follows_sites = True
+    DagFileProcessorManager._sort_by_mtime = _sort_by_mtime
+
+
+def parsed_before(files, starts: dict, changed_at: float) -> set:
+    """The ``files`` whose last full parse (``starts``, by presence key) began before
+    ``changed_at`` (seconds since the epoch); a file not parsed since the processor started is
+    not among them, as Airflow parses it anyway."""
+    return {f for f in files if starts.get(f.presence_key, changed_at) < changed_at}
