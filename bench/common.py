@@ -334,6 +334,18 @@ def _serve_socket(port: int, respond) -> tuple[socket.socket, str]:
     return listener, f"http://127.0.0.1:{listener.getsockname()[1]}/"
 
 
+def all_sites_dag_file() -> Path:
+    """A DAG file that builds every site of the sites file in one parse, as ``dags/sites.py`` did
+    before the sites were spread over shard files (each of those holds an eighth): the unit the
+    parse benchmarks measure. Written under ``OUT``."""
+    path = OUT / "dags" / "all_sites.py"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "from sitewatch.airflow.factory import site_dags\n\nglobals().update(site_dags())\n"
+    )
+    return path
+
+
 def write_sites(
     path: Path,
     count: int,

@@ -35,7 +35,15 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import OUT, ROOT, loadavg, machine, median, save, write_sites  # noqa: E402
+from common import (
+    OUT,
+    all_sites_dag_file,
+    loadavg,
+    machine,
+    median,
+    save,
+    write_sites,
+)  # noqa: E402
 from parse_callbacks import callbacks_part  # noqa: E402
 
 DEPS = OUT / "deps"
@@ -203,7 +211,7 @@ def cache_part(sizes: list[int], runs: int, base_env: dict) -> None:
             "sites": str(sites),
             "touched": str(touched),
             "dag_old": str(old_dag_file),
-            "dag_new": str(ROOT / "dags" / "sites.py"),
+            "dag_new": str(all_sites_dag_file()),
         }
         run_env = {**env, "SITEWATCH_SITES_FILE": str(sites)}
         results[count] = []
@@ -303,7 +311,7 @@ def factory_part(sizes: list[int], run_count: int, base_env: dict) -> None:
         sites = write_sites(WORK / f"sites_{count}.yaml", count, "http://127.0.0.1/", SCHEDULE)
         tools = {
             "sitewatch": (
-                str(ROOT / "dags" / "sites.py"),
+                str(all_sites_dag_file()),
                 {"SITEWATCH_SITES_FILE": str(sites), "SITEWATCH_CACHE_DIR": str(cache)},
             ),
             "dag-factory": (dagfactory_files(count), {}),

@@ -26,7 +26,16 @@ import subprocess
 import sys
 import time
 
-from common import OUT, ROOT, loadavg, machine, median, save, write_sites
+from common import (
+    OUT,
+    ROOT,
+    all_sites_dag_file,
+    loadavg,
+    machine,
+    median,
+    save,
+    write_sites,
+)
 
 WORK = OUT / "parse"
 SCHEDULE = "*/5 * * * *"
@@ -136,7 +145,7 @@ MEASURES = {
 def parent_run(parent: str, count: int, forks: int, env: dict) -> dict:
     """One parent of kind ``parent`` and its ``forks`` counted children."""
     done = subprocess.run(
-        [sys.executable, "-c", PARENT, parent, str(ROOT / "dags" / "sites.py")]
+        [sys.executable, "-c", PARENT, parent, str(all_sites_dag_file())]
         + [str(count), str(forks), str(BATCH)],
         env=env,
         capture_output=True,

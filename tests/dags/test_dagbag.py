@@ -2,6 +2,7 @@
 
 import textwrap
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
@@ -9,6 +10,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
 from airflow.serialization.serialized_objects import DagSerialization
 
 from sitewatch.airflow.drain_dag import PRIORITY
+from sitewatch.airflow.factory import SHARDS, site_shard
 from sitewatch.airflow.incident_update_dag import RESPONSE_TIMEOUT, PickIncident
 from sitewatch.airflow.incident_watch import INCIDENTS, IncidentChangeTrigger
 from sitewatch.airflow.timetables import SiteTimetable
@@ -55,6 +57,22 @@ def test_shipped_sites_file_builds_dags_without_import_errors():
         (probe,) = dag.tasks
         assert probe.task_id == "probe"
         assert probe.retries >= 0
+
+
+def test_each_site_dag_comes_from_the_file_of_its_shard_and_every_shard_has_one(sites_file):
+    names = [f"shard-{i:03d}" for i in range(80)]
+    entries = "".join(f"  - name: {n}\n    url: https://{n}.test/\n" for n in names)
+    sites_file(f"sites:\n{entries}")
+    bag = DagBag(DAGS)
+    assert bag.import_errors == {}
+    files = {f"sites_{n}.py" if n else "sites.py" for n in range(SHARDS)}
+    assert files == {p.name for p in Path(DAGS).glob("sites*.py")} - {"sites_config_errors.py"}
+    for name in names:
+        shard = site_shard(name)
+        assert Path(bag.dags[f"site_{name}"].fileloc).name == (
+            f"sites_{shard}.py" if shard else "sites.py"
+        )
+    assert {site_shard(n) for n in names} == set(range(SHARDS))  # 80 names reach every shard
 
 
 def test_maintenance_dag_runs_hourly_one_at_a_time():

@@ -1,13 +1,19 @@
 """The DAG factory: one scheduled DAG per enabled, valid site of the sites file.
 
-``dags/sites.py`` calls ``site_dags()`` and puts the result in its module globals. When Airflow
-runs a task it parses the file again only to find that task's DAG, so the factory builds just
-that one (Airflow's parsing context) instead of every site's. The same holds when the DAG
-processor parses the file only to run callbacks (``_callback_dag_ids``).
+The sites are spread over ``SHARDS`` DAG files by a hash of their names (``site_shard``):
+``dags/sites.py`` holds shard 0 and ``dags/sites_<n>.py`` shard n, each calling
+``site_dags(shard=n)`` and putting the result in its module globals. Airflow writes every parse
+of a DAG file back in one transaction that holds each of its DAGs' rows of the ``dag`` table,
+and the schedulers wait on those rows: at 10,000 sites in one file that was a minute each time
+(docs/scaling.md); in eight, an eighth. When Airflow runs a task it parses the task's file again
+only to find that task's DAG, so the factory builds just that one (Airflow's parsing context)
+instead of every site's. The same holds when the DAG processor parses a file only to run
+callbacks (``_callback_dag_ids``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -30,6 +36,10 @@ from sitewatch.names import DAG_DEFAULTS, DAG_TAG, LOCAL_LOCATION, PROBE_TASK_ID
 
 log = logging.getLogger(__name__)
 
+SHARDS = 8
+"""DAG files the sites are spread over: ``dags/sites.py`` and ``dags/sites_1.py`` to
+``dags/sites_7.py`` (tests/dags/test_dagbag.py checks that they are all there)."""
+
 START_RATE_VAR = "SITEWATCH_START_RATE"
 START_RATE = 500
 """Site runs a minute that a cold start may make due (and a scheduler back after missing ticks):
@@ -43,8 +53,9 @@ _PROCESSOR = "airflow.dag_processing.processor"
 MAX_OVERLAPPING_RUNS = 16
 
 
-def site_dags(sites_file: SitesFile | None = None) -> dict[str, DAG]:
-    """Build ``{dag_id: DAG}`` for every enabled valid site (only the one being run, in a task).
+def site_dags(sites_file: SitesFile | None = None, shard: int | None = None) -> dict[str, DAG]:
+    """Build ``{dag_id: DAG}`` for every enabled valid site of ``shard`` (None: of all), only the
+    one being run in a task.
 
     Invalid entries are skipped here; ``dags/sites_config_errors.py`` surfaces them in the UI.
     The file is read with ``cached_sites``: a parse of unchanged content does not validate it again.
@@ -58,9 +69,16 @@ def site_dags(sites_file: SitesFile | None = None) -> dict[str, DAG]:
     dags = {}
     for site in enabled:
         dag_id = site_dag_id(site.name)
-        if wanted is None or dag_id in wanted:
+        if (wanted is None or dag_id in wanted) and shard in (None, site_shard(site.name)):
             dags[dag_id] = site_dag(site, sites_file.path, in_triggerer=in_triggerer, spread=spread)
     return dags
+
+
+def site_shard(name: str) -> int:
+    """The shard (DAG file) of site ``name``, in ``range(SHARDS)``: from a digest of the name, the
+    same in every process, so that a site stays in its file whatever else changes."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8, person=b"sitewatch-shard").digest()
+    return int.from_bytes(digest, "big") % SHARDS
 
 
 def start_spread(sites: int, rate: int = START_RATE) -> timedelta:

@@ -1,0 +1,5 @@
+"""Site DAGs, shard 6 of the sites file's (see sites.py)."""
+
+from sitewatch.airflow.factory import site_dags
+
+globals().update(site_dags(shard=6))
