@@ -470,13 +470,14 @@ export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD=sitewatch.airflow.preload
 # scheduler keep up with 600+ (bench/results.md, "Sustained").
 export AIRFLOW__SCHEDULER__MAX_DAGRUNS_TO_CREATE_PER_LOOP=100
 export AIRFLOW__SCHEDULER__MAX_DAGRUNS_PER_LOOP_TO_SCHEDULE=100
-# Parse a DAG file every 10 minutes, not Airflow's 30 s: writing one parse of 10,000 sites back
-# holds every site's row of Airflow's dag table for about a minute, and the schedulers wait on
-# them. A change of the sites file is parsed at once all the same, by the DAG processor's
-# sitewatch plugin (sitewatch.airflow.processor_preload), so without it Airflow's 30 s stays.
+# Parse a DAG file when it or the sites file changes, and else once a day, not every 30 s:
+# Airflow writes each parse back holding its DAGs' rows of the dag table, and at 10,000 sites the
+# eight site files' writes held the triggerer and the schedulers for two minutes (docs/scaling.md).
+# The DAG processor's sitewatch plugin (sitewatch.airflow.processor_preload) parses every file
+# again at once after a change of the sites file; without it, Airflow's 30 s stays.
 case "\${SITEWATCH_DAG_PROCESSOR_PRELOAD:-1}" in
   0|false|False|FALSE) ;;
-  *) export AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL=\${AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL:-600} ;;
+  *) export AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL=\${AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL:-86400} ;;
 esac
 export AIRFLOW_CONN_SITEWATCH_KAFKA='{"conn_type": "kafka", "extra": {"bootstrap.servers": "127.0.0.1:$KAFKA_PORT"}}'
 # The results database: sitewatch_postgres is its owner (migrations, maintenance, and every

@@ -39,13 +39,15 @@ share of the machine. After a callback-only run the file keeps the finish time o
 parse, which is what stale-DAG detection compares too.
 
 With that, a file is parsed in full once per ``[dag_processor] min_file_process_interval``, and
-at 10,000 sites even that is too often: writing one parse of ``dags/sites.py`` back touches every
-site's row of Airflow's ``dag`` table in one transaction that lasted about a minute, during which
-both schedulers waited on those rows (their heartbeats "recovered after 55-58 s", every other
-minute). ``reparse_when_sites_change`` lets the interval be long (scripts/dev.sh sets 600 s while
-this module is on) without a change of the sites file waiting for it: a file whose last full
-parse began before the sites file's last change counts as changed, and Airflow parses a changed
-file at once (``[dag_processor] file_parsing_sort_mode = modified_time``, its default).
+at 10,000 sites even that is too often: Airflow writes a parse back in one transaction that holds
+the file's DAGs' rows of the ``dag`` table. With every site in one file that lasted about a
+minute, during which both schedulers waited on those rows (their heartbeats "recovered after
+55-58 s", every other minute); spread over eight files (``sitewatch.airflow.factory``), a
+parse of all eight every 10 minutes still held the triggerer's event loop for up to 35 s.
+``reparse_when_sites_change`` lets the interval be a day (scripts/dev.sh and compose set it
+while this module is on) without a change of the sites file waiting for it: a file whose last
+full parse began before the sites file's last change counts as changed, and Airflow parses a
+changed file at once (``[dag_processor] file_parsing_sort_mode = modified_time``, its default).
 
 Nothing here may stop the DAG processor: any failure is logged and the processor runs as it
 would without this module (each child imports what it needs, and reports what fails to import
