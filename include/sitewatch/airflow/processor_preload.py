@@ -217,8 +217,15 @@ def reparse_when_sites_change() -> None:
     DagFileProcessorManager._sort_by_mtime = _sort_by_mtime
 
 
+MTIME_MARGIN = 1.0
+"""Seconds after a change in which a parse that began still counts as before it: a file's
+modification time may trail the write by the file system's clock granularity, and a parse that
+began in between may have read the old content. At worst one parse too many."""
+
+
 def parsed_before(files, starts: dict, changed_at: float) -> set:
     """The ``files`` whose last full parse (``starts``, by presence key) began before
-    ``changed_at`` (seconds since the epoch); a file not parsed since the processor started is
-    not among them, as Airflow parses it anyway."""
-    return {f for f in files if starts.get(f.presence_key, changed_at) < changed_at}
+    ``changed_at`` (seconds since the epoch) plus ``MTIME_MARGIN``; a file not parsed since the
+    processor started is not among them, as Airflow parses it anyway."""
+    until = changed_at + MTIME_MARGIN
+    return {f for f in files if f.presence_key in starts and starts[f.presence_key] < until}
