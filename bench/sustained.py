@@ -88,6 +88,12 @@ SETTINGS = {
     },
     # two schedulers (scripts/dev.sh's SITEWATCH_SCHEDULERS; docs/scaling.md)
     "two": {"SITEWATCH_SCHEDULERS": "2"},
+    # Celery workers with Airflow's own configuration, without sitewatch.airflow.celery_config
+    "plaincelery": {
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": (
+            "airflow.providers.celery.executors.default_celery.DEFAULT_CELERY_CONFIG"
+        )
+    },
 }
 
 

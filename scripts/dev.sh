@@ -359,6 +359,9 @@ celery_env() {
 export AIRFLOW__CELERY__BROKER_URL="\$SITEWATCH_CELERY_BROKER_URL"
 export AIRFLOW__CELERY__RESULT_BACKEND="db+postgresql://sitewatch_airflow:$(role_password sitewatch_airflow)@127.0.0.1:$PG_PORT/$AIRFLOW_DB"
 export AIRFLOW__CELERY__WORKER_CONCURRENCY=${AIRFLOW__CELERY__WORKER_CONCURRENCY:-8}
+# Airflow's Celery configuration, with sitewatch imported in each worker before its pool forks,
+# so that no check from a location pays for the imports (sitewatch.airflow.celery_config).
+export AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS=${AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS:-sitewatch.airflow.celery_config.CELERY_CONFIG}
 EOF
 }
 
