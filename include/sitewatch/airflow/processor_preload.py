@@ -174,15 +174,12 @@ def last_parse_stands(stats: MutableMapping, file, before) -> None:
             stats[other] = attrs.evolve(stats[other], last_finish_time=latest)
 
 
+_STARTS = "_sitewatch_parse_starts"
+
+
 def parse_starts(manager) -> dict:
     """``{presence_key: wall-clock start}`` of each file's last full parse, kept on ``manager``."""
-    starts = manager.__dict__.get(_STARTS)
-    if starts is None:
-        starts = manager.__dict__[_STARTS] = {}
-    return starts
-
-
-_STARTS = "_sitewatch_parse_starts"
+    return manager.__dict__.setdefault(_STARTS, {})
 
 
 def reparse_when_sites_change() -> None:
