@@ -116,6 +116,26 @@ def write_checked_sites(path: Path, k: int, url: str, args, flows: int = 0) -> N
         sys.exit("\n".join(map(str, issues)))
 
 
+def edit_one_site(path: Path) -> None:
+    """Change the regex of the first site (one that still matches), written as an editor saves."""
+    text = path.read_text()
+    edited = text.replace("regex: 'status: OK'", "regex: 'status: O[K]'", 1)
+    assert edited != text, f"no site to edit in {path}"
+    tmp = path.with_suffix(".edit")
+    tmp.write_text(edited)
+    tmp.replace(path)
+    print(f"{datetime.now(UTC):%H:%M:%S} edited one site of {path}", flush=True)
+
+
+def minute_p95(series: list) -> list:
+    """The lag p95 of the checks due in each whole minute of a window (``series``: minute into
+    the window, lag)."""
+    minutes: dict[int, list] = {}
+    for minute, lag in series:
+        minutes.setdefault(int(minute), []).append(lag)
+    return [round(percentile(sorted(lags), 95), 1) for _, lags in sorted(minutes.items())]
+
+
 def active_site_dags(db) -> int:
     return db.execute(
         "SELECT count(*) FROM dag WHERE dag_id LIKE %s AND NOT is_stale AND NOT is_paused",
@@ -282,7 +302,11 @@ def measure(k: int, args, state: Path, sites: Path, http: int, dbs, flows: int =
     start = datetime.now(UTC)
     end = start + timedelta(minutes=args.minutes)
     samples, loads = [cpu_sample(state, PORTS["SITEWATCH_PG_PORT"], http)], []
+    edit_at = None if args.edit_at is None else start + timedelta(minutes=args.edit_at)
     while (left := (end - datetime.now(UTC)).total_seconds()) > 0:
+        if edit_at is not None and datetime.now(UTC) >= edit_at:
+            edit_one_site(sites)
+            edit_at = None
         time.sleep(min(SAMPLE_SECONDS, left))
         samples.append(cpu_sample(state, PORTS["SITEWATCH_PG_PORT"], http))
         loads.append(os.getloadavg()[0])
@@ -296,6 +320,9 @@ def measure(k: int, args, state: Path, sites: Path, http: int, dbs, flows: int =
     stats |= cpu_stats(samples, stats["stored"])
     stats["load_avg_1m_mean"] = sum(loads) / len(loads)
     stats["window"] = [start.isoformat(), end.isoformat()]
+    if args.edit_at is not None:
+        stats["edited_at_minute"] = args.edit_at
+        stats["lag_p95_by_minute"] = minute_p95(stats["series"])
     names = [f"{KINDS['single']}{i:05d}" for i in (0, k - 1)]
     names += [f"{KINDS['flow']}{i:05d}" for i in (0, flows - 1)] if flows else []
     stats["task_logs"] = task_log_profile(state, [site_dag_id(n) for n in names], start)
@@ -355,6 +382,13 @@ def parse_args() -> argparse.Namespace:
         help="after each K's window, one more with N 3-step flow sites beside the K (default 0)",
     )
     parser.add_argument("--warmup", type=float, help="minutes (default: one interval)")
+    parser.add_argument(
+        "--edit-at",
+        type=float,
+        metavar="MINUTES",
+        help="this far into each window, edit one site of the sites file (its regex), as an "
+        "operator would; the report adds the lag p95 of each minute",
+    )
     parser.add_argument("--state", help="stack state (default: bench/out/stack/<label>)")
     parser.add_argument("--label", help="default: <executor>-<place>-<schedule>-<ks>")
     parser.add_argument("--keep", action="store_true", help="leave the stack running")
@@ -388,6 +422,12 @@ def report(label: str, key: str, stats: dict) -> None:
         f"load {loadavg()}",
         flush=True,
     )
+    if "lag_p95_by_minute" in stats:
+        print(
+            f"  edited at minute {stats['edited_at_minute']:g}; lag p95 by minute: "
+            f"{stats['lag_p95_by_minute']}",
+            flush=True,
+        )
     for kind, figures in stats.get("kinds", {}).items():
         print(
             f"  {kind}: due {figures['due_per_min']:.0f}/min, stored "

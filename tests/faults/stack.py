@@ -323,8 +323,6 @@ def _airflow(stack: Stack) -> Iterator[Stack]:
     kafka["extra"]["message.timeout.ms"] = KAFKA_MESSAGE_TIMEOUT_MS
     extra = {
         "AIRFLOW_CONN_SITEWATCH_KAFKA": json.dumps(kafka),
-        # tests edit the sites file: have it re-parsed within seconds, not 30 s
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
         # a crashing component (the triggerer's runner once died of SIGSEGV here) leaves a trace
         "PYTHONFAULTHANDLER": "true",
     }

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from sitewatch.airflow.processor_preload import in_dag_processor, preload_dag_processor
+from tests.builders import sites_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SITES = [f"pre{i}" for i in range(5)]
@@ -325,3 +326,86 @@ def test_a_file_not_parsed_since_the_processor_started_is_left_to_airflow():
     assert parsed_before([a, b, c], starts, 150.0) == {a}
     # a parse that began within a second after the change may have read the old content
     assert parsed_before([a, b, c], starts, 199.5) == {a, b}
+
+
+def test_a_change_of_the_sites_file_parses_only_the_shards_it_touched(tmp_path, monkeypatch):
+    """At 10,000 sites a parse of all eight shard files holds the schedulers for minutes: an edit
+    of one site parses its shard's file again, and every file that is not a shard's; a shard
+    whose sites did not change keeps its DAGs."""
+    from types import SimpleNamespace
+
+    from airflow.dag_processing.manager import DagFileInfo, DagFileProcessorManager, DagFileStat
+
+    from sitewatch.airflow.factory import site_shard
+    from sitewatch.airflow.processor_preload import (
+        keep_parse_time_after_callbacks,
+        parse_prints,
+        reparse_when_sites_change,
+    )
+
+    for name in ("handle_parsing_result", "_sort_by_mtime"):  # undone after this test
+        monkeypatch.setattr(DagFileProcessorManager, name, getattr(DagFileProcessorManager, name))
+    keep_parse_time_after_callbacks()
+    reparse_when_sites_change()
+    names = [f"site-{n}" for n in range(40)]
+    edited = names[7]
+    shard = site_shard(edited)
+    other = next(site_shard(n) for n in names if site_shard(n) != shard)
+    files = {
+        key: DagFileInfo(rel_path=Path(name), bundle_name="dags-folder", bundle_path=tmp_path)
+        for key, name in [
+            (shard, "sites.py" if shard == 0 else f"sites_{shard}.py"),
+            (other, "sites.py" if other == 0 else f"sites_{other}.py"),
+            ("drain", "drain.py"),
+        ]
+    }
+    sites = tmp_path / "sites.yaml"
+    monkeypatch.setenv("SITEWATCH_SITES_FILE", str(sites))
+    manager = DagFileProcessorManager(max_runs=0)
+
+    def write(text: str, at: float) -> None:
+        sites.write_text(text)
+        os.utime(sites, (at, at))
+
+    def parsed(key, began: float) -> None:
+        """A full parse of ``files[key]`` that began at ``began`` ends now."""
+        file = files[key]
+        manager._file_stats[file] = DagFileStat(num_dags=5, last_finish_time=datetime.now(UTC))
+        start = time.monotonic() - (time.time() - began)
+        parse = SimpleNamespace(had_callbacks=False, parsing_result=None, start_time=start)
+        manager.handle_parsing_result(file, parse)
+
+    def queued() -> set:
+        manager._file_queue.clear()
+        manager.prepare_file_queue(known_files={"dags-folder": set(files.values())})
+        return {key for key, file in files.items() if file in manager._file_queue}
+
+    text = sites_file(names, "https://example.test/")
+    now = time.time()
+    write(text, now - 100)
+    for key, file in files.items():
+        (tmp_path / file.rel_path).write_text("")
+        parsed(key, now - 90)
+    assert set(parse_prints(manager)) == {files[shard].presence_key, files[other].presence_key}
+    assert queued() == set()
+
+    # one site edited: its shard's file and the files of no shard
+    edited_text = text.replace(f"name: {edited}\n", f"name: {edited}\n    timeout: 3\n")
+    write(edited_text, now - 80)
+    assert queued() == {shard, "drain"}
+    parsed(shard, now - 70)
+    parsed("drain", now - 70)
+    assert queued() == set()
+
+    # the same sites in another order (every site's line changes): no shard's file
+    entries = [f"  - {entry}" for entry in edited_text.removeprefix("sites:\n").split("  - ")[1:]]
+    write("sites:\n" + "".join(reversed(entries)), now - 60)
+    assert queued() == {"drain"}
+    parsed("drain", now - 50)
+
+    # a parse that began just before a change may have read either content: it keeps no print,
+    # and the next change parses its file again although the file's shard is untouched
+    write(edited_text, now - 40)
+    parsed(other, now - 40.5)
+    assert files[other].presence_key not in parse_prints(manager)
+    assert queued() == {other, "drain"}

@@ -13,10 +13,12 @@ callbacks (``_callback_dag_ids``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
 import os
+import re
 import sys
 from datetime import timedelta
 
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 SHARDS = 8
 """DAG files the sites are spread over: ``dags/sites.py`` and ``dags/sites_1.py`` to
 ``dags/sites_7.py`` (tests/dags/test_dagbag.py checks that they are all there)."""
+
+_SHARD_FILE = re.compile(r"sites(?:_([1-9][0-9]*))?\.py")
 
 START_RATE_VAR = "SITEWATCH_START_RATE"
 START_RATE = 500
@@ -79,6 +83,31 @@ def site_shard(name: str) -> int:
     same in every process, so that a site stays in its file whatever else changes."""
     digest = hashlib.blake2b(name.encode(), digest_size=8, person=b"sitewatch-shard").digest()
     return int.from_bytes(digest, "big") % SHARDS
+
+
+def shard_file(name: str) -> int | None:
+    """The shard whose DAGs the DAG file called ``name`` holds (``sites.py``: 0, ``sites_<n>.py``:
+    n), None for any other file."""
+    match = _SHARD_FILE.fullmatch(name)
+    shard = int(match.group(1) or 0) if match else SHARDS
+    return shard if shard < SHARDS else None
+
+
+def shard_prints(sites_file: SitesFile) -> tuple[str, ...]:
+    """A digest per shard of what ``site_dags`` builds its DAGs from in the sites file: the
+    shard's enabled sites (every key but ``line``, which reaches no DAG) and the start spread,
+    which follows the number of all enabled sites. Equal prints, equal DAGs, for one process:
+    what else a DAG depends on (the environment, sitewatch's code) does not change while it runs.
+    The DAG processor compares them to parse again only the shards a change of the file touched
+    (``sitewatch.airflow.processor_preload``)."""
+    enabled = sorted((site for site in sites_file.sites if site.enabled), key=lambda s: s.name)
+    digests = [
+        hashlib.sha256(repr(start_spread(len(enabled), start_rate())).encode())
+        for _ in range(SHARDS)
+    ]
+    for site in enabled:
+        digests[site_shard(site.name)].update(repr(dataclasses.replace(site, line=0)).encode())
+    return tuple(d.hexdigest() for d in digests)
 
 
 def start_spread(sites: int, rate: int = START_RATE) -> timedelta:

@@ -9,11 +9,13 @@ inherits it from its worker::
     AIRFLOW__SCHEDULER__MP_START_METHOD=forkserver
     AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD=sitewatch.airflow.preload
 
-(``scripts/dev.sh`` sets both.) Importing is all this module does, and then it freezes the
-garbage collector's view of what it imported (``gc.freeze``): without that, each task process's
-first full collection walks, and so copies, every page of the inherited modules — 0.2 s of CPU,
-more than the imports it saves. Nothing here connects anywhere or reads the sites file, so a
-forkserver holds no state a task could see stale.
+(``scripts/dev.sh`` sets both.) Importing is all this module does, but for one correction of
+Airflow's task supervisor (``sitewatch.airflow.task_exit``: a check's worker slot is free when its
+process ends, not up to 5 s later), and then it freezes the garbage collector's view of what it
+imported (``gc.freeze``): without that, each task process's first full collection walks, and so
+copies, every page of the inherited modules — 0.2 s of CPU, more than the imports it saves.
+Nothing here connects anywhere or reads the sites file, so a forkserver holds no state a task
+could see stale.
 """
 
 import gc
@@ -30,5 +32,7 @@ import sitewatch.airflow.factory  # noqa: F401 - what dags/sites.py imports
 import sitewatch.airflow.hooks  # noqa: F401 - the producer hook
 import sitewatch.attempt  # noqa: F401 - probe and publish
 import sitewatch.config.secrets  # noqa: F401
+from sitewatch.airflow.task_exit import wait_for_exit_without_sockets
 
+wait_for_exit_without_sockets()
 gc.freeze()  # what is imported by now is shared by every worker and task: never collect it

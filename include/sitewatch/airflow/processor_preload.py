@@ -152,6 +152,11 @@ def keep_parse_time_after_callbacks() -> None:
             # a full parse (a callback-only run keeps the earlier finish time): when it began
             started = time.time() - (time.monotonic() - proc.start_time)
             parse_starts(self)[file.presence_key] = started
+            try:
+                note_shard_print(parse_prints(self), file, started)
+            except Exception:  # noqa: BLE001 - without its print the file is parsed at a change
+                parse_prints(self).pop(file.presence_key, None)
+                log.exception("keep_parse_time_after_callbacks: no print of %s", file.rel_path)
 
     handle_parsing_result.keeps_parse_time = True
     DagFileProcessorManager.handle_parsing_result = handle_parsing_result
@@ -175,11 +180,18 @@ def last_parse_stands(stats: MutableMapping, file, before) -> None:
 
 
 _STARTS = "_sitewatch_parse_starts"
+_PRINTS = "_sitewatch_parse_prints"
 
 
 def parse_starts(manager) -> dict:
     """``{presence_key: wall-clock start}`` of each file's last full parse, kept on ``manager``."""
     return manager.__dict__.setdefault(_STARTS, {})
+
+
+def parse_prints(manager) -> dict:
+    """``{presence_key: shard print}`` of what each shard file's last full parse built (see
+    ``note_shard_print``), kept on ``manager``."""
+    return manager.__dict__.setdefault(_PRINTS, {})
 
 
 def reparse_when_sites_change() -> None:
@@ -208,7 +220,12 @@ def reparse_when_sites_change() -> None:
             changed_at = os.path.getmtime(default_sites_path())
         except OSError:  # no sites file: the factory reports it at the next parse
             return ordered, changed
-        return ordered, changed | parsed_before(files, parse_starts(self), changed_at)
+        stale = parsed_before(files, parse_starts(self), changed_at)
+        try:
+            stale = {f for f in stale if not same_shard(parse_prints(self), f)}
+        except Exception:  # noqa: BLE001 - parse them all, as without the prints
+            log.exception("reparse_when_sites_change: could not tell the shards apart")
+        return ordered, changed | stale
 
     _sort_by_mtime.follows_sites = True
     DagFileProcessorManager._sort_by_mtime = _sort_by_mtime
@@ -226,3 +243,48 @@ def parsed_before(files, starts: dict, changed_at: float) -> set:
     processor started is not among them, as Airflow parses it anyway."""
     until = changed_at + MTIME_MARGIN
     return {f for f in files if f.presence_key in starts and starts[f.presence_key] < until}
+
+
+def note_shard_print(prints: dict, file, started: float) -> None:
+    """After a full parse of ``file`` that began at ``started`` (seconds since the epoch), keep
+    in ``prints`` the print of the shard it built (``factory.shard_prints``) when the sites file
+    has not changed since before the parse began, so the parse read what the print describes;
+    else forget the file's print, and the next change parses it again whatever the print."""
+    from sitewatch.airflow.factory import shard_file
+    from sitewatch.config.loader import default_sites_path
+
+    shard = shard_file(file.rel_path.name)
+    if shard is None:
+        return
+    prints.pop(file.presence_key, None)
+    try:
+        changed_at = os.path.getmtime(default_sites_path())
+    except OSError:
+        return
+    if changed_at + MTIME_MARGIN <= started:
+        prints[file.presence_key] = current_prints()[shard]
+
+
+def same_shard(prints: dict, file) -> bool:
+    """Whether ``file`` is a shard file whose last full parse built from what its shard holds in
+    the sites file now: then the change of the file left its DAGs as they are."""
+    from sitewatch.airflow.factory import shard_file
+
+    shard = shard_file(file.rel_path.name)
+    known = prints.get(file.presence_key)
+    return shard is not None and known is not None and known == current_prints()[shard]
+
+
+_last_prints: list = [None, ()]  # the SitesFile the prints are of, and its prints
+
+
+def current_prints() -> tuple[str, ...]:
+    """``factory.shard_prints`` of the sites file as it is now, computed once per content
+    (``cached_sites`` hands out the same ``SitesFile`` while the file is unchanged)."""
+    from sitewatch.airflow.factory import shard_prints
+    from sitewatch.config.loader import cached_sites
+
+    sites = cached_sites()
+    if _last_prints[0] is not sites:
+        _last_prints[:] = [sites, shard_prints(sites)]
+    return _last_prints[1]

@@ -1,0 +1,54 @@
+"""A change of the sites file on a real DAG processor with sitewatch's defaults (a day between
+parses of an unchanged file, sitewatch.airflow.processor_preload): the change is parsed at once,
+and only the shard files whose sites it touched are parsed again."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from sitewatch.airflow.factory import SHARDS, site_shard
+from sitewatch.names import site_dag_id
+from tests.builders import DAILY, sites_file
+from tests.faults.stack import Stack, private_airflow, private_stack  # noqa: F401
+
+
+def parsed_at(stack: Stack, tag: str) -> dict:
+    """``{dag_id: last_parsed_time}`` of the site DAGs of ``tag``."""
+    with stack.metadata() as db:
+        rows = db.execute(
+            "SELECT dag_id, last_parsed_time FROM dag WHERE dag_id LIKE %s AND is_stale = false",
+            (f"site_%{tag}",),
+        ).fetchall()
+    return dict(rows)
+
+
+def doc(stack: Stack, name: str) -> str:
+    return stack.api("GET", f"/api/v2/dags/{site_dag_id(name)}/details")["doc_md"] or ""
+
+
+@pytest.mark.timeout(400)
+def test_an_edit_parses_its_shard_at_once_and_no_other(private_airflow: Stack, web):  # noqa: F811
+    stack, tag = private_airflow, uuid.uuid4().hex[:6]
+    names = [f"s{n}-{tag}" for n in range(3 * SHARDS)]
+    assert len({site_shard(name) for name in names}) > 2
+    text = sites_file(names, web.url, schedule=DAILY, retries=0)
+    stack.set_sites(text)
+    stack.wait_dags({site_dag_id(name) for name in names})
+    time.sleep(3)  # the rest of the first parses' write-backs
+    before = parsed_at(stack, tag)
+    assert set(before) == {site_dag_id(name) for name in names}
+
+    edited = names[5]
+    stack.set_sites(text.replace(f"name: {edited}\n", f"name: {edited}\n    timeout: 3\n"))
+    deadline = time.monotonic() + 60
+    while "| timeout | `3s` |" not in doc(stack, edited):
+        assert time.monotonic() < deadline, "the edit was not parsed within 60 s"
+        time.sleep(1)
+    time.sleep(10)  # longer than the 5 s between parses the suite used to set
+
+    after = parsed_at(stack, tag)
+    again = {name for name in names if after[site_dag_id(name)] != before[site_dag_id(name)]}
+    assert again == {name for name in names if site_shard(name) == site_shard(edited)}
