@@ -101,18 +101,20 @@ def sustained_table(results: list[dict]) -> list[str]:
 
 
 def celery_workers(results: list[dict]) -> list[str]:
-    """One line per Celery row group: its workers, their concurrency, the checks' queue."""
+    """One line per Celery row group: its workers, their concurrency, the checks' queue (once
+    for rows that differ only in their settings)."""
     out = []
     for res in results:
         if "celery_workers" not in res:
             continue
         queue = location_queue(res.get("location", LOCAL_LOCATION))
-        out.append(
+        line = (
             f"- celery {place(res)}: workers {', '.join(res['celery_workers'])}, concurrency "
             f"{res['worker_concurrency']} each"
             + (f"; the checks on queue `{queue}`" if queue else "")
             + "."
         )
+        out += [line] if line not in out else []
     return [*out, ""] if out else []
 
 

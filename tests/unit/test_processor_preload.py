@@ -277,21 +277,30 @@ def test_a_real_parse_after_callbacks_still_counts(tmp_path):
 # --- reparse_when_sites_change: a long parse interval, and a sites change parsed at once --------
 
 
-def test_a_file_parsed_before_the_sites_file_changed_is_parsed_again_at_once(tmp_path, monkeypatch):
-    from types import SimpleNamespace
-
+@pytest.fixture
+def parse_on_change(monkeypatch):
+    """Airflow's DAG processor manager with both wrappers on, as it is after the preload; undone
+    after the test."""
     from airflow.dag_processing.manager import DagFileProcessorManager
 
     from sitewatch.airflow.processor_preload import (
         keep_parse_time_after_callbacks,
-        parse_starts,
         reparse_when_sites_change,
     )
 
-    for name in ("handle_parsing_result", "_sort_by_mtime"):  # undone after this test
+    for name in ("handle_parsing_result", "_sort_by_mtime"):
         monkeypatch.setattr(DagFileProcessorManager, name, getattr(DagFileProcessorManager, name))
     keep_parse_time_after_callbacks()
     reparse_when_sites_change()
+
+
+def test_a_file_parsed_before_the_sites_file_changed_is_parsed_again_at_once(
+    tmp_path, monkeypatch, parse_on_change
+):
+    from types import SimpleNamespace
+
+    from sitewatch.airflow.processor_preload import parse_starts, reparse_when_sites_change
+
     reparse_when_sites_change()  # once only
     sites = tmp_path / "sites.yaml"
     sites.write_text("sites: []\n")
@@ -328,7 +337,9 @@ def test_a_file_not_parsed_since_the_processor_started_is_left_to_airflow():
     assert parsed_before([a, b, c], starts, 199.5) == {a, b}
 
 
-def test_a_change_of_the_sites_file_parses_only_the_shards_it_touched(tmp_path, monkeypatch):
+def test_a_change_of_the_sites_file_parses_only_the_shards_it_touched(
+    tmp_path, monkeypatch, parse_on_change
+):
     """At 10,000 sites a parse of all eight shard files holds the schedulers for minutes: an edit
     of one site parses its shard's file again, and every file that is not a shard's; a shard
     whose sites did not change keeps its DAGs."""
@@ -337,16 +348,8 @@ def test_a_change_of_the_sites_file_parses_only_the_shards_it_touched(tmp_path, 
     from airflow.dag_processing.manager import DagFileInfo, DagFileProcessorManager, DagFileStat
 
     from sitewatch.airflow.factory import site_shard
-    from sitewatch.airflow.processor_preload import (
-        keep_parse_time_after_callbacks,
-        parse_prints,
-        reparse_when_sites_change,
-    )
+    from sitewatch.airflow.processor_preload import parse_prints
 
-    for name in ("handle_parsing_result", "_sort_by_mtime"):  # undone after this test
-        monkeypatch.setattr(DagFileProcessorManager, name, getattr(DagFileProcessorManager, name))
-    keep_parse_time_after_callbacks()
-    reparse_when_sites_change()
     names = [f"site-{n}" for n in range(40)]
     edited = names[7]
     shard = site_shard(edited)
