@@ -476,11 +476,15 @@ export AIRFLOW__SCHEDULER__MAX_DAGRUNS_PER_LOOP_TO_SCHEDULE=100
 # Parse a DAG file when it or the sites file changes, and else once a day, not every 30 s:
 # Airflow writes each parse back holding its DAGs' rows of the dag table, and at 10,000 sites the
 # eight site files' writes held the triggerer and the schedulers for two minutes (docs/scaling.md).
-# The DAG processor's sitewatch plugin (sitewatch.airflow.processor_preload) parses every file
-# again at once after a change of the sites file; without it, Airflow's 30 s stays.
+# The DAG processor's sitewatch plugin (sitewatch.airflow.processor_preload) parses again at once
+# the files a change of the sites file touches; without it, Airflow's 30 s stays. Airflow writes
+# a parsed DAG only 30 s after its last write (min_serialized_dag_update_interval): with parses on
+# change, a second edit within 30 s would wait a day; 0 writes each changed DAG (unchanged ones
+# never are: Airflow compares their hashes).
 case "\${SITEWATCH_DAG_PROCESSOR_PRELOAD:-1}" in
   0|false|False|FALSE) ;;
-  *) export AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL=\${AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL:-86400} ;;
+  *) export AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL=\${AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL:-86400}
+     export AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL=\${AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL:-0} ;;
 esac
 export AIRFLOW_CONN_SITEWATCH_KAFKA='{"conn_type": "kafka", "extra": {"bootstrap.servers": "127.0.0.1:$KAFKA_PORT"}}'
 # The results database: sitewatch_postgres is its owner (migrations, maintenance, and every

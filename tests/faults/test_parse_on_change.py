@@ -25,6 +25,14 @@ def parsed_at(stack: Stack, tag: str) -> dict:
     return dict(rows)
 
 
+def processor_log(stack: Stack) -> str:
+    """The end of the DAG processor's own log (its parse table shows each file's last parse)."""
+    logs = sorted((stack.state / "airflow").glob("*dag-processor*.log")) or sorted(
+        (stack.state / "airflow").glob("*.log")
+    )
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-4000:]}" for p in logs[:2])
+
+
 def doc(stack: Stack, name: str) -> str:
     return stack.api("GET", f"/api/v2/dags/{site_dag_id(name)}/details")["doc_md"] or ""
 
@@ -42,10 +50,14 @@ def test_an_edit_parses_its_shard_at_once_and_no_other(private_airflow: Stack, w
     assert set(before) == {site_dag_id(name) for name in names}
 
     edited = names[5]
-    stack.set_sites(text.replace(f"name: {edited}\n", f"name: {edited}\n    timeout: 3\n"))
+    stack.set_sites(text.replace(f"name: {edited}\n", f"name: {edited}\n    timeout: 3s\n"))
     deadline = time.monotonic() + 60
-    while "| timeout | `3s` |" not in doc(stack, edited):
-        assert time.monotonic() < deadline, "the edit was not parsed within 60 s"
+    while "| timeout | `3s` |" not in (text_now := doc(stack, edited)):
+        assert time.monotonic() < deadline, (
+            f"the edit was not parsed within 60 s: {text_now!r}; last parses "
+            f"{sorted(parsed_at(stack, tag).items())[:6]}; {stack.diagnose()}; "
+            + processor_log(stack)
+        )
         time.sleep(1)
     time.sleep(10)  # longer than the 5 s between parses the suite used to set
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from sitewatch.airflow.processor_preload import in_dag_processor, preload_dag_processor
+from sitewatch.config.loader import load_sites
 from tests.builders import sites_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -393,8 +394,9 @@ def test_a_change_of_the_sites_file_parses_only_the_shards_it_touched(
     assert queued() == set()
 
     # one site edited: its shard's file and the files of no shard
-    edited_text = text.replace(f"name: {edited}\n", f"name: {edited}\n    timeout: 3\n")
+    edited_text = text.replace(f"name: {edited}\n", f"name: {edited}\n    timeout: 3s\n")
     write(edited_text, now - 80)
+    assert load_sites(sites).by_name[edited].timeout == 3  # a valid edit, not a site dropped
     assert queued() == {shard, "drain"}
     parsed(shard, now - 70)
     parsed("drain", now - 70)

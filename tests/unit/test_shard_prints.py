@@ -52,8 +52,10 @@ def test_an_edit_of_one_site_changes_its_shard_print_only(tmp_path):
     text = sites_file(names, "https://example.test/")
     path.write_text(text)
     before = shard_prints(load_sites(path))
-    path.write_text(text.replace("name: site-7\n", "name: site-7\n    timeout: 3\n"))
-    after = shard_prints(load_sites(path))
+    path.write_text(text.replace("name: site-7\n", "name: site-7\n    timeout: 3s\n"))
+    edited = load_sites(path)
+    assert edited.issues == [] and edited.by_name["site-7"].timeout == 3
+    after = shard_prints(edited)
     changed = [shard for shard in range(SHARDS) if before[shard] != after[shard]]
     assert changed == [site_shard("site-7")]
     path.write_text(text.replace("name: site-7\n", "name: site-7\n    enabled: false\n"))
