@@ -385,32 +385,49 @@ def test_a_change_of_the_sites_file_parses_only_the_shards_it_touched(
         return {key for key, file in files.items() if file in manager._file_queue}
 
     text = sites_file(names, "https://example.test/")
-    now = time.time()
-    write(text, now - 100)
+    now = time.time()  # every parse below within 30 s: the files of no shard are not due again
+    write(text, now - 20)
     for key, file in files.items():
         (tmp_path / file.rel_path).write_text("")
-        parsed(key, now - 90)
+        parsed(key, now - 18)
     assert set(parse_prints(manager)) == {files[shard].presence_key, files[other].presence_key}
     assert queued() == set()
 
     # one site edited: its shard's file and the files of no shard
     edited_text = text.replace(f"name: {edited}\n", f"name: {edited}\n    timeout: 3s\n")
-    write(edited_text, now - 80)
+    write(edited_text, now - 16)
     assert load_sites(sites).by_name[edited].timeout == 3  # a valid edit, not a site dropped
     assert queued() == {shard, "drain"}
-    parsed(shard, now - 70)
-    parsed("drain", now - 70)
+    parsed(shard, now - 14)
+    parsed("drain", now - 14)
     assert queued() == set()
 
     # the same sites in another order (every site's line changes): no shard's file
     entries = [f"  - {entry}" for entry in edited_text.removeprefix("sites:\n").split("  - ")[1:]]
-    write("sites:\n" + "".join(reversed(entries)), now - 60)
+    write("sites:\n" + "".join(reversed(entries)), now - 12)
     assert queued() == {"drain"}
-    parsed("drain", now - 50)
+    parsed("drain", now - 10)
 
     # a parse that began just before a change may have read either content: it keeps no print,
     # and the next change parses its file again although the file's shard is untouched
-    write(edited_text, now - 40)
-    parsed(other, now - 40.5)
+    write(edited_text, now - 8)
+    parsed(other, now - 8.5)
     assert files[other].presence_key not in parse_prints(manager)
     assert queued() == {other, "drain"}
+
+
+def test_a_file_of_no_shard_is_parsed_again_every_30_seconds():
+    """The drain's and the other small DAG files keep Airflow's cadence: a parse also brings
+    their DAGs' scheduling fields up to date (an unpaused drain whose run ended while paused
+    starts again only after one). The site shards wait for a change of the sites file."""
+    from airflow.dag_processing.manager import DagFileInfo
+
+    from sitewatch.airflow.processor_preload import OTHER_FILES_INTERVAL, due_again
+
+    drain, shard, new = (
+        DagFileInfo(rel_path=Path(name), bundle_name="d")
+        for name in ("drain.py", "sites_3.py", "watch.py")
+    )
+    starts = {drain.presence_key: 100.0, shard.presence_key: 100.0}
+    assert due_again([drain, shard, new], starts, 100.0 + OTHER_FILES_INTERVAL) == set()
+    assert due_again([drain, shard, new], starts, 101.0 + OTHER_FILES_INTERVAL) == {drain}

@@ -221,6 +221,7 @@ def reparse_when_sites_change() -> None:
         except OSError:  # no sites file: the factory reports it at the next parse
             return ordered, changed
         stale = parsed_before(files, parse_starts(self), changed_at)
+        stale |= due_again(files, parse_starts(self), time.time())
         try:
             stale = {f for f in stale if not same_shard(parse_prints(self), f)}
         except Exception:  # noqa: BLE001 - parse them all, as without the prints
@@ -229,6 +230,29 @@ def reparse_when_sites_change() -> None:
 
     _sort_by_mtime.follows_sites = True
     DagFileProcessorManager._sort_by_mtime = _sort_by_mtime
+
+
+OTHER_FILES_INTERVAL = 30.0
+"""Seconds between parses of a DAG file that holds no site shard (the drain, the watcher, the
+status page...): Airflow's own default. A parse also brings each of the file's DAGs' scheduling
+fields up to date (its count of active runs, its next run), which a run that ended while its DAG
+was paused leaves stale: without it an unpaused drain would start no run until the next parse.
+These files are small; only the site shards wait for a change of the sites file."""
+
+
+def due_again(files, starts: dict, now: float) -> set:
+    """The ``files`` that hold no site shard and whose last full parse (``starts``) began more
+    than ``OTHER_FILES_INTERVAL`` before ``now``."""
+    from sitewatch.airflow.factory import shard_file
+
+    until = now - OTHER_FILES_INTERVAL
+    return {
+        f
+        for f in files
+        if f.presence_key in starts
+        and starts[f.presence_key] < until
+        and shard_file(f.rel_path.name) is None
+    }
 
 
 MTIME_MARGIN = 1.0
