@@ -101,10 +101,8 @@ def shard_prints(sites_file: SitesFile) -> tuple[str, ...]:
     The DAG processor compares them to parse again only the shards a change of the file touched
     (``sitewatch.airflow.processor_preload``)."""
     enabled = sorted((site for site in sites_file.sites if site.enabled), key=lambda s: s.name)
-    digests = [
-        hashlib.sha256(repr(start_spread(len(enabled), start_rate())).encode())
-        for _ in range(SHARDS)
-    ]
+    spread = repr(start_spread(len(enabled), start_rate())).encode()
+    digests = [hashlib.sha256(spread) for _ in range(SHARDS)]
     for site in enabled:
         digests[site_shard(site.name)].update(repr(dataclasses.replace(site, line=0)).encode())
     return tuple(d.hexdigest() for d in digests)

@@ -223,7 +223,9 @@ def reparse_when_sites_change() -> None:
         stale = parsed_before(files, parse_starts(self), changed_at)
         stale |= due_again(files, parse_starts(self), time.time())
         try:
-            stale = {f for f in stale if not same_shard(parse_prints(self), f)}
+            if stale:  # the sites file's prints, once for every file it may have left alone
+                prints, now = parse_prints(self), current_prints()
+                stale = {f for f in stale if not same_shard(prints, now, f)}
         except Exception:  # noqa: BLE001 - parse them all, as without the prints
             log.exception("reparse_when_sites_change: could not tell the shards apart")
         return ordered, changed | stale
@@ -289,14 +291,15 @@ def note_shard_print(prints: dict, file, started: float) -> None:
         prints[file.presence_key] = current_prints()[shard]
 
 
-def same_shard(prints: dict, file) -> bool:
+def same_shard(prints: dict, now: tuple[str, ...], file) -> bool:
     """Whether ``file`` is a shard file whose last full parse built from what its shard holds in
-    the sites file now: then the change of the file left its DAGs as they are."""
+    the sites file now (``now``: ``current_prints()``): then the change of the file left its DAGs
+    as they are."""
     from sitewatch.airflow.factory import shard_file
 
     shard = shard_file(file.rel_path.name)
     known = prints.get(file.presence_key)
-    return shard is not None and known is not None and known == current_prints()[shard]
+    return shard is not None and known is not None and known == now[shard]
 
 
 _last_prints: list = [None, ()]  # the SitesFile the prints are of, and its prints
