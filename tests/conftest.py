@@ -91,6 +91,13 @@ def new_topic():
         name = f"test.{uuid.uuid4().hex[:12]}"
         admin.create_topics([NewTopic(name, partitions, 1)])[name].result(timeout=30)
         created.append(name)
+        # created is not yet known: the broker's metadata may lag the controller's a moment
+        deadline = time.monotonic() + 30
+        while (topic := admin.list_topics(name, timeout=10).topics.get(name)) is None or (
+            topic.error is not None or len(topic.partitions) < partitions
+        ):
+            assert time.monotonic() < deadline, f"topic {name} created but not in metadata"
+            time.sleep(0.1)
         return name
 
     yield make
