@@ -27,6 +27,7 @@ from airflow.models import import_all_models
 from airflow.models.hitl import HITLDetail
 from airflow.models.taskinstance import TaskInstance
 from airflow.utils.session import create_session
+from airflow.utils.state import TaskInstanceState
 from sqlalchemy import select
 
 from sitewatch.airflow.incident_update_dag import incident_update_dag, label, write
@@ -38,7 +39,9 @@ from tests.integration import test_incidents, test_mutes
 import_all_models()
 db, dag_env, run = test_mutes.db, test_mutes.dag_env, test_mutes.run
 # dag.test() waits for an answer as long as it takes: a responder that failed must not hang the run
-pytestmark = pytest.mark.timeout(120)
+# pytest-timeout's SIGALRM would be lost: the task's execution_timeout in dag.test() sets its own
+pytestmark = pytest.mark.timeout(120, method="thread")
+PARKED = (TaskInstanceState.AWAITING_INPUT, TaskInstanceState.DEFERRED)
 LONG_AGO = datetime.now(UTC) - timedelta(days=1)
 
 
@@ -52,9 +55,9 @@ def pages_env(dag_env, tmp_path, monkeypatch):
 
 class Responder(threading.Thread):
     """Answers the first Required Action of ``sitewatch_incident_update`` asked for after it was
-    made (the metadata database may hold older ones of other runs) as user ``name``,
-    through the handler behind the UI's form (``update_hitl_detail``), with the option that
-    ``choose(options)`` returns and ``params``. ``offered`` is what the form offered."""
+    made (the metadata database may hold older ones of other runs), once its task has parked, as
+    user ``name``, through the handler behind the UI's form (``update_hitl_detail``), with the
+    option that ``choose(options)`` returns and ``params``. ``offered`` is what the form offered."""
 
     def __init__(self, name: str, choose, params: dict) -> None:
         super().__init__(daemon=True)
@@ -81,6 +84,11 @@ class Responder(threading.Thread):
                         TaskInstance.dag_id == INCIDENT_UPDATE_DAG_ID,
                         HITLDetail.responded_at.is_(None),
                         HITLDetail.created_at >= self.since,
+                        # parked, as the UI's user finds it: an answer that comes before the
+                        # task has parked is stored, but Airflow resumes no task then, and
+                        # dag.test() would wait for ever (a fresh-clone run once answered 52 ms
+                        # after the form was made, and hung)
+                        TaskInstance.state.in_(PARKED),
                     )
                 ).first()
                 if found is not None:
