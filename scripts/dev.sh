@@ -477,7 +477,8 @@ export AIRFLOW__SCHEDULER__MAX_DAGRUNS_PER_LOOP_TO_SCHEDULE=100
 # Airflow writes each parse back holding its DAGs' rows of the dag table, and at 10,000 sites the
 # eight site files' writes held the triggerer and the schedulers for two minutes (docs/scaling.md).
 # The DAG processor's sitewatch plugin (sitewatch.airflow.processor_preload) parses again at once
-# the files a change of the sites file touches; without it, Airflow's 30 s stays. Airflow writes
+# the files a change of the sites file touches, and the file of a DAG that Airflow left at its
+# run limit (processor_preload.held_back); without it, Airflow's 30 s stays. Airflow writes
 # a parsed DAG only 30 s after its last write (min_serialized_dag_update_interval): with parses on
 # change, a second edit within 30 s would wait a day; 0 writes each changed DAG (unchanged ones
 # never are: Airflow compares their hashes).

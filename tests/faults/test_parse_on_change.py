@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from urllib.parse import quote
 
 import pytest
 
@@ -76,3 +77,53 @@ def test_an_edit_parses_its_shard_at_once_and_no_other(private_airflow: Stack, w
     after = parsed_at(stack, tag)
     again = {name for name in names if after[site_dag_id(name)] != before[site_dag_id(name)]}
     assert again == {name for name in names if site_shard(name) == site_shard(edited)}
+
+
+def runs(stack: Stack, dag_id: str) -> list[tuple]:
+    """(run_id, state) of each run of ``dag_id``, by logical date."""
+    with stack.metadata() as db:
+        return db.execute(
+            "SELECT run_id, state FROM dag_run WHERE dag_id = %s ORDER BY logical_date",
+            (dag_id,),
+        ).fetchall()
+
+
+@pytest.mark.timeout(400)
+def test_a_site_dag_left_at_its_run_limit_is_parsed_and_runs_again(
+    private_airflow: Stack,  # noqa: F811
+    web,
+):
+    """A run that ends where the scheduler does not see it (its DAG paused, "mark as failed" in
+    the UI) leaves Airflow's ``exceeds_max_non_backfill`` as it was: set, when that run was at
+    the DAG's limit (a site with locations allows two or three), and Airflow starts no run of
+    the DAG until its file's next parse, a day away. The DAG processor finds it within 30 s and
+    parses the file again."""
+    stack, name = private_airflow, f"held-{uuid.uuid4().hex[:6]}"
+    dag_id = site_dag_id(name)
+    stack.set_sites(sites_file([name], web.url, schedule="1m", retries=0))
+    stack.wait_dags({dag_id})
+    deadline = time.monotonic() + 180
+    while not any(state == "success" for _, state in runs(stack, dag_id)):
+        assert time.monotonic() < deadline, f"no run of {dag_id}: {runs(stack, dag_id)}"
+        time.sleep(2)
+
+    stack.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": True})
+    for run_id, state in runs(stack, dag_id):
+        if state in ("queued", "running"):  # the scheduler looks at no paused DAG's runs
+            path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"
+            stack.api("PATCH", path, {"state": "failed"})
+    ended = runs(stack, dag_id)
+    assert not [r for r in ended if r[1] in ("queued", "running")], ended
+    with stack.metadata() as db:  # what that run leaves when it was the last the limit allowed
+        db.execute("UPDATE dag SET exceeds_max_non_backfill = true WHERE dag_id = %s", (dag_id,))
+    stack.unpause(dag_id)
+
+    deadline = time.monotonic() + 150
+    while len(now := runs(stack, dag_id)) == len(ended):
+        assert time.monotonic() < deadline, (
+            f"no run of {dag_id} 150 s after it was unpaused: {now}; {stack.diagnose()}; "
+            + processor_log(stack)
+        )
+        time.sleep(2)
+    logs = (stack.state / "airflow").glob("*.log")
+    assert any("held_back: parsing again" in p.read_text(errors="replace") for p in logs)

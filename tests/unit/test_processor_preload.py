@@ -291,6 +291,8 @@ def parse_on_change(monkeypatch):
 
     for name in ("handle_parsing_result", "_sort_by_mtime"):
         monkeypatch.setattr(DagFileProcessorManager, name, getattr(DagFileProcessorManager, name))
+    # no DAG held at its run limit (test_a_dag_held_at_its_run_limit_is_parsed_again has them)
+    monkeypatch.setattr("sitewatch.airflow.processor_preload.held_dag_files", set)
     keep_parse_time_after_callbacks()
     reparse_when_sites_change()
 
@@ -385,7 +387,7 @@ def test_a_change_of_the_sites_file_parses_only_the_shards_it_touched(
         return {key for key, file in files.items() if file in manager._file_queue}
 
     text = sites_file(names, "https://example.test/")
-    now = time.time()  # every parse below within 30 s: the files of no shard are not due again
+    now = time.time()
     write(text, now - 20)
     for key, file in files.items():
         (tmp_path / file.rel_path).write_text("")
@@ -416,18 +418,50 @@ def test_a_change_of_the_sites_file_parses_only_the_shards_it_touched(
     assert queued() == {other, "drain"}
 
 
-def test_a_file_of_no_shard_is_parsed_again_every_30_seconds():
-    """The drain's and the other small DAG files keep Airflow's cadence: a parse also brings
-    their DAGs' scheduling fields up to date (an unpaused drain whose run ended while paused
-    starts again only after one). The site shards wait for a change of the sites file."""
+def test_a_dag_held_at_its_run_limit_is_parsed_again(monkeypatch, caplog):
+    """A file whose DAG Airflow keeps marked at its run limit with fewer runs active (a run
+    ended while its DAG was paused) is parsed again once, at most 30 s after it was marked;
+    the metadata database is asked once per 30 s, and an answer it cannot give parses nothing."""
+    from types import SimpleNamespace
+
     from airflow.dag_processing.manager import DagFileInfo
 
-    from sitewatch.airflow.processor_preload import OTHER_FILES_INTERVAL, due_again
+    from sitewatch.airflow import processor_preload
+    from sitewatch.airflow.processor_preload import LOOK_INTERVAL, held_back, parse_starts
 
-    drain, shard, new = (
-        DagFileInfo(rel_path=Path(name), bundle_name="d")
-        for name in ("drain.py", "sites_3.py", "watch.py")
+    answers: list = [{("d", "sites_3.py")}, set(), RuntimeError("the database is gone")]
+    asked: list[float] = []
+
+    def held_dag_files():
+        asked.append(now)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(processor_preload, "held_dag_files", held_dag_files)
+    caplog.set_level("INFO", logger=processor_preload.__name__)
+    shard, drain = (
+        DagFileInfo(rel_path=Path(name), bundle_name="d") for name in ("sites_3.py", "drain.py")
     )
-    starts = {drain.presence_key: 100.0, shard.presence_key: 100.0}
-    assert due_again([drain, shard, new], starts, 100.0 + OTHER_FILES_INTERVAL) == set()
-    assert due_again([drain, shard, new], starts, 101.0 + OTHER_FILES_INTERVAL) == {drain}
+    elsewhere = DagFileInfo(rel_path=Path("sites_3.py"), bundle_name="other")
+    manager = SimpleNamespace()
+    parse_starts(manager).update({shard.presence_key: 900.0, drain.presence_key: 900.0})
+    files = [shard, drain, elsewhere]
+
+    now = 1000.0
+    assert held_back(manager, files, now) == {shard}
+    assert "held_back: parsing again sites_3.py" in caplog.text
+    now = 1010.0  # not parsed yet: still held, and the database is not asked again
+    assert held_back(manager, files, now) == {shard}
+    parse_starts(manager)[shard.presence_key] = 1012.0  # parsed since the look
+    now = 1015.0
+    assert held_back(manager, files, now) == set()
+    assert asked == [1000.0]
+
+    now = 1000.0 + LOOK_INTERVAL  # the next look finds nothing held
+    assert held_back(manager, files, now) == set()
+    now += LOOK_INTERVAL  # the database fails: logged, nothing parsed, nothing raised
+    assert held_back(manager, files, now) == set()
+    assert "could not read the DAGs' run limits" in caplog.text
+    assert asked == [1000.0, 1030.0, 1060.0]

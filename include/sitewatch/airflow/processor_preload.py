@@ -48,6 +48,8 @@ parse of all eight every 10 minutes still held the triggerer's event loop for up
 while this module is on) without a change of the sites file waiting for it: a file whose last
 full parse began before the sites file's last change counts as changed, and Airflow parses a
 changed file at once (``[dag_processor] file_parsing_sort_mode = modified_time``, its default).
+A parse also recounts each DAG's active runs, which Airflow's scheduler needs after a run ended
+out of its sight: ``held_back`` parses such a DAG's file again (at most 30 s later).
 
 Nothing here may stop the DAG processor: any failure is logged and the processor runs as it
 would without this module (each child imports what it needs, and reports what fails to import
@@ -221,40 +223,84 @@ def reparse_when_sites_change() -> None:
         except OSError:  # no sites file: the factory reports it at the next parse
             return ordered, changed
         stale = parsed_before(files, parse_starts(self), changed_at)
-        stale |= due_again(files, parse_starts(self), time.time())
         try:
             if stale:  # the sites file's prints, once for every file it may have left alone
                 prints, now = parse_prints(self), current_prints()
                 stale = {f for f in stale if not same_shard(prints, now, f)}
         except Exception:  # noqa: BLE001 - parse them all, as without the prints
             log.exception("reparse_when_sites_change: could not tell the shards apart")
-        return ordered, changed | stale
+        return ordered, changed | stale | held_back(self, files, time.time())
 
     _sort_by_mtime.follows_sites = True
     DagFileProcessorManager._sort_by_mtime = _sort_by_mtime
 
 
-OTHER_FILES_INTERVAL = 30.0
-"""Seconds between parses of a DAG file that holds no site shard (the drain, the watcher, the
-status page...): Airflow's own default. A parse also brings each of the file's DAGs' scheduling
-fields up to date (its count of active runs, its next run), which a run that ended while its DAG
-was paused leaves stale: without it an unpaused drain would start no run until the next parse.
-These files are small; only the site shards wait for a change of the sites file."""
+LOOK_INTERVAL = 30.0
+"""Seconds between two looks of ``held_back`` at the metadata database: Airflow's own default
+interval between parses of a file, which the look stands in for."""
 
 
-def due_again(files, starts: dict, now: float) -> set:
-    """The ``files`` that hold no site shard and whose last full parse (``starts``) began more
-    than ``OTHER_FILES_INTERVAL`` before ``now``."""
-    from sitewatch.airflow.factory import shard_file
+_HELD = "_sitewatch_held"
 
-    until = now - OTHER_FILES_INTERVAL
+
+def held_back(manager, files, now: float) -> set:
+    """The ``files`` that hold a DAG Airflow would start no run of until its next parse, and
+    were not parsed since that was seen; looked up at most once per ``LOOK_INTERVAL``
+    (``now``: seconds since the epoch). Never raises.
+
+    Airflow starts a DAG's runs only while its ``exceeds_max_non_backfill`` is false. The scheduler
+    sets it again when it ends a run, and a parse does; a run at the DAG's limit ended anywhere
+    else (paused: the scheduler does not look at a paused DAG's runs; "mark as failed" in the
+    UI) leaves it true, and with a day between parses the DAG (a site, the drain) would start
+    no run for up to a day. A parse of the DAG's file recounts its active runs."""
+    seen = manager.__dict__.setdefault(_HELD, [0.0, set()])  # when looked, what was found
+    if now - seen[0] >= LOOK_INTERVAL:
+        try:
+            held = held_dag_files()
+        except Exception:  # noqa: BLE001 - the day's parse is left, as without this look
+            log.exception("held_back: could not read the DAGs' run limits")
+            held = set()
+        seen[:] = [now, held]
+        if held:
+            log.info("held_back: parsing again %s", ", ".join(sorted(p for _, p in held)))
+    looked, held = seen
+    starts = parse_starts(manager)
     return {
         f
         for f in files
-        if f.presence_key in starts
-        and starts[f.presence_key] < until
-        and shard_file(f.rel_path.name) is None
+        if (f.bundle_name, str(f.rel_path)) in held and starts.get(f.presence_key, 0.0) < looked
     }
+
+
+def held_dag_files() -> set[tuple[str, str]]:
+    """``(bundle, relative file)`` of each active, unpaused DAG marked at its run limit with
+    fewer runs active (queued or running, backfills aside, as Airflow counts them)."""
+    from airflow.models.dag import DagModel
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunType
+    from sqlalchemy import func, select
+
+    active = (
+        select(func.count())
+        .where(
+            DagRun.dag_id == DagModel.dag_id,
+            DagRun.state.in_((DagRunState.RUNNING, DagRunState.QUEUED)),
+            DagRun.run_type != DagRunType.BACKFILL_JOB,
+        )
+        .scalar_subquery()
+    )
+    query = select(DagModel.bundle_name, DagModel.relative_fileloc).where(
+        DagModel.exceeds_max_non_backfill,
+        ~DagModel.is_paused,
+        ~DagModel.is_stale,
+        DagModel.relative_fileloc.is_not(None),
+        DagModel.max_active_runs.is_not(None),
+        active < DagModel.max_active_runs,
+    )
+    with create_session() as session:
+        return {tuple(row) for row in session.execute(query)}
 
 
 MTIME_MARGIN = 1.0
