@@ -87,14 +87,27 @@ class Stack(tests.stack.Stack):
         }
 
     def ensure_airflow(self, timeout: float = 120) -> dict[str, str]:
-        """Restart every component that is dead or reported unhealthy for ``timeout`` seconds;
-        return {name: why} of those restarted, with the tail of the log of each."""
+        """Restart every component that is dead, started before PostgreSQL last did, or reported
+        unhealthy for ``timeout`` seconds; return {name: why} of those restarted, with the tail
+        of the log of each.
+
+        An Airflow component does not survive its database's restart (a query in flight ends
+        it, at once or minutes later: a triggerer alive at a module's start died during its
+        test), so one older than the database's start is restarted although it still runs."""
         restarted = {}
+        with self.metadata() as db:
+            (database_started,) = db.execute(
+                "SELECT extract(epoch FROM pg_postmaster_start_time())::float8"
+            ).fetchone()
         for name in COMPONENTS:
             if not self.alive(name):
                 restarted[name] = "dead: " + self.log_tail(name)
-                self.stop_component(name)
-                self.start_component(name)
+            elif self.pidfile(name).stat().st_mtime < database_started:
+                restarted[name] = "started before PostgreSQL restarted"
+            else:
+                continue
+            self.stop_component(name)
+            self.start_component(name)
         self.wait_api()
         deadline = time.monotonic() + timeout
         while (sick := [n for n, s in self.health().items() if s != "healthy"]) and (
