@@ -42,13 +42,15 @@ from tests.faults.stack import (  # noqa: F401
     site_server,
 )
 
-# A thousand runs due at once keep the scheduler's loops long for well over WINDOW (the backlog
-# check below asserts it), which is all the figure needs: 2,000 and 180 s (before the fix: 19 of
+# A thousand runs due at once keep the scheduler's loops long for over BOUND (the backlog check
+# below asserts it), which is all the figure needs: 2,000 and 180 s (before the fix: 19 of
 # 36 markers never stored) took four and a half minutes of make test for the same verdict.
 SITES = 1000
 EVERY = 5.0
 WINDOW = 90.0  # longer than BOUND: a drain that stands still for BOUND fails within it
-BOUND = 60.0  # seconds from publish to stored; before the fix the drain stood still for minutes
+# Seconds from publish to stored (measured: at most 8-10 s); before the fix the drain stood still
+# for minutes. The backlog must outlast it: 60 s of a 1,000-run backlog on an idle machine.
+BOUND = 40.0
 
 
 def run_states(stack: Stack, dag_like: str) -> dict[str, int]:
@@ -134,10 +136,13 @@ def test_checks_are_stored_within_seconds_while_thousands_of_runs_are_due(
 
         # 3. a marker every EVERY seconds while the backlog lasts
         due: list[int] = []  # site runs not yet done (none, queued or running), each sample
-        while time.monotonic() - backlog_from < WINDOW:
+        backlog_s = WINDOW  # how long at least a quarter of them were not done
+        while (elapsed := time.monotonic() - backlog_from) < WINDOW:
             publish()
             states = run_states(stack, dag_like)
             due.append(SITES - states.get("success", 0) - states.get("failed", 0))
+            if due[-1] < SITES // 4:
+                backlog_s = min(backlog_s, elapsed)
             time.sleep(EVERY)
         settle = time.monotonic() + BOUND
         while len(stored_at(stack, marker)) < len(published) and time.monotonic() < settle:
@@ -168,11 +173,13 @@ def test_checks_are_stored_within_seconds_while_thousands_of_runs_are_due(
         "markers_never_stored": sum(1 for lag in lags if lag == float("inf")),
         "lag_p50_s": round(statistics.median(lags), 1),
         "lag_max_s": round(lags[-1], 1),
-        "site_runs_not_done_first_last": [due[0], due[-1]],
-        "site_runs_not_done_min": min(due),
+        "site_runs_not_done_each_sample": due,
+        "backlog_s": round(backlog_s),
         "test_minutes": round((time.monotonic() - started) / 60, 1),
     }
     print(f"drain_under_backlog: {figures}")
     record("drain_under_backlog", figures)
     assert lags[-1] <= BOUND, f"a check waited {lags[-1]:.0f} s to be stored: {figures}"
-    assert min(due) >= SITES // 4, f"the backlog did not last the window: {figures}"
+    # a drain that stood still while the backlog lasted would have kept the first marker waiting
+    # until it ended: so the backlog must last BOUND, or the bound above proves nothing
+    assert backlog_s >= BOUND, f"the backlog did not last {BOUND:.0f} s: {figures}"
