@@ -418,10 +418,11 @@ def test_a_change_of_the_sites_file_parses_only_the_shards_it_touched(
     assert queued() == {other, "drain"}
 
 
-def test_a_dag_held_at_its_run_limit_is_parsed_again(monkeypatch, caplog):
+def test_a_dag_held_at_its_run_limit_is_parsed_again(monkeypatch, caplog, parse_on_change):
     """A file whose DAG Airflow keeps marked at its run limit with fewer runs active (a run
     ended while its DAG was paused) is parsed again once, at most 30 s after it was marked;
-    the metadata database is asked once per 30 s, and an answer it cannot give parses nothing."""
+    the metadata database is asked once per 30 s, and an answer it cannot give parses nothing.
+    (``parse_on_change`` imports Airflow before the test: its logging setup would drop caplog's.)"""
     from types import SimpleNamespace
 
     from airflow.dag_processing.manager import DagFileInfo
@@ -465,3 +466,35 @@ def test_a_dag_held_at_its_run_limit_is_parsed_again(monkeypatch, caplog):
     assert held_back(manager, files, now) == set()
     assert "could not read the DAGs' run limits" in caplog.text
     assert asked == [1000.0, 1030.0, 1060.0]
+
+
+def test_a_held_dag_file_is_queued_with_or_without_a_sites_file(
+    tmp_path, monkeypatch, parse_on_change
+):
+    """Through Airflow's own ``prepare_file_queue``: the drain's file, parsed a moment ago, is
+    queued again when its DAG is held at its run limit, also when there is no sites file."""
+    from types import SimpleNamespace
+
+    from airflow.dag_processing.manager import DagFileInfo, DagFileProcessorManager, DagFileStat
+
+    from sitewatch.airflow import processor_preload
+
+    drain = DagFileInfo(rel_path=Path("drain.py"), bundle_name="dags-folder", bundle_path=tmp_path)
+    (tmp_path / "drain.py").write_text("")
+    monkeypatch.setenv("SITEWATCH_SITES_FILE", str(tmp_path / "no-such-sites.yaml"))
+    manager = DagFileProcessorManager(max_runs=0)
+    manager._file_process_interval = 86400  # as make run and compose set it
+    manager._file_stats[drain] = DagFileStat(num_dags=1, last_finish_time=datetime.now(UTC))
+    parse = SimpleNamespace(had_callbacks=False, parsing_result=None, start_time=time.monotonic())
+    manager.handle_parsing_result(drain, parse)
+
+    def queued(held: set) -> bool:
+        monkeypatch.setattr(processor_preload, "held_dag_files", lambda: held)
+        manager.__dict__.pop("_sitewatch_held", None)  # look again now
+        manager._file_queue.clear()
+        manager.prepare_file_queue(known_files={"dags-folder": {drain}})
+        return drain in manager._file_queue
+
+    assert not queued(set())
+    time.sleep(0.01)  # the look comes after the parse began
+    assert queued({("dags-folder", "drain.py")})

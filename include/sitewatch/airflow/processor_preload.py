@@ -204,7 +204,8 @@ def reparse_when_sites_change() -> None:
     which files changed since their last parse: those it queues although they were parsed within
     ``min_file_process_interval``. The start of each full parse is recorded by
     ``keep_parse_time_after_callbacks``'s wrapper, so a change made while a parse ran (which may
-    have read the file before it) is parsed again too.
+    have read the file before it) is parsed again too. The files ``held_back`` names are queued
+    the same way, with or without a sites file.
     """
     from airflow.dag_processing.manager import DagFileProcessorManager
 
@@ -218,6 +219,7 @@ def reparse_when_sites_change() -> None:
     def _sort_by_mtime(self, files):
         files = list(files)
         ordered, changed = original(self, files)
+        changed = changed | held_back(self, files, time.time())
         try:
             changed_at = os.path.getmtime(default_sites_path())
         except OSError:  # no sites file: the factory reports it at the next parse
@@ -229,7 +231,7 @@ def reparse_when_sites_change() -> None:
                 stale = {f for f in stale if not same_shard(prints, now, f)}
         except Exception:  # noqa: BLE001 - parse them all, as without the prints
             log.exception("reparse_when_sites_change: could not tell the shards apart")
-        return ordered, changed | stale | held_back(self, files, time.time())
+        return ordered, changed | stale
 
     _sort_by_mtime.follows_sites = True
     DagFileProcessorManager._sort_by_mtime = _sort_by_mtime
