@@ -45,6 +45,9 @@ _REFUSAL = re.compile(
     r"certificate required|certificate revoked|unsupported certificate|access denied)"
 )
 _BROKER = re.compile(r"\bssl://([^/\s]+):(\d+)/")
+# librdkafka's suffix on a transport error, which differs between two reports of one failure:
+# " (after 0ms in state CONNECT)", " (after 10001ms in state UP, 2 identical error(s) suppressed)"
+_TIMING = re.compile(r" \(after \d+ms in state [A-Z_]+(?:, \d+ identical error\(s\) suppressed)?\)")
 _PG_SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 
 
@@ -61,7 +64,8 @@ def check_files(config: dict, conn_id: str) -> None:
 
 
 class ClientErrors:
-    """An ``error_cb`` for a librdkafka client that keeps its recent errors to explain a failure.
+    """An ``error_cb`` for a librdkafka client that keeps its recent errors to explain a failure,
+    without librdkafka's timing suffix, so that one failure reads the same every time.
 
     config: the client's configuration (only its TLS file paths are kept). chained: an
     ``error_cb`` the connection configured itself, still called for every error.
@@ -75,7 +79,7 @@ class ClientErrors:
         self._chained = chained
 
     def __call__(self, err) -> None:
-        self.errors.append(err.str())
+        self.errors.append(_TIMING.sub("", err.str()))
         if self._chained is not None:
             self._chained(err)
 
