@@ -77,18 +77,28 @@ def stored_at(stack: Stack, site: str) -> dict[datetime, datetime]:
 def end_runs(stack: Stack, dag_like: str) -> None:
     """Mark the matching runs not done yet failed, and their unfinished tasks, as an operator
     clearing a backlog would: hundreds are left when the window ends, and the next module's
-    runs would wait minutes behind them (its test doubled in length)."""
-    with stack.metadata() as db:
-        db.execute(
-            "UPDATE task_instance SET state = 'failed', end_date = now() WHERE dag_id LIKE %s"
-            " AND (state IS NULL OR state NOT IN ('success', 'failed', 'skipped', 'removed'))",
-            (dag_like,),
-        )
-        db.execute(
-            "UPDATE dag_run SET state = 'failed', end_date = now() WHERE dag_id LIKE %s"
-            " AND state IN ('queued', 'running')",
-            (dag_like,),
-        )
+    runs would wait minutes behind them (its test doubled in length). The scheduler updates the
+    same rows meanwhile, in an order of its own: PostgreSQL may end either side as deadlocked,
+    and ours is tried again (both updates mean the same the second time)."""
+    for attempt in range(1, 6):
+        try:
+            with stack.metadata() as db:
+                db.execute(
+                    "UPDATE task_instance SET state = 'failed', end_date = now()"
+                    " WHERE dag_id LIKE %s AND (state IS NULL"
+                    " OR state NOT IN ('success', 'failed', 'skipped', 'removed'))",
+                    (dag_like,),
+                )
+                db.execute(
+                    "UPDATE dag_run SET state = 'failed', end_date = now() WHERE dag_id LIKE %s"
+                    " AND state IN ('queued', 'running')",
+                    (dag_like,),
+                )
+            return
+        except psycopg.errors.DeadlockDetected:
+            if attempt == 5:
+                raise
+            time.sleep(1)
 
 
 @pytest.mark.timeout(1500)
