@@ -48,9 +48,10 @@ from tests.faults.stack import (  # noqa: F401
 SITES = 1000
 EVERY = 5.0
 WINDOW = 90.0  # longer than BOUND: a drain that stands still for BOUND fails within it
-# Seconds from publish to stored (measured: at most 8-10 s); before the fix the drain stood still
-# for minutes. The backlog must outlast it: 60 s of a 1,000-run backlog on an idle machine.
-BOUND = 40.0
+# Seconds from publish to stored (measured: at most 8-12 s, 32.5 s once in a busy CI run); before
+# the fix the drain stood still for minutes. The backlog must outlast it: 60 s of a 1,000-run
+# backlog on an idle machine, the whole window in CI runs.
+BOUND = 50.0
 
 
 def run_states(stack: Stack, dag_like: str) -> dict[str, int]:
