@@ -193,11 +193,11 @@ def test_a_down_site_in_maintenance_shows_both_and_its_attempts_in_it(page, airf
     states = [b.get_attribute("data-state") for b in row.locator("[data-state]").all()]
     assert states == ["maintenance", "down"] and "maintenance · down" in row.inner_text()
     page.get_by_role("link", name=MAINT_SITE, exact=True).click()
-    status_card = page.locator(".card", has_text="Status")
-    assert [b.get_attribute("data-state") for b in status_card.locator("[data-state]").all()] == [
-        "maintenance",
-        "down",
-    ]
+    # all() does not wait: read the badges once the site's page is the one shown
+    page.wait_for_url(f"**/sitewatch/sites/{MAINT_SITE}")
+    badges = page.locator(".card", has_text="Status").locator("[data-state]")
+    expect(badges).to_have_count(2)
+    assert [b.get_attribute("data-state") for b in badges.all()] == ["maintenance", "down"]
 
     # recent_states' check before the window (answered in 90 ms) is not marked; the two in it
     # (60 and 40 ms) are, in the table and as one shaded stretch of the chart
