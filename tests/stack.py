@@ -340,6 +340,9 @@ class Stack:
         """Call the REST API as admin; returns decoded JSON."""
         return _json_call(method, self.url(path), body, self.token(), timeout)
 
+    def pause(self, dag_id: str) -> None:
+        self.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": True})
+
     def unpause(self, dag_id: str) -> None:
         self.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
 

@@ -93,10 +93,6 @@ def wait_for(what: str, check, timeout: float, stack: Stack) -> None:
         time.sleep(2)
 
 
-def pause(stack: Stack, dag_id: str) -> None:
-    stack.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": True})
-
-
 ACTIVE = ("running", "queued", "scheduled", "deferred", "up_for_retry", "up_for_reschedule")
 
 
@@ -108,7 +104,7 @@ def active(stack: Stack, dag_id: str) -> int:
 
 def fresh_watcher(stack: Stack) -> None:
     """Start the watcher from no state: earlier modules may have left an outage in it."""
-    pause(stack, WATCH_DAG_ID)
+    stack.pause(WATCH_DAG_ID)
     wait_for("the watcher to finish its run", lambda: not active(stack, WATCH_DAG_ID), 120, stack)
     try:
         stack.api("DELETE", f"/api/v2/variables/{WATCH_STATE_VARIABLE}")
@@ -152,7 +148,7 @@ def stall_drain(stack: Stack) -> None:
     Its tasks, not its run: a run marked failed through the API is never examined by the
     scheduler again, which then keeps counting it as active and starts no new run of the
     ``@continuous`` DAG after it is unpaused (Airflow 3.3). A failed task fails the run as usual."""
-    pause(stack, DRAIN_DAG_ID)
+    stack.pause(DRAIN_DAG_ID)
     base = f"/api/v2/dags/{DRAIN_DAG_ID}/dagRuns"
     for run in stack.api("GET", f"{base}?state=running")["dag_runs"]:
         run_path = f"{base}/{quote(run['dag_run_id'], safe='')}/taskInstances"
