@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import http.server
+import inspect
 import os
+import re
+import signal
 import socket
 import threading
 import time
@@ -70,6 +73,33 @@ def pytest_collection_modifyitems(config, items):
         # 3.8 writes to item._nodeid, an attribute pytest 9 no longer reads: set it on the id.
         item._id = NodeId.parse(f"{item.nodeid}@{group(item)}")
     items.sort(key=_order)
+
+
+# dag.test() runs Airflow's timeouts in this process (a DAG file's import, each task's
+# execution_timeout): each sets SIGALRM's timer and clears it at its end, and pytest-timeout's
+# alarm for the test is gone with it: a test that then hung would wait for ever. (Its thread method
+# is no way out: pytest-xdist runs the test that ended a worker again in the next one.) In a module
+# that calls dag.test(), the test's alarm comes back each time Airflow clears the timer.
+CALLS_DAG_TEST = re.compile(r"\)\.test\(|\bdag\.test\(")
+
+
+@pytest.fixture(autouse=True)
+def _test_timeout_outlives_airflows(request, monkeypatch):
+    module = getattr(request.node, "module", None)
+    if module is None or not CALLS_DAG_TEST.search(inspect.getsource(module)):
+        return
+    handler, left = signal.getsignal(signal.SIGALRM), signal.getitimer(signal.ITIMER_REAL)[0]
+    if not left:
+        return  # no alarm: pytest-timeout is off, or times by a thread
+    deadline, set_timer = time.monotonic() + left, signal.setitimer
+
+    def setitimer(which, seconds, interval=0.0):
+        if which != signal.ITIMER_REAL or seconds or signal.getsignal(signal.SIGALRM) is handler:
+            return set_timer(which, seconds, interval)  # not Airflow's end of a timeout
+        signal.signal(signal.SIGALRM, handler)
+        return set_timer(which, max(deadline - time.monotonic(), 0.01))
+
+    monkeypatch.setattr(signal, "setitimer", setitimer)
 
 
 @pytest.fixture

@@ -39,8 +39,7 @@ from tests.integration import test_incidents, test_mutes
 import_all_models()
 db, dag_env, run = test_mutes.db, test_mutes.dag_env, test_mutes.run
 # dag.test() waits for an answer as long as it takes: a responder that failed must not hang the run
-# pytest-timeout's SIGALRM would be lost: the task's execution_timeout in dag.test() sets its own
-pytestmark = pytest.mark.timeout(120, method="thread")
+pytestmark = pytest.mark.timeout(120)
 PARKED = (TaskInstanceState.AWAITING_INPUT, TaskInstanceState.DEFERRED)
 LONG_AGO = datetime.now(UTC) - timedelta(days=1)
 
