@@ -253,8 +253,9 @@ def held_back(manager, files, now: float) -> set:
     Airflow starts a DAG's runs only while its ``exceeds_max_non_backfill`` is false. The scheduler
     sets it again when it ends a run, and a parse does; a run at the DAG's limit ended anywhere
     else (paused: the scheduler does not look at a paused DAG's runs; "mark as failed" in the
-    UI) leaves it true, and with a day between parses the DAG (a site, the drain) would start
-    no run for up to a day. A parse of the DAG's file recounts its active runs."""
+    UI) leaves it true, as does a parse that counted a run which ended before the parse was
+    written; with a day between parses the DAG (a site, the drain) would start no run for up to
+    a day. A parse of the DAG's file recounts its active runs."""
     seen = manager.__dict__.setdefault(_HELD, [0.0, set()])  # when looked, what was found
     if now - seen[0] >= LOOK_INTERVAL:
         try:
