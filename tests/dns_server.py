@@ -18,6 +18,24 @@ import dns.rdatatype
 import dns.rrset
 
 
+def _one_port(tries: int = 20) -> tuple[socket.socket, socket.socket]:
+    """A UDP socket and a TCP one bound to one port of 127.0.0.1. The kernel picks a free TCP
+    port (the local ends of the suite's many connections are taken TCP ports); UDP ports are
+    rarely taken, and another is picked when this one is."""
+    for _ in range(tries):
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        tcp.bind(("127.0.0.1", 0))
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            udp.bind(("127.0.0.1", tcp.getsockname()[1]))
+        except OSError:
+            tcp.close()
+            udp.close()
+            continue
+        return udp, tcp
+    raise RuntimeError(f"no port of 127.0.0.1 free for both UDP and TCP in {tries} tries")
+
+
 @contextmanager
 def dns_server(
     records: dict[tuple[str, str], list[str]],
@@ -26,11 +44,8 @@ def dns_server(
     truncated: frozenset[str] = frozenset(),
 ) -> Iterator[int]:
     """Serve ``records`` ({(name, type): [rdata text]}); yields the UDP port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
+    sock, listener = _one_port()
     sock.settimeout(0.05)
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", sock.getsockname()[1]))
     listener.listen()
     listener.settimeout(0.05)
     stop = threading.Event()
