@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import http.server
-import inspect
 import os
-import re
 import signal
 import socket
 import threading
@@ -75,19 +73,13 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=_order)
 
 
-# dag.test() runs Airflow's timeouts in this process (a DAG file's import, each task's
-# execution_timeout): each sets SIGALRM's timer and clears it at its end, and pytest-timeout's
-# alarm for the test is gone with it: a test that then hung would wait for ever. (Its thread method
-# is no way out: pytest-xdist runs the test that ended a worker again in the next one.) In a module
-# that calls dag.test(), the test's alarm comes back each time Airflow clears the timer.
-CALLS_DAG_TEST = re.compile(r"\)\.test\(|\bdag\.test\(")
-
-
+# Airflow's timeouts that run in a test's process (a DAG file's import in a DagBag or dag.test(),
+# each task's execution_timeout in dag.test()) set SIGALRM's timer and clear it at their end, and
+# pytest-timeout's alarm for the test is gone with it: a test that then hung would wait for ever.
+# (Its thread method is no way out: pytest-xdist runs the test that ended a worker again in the
+# next one.) The test's alarm comes back each time a timer of another handler is cleared.
 @pytest.fixture(autouse=True)
-def _test_timeout_outlives_airflows(request, monkeypatch):
-    module = getattr(request.node, "module", None)
-    if module is None or not CALLS_DAG_TEST.search(inspect.getsource(module)):
-        return
+def _test_timeout_outlives_airflows(monkeypatch):
     handler, left = signal.getsignal(signal.SIGALRM), signal.getitimer(signal.ITIMER_REAL)[0]
     if not left:
         return  # no alarm: pytest-timeout is off, or times by a thread
@@ -95,7 +87,7 @@ def _test_timeout_outlives_airflows(request, monkeypatch):
 
     def setitimer(which, seconds, interval=0.0):
         if which != signal.ITIMER_REAL or seconds or signal.getsignal(signal.SIGALRM) is handler:
-            return set_timer(which, seconds, interval)  # not Airflow's end of a timeout
+            return set_timer(which, seconds, interval)  # not the end of another timeout
         signal.signal(signal.SIGALRM, handler)
         return set_timer(which, max(deadline - time.monotonic(), 0.01))
 

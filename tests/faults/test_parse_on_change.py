@@ -44,9 +44,10 @@ def processor_log(stack: Stack) -> str:
     logs = sorted((stack.state / "airflow").glob("*dag-processor*.log")) or sorted(
         (stack.state / "airflow").glob("*.log")
     )
-    said = [line for p in logs for line in p.read_text(errors="replace").splitlines()
+    texts = {p.name: p.read_text(errors="replace") for p in logs}
+    said = [line for text in texts.values() for line in text.splitlines()
             if "held_back" in line or "reparse_when_sites_change" in line]  # fmt: skip
-    tails = "\n".join(f"--- {p.name}\n{p.read_text()[-4000:]}" for p in logs[:2])
+    tails = "\n".join(f"--- {name}\n{text[-4000:]}" for name, text in list(texts.items())[:2])
     return "\n".join(said[-20:]) + "\n" + tails
 
 
